@@ -1,0 +1,34 @@
+/**
+ * midisock: MIDI over TCP/IP for Deno, wire-compatible with Python mido's
+ * socket ports (a plain MIDI 1.0 byte stream, not RTP-MIDI), with hardware
+ * MIDI through RtMidi, and one async port vocabulary for both: every input
+ * is `for await`-able, every output has `send`, `reset` and `panic`.
+ *
+ * Importing this module needs no permission; RtMidi is loaded on the first
+ * hardware call only.
+ *
+ * @example Encoding and parsing messages
+ * ```ts
+ * import { encode, formatMessage, message, Parser } from "@x/midisock";
+ *
+ * const bytes = encode(message("note_on", { note: 60 }));
+ * for (const msg of new Parser().feed(bytes)) console.log(formatMessage(msg));
+ * // note_on channel=0 note=60 velocity=64 time=0
+ * ```
+ *
+ * @module
+ */
+
+export * from "./src/codec/mod.ts";
+export {
+  DEFAULT_QUEUE_SIZE,
+  type InputPort,
+  InputPortBase,
+  type IOPort,
+  MessageQueue,
+  type OutputPort,
+  PANIC_MESSAGES,
+  type Port,
+  RESET_MESSAGES,
+} from "./src/port.ts";
+export { PortClosedError } from "./src/errors.ts";
