@@ -31,4 +31,21 @@ export {
   type Port,
   RESET_MESSAGES,
 } from "./src/port.ts";
-export { PortClosedError } from "./src/errors.ts";
+export { PortClosedError, QueueFullError } from "./src/errors.ts";
+export {
+  type Address,
+  formatAddress,
+  parseAddress,
+} from "./src/net/address.ts";
+export {
+  DEFAULT_MAX_QUEUED_BYTES,
+  type SocketOptions,
+  SocketPort,
+} from "./src/net/socket_port.ts";
+export {
+  type AcceptOptions,
+  connect,
+  type ConnectOptions,
+  PortServer,
+  type PortServerOptions,
+} from "./src/net/server.ts";

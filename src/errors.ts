@@ -37,3 +37,39 @@ export class PortClosedError extends Error {
     this.port = port;
   }
 }
+
+/**
+ * Thrown by `send` when the bytes waiting to be written to a connection
+ * would pass its bound (`maxQueuedBytes`): the peer is not reading fast
+ * enough. The message is not queued. A `PortServer` drops such a client
+ * instead, and reports this error as the reason.
+ *
+ * @example Backing off from a slow peer
+ * ```ts
+ * import { QueueFullError } from "@x/midisock";
+ *
+ * const error: Error = new QueueFullError("127.0.0.1:8080", 1 << 20);
+ * if (error instanceof QueueFullError) console.log(error.limit); // 1048576
+ * ```
+ */
+export class QueueFullError extends Error {
+  /** The port's name. */
+  readonly port: string;
+  /** The bound, in bytes. */
+  readonly limit: number;
+
+  /**
+   * Makes the error.
+   *
+   * @param port The port's name.
+   * @param limit The bound that was reached, in bytes.
+   */
+  constructor(port: string, limit: number) {
+    super(
+      `Send queue of ${port} is full: more than ${limit} bytes wait for a peer that is not reading`,
+    );
+    this.name = "QueueFullError";
+    this.port = port;
+    this.limit = limit;
+  }
+}

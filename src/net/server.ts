@@ -1,0 +1,445 @@
+/**
+ * `PortServer` and `connect`: mido's socket ports, async.
+ *
+ * @module
+ */
+
+import { checkMessage, type Message } from "../codec/messages.ts";
+import { encodedLength, encodeInto } from "../codec/encode.ts";
+import { PortClosedError } from "../errors.ts";
+import {
+  DEFAULT_QUEUE_SIZE,
+  InputPortBase,
+  type IOPort,
+  PANIC_MESSAGES,
+  RESET_MESSAGES,
+} from "../port.ts";
+import { checkPort, formatAddress } from "./address.ts";
+import { type SocketOptions, SocketPort, writeBytes } from "./socket_port.ts";
+
+/** Options for {@linkcode PortServer}. */
+export interface PortServerOptions extends SocketOptions {
+  /**
+   * How many connections may wait for `accept()` before the oldest waiting
+   * one is closed to make room.
+   * @default {64}
+   */
+  backlog?: number;
+  /** Called with each connection the server takes in as part of itself. */
+  onConnect?: (client: SocketPort) => void;
+  /**
+   * Called when a client the server manages leaves: `reason` is undefined
+   * when the peer closed the connection, else the error that made the server
+   * drop it (a write that failed, a `QueueFullError` for a client that
+   * stopped reading).
+   */
+  onDisconnect?: (client: SocketPort, reason?: unknown) => void;
+}
+
+/** Options for {@linkcode PortServer.accept}. */
+export interface AcceptOptions {
+  /**
+   * `false`: return a connection that is waiting, or `undefined` at once.
+   * @default {true}
+   */
+  block?: boolean;
+}
+
+/**
+ * The wildcard address: every interface, IPv6 and IPv4 where the system has
+ * both, as mido's `''` means.
+ */
+function listenEverywhere(port: number): Deno.TcpListener {
+  try {
+    return Deno.listen({ hostname: "::", port });
+  } catch (error) {
+    if (error instanceof Deno.errors.NotCapable) throw error;
+    return Deno.listen({ hostname: "0.0.0.0", port });
+  }
+}
+
+interface Waiter {
+  resolve(port: SocketPort): void;
+  reject(error: unknown): void;
+}
+
+/**
+ * A TCP server speaking mido's socket protocol, bound at construction.
+ *
+ * Used as a port it merges every client's messages (`for await`,
+ * `receive()`, `poll()`, `iterPending()`) and `send` reaches every client.
+ * Or call `accept()` to take connections one by one and manage them
+ * yourself. A connection goes to one or the other, never both: a waiting
+ * `accept()` gets the next one first; once the server has been used as a
+ * port, every other connection joins it.
+ *
+ * Clients that leave are dropped without disturbing the others. A client
+ * that stops reading is dropped once `maxQueuedBytes` wait for it, so it
+ * never slows the server or the other clients, and memory stays bounded.
+ *
+ * The host `""` listens on every interface (anyone who can reach the
+ * machine may connect and send anything, sysex included: see the README's
+ * Security section). Port 0 picks a free port; read it from `port`.
+ *
+ * @example A server that prints what clients send
+ * ```ts ignore
+ * import { formatMessage, PortServer } from "@x/midisock";
+ *
+ * for await (const msg of new PortServer("localhost", 8080)) {
+ *   console.log(formatMessage(msg));
+ * }
+ * ```
+ */
+export class PortServer extends InputPortBase implements IOPort {
+  readonly #listener: Deno.TcpListener;
+  readonly #options: PortServerOptions;
+  readonly #backlog: number;
+  readonly #clients = new Set<SocketPort>();
+  readonly #pumps = new Set<Promise<void>>();
+  readonly #waiting: SocketPort[] = [];
+  readonly #waiters: Waiter[] = [];
+  readonly #accepting: Promise<void>;
+  #asPort = false;
+  #closing: Promise<void> | undefined;
+
+  /**
+   * Binds the server and starts taking connections.
+   *
+   * @param host Host name or IP address to listen on; `""` for every
+   * interface.
+   * @param port TCP port; 0 for any free one.
+   * @param options Bounds and connection callbacks.
+   * @throws {Deno.errors.AddrInUse} When the port is taken.
+   * @throws {Deno.errors.NotCapable} Without `--allow-net` for the address.
+   * @throws {TypeError | RangeError} For a port that is not 0-65535.
+   */
+  constructor(host: string, port: number, options: PortServerOptions = {}) {
+    super(options.queueSize ?? DEFAULT_QUEUE_SIZE);
+    checkPort(port);
+    if (typeof host !== "string") {
+      throw new TypeError(`Host must be a string: got ${String(host)}`);
+    }
+    const backlog = options.backlog ?? 64;
+    if (!Number.isSafeInteger(backlog) || backlog < 1) {
+      throw new RangeError(
+        `backlog must be a positive integer: got ${backlog}`,
+      );
+    }
+    this.#backlog = backlog;
+    this.#options = options;
+    this.#listener = host === ""
+      ? listenEverywhere(port)
+      : Deno.listen({ hostname: host, port });
+    this.#accepting = this.#acceptLoop();
+  }
+
+  /** The address the server is bound to. */
+  get addr(): Deno.NetAddr {
+    return this.#listener.addr;
+  }
+
+  /** The TCP port the server is bound to. */
+  get port(): number {
+    return this.#listener.addr.port;
+  }
+
+  /** `host:port` of the bound address. */
+  get name(): string {
+    return formatAddress(this.#listener.addr);
+  }
+
+  /** The clients the server manages as part of itself, now. */
+  get clients(): readonly SocketPort[] {
+    return [...this.#clients];
+  }
+
+  async #acceptLoop(): Promise<void> {
+    for (;;) {
+      let conn: Deno.TcpConn;
+      try {
+        conn = await this.#listener.accept();
+      } catch (error) {
+        if (this.#closing !== undefined) return;
+        if (error instanceof Deno.errors.BadResource) return;
+        // A failure of one accept (a peer that reset at once, too many
+        // open files) must not stop the server.
+        continue;
+      }
+      let client: SocketPort;
+      try {
+        client = new SocketPort(conn, this.#options);
+      } catch {
+        conn.close();
+        continue;
+      }
+      this.#place(client);
+    }
+  }
+
+  #place(client: SocketPort): void {
+    const waiter = this.#waiters.shift();
+    if (waiter !== undefined) return waiter.resolve(client);
+    if (this.#asPort) return this.#adopt(client);
+    this.#waiting.push(client);
+    if (this.#waiting.length > this.#backlog) {
+      this.#waiting.shift()!.close().catch(() => {});
+    }
+  }
+
+  #adopt(client: SocketPort): void {
+    this.#clients.add(client);
+    this.#options.onConnect?.(client);
+    const pump = this.#pump(client);
+    this.#pumps.add(pump);
+    pump.finally(() => this.#pumps.delete(pump));
+  }
+
+  async #pump(client: SocketPort): Promise<void> {
+    for await (const msg of client) {
+      while (!this.deliver(msg)) {
+        if (this.closed) break;
+        await this.roomForMore();
+      }
+    }
+    this.#drop(client);
+  }
+
+  #drop(client: SocketPort, reason?: unknown): void {
+    if (!this.#clients.delete(client)) return;
+    client.close().catch(() => {});
+    this.#options.onDisconnect?.(client, reason);
+  }
+
+  #usePort(): void {
+    if (this.#asPort) return;
+    this.#asPort = true;
+    for (const client of this.#waiting.splice(0)) this.#adopt(client);
+  }
+
+  /**
+   * Waits for the next connection, to manage yourself: the server will not
+   * read from it or send to it.
+   *
+   * @returns A promise of the connection.
+   * @throws {PortClosedError} When the server is closed.
+   *
+   * @example One client at a time
+   * ```ts ignore
+   * import { PortServer } from "@x/midisock";
+   *
+   * await using server = new PortServer("localhost", 8080);
+   * for (;;) {
+   *   await using client = await server.accept();
+   *   for await (const msg of client) console.log(msg);
+   * }
+   * ```
+   */
+  accept(): Promise<SocketPort>;
+  /**
+   * Returns a connection that is waiting, or `undefined` when none is,
+   * without waiting.
+   *
+   * @param options `{ block: false }`.
+   * @returns The connection or `undefined`.
+   * @throws {PortClosedError} When the server is closed.
+   *
+   * @example Polling for new clients
+   * ```ts ignore
+   * import { PortServer } from "@x/midisock";
+   *
+   * const server = new PortServer("localhost", 8080);
+   * const client = server.accept({ block: false });
+   * if (client) console.log(`Connection from ${client.name}`);
+   * ```
+   */
+  accept(options: { block: false }): SocketPort | undefined;
+  /**
+   * Takes the next connection, waiting for one or not as `block` says.
+   *
+   * @param options Whether to wait.
+   * @returns The connection (or a promise of it when blocking); `undefined`
+   * when not blocking and none is waiting.
+   * @throws {PortClosedError} When the server is closed.
+   *
+   * @example Choosing at run time
+   * ```ts ignore
+   * import { PortServer } from "@x/midisock";
+   *
+   * const server = new PortServer("localhost", 8080);
+   * const client = await server.accept({ block: Math.random() < 0.5 });
+   * console.log(client?.name);
+   * ```
+   */
+  accept(options: AcceptOptions): Promise<SocketPort> | SocketPort | undefined;
+  accept(
+    options: AcceptOptions = {},
+  ): Promise<SocketPort> | SocketPort | undefined {
+    if (options.block === false) {
+      if (this.#closing !== undefined) {
+        throw new PortClosedError(this.name);
+      }
+      return this.#waiting.shift();
+    }
+    if (this.#closing !== undefined) {
+      return Promise.reject(new PortClosedError(this.name));
+    }
+    const waiting = this.#waiting.shift();
+    if (waiting !== undefined) return Promise.resolve(waiting);
+    return new Promise((resolve, reject) =>
+      this.#waiters.push({ resolve, reject })
+    );
+  }
+
+  /**
+   * Waits for the next message from any client.
+   *
+   * @returns The message.
+   * @throws {PortClosedError} Once the server is closed.
+   */
+  override receive(): Promise<Message> {
+    this.#usePort();
+    return super.receive();
+  }
+
+  /**
+   * Returns the next pending message from any client without waiting.
+   *
+   * @returns The message, or `undefined`.
+   */
+  override poll(): Message | undefined {
+    this.#usePort();
+    return super.poll();
+  }
+
+  /**
+   * Yields every client's messages, merged, until the server closes.
+   *
+   * @returns An async iterator over the messages.
+   */
+  override [Symbol.asyncIterator](): AsyncGenerator<Message, void, undefined> {
+    this.#usePort();
+    return super[Symbol.asyncIterator]();
+  }
+
+  /**
+   * Sends a message to every client the server manages. A client that
+   * cannot take it (gone, or `maxQueuedBytes` behind) is dropped and
+   * reported to `onDisconnect`; the others still get it.
+   *
+   * @param msg The message.
+   * @returns A promise that resolves once the message is queued for every
+   * client (it does not wait for slow ones).
+   * @throws {TypeError | RangeError} For a malformed message.
+   * @throws {PortClosedError} When the server is closed.
+   */
+  send(msg: Message): Promise<void> {
+    try {
+      checkMessage(msg);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.#broadcast([msg]);
+  }
+
+  #broadcast(messages: readonly Message[]): Promise<void> {
+    if (this.#closing !== undefined) {
+      return Promise.reject(new PortClosedError(this.name));
+    }
+    this.#usePort();
+    let size = 0;
+    for (const msg of messages) size += encodedLength(msg);
+    const bytes = new Uint8Array(size);
+    let offset = 0;
+    for (const msg of messages) offset = encodeInto(msg, bytes, offset);
+    for (const client of this.#clients) {
+      writeBytes(client, bytes).catch((error) => this.#drop(client, error));
+    }
+    return Promise.resolve();
+  }
+
+  /**
+   * Sends mido's reset set to every client, in one write each. Does nothing
+   * on a closed server.
+   *
+   * @returns A promise that resolves once it is queued.
+   */
+  async reset(): Promise<void> {
+    if (this.#closing === undefined) await this.#broadcast(RESET_MESSAGES);
+  }
+
+  /**
+   * Sends mido's panic set to every client, in one write each. Does nothing
+   * on a closed server.
+   *
+   * @returns A promise that resolves once it is queued.
+   */
+  async panic(): Promise<void> {
+    if (this.#closing === undefined) await this.#broadcast(PANIC_MESSAGES);
+  }
+
+  /**
+   * Stops listening and closes every connection the server manages or holds
+   * for `accept()`. Connections already handed out by `accept()` belong to
+   * the caller and stay open. Closing twice does nothing.
+   *
+   * @returns A promise that resolves once everything is closed.
+   */
+  close(): Promise<void> {
+    this.#closing ??= this.#shutdown();
+    return this.#closing;
+  }
+
+  async #shutdown(): Promise<void> {
+    this.finish(undefined, true);
+    this.#listener.close();
+    await this.#accepting;
+    const closed = new PortClosedError(this.name);
+    for (const waiter of this.#waiters.splice(0)) waiter.reject(closed);
+    const clients = [...this.#clients, ...this.#waiting.splice(0)];
+    this.#clients.clear();
+    await Promise.all(clients.map((client) => client.close()));
+    await Promise.all(this.#pumps);
+  }
+}
+
+/** Options for {@linkcode connect}. */
+export type ConnectOptions = SocketOptions;
+
+/**
+ * Connects to a midisock or mido socket server.
+ *
+ * @param host Host name or IP address.
+ * @param port TCP port.
+ * @param options Queue bounds.
+ * @returns The connected port.
+ * @throws {Deno.errors.ConnectionRefused} When nothing listens there.
+ * @throws {Deno.errors.NotCapable} Without `--allow-net` for the address.
+ *
+ * @example Sending a note to a server
+ * ```ts ignore
+ * import { connect, message } from "@x/midisock";
+ *
+ * await using output = await connect("localhost", 8080);
+ * await output.send(message("note_on", { note: 60 }));
+ * ```
+ */
+export async function connect(
+  host: string,
+  port: number,
+  options: ConnectOptions = {},
+): Promise<SocketPort> {
+  checkPort(port);
+  const conn = await Deno.connect({
+    hostname: host === "" ? "127.0.0.1" : host,
+    port,
+  });
+  try {
+    return new SocketPort(conn, {
+      ...options,
+      name: formatAddress({ hostname: host, port }),
+    });
+  } catch (error) {
+    conn.close();
+    throw error;
+  }
+}

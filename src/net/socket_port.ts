@@ -1,0 +1,351 @@
+/**
+ * One TCP connection as a MIDI port: what `connect()` and
+ * `PortServer.accept()` give.
+ *
+ * @module
+ */
+
+import { encodedLength, encodeInto } from "../codec/encode.ts";
+import { checkMessage, type Message } from "../codec/messages.ts";
+import { Parser } from "../codec/parser.ts";
+import { PortClosedError, QueueFullError } from "../errors.ts";
+import {
+  DEFAULT_QUEUE_SIZE,
+  InputPortBase,
+  type IOPort,
+  PANIC_MESSAGES,
+  RESET_MESSAGES,
+} from "../port.ts";
+import { formatAddress } from "./address.ts";
+
+/** Options every socket port takes. */
+export interface SocketOptions {
+  /**
+   * How many received messages wait for the reader at most. When full, the
+   * port stops reading from the socket until the reader catches up, so TCP
+   * slows the sender down: nothing is dropped.
+   * @default {4096}
+   */
+  queueSize?: number;
+  /**
+   * How many bytes may wait to be written to a peer that is not reading.
+   * Past it `send` throws {@linkcode QueueFullError} (and a `PortServer`
+   * drops the client).
+   * @default {1048576}
+   */
+  maxQueuedBytes?: number;
+  /**
+   * The longest sysex accepted from the peer, in data bytes; a longer one
+   * is dropped.
+   * @default {1048576}
+   */
+  maxSysexLength?: number;
+}
+
+/** The send queue's bound when no option says otherwise: 1 MiB. */
+export const DEFAULT_MAX_QUEUED_BYTES = 1 << 20;
+
+const READ_BUFFER_SIZE = 16 * 1024;
+const CLOSE_FLUSH_MS = 1000;
+
+interface Pending {
+  resolve(): void;
+  reject(error: unknown): void;
+}
+
+function encodeAll(messages: readonly Message[]): Uint8Array {
+  let size = 0;
+  for (const msg of messages) size += encodedLength(msg);
+  const bytes = new Uint8Array(size);
+  let offset = 0;
+  for (const msg of messages) offset = encodeInto(msg, bytes, offset);
+  return bytes;
+}
+
+/** Sets the options every midisock connection runs with, where it can. */
+function tune(conn: Deno.Conn): void {
+  if ("setNoDelay" in conn) {
+    try {
+      (conn as Deno.TcpConn).setNoDelay(true);
+      (conn as Deno.TcpConn).setKeepAlive(true);
+    } catch {
+      // Not a TCP socket after all (a test double, a closed socket).
+    }
+  }
+}
+
+/** Writes bytes to the peer in order, in as few writes as it can. */
+let writeBytes: (port: SocketPort, bytes: Uint8Array) => Promise<void>;
+
+/**
+ * A MIDI port over one TCP connection, speaking mido's protocol: a plain
+ * MIDI 1.0 byte stream, each message whole. Get one from `connect()` or
+ * `PortServer.accept()`, or wrap any `Deno.Conn`.
+ *
+ * Reading: messages are parsed as they arrive (see `Parser`) and wait in a
+ * bounded queue; iterate with `for await`, or use `receive()`, `poll()`,
+ * `iterPending()`. When the peer goes away, iteration ends after the
+ * messages that came before; a message it left unfinished is dropped.
+ *
+ * Writing: `send` writes each message whole, in one write when the socket is
+ * idle, and writes that wait are joined into one; TCP_NODELAY is on, so
+ * nothing waits for Nagle's algorithm. Writes never interleave.
+ *
+ * @example Sending to a server and reading its replies
+ * ```ts ignore
+ * import { connect, message } from "@x/midisock";
+ *
+ * await using port = await connect("localhost", 8080);
+ * await port.send(message("note_on", { note: 60 }));
+ * for await (const msg of port) console.log(msg);
+ * ```
+ */
+export class SocketPort extends InputPortBase implements IOPort {
+  static {
+    writeBytes = (port, bytes) => port.#write(bytes);
+  }
+
+  readonly #conn: Deno.Conn;
+  readonly #name: string;
+  readonly #parser: Parser;
+  readonly #maxQueuedBytes: number;
+  readonly #reading: Promise<void>;
+  #chunks: Uint8Array[] = [];
+  #pending: Pending[] = [];
+  #queuedBytes = 0;
+  #writing: Promise<void> | undefined;
+  #writeError: unknown;
+  #closing: Promise<void> | undefined;
+
+  /**
+   * Wraps a connection. It sets TCP_NODELAY and keepalive on TCP sockets and
+   * starts reading at once.
+   *
+   * @param conn The connection; the port owns it from now on.
+   * @param options Queue bounds.
+   * @throws {RangeError} For a bound that is not a positive integer.
+   */
+  constructor(
+    conn: Deno.Conn,
+    options: SocketOptions & { name?: string } = {},
+  ) {
+    super(options.queueSize ?? DEFAULT_QUEUE_SIZE);
+    const maxQueuedBytes = options.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES;
+    if (!Number.isSafeInteger(maxQueuedBytes) || maxQueuedBytes < 1) {
+      throw new RangeError(
+        `maxQueuedBytes must be a positive integer: got ${maxQueuedBytes}`,
+      );
+    }
+    this.#parser = new Parser({ maxSysexLength: options.maxSysexLength });
+    this.#conn = conn;
+    this.#maxQueuedBytes = maxQueuedBytes;
+    this.#name = options.name ??
+      formatAddress(conn.remoteAddr as Deno.NetAddr);
+    tune(conn);
+    this.#reading = this.#read();
+  }
+
+  /** The peer's address, `host:port`. */
+  get name(): string {
+    return this.#name;
+  }
+
+  /** The peer's address. */
+  get remoteAddr(): Deno.NetAddr {
+    return this.#conn.remoteAddr as Deno.NetAddr;
+  }
+
+  /** This end's address. */
+  get localAddr(): Deno.NetAddr {
+    return this.#conn.localAddr as Deno.NetAddr;
+  }
+
+  /** Bytes waiting to be written to the peer. */
+  get queuedBytes(): number {
+    return this.#queuedBytes;
+  }
+
+  /**
+   * How many messages from the peer were dropped as unfinished, cut short
+   * or oversized.
+   */
+  get dropped(): number {
+    return this.#parser.dropped;
+  }
+
+  async #read(): Promise<void> {
+    const buffer = new Uint8Array(READ_BUFFER_SIZE);
+    let cause: unknown;
+    try {
+      for (;;) {
+        const n = await this.#conn.read(buffer);
+        if (n === null) break;
+        for (const msg of this.#parser.feed(buffer.subarray(0, n))) {
+          while (!this.deliver(msg)) {
+            if (this.closed) return;
+            await this.roomForMore();
+          }
+        }
+      }
+    } catch (error) {
+      if (this.#closing === undefined) cause = error;
+    }
+    // The peer left: what it sent stays readable; close our side too, once
+    // pending writes have gone out or failed.
+    this.finish(cause);
+    this.#closing ??= this.#shutdown();
+  }
+
+  #write(bytes: Uint8Array): Promise<void> {
+    if (this.#closing !== undefined || this.#writeError !== undefined) {
+      return Promise.reject(
+        new PortClosedError(
+          this.#name,
+          this.#writeError === undefined ? undefined : {
+            cause: this.#writeError,
+          },
+        ),
+      );
+    }
+    if (
+      this.#queuedBytes > 0 &&
+      this.#queuedBytes + bytes.length > this.#maxQueuedBytes
+    ) {
+      return Promise.reject(
+        new QueueFullError(this.#name, this.#maxQueuedBytes),
+      );
+    }
+    this.#chunks.push(bytes);
+    this.#queuedBytes += bytes.length;
+    const done = new Promise<void>((resolve, reject) =>
+      this.#pending.push({ resolve, reject })
+    );
+    this.#writing ??= this.#flush();
+    return done;
+  }
+
+  async #flush(): Promise<void> {
+    while (this.#chunks.length > 0) {
+      const chunks = this.#chunks;
+      const pending = this.#pending;
+      this.#chunks = [];
+      this.#pending = [];
+      let bytes = chunks[0];
+      if (chunks.length > 1) {
+        bytes = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+        let offset = 0;
+        for (const chunk of chunks) {
+          bytes.set(chunk, offset);
+          offset += chunk.length;
+        }
+      }
+      try {
+        for (let offset = 0; offset < bytes.length;) {
+          offset += await this.#conn.write(bytes.subarray(offset));
+        }
+        this.#queuedBytes -= bytes.length;
+        for (const p of pending) p.resolve();
+      } catch (error) {
+        this.#writeError = error;
+        const reason = new PortClosedError(this.#name, { cause: error });
+        for (const p of [...pending, ...this.#pending]) p.reject(reason);
+        this.#chunks = [];
+        this.#pending = [];
+        this.#queuedBytes = 0;
+      }
+    }
+    this.#writing = undefined;
+  }
+
+  /**
+   * Sends one message, whole.
+   *
+   * @param msg The message.
+   * @returns A promise that resolves once the bytes are handed to the OS.
+   * @throws {TypeError | RangeError} For a malformed message (nothing sent).
+   * @throws {PortClosedError} When the port or the connection is closed.
+   * @throws {QueueFullError} When more than `maxQueuedBytes` wait already.
+   */
+  send(msg: Message): Promise<void> {
+    try {
+      checkMessage(msg);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const bytes = new Uint8Array(encodedLength(msg));
+    encodeInto(msg, bytes, 0);
+    return this.#write(bytes);
+  }
+
+  /**
+   * Sends several messages in one write, in order.
+   *
+   * @param messages The messages; all are checked before any is sent.
+   * @returns A promise that resolves once the bytes are handed to the OS.
+   * @throws {TypeError | RangeError} For a malformed message (nothing sent).
+   * @throws {PortClosedError} When the port or the connection is closed.
+   * @throws {QueueFullError} When more than `maxQueuedBytes` wait already.
+   */
+  sendAll(messages: Iterable<Message>): Promise<void> {
+    const list = [...messages];
+    try {
+      for (const msg of list) checkMessage(msg);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return list.length === 0 ? Promise.resolve() : this.#write(encodeAll(list));
+  }
+
+  /**
+   * Sends mido's reset set (all notes off, reset all controllers, on every
+   * channel) in one write. Does nothing on a closed port.
+   *
+   * @returns A promise that resolves once it is written.
+   */
+  async reset(): Promise<void> {
+    if (!this.closed) await this.sendAll(RESET_MESSAGES);
+  }
+
+  /**
+   * Sends mido's panic set (all sounds off on every channel) in one write.
+   * Does nothing on a closed port.
+   *
+   * @returns A promise that resolves once it is written.
+   */
+  async panic(): Promise<void> {
+    if (!this.closed) await this.sendAll(PANIC_MESSAGES);
+  }
+
+  /**
+   * Closes the connection: messages not yet read are dropped and iteration
+   * ends; writes already queued get up to a second to go out. Closing twice
+   * does nothing.
+   *
+   * @returns A promise that resolves once the socket is closed.
+   */
+  close(): Promise<void> {
+    this.finish(undefined, true);
+    this.#closing ??= this.#shutdown();
+    return this.#closing;
+  }
+
+  async #shutdown(): Promise<void> {
+    if (this.#writing !== undefined) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        this.#writing,
+        new Promise((resolve) => timer = setTimeout(resolve, CLOSE_FLUSH_MS)),
+      ]);
+      clearTimeout(timer);
+    }
+    try {
+      this.#conn.close();
+    } catch {
+      // Already closed by the runtime.
+    }
+    await this.#reading;
+    await this.#writing;
+  }
+}
+
+export { writeBytes };

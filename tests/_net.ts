@@ -1,0 +1,84 @@
+// Helpers for network tests: bounded waits only, so no test can hang.
+
+import type { InputPort, Message } from "../mod.ts";
+
+/** Rejects if `promise` takes longer than `ms`. */
+export async function within<T>(
+  promise: Promise<T>,
+  ms = 5000,
+  what = "operation",
+): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`${what} took more than ${ms} ms`)),
+          ms,
+        );
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Waits until `condition()` holds, checking every few ms, for at most `ms`. */
+export async function until(
+  condition: () => boolean,
+  ms = 5000,
+  what = "condition",
+): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`${what}: not met in ${ms} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+}
+
+/** Reads exactly `count` messages from a port, within `ms`. */
+export function take(
+  port: InputPort,
+  count: number,
+  ms = 5000,
+): Promise<Message[]> {
+  return within(
+    (async () => {
+      const out: Message[] = [];
+      while (out.length < count) out.push(await port.receive());
+      return out;
+    })(),
+    ms,
+    `reading ${count} messages from ${port.name}`,
+  );
+}
+
+/** Reads every message until the port closes, within `ms`. */
+export function drain(port: InputPort, ms = 5000): Promise<Message[]> {
+  return within(Array.fromAsync(port), ms, `draining ${port.name}`);
+}
+
+/** Reads raw bytes from a connection until it closes, within `ms`. */
+export function readAll(conn: Deno.Conn, ms = 5000): Promise<Uint8Array> {
+  return within(
+    (async () => {
+      const parts: Uint8Array[] = [];
+      for await (const chunk of conn.readable) parts.push(chunk);
+      const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+      let offset = 0;
+      for (const part of parts) {
+        out.set(part, offset);
+        offset += part.length;
+      }
+      return out;
+    })(),
+    ms,
+    "reading a raw connection",
+  );
+}
+
+/** The permissions of network tests: loopback only. */
+export const LOOPBACK: Deno.PermissionOptions = {
+  net: ["127.0.0.1", "[::1]", "localhost"],
+};

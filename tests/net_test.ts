@@ -1,0 +1,470 @@
+import assert from "node:assert/strict";
+import {
+  connect,
+  encode,
+  type Message,
+  message,
+  PANIC_MESSAGES,
+  PortClosedError,
+  PortServer,
+  QueueFullError,
+  RESET_MESSAGES,
+  SocketPort,
+} from "../mod.ts";
+import { concat, random, randomMessage } from "./_util.ts";
+import { drain, LOOPBACK, readAll, take, until, within } from "./_net.ts";
+
+function netTest(name: string, fn: () => Promise<void>): void {
+  Deno.test({
+    name,
+    permissions: LOOPBACK,
+    fn: () => within(fn(), 20000, name),
+  });
+}
+
+const note = (n: number) => message("note_on", { note: n % 128, velocity: 1 });
+
+netTest(
+  "server binds at construction on port 0 and reports its address",
+  async () => {
+    await using server = new PortServer("127.0.0.1", 0);
+    assert.ok(server.port > 0);
+    assert.equal(server.addr.hostname, "127.0.0.1");
+    assert.equal(server.name, `127.0.0.1:${server.port}`);
+    assert.equal(server.closed, false);
+  },
+);
+
+netTest("server used as a port merges every client's messages", async () => {
+  await using server = new PortServer("127.0.0.1", 0);
+  const clients = await Promise.all(
+    [0, 1, 2].map(() => connect("127.0.0.1", server.port)),
+  );
+  await Promise.all(clients.map(async (client, c) => {
+    for (let i = 0; i < 100; i++) {
+      await client.send(message("note_on", { channel: c, note: i }));
+    }
+  }));
+  const got = await take(server, 300);
+  for (let c = 0; c < 3; c++) {
+    const notes = got.filter((m) => m.type === "note_on" && m.channel === c)
+      .map((m) => (m as { note: number }).note);
+    assert.deepEqual(notes, Array.from({ length: 100 }, (_, i) => i));
+  }
+  await Promise.all(clients.map((c) => c.close()));
+});
+
+netTest("server send reaches every connected client in order", async () => {
+  await using server = new PortServer("127.0.0.1", 0);
+  server.poll(); // used as a port: connections join it
+  const clients = await Promise.all(
+    Array.from({ length: 5 }, () => connect("127.0.0.1", server.port)),
+  );
+  await until(() => server.clients.length === 5);
+  const sent = Array.from({ length: 200 }, (_, i) => note(i));
+  for (const msg of sent) await server.send(msg);
+  for (const client of clients) {
+    assert.deepEqual(await take(client, 200), sent);
+    await client.close();
+  }
+});
+
+netTest("accept hands a connection to the caller, both ways", async () => {
+  await using server = new PortServer("127.0.0.1", 0);
+  assert.equal(server.accept({ block: false }), undefined);
+  const accepting = server.accept();
+  await using client = await connect("127.0.0.1", server.port);
+  await using accepted = await accepting;
+  assert.equal(accepted.name, `127.0.0.1:${client.localAddr.port}`);
+  assert.equal(client.name, `127.0.0.1:${server.port}`);
+  await client.send(note(1));
+  assert.deepEqual(await take(accepted, 1), [note(1)]);
+  await accepted.send(note(2));
+  assert.deepEqual(await take(client, 1), [note(2)]);
+  assert.equal(
+    server.clients.length,
+    0,
+    "an accepted connection is not managed",
+  );
+});
+
+netTest(
+  "accept({ block: false }) returns a waiting connection or undefined",
+  async () => {
+    await using server = new PortServer("127.0.0.1", 0);
+    await using client = await connect("127.0.0.1", server.port);
+    let accepted: SocketPort | undefined;
+    await until(() =>
+      (accepted = server.accept({ block: false })) !== undefined
+    );
+    await using _ = accepted!;
+    assert.equal(server.accept({ block: false }), undefined);
+    await client.send(note(3));
+    assert.deepEqual(await take(accepted!, 1), [note(3)]);
+  },
+);
+
+netTest(
+  "a blocked accept gets the next connection even when used as a port",
+  async () => {
+    await using server = new PortServer("127.0.0.1", 0);
+    server.poll();
+    const accepting = server.accept();
+    await using client = await connect("127.0.0.1", server.port);
+    await using accepted = await accepting;
+    await client.send(note(4));
+    assert.deepEqual(await take(accepted, 1), [note(4)]);
+    assert.equal(server.poll(), undefined);
+    assert.equal(server.clients.length, 0);
+  },
+);
+
+netTest(
+  "a client leaving while the server sends costs the others nothing",
+  async () => {
+    const left: unknown[] = [];
+    await using server = new PortServer("127.0.0.1", 0, {
+      onDisconnect: (_client, reason) => left.push(reason),
+    });
+    server.poll();
+    const clients = await Promise.all(
+      Array.from({ length: 4 }, () => connect("127.0.0.1", server.port)),
+    );
+    await until(() => server.clients.length === 4);
+    const sent = Array.from({ length: 1000 }, (_, i) => note(i));
+    const readers = clients.slice(1).map((c) => take(c, 1000));
+    for (const [i, msg] of sent.entries()) {
+      if (i === 100) await clients[0].close();
+      await server.send(msg);
+    }
+    for (const got of await Promise.all(readers)) assert.deepEqual(got, sent);
+    await until(() => server.clients.length === 3, 5000, "dropping the client");
+    assert.equal(left.length, 1);
+    await Promise.all(clients.map((c) => c.close()));
+  },
+);
+
+netTest(
+  "a peer that vanishes mid-message loses only that message",
+  async () => {
+    await using server = new PortServer("127.0.0.1", 0);
+    const accepting = server.accept();
+    const raw = await Deno.connect({
+      hostname: "127.0.0.1",
+      port: server.port,
+    });
+    await raw.write(new Uint8Array([0x90, 60, 100, 0xf0, 1, 2, 0x90, 61]));
+    raw.close();
+    await using accepted = await accepting;
+    assert.deepEqual(await drain(accepted), [
+      message("note_on", { note: 60, velocity: 100 }),
+    ]);
+    assert.equal(accepted.closed, true);
+    assert.equal(
+      accepted.dropped,
+      1,
+      "the cut sysex counts, the unfinished end does not",
+    );
+    await assert.rejects(accepted.receive(), PortClosedError);
+  },
+);
+
+netTest(
+  "messages received before the peer left can still be read",
+  async () => {
+    await using server = new PortServer("127.0.0.1", 0);
+    const accepting = server.accept();
+    const client = await connect("127.0.0.1", server.port);
+    const sent = Array.from({ length: 50 }, (_, i) => note(i));
+    for (const msg of sent) await client.send(msg);
+    await client.close();
+    await using accepted = await accepting;
+    await until(() => accepted.closed);
+    assert.deepEqual([...accepted.iterPending()], sent);
+    assert.equal(accepted.poll(), undefined);
+  },
+);
+
+netTest("many connects and disconnects leave nothing behind", async () => {
+  let connected = 0;
+  let disconnected = 0;
+  await using server = new PortServer("127.0.0.1", 0, {
+    onConnect: () => connected++,
+    onDisconnect: () => disconnected++,
+  });
+  server.poll();
+  for (let round = 0; round < 20; round++) {
+    const clients = await Promise.all(
+      Array.from({ length: 10 }, () => connect("127.0.0.1", server.port)),
+    );
+    await Promise.all(clients.map((c) => c.send(note(round))));
+    await Promise.all(clients.map((c) => c.close()));
+  }
+  await until(() => disconnected === 200, 10000, "200 disconnects");
+  assert.equal(connected, 200);
+  assert.equal(server.clients.length, 0);
+  assert.equal((await take(server, 200)).length, 200);
+});
+
+netTest("IPv6 loopback works and is named with brackets", async () => {
+  await using server = new PortServer("::1", 0);
+  const accepting = server.accept();
+  await using client = await connect("::1", server.port);
+  await using accepted = await accepting;
+  assert.equal(server.name, `[::1]:${server.port}`);
+  assert.equal(client.name, `[::1]:${server.port}`);
+  await client.send(note(9));
+  assert.deepEqual(await take(accepted, 1), [note(9)]);
+});
+
+Deno.test({
+  name: "without --allow-net the error names the permission",
+  permissions: { net: false },
+  fn() {
+    assert.throws(
+      () => new PortServer("127.0.0.1", 0),
+      (e: unknown) =>
+        e instanceof Deno.errors.NotCapable && /--allow-net/.test(e.message) &&
+        /127\.0\.0\.1/.test(e.message),
+    );
+  },
+});
+
+netTest("connect to a closed port fails with ConnectionRefused", async () => {
+  const server = new PortServer("127.0.0.1", 0);
+  const port = server.port;
+  await server.close();
+  await assert.rejects(
+    connect("127.0.0.1", port),
+    Deno.errors.ConnectionRefused,
+  );
+});
+
+netTest("bad ports and hosts are refused with a clear error", async () => {
+  assert.throws(
+    () => new PortServer("127.0.0.1", 70000),
+    /Port must be an integer in 0\.\.65535: got 70000/,
+  );
+  assert.throws(() => new PortServer("127.0.0.1", -1), RangeError);
+  assert.throws(() => new PortServer("127.0.0.1", 1.5), TypeError);
+  assert.throws(
+    () => new PortServer(7 as unknown as string, 0),
+    /Host must be a string/,
+  );
+  await assert.rejects(connect("127.0.0.1", 65536), RangeError);
+  assert.throws(
+    () => new PortServer("127.0.0.1", 0, { backlog: 0 }),
+    /backlog must be a positive integer: got 0/,
+  );
+});
+
+netTest("a port in use is an AddrInUse error", async () => {
+  await using server = new PortServer("127.0.0.1", 0);
+  assert.throws(
+    () => new PortServer("127.0.0.1", server.port),
+    Deno.errors.AddrInUse,
+  );
+});
+
+netTest("send on a closed port throws and receive ends iteration", async () => {
+  await using server = new PortServer("127.0.0.1", 0);
+  const client = await connect("127.0.0.1", server.port);
+  const reading = drain(client);
+  await client.close();
+  await client.close(); // twice is fine
+  assert.deepEqual(await reading, []);
+  assert.equal(client.closed, true);
+  await assert.rejects(
+    client.send(note(1)),
+    (e: unknown) =>
+      e instanceof PortClosedError &&
+      e.message === `Port 127.0.0.1:${server.port} is closed`,
+  );
+  await assert.rejects(client.receive(), PortClosedError);
+  await client.reset(); // does nothing on a closed port
+  await client.panic();
+  await server.close();
+  await assert.rejects(server.send(note(1)), PortClosedError);
+  await assert.rejects(server.accept(), PortClosedError);
+  assert.throws(() => server.accept({ block: false }), PortClosedError);
+  assert.deepEqual(await drain(server), []);
+});
+
+netTest(
+  "a malformed message is refused and the port keeps working",
+  async () => {
+    await using server = new PortServer("127.0.0.1", 0);
+    const accepting = server.accept();
+    await using client = await connect("127.0.0.1", server.port);
+    await using accepted = await accepting;
+    await assert.rejects(
+      client.send({ type: "note_on", channel: 16, note: 1, velocity: 1 }),
+      /note_on channel must be an integer in 0..15: got 16/,
+    );
+    await assert.rejects(
+      client.sendAll([note(1), { type: "nope" } as unknown as Message]),
+      TypeError,
+    );
+    await assert.rejects(
+      server.send({ type: "clock", bpm: 1 } as unknown as Message),
+      TypeError,
+    );
+    await client.send(note(5));
+    assert.deepEqual(await take(accepted, 1), [note(5)]);
+  },
+);
+
+netTest("concurrent sends never interleave on the wire", async () => {
+  await using server = new PortServer("127.0.0.1", 0);
+  const accepting = server.accept();
+  await using client = await connect("127.0.0.1", server.port);
+  await using accepted = await accepting;
+  const next = random(5);
+  const sent = Array.from(
+    { length: 2000 },
+    (_, i) => randomMessage(next, i % 10 === 0 ? "sysex" : undefined, 3000),
+  );
+  await Promise.all(sent.map((m) => client.send(m)));
+  assert.deepEqual(await take(accepted, sent.length, 10000), sent);
+});
+
+netTest("reset and panic send mido's sets", async () => {
+  await using server = new PortServer("127.0.0.1", 0);
+  const accepting = server.accept();
+  await using client = await connect("127.0.0.1", server.port);
+  await using accepted = await accepting;
+  await client.reset();
+  await client.panic();
+  assert.equal(RESET_MESSAGES.length, 32);
+  assert.deepEqual(RESET_MESSAGES.slice(0, 2).map((m) => m.control), [
+    123,
+    121,
+  ]);
+  assert.equal(PANIC_MESSAGES.length, 16);
+  assert.deepEqual(await take(accepted, 48), [
+    ...RESET_MESSAGES,
+    ...PANIC_MESSAGES,
+  ]);
+});
+
+netTest("a slow reader slows the sender down and loses nothing", async () => {
+  await using server = new PortServer("127.0.0.1", 0, { queueSize: 16 });
+  const accepting = server.accept();
+  await using client = await connect("127.0.0.1", server.port);
+  await using accepted = await accepting;
+  const sent = Array.from({ length: 20000 }, (_, i) => note(i));
+  const sending = (async () => {
+    for (const msg of sent) await client.send(msg);
+  })();
+  const got: Message[] = [];
+  for await (const msg of accepted) {
+    got.push(msg);
+    if (got.length % 1000 === 0) await new Promise((r) => setTimeout(r, 1));
+    if (got.length === sent.length) break;
+  }
+  await sending;
+  assert.deepEqual(got, sent);
+});
+
+netTest(
+  "a client that stops reading is dropped at the bound, others get everything",
+  async () => {
+    const reasons: unknown[] = [];
+    await using server = new PortServer("127.0.0.1", 0, {
+      maxQueuedBytes: 64 * 1024,
+      onDisconnect: (_client, reason) => reasons.push(reason),
+    });
+    server.poll();
+    const stalled = await Deno.connect({
+      hostname: "127.0.0.1",
+      port: server.port,
+    });
+    await using reader = await connect("127.0.0.1", server.port);
+    await until(() => server.clients.length === 2);
+    const big = message("sysex", { data: new Uint8Array(16 * 1024).fill(1) });
+    const count = 1000; // 16 MiB: far past socket buffers and the bound
+    let received = 0;
+    const reading = within(
+      (async () => {
+        for await (const _ of reader) if (++received === count) break;
+      })(),
+      15000,
+    );
+    for (let i = 0; i < count; i++) {
+      await server.send(big);
+      // Paced as a live sender is: a turn of the event loop between
+      // messages, so the reader keeps up while the stalled client cannot.
+      await new Promise((r) => setTimeout(r, 0));
+    }
+    await reading;
+    assert.equal(received, count);
+    await until(
+      () => reasons.length === 1,
+      5000,
+      "dropping the stalled client",
+    );
+    assert.ok(reasons[0] instanceof QueueFullError, String(reasons[0]));
+    assert.equal(server.clients.length, 1);
+    stalled.close();
+  },
+);
+
+netTest("send throws QueueFullError when a peer stops reading", async () => {
+  await using server = new PortServer("127.0.0.1", 0);
+  const accepting = server.accept();
+  await using client = await connect("127.0.0.1", server.port, {
+    maxQueuedBytes: 4096,
+  });
+  await using _accepted = await accepting; // never read
+  const big = message("sysex", { data: new Uint8Array(1000) });
+  let error: unknown;
+  const writes: Promise<void>[] = [];
+  for (let i = 0; i < 100000 && error === undefined; i++) {
+    writes.push(
+      client.send(big).catch((e) => {
+        error ??= e;
+      }),
+    );
+    if (i % 100 === 0) await new Promise((r) => setTimeout(r, 0));
+  }
+  assert.ok(error instanceof QueueFullError, String(error));
+  assert.match((error as Error).message, /more than 4096 bytes wait/);
+  assert.ok(client.queuedBytes <= 4096 + 1002);
+  await client.close();
+  await Promise.all(writes);
+});
+
+netTest("server closing ends its clients and pending accepts", async () => {
+  const server = new PortServer("127.0.0.1", 0);
+  server.poll();
+  const client = await connect("127.0.0.1", server.port);
+  await until(() => server.clients.length === 1);
+  const accepting = assert.rejects(server.accept(), PortClosedError);
+  await server.close();
+  await accepting;
+  assert.deepEqual(await drain(client), []);
+  assert.equal(client.closed, true);
+  await client.close();
+});
+
+netTest(
+  "the wire carries exactly mido's bytes, one message whole",
+  async () => {
+    await using server = new PortServer("127.0.0.1", 0);
+    const accepting = server.accept();
+    const raw = await Deno.connect({
+      hostname: "127.0.0.1",
+      port: server.port,
+    });
+    const accepted = await accepting;
+    const sent = [
+      note(1),
+      message("sysex", { data: [1, 2] }),
+      message("clock"),
+      note(2),
+    ];
+    for (const msg of sent) await accepted.send(msg);
+    await accepted.close();
+    assert.deepEqual(await readAll(raw), concat(sent.map(encode)));
+  },
+);
