@@ -79,6 +79,6 @@ export function readAll(conn: Deno.Conn, ms = 5000): Promise<Uint8Array> {
 }
 
 /** The permissions of network tests: loopback only. */
-export const LOOPBACK: Deno.PermissionOptions = {
+export const LOOPBACK: Deno.PermissionOptionsObject = {
   net: ["127.0.0.1", "[::1]", "localhost"],
 };
