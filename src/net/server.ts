@@ -14,8 +14,20 @@ import {
   PANIC_MESSAGES,
   RESET_MESSAGES,
 } from "../port.ts";
+import { NoteTracker } from "../notes.ts";
+import {
+  AddressList,
+  checkToken,
+  timingSafeEqual,
+  tokenHeader,
+} from "./access.ts";
 import { checkPort, formatAddress } from "./address.ts";
-import { type SocketOptions, SocketPort, writeBytes } from "./socket_port.ts";
+import {
+  prefixes,
+  type SocketOptions,
+  SocketPort,
+  writeBytes,
+} from "./socket_port.ts";
 
 /** Options for {@linkcode PortServer}. */
 export interface PortServerOptions extends SocketOptions {
@@ -34,6 +46,45 @@ export interface PortServerOptions extends SocketOptions {
    * stopped reading).
    */
   onDisconnect?: (client: SocketPort, reason?: unknown) => void;
+  /**
+   * Addresses and CIDR ranges (IPv4 and IPv6) that may connect; anyone
+   * else is closed at once and reported to `onRefuse`. Leave it out to let
+   * in whoever can reach the bound address, as mido does.
+   * @default {undefined} (everyone)
+   */
+  allow?: Iterable<string>;
+  /**
+   * Most connections open at once (managed, waiting or handed out by
+   * `accept()`); one more is closed at once and reported to `onRefuse`.
+   * @default {undefined} (no limit)
+   */
+  maxClients?: number;
+  /**
+   * A shared secret clients must send first, as the line
+   * `MIDISOCK-TOKEN <token>` (7-bit ASCII, which plain MIDI peers skip).
+   * Connections without it, or with another, are closed. It is compared in
+   * constant time. Without TLS it crosses the network in clear text.
+   * @default {undefined} (no token)
+   */
+  token?: string;
+  /**
+   * How long a client has to send its token, in milliseconds.
+   * @default {5000}
+   */
+  tokenTimeout?: number;
+  /** Serve TLS with this certificate chain and private key (PEM). */
+  tls?: Deno.TlsCertifiedKeyPem;
+  /**
+   * When a client the server manages leaves with notes still on, deliver a
+   * note_off for each into the server's input, after that client's last
+   * message, so nothing downstream is left sounding.
+   * @default {true}
+   */
+  releaseNotes?: boolean;
+  /**
+   * Called for each connection refused, with the peer's address and why.
+   */
+  onRefuse?: (peer: Deno.NetAddr, reason: string) => void;
 }
 
 /** Options for {@linkcode PortServer.accept}. */
@@ -49,14 +100,27 @@ export interface AcceptOptions {
  * The wildcard address: every interface, IPv6 and IPv4 where the system has
  * both, as mido's `''` means.
  */
-function listenEverywhere(port: number): Deno.TcpListener {
+function listen(
+  host: string,
+  port: number,
+  tls: Deno.TlsCertifiedKeyPem | undefined,
+): Listener {
+  const open = (hostname: string): Listener =>
+    tls === undefined
+      ? Deno.listen({ hostname, port })
+      : Deno.listenTls({ hostname, port, cert: tls.cert, key: tls.key });
+  if (host !== "") return open(host);
   try {
-    return Deno.listen({ hostname: "::", port });
+    return open("::");
   } catch (error) {
     if (error instanceof Deno.errors.NotCapable) throw error;
-    return Deno.listen({ hostname: "0.0.0.0", port });
+    return open("0.0.0.0");
   }
 }
+
+type Listener = Deno.Listener<Deno.Conn<Deno.NetAddr>, Deno.NetAddr>;
+
+const NEWLINE = 0x0a;
 
 interface Waiter {
   resolve(port: SocketPort): void;
@@ -91,7 +155,13 @@ interface Waiter {
  * ```
  */
 export class PortServer extends InputPortBase implements IOPort {
-  readonly #listener: Deno.TcpListener;
+  readonly #listener: Listener;
+  readonly #allow: AddressList | undefined;
+  readonly #maxClients: number;
+  readonly #token: Uint8Array | undefined;
+  readonly #tokenTimeout: number;
+  readonly #live = new Set<SocketPort>();
+  readonly #handshakes = new Set<Promise<void>>();
   readonly #options: PortServerOptions;
   readonly #backlog: number;
   readonly #clients = new Set<SocketPort>();
@@ -125,11 +195,30 @@ export class PortServer extends InputPortBase implements IOPort {
         `backlog must be a positive integer: got ${backlog}`,
       );
     }
+    const maxClients = options.maxClients ?? Infinity;
+    if (
+      !(maxClients >= 1) ||
+      !Number.isInteger(maxClients) && maxClients !== Infinity
+    ) {
+      throw new RangeError(
+        `maxClients must be a positive integer: got ${maxClients}`,
+      );
+    }
+    const tokenTimeout = options.tokenTimeout ?? 5000;
+    if (!(tokenTimeout > 0) || !Number.isFinite(tokenTimeout)) {
+      throw new RangeError(
+        `tokenTimeout must be a positive number of ms: got ${tokenTimeout}`,
+      );
+    }
     this.#backlog = backlog;
+    this.#maxClients = maxClients;
+    this.#tokenTimeout = tokenTimeout;
+    this.#allow = options.allow && new AddressList(options.allow);
+    this.#token = options.token === undefined
+      ? undefined
+      : tokenHeader(options.token);
     this.#options = options;
-    this.#listener = host === ""
-      ? listenEverywhere(port)
-      : Deno.listen({ hostname: host, port });
+    this.#listener = listen(host, port, options.tls);
     this.#accepting = this.#acceptLoop();
   }
 
@@ -155,7 +244,7 @@ export class PortServer extends InputPortBase implements IOPort {
 
   async #acceptLoop(): Promise<void> {
     for (;;) {
-      let conn: Deno.TcpConn;
+      let conn: Deno.Conn<Deno.NetAddr>;
       try {
         conn = await this.#listener.accept();
       } catch (error) {
@@ -165,15 +254,89 @@ export class PortServer extends InputPortBase implements IOPort {
         // open files) must not stop the server.
         continue;
       }
-      let client: SocketPort;
-      try {
-        client = new SocketPort(conn, this.#options);
-      } catch {
-        conn.close();
-        continue;
-      }
-      this.#place(client);
+      this.#admit(conn);
     }
+  }
+
+  #admit(conn: Deno.Conn<Deno.NetAddr>): void {
+    const peer = conn.remoteAddr;
+    if (this.#allow !== undefined && !this.#allow.includes(peer.hostname)) {
+      return this.#refuse(conn, "address not in the allow list");
+    }
+    if (this.#live.size + this.#handshakes.size >= this.#maxClients) {
+      return this.#refuse(conn, `client limit of ${this.#maxClients} reached`);
+    }
+    if (this.#token === undefined) return this.#open(conn);
+    const handshake = this.#readToken(conn, this.#token).then((rest) => {
+      this.#handshakes.delete(handshake);
+      if (typeof rest === "string") this.#refuse(conn, rest);
+      else if (this.#closing !== undefined) conn.close();
+      else this.#open(conn, rest);
+    });
+    this.#handshakes.add(handshake);
+  }
+
+  /** Reads the token line; resolves to the bytes after it, or why not. */
+  async #readToken(
+    conn: Deno.Conn,
+    expected: Uint8Array,
+  ): Promise<Uint8Array | string> {
+    const buffer = new Uint8Array(expected.length + 4096);
+    let length = 0;
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      try {
+        conn.close();
+      } catch {
+        // Closed already.
+      }
+    }, this.#tokenTimeout);
+    try {
+      while (length < expected.length) {
+        const n = await conn.read(buffer.subarray(length));
+        if (n === null) return "closed before sending a token";
+        const newline = buffer.subarray(length, length + n).indexOf(NEWLINE);
+        length += n;
+        if (newline >= 0 && length - n + newline < expected.length - 1) break;
+      }
+    } catch {
+      return timedOut
+        ? `no token within ${this.#tokenTimeout} ms`
+        : "connection failed during the token check";
+    } finally {
+      clearTimeout(timer);
+    }
+    if (
+      length < expected.length ||
+      !timingSafeEqual(buffer.subarray(0, expected.length), expected)
+    ) {
+      return "wrong token";
+    }
+    return buffer.slice(expected.length, length);
+  }
+
+  #refuse(conn: Deno.Conn<Deno.NetAddr>, reason: string): void {
+    try {
+      conn.close();
+    } catch {
+      // Closed already (a token timeout).
+    }
+    this.#options.onRefuse?.(conn.remoteAddr, reason);
+  }
+
+  #open(conn: Deno.Conn<Deno.NetAddr>, rest?: Uint8Array): void {
+    if (rest !== undefined && rest.length > 0) prefixes.set(conn, rest);
+    let client: SocketPort;
+    try {
+      client = new SocketPort(conn, this.#options);
+    } catch {
+      conn.close();
+      return;
+    }
+    this.#live.add(client);
+    client.finished.finally(() => this.#live.delete(client));
+    this.#place(client);
   }
 
   #place(client: SocketPort): void {
@@ -195,13 +358,21 @@ export class PortServer extends InputPortBase implements IOPort {
   }
 
   async #pump(client: SocketPort): Promise<void> {
-    for await (const msg of client) {
+    const notes = this.#options.releaseNotes === false
+      ? undefined
+      : new NoteTracker();
+    const forward = async (msg: Message) => {
       while (!this.deliver(msg)) {
-        if (this.closed) break;
+        if (this.closed) return;
         await this.roomForMore();
       }
+    };
+    for await (const msg of client) {
+      notes?.track(msg);
+      await forward(msg);
     }
     this.#drop(client);
+    for (const off of notes?.release() ?? []) await forward(off);
   }
 
   #drop(client: SocketPort, reason?: unknown): void {
@@ -351,8 +522,11 @@ export class PortServer extends InputPortBase implements IOPort {
     const bytes = new Uint8Array(size);
     let offset = 0;
     for (const msg of messages) offset = encodeInto(msg, bytes, offset);
+    const single = messages.length === 1 ? messages[0] : undefined;
     for (const client of this.#clients) {
-      writeBytes(client, bytes).catch((error) => this.#drop(client, error));
+      writeBytes(client, bytes, single).catch((error) =>
+        this.#drop(client, error)
+      );
     }
     return Promise.resolve();
   }
@@ -393,6 +567,7 @@ export class PortServer extends InputPortBase implements IOPort {
     this.finish(undefined, true);
     this.#listener.close();
     await this.#accepting;
+    await Promise.all(this.#handshakes);
     const closed = new PortClosedError(this.name);
     for (const waiter of this.#waiters.splice(0)) waiter.reject(closed);
     const clients = [...this.#clients, ...this.#waiting.splice(0)];
@@ -403,17 +578,33 @@ export class PortServer extends InputPortBase implements IOPort {
 }
 
 /** Options for {@linkcode connect}. */
-export type ConnectOptions = SocketOptions;
+export interface ConnectOptions extends SocketOptions {
+  /**
+   * The server's shared secret: sent first, as one line of 7-bit ASCII
+   * (see `PortServerOptions.token`).
+   * @default {undefined} (none)
+   */
+  token?: string;
+  /**
+   * Connect with TLS. The server's certificate must be valid for `host`
+   * and signed by a trusted authority, or by one of `caCerts`.
+   * @default {false}
+   */
+  tls?: boolean;
+  /** Extra trusted certificate authorities (PEM), for TLS. */
+  caCerts?: string[];
+}
 
 /**
  * Connects to a midisock or mido socket server.
  *
  * @param host Host name or IP address.
  * @param port TCP port.
- * @param options Queue bounds.
+ * @param options Queue bounds, policies, token and TLS.
  * @returns The connected port.
  * @throws {Deno.errors.ConnectionRefused} When nothing listens there.
  * @throws {Deno.errors.NotCapable} Without `--allow-net` for the address.
+ * @throws {TypeError | RangeError} For a bad port or token.
  *
  * @example Sending a note to a server
  * ```ts ignore
@@ -429,12 +620,24 @@ export async function connect(
   options: ConnectOptions = {},
 ): Promise<SocketPort> {
   checkPort(port);
-  const conn = await Deno.connect({
-    hostname: host === "" ? "127.0.0.1" : host,
-    port,
-  });
+  if (options.token !== undefined) checkToken(options.token);
+  const hostname = host === "" ? "127.0.0.1" : host;
+  const tcp = await Deno.connect({ hostname, port });
+  let conn: Deno.Conn = tcp;
+  if (options.tls) {
+    // TLS connections offer no TCP options: set them on the socket below.
+    tcp.setNoDelay(true);
+    tcp.setKeepAlive(true);
+    try {
+      conn = await Deno.startTls(tcp, { hostname, caCerts: options.caCerts });
+    } catch (error) {
+      tcp.close();
+      throw error;
+    }
+  }
+  let socket: SocketPort;
   try {
-    return new SocketPort(conn, {
+    socket = new SocketPort(conn, {
       ...options,
       name: formatAddress({ hostname: host, port }),
     });
@@ -442,4 +645,8 @@ export async function connect(
     conn.close();
     throw error;
   }
+  if (options.token !== undefined) {
+    await writeBytes(socket, tokenHeader(options.token));
+  }
+  return socket;
 }

@@ -7,7 +7,7 @@
 
 import { encodedLength, encodeInto } from "../codec/encode.ts";
 import { checkMessage, type Message } from "../codec/messages.ts";
-import { Parser } from "../codec/parser.ts";
+import { DEFAULT_MAX_SYSEX_LENGTH, Parser } from "../codec/parser.ts";
 import { PortClosedError, QueueFullError } from "../errors.ts";
 import {
   DEFAULT_QUEUE_SIZE,
@@ -16,6 +16,7 @@ import {
   PANIC_MESSAGES,
   RESET_MESSAGES,
 } from "../port.ts";
+import { type RateLimit, TokenBucket } from "./access.ts";
 import { formatAddress } from "./address.ts";
 
 /** Options every socket port takes. */
@@ -40,7 +41,49 @@ export interface SocketOptions {
    * @default {1048576}
    */
   maxSysexLength?: number;
+  /**
+   * What to do with sysex from the peer: `"allow"`, `"drop"`, or a number,
+   * the longest sysex let through (data bytes; longer ones are dropped).
+   * Dropped messages count in `dropped`.
+   * @default {"allow"}
+   */
+  sysexIn?: SysexPolicy;
+  /**
+   * What to do with sysex sent to the peer: `"allow"`, `"drop"` (skipped
+   * silently, so one policy serves a whole server), or the longest sysex
+   * let through, in data bytes.
+   * @default {"allow"}
+   */
+  sysexOut?: SysexPolicy;
+  /**
+   * Most messages per second accepted from the peer, with bursts; messages
+   * over it are dropped (and counted in `dropped`), the connection stays.
+   * @default {undefined} (no limit)
+   */
+  rateLimit?: RateLimit;
 }
+
+/**
+ * What a port does with sysex in one direction: let it through, drop it, or
+ * let through only those of at most this many data bytes.
+ */
+export type SysexPolicy = "allow" | "drop" | number;
+
+function checkSysexPolicy(name: string, policy: SysexPolicy): number {
+  if (policy === "allow") return Infinity;
+  if (policy === "drop") return -1;
+  if (!Number.isSafeInteger(policy) || policy < 0) {
+    throw new RangeError(
+      `${name} must be "allow", "drop" or a non-negative integer: got ${
+        JSON.stringify(policy)
+      }`,
+    );
+  }
+  return policy;
+}
+
+/** Bytes a connection's reader must parse before anything it reads. */
+export const prefixes: WeakMap<Deno.Conn, Uint8Array> = new WeakMap();
 
 /** The send queue's bound when no option says otherwise: 1 MiB. */
 export const DEFAULT_MAX_QUEUED_BYTES = 1 << 20;
@@ -75,7 +118,11 @@ function tune(conn: Deno.Conn): void {
 }
 
 /** Writes bytes to the peer in order, in as few writes as it can. */
-let writeBytes: (port: SocketPort, bytes: Uint8Array) => Promise<void>;
+let writeBytes: (
+  port: SocketPort,
+  bytes: Uint8Array,
+  msg?: Message,
+) => Promise<void>;
 
 /**
  * A MIDI port over one TCP connection, speaking mido's protocol: a plain
@@ -102,7 +149,10 @@ let writeBytes: (port: SocketPort, bytes: Uint8Array) => Promise<void>;
  */
 export class SocketPort extends InputPortBase implements IOPort {
   static {
-    writeBytes = (port, bytes) => port.#write(bytes);
+    writeBytes = (port, bytes, msg) =>
+      msg === undefined || port.#allowOut(msg)
+        ? port.#write(bytes)
+        : Promise.resolve();
   }
 
   readonly #conn: Deno.Conn;
@@ -110,6 +160,11 @@ export class SocketPort extends InputPortBase implements IOPort {
   readonly #parser: Parser;
   readonly #maxQueuedBytes: number;
   readonly #reading: Promise<void>;
+  readonly #sysexIn: number;
+  readonly #sysexOut: number;
+  readonly #bucket: TokenBucket | undefined;
+  readonly #finished: Promise<void>;
+  #droppedIn = 0;
   #chunks: Uint8Array[] = [];
   #pending: Pending[] = [];
   #queuedBytes = 0;
@@ -136,13 +191,22 @@ export class SocketPort extends InputPortBase implements IOPort {
         `maxQueuedBytes must be a positive integer: got ${maxQueuedBytes}`,
       );
     }
-    this.#parser = new Parser({ maxSysexLength: options.maxSysexLength });
+    this.#sysexIn = checkSysexPolicy("sysexIn", options.sysexIn ?? "allow");
+    this.#sysexOut = checkSysexPolicy("sysexOut", options.sysexOut ?? "allow");
+    this.#bucket = options.rateLimit && new TokenBucket(options.rateLimit);
+    this.#parser = new Parser({
+      maxSysexLength: Math.min(
+        options.maxSysexLength ?? DEFAULT_MAX_SYSEX_LENGTH,
+        Math.max(this.#sysexIn, 0),
+      ),
+    });
     this.#conn = conn;
     this.#maxQueuedBytes = maxQueuedBytes;
     this.#name = options.name ??
       formatAddress(conn.remoteAddr as Deno.NetAddr);
     tune(conn);
     this.#reading = this.#read();
+    this.#finished = this.#reading.then(() => this.#closing);
   }
 
   /** The peer's address, `host:port`. */
@@ -170,22 +234,42 @@ export class SocketPort extends InputPortBase implements IOPort {
    * or oversized.
    */
   get dropped(): number {
-    return this.#parser.dropped;
+    return this.#parser.dropped + this.#droppedIn;
+  }
+
+  /**
+   * Resolves once the connection is closed, by either end, and every
+   * message the peer sent has been parsed.
+   */
+  get finished(): Promise<void> {
+    return this.#finished;
   }
 
   async #read(): Promise<void> {
     const buffer = new Uint8Array(READ_BUFFER_SIZE);
     let cause: unknown;
+    let chunk = prefixes.get(this.#conn);
     try {
       for (;;) {
-        const n = await this.#conn.read(buffer);
-        if (n === null) break;
-        for (const msg of this.#parser.feed(buffer.subarray(0, n))) {
+        if (chunk === undefined) {
+          const n = await this.#conn.read(buffer);
+          if (n === null) break;
+          chunk = buffer.subarray(0, n);
+        }
+        for (const msg of this.#parser.feed(chunk)) {
+          if (
+            (msg.type === "sysex" && this.#sysexIn < 0) ||
+            (this.#bucket !== undefined && !this.#bucket.take())
+          ) {
+            this.#droppedIn++;
+            continue;
+          }
           while (!this.deliver(msg)) {
             if (this.closed) return;
             await this.roomForMore();
           }
         }
+        chunk = undefined;
       }
     } catch (error) {
       if (this.#closing === undefined) cause = error;
@@ -222,6 +306,10 @@ export class SocketPort extends InputPortBase implements IOPort {
     );
     this.#writing ??= this.#flush();
     return done;
+  }
+
+  #allowOut(msg: Message): boolean {
+    return msg.type !== "sysex" || msg.data.length <= this.#sysexOut;
   }
 
   async #flush(): Promise<void> {
@@ -272,6 +360,7 @@ export class SocketPort extends InputPortBase implements IOPort {
     } catch (error) {
       return Promise.reject(error);
     }
+    if (!this.#allowOut(msg)) return Promise.resolve();
     const bytes = new Uint8Array(encodedLength(msg));
     encodeInto(msg, bytes, 0);
     return this.#write(bytes);
@@ -287,11 +376,14 @@ export class SocketPort extends InputPortBase implements IOPort {
    * @throws {QueueFullError} When more than `maxQueuedBytes` wait already.
    */
   sendAll(messages: Iterable<Message>): Promise<void> {
-    const list = [...messages];
+    let list = [...messages];
     try {
       for (const msg of list) checkMessage(msg);
     } catch (error) {
       return Promise.reject(error);
+    }
+    if (this.#sysexOut !== Infinity) {
+      list = list.filter((m) => this.#allowOut(m));
     }
     return list.length === 0 ? Promise.resolve() : this.#write(encodeAll(list));
   }
