@@ -41,6 +41,7 @@ export {
   DEFAULT_MAX_QUEUED_BYTES,
   type SocketOptions,
   SocketPort,
+  type SysexPolicy,
 } from "./src/net/socket_port.ts";
 export {
   type AcceptOptions,
@@ -49,3 +50,5 @@ export {
   PortServer,
   type PortServerOptions,
 } from "./src/net/server.ts";
+export { NoteTracker } from "./src/notes.ts";
+export { AddressList, type RateLimit, TOKEN_PREFIX } from "./src/net/access.ts";

@@ -59,7 +59,7 @@ export function drain(port: InputPort, ms = 5000): Promise<Message[]> {
   return within(Array.fromAsync(port), ms, `draining ${port.name}`);
 }
 
-/** Reads raw bytes from a connection until it closes, within `ms`. */
+/** Reads raw bytes from a connection until the peer closes it (which closes it here too), within `ms`. */
 export function readAll(conn: Deno.Conn, ms = 5000): Promise<Uint8Array> {
   return within(
     (async () => {

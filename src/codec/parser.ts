@@ -85,6 +85,11 @@ export class Parser {
     this.#max = max;
   }
 
+  /** The longest sysex kept, in data bytes. */
+  get maxSysexLength(): number {
+    return this.#max;
+  }
+
   /**
    * How many incomplete, interrupted or oversized messages were dropped so
    * far (stray data bytes are not counted).

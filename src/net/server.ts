@@ -24,6 +24,7 @@ import {
 import { checkPort, formatAddress } from "./address.ts";
 import {
   prefixes,
+  resolveSocketOptions,
   type SocketOptions,
   SocketPort,
   writeBytes,
@@ -186,6 +187,7 @@ export class PortServer extends InputPortBase implements IOPort {
   constructor(host: string, port: number, options: PortServerOptions = {}) {
     super(options.queueSize ?? DEFAULT_QUEUE_SIZE);
     checkPort(port);
+    resolveSocketOptions(options);
     if (typeof host !== "string") {
       throw new TypeError(`Host must be a string: got ${String(host)}`);
     }
@@ -628,10 +630,11 @@ export async function connect(
     // TLS connections offer no TCP options: set them on the socket below.
     tcp.setNoDelay(true);
     tcp.setKeepAlive(true);
+    conn = await Deno.startTls(tcp, { hostname, caCerts: options.caCerts });
     try {
-      conn = await Deno.startTls(tcp, { hostname, caCerts: options.caCerts });
+      await (conn as Deno.TlsConn).handshake();
     } catch (error) {
-      tcp.close();
+      conn.close();
       throw error;
     }
   }

@@ -7,7 +7,7 @@
 
 import { encodedLength, encodeInto } from "../codec/encode.ts";
 import { checkMessage, type Message } from "../codec/messages.ts";
-import { DEFAULT_MAX_SYSEX_LENGTH, Parser } from "../codec/parser.ts";
+import { Parser } from "../codec/parser.ts";
 import { PortClosedError, QueueFullError } from "../errors.ts";
 import {
   DEFAULT_QUEUE_SIZE,
@@ -80,6 +80,43 @@ function checkSysexPolicy(name: string, policy: SysexPolicy): number {
     );
   }
   return policy;
+}
+
+interface SocketSettings {
+  queueSize: number;
+  maxQueuedBytes: number;
+  maxSysexLength: number;
+  sysexIn: number;
+  sysexOut: number;
+}
+
+/**
+ * Checks socket options and fills in their defaults; sysex policies become
+ * the longest sysex let through (-1: none, Infinity: any).
+ *
+ * @throws {RangeError} For a bound or policy out of range.
+ */
+export function resolveSocketOptions(options: SocketOptions): SocketSettings {
+  const queueSize = options.queueSize ?? DEFAULT_QUEUE_SIZE;
+  const maxQueuedBytes = options.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES;
+  for (
+    const [name, value] of [["queueSize", queueSize], [
+      "maxQueuedBytes",
+      maxQueuedBytes,
+    ]] as const
+  ) {
+    if (!Number.isSafeInteger(value) || value < 1) {
+      throw new RangeError(`${name} must be a positive integer: got ${value}`);
+    }
+  }
+  const sysexIn = checkSysexPolicy("sysexIn", options.sysexIn ?? "allow");
+  const sysexOut = checkSysexPolicy("sysexOut", options.sysexOut ?? "allow");
+  const maxSysexLength = Math.min(
+    new Parser({ maxSysexLength: options.maxSysexLength }).maxSysexLength,
+    Math.max(sysexIn, 0),
+  );
+  if (options.rateLimit !== undefined) new TokenBucket(options.rateLimit);
+  return { queueSize, maxQueuedBytes, maxSysexLength, sysexIn, sysexOut };
 }
 
 /** Bytes a connection's reader must parse before anything it reads. */
@@ -184,24 +221,14 @@ export class SocketPort extends InputPortBase implements IOPort {
     conn: Deno.Conn,
     options: SocketOptions & { name?: string } = {},
   ) {
-    super(options.queueSize ?? DEFAULT_QUEUE_SIZE);
-    const maxQueuedBytes = options.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES;
-    if (!Number.isSafeInteger(maxQueuedBytes) || maxQueuedBytes < 1) {
-      throw new RangeError(
-        `maxQueuedBytes must be a positive integer: got ${maxQueuedBytes}`,
-      );
-    }
-    this.#sysexIn = checkSysexPolicy("sysexIn", options.sysexIn ?? "allow");
-    this.#sysexOut = checkSysexPolicy("sysexOut", options.sysexOut ?? "allow");
+    const settings = resolveSocketOptions(options);
+    super(settings.queueSize);
+    this.#sysexIn = settings.sysexIn;
+    this.#sysexOut = settings.sysexOut;
     this.#bucket = options.rateLimit && new TokenBucket(options.rateLimit);
-    this.#parser = new Parser({
-      maxSysexLength: Math.min(
-        options.maxSysexLength ?? DEFAULT_MAX_SYSEX_LENGTH,
-        Math.max(this.#sysexIn, 0),
-      ),
-    });
+    this.#parser = new Parser({ maxSysexLength: settings.maxSysexLength });
     this.#conn = conn;
-    this.#maxQueuedBytes = maxQueuedBytes;
+    this.#maxQueuedBytes = settings.maxQueuedBytes;
     this.#name = options.name ??
       formatAddress(conn.remoteAddr as Deno.NetAddr);
     tune(conn);

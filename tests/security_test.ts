@@ -1,0 +1,433 @@
+import assert from "node:assert/strict";
+import {
+  AddressList,
+  connect,
+  type Message,
+  message,
+  NoteTracker,
+  PortServer,
+  TOKEN_PREFIX,
+} from "../mod.ts";
+import { pureTest } from "./_util.ts";
+import { drain, LOOPBACK, readAll, take, until, within } from "./_net.ts";
+
+function netTest(name: string, fn: () => Promise<void>): void {
+  Deno.test({
+    name,
+    permissions: LOOPBACK,
+    fn: () => within(fn(), 20000, name),
+  });
+}
+
+const note = (n: number, velocity = 64) =>
+  message("note_on", { note: n, velocity });
+
+pureTest("address lists match IPv4, IPv6 and mapped addresses by CIDR", () => {
+  const list = new AddressList(["127.0.0.1", "10.0.0.0/8", "::1", "fd00::/8"]);
+  for (
+    const yes of [
+      "127.0.0.1",
+      "10.1.2.3",
+      "::1",
+      "fd12::5",
+      "::ffff:10.9.9.9",
+      "0:0:0:0:0:0:0:1",
+    ]
+  ) {
+    assert.ok(list.includes(yes), yes);
+  }
+  for (
+    const no of [
+      "127.0.0.2",
+      "11.0.0.1",
+      "::2",
+      "fe80::1",
+      "localhost",
+      "",
+      "1.2.3",
+    ]
+  ) {
+    assert.ok(!list.includes(no), no);
+  }
+  assert.ok(new AddressList(["0.0.0.0/0"]).includes("203.0.113.9"));
+  assert.ok(!new AddressList(["0.0.0.0/0"]).includes("2001:db8::1"));
+  assert.ok(new AddressList(["::/0"]).includes("2001:db8::1"));
+  assert.ok(
+    AddressList.isLoopback("127.3.2.1") && AddressList.isLoopback("::1"),
+  );
+  assert.ok(!AddressList.isLoopback("0.0.0.0"));
+});
+
+pureTest("a bad address rule is a SyntaxError quoting it", () => {
+  for (
+    const bad of [
+      "10.0.0.0/33",
+      "300.1.1.1",
+      "1:2:3:4:5:6:7:8:9",
+      "::1/129",
+      "host.example",
+      "1.2.3.4/8/8",
+    ]
+  ) {
+    assert.throws(
+      () => new AddressList([bad]),
+      (e: unknown) =>
+        e instanceof SyntaxError && e.message.includes(JSON.stringify(bad)),
+      bad,
+    );
+  }
+});
+
+pureTest("note tracker releases exactly the notes still held", () => {
+  const notes = new NoteTracker();
+  notes.track(note(60));
+  notes.track(note(62));
+  notes.track(message("note_on", { channel: 9, note: 36 }));
+  notes.track(note(62, 0)); // note_on velocity 0 ends a note
+  notes.track(message("note_off", { note: 70 })); // never on
+  notes.track(message("note_on", { channel: 3, note: 1 }));
+  notes.track(message("control_change", { channel: 3, control: 123 }));
+  assert.equal(notes.size, 2);
+  assert.deepEqual(notes.release(), [
+    message("note_off", { note: 60, velocity: 0 }),
+    message("note_off", { channel: 9, note: 36, velocity: 0 }),
+  ]);
+  assert.deepEqual(notes.release(), []);
+  notes.track(note(1));
+  notes.track(message("reset"));
+  assert.equal(notes.size, 0);
+});
+
+netTest(
+  "a peer outside the allow list is closed at once and reported",
+  async () => {
+    const refused: string[] = [];
+    await using server = new PortServer("127.0.0.1", 0, {
+      allow: ["10.0.0.0/8", "::1"],
+      onRefuse: (peer, reason) => refused.push(`${peer.hostname} ${reason}`),
+    });
+    server.poll();
+    const raw = await Deno.connect({
+      hostname: "127.0.0.1",
+      port: server.port,
+    });
+    await raw.write(new Uint8Array([0x90, 60, 64]));
+    assert.deepEqual(await readAll(raw), new Uint8Array(0));
+    assert.deepEqual(refused, ["127.0.0.1 address not in the allow list"]);
+    assert.equal(server.clients.length, 0);
+    assert.equal(server.poll(), undefined);
+  },
+);
+
+netTest("a peer inside the allow list is served", async () => {
+  await using server = new PortServer("127.0.0.1", 0, {
+    allow: ["127.0.0.0/8"],
+  });
+  await using client = await connect("127.0.0.1", server.port);
+  await client.send(note(1));
+  assert.deepEqual(await take(server, 1), [note(1)]);
+});
+
+netTest(
+  "the client limit refuses one more and frees up when a client leaves",
+  async () => {
+    const refused: string[] = [];
+    await using server = new PortServer("127.0.0.1", 0, {
+      maxClients: 2,
+      onRefuse: (_peer, reason) => refused.push(reason),
+    });
+    server.poll();
+    const a = await connect("127.0.0.1", server.port);
+    await using b = await connect("127.0.0.1", server.port);
+    await until(() => server.clients.length === 2);
+    await using c = await connect("127.0.0.1", server.port);
+    assert.deepEqual(await drain(c), []);
+    assert.deepEqual(refused, ["client limit of 2 reached"]);
+    await a.close();
+    await until(() => server.clients.length === 1);
+    await a.finished;
+    await using d = await connect("127.0.0.1", server.port);
+    await d.send(note(4));
+    assert.deepEqual(await take(server, 1), [note(4)]);
+    assert.equal(refused.length, 1);
+    assert.throws(
+      () => new PortServer("127.0.0.1", 0, { maxClients: 0 }),
+      /maxClients must be a positive integer: got 0/,
+    );
+  },
+);
+
+netTest(
+  "a client with the right token is served, bytes after it included",
+  async () => {
+    await using server = new PortServer("127.0.0.1", 0, { token: "s3cret" });
+    await using client = await connect("127.0.0.1", server.port, {
+      token: "s3cret",
+    });
+    await client.send(note(5));
+    assert.deepEqual(await take(server, 1), [note(5)]);
+    // The header and MIDI bytes in one write, and the header split in pieces.
+    const raw = await Deno.connect({
+      hostname: "127.0.0.1",
+      port: server.port,
+    });
+    const header = new TextEncoder().encode(`${TOKEN_PREFIX}s3cret\n`);
+    await raw.write(header.subarray(0, 5));
+    await new Promise((r) => setTimeout(r, 20));
+    await raw.write(new Uint8Array([...header.subarray(5), 0x90, 6, 64]));
+    assert.deepEqual(await take(server, 1), [note(6)]);
+    raw.close();
+  },
+);
+
+netTest(
+  "wrong, missing and late tokens are refused; the server goes on",
+  async () => {
+    const refused: string[] = [];
+    await using server = new PortServer("127.0.0.1", 0, {
+      token: "s3cret",
+      tokenTimeout: 300,
+      onRefuse: (_peer, reason) => refused.push(reason),
+    });
+    server.poll();
+    const wrong = await connect("127.0.0.1", server.port, { token: "guess" });
+    assert.deepEqual(await drain(wrong), []);
+    const longer = await connect("127.0.0.1", server.port, {
+      token: "s3cret-and-more",
+    });
+    await longer.send(note(1)).catch(() => {});
+    assert.deepEqual(await drain(longer), []);
+    // A plain MIDI client (mido) sends no token: closed after the timeout.
+    const plain = await connect("127.0.0.1", server.port);
+    await plain.send(note(2));
+    assert.deepEqual(await drain(plain), []);
+    const silent = await Deno.connect({
+      hostname: "127.0.0.1",
+      port: server.port,
+    });
+    assert.deepEqual(await readAll(silent), new Uint8Array(0));
+    assert.deepEqual(refused.sort(), [
+      "no token within 300 ms",
+      "no token within 300 ms",
+      "wrong token",
+      "wrong token",
+    ]);
+    await using good = await connect("127.0.0.1", server.port, {
+      token: "s3cret",
+    });
+    await good.send(note(3));
+    assert.deepEqual(await take(server, 1), [note(3)]);
+    await Promise.all([wrong, longer, plain].map((p) => p.close()));
+    await assert.rejects(
+      connect("127.0.0.1", server.port, { token: "has space" }),
+      /Token must be/,
+    );
+  },
+);
+
+netTest(
+  "a token header is skipped by a server that wants none, as mido would",
+  async () => {
+    await using server = new PortServer("127.0.0.1", 0);
+    await using client = await connect("127.0.0.1", server.port, {
+      token: "x",
+    });
+    await client.send(note(7));
+    assert.deepEqual(await take(server, 1), [note(7)]);
+  },
+);
+
+netTest("sysexIn drops or bounds incoming sysex and counts it", async () => {
+  const big = message("sysex", { data: new Uint8Array(100) });
+  const small = message("sysex", { data: [1, 2] });
+  for (
+    const [policy, expected] of [["drop", [note(1)]], [10, [small, note(1)]], [
+      "allow",
+      [big, small, note(1)],
+    ]] as const
+  ) {
+    await using server = new PortServer("127.0.0.1", 0, { sysexIn: policy });
+    const accepting = server.accept();
+    const client = await connect("127.0.0.1", server.port);
+    await using accepted = await accepting;
+    for (const msg of [big, small, note(1)]) await client.send(msg);
+    await client.close();
+    assert.deepEqual(await drain(accepted), expected, String(policy));
+    assert.equal(accepted.dropped, 3 - expected.length);
+  }
+  assert.throws(
+    () => new PortServer("127.0.0.1", 0, { sysexIn: -1 }),
+    /sysexIn must be "allow", "drop" or a non-negative integer: got -1/,
+  );
+});
+
+netTest(
+  "sysexOut keeps sysex from clients, for one port and a whole server",
+  async () => {
+    await using server = new PortServer("127.0.0.1", 0, { sysexOut: "drop" });
+    server.poll();
+    await using client = await connect("127.0.0.1", server.port, {
+      sysexOut: 1,
+    });
+    await until(() => server.clients.length === 1);
+    await server.send(message("sysex", { data: [1] }));
+    await server.send(note(8));
+    assert.deepEqual(await take(client, 1), [note(8)]);
+    await client.send(message("sysex", { data: [1, 2] }));
+    await client.sendAll([message("sysex", { data: [3] }), note(9)]);
+    assert.deepEqual(await take(server, 2), [
+      message("sysex", { data: [3] }),
+      note(9),
+    ]);
+  },
+);
+
+netTest(
+  "a client over its rate limit loses the excess, not the connection",
+  async () => {
+    await using server = new PortServer("127.0.0.1", 0, {
+      rateLimit: { messages: 1, burst: 10 },
+    });
+    const accepting = server.accept();
+    const client = await connect("127.0.0.1", server.port);
+    await using accepted = await accepting;
+    await client.sendAll(Array.from({ length: 100 }, (_, i) => note(i)));
+    await client.close();
+    const got = await drain(accepted);
+    assert.ok(got.length >= 10 && got.length <= 11, `${got.length} passed`);
+    assert.deepEqual(
+      got.slice(0, 10),
+      Array.from({ length: 10 }, (_, i) => note(i)),
+    );
+    assert.equal(accepted.dropped, 100 - got.length);
+    assert.throws(
+      () => new PortServer("127.0.0.1", 0, { rateLimit: { messages: 0 } }),
+      /Rate limit messages must be a positive number: got 0/,
+    );
+  },
+);
+
+netTest(
+  "notes a client leaves on are released into the server's input",
+  async () => {
+    await using server = new PortServer("127.0.0.1", 0);
+    const client = await connect("127.0.0.1", server.port);
+    for (
+      const msg of [
+        note(60),
+        note(64),
+        message("note_off", { note: 60 }),
+        note(67),
+      ]
+    ) {
+      await client.send(msg);
+    }
+    await client.close();
+    const got: Message[] = await take(server, 6);
+    assert.deepEqual(got.slice(4), [
+      message("note_off", { note: 64, velocity: 0 }),
+      message("note_off", { note: 67, velocity: 0 }),
+    ]);
+  },
+);
+
+netTest(
+  "releaseNotes: false leaves the stream as the client sent it",
+  async () => {
+    await using server = new PortServer("127.0.0.1", 0, {
+      releaseNotes: false,
+    });
+    server.poll();
+    const client = await connect("127.0.0.1", server.port);
+    await client.send(note(60));
+    await client.close();
+    assert.deepEqual(await take(server, 1), [note(60)]);
+    await until(() => server.clients.length === 0);
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(server.poll(), undefined);
+  },
+);
+
+/** A throwaway CA and a certificate it signed for localhost and 127.0.0.1. */
+async function testCertificates(): Promise<
+  { ca: string; cert: string; key: string }
+> {
+  const script = `
+set -e
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+cd "$dir"
+ec="-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
+openssl req -x509 $ec -days 1 -subj /CN=midisock-test-ca -keyout ca.key -out ca.pem 2>/dev/null
+openssl req $ec -subj /CN=localhost -keyout leaf.key -out leaf.csr 2>/dev/null
+printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\n' > ext
+openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 -extfile ext -out leaf.pem 2>/dev/null
+cat ca.pem leaf.pem leaf.key
+`;
+  const { success, stdout, stderr } = await new Deno.Command("sh", {
+    args: ["-c", script],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.ok(success, new TextDecoder().decode(stderr));
+  const pem = new TextDecoder().decode(stdout);
+  const blocks = pem.match(
+    /-----BEGIN [A-Z ]+-----[^]*?-----END [A-Z ]+-----\n/g,
+  )!;
+  assert.equal(blocks.length, 3, pem);
+  return { ca: blocks[0], cert: blocks[1], key: blocks[2] };
+}
+
+const hasOpenssl = (() => {
+  try {
+    return new Deno.Command("openssl", {
+      args: ["version"],
+      stdout: "null",
+      stderr: "null",
+    })
+      .outputSync().success;
+  } catch {
+    return false;
+  }
+})();
+
+Deno.test({
+  name: "TLS server and client carry messages both ways with a test CA",
+  ignore: !hasOpenssl,
+  permissions: { ...LOOPBACK, run: true },
+  fn: () =>
+    within(
+      (async () => {
+        const { ca, cert, key } = await testCertificates();
+        await using server = new PortServer("127.0.0.1", 0, {
+          tls: { cert, key },
+        });
+        const accepting = server.accept();
+        await using client = await connect("127.0.0.1", server.port, {
+          tls: true,
+          caCerts: [ca],
+        });
+        await client.send(note(10));
+        await using accepted = await accepting;
+        assert.deepEqual(await take(accepted, 1), [note(10)]);
+        await accepted.send(message("sysex", { data: [1, 2, 3] }));
+        assert.deepEqual(await take(client, 1), [
+          message("sysex", { data: [1, 2, 3] }),
+        ]);
+        // Without the CA the client refuses the server.
+        await assert.rejects(
+          connect("127.0.0.1", server.port, { tls: true }),
+          Error,
+        );
+        // A plain client gets nothing through, and the server goes on.
+        const plain = await connect("127.0.0.1", server.port);
+        await plain.send(note(11)).catch(() => {});
+        const next = await server.accept();
+        assert.deepEqual(await drain(next), []);
+        await plain.close();
+        await client.send(note(12));
+        assert.deepEqual(await take(accepted, 1), [note(12)]);
+      })(),
+      20000,
+    ),
+});
