@@ -138,7 +138,7 @@ netTest(
     });
     server.poll();
     const a = await connect("127.0.0.1", server.port);
-    await using b = await connect("127.0.0.1", server.port);
+    await using _b = await connect("127.0.0.1", server.port);
     await until(() => server.clients.length === 2);
     await using c = await connect("127.0.0.1", server.port);
     assert.deepEqual(await drain(c), []);
