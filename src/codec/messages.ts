@@ -629,13 +629,20 @@ export function checkMessage(value: unknown): Message {
     else if (data.some((b) => b > 127)) checkData(data);
   }
   if (record.time !== undefined) checkTime(spec.type, record.time);
-  for (const key of Object.keys(record)) {
-    if (
-      key !== "type" && key !== "time" &&
-      !(spec.fields as string[]).includes(key) &&
-      !(spec.type === "sysex" && key === "data")
-    ) {
-      throw new TypeError(`${spec.type} has no field ${JSON.stringify(key)}`);
+  // Every field was found above: as many keys as expected means no others.
+  let keys = 0;
+  for (const _ in record) keys++;
+  const expected = 1 + spec.fields.length + (spec.type === "sysex" ? 1 : 0) +
+    (record.time !== undefined ? 1 : 0);
+  if (keys !== expected) {
+    for (const key of Object.keys(record)) {
+      if (
+        key !== "type" && key !== "time" &&
+        !(spec.fields as string[]).includes(key) &&
+        !(spec.type === "sysex" && key === "data")
+      ) {
+        throw new TypeError(`${spec.type} has no field ${JSON.stringify(key)}`);
+      }
     }
   }
   return value as Message;

@@ -128,19 +128,11 @@ export const DEFAULT_MAX_QUEUED_BYTES = 1 << 20;
 const READ_BUFFER_SIZE = 16 * 1024;
 const CLOSE_FLUSH_MS = 1000;
 
-interface Pending {
-  resolve(): void;
-  reject(error: unknown): void;
-}
-
-function encodeAll(messages: readonly Message[]): Uint8Array {
-  let size = 0;
-  for (const msg of messages) size += encodedLength(msg);
-  const bytes = new Uint8Array(size);
-  let offset = 0;
-  for (const msg of messages) offset = encodeInto(msg, bytes, offset);
-  return bytes;
-}
+const INITIAL_OUT_BUFFER = 1024;
+const KEPT_OUT_BUFFER = 256 * 1024;
+/** Below this many queued bytes, `send` resolves at once. */
+const HIGH_WATER = 64 * 1024;
+const RESOLVED = Promise.resolve();
 
 /** Sets the options every midisock connection runs with, where it can. */
 function tune(conn: Deno.Conn): void {
@@ -202,10 +194,16 @@ export class SocketPort extends InputPortBase implements IOPort {
   readonly #bucket: TokenBucket | undefined;
   readonly #finished: Promise<void>;
   #droppedIn = 0;
-  #chunks: Uint8Array[] = [];
-  #pending: Pending[] = [];
-  #queuedBytes = 0;
+  readonly #highWater: number;
+  /** Bytes waiting for the next write, and a buffer to swap in. */
+  #out = new Uint8Array(INITIAL_OUT_BUFFER);
+  #outLength = 0;
+  #spare = new Uint8Array(INITIAL_OUT_BUFFER);
+  #inFlight = 0;
+  /** Settles when the bytes now in `#out` are written. */
+  #batch: PromiseWithResolvers<void> | undefined;
   #writing: Promise<void> | undefined;
+  #readOpen = true;
   #writeError: unknown;
   #closing: Promise<void> | undefined;
 
@@ -229,6 +227,7 @@ export class SocketPort extends InputPortBase implements IOPort {
     this.#parser = new Parser({ maxSysexLength: settings.maxSysexLength });
     this.#conn = conn;
     this.#maxQueuedBytes = settings.maxQueuedBytes;
+    this.#highWater = Math.min(HIGH_WATER, settings.maxQueuedBytes);
     this.#name = options.name ??
       formatAddress(conn.remoteAddr as Deno.NetAddr);
     tune(conn);
@@ -253,7 +252,7 @@ export class SocketPort extends InputPortBase implements IOPort {
 
   /** Bytes waiting to be written to the peer. */
   get queuedBytes(): number {
-    return this.#queuedBytes;
+    return this.#outLength + this.#inFlight;
   }
 
   /**
@@ -284,6 +283,9 @@ export class SocketPort extends InputPortBase implements IOPort {
           chunk = buffer.subarray(0, n);
         }
         for (const msg of this.#parser.feed(chunk)) {
+          // After a close on this side, read on until the peer answers
+          // with its own close, but keep nothing.
+          if (this.closed) break;
           if (
             (msg.type === "sysex" && this.#sysexIn < 0) ||
             (this.#bucket !== undefined && !this.#bucket.take())
@@ -291,8 +293,7 @@ export class SocketPort extends InputPortBase implements IOPort {
             this.#droppedIn++;
             continue;
           }
-          while (!this.deliver(msg)) {
-            if (this.closed) return;
+          while (!this.deliver(msg) && !this.closed) {
             await this.roomForMore();
           }
         }
@@ -303,11 +304,26 @@ export class SocketPort extends InputPortBase implements IOPort {
     }
     // The peer left: what it sent stays readable; close our side too, once
     // pending writes have gone out or failed.
+    this.#readOpen = false;
     this.finish(cause);
     this.#closing ??= this.#shutdown();
   }
 
   #write(bytes: Uint8Array): Promise<void> {
+    return this.#enqueue(bytes.length, (target, offset) => {
+      target.set(bytes, offset);
+    });
+  }
+
+  /**
+   * Appends `size` bytes, written by `fill`, to what goes out next, and
+   * starts a write if none is under way. Resolves at once below the high
+   * water mark, else once these bytes are written: backpressure.
+   */
+  #enqueue(
+    size: number,
+    fill: (target: Uint8Array, offset: number) => void,
+  ): Promise<void> {
     if (this.#closing !== undefined || this.#writeError !== undefined) {
       return Promise.reject(
         new PortClosedError(
@@ -318,21 +334,25 @@ export class SocketPort extends InputPortBase implements IOPort {
         ),
       );
     }
-    if (
-      this.#queuedBytes > 0 &&
-      this.#queuedBytes + bytes.length > this.#maxQueuedBytes
-    ) {
+    const queued = this.#outLength + this.#inFlight;
+    if (queued > 0 && queued + size > this.#maxQueuedBytes) {
       return Promise.reject(
         new QueueFullError(this.#name, this.#maxQueuedBytes),
       );
     }
-    this.#chunks.push(bytes);
-    this.#queuedBytes += bytes.length;
-    const done = new Promise<void>((resolve, reject) =>
-      this.#pending.push({ resolve, reject })
-    );
+    if (this.#outLength + size > this.#out.length) {
+      let capacity = this.#out.length * 2;
+      while (capacity < this.#outLength + size) capacity *= 2;
+      const grown = new Uint8Array(capacity);
+      grown.set(this.#out.subarray(0, this.#outLength));
+      this.#out = grown;
+    }
+    fill(this.#out, this.#outLength);
+    this.#outLength += size;
     this.#writing ??= this.#flush();
-    return done;
+    if (queued + size <= this.#highWater) return RESOLVED;
+    this.#batch ??= Promise.withResolvers<void>();
+    return this.#batch.promise;
   }
 
   #allowOut(msg: Message): boolean {
@@ -340,34 +360,37 @@ export class SocketPort extends InputPortBase implements IOPort {
   }
 
   async #flush(): Promise<void> {
-    while (this.#chunks.length > 0) {
-      const chunks = this.#chunks;
-      const pending = this.#pending;
-      this.#chunks = [];
-      this.#pending = [];
-      let bytes = chunks[0];
-      if (chunks.length > 1) {
-        bytes = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-        let offset = 0;
-        for (const chunk of chunks) {
-          bytes.set(chunk, offset);
-          offset += chunk.length;
-        }
-      }
+    while (this.#outLength > 0) {
+      // Swap buffers: sends append to the other one while this one goes out.
+      const sending = this.#out;
+      const bytes = sending.subarray(0, this.#outLength);
+      const batch = this.#batch;
+      this.#batch = undefined;
+      this.#out = this.#spare;
+      this.#spare = sending;
+      this.#inFlight = this.#outLength;
+      this.#outLength = 0;
       try {
         for (let offset = 0; offset < bytes.length;) {
           offset += await this.#conn.write(bytes.subarray(offset));
         }
-        this.#queuedBytes -= bytes.length;
-        for (const p of pending) p.resolve();
       } catch (error) {
         this.#writeError = error;
         const reason = new PortClosedError(this.#name, { cause: error });
-        for (const p of [...pending, ...this.#pending]) p.reject(reason);
-        this.#chunks = [];
-        this.#pending = [];
-        this.#queuedBytes = 0;
+        // Sends that waited on this batch or the next learn it failed.
+        for (const waiting of [batch, this.#batch as typeof batch]) {
+          waiting?.reject(reason);
+        }
+        this.#batch = undefined;
+        this.#outLength = 0;
+        this.#inFlight = 0;
+        break;
       }
+      this.#inFlight = 0;
+      if (this.#spare.length > KEPT_OUT_BUFFER) {
+        this.#spare = new Uint8Array(INITIAL_OUT_BUFFER);
+      }
+      batch?.resolve();
     }
     this.#writing = undefined;
   }
@@ -387,10 +410,10 @@ export class SocketPort extends InputPortBase implements IOPort {
     } catch (error) {
       return Promise.reject(error);
     }
-    if (!this.#allowOut(msg)) return Promise.resolve();
-    const bytes = new Uint8Array(encodedLength(msg));
-    encodeInto(msg, bytes, 0);
-    return this.#write(bytes);
+    if (!this.#allowOut(msg)) return RESOLVED;
+    return this.#enqueue(encodedLength(msg), (target, offset) => {
+      encodeInto(msg, target, offset);
+    });
   }
 
   /**
@@ -412,7 +435,12 @@ export class SocketPort extends InputPortBase implements IOPort {
     if (this.#sysexOut !== Infinity) {
       list = list.filter((m) => this.#allowOut(m));
     }
-    return list.length === 0 ? Promise.resolve() : this.#write(encodeAll(list));
+    let size = 0;
+    for (const msg of list) size += encodedLength(msg);
+    if (size === 0) return RESOLVED;
+    return this.#enqueue(size, (target, offset) => {
+      for (const msg of list) offset = encodeInto(msg, target, offset);
+    });
   }
 
   /**
@@ -449,14 +477,25 @@ export class SocketPort extends InputPortBase implements IOPort {
   }
 
   async #shutdown(): Promise<void> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const deadline = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, CLOSE_FLUSH_MS);
+    });
     if (this.#writing !== undefined) {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      await Promise.race([
-        this.#writing,
-        new Promise((resolve) => timer = setTimeout(resolve, CLOSE_FLUSH_MS)),
-      ]);
-      clearTimeout(timer);
+      await Promise.race([this.#writing, deadline]);
     }
+    if (this.#readOpen && this.#writing === undefined) {
+      // Closing first: send our FIN and read on until the peer closes too.
+      // Closing outright with its data unread would reset the connection,
+      // and the peer could lose what it had not read of ours.
+      try {
+        await this.#conn.closeWrite();
+        await Promise.race([this.#reading, deadline]);
+      } catch {
+        // The connection is gone already.
+      }
+    }
+    clearTimeout(timer);
     try {
       this.#conn.close();
     } catch {
