@@ -15,5 +15,4 @@ await using server = new PortServer("127.0.0.1", 0);
 for await (const msg of server) {
   console.log(formatMessage(msg));
   if (msg.type === "note_on") break;
-}
-console.log(`${server.clients.length} clients left`);
+} // and the server is closed here

@@ -38,7 +38,9 @@ export interface InputPort extends Port, AsyncIterable<Message> {
 /** A port messages go to. */
 export interface OutputPort extends Port {
   /**
-   * Sends one message; resolves once it is handed to the operating system.
+   * Sends one message. Ports may queue it and resolve at once, but keep
+   * order and apply backpressure: a sender that awaits each send never
+   * runs far ahead of the other end.
    * @throws {TypeError | RangeError} For a malformed message.
    * @throws {PortClosedError} When the port is closed.
    */
@@ -353,12 +355,28 @@ export abstract class InputPortBase implements InputPort {
    *
    * @returns An async iterator over the messages.
    */
-  async *[Symbol.asyncIterator](): AsyncGenerator<Message, void, undefined> {
-    for (;;) {
-      const msg = await this.#queue.next();
-      if (msg === undefined) return;
-      yield msg;
-    }
+  [Symbol.asyncIterator](): AsyncIterableIterator<Message> {
+    // Written out rather than as an async generator: when messages are
+    // queued, each step is one resolved promise.
+    const queue = this.#queue;
+    const ended: IteratorResult<Message> = { value: undefined, done: true };
+    const step = (value: Message | undefined): IteratorResult<Message> =>
+      value === undefined ? ended : { value, done: false };
+    const iterator: AsyncIterableIterator<Message> = {
+      next(): Promise<IteratorResult<Message>> {
+        const value = queue.shift();
+        return value === undefined
+          ? queue.next().then(step)
+          : Promise.resolve({ value, done: false });
+      },
+      return(): Promise<IteratorResult<Message>> {
+        return Promise.resolve(ended);
+      },
+      [Symbol.asyncIterator](): AsyncIterableIterator<Message> {
+        return iterator;
+      },
+    };
+    return iterator;
   }
 
   /** Closes the port. Closing twice does nothing. */

@@ -23,6 +23,7 @@ import {
 } from "./access.ts";
 import { checkPort, formatAddress } from "./address.ts";
 import {
+  abort,
   prefixes,
   resolveSocketOptions,
   type SocketOptions,
@@ -364,22 +365,30 @@ export class PortServer extends InputPortBase implements IOPort {
       ? undefined
       : new NoteTracker();
     const forward = async (msg: Message) => {
-      while (!this.deliver(msg)) {
-        if (this.closed) return;
-        await this.roomForMore();
-      }
-    };
-    for await (const msg of client) {
       notes?.track(msg);
-      await forward(msg);
+      while (!this.deliver(msg) && !this.closed) await this.roomForMore();
+    };
+    const messages = client[Symbol.asyncIterator]();
+    for (;;) {
+      const { value, done } = await messages.next();
+      if (done) break;
+      await forward(value);
+      // Take whatever else has arrived without a turn of the event loop each.
+      for (let msg = client.poll(); msg !== undefined; msg = client.poll()) {
+        await forward(msg);
+      }
     }
     this.#drop(client);
     for (const off of notes?.release() ?? []) await forward(off);
   }
 
+  /**
+   * Takes a client off the server: no more broadcasts reach it and its
+   * connection closes, but what it sent before is still delivered.
+   */
   #drop(client: SocketPort, reason?: unknown): void {
     if (!this.#clients.delete(client)) return;
-    client.close().catch(() => {});
+    abort(client, reason);
     this.#options.onDisconnect?.(client, reason);
   }
 
@@ -489,7 +498,7 @@ export class PortServer extends InputPortBase implements IOPort {
    *
    * @returns An async iterator over the messages.
    */
-  override [Symbol.asyncIterator](): AsyncGenerator<Message, void, undefined> {
+  override [Symbol.asyncIterator](): AsyncIterableIterator<Message> {
     this.#usePort();
     return super[Symbol.asyncIterator]();
   }

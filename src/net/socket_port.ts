@@ -126,7 +126,7 @@ export const prefixes: WeakMap<Deno.Conn, Uint8Array> = new WeakMap();
 export const DEFAULT_MAX_QUEUED_BYTES = 1 << 20;
 
 const READ_BUFFER_SIZE = 16 * 1024;
-const CLOSE_FLUSH_MS = 1000;
+const CLOSE_GRACE_MS = 1000;
 
 const INITIAL_OUT_BUFFER = 1024;
 const KEPT_OUT_BUFFER = 256 * 1024;
@@ -145,6 +145,13 @@ function tune(conn: Deno.Conn): void {
     }
   }
 }
+
+/**
+ * Closes a port's connection at once, without the graceful steps of
+ * `close()`, but keeps what it received readable: how a server drops a
+ * client.
+ */
+let abort: (port: SocketPort, reason: unknown) => void;
 
 /** Writes bytes to the peer in order, in as few writes as it can. */
 let writeBytes: (
@@ -178,6 +185,7 @@ let writeBytes: (
  */
 export class SocketPort extends InputPortBase implements IOPort {
   static {
+    abort = (port, reason) => port.#abort(reason);
     writeBytes = (port, bytes, msg) =>
       msg === undefined || port.#allowOut(msg)
         ? port.#write(bytes)
@@ -200,10 +208,13 @@ export class SocketPort extends InputPortBase implements IOPort {
   #outLength = 0;
   #spare = new Uint8Array(INITIAL_OUT_BUFFER);
   #inFlight = 0;
+  /** Bytes written so far: how a closing port sees progress. */
+  #written = 0;
   /** Settles when the bytes now in `#out` are written. */
   #batch: PromiseWithResolvers<void> | undefined;
   #writing: Promise<void> | undefined;
   #readOpen = true;
+  #abrupt = false;
   #writeError: unknown;
   #closing: Promise<void> | undefined;
 
@@ -372,7 +383,9 @@ export class SocketPort extends InputPortBase implements IOPort {
       this.#outLength = 0;
       try {
         for (let offset = 0; offset < bytes.length;) {
-          offset += await this.#conn.write(bytes.subarray(offset));
+          const n = await this.#conn.write(bytes.subarray(offset));
+          offset += n;
+          this.#written += n;
         }
       } catch (error) {
         this.#writeError = error;
@@ -399,7 +412,9 @@ export class SocketPort extends InputPortBase implements IOPort {
    * Sends one message, whole.
    *
    * @param msg The message.
-   * @returns A promise that resolves once the bytes are handed to the OS.
+   * @returns A promise that resolves once the bytes are queued while less
+   * than 64 KiB waits to be written, else once they are written (so a
+   * sender that awaits each send never runs ahead of the peer).
    * @throws {TypeError | RangeError} For a malformed message (nothing sent).
    * @throws {PortClosedError} When the port or the connection is closed.
    * @throws {QueueFullError} When more than `maxQueuedBytes` wait already.
@@ -420,7 +435,9 @@ export class SocketPort extends InputPortBase implements IOPort {
    * Sends several messages in one write, in order.
    *
    * @param messages The messages; all are checked before any is sent.
-   * @returns A promise that resolves once the bytes are handed to the OS.
+   * @returns A promise that resolves once the bytes are queued while less
+   * than 64 KiB waits to be written, else once they are written (so a
+   * sender that awaits each send never runs ahead of the peer).
    * @throws {TypeError | RangeError} For a malformed message (nothing sent).
    * @throws {PortClosedError} When the port or the connection is closed.
    * @throws {QueueFullError} When more than `maxQueuedBytes` wait already.
@@ -465,8 +482,11 @@ export class SocketPort extends InputPortBase implements IOPort {
 
   /**
    * Closes the connection: messages not yet read are dropped and iteration
-   * ends; writes already queued get up to a second to go out. Closing twice
-   * does nothing.
+   * ends. Messages already sent still go out while the peer takes them (a
+   * peer that takes nothing for a second loses the rest); then this side
+   * half-closes and waits (up to a second) for the peer to close, so that
+   * nothing the peer has not read is lost to a reset. Closing twice does
+   * nothing.
    *
    * @returns A promise that resolves once the socket is closed.
    */
@@ -476,26 +496,31 @@ export class SocketPort extends InputPortBase implements IOPort {
     return this.#closing;
   }
 
+  #abort(reason: unknown): void {
+    this.#abrupt = true;
+    this.finish(reason);
+    this.#closing ??= this.#shutdown();
+  }
+
   async #shutdown(): Promise<void> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const deadline = new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, CLOSE_FLUSH_MS);
-    });
-    if (this.#writing !== undefined) {
-      await Promise.race([this.#writing, deadline]);
+    // Queued writes go out as long as the peer takes them; a peer that
+    // takes nothing for CLOSE_GRACE_MS loses the rest.
+    while (this.#writing !== undefined && !this.#abrupt) {
+      const before = this.#written;
+      await this.#within(this.#writing);
+      if (this.#written === before) break;
     }
-    if (this.#readOpen && this.#writing === undefined) {
+    if (this.#readOpen && this.#writing === undefined && !this.#abrupt) {
       // Closing first: send our FIN and read on until the peer closes too.
       // Closing outright with its data unread would reset the connection,
       // and the peer could lose what it had not read of ours.
       try {
         await this.#conn.closeWrite();
-        await Promise.race([this.#reading, deadline]);
+        await this.#within(this.#reading);
       } catch {
         // The connection is gone already.
       }
     }
-    clearTimeout(timer);
     try {
       this.#conn.close();
     } catch {
@@ -504,6 +529,18 @@ export class SocketPort extends InputPortBase implements IOPort {
     await this.#reading;
     await this.#writing;
   }
+
+  /** Waits for `promise`, but no longer than CLOSE_GRACE_MS. */
+  async #within(promise: Promise<void>): Promise<void> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      promise,
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, CLOSE_GRACE_MS);
+      }),
+    ]);
+    clearTimeout(timer);
+  }
 }
 
-export { writeBytes };
+export { abort, writeBytes };

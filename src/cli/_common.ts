@@ -1,0 +1,407 @@
+/**
+ * What the command-line entry points share: the version, argument errors,
+ * one-line error reports, shutdown signals, held-note tracking and the
+ * lazily loaded hardware module.
+ *
+ * @module
+ */
+
+import denoJson from "../../deno.json" with { type: "json" };
+import { type Message, message } from "../codec/messages.ts";
+import { parseAddress } from "../net/address.ts";
+import type { InputPort, OutputPort } from "../port.ts";
+
+/** The package version, from deno.json. */
+export const VERSION: string = denoJson.version;
+
+/** The package name, from deno.json. */
+export const PACKAGE: string = denoJson.name;
+
+/** Options every `main` takes besides its arguments. */
+export interface MainOptions {
+  /**
+   * Stops the command as SIGINT/SIGTERM do (a clean shutdown, exit code 0):
+   * for running it inside another program or a test.
+   */
+  signal?: AbortSignal;
+}
+
+/** Bad command-line input: reported in one line, exit code 2. */
+export class UsageError extends Error {
+  /**
+   * Makes the error.
+   *
+   * @param message What was wrong, for people.
+   */
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+/** A failure already phrased for people: reported as is, exit code 1. */
+export class CliError extends Error {
+  /**
+   * Makes the error.
+   *
+   * @param message What failed, for people.
+   * @param options `cause`: the underlying error.
+   */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "CliError";
+  }
+}
+
+/** Exit code for bad usage. */
+export const EXIT_USAGE = 2;
+/** Exit code for a failure at run time. */
+export const EXIT_FAILURE = 1;
+
+/**
+ * Runs `node:util`'s `parseArgs` (with `strict: true`), turning its errors
+ * into {@linkcode UsageError}s.
+ *
+ * @param parse The call to `parseArgs`.
+ * @returns What it returns.
+ * @throws {UsageError} For an unknown option, a missing value and so on.
+ */
+export function parse<T>(parse: () => T): T {
+  try {
+    return parse();
+  } catch (error) {
+    const text = (error as Error).message.split(". ")[0];
+    throw new UsageError(text.replace(/\.$/, ""));
+  }
+}
+
+/** One line of text: newlines and runs of blanks become single spaces. */
+function oneLine(text: string): string {
+  return text.split(/\r?\n/).map((s) => s.trim()).filter((s) => s !== "")
+    .join("; ");
+}
+
+/**
+ * Phrases any error for people in one line, without a stack trace.
+ *
+ * @param error What was thrown.
+ * @returns The line.
+ */
+export function describeError(error: unknown): string {
+  if (!(error instanceof Error)) return oneLine(String(error));
+  if (error.name === "RtMidiNotFoundError") {
+    const tried = (error as { tried?: readonly (readonly string[])[] }).tried ??
+      [];
+    const where = tried.length === 1 ? tried[0][0] : `${tried.length} places`;
+    return `the RtMidi library was not found (tried ${where}); ` +
+      "install it (Debian/Ubuntu: apt-get install librtmidi6; macOS: " +
+      "brew install rtmidi; Fedora: dnf install rtmidi; Arch: pacman -S " +
+      "rtmidi) or set MIDISOCK_RTMIDI_PATH to the library file";
+  }
+  if (error instanceof Deno.errors.NotCapable) {
+    return `missing permission: ${oneLine(error.message)}`;
+  }
+  return oneLine(error.message);
+}
+
+/**
+ * Reports an error on stderr as `midisock <command>: <line>`.
+ *
+ * @param command The command's name.
+ * @param error What was thrown.
+ * @returns The exit code: 2 for a {@linkcode UsageError}, else 1.
+ */
+export function report(command: string, error: unknown): number {
+  if (error instanceof UsageError) {
+    console.error(`midisock ${command}: ${error.message} (see --help)`);
+    return EXIT_USAGE;
+  }
+  console.error(`midisock ${command}: ${describeError(error)}`);
+  return EXIT_FAILURE;
+}
+
+/**
+ * Reads an address given as a positional `ADDRESS` or `--host`/`--port`.
+ *
+ * @param positional The `ADDRESS` argument, if any.
+ * @param host `--host`, if given.
+ * @param port `--port`, if given.
+ * @param defaults The host and port when nothing says otherwise.
+ * @returns The host and port.
+ * @throws {UsageError} For an address that does not parse, or both forms.
+ */
+export function readAddress(
+  positional: string | undefined,
+  host: string | undefined,
+  port: string | undefined,
+  defaults: { hostname: string; port: number },
+): { hostname: string; port: number } {
+  if (positional !== undefined && (host !== undefined || port !== undefined)) {
+    throw new UsageError(
+      "give the address either as ADDRESS or with --host/--port, not both",
+    );
+  }
+  if (positional !== undefined) {
+    try {
+      return parseAddress(positional, defaults.port);
+    } catch (error) {
+      throw new UsageError((error as Error).message);
+    }
+  }
+  let portNumber = defaults.port;
+  if (port !== undefined) {
+    if (!/^\d{1,5}$/.test(port) || Number(port) > 65535) {
+      throw new UsageError(
+        `invalid port ${JSON.stringify(port)}: expected a number in 0..65535`,
+      );
+    }
+    portNumber = Number(port);
+  }
+  let hostname = host ?? defaults.hostname;
+  if (hostname.startsWith("[") && hostname.endsWith("]")) {
+    hostname = hostname.slice(1, -1);
+  }
+  return { hostname, port: portNumber };
+}
+
+/**
+ * Reads a hardware port argument: digits are an index, anything else a name
+ * (or a part of one).
+ *
+ * @param text The argument.
+ * @returns The index or the name.
+ */
+export function portQuery(text: string): string | number {
+  return /^\d+$/.test(text) ? Number(text) : text;
+}
+
+/**
+ * Calls `stop` on SIGINT or SIGTERM (where the platform has it) or when
+ * `signal` aborts; a second SIGINT/SIGTERM during shutdown exits at once
+ * with code 130.
+ *
+ * @param stop What to do.
+ * @param signal An extra way to stop, for tests and embedding.
+ * @returns A function that removes the listeners.
+ */
+export function onStop(stop: () => void, signal?: AbortSignal): () => void {
+  let stopping = false;
+  const handler = () => {
+    if (stopping) Deno.exit(130);
+    stopping = true;
+    stop();
+  };
+  const installed: Deno.Signal[] = [];
+  const signals: Deno.Signal[] = Deno.build.os === "windows"
+    ? ["SIGINT", "SIGBREAK"]
+    : ["SIGINT", "SIGTERM"];
+  for (const name of signals) {
+    try {
+      Deno.addSignalListener(name, handler);
+      installed.push(name);
+    } catch {
+      // Not supported here: the other ways to stop remain.
+    }
+  }
+  const abort = () => {
+    stopping = true;
+    stop();
+  };
+  if (signal?.aborted) queueMicrotask(abort);
+  else signal?.addEventListener("abort", abort, { once: true });
+  return () => {
+    for (const name of installed) Deno.removeSignalListener(name, handler);
+    signal?.removeEventListener("abort", abort);
+  };
+}
+
+/**
+ * The notes one source holds down: note_on adds, note_off (or note_on with
+ * velocity 0) removes; `release()` gives the note_off messages for what is
+ * still held and forgets it.
+ */
+export class HeldNotes {
+  #held = new Set<number>();
+
+  /** How many notes are held. */
+  get size(): number {
+    return this.#held.size;
+  }
+
+  /**
+   * Follows one message.
+   *
+   * @param msg The message.
+   */
+  track(msg: Message): void {
+    if (msg.type === "note_on" && msg.velocity > 0) {
+      this.#held.add(msg.channel * 128 + msg.note);
+    } else if (msg.type === "note_on" || msg.type === "note_off") {
+      this.#held.delete(msg.channel * 128 + msg.note);
+    }
+  }
+
+  /**
+   * Forgets every held note.
+   *
+   * @returns A note_off (velocity 0) for each note that was held.
+   */
+  release(): Message[] {
+    const out: Message[] = [];
+    for (const key of [...this.#held].sort((a, b) => a - b)) {
+      out.push(
+        message("note_off", {
+          channel: Math.floor(key / 128),
+          note: key % 128,
+          velocity: 0,
+        }),
+      );
+    }
+    this.#held.clear();
+    return out;
+  }
+}
+
+/** Local time of day with milliseconds: `14:03:27.123`. */
+export function clock(date: Date = new Date()): string {
+  const two = (n: number) => String(n).padStart(2, "0");
+  return `${two(date.getHours())}:${two(date.getMinutes())}:${
+    two(date.getSeconds())
+  }.${String(date.getMilliseconds()).padStart(3, "0")}`;
+}
+
+/** How a hardware port is shown as a message source: its name, quoted. */
+export function hardwareLabel(name: string): string {
+  return JSON.stringify(name);
+}
+
+/** The hardware module, loaded on first use only. */
+export type Hardware = typeof import("../hardware/mod.ts");
+
+/**
+ * Loads the hardware module: only commands that use hardware pay for it.
+ *
+ * @returns The module.
+ */
+export function loadHardware(): Promise<Hardware> {
+  return import("../hardware/mod.ts");
+}
+
+/** Hardware ports opened for a command, and how to close them. */
+export interface OpenedPorts {
+  /** Inputs, from `--in` and `--virtual`. */
+  inputs: InputPort[];
+  /** Outputs, from `--out` and `--virtual`. */
+  outputs: OutputPort[];
+  /** Closes every port opened. */
+  close(): Promise<void>;
+}
+
+/**
+ * Opens the hardware ports a command line asks for, loading the hardware
+ * module only when there are any. On failure, closes what was opened and
+ * throws, adding a hint to use `--api` when RtMidi's default backend failed.
+ *
+ * @param wanted The `--in`, `--out`, `--virtual` and `--api` arguments.
+ * @param say Where to report each port opened.
+ * @returns The ports.
+ */
+export async function openPorts(
+  wanted: {
+    inputs: (string | number)[];
+    outputs: (string | number)[];
+    virtual: string[];
+    api: (typeof APIS)[number] | undefined;
+  },
+  say: (line: string) => void,
+): Promise<OpenedPorts> {
+  const opened: OpenedPorts = {
+    inputs: [],
+    outputs: [],
+    close: () => Promise.resolve(),
+  };
+  const { inputs, outputs, virtual, api } = wanted;
+  if (inputs.length + outputs.length + virtual.length === 0) return opened;
+  const closers: (() => Promise<void>)[] = [];
+  opened.close = async () => {
+    await Promise.all(
+      closers.splice(0).map((close) => close().catch(() => {})),
+    );
+  };
+  const hardware = await loadHardware();
+  try {
+    for (const name of virtual) {
+      const pair = await hardware.openIOPort(name, { api, virtual: true });
+      closers.push(() => pair.close());
+      opened.inputs.push(pair.input);
+      opened.outputs.push(pair.output);
+      say(`virtual ${hardwareLabel(pair.name)} created`);
+    }
+    for (const query of inputs) {
+      const input = await hardware.openInput(query, { api });
+      closers.push(() => input.close());
+      opened.inputs.push(input);
+      say(`input ${hardwareLabel(input.name)} opened`);
+    }
+    for (const query of outputs) {
+      const output = await hardware.openOutput(query, { api });
+      closers.push(() => output.close());
+      opened.outputs.push(output);
+      say(`output ${hardwareLabel(output.name)} opened`);
+    }
+  } catch (error) {
+    await opened.close();
+    if (api === undefined && error instanceof hardware.RtMidiError) {
+      let apis = "";
+      try {
+        apis = ` (this RtMidi has: ${hardware.getApis().join(", ")})`;
+      } catch {
+        // Listing failed too: no hint.
+      }
+      throw new CliError(
+        `${describeError(error)}; choose a MIDI backend with --api${apis}`,
+        { cause: error },
+      );
+    }
+    throw error;
+  }
+  return opened;
+}
+
+/** The backends `--api` accepts. */
+export const APIS = ["alsa", "jack", "core", "winmm"] as const;
+
+/**
+ * Checks an `--api` argument.
+ *
+ * @param api The argument, if given.
+ * @returns The backend, or undefined for RtMidi's choice.
+ * @throws {UsageError} For an unknown backend.
+ */
+export function readApi(
+  api: string | undefined,
+): (typeof APIS)[number] | undefined {
+  if (api === undefined) return undefined;
+  if (!(APIS as readonly string[]).includes(api)) {
+    throw new UsageError(
+      `unknown MIDI backend ${JSON.stringify(api)}: expected one of ${
+        APIS.join(", ")
+      }`,
+    );
+  }
+  return api as (typeof APIS)[number];
+}
+
+/** Waits `ms` milliseconds, or less if `signal` aborts first. */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener("abort", done, { once: true });
+  });
+}

@@ -1,0 +1,45 @@
+/**
+ * Hardware MIDI through RtMidi: list the system's MIDI ports, open them by
+ * name, part of a name or index, create virtual ports, and use them like
+ * every other midisock port (`for await` on inputs, `send` on outputs).
+ *
+ * Nothing native is touched until the first call: importing needs no
+ * permission; calling needs `--allow-ffi` and the RtMidi library
+ * (`MIDISOCK_RTMIDI_PATH` names its file if it is somewhere unusual,
+ * `MIDISOCK_RTMIDI_API` picks the default backend; both are read only when
+ * `--allow-env` covers them).
+ *
+ * @example A bridge from a keyboard to a synth
+ * ```ts ignore
+ * import { openInput, openOutput } from "@x/midisock";
+ *
+ * await using keys = await openInput("keystation");
+ * await using synth = await openOutput("fluid");
+ * for await (const msg of keys) await synth.send(msg);
+ * ```
+ *
+ * @module
+ */
+
+export {
+  getApis,
+  getInputNames,
+  getOutputNames,
+  type HardwareApi,
+  type HardwareInput,
+  type HardwareIOPort,
+  type HardwareOptions,
+  type HardwareOutput,
+  type InputOptions,
+  type IOPortOptions,
+  openInput,
+  openIOPort,
+  openOutput,
+  type OutputOptions,
+} from "./ports.ts";
+export {
+  PortNotFoundError,
+  RtMidiError,
+  type RtMidiErrorOptions,
+  RtMidiNotFoundError,
+} from "./errors.ts";

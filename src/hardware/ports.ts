@@ -1,0 +1,715 @@
+/**
+ * Hardware MIDI ports over RtMidi: list the system's ports, open them by
+ * name, create virtual ones.
+ *
+ * @module
+ */
+
+import { encode } from "../codec/encode.ts";
+import type { Message } from "../codec/messages.ts";
+import { Parser } from "../codec/parser.ts";
+import { PortClosedError } from "../errors.ts";
+import {
+  DEFAULT_QUEUE_SIZE,
+  type InputPort,
+  InputPortBase,
+  type IOPort,
+  type OutputPort,
+  PANIC_MESSAGES,
+  RESET_MESSAGES,
+} from "../port.ts";
+import {
+  apiFromEnvironment,
+  checkApi,
+  compiledApis,
+  Device,
+  type Direction,
+  type HardwareApi,
+} from "./_native.ts";
+import { PortNotFoundError } from "./errors.ts";
+
+export type { HardwareApi } from "./_native.ts";
+
+/** Options every hardware call takes. */
+export interface HardwareOptions {
+  /**
+   * The MIDI backend: `"alsa"` or `"jack"` on Linux, `"core"` on macOS,
+   * `"winmm"` on Windows. See {@linkcode getApis} for what the installed
+   * RtMidi has.
+   * @default {the MIDISOCK_RTMIDI_API environment variable if set and readable, else RtMidi's first backend with ports}
+   */
+  api?: HardwareApi;
+  /**
+   * The client name the system shows for midisock (ALSA and JACK clients;
+   * JACK adds a number when the name is taken).
+   * @default {"midisock"}
+   */
+  clientName?: string;
+}
+
+/** Options of {@linkcode openOutput}. */
+export interface OutputOptions extends HardwareOptions {
+  /**
+   * Create a virtual port with the given name, for other programs to
+   * connect to, instead of opening an existing one. Not on Windows.
+   * @default {false}
+   */
+  virtual?: boolean;
+}
+
+/**
+ * Options of {@linkcode openInput}. The filters default to what mido does:
+ * sysex and timing (clock, MIDI time code) come through, active sensing is
+ * dropped. (RtMidi's and python-rtmidi's own default drops all three.)
+ */
+export interface InputOptions extends OutputOptions {
+  /**
+   * Drop sysex messages.
+   * @default {false}
+   */
+  ignoreSysex?: boolean;
+  /**
+   * Drop timing messages: clock (F8) and MIDI time code quarter frames (F1).
+   * @default {false}
+   */
+  ignoreTiming?: boolean;
+  /**
+   * Drop active sensing (FE).
+   * @default {true}
+   */
+  ignoreActiveSensing?: boolean;
+  /**
+   * How many received messages wait for the reader at most. When the queue
+   * is full, newly arriving messages are dropped and counted in
+   * {@linkcode HardwareInput.dropped}: a MIDI thread cannot be told to
+   * wait, so a reader that falls behind loses the newest messages, never
+   * the order of those it gets.
+   * @default {4096}
+   */
+  queueSize?: number;
+}
+
+/** Options of {@linkcode openIOPort}: those of both halves. */
+export interface IOPortOptions extends InputOptions {}
+
+/**
+ * An input port on a MIDI device or a virtual port: iterate it with
+ * `for await`. Each message's `time` is the delta time RtMidi measured since
+ * the previous message, in seconds.
+ *
+ * While a reader waits (`receive()` or a `for await` loop) the port keeps
+ * the process alive; otherwise it does not, so a script that forgets to
+ * close it still ends. RtMidi's MIDI thread waits for the JavaScript thread
+ * to take each message: keep long synchronous work off that thread while
+ * input flows.
+ */
+export interface HardwareInput extends InputPort {
+  /** How many messages arrived while the queue was full, and were lost. */
+  readonly dropped: number;
+  /** Whether this port was created as a virtual port. */
+  readonly virtual: boolean;
+  /** The backend in use. */
+  readonly api: string;
+}
+
+/**
+ * An output port on a MIDI device or a virtual port.
+ *
+ * `send` resolves once RtMidi took the message. JACK then writes it in the
+ * next process cycle from a fixed-size buffer: a flood of messages faster
+ * than the cycle drains it loses messages (RtMidi prints a warning), so
+ * pace large bursts.
+ */
+export interface HardwareOutput extends OutputPort {
+  /** Whether this port was created as a virtual port. */
+  readonly virtual: boolean;
+  /** The backend in use. */
+  readonly api: string;
+}
+
+/** A pair of hardware ports used as one: the input and output halves. */
+export interface HardwareIOPort extends IOPort {
+  /** The input half. */
+  readonly input: HardwareInput;
+  /** The output half. */
+  readonly output: HardwareOutput;
+}
+
+const DEFAULT_CLIENT_NAME = "midisock";
+
+interface Checked {
+  api: HardwareApi | undefined;
+  clientName: string;
+  virtual: boolean;
+}
+
+function checkText(value: unknown, what: string): string {
+  if (typeof value !== "string") {
+    throw new TypeError(`${what} must be a string: got ${typeof value}`);
+  }
+  if (value.includes("\0")) {
+    throw new RangeError(
+      `${what} must not contain a NUL character: got ${JSON.stringify(value)}`,
+    );
+  }
+  return value;
+}
+
+function checkBoolean(
+  value: unknown,
+  what: string,
+  fallback: boolean,
+): boolean {
+  if (value === undefined) return fallback;
+  if (typeof value !== "boolean") {
+    throw new TypeError(`${what} must be a boolean: got ${typeof value}`);
+  }
+  return value;
+}
+
+function checkOptions(
+  options: HardwareOptions & { virtual?: boolean } | undefined,
+): Checked {
+  if (
+    options !== undefined && (options === null || typeof options !== "object")
+  ) {
+    throw new TypeError(`Options must be an object: got ${options}`);
+  }
+  const api = checkApi(options?.api) ?? apiFromEnvironment();
+  const clientName = checkText(
+    options?.clientName ?? DEFAULT_CLIENT_NAME,
+    "clientName",
+  );
+  if (clientName === "") {
+    throw new RangeError(`clientName must not be empty: got ""`);
+  }
+  const virtual = checkBoolean(options?.virtual, "virtual", false);
+  return { api, clientName, virtual };
+}
+
+function checkQuery(
+  name: unknown,
+  virtual: boolean,
+): string | number | undefined {
+  if (name === undefined) {
+    if (virtual) {
+      throw new TypeError("A virtual port needs a name: got undefined");
+    }
+    return undefined;
+  }
+  if (typeof name === "number") {
+    if (virtual) {
+      throw new TypeError(
+        `A virtual port's name must be a string: got ${name}`,
+      );
+    }
+    if (!Number.isSafeInteger(name) || name < 0) {
+      throw new RangeError(
+        `Port index must be a non-negative integer: got ${name}`,
+      );
+    }
+    return name;
+  }
+  const text = checkText(name, "Port name");
+  if (virtual && text === "") {
+    throw new RangeError(`A virtual port's name must not be empty: got ""`);
+  }
+  return text;
+}
+
+/**
+ * Picks a port: the exact name, else the one name containing the query
+ * (ignoring case), else the query read as an index.
+ *
+ * @param direction For the error.
+ * @param names The ports there are.
+ * @param query What was asked for; `undefined` means the first port.
+ * @returns The index.
+ * @throws {PortNotFoundError} When nothing or more than one port matches.
+ */
+function resolvePort(
+  direction: Direction,
+  names: readonly string[],
+  query: string | number | undefined,
+): number {
+  if (query === undefined) {
+    if (names.length === 0) throw new PortNotFoundError(direction, "", names);
+    return 0;
+  }
+  if (typeof query === "number") {
+    if (query >= names.length) {
+      throw new PortNotFoundError(direction, query, names);
+    }
+    return query;
+  }
+  const exact = names.indexOf(query);
+  if (exact >= 0) return exact;
+  const lower = query.toLowerCase();
+  const matches = names.filter((n) =>
+    n !== "" && n.toLowerCase().includes(lower)
+  );
+  if (matches.length === 1) return names.indexOf(matches[0]);
+  if (matches.length > 1) {
+    throw new PortNotFoundError(direction, query, names, matches);
+  }
+  if (/^\d+$/.test(query) && Number(query) < names.length) return Number(query);
+  throw new PortNotFoundError(direction, query, names);
+}
+
+async function withDevice<T>(
+  direction: Direction,
+  options: HardwareOptions | undefined,
+  use: (device: Device) => Promise<T>,
+): Promise<T> {
+  const { api, clientName } = checkOptions(options);
+  const device = await Device.create(direction, api, clientName);
+  try {
+    return await use(device);
+  } finally {
+    await device.free();
+  }
+}
+
+/**
+ * Lists the MIDI input ports: the ports messages can be read from.
+ *
+ * @param options The backend and client name to list with.
+ * @returns Their names, in index order (the index `openInput` accepts).
+ * @throws {RtMidiNotFoundError} When the RtMidi library is missing.
+ * @throws {Deno.errors.NotCapable} Without `--allow-ffi`.
+ * @throws {RtMidiError} When RtMidi fails.
+ *
+ * @example Listing inputs
+ * ```ts ignore
+ * import { getInputNames } from "@x/midisock";
+ *
+ * for (const name of await getInputNames()) console.log(name);
+ * ```
+ */
+export function getInputNames(options?: HardwareOptions): Promise<string[]> {
+  return withDevice("input", options, (device) => device.portNames());
+}
+
+/**
+ * Lists the MIDI output ports: the ports messages can be sent to.
+ *
+ * @param options The backend and client name to list with.
+ * @returns Their names, in index order (the index `openOutput` accepts).
+ * @throws {RtMidiNotFoundError} When the RtMidi library is missing.
+ * @throws {Deno.errors.NotCapable} Without `--allow-ffi`.
+ * @throws {RtMidiError} When RtMidi fails.
+ *
+ * @example Listing outputs of one backend
+ * ```ts ignore
+ * import { getOutputNames } from "@x/midisock";
+ *
+ * console.log(await getOutputNames({ api: "jack" }));
+ * ```
+ */
+export function getOutputNames(options?: HardwareOptions): Promise<string[]> {
+  return withDevice("output", options, (device) => device.portNames());
+}
+
+/**
+ * The MIDI backends the installed RtMidi was built with.
+ *
+ * @returns Their names, e.g. `["alsa", "jack"]`.
+ * @throws {RtMidiNotFoundError} When the RtMidi library is missing.
+ * @throws {Deno.errors.NotCapable} Without `--allow-ffi`.
+ *
+ * @example Checking for JACK
+ * ```ts ignore
+ * import { getApis } from "@x/midisock";
+ *
+ * if (getApis().includes("jack")) console.log("JACK is available");
+ * ```
+ */
+export function getApis(): HardwareApi[] {
+  return compiledApis();
+}
+
+class Input extends InputPortBase implements HardwareInput {
+  static #registry = new FinalizationRegistry<Device>((device) => {
+    device.free().catch(() => {});
+  });
+
+  readonly virtual: boolean;
+  #name: string;
+  #device: Device;
+  #parser = new Parser();
+  #dropped = 0;
+  #time = 0;
+  #closing: Promise<void> | undefined;
+
+  constructor(
+    device: Device,
+    name: string,
+    virtual: boolean,
+    queueSize: number,
+  ) {
+    super(queueSize);
+    this.#device = device;
+    this.#name = name;
+    this.virtual = virtual;
+    Input.#registry.register(this, device, this);
+  }
+
+  /** The callback's target: holds the port only weakly. */
+  static sink(
+    port: WeakRef<Input>,
+  ): (delta: number, bytes: Uint8Array) => void {
+    return (delta, bytes) => {
+      const input = port.deref();
+      if (input !== undefined) input.#receive(delta, bytes);
+    };
+  }
+
+  #receive(delta: number, bytes: Uint8Array): void {
+    if (this.closed) return;
+    this.#time += delta;
+    for (const msg of this.#parser.feed(bytes)) {
+      // The parser made this object; nobody else holds it yet.
+      (msg as { time: number }).time = this.#time;
+      this.#time = 0;
+      if (!this.deliver(msg)) this.#dropped++;
+    }
+  }
+
+  get name(): string {
+    return this.#name;
+  }
+
+  /** Names the port once it is open. */
+  set opened(name: string) {
+    this.#name = name;
+  }
+
+  get dropped(): number {
+    return this.#dropped;
+  }
+
+  get api(): string {
+    return this.#device.freed ? "closed" : this.#device.api;
+  }
+
+  override async receive(): Promise<Message> {
+    if (this.closed) return super.receive();
+    this.#device.hold();
+    try {
+      return await super.receive();
+    } finally {
+      this.#device.release();
+    }
+  }
+
+  override async *[Symbol.asyncIterator](): AsyncGenerator<
+    Message,
+    void,
+    undefined
+  > {
+    const messages = super[Symbol.asyncIterator]();
+    try {
+      for (;;) {
+        const next = this.poll();
+        if (next !== undefined) {
+          yield next;
+          continue;
+        }
+        if (this.closed) return;
+        this.#device.hold();
+        let result: IteratorResult<Message, void>;
+        try {
+          result = await messages.next();
+        } finally {
+          this.#device.release();
+        }
+        if (result.done) return;
+        yield result.value;
+      }
+    } finally {
+      await messages.return();
+    }
+  }
+
+  close(): Promise<void> {
+    if (this.#closing === undefined) {
+      this.finish(undefined, true);
+      Input.#registry.unregister(this);
+      this.#closing = this.#device.free();
+    }
+    return this.#closing;
+  }
+}
+
+class Output implements HardwareOutput {
+  static #registry = new FinalizationRegistry<Device>((device) => {
+    device.free().catch(() => {});
+  });
+
+  readonly name: string;
+  readonly virtual: boolean;
+  #device: Device;
+  #closing: Promise<void> | undefined;
+
+  constructor(device: Device, name: string, virtual: boolean) {
+    this.#device = device;
+    this.name = name;
+    this.virtual = virtual;
+    Output.#registry.register(this, device, this);
+  }
+
+  get closed(): boolean {
+    return this.#closing !== undefined;
+  }
+
+  get api(): string {
+    return this.#device.freed ? "closed" : this.#device.api;
+  }
+
+  send(msg: Message): Promise<void> {
+    if (this.#closing !== undefined) {
+      return Promise.reject(new PortClosedError(this.name));
+    }
+    let bytes: Uint8Array<ArrayBuffer>;
+    try {
+      bytes = encode(msg) as Uint8Array<ArrayBuffer>;
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.#device.send(bytes);
+  }
+
+  async reset(): Promise<void> {
+    for (const msg of RESET_MESSAGES) {
+      if (this.closed) return;
+      await this.send(msg);
+    }
+  }
+
+  async panic(): Promise<void> {
+    for (const msg of PANIC_MESSAGES) {
+      if (this.closed) return;
+      await this.send(msg);
+    }
+  }
+
+  close(): Promise<void> {
+    if (this.#closing === undefined) {
+      Output.#registry.unregister(this);
+      this.#closing = this.#device.free();
+    }
+    return this.#closing;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+class Pair implements HardwareIOPort {
+  readonly input: HardwareInput;
+  readonly output: HardwareOutput;
+
+  constructor(input: HardwareInput, output: HardwareOutput) {
+    this.input = input;
+    this.output = output;
+  }
+
+  get name(): string {
+    return this.input.name;
+  }
+
+  get closed(): boolean {
+    return this.input.closed && this.output.closed;
+  }
+
+  receive(): Promise<Message> {
+    return this.input.receive();
+  }
+
+  poll(): Message | undefined {
+    return this.input.poll();
+  }
+
+  iterPending(): IterableIterator<Message> {
+    return this.input.iterPending();
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<Message> {
+    return this.input[Symbol.asyncIterator]();
+  }
+
+  send(msg: Message): Promise<void> {
+    return this.output.send(msg);
+  }
+
+  reset(): Promise<void> {
+    return this.output.reset();
+  }
+
+  panic(): Promise<void> {
+    return this.output.panic();
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([this.input.close(), this.output.close()]);
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+async function connect(
+  device: Device,
+  query: string | number | undefined,
+  virtual: boolean,
+): Promise<string> {
+  if (virtual) {
+    const name = query as string;
+    await device.openVirtual(name);
+    return name;
+  }
+  const names = await device.portNames();
+  const index = resolvePort(device.direction, names, query);
+  await device.open(
+    index,
+    device.direction === "input" ? "in" : "out",
+    names[index],
+  );
+  return names[index];
+}
+
+/**
+ * Opens a MIDI input port: by exact name, else by a part of the name that
+ * only one port has (any case), else by index; the first port when no name
+ * is given. With `virtual: true`, creates a port of that name instead.
+ *
+ * @param name The port: a name, part of one, or an index.
+ * @param options Backend, client name, virtual, filters, queue size.
+ * @returns The open port.
+ * @throws {TypeError | RangeError} For a malformed argument, before anything
+ * native runs.
+ * @throws {PortNotFoundError} When no port or several match; its message
+ * lists the ports there are.
+ * @throws {RtMidiError} When RtMidi fails (for JACK: no server running).
+ * @throws {RtMidiNotFoundError} When the RtMidi library is missing.
+ * @throws {Deno.errors.NotCapable} Without `--allow-ffi`.
+ *
+ * @example Printing what a keyboard plays
+ * ```ts ignore
+ * import { openInput } from "@x/midisock";
+ *
+ * await using keys = await openInput("keystation");
+ * for await (const msg of keys) console.log(msg);
+ * ```
+ */
+export async function openInput(
+  name?: string | number,
+  options?: InputOptions,
+): Promise<HardwareInput> {
+  const checked = checkOptions(options);
+  const query = checkQuery(name, checked.virtual);
+  const queueSize = options?.queueSize ?? DEFAULT_QUEUE_SIZE;
+  if (!Number.isSafeInteger(queueSize) || queueSize < 1) {
+    throw new RangeError(
+      `queueSize must be a positive integer: got ${queueSize}`,
+    );
+  }
+  const sysex = checkBoolean(options?.ignoreSysex, "ignoreSysex", false);
+  const timing = checkBoolean(options?.ignoreTiming, "ignoreTiming", false);
+  const sensing = checkBoolean(
+    options?.ignoreActiveSensing,
+    "ignoreActiveSensing",
+    true,
+  );
+  const device = await Device.create("input", checked.api, checked.clientName);
+  try {
+    device.ignoreTypes(sysex, timing, sensing);
+    const label = typeof query === "string" ? query : "";
+    const port = new Input(device, label, checked.virtual, queueSize);
+    await device.listen(Input.sink(new WeakRef(port)));
+    const opened = await connect(device, query, checked.virtual);
+    port.opened = opened;
+    return port;
+  } catch (error) {
+    await device.free();
+    throw error;
+  }
+}
+
+/**
+ * Opens a MIDI output port, found as {@linkcode openInput} finds inputs;
+ * with `virtual: true`, creates a port of that name instead.
+ *
+ * @param name The port: a name, part of one, or an index.
+ * @param options Backend, client name, virtual.
+ * @returns The open port.
+ * @throws {TypeError | RangeError} For a malformed argument, before anything
+ * native runs.
+ * @throws {PortNotFoundError} When no port or several match; its message
+ * lists the ports there are.
+ * @throws {RtMidiError} When RtMidi fails (for JACK: no server running).
+ * @throws {RtMidiNotFoundError} When the RtMidi library is missing.
+ * @throws {Deno.errors.NotCapable} Without `--allow-ffi`.
+ *
+ * @example Playing a note on a synth
+ * ```ts ignore
+ * import { message, openOutput } from "@x/midisock";
+ *
+ * await using synth = await openOutput("fluid");
+ * await synth.send(message("note_on", { note: 60 }));
+ * await new Promise((done) => setTimeout(done, 500));
+ * await synth.send(message("note_off", { note: 60 }));
+ * ```
+ */
+export async function openOutput(
+  name?: string | number,
+  options?: OutputOptions,
+): Promise<HardwareOutput> {
+  const checked = checkOptions(options);
+  const query = checkQuery(name, checked.virtual);
+  const device = await Device.create("output", checked.api, checked.clientName);
+  try {
+    const opened = await connect(device, query, checked.virtual);
+    return new Output(device, opened, checked.virtual);
+  } catch (error) {
+    await device.free();
+    throw error;
+  }
+}
+
+/**
+ * Opens an input and an output by the same name (or index), as one port:
+ * what a device that both plays and listens offers. With `virtual: true`,
+ * creates both.
+ *
+ * @param name The ports: a name, part of one, or an index.
+ * @param options Those of {@linkcode openInput}.
+ * @returns The pair.
+ * @throws {TypeError | RangeError} For a malformed argument.
+ * @throws {PortNotFoundError} When either side has no single match.
+ * @throws {RtMidiError} When RtMidi fails.
+ * @throws {RtMidiNotFoundError} When the RtMidi library is missing.
+ * @throws {Deno.errors.NotCapable} Without `--allow-ffi`.
+ *
+ * @example Echoing a device back to itself
+ * ```ts ignore
+ * import { openIOPort } from "@x/midisock";
+ *
+ * await using port = await openIOPort("launchpad");
+ * for await (const msg of port) await port.send(msg);
+ * ```
+ */
+export async function openIOPort(
+  name?: string | number,
+  options?: IOPortOptions,
+): Promise<HardwareIOPort> {
+  const input = await openInput(name, options);
+  try {
+    return new Pair(input, await openOutput(name, options));
+  } catch (error) {
+    await input.close();
+    throw error;
+  }
+}
