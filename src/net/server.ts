@@ -364,22 +364,28 @@ export class PortServer extends InputPortBase implements IOPort {
     const notes = this.#options.releaseNotes === false
       ? undefined
       : new NoteTracker();
-    const forward = async (msg: Message) => {
+    // Delivers one message; false when the server's queue is full.
+    const take = (msg: Message): boolean => {
       notes?.track(msg);
+      return this.deliver(msg) || this.closed;
+    };
+    const waitAndTake = async (msg: Message): Promise<void> => {
       while (!this.deliver(msg) && !this.closed) await this.roomForMore();
     };
     const messages = client[Symbol.asyncIterator]();
     for (;;) {
       const { value, done } = await messages.next();
       if (done) break;
-      await forward(value);
+      if (!take(value)) await waitAndTake(value);
       // Take whatever else has arrived without a turn of the event loop each.
       for (let msg = client.poll(); msg !== undefined; msg = client.poll()) {
-        await forward(msg);
+        if (!take(msg)) await waitAndTake(msg);
       }
     }
     this.#drop(client);
-    for (const off of notes?.release() ?? []) await forward(off);
+    for (const off of notes?.release() ?? []) {
+      if (!this.deliver(off) && !this.closed) await waitAndTake(off);
+    }
   }
 
   /**
