@@ -1,0 +1,599 @@
+// The command-line entry points, run as subprocesses on loopback.
+
+import assert from "node:assert/strict";
+import denoJson from "../deno.json" with { type: "json" };
+import { connect, formatMessage, type Message, message } from "../mod.ts";
+import { noMido, runPython } from "./_mido.ts";
+import { take, within } from "./_net.ts";
+import {
+  type Command,
+  freePort,
+  HARDWARE,
+  NET,
+  noJack,
+  run,
+  spawn,
+} from "./_cli.ts";
+
+const PERMISSIONS: Deno.PermissionOptions = {
+  net: ["127.0.0.1", "[::1]", "localhost"],
+  run: true,
+  read: true,
+};
+
+function cliTest(
+  name: string,
+  fn: () => Promise<void>,
+  options: { ignore?: boolean; permissions?: Deno.PermissionOptions } = {},
+): void {
+  Deno.test({
+    name,
+    ignore: options.ignore,
+    permissions: options.permissions ?? PERMISSIONS,
+    fn: () => within(fn(), 90000, name),
+  });
+}
+
+/** One line on stderr, naming the command, without a stack trace. */
+function assertOneLineError(stderr: string, command: string): string {
+  const lines = stderr.trimEnd().split("\n");
+  assert.equal(lines.length, 1, `one line expected: ${stderr}`);
+  assert.match(lines[0], new RegExp(`^midisock ${command}: \\S`));
+  assert.doesNotMatch(stderr, /\bat \S+:\d+:\d+|^error:|Uncaught/m);
+  return lines[0];
+}
+
+const MONITOR_LINE =
+  /^\d{2}:\d{2}:\d{2}\.\d{3} (\S+) (note_on channel=0 note=60 velocity=64 time=0)$/;
+
+// --- help, version, bad arguments -----------------------------------------
+
+for (const command of ["serve", "connect", "ports"] as const) {
+  cliTest(`${command} --help prints usage with examples`, async () => {
+    const { code, stdout, stderr } = await run(command, ["--help"]);
+    assert.equal(code, 0, stderr);
+    assert.match(stdout, new RegExp(`^midisock ${command} `));
+    assert.match(stdout, /Usage: /);
+    assert.match(stdout, /Examples:\n/);
+    assert.match(stdout, new RegExp(`jsr:@x/midisock/${command}`));
+  });
+
+  cliTest(`${command} --version prints the version in deno.json`, async () => {
+    const { code, stdout } = await run(command, ["--version"]);
+    assert.equal(code, 0);
+    assert.equal(stdout.trim(), `midisock ${denoJson.version}`);
+  });
+
+  cliTest(`${command} rejects an unknown option with exit 2`, async () => {
+    const { code, stdout, stderr } = await run(command, ["--bogus"]);
+    assert.equal(code, 2);
+    assert.equal(stdout, "");
+    assert.match(assertOneLineError(stderr, command), /--bogus/);
+  });
+}
+
+const BAD_USAGE: [Command, string[], RegExp][] = [
+  ["serve", ["nohost:notaport"], /Invalid address/],
+  ["serve", ["--port", "70000"], /invalid port "70000"/],
+  ["serve", ["127.0.0.1:0", "--port", "1"], /not both/],
+  ["serve", ["a:1", "b:2"], /at most one ADDRESS/],
+  ["serve", ["--monitor", "--quiet"], /cannot be used together/],
+  ["serve", ["--api", "oss"], /unknown MIDI backend "oss"/],
+  ["serve", ["--port"], /--port/],
+  ["connect", ["--send", "note_on note=128"], /note=128/],
+  ["connect", ["--send", "hello"], /unknown message type/],
+  ["connect", ["--send", "start", "--retry"], /cannot be used with/],
+  ["connect", ["127.0.0.1:0"], /port cannot be 0/],
+];
+
+for (const [command, args, pattern] of BAD_USAGE) {
+  cliTest(
+    `${command} ${args.join(" ")}: one line on stderr, exit 2`,
+    async () => {
+      const { code, stderr } = await run(command, args);
+      assert.equal(code, 2, stderr);
+      assert.match(assertOneLineError(stderr, command), pattern);
+    },
+  );
+}
+
+cliTest("serve reports a port in use in one line, exit 1", async () => {
+  using taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { code, stdout, stderr } = await run("serve", [
+    `127.0.0.1:${taken.addr.port}`,
+  ]);
+  assert.equal(code, 1);
+  assert.equal(stdout, "");
+  assert.match(
+    assertOneLineError(stderr, "serve"),
+    /cannot listen on 127\.0\.0\.1:\d+: the address is already in use/,
+  );
+});
+
+cliTest(
+  "serve without --allow-net says which permission is missing",
+  async () => {
+    const { code, stderr } = await run("serve", ["127.0.0.1:0"], []);
+    assert.equal(code, 1);
+    assert.match(
+      assertOneLineError(stderr, "serve"),
+      /missing permission: .*net access.*--allow-net/,
+    );
+  },
+);
+
+for (const command of ["serve", "connect"] as const) {
+  const address = command === "serve" ? "127.0.0.1:0" : "127.0.0.1:9";
+  cliTest(`${command} --in without RtMidi says how to install it`, async () => {
+    const { code, stderr } = await run(
+      command,
+      [address, "--in", "keys"],
+      [NET, ...HARDWARE],
+      { MIDISOCK_RTMIDI_PATH: "/nonexistent/librtmidi.so" },
+    );
+    assert.equal(code, 1);
+    assert.match(
+      assertOneLineError(stderr, command),
+      /RtMidi library was not found .*apt-get install librtmidi6.*MIDISOCK_RTMIDI_PATH/,
+    );
+  });
+
+  cliTest(`${command} --out without --allow-ffi names the flag`, async () => {
+    const { code, stderr } = await run(command, [address, "--out", "synth"]);
+    assert.equal(code, 1);
+    assert.match(
+      assertOneLineError(stderr, command),
+      /missing permission: .*--allow-ffi/,
+    );
+  });
+}
+
+cliTest(
+  "connect reports a refused connection in one line, exit 1",
+  async () => {
+    const { code, stderr } = await run("connect", [`127.0.0.1:${freePort()}`]);
+    assert.equal(code, 1);
+    assert.match(
+      assertOneLineError(stderr, "connect"),
+      /cannot connect to 127\.0\.0\.1:\d+: connection refused/,
+    );
+  },
+);
+
+// --- serve as a hub ---------------------------------------------------------
+
+cliTest("serve prints where it listens and how to connect", async () => {
+  await using serve = spawn("serve", ["127.0.0.1:0"]);
+  const port = await serve.listening();
+  assert.ok(port > 0);
+  assert.match(
+    serve.lines[0],
+    new RegExp(
+      `^listening on 127\\.0\\.0\\.1:${port} \\(hub\\); connect with: ` +
+        `deno run -A jsr:@x/midisock/connect 127\\.0\\.0\\.1:${port} ` +
+        `or mido\\.sockets\\.connect\\("127\\.0\\.0\\.1", ${port}\\)$`,
+    ),
+  );
+});
+
+cliTest("serve relays between clients, never back to the sender", async () => {
+  await using serve = spawn("serve", ["127.0.0.1:0"]);
+  const port = await serve.listening();
+  await using a = await connect("127.0.0.1", port);
+  await using b = await connect("127.0.0.1", port);
+  await serve.waitFor(/^connect \S+ \(2 clients\)$/);
+  const x = message("control_change", { control: 1, value: 2 });
+  const y = message("program_change", { program: 5 });
+  await a.send(x);
+  assert.deepEqual(await take(b, 1), [x]);
+  await b.send(y);
+  assert.deepEqual(await take(a, 1), [y]); // not x: no echo to the sender
+});
+
+cliTest("serve relays from a mido client to a midisock client", async () => {
+  await using serve = spawn("serve", ["127.0.0.1:0"]);
+  const port = await serve.listening();
+  await using receiver = await connect("127.0.0.1", port);
+  await serve.waitFor(/^connect \S+ \(1 client\)$/);
+  const sent = [
+    message("note_on", { channel: 3, note: 64, velocity: 90 }),
+    message("pitchwheel", { pitch: -8192 }),
+    message("sysex", { data: [1, 2, 3, 127] }),
+    message("note_off", { channel: 3, note: 64 }),
+  ];
+  const output = await runPython(
+    `
+import sys, mido, mido.sockets
+out = mido.sockets.connect("127.0.0.1", int(sys.argv[1]))
+for line in sys.stdin:
+    out.send(mido.Message.from_str(line.strip()))
+print("sent")
+out._socket.close()
+`,
+    sent.map(formatMessage).join("\n") + "\n",
+    [String(port)],
+  );
+  assert.equal(output.trim(), "sent");
+  assert.deepEqual(await take(receiver, sent.length), sent);
+}, { ignore: noMido });
+
+cliTest("serve relays from a midisock client to a mido client", async () => {
+  await using serve = spawn("serve", ["127.0.0.1:0"]);
+  const port = await serve.listening();
+  const sent = [
+    message("note_on", { note: 60 }),
+    message("control_change", { channel: 15, control: 7, value: 127 }),
+    message("note_off", { note: 60 }),
+  ];
+  // mido 1.2's receive() is unreliable on sockets: read the bytes with
+  // mido's own parser instead.
+  const peer = new Deno.Command("/usr/bin/python3", {
+    args: [
+      "-c",
+      `
+import sys, mido, mido.sockets
+port = mido.sockets.connect("127.0.0.1", int(sys.argv[1]))
+print("ready", flush=True)
+parser = mido.Parser()
+got = 0
+while got < int(sys.argv[2]):
+    data = port._socket.recv(1024)
+    if not data:
+        break
+    parser.feed(data)
+    for msg in parser:
+        print(msg, flush=True)
+        got += 1
+port._socket.close()
+`,
+      String(port),
+      String(sent.length),
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  try {
+    await serve.waitFor(/^connect \S+ \(1 client\)$/);
+    await using sender = await connect("127.0.0.1", port);
+    await serve.waitFor(/^connect \S+ \(2 clients\)$/);
+    for (const msg of sent) await sender.send(msg);
+    const { stdout, success } = await within(peer.output(), 10000, "mido");
+    assert.ok(success);
+    assert.deepEqual(
+      new TextDecoder().decode(stdout).trim().split("\n"),
+      ["ready", ...sent.map(formatMessage)],
+    );
+  } finally {
+    try {
+      peer.kill("SIGKILL");
+    } catch {
+      // It ended.
+    }
+    await peer.status;
+  }
+}, { ignore: noMido });
+
+cliTest("serve --no-hub does not relay between clients", async () => {
+  await using serve = spawn("serve", ["127.0.0.1:0", "--no-hub", "--monitor"]);
+  const port = await serve.listening();
+  assert.match(serve.lines[0], / \(no hub\); /);
+  await using a = await connect("127.0.0.1", port);
+  await using b = await connect("127.0.0.1", port);
+  await serve.waitFor(/^connect \S+ \(2 clients\)$/);
+  await a.send(message("note_on", { note: 60 }));
+  await serve.waitFor(MONITOR_LINE);
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  assert.equal(b.poll(), undefined);
+});
+
+cliTest("serve --monitor prints time, source and mido text", async () => {
+  await using serve = spawn("serve", ["127.0.0.1:0", "--monitor"]);
+  const port = await serve.listening();
+  await using a = await connect("127.0.0.1", port);
+  const [, source] = await serve.waitFor(/^connect (\S+) \(1 client\)$/);
+  await a.send(message("note_on", { note: 60 }));
+  const match = await serve.waitFor(MONITOR_LINE);
+  assert.equal(match[1], source);
+  assert.equal(source, `127.0.0.1:${a.localAddr.port}`);
+});
+
+cliTest("serve --quiet prints nothing", async () => {
+  await using serve = spawn("serve", ["127.0.0.1:0", "--quiet"]);
+  await new Promise((resolve) => setTimeout(resolve, 1500));
+  serve.kill("SIGTERM");
+  const { code, stdout, stderr } = await serve.finished();
+  assert.equal(code, 0);
+  assert.equal(stdout, "");
+  assert.equal(stderr, "");
+});
+
+cliTest(
+  "serve sends note_off for a disconnected client's held notes",
+  async () => {
+    await using serve = spawn("serve", ["127.0.0.1:0"]);
+    const port = await serve.listening();
+    await using listener = await connect("127.0.0.1", port);
+    const player = await connect("127.0.0.1", port);
+    await serve.waitFor(/^connect \S+ \(2 clients\)$/);
+    await player.send(message("note_on", { channel: 1, note: 60 }));
+    await player.send(message("note_on", { channel: 1, note: 64 }));
+    await player.send(message("note_off", { channel: 1, note: 64 }));
+    await take(listener, 3);
+    await player.close();
+    assert.deepEqual(await take(listener, 1), [
+      message("note_off", { channel: 1, note: 60, velocity: 0 }),
+    ]);
+    await serve.waitFor(
+      /^disconnect \S+ \(1 client, released 1 held note\)$/,
+    );
+  },
+);
+
+cliTest(
+  "serve shuts down on SIGTERM: held notes released, exit 0",
+  async () => {
+    await using serve = spawn("serve", ["127.0.0.1:0"]);
+    const port = await serve.listening();
+    await using listener = await connect("127.0.0.1", port);
+    await using player = await connect("127.0.0.1", port);
+    await serve.waitFor(/^connect \S+ \(2 clients\)$/);
+    await player.send(message("note_on", { note: 60, velocity: 100 }));
+    await take(listener, 1);
+    serve.kill("SIGTERM");
+    const rest = await within(Array.fromAsync(listener), 10000, "listener");
+    assert.deepEqual(rest, [message("note_off", { note: 60, velocity: 0 })]);
+    const { code, stderr } = await serve.finished();
+    assert.equal(code, 0, stderr);
+    assert.equal(stderr, "");
+    assert.equal(
+      serve.lines.at(-1),
+      "stopped: closed 2 clients, released 1 held note",
+    );
+    assert.deepEqual(await Array.fromAsync(player), []);
+  },
+);
+
+cliTest("serve shuts down on SIGINT with exit 0", async () => {
+  await using serve = spawn("serve", ["127.0.0.1:0"]);
+  await serve.listening();
+  serve.kill("SIGINT");
+  const { code } = await serve.finished();
+  assert.equal(code, 0);
+});
+
+// --- connect ----------------------------------------------------------------
+
+cliTest("connect --send sends messages to serve and exits 0", async () => {
+  await using serve = spawn("serve", ["127.0.0.1:0"]);
+  const port = await serve.listening();
+  await using listener = await connect("127.0.0.1", port);
+  await serve.waitFor(/^connect \S+ \(1 client\)$/);
+  const { code, stdout, stderr } = await run("connect", [
+    `127.0.0.1:${port}`,
+    "--send",
+    "note_on note=60",
+    "--send",
+    "control_change control=7 value=100",
+  ]);
+  assert.equal(code, 0, stderr);
+  assert.equal(stdout.trim(), `sent 2 messages to 127.0.0.1:${port}`);
+  // The client left with note 60 held: serve lets go of it.
+  assert.deepEqual(await take(listener, 3), [
+    message("note_on", { note: 60 }),
+    message("control_change", { control: 7, value: 100 }),
+    message("note_off", { note: 60, velocity: 0 }),
+  ]);
+});
+
+cliTest("connect with no ports prints what the server sends", async () => {
+  await using serve = spawn("serve", ["127.0.0.1:0"]);
+  const port = await serve.listening();
+  await using monitor = spawn("connect", [`127.0.0.1:${port}`]);
+  await monitor.waitFor(new RegExp(`^connected to 127\\.0\\.0\\.1:${port}$`));
+  await serve.waitFor(/^connect \S+ \(1 client\)$/);
+  await using sender = await connect("127.0.0.1", port);
+  await sender.send(message("note_on", { note: 60 }));
+  const match = await monitor.waitFor(MONITOR_LINE);
+  assert.equal(match[1], `127.0.0.1:${port}`);
+  monitor.kill("SIGTERM");
+  const { code, stderr } = await monitor.finished();
+  assert.equal(code, 0, stderr);
+});
+
+cliTest("connect ends with exit 0 when the server stops", async () => {
+  await using serve = spawn("serve", ["127.0.0.1:0"]);
+  const port = await serve.listening();
+  await using monitor = spawn("connect", [`127.0.0.1:${port}`]);
+  await monitor.waitFor(/^connected to /);
+  serve.kill("SIGTERM");
+  const { code, stderr } = await monitor.finished();
+  assert.equal(code, 0, stderr);
+  assert.equal(monitor.lines.at(-1), `disconnected from 127.0.0.1:${port}`);
+});
+
+cliTest("connect --retry waits for the server and reconnects", async () => {
+  const port = freePort();
+  const address = `127.0.0.1:${port}`;
+  await using client = spawn("connect", [address, "--retry"]);
+  await client.waitFor(/^retrying in 0\.1s: cannot connect to .*refused/);
+  await client.waitFor(/^retrying in 0\.2s: /);
+  let from: number;
+  {
+    await using serve = spawn("serve", [address]);
+    await serve.listening();
+    await client.waitFor(new RegExp(`^connected to ${address}$`));
+    from = client.lines.length;
+    serve.kill("SIGTERM");
+    assert.equal((await serve.finished()).code, 0);
+  }
+  await client.waitFor(new RegExp(`^disconnected from ${address}$`));
+  await client.waitFor(/^retrying in 0\.1s: /, 10000, from);
+  await using serve = spawn("serve", [address]);
+  await serve.listening();
+  await client.waitFor(new RegExp(`^connected to ${address}$`), 10000, from);
+  await using sender = await connect("127.0.0.1", port);
+  await serve.waitFor(/^connect \S+ \(2 clients\)$/);
+  await sender.send(message("note_on", { note: 60 }));
+  await client.waitFor(MONITOR_LINE);
+  client.kill("SIGTERM");
+  const { code, stderr } = await client.finished();
+  assert.equal(code, 0, stderr);
+});
+
+// --- hardware, through JACK's dummy backend -------------------------------
+
+const JACK_PERMISSIONS: Deno.PermissionOptions = {
+  ...PERMISSIONS,
+  ffi: true,
+  env: ["MIDISOCK_RTMIDI_PATH", "MIDISOCK_RTMIDI_API"],
+};
+
+/** JACK can be slow to create clients while other programs use it. */
+const JACK_MS = 30000;
+
+function unique(prefix: string): string {
+  return `${prefix}-${crypto.randomUUID().slice(0, 8)}`;
+}
+
+async function jackPort<T>(open: () => Promise<T>, ms = JACK_MS): Promise<T> {
+  // A port another process just created shows up after a moment.
+  const deadline = Date.now() + ms;
+  for (;;) {
+    try {
+      const port = await open();
+      // JACK makes the connection live in a later cycle: let it settle.
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      return port;
+    } catch (error) {
+      if (Date.now() > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+}
+
+function jackTest(name: string, fn: () => Promise<void>): void {
+  cliTest(`${name} (JACK)`, fn, {
+    ignore: noJack !== undefined,
+    permissions: JACK_PERMISSIONS,
+  });
+}
+
+jackTest("serve --virtual bridges a virtual port and clients", async () => {
+  const { openInput, openOutput } = await import("../src/hardware/mod.ts");
+  const name = unique("cli-virtual");
+  await using serve = spawn(
+    "serve",
+    ["127.0.0.1:0", "--virtual", name, "--api", "jack", "--monitor"],
+    [NET, ...HARDWARE],
+  );
+  const port = await serve.listening(JACK_MS);
+  assert.ok(serve.lines.includes(`virtual "${name}" created`));
+  await using client = await connect("127.0.0.1", port);
+  await serve.waitFor(/^connect \S+ \(1 client\)$/);
+  // Another program plays into the virtual input: every client hears it.
+  await using keys = await jackPort(() => openOutput(name, { api: "jack" }));
+  const note: Message = message("note_on", { note: 61 });
+  await keys.send(note);
+  const [got] = await take(client, 1);
+  assert.equal(formatMessage({ ...got, time: 0 }), formatMessage(note));
+  await serve.waitFor(
+    new RegExp(`^\\S+ "${name}" note_on channel=0 note=61 `),
+  );
+  // A client plays: the virtual output carries it to the other program.
+  await using synth = await jackPort(() => openInput(name, { api: "jack" }));
+  await client.send(message("control_change", { control: 1, value: 9 }));
+  const [heard] = await take(synth, 1);
+  assert.equal(heard.type, "control_change");
+  // Shutdown lets go of the note the client holds, on the virtual output.
+  await client.send(message("note_on", { note: 70 }));
+  await take(synth, 1);
+  serve.kill("SIGTERM");
+  const [off] = await take(synth, 1, 10000);
+  assert.deepEqual(
+    { ...off, time: 0 },
+    message("note_off", { note: 70, velocity: 0 }),
+  );
+  assert.equal((await serve.finished()).code, 0);
+});
+
+jackTest("serve --in and --out open JACK ports by name", async () => {
+  const { openIOPort } = await import("../src/hardware/mod.ts");
+  const name = unique("cli-device");
+  // The test plays a device: a virtual pair serve opens as --in and --out.
+  await using device = await openIOPort(name, { api: "jack", virtual: true });
+  await using serve = spawn(
+    "serve",
+    ["127.0.0.1:0", "--in", name, "--out", name, "--api", "jack"],
+    [NET, ...HARDWARE],
+  );
+  const port = await serve.listening(JACK_MS);
+  await serve.waitFor(new RegExp(`^input ".*${name}" opened$`), 1000);
+  await serve.waitFor(new RegExp(`^output ".*${name}" opened$`), 1000);
+  // JACK makes the connections live in a later cycle: let them settle.
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  await using client = await connect("127.0.0.1", port);
+  await serve.waitFor(/^connect \S+ \(1 client\)$/);
+  await device.send(message("program_change", { program: 3 }));
+  const [got] = await take(client, 1);
+  assert.equal(got.type, "program_change");
+  await client.send(message("note_on", { note: 50 }));
+  const [heard] = await take(device, 1);
+  assert.equal(
+    formatMessage({ ...heard, time: 0 }),
+    formatMessage(message("note_on", { note: 50 })),
+  );
+});
+
+jackTest(
+  "serve --in with an unknown name lists the ports there are",
+  async () => {
+    const { code, stderr } = await run(
+      "serve",
+      ["127.0.0.1:0", "--in", unique("no-such-port"), "--api", "jack"],
+      [NET, ...HARDWARE],
+    );
+    assert.equal(code, 1);
+    assert.match(
+      assertOneLineError(stderr, "serve"),
+      /No MIDI input port matches "no-such-port-\w+"; (available: |there are none)/,
+    );
+  },
+);
+
+jackTest("connect --virtual plays what the server sends", async () => {
+  const { openInput } = await import("../src/hardware/mod.ts");
+  const name = unique("cli-synth");
+  await using serve = spawn("serve", ["127.0.0.1:0"]);
+  const port = await serve.listening();
+  await using bridge = spawn(
+    "connect",
+    [`127.0.0.1:${port}`, "--virtual", name, "--api", "jack"],
+    [NET, ...HARDWARE],
+  );
+  await bridge.waitFor(/^connected to /, JACK_MS);
+  await using synth = await jackPort(() => openInput(name, { api: "jack" }));
+  await using sender = await connect("127.0.0.1", port);
+  await serve.waitFor(/^connect \S+ \(2 clients\)$/);
+  await sender.send(message("note_on", { note: 72 }));
+  const [heard] = await take(synth, 1);
+  assert.equal(heard.type, "note_on");
+  bridge.kill("SIGTERM");
+  assert.equal((await bridge.finished()).code, 0);
+});
+
+jackTest("ports lists JACK ports, as text and as JSON", async () => {
+  const { openIOPort } = await import("../src/hardware/mod.ts");
+  const name = unique("cli-listed");
+  await using device = await openIOPort(name, { api: "jack", virtual: true });
+  const text = await run("ports", ["--api", "jack"], HARDWARE);
+  assert.equal(text.code, 0, text.stderr);
+  assert.match(text.stdout, new RegExp(`^jack input .*${name}.*$`, "m"));
+  assert.match(text.stdout, new RegExp(`^jack output .*${name}.*$`, "m"));
+  const json = await run("ports", ["--api", "jack", "--json"], HARDWARE);
+  assert.equal(json.code, 0, json.stderr);
+  const parsed = JSON.parse(json.stdout);
+  const jack = parsed.apis.find((a: { api: string }) => a.api === "jack");
+  assert.ok(jack.inputs.some((p: { name: string }) => p.name.includes(name)));
+  assert.ok(jack.outputs.some((p: { name: string }) => p.name.includes(name)));
+  assert.ok(device.name.includes(name));
+});
