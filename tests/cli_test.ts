@@ -84,6 +84,25 @@ const BAD_USAGE: [Command, string[], RegExp][] = [
   ["connect", ["--send", "hello"], /unknown message type/],
   ["connect", ["--send", "start", "--retry"], /cannot be used with/],
   ["connect", ["127.0.0.1:0"], /port cannot be 0/],
+  [
+    "serve",
+    ["--allow", "10.0.0.0/33"],
+    /--allow: Invalid address rule "10\.0\.0\.0\/33"/,
+  ],
+  [
+    "serve",
+    ["--max-clients", "0"],
+    /--max-clients must be a whole number of at least 1: got "0"/,
+  ],
+  [
+    "serve",
+    ["--rate-limit", "fast"],
+    /--rate-limit must be MESSAGES or MESSAGES\/BURST/,
+  ],
+  ["serve", ["--no-sysex", "--max-sysex", "10"], /cannot be used together/],
+  ["serve", ["--cert", "cert.pem"], /--cert and --key go together/],
+  ["serve", ["--token", "two words"], /--token must be 1-200 printable ASCII/],
+  ["connect", ["--ca", "ca.pem"], /--ca goes with --tls/],
 ];
 
 for (const [command, args, pattern] of BAD_USAGE) {
@@ -159,6 +178,94 @@ cliTest(
     );
   },
 );
+
+cliTest(
+  "serve --cert naming a missing file fails in one line, exit 1",
+  async () => {
+    const { code, stderr } = await run("serve", [
+      "127.0.0.1:0",
+      "--cert",
+      "/nonexistent/cert.pem",
+      "--key",
+      "/nonexistent/key.pem",
+    ], [NET, "--allow-read"]);
+    assert.equal(code, 1, stderr);
+    assert.match(
+      assertOneLineError(stderr, "serve"),
+      /cannot read --cert \/nonexistent\/cert\.pem/,
+    );
+  },
+);
+
+// --- serve's access and content policies -------------------------------------
+
+cliTest(
+  "serve --allow refuses other addresses and logs each refusal",
+  async () => {
+    await using serve = spawn("serve", [
+      "127.0.0.1:0",
+      "--allow",
+      "10.0.0.0/8,::1",
+    ]);
+    const port = await serve.listening();
+    const client = await connect("127.0.0.1", port);
+    const [line] = await serve.waitFor(/^refused .*/);
+    assert.equal(
+      line,
+      `refused 127.0.0.1:${client.localAddr.port} (address not in the allow list)`,
+    );
+    assert.deepEqual(await Array.fromAsync(client), []);
+    await client.close();
+  },
+);
+
+cliTest(
+  "serve --token lets in connect --token and refuses the rest",
+  async () => {
+    await using serve = spawn("serve", ["127.0.0.1:0", "--token", "s3cret"]);
+    const port = await serve.listening();
+    await using listener = await connect("127.0.0.1", port, {
+      token: "s3cret",
+    });
+    await serve.waitFor(/^connect \S+ \(1 client\)$/);
+    const sent = await run("connect", [
+      `127.0.0.1:${port}`,
+      "--token",
+      "s3cret",
+      "--send",
+      "program_change program=3",
+    ]);
+    assert.equal(sent.code, 0, sent.stderr);
+    assert.deepEqual(await take(listener, 1), [
+      message("program_change", { program: 3 }),
+    ]);
+    const wrong = await connect("127.0.0.1", port, { token: "guess" });
+    await serve.waitFor(/^refused \S+ \(wrong token\)$/);
+    await wrong.close();
+  },
+);
+
+cliTest("serve --no-sysex relays everything but sysex", async () => {
+  await using serve = spawn("serve", ["127.0.0.1:0", "--no-sysex"]);
+  const port = await serve.listening();
+  await using a = await connect("127.0.0.1", port);
+  await using b = await connect("127.0.0.1", port);
+  await serve.waitFor(/^connect \S+ \(2 clients\)$/);
+  await a.send(message("sysex", { data: [0x41, 0x10, 0x42] }));
+  await a.send(message("note_on", { note: 1 }));
+  assert.deepEqual(await take(b, 1), [message("note_on", { note: 1 })]);
+});
+
+cliTest("serve --max-clients refuses one too many", async () => {
+  await using serve = spawn("serve", ["127.0.0.1:0", "--max-clients", "1"]);
+  const port = await serve.listening();
+  await using a = await connect("127.0.0.1", port);
+  await serve.waitFor(/^connect \S+ \(1 client\)$/);
+  const b = await connect("127.0.0.1", port);
+  await serve.waitFor(/^refused \S+ \(client limit of 1 reached\)$/);
+  assert.deepEqual(await Array.fromAsync(b), []);
+  await b.close();
+});
 
 // --- serve as a hub ---------------------------------------------------------
 

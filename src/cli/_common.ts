@@ -405,3 +405,22 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
     signal?.addEventListener("abort", done, { once: true });
   });
 }
+
+/** MIDISOCK_TOKEN, where the environment may be read. */
+export function envToken(): string | undefined {
+  const query = { name: "env", variable: "MIDISOCK_TOKEN" } as const;
+  if (Deno.permissions.querySync(query).state !== "granted") return undefined;
+  return Deno.env.get("MIDISOCK_TOKEN");
+}
+
+/** Reads a file named on the command line, phrasing a failure. */
+export function readFile(flag: string, path: string): string {
+  try {
+    return Deno.readTextFileSync(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotCapable) throw error;
+    throw new CliError(`cannot read ${flag} ${path}: ${describeError(error)}`, {
+      cause: error,
+    });
+  }
+}

@@ -1,4 +1,4 @@
-#!/usr/bin/env -S deno run --allow-net --allow-ffi --allow-env=MIDISOCK_RTMIDI_PATH,MIDISOCK_RTMIDI_API
+#!/usr/bin/env -S deno run --allow-net --allow-ffi --allow-read --allow-env=MIDISOCK_RTMIDI_PATH,MIDISOCK_RTMIDI_API,MIDISOCK_TOKEN
 /**
  * `midisock connect`: a client of a midisock or mido socket server.
  *
@@ -33,13 +33,14 @@ import { parseArgs } from "node:util";
 import type { Message } from "../codec/messages.ts";
 import { formatMessage, parseMessage } from "../codec/text.ts";
 import { formatAddress } from "../net/address.ts";
-import { connect } from "../net/server.ts";
+import { connect, type ConnectOptions } from "../net/server.ts";
 import type { SocketPort } from "../net/socket_port.ts";
 import type { InputPort, OutputPort } from "../port.ts";
 import {
   CliError,
   clock,
   describeError,
+  envToken,
   hardwareLabel,
   HeldNotes,
   type MainOptions,
@@ -50,6 +51,7 @@ import {
   portQuery,
   readAddress,
   readApi,
+  readFile,
   report,
   sleep,
   UsageError,
@@ -93,6 +95,11 @@ Options:
                        (repeatable, sent in order)
   -r, --retry          Reconnect when the server goes away or is not up yet,
                        waiting 0.1 s doubling to at most 5 s between attempts
+      --tls            Connect with TLS (the server runs serve --cert/--key)
+      --ca FILE        Also trust this certificate authority (PEM) for
+                       --tls; repeatable
+      --token TOKEN    Send the server's shared secret first (serve --token);
+                       or set MIDISOCK_TOKEN
   -m, --monitor        With ports: also print each message forwarded
   -q, --quiet          Print nothing but errors (and, with no ports, messages)
   -h, --help           Print this help and exit
@@ -133,6 +140,8 @@ interface ConnectConfig {
   retry: boolean;
   monitor: boolean;
   quiet: boolean;
+  /** Token, TLS and trusted authorities for `connect()`. */
+  connection: ConnectOptions;
 }
 
 function readArgs(args: string[]): ConnectConfig | "help" | "version" {
@@ -150,6 +159,9 @@ function readArgs(args: string[]): ConnectConfig | "help" | "version" {
         api: { type: "string" },
         send: { type: "string", short: "s", multiple: true },
         retry: { type: "boolean", short: "r" },
+        tls: { type: "boolean" },
+        ca: { type: "string", multiple: true },
+        token: { type: "string" },
         monitor: { type: "boolean", short: "m" },
         quiet: { type: "boolean", short: "q" },
         help: { type: "boolean", short: "h" },
@@ -210,14 +222,41 @@ function readArgs(args: string[]): ConnectConfig | "help" | "version" {
     // With no ports, printing messages is the whole point.
     monitor: (values.monitor ?? false) || !hardware && send.length === 0,
     quiet: values.quiet ?? false,
+    connection: readConnection(values),
   };
+}
+
+/** The --tls, --ca and --token flags, as connect() options. */
+function readConnection(
+  values: { tls?: boolean; ca?: string[]; token?: string },
+): ConnectOptions {
+  const options: ConnectOptions = {};
+  if (values.ca !== undefined && !values.tls) {
+    throw new UsageError("--ca goes with --tls");
+  }
+  if (values.tls) {
+    options.tls = true;
+    if (values.ca !== undefined) {
+      options.caCerts = values.ca.map((path) => readFile("--ca", path));
+    }
+  }
+  const token = values.token ?? envToken();
+  if (token !== undefined) {
+    if (!/^[\x21-\x7e]{1,200}$/.test(token)) {
+      throw new UsageError(
+        "--token must be 1-200 printable ASCII characters without spaces",
+      );
+    }
+    options.token = token;
+  }
+  return options;
 }
 
 /** Connects once, phrasing a failure for people. */
 async function connectTo(config: ConnectConfig): Promise<SocketPort> {
   const where = formatAddress(config);
   try {
-    return await connect(config.hostname, config.port);
+    return await connect(config.hostname, config.port, config.connection);
   } catch (error) {
     if (error instanceof Deno.errors.NotCapable) throw error;
     const why = error instanceof Deno.errors.ConnectionRefused

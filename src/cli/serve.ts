@@ -1,4 +1,4 @@
-#!/usr/bin/env -S deno run --allow-net --allow-ffi --allow-env=MIDISOCK_RTMIDI_PATH,MIDISOCK_RTMIDI_API
+#!/usr/bin/env -S deno run --allow-net --allow-ffi --allow-read --allow-env=MIDISOCK_RTMIDI_PATH,MIDISOCK_RTMIDI_API,MIDISOCK_TOKEN
 /**
  * `midisock serve`: a MIDI socket server, wire-compatible with mido's
  * socket ports. With no options it listens on 127.0.0.1:8080 as a hub:
@@ -30,6 +30,7 @@ import { parseArgs } from "node:util";
 import { formatMessage } from "../codec/text.ts";
 import type { Message } from "../codec/messages.ts";
 import { formatAddress } from "../net/address.ts";
+import { AddressList } from "../net/access.ts";
 import { PortServer, type PortServerOptions } from "../net/server.ts";
 import type { SocketPort } from "../net/socket_port.ts";
 import type { InputPort, OutputPort } from "../port.ts";
@@ -37,6 +38,7 @@ import {
   CliError,
   clock,
   describeError,
+  envToken,
   hardwareLabel,
   HeldNotes,
   type MainOptions,
@@ -47,6 +49,7 @@ import {
   portQuery,
   readAddress,
   readApi,
+  readFile,
   report,
   sleep,
   UsageError,
@@ -82,6 +85,17 @@ Options:
                        other programs to connect to (repeatable)
       --api API        MIDI backend: alsa, jack, core or winmm
       --no-hub         Do not relay messages between clients
+      --allow ADDR     Let only these addresses or CIDR ranges connect,
+                       e.g. 192.168.1.0/24 or ::1 (repeatable, or a,b,c)
+      --max-clients N  Refuse connections past N at once
+      --no-sysex       Drop sysex in both directions
+      --max-sysex N    Drop sysex longer than N data bytes
+      --rate-limit R   Most messages per second from each client, as R or
+                       R/BURST; the excess is dropped
+      --token TOKEN    Require clients to send this shared secret first
+                       (midisock connect --token); or set MIDISOCK_TOKEN
+      --cert FILE      Serve TLS with this certificate chain (PEM) ...
+      --key FILE       ... and this private key (PEM)
   -m, --monitor        Print each message: time, source, mido text form
   -q, --quiet          Print nothing but errors
   -h, --help           Print this help and exit
@@ -91,6 +105,9 @@ Output: one line per event ("listening on", "connect", "disconnect"; with
 --monitor "TIME SOURCE MESSAGE"). Ctrl-C or SIGTERM closes every client,
 sends note_off for notes still held, and exits 0. Exit code 2 means bad
 usage, 1 a failure (port in use, missing permission, no RtMidi, no such port).
+
+Security: by default serve binds loopback only. Bound beyond loopback without
+--allow it warns at start: whoever reaches the port can play and send sysex.
 
 Examples:
   # A hub on 127.0.0.1:8080; clients hear each other
@@ -104,6 +121,10 @@ Examples:
 
   # A virtual port pair other MIDI programs can connect to (JACK)
   deno run -A jsr:${PACKAGE}/serve --virtual midisock --api jack
+
+  # A LAN studio: only the LAN, no sysex, TLS, at most 8 clients
+  deno run -A jsr:${PACKAGE}/serve :8080 --allow 192.168.1.0/24 --no-sysex \\
+    --cert cert.pem --key key.pem --max-clients 8
 
   # Send a note from Python's mido
   python3 -c "import mido, mido.sockets as s
@@ -139,6 +160,14 @@ function readArgs(args: string[]): ServeConfig | "help" | "version" {
         virtual: { type: "string", multiple: true },
         api: { type: "string" },
         "no-hub": { type: "boolean" },
+        allow: { type: "string", multiple: true },
+        "max-clients": { type: "string" },
+        "no-sysex": { type: "boolean" },
+        "max-sysex": { type: "string" },
+        "rate-limit": { type: "string" },
+        token: { type: "string" },
+        cert: { type: "string" },
+        key: { type: "string" },
         monitor: { type: "boolean", short: "m" },
         quiet: { type: "boolean", short: "q" },
         help: { type: "boolean", short: "h" },
@@ -179,8 +208,89 @@ function readArgs(args: string[]): ServeConfig | "help" | "version" {
     hub: !values["no-hub"],
     monitor: values.monitor ?? false,
     quiet: values.quiet ?? false,
-    server: {},
+    server: readPolicy(values),
   };
+}
+
+/** The security flags, as PortServer options. */
+function readPolicy(values: {
+  allow?: string[];
+  "max-clients"?: string;
+  "no-sysex"?: boolean;
+  "max-sysex"?: string;
+  "rate-limit"?: string;
+  token?: string;
+  cert?: string;
+  key?: string;
+}): PortServerOptions {
+  const options: PortServerOptions = {};
+  if (values.allow !== undefined) {
+    const rules = values.allow.flatMap((list) => list.split(","));
+    try {
+      new AddressList(rules);
+    } catch (error) {
+      throw new UsageError(`--allow: ${(error as Error).message}`);
+    }
+    options.allow = rules;
+  }
+  if (values["max-clients"] !== undefined) {
+    options.maxClients = count("--max-clients", values["max-clients"], 1);
+  }
+  if (values["no-sysex"] && values["max-sysex"] !== undefined) {
+    throw new UsageError("--no-sysex and --max-sysex cannot be used together");
+  }
+  if (values["no-sysex"]) options.sysexIn = options.sysexOut = "drop";
+  if (values["max-sysex"] !== undefined) {
+    options.sysexIn = options.sysexOut = count(
+      "--max-sysex",
+      values["max-sysex"],
+      0,
+    );
+  }
+  if (values["rate-limit"] !== undefined) {
+    const match = values["rate-limit"].match(/^(\d+)(?:\/(\d+))?$/);
+    if (match === null || Number(match[1]) < 1) {
+      throw new UsageError(
+        `--rate-limit must be MESSAGES or MESSAGES/BURST (per second, at least 1): got ${
+          JSON.stringify(values["rate-limit"])
+        }`,
+      );
+    }
+    options.rateLimit = {
+      messages: Number(match[1]),
+      burst: Number(match[2] ?? match[1]),
+    };
+  }
+  const token = values.token ?? envToken();
+  if (token !== undefined) {
+    if (!/^[\x21-\x7e]{1,200}$/.test(token)) {
+      throw new UsageError(
+        "--token must be 1-200 printable ASCII characters without spaces",
+      );
+    }
+    options.token = token;
+  }
+  if ((values.cert === undefined) !== (values.key === undefined)) {
+    throw new UsageError("--cert and --key go together");
+  }
+  if (values.cert !== undefined && values.key !== undefined) {
+    options.tls = {
+      cert: readFile("--cert", values.cert),
+      key: readFile("--key", values.key),
+    };
+  }
+  return options;
+}
+
+function count(flag: string, text: string, min: number): number {
+  if (!/^\d+$/.test(text) || Number(text) < min) {
+    throw new UsageError(
+      `${flag} must be a whole number of at least ${min}: got ${
+        JSON.stringify(text)
+      }`,
+    );
+  }
+  return Number(text);
 }
 
 /** Where a message came from: a client, or a hardware input. */
@@ -210,7 +320,11 @@ class Hub {
     const { hostname, port } = this.#config;
     const where = formatAddress({ hostname, port });
     try {
-      this.#server = new PortServer(hostname, port, this.#config.server);
+      this.#server = new PortServer(hostname, port, {
+        ...this.#config.server,
+        onRefuse: (peer, reason) =>
+          this.#say(`refused ${formatAddress(peer)} (${reason})`),
+      });
     } catch (error) {
       if (error instanceof Deno.errors.AddrInUse) {
         throw new CliError(
@@ -261,6 +375,16 @@ class Hub {
 
   #announce(server: PortServer): void {
     const { hostname, port } = server.addr;
+    if (
+      !AddressList.isLoopback(hostname) &&
+      this.#config.server.allow === undefined
+    ) {
+      console.error(
+        `midisock ${COMMAND}: warning: listening beyond loopback on ` +
+          `${server.name} with no --allow list: anyone who can reach this ` +
+          "port can play notes and send sysex to every client and output",
+      );
+    }
     const reachable = hostname === "::" || hostname === "0.0.0.0"
       ? "127.0.0.1"
       : hostname;
