@@ -139,67 +139,70 @@ function apiNumber(api: HardwareApi | undefined): number {
 export type Direction = "input" | "output";
 
 /**
- * One RtMidi device and its callback. Created by {@linkcode Device.create},
- * released by {@linkcode Device.free}, which is safe to call any number of
- * times and from a finalizer.
+ * One RtMidi client: an RtMidiIn or RtMidiOut and, for inputs, the callback
+ * installed once for the client's whole life. Ports lease clients from a
+ * pool rather than creating and destroying one each time: closing a JACK
+ * client right after opening one is a race inside libjack (jack2 1.9.21
+ * crashes in a client thread), while opening and closing ports on a
+ * living client is safe.
  */
-export class Device {
+class Device {
   readonly direction: Direction;
+  readonly key: string;
   #handle: Deno.PointerObject | null;
   #layout: RtMidiLayout;
   #callback: Deno.UnsafeCallback<typeof INPUT_CALLBACK> | null = null;
-  #held = 0;
+  #sink: InputSink | null = null;
+  #refs = 0;
   #pending: Promise<void> | undefined;
   #freed: Promise<void> | undefined;
+  /** Set once RtMidi reported a failure: `ok` never turns true again. */
+  poisoned = false;
 
   private constructor(
     direction: Direction,
+    key: string,
     handle: Deno.PointerObject,
     layout: RtMidiLayout,
   ) {
     this.direction = direction;
+    this.key = key;
     this.#handle = handle;
     this.#layout = layout;
   }
 
-  /**
-   * Creates an RtMidiIn or RtMidiOut client.
-   *
-   * @param direction Input or output.
-   * @param api The backend, or `undefined` for RtMidi's choice.
-   * @param clientName The client's name, checked to hold no NUL.
-   * @returns The device.
-   * @throws {RtMidiError} When RtMidi fails.
-   */
   static async create(
     direction: Direction,
     api: HardwareApi | undefined,
     clientName: string,
+    key: string,
   ): Promise<Device> {
     const symbols = lib().symbols;
     const number = apiNumber(api);
     const name = cString(clientName);
+    const operation = direction === "input" ? "in_create" : "out_create";
     const handle = direction === "input"
       ? await symbols.rtmidi_in_create(number, name, 1024)
       : await symbols.rtmidi_out_create(number, name);
     if (handle === null) {
       throw new RtMidiError(
-        `${direction === "input" ? "in" : "out"}_create`,
+        operation,
         `RtMidi could not allocate a MIDI ${direction} client`,
       );
     }
     const layout = layoutKnown ?? loadRtMidi().layout ??
       await probePortNames(lib(), handle);
     layoutKnown = layout;
-    const device = new Device(direction, handle, layout);
-    if (!device.#ok()) {
-      const error = new RtMidiError(
-        `${direction === "input" ? "in" : "out"}_create`,
+    const device = new Device(direction, key, handle, layout);
+    try {
+      device.#check(
+        operation,
         `RtMidi could not create a MIDI ${direction} client named ${
           JSON.stringify(clientName)
         }${api === undefined ? "" : ` on ${api}`}`,
-        { detail: device.#message() },
       );
+      if (direction === "input") await device.#listen();
+    } catch (error) {
       await device.free();
       throw error;
     }
@@ -213,25 +216,16 @@ export class Device {
     return this.#handle;
   }
 
-  #ok(): boolean {
-    return new Deno.UnsafePointerView(this.#live()).getUint8(
-      this.#layout.okOffset,
-    ) !== 0;
-  }
-
-  #message(): string | undefined {
-    if (!this.#layout.messageReadable) return undefined;
-    const view = new Deno.UnsafePointerView(this.#live());
-    return readCString(view.getPointer(this.#layout.msgOffset));
-  }
-
   #check(operation: string, what: string): void {
-    if (!this.#ok()) {
-      throw new RtMidiError(operation, what, { detail: this.#message() });
-    }
+    const view = new Deno.UnsafePointerView(this.#live());
+    if (view.getUint8(this.#layout.okOffset) !== 0) return;
+    this.poisoned = true;
+    const detail = this.#layout.messageReadable
+      ? readCString(view.getPointer(this.#layout.msgOffset))
+      : undefined;
+    throw new RtMidiError(operation, what, { detail });
   }
 
-  /** The backend in use, as RtMidi reports it. */
   get api(): string {
     const symbols = lib().symbols;
     const number = this.direction === "input"
@@ -240,18 +234,11 @@ export class Device {
     return readCString(symbols.rtmidi_api_name(number)) ?? "unknown";
   }
 
-  /**
-   * Lists the ports this device can open (for an input device: the
-   * system's outputs, which it reads from).
-   *
-   * @returns Their names, in RtMidi's index order.
-   * @throws {RtMidiError} When RtMidi fails.
-   */
   async portNames(): Promise<string[]> {
     const symbols = lib().symbols;
     const handle = this.#live();
     const count = await symbols.rtmidi_get_port_count(handle);
-    this.#check("get_port_count", `RtMidi could not count MIDI ports`);
+    this.#check("get_port_count", "RtMidi could not count MIDI ports");
     const names: string[] = [];
     for (let index = 0; index < count; index++) {
       names.push(await this.#portName(handle, index));
@@ -274,6 +261,7 @@ export class Device {
       length,
     );
     if (status < 0 || length[0] <= 0) {
+      // A port that went away meanwhile: RtMidi only warns about it.
       this.#check("get_port_name", `RtMidi could not name port ${index}`);
       return "";
     }
@@ -283,14 +271,6 @@ export class Device {
     return decoder.decode(end < 0 ? buffer : buffer.subarray(0, end));
   }
 
-  /**
-   * Connects to an existing port.
-   *
-   * @param index The port's index, checked by the caller to be in range.
-   * @param localName The name of this end, checked to hold no NUL.
-   * @param label The port's name, for errors.
-   * @throws {RtMidiError} When RtMidi fails.
-   */
   async open(index: number, localName: string, label: string): Promise<void> {
     await lib().symbols.rtmidi_open_port(
       this.#live(),
@@ -305,12 +285,6 @@ export class Device {
     );
   }
 
-  /**
-   * Creates a virtual port that other programs connect to.
-   *
-   * @param name Its name, checked to hold no NUL.
-   * @throws {RtMidiError} When RtMidi fails (for JACK: no server running).
-   */
   async openVirtual(name: string): Promise<void> {
     await lib().symbols.rtmidi_open_virtual_port(this.#live(), cString(name));
     this.#check(
@@ -321,30 +295,17 @@ export class Device {
     );
   }
 
-  /**
-   * Says which message kinds RtMidi drops before the callback.
-   *
-   * @param sysex Drop sysex.
-   * @param timing Drop clock and other timing messages.
-   * @param sensing Drop active sensing.
-   */
   ignoreTypes(sysex: boolean, timing: boolean, sensing: boolean): void {
     lib().symbols.rtmidi_in_ignore_types(this.#live(), sysex, timing, sensing);
   }
 
-  /**
-   * Installs the input callback. `sink` must not hold the port strongly, so
-   * that an unclosed port can still be garbage-collected. The callback does
-   * not keep the process alive unless {@linkcode Device.hold} says so.
-   *
-   * @param sink Receives each message's delta time and a copy of its bytes.
-   */
-  async listen(sink: InputSink): Promise<void> {
+  async #listen(): Promise<void> {
     const callback = Deno.UnsafeCallback.threadSafe(
       INPUT_CALLBACK,
       (delta, pointer, size) => {
+        const sink = this.#sink;
         const length = Number(size);
-        if (pointer === null || length === 0) return;
+        if (sink === null || pointer === null || length === 0) return;
         // The bytes are RtMidi's only during this call: copy them out.
         const bytes = new Uint8Array(length);
         new Deno.UnsafePointerView(pointer).copyInto(bytes);
@@ -361,25 +322,18 @@ export class Device {
     this.#check("in_set_callback", "RtMidi could not install the callback");
   }
 
-  /** Keeps the process alive while someone waits for input. */
-  hold(): void {
-    if (this.#held++ === 0) this.#callback?.ref();
+  set sink(sink: InputSink | null) {
+    this.#sink = sink;
   }
 
-  /** Undoes one {@linkcode Device.hold}. */
-  release(): void {
-    if (--this.#held === 0) this.#callback?.unref();
+  ref(): void {
+    if (this.#refs++ === 0) this.#callback?.ref();
   }
 
-  /**
-   * Sends one message's bytes. Short messages go straight out; a sysex is
-   * written from a worker thread (some backends take their time over it),
-   * and whatever is sent after it waits its turn, so order is kept.
-   *
-   * @param bytes One complete message.
-   * @returns A promise settled once RtMidi took the message.
-   * @throws {RtMidiError} When RtMidi refuses it.
-   */
+  unref(): void {
+    if (--this.#refs === 0) this.#callback?.unref();
+  }
+
   send(bytes: Uint8Array<ArrayBuffer>): Promise<void> {
     const handle = this.#live();
     const symbols = lib().symbols;
@@ -400,24 +354,24 @@ export class Device {
       );
       if (status !== 0) throw sendError();
     });
-    const tail = sent.catch(() => {}).finally(() => {
+    const tail: Promise<void> = sent.catch(() => {}).finally(() => {
       if (this.#pending === tail) this.#pending = undefined;
     });
     this.#pending = tail;
     return sent;
   }
 
-  /** Whether {@linkcode Device.free} was called. */
-  get freed(): boolean {
-    return this.#freed !== undefined;
+  /** Waits for sends in flight, then closes the port; the client stays. */
+  async closePort(): Promise<void> {
+    await this.#pending;
+    this.#sink = null;
+    await lib().symbols.rtmidi_close_port(this.#live());
   }
 
   /**
-   * Releases the device: waits for sends in flight, closes the port,
-   * cancels and frees, then closes the callback. Calling it again returns
-   * the same promise.
-   *
-   * @returns A promise settled when nothing native is left.
+   * Frees the client: waits for sends in flight, closes the port, cancels
+   * the callback, frees (the MIDI thread is joined when that returns), then
+   * closes the callback. Calling it again returns the same promise.
    */
   free(): Promise<void> {
     this.#freed ??= this.#release();
@@ -428,6 +382,7 @@ export class Device {
     await this.#pending;
     const handle = this.#handle;
     if (handle === null) return;
+    this.#sink = null;
     const symbols = lib().symbols;
     try {
       if (this.direction === "input") {
@@ -445,6 +400,177 @@ export class Device {
       this.#callback?.close();
       this.#callback = null;
     }
+  }
+}
+
+/** Idle clients kept for reuse, per direction, backend and client name. */
+const idle = new Map<string, Device[]>();
+
+/** How many idle clients are kept per key; more are freed. */
+const POOL_LIMIT = 4;
+
+/**
+ * A port's use of one client, from open to close. Everything a port does
+ * natively goes through its lease; once the lease has ended it does
+ * nothing, even if the client serves another port by then.
+ */
+export class Lease {
+  #device: Device | null;
+  #holds = 0;
+  #ended: Promise<void> | undefined;
+
+  private constructor(device: Device) {
+    this.#device = device;
+  }
+
+  /**
+   * Takes an idle client, or creates one.
+   *
+   * @param direction Input or output.
+   * @param api The backend, or `undefined` for RtMidi's choice.
+   * @param clientName The client's name, checked to hold no NUL.
+   * @returns The lease.
+   * @throws {RtMidiError} When RtMidi fails.
+   */
+  static async take(
+    direction: Direction,
+    api: HardwareApi | undefined,
+    clientName: string,
+  ): Promise<Lease> {
+    const key = `${direction}\0${api ?? ""}\0${clientName}`;
+    const device = idle.get(key)?.pop() ??
+      await Device.create(direction, api, clientName, key);
+    return new Lease(device);
+  }
+
+  #live(): Device {
+    if (this.#device === null) {
+      throw new Error("Internal error: RtMidi lease used after its end");
+    }
+    return this.#device;
+  }
+
+  /** Which way the client carries messages. */
+  get direction(): Direction {
+    return this.#live().direction;
+  }
+
+  /** The backend in use, or `"closed"`. */
+  get api(): string {
+    return this.#device === null ? "closed" : this.#device.api;
+  }
+
+  /** Whether the lease has ended. */
+  get ended(): boolean {
+    return this.#ended !== undefined;
+  }
+
+  /**
+   * Lists the ports the client can open.
+   *
+   * @returns Their names, in RtMidi's index order.
+   */
+  portNames(): Promise<string[]> {
+    return this.#live().portNames();
+  }
+
+  /**
+   * Connects to an existing port.
+   *
+   * @param index Its index, checked to be in range.
+   * @param localName The name of this end.
+   * @param label The port's name, for errors.
+   * @returns A promise settled once it is open.
+   */
+  open(index: number, localName: string, label: string): Promise<void> {
+    return this.#live().open(index, localName, label);
+  }
+
+  /**
+   * Creates a virtual port.
+   *
+   * @param name Its name.
+   * @returns A promise settled once it exists.
+   */
+  openVirtual(name: string): Promise<void> {
+    return this.#live().openVirtual(name);
+  }
+
+  /**
+   * Says what RtMidi drops before the callback.
+   *
+   * @param sysex Drop sysex.
+   * @param timing Drop clock and time code.
+   * @param sensing Drop active sensing.
+   */
+  ignoreTypes(sysex: boolean, timing: boolean, sensing: boolean): void {
+    this.#live().ignoreTypes(sysex, timing, sensing);
+  }
+
+  /**
+   * Routes received messages to `sink`, which must not hold the port
+   * strongly (so that an unclosed port can be garbage-collected).
+   *
+   * @param sink Receives each message's delta time and a copy of its bytes.
+   */
+  listen(sink: InputSink): void {
+    this.#live().sink = sink;
+  }
+
+  /** Keeps the process alive while someone waits for input. */
+  hold(): void {
+    if (this.#device === null) return;
+    this.#holds++;
+    this.#device.ref();
+  }
+
+  /** Undoes one {@linkcode Lease.hold}. */
+  release(): void {
+    if (this.#device === null || this.#holds === 0) return;
+    this.#holds--;
+    this.#device.unref();
+  }
+
+  /**
+   * Sends one message's bytes, in order with the others.
+   *
+   * @param bytes One complete message.
+   * @returns A promise settled once RtMidi took it.
+   */
+  send(bytes: Uint8Array<ArrayBuffer>): Promise<void> {
+    return this.#live().send(bytes);
+  }
+
+  /**
+   * Ends the lease: closes the port and puts the client back in the pool
+   * (or frees it). Calling it again returns the same promise.
+   *
+   * @returns A promise settled once the port is closed.
+   */
+  end(): Promise<void> {
+    this.#ended ??= this.#finish();
+    return this.#ended;
+  }
+
+  async #finish(): Promise<void> {
+    const device = this.#device;
+    if (device === null) return;
+    while (this.#holds > 0) this.release();
+    this.#device = null;
+    if (!device.poisoned) {
+      try {
+        await device.closePort();
+        const pool = idle.get(device.key) ?? [];
+        if (pool.length < POOL_LIMIT) {
+          pool.push(device);
+          idle.set(device.key, pool);
+          return;
+        }
+      } catch {
+        // Fall through to freeing it.
+      }
+    }
+    await device.free();
   }
 }
 

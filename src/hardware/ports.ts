@@ -22,9 +22,9 @@ import {
   apiFromEnvironment,
   checkApi,
   compiledApis,
-  Device,
   type Direction,
   type HardwareApi,
+  Lease,
 } from "./_native.ts";
 import { PortNotFoundError } from "./errors.ts";
 
@@ -256,17 +256,17 @@ function resolvePort(
   throw new PortNotFoundError(direction, query, names);
 }
 
-async function withDevice<T>(
+async function withLease<T>(
   direction: Direction,
   options: HardwareOptions | undefined,
-  use: (device: Device) => Promise<T>,
+  use: (lease: Lease) => Promise<T>,
 ): Promise<T> {
   const { api, clientName } = checkOptions(options);
-  const device = await Device.create(direction, api, clientName);
+  const lease = await Lease.take(direction, api, clientName);
   try {
-    return await use(device);
+    return await use(lease);
   } finally {
-    await device.free();
+    await lease.end();
   }
 }
 
@@ -287,7 +287,7 @@ async function withDevice<T>(
  * ```
  */
 export function getInputNames(options?: HardwareOptions): Promise<string[]> {
-  return withDevice("input", options, (device) => device.portNames());
+  return withLease("input", options, (lease) => lease.portNames());
 }
 
 /**
@@ -307,7 +307,7 @@ export function getInputNames(options?: HardwareOptions): Promise<string[]> {
  * ```
  */
 export function getOutputNames(options?: HardwareOptions): Promise<string[]> {
-  return withDevice("output", options, (device) => device.portNames());
+  return withLease("output", options, (lease) => lease.portNames());
 }
 
 /**
@@ -329,29 +329,29 @@ export function getApis(): HardwareApi[] {
 }
 
 class Input extends InputPortBase implements HardwareInput {
-  static #registry = new FinalizationRegistry<Device>((device) => {
-    device.free().catch(() => {});
+  static #registry = new FinalizationRegistry<Lease>((lease) => {
+    lease.end().catch(() => {});
   });
 
   readonly virtual: boolean;
   #name: string;
-  #device: Device;
+  #lease: Lease;
   #parser = new Parser();
   #dropped = 0;
   #time = 0;
   #closing: Promise<void> | undefined;
 
   constructor(
-    device: Device,
+    lease: Lease,
     name: string,
     virtual: boolean,
     queueSize: number,
   ) {
     super(queueSize);
-    this.#device = device;
+    this.#lease = lease;
     this.#name = name;
     this.virtual = virtual;
-    Input.#registry.register(this, device, this);
+    Input.#registry.register(this, lease, this);
   }
 
   /** The callback's target: holds the port only weakly. */
@@ -389,16 +389,16 @@ class Input extends InputPortBase implements HardwareInput {
   }
 
   get api(): string {
-    return this.#device.freed ? "closed" : this.#device.api;
+    return this.#lease.api;
   }
 
   override async receive(): Promise<Message> {
     if (this.closed) return super.receive();
-    this.#device.hold();
+    this.#lease.hold();
     try {
       return await super.receive();
     } finally {
-      this.#device.release();
+      this.#lease.release();
     }
   }
 
@@ -416,18 +416,18 @@ class Input extends InputPortBase implements HardwareInput {
           continue;
         }
         if (this.closed) return;
-        this.#device.hold();
+        this.#lease.hold();
         let result: IteratorResult<Message, void>;
         try {
           result = await messages.next();
         } finally {
-          this.#device.release();
+          this.#lease.release();
         }
         if (result.done) return;
         yield result.value;
       }
     } finally {
-      await messages.return();
+      await messages.return?.();
     }
   }
 
@@ -435,27 +435,27 @@ class Input extends InputPortBase implements HardwareInput {
     if (this.#closing === undefined) {
       this.finish(undefined, true);
       Input.#registry.unregister(this);
-      this.#closing = this.#device.free();
+      this.#closing = this.#lease.end();
     }
     return this.#closing;
   }
 }
 
 class Output implements HardwareOutput {
-  static #registry = new FinalizationRegistry<Device>((device) => {
-    device.free().catch(() => {});
+  static #registry = new FinalizationRegistry<Lease>((lease) => {
+    lease.end().catch(() => {});
   });
 
   readonly name: string;
   readonly virtual: boolean;
-  #device: Device;
+  #lease: Lease;
   #closing: Promise<void> | undefined;
 
-  constructor(device: Device, name: string, virtual: boolean) {
-    this.#device = device;
+  constructor(lease: Lease, name: string, virtual: boolean) {
+    this.#lease = lease;
     this.name = name;
     this.virtual = virtual;
-    Output.#registry.register(this, device, this);
+    Output.#registry.register(this, lease, this);
   }
 
   get closed(): boolean {
@@ -463,7 +463,7 @@ class Output implements HardwareOutput {
   }
 
   get api(): string {
-    return this.#device.freed ? "closed" : this.#device.api;
+    return this.#lease.api;
   }
 
   send(msg: Message): Promise<void> {
@@ -476,7 +476,7 @@ class Output implements HardwareOutput {
     } catch (error) {
       return Promise.reject(error);
     }
-    return this.#device.send(bytes);
+    return this.#lease.send(bytes);
   }
 
   async reset(): Promise<void> {
@@ -496,7 +496,7 @@ class Output implements HardwareOutput {
   close(): Promise<void> {
     if (this.#closing === undefined) {
       Output.#registry.unregister(this);
-      this.#closing = this.#device.free();
+      this.#closing = this.#lease.end();
     }
     return this.#closing;
   }
@@ -561,20 +561,20 @@ class Pair implements HardwareIOPort {
 }
 
 async function connect(
-  device: Device,
+  lease: Lease,
   query: string | number | undefined,
   virtual: boolean,
 ): Promise<string> {
   if (virtual) {
     const name = query as string;
-    await device.openVirtual(name);
+    await lease.openVirtual(name);
     return name;
   }
-  const names = await device.portNames();
-  const index = resolvePort(device.direction, names, query);
-  await device.open(
+  const names = await lease.portNames();
+  const index = resolvePort(lease.direction, names, query);
+  await lease.open(
     index,
-    device.direction === "input" ? "in" : "out",
+    lease.direction === "input" ? "in" : "out",
     names[index],
   );
   return names[index];
@@ -623,17 +623,16 @@ export async function openInput(
     "ignoreActiveSensing",
     true,
   );
-  const device = await Device.create("input", checked.api, checked.clientName);
+  const lease = await Lease.take("input", checked.api, checked.clientName);
   try {
-    device.ignoreTypes(sysex, timing, sensing);
+    lease.ignoreTypes(sysex, timing, sensing);
     const label = typeof query === "string" ? query : "";
-    const port = new Input(device, label, checked.virtual, queueSize);
-    await device.listen(Input.sink(new WeakRef(port)));
-    const opened = await connect(device, query, checked.virtual);
-    port.opened = opened;
+    const port = new Input(lease, label, checked.virtual, queueSize);
+    lease.listen(Input.sink(new WeakRef(port)));
+    port.opened = await connect(lease, query, checked.virtual);
     return port;
   } catch (error) {
-    await device.free();
+    await lease.end();
     throw error;
   }
 }
@@ -669,12 +668,12 @@ export async function openOutput(
 ): Promise<HardwareOutput> {
   const checked = checkOptions(options);
   const query = checkQuery(name, checked.virtual);
-  const device = await Device.create("output", checked.api, checked.clientName);
+  const lease = await Lease.take("output", checked.api, checked.clientName);
   try {
-    const opened = await connect(device, query, checked.virtual);
-    return new Output(device, opened, checked.virtual);
+    const opened = await connect(lease, query, checked.virtual);
+    return new Output(lease, opened, checked.virtual);
   } catch (error) {
-    await device.free();
+    await lease.end();
     throw error;
   }
 }
