@@ -50,5 +50,9 @@ export {
   PortServer,
   type PortServerOptions,
 } from "./src/net/server.ts";
+export {
+  ReconnectingPort,
+  type ReconnectOptions,
+} from "./src/net/reconnecting_port.ts";
 export { NoteTracker } from "./src/notes.ts";
 export { AddressList, type RateLimit, TOKEN_PREFIX } from "./src/net/access.ts";

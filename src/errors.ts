@@ -58,16 +58,28 @@ export class QueueFullError extends Error {
   /** The bound, in bytes. */
   readonly limit: number;
 
+  /** What `limit` counts. */
+  readonly unit: "bytes" | "messages";
+
   /**
    * Makes the error.
    *
    * @param port The port's name.
-   * @param limit The bound that was reached, in bytes.
+   * @param limit The bound that was reached.
+   * @param unit What the bound counts: bytes waiting for a peer that is not
+   * reading, or messages held while disconnected.
    */
-  constructor(port: string, limit: number) {
+  constructor(
+    port: string,
+    limit: number,
+    unit: "bytes" | "messages" = "bytes",
+  ) {
     super(
-      `Send queue of ${port} is full: more than ${limit} bytes wait for a peer that is not reading`,
+      unit === "bytes"
+        ? `Send queue of ${port} is full: more than ${limit} bytes wait for a peer that is not reading`
+        : `Send queue of ${port} is full: ${limit} messages are held while it is disconnected`,
     );
+    this.unit = unit;
     this.name = "QueueFullError";
     this.port = port;
     this.limit = limit;

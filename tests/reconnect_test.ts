@@ -1,0 +1,137 @@
+import assert from "node:assert/strict";
+import {
+  message,
+  PortClosedError,
+  PortServer,
+  QueueFullError,
+  ReconnectingPort,
+} from "../mod.ts";
+import { drain, LOOPBACK, take, until, within } from "./_net.ts";
+
+function netTest(name: string, fn: () => Promise<void>): void {
+  Deno.test({
+    name,
+    permissions: LOOPBACK,
+    fn: () => within(fn(), 20000, name),
+  });
+}
+
+const note = (n: number) => message("note_on", { note: n });
+
+/** A port number nothing listens on right now. */
+async function freePort(): Promise<number> {
+  const server = new PortServer("127.0.0.1", 0);
+  const port = server.port;
+  await server.close();
+  return port;
+}
+
+netTest("messages sent before the server is up arrive once it is", async () => {
+  const port = await freePort();
+  let connects = 0;
+  await using client = new ReconnectingPort("127.0.0.1", port, {
+    minDelay: 20,
+    maxDelay: 50,
+    onConnect: () => connects++,
+  });
+  assert.equal(client.connected, false);
+  for (const n of [1, 2, 3]) await client.send(note(n));
+  assert.equal(client.pending, 3);
+  await new Promise((r) => setTimeout(r, 100)); // a few failed attempts
+  await using server = new PortServer("127.0.0.1", port);
+  assert.deepEqual(await take(server, 3), [note(1), note(2), note(3)]);
+  assert.equal(connects, 1);
+  assert.equal(client.pending, 0);
+});
+
+netTest(
+  "it reconnects after the server restarts and iteration goes on",
+  async () => {
+    const port = await freePort();
+    const events: string[] = [];
+    await using client = new ReconnectingPort("127.0.0.1", port, {
+      minDelay: 20,
+      maxDelay: 100,
+      onConnect: () => events.push("connect"),
+      onDisconnect: () => events.push("disconnect"),
+    });
+    const received: number[] = [];
+    const reading = (async () => {
+      for await (const msg of client) {
+        if (msg.type === "note_on") received.push(msg.note);
+      }
+    })();
+    for (const round of [0, 1]) {
+      const server = new PortServer("127.0.0.1", port);
+      server.poll();
+      await until(() => server.clients.length === 1, 5000, `round ${round}`);
+      await server.send(note(round));
+      await until(() => received.length === round + 1);
+      await client.send(note(100 + round));
+      assert.deepEqual(await take(server, 1), [note(100 + round)]);
+      await server.close();
+      await until(() => !client.connected);
+    }
+    await client.send(note(7)); // held: the server is down
+    assert.equal(client.pending, 1);
+    await client.close();
+    await reading;
+    assert.deepEqual(received, [0, 1]);
+    assert.deepEqual(events, [
+      "connect",
+      "disconnect",
+      "connect",
+      "disconnect",
+    ]);
+    await assert.rejects(client.send(note(8)), PortClosedError);
+  },
+);
+
+netTest("whileDown: reject refuses messages while disconnected", async () => {
+  const port = await freePort();
+  await using client = new ReconnectingPort("127.0.0.1", port, {
+    whileDown: "reject",
+  });
+  await assert.rejects(
+    client.send(note(1)),
+    (e: unknown) =>
+      e instanceof PortClosedError &&
+      /Not connected/.test(String((e as Error).cause)),
+  );
+  assert.equal(client.pending, 0);
+});
+
+netTest("held messages are bounded by maxPending", async () => {
+  const port = await freePort();
+  await using client = new ReconnectingPort("127.0.0.1", port, {
+    maxPending: 2,
+  });
+  await client.send(note(1));
+  await client.send(note(2));
+  await assert.rejects(
+    client.send(note(3)),
+    (e: unknown) =>
+      e instanceof QueueFullError && e.unit === "messages" &&
+      /2 messages are held while it is disconnected/.test(e.message),
+  );
+  await assert.rejects(client.send({ type: "note_on" } as never), TypeError);
+  assert.throws(
+    () =>
+      new ReconnectingPort("127.0.0.1", port, { minDelay: 10, maxDelay: 5 }),
+    /0 < minDelay <= maxDelay: got 10 and 5/,
+  );
+});
+
+netTest(
+  "closing while waiting to reconnect ends everything at once",
+  async () => {
+    const port = await freePort();
+    const client = new ReconnectingPort("127.0.0.1", port, { minDelay: 5000 });
+    await new Promise((r) => setTimeout(r, 20));
+    const started = Date.now();
+    await client.close();
+    assert.ok(Date.now() - started < 1000);
+    assert.deepEqual(await drain(client), []);
+    assert.equal(client.closed, true);
+  },
+);
