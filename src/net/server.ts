@@ -541,9 +541,9 @@ export class PortServer extends InputPortBase implements IOPort {
     for (const msg of messages) offset = encodeInto(msg, bytes, offset);
     const single = messages.length === 1 ? messages[0] : undefined;
     for (const client of this.#clients) {
-      writeBytes(client, bytes, single).catch((error) =>
-        this.#drop(client, error)
-      );
+      const queued = writeBytes(client, bytes, single);
+      if (queued instanceof Error) this.#drop(client, queued);
+      else queued.catch((error) => this.#drop(client, error));
     }
     return Promise.resolve();
   }
@@ -664,7 +664,9 @@ export async function connect(
     throw error;
   }
   if (options.token !== undefined) {
-    await writeBytes(socket, tokenHeader(options.token));
+    const queued = writeBytes(socket, tokenHeader(options.token));
+    if (queued instanceof Error) throw queued;
+    await queued;
   }
   return socket;
 }

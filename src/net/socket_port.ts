@@ -153,12 +153,17 @@ function tune(conn: Deno.Conn): void {
  */
 let abort: (port: SocketPort, reason: unknown) => void;
 
-/** Writes bytes to the peer in order, in as few writes as it can. */
+/**
+ * Queues bytes for the peer, in order, unless `msg` is a sysex its policy
+ * keeps back. Refuses at once, returning the error rather than a rejected
+ * promise, when the port is closed or its queue is full: a server drops
+ * such a client before it queues anything more for it.
+ */
 let writeBytes: (
   port: SocketPort,
   bytes: Uint8Array,
   msg?: Message,
-) => Promise<void>;
+) => Promise<void> | PortClosedError | QueueFullError;
 
 /**
  * A MIDI port over one TCP connection, speaking mido's protocol: a plain
@@ -188,8 +193,10 @@ export class SocketPort extends InputPortBase implements IOPort {
     abort = (port, reason) => port.#abort(reason);
     writeBytes = (port, bytes, msg) =>
       msg === undefined || port.#allowOut(msg)
-        ? port.#write(bytes)
-        : Promise.resolve();
+        ? port.#append(bytes.length, (target, offset) => {
+          target.set(bytes, offset);
+        })
+        : RESOLVED;
   }
 
   readonly #conn: Deno.Conn;
@@ -335,21 +342,26 @@ export class SocketPort extends InputPortBase implements IOPort {
     size: number,
     fill: (target: Uint8Array, offset: number) => void,
   ): Promise<void> {
+    const queued = this.#append(size, fill);
+    return queued instanceof Error ? Promise.reject(queued) : queued;
+  }
+
+  /** `#enqueue`, returning a refusal instead of rejecting. */
+  #append(
+    size: number,
+    fill: (target: Uint8Array, offset: number) => void,
+  ): Promise<void> | PortClosedError | QueueFullError {
     if (this.#closing !== undefined || this.#writeError !== undefined) {
-      return Promise.reject(
-        new PortClosedError(
-          this.#name,
-          this.#writeError === undefined ? undefined : {
-            cause: this.#writeError,
-          },
-        ),
+      return new PortClosedError(
+        this.#name,
+        this.#writeError === undefined ? undefined : {
+          cause: this.#writeError,
+        },
       );
     }
     const queued = this.#outLength + this.#inFlight;
     if (queued > 0 && queued + size > this.#maxQueuedBytes) {
-      return Promise.reject(
-        new QueueFullError(this.#name, this.#maxQueuedBytes),
-      );
+      return new QueueFullError(this.#name, this.#maxQueuedBytes);
     }
     if (this.#outLength + size > this.#out.length) {
       let capacity = this.#out.length * 2;
