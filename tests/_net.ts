@@ -1,6 +1,7 @@
 // Helpers for network tests: bounded waits only, so no test can hang.
 
 import type { InputPort, Message } from "../mod.ts";
+import { concat } from "./_util.ts";
 
 /** Rejects if `promise` takes longer than `ms`. */
 export async function within<T>(
@@ -65,13 +66,7 @@ export function readAll(conn: Deno.Conn, ms = 5000): Promise<Uint8Array> {
     (async () => {
       const parts: Uint8Array[] = [];
       for await (const chunk of conn.readable) parts.push(chunk);
-      const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-      let offset = 0;
-      for (const part of parts) {
-        out.set(part, offset);
-        offset += part.length;
-      }
-      return out;
+      return concat(parts);
     })(),
     ms,
     "reading a raw connection",
@@ -82,3 +77,12 @@ export function readAll(conn: Deno.Conn, ms = 5000): Promise<Uint8Array> {
 export const LOOPBACK: Deno.PermissionOptionsObject = {
   net: ["127.0.0.1", "[::1]", "localhost"],
 };
+
+/** Registers a loopback-only network test that must end within 20 s. */
+export function netTest(name: string, fn: () => Promise<void>): void {
+  Deno.test({
+    name,
+    permissions: LOOPBACK,
+    fn: () => within(fn(), 20000, name),
+  });
+}

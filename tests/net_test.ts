@@ -9,18 +9,10 @@ import {
   PortServer,
   QueueFullError,
   RESET_MESSAGES,
-  SocketPort,
+  type SocketPort,
 } from "../mod.ts";
 import { concat, random, randomMessage } from "./_util.ts";
-import { drain, LOOPBACK, readAll, take, until, within } from "./_net.ts";
-
-function netTest(name: string, fn: () => Promise<void>): void {
-  Deno.test({
-    name,
-    permissions: LOOPBACK,
-    fn: () => within(fn(), 20000, name),
-  });
-}
+import { drain, netTest, readAll, take, until, within } from "./_net.ts";
 
 const note = (n: number) => message("note_on", { note: n % 128, velocity: 1 });
 

@@ -6,15 +6,7 @@ import {
   QueueFullError,
   ReconnectingPort,
 } from "../mod.ts";
-import { drain, LOOPBACK, take, until, within } from "./_net.ts";
-
-function netTest(name: string, fn: () => Promise<void>): void {
-  Deno.test({
-    name,
-    permissions: LOOPBACK,
-    fn: () => within(fn(), 20000, name),
-  });
-}
+import { drain, netTest, take, until } from "./_net.ts";
 
 const note = (n: number) => message("note_on", { note: n });
 

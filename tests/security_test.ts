@@ -9,15 +9,15 @@ import {
   TOKEN_PREFIX,
 } from "../mod.ts";
 import { pureTest } from "./_util.ts";
-import { drain, LOOPBACK, readAll, take, until, within } from "./_net.ts";
-
-function netTest(name: string, fn: () => Promise<void>): void {
-  Deno.test({
-    name,
-    permissions: LOOPBACK,
-    fn: () => within(fn(), 20000, name),
-  });
-}
+import {
+  drain,
+  LOOPBACK,
+  netTest,
+  readAll,
+  take,
+  until,
+  within,
+} from "./_net.ts";
 
 const note = (n: number, velocity = 64) =>
   message("note_on", { note: n, velocity });

@@ -649,6 +649,19 @@ export function checkMessage(value: unknown): Message {
 }
 
 /**
+ * Checks every message of a list, as `sendAll` does before sending any.
+ *
+ * @param messages The messages.
+ * @returns Them, as an array.
+ * @throws {TypeError | RangeError} For the first malformed one.
+ */
+export function checkMessages(messages: Iterable<Message>): Message[] {
+  const list = [...messages];
+  for (const msg of list) checkMessage(msg);
+  return list;
+}
+
+/**
  * Copies a message with some fields replaced, checking the result, as
  * mido's `msg.copy(**overrides)` does. The type cannot change.
  *

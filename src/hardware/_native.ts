@@ -2,20 +2,19 @@
  * The one place that holds raw RtMidi handles: a `Device` owns one RtMidiIn
  * or RtMidiOut, frees it exactly once, and never lets a pointer out.
  *
- * Threads: RtMidi calls the input callback from its own MIDI thread, which
- * then waits until the JavaScript thread has run it. Every call that may
- * wait for that MIDI thread in turn (open, close, free, listing) is made
- * `nonblocking` and awaited, so the JavaScript thread stays free to run the
- * callback meanwhile. Teardown of an input: close the port, cancel the
- * callback, free the device (each awaited, so the MIDI thread is gone when
- * they return), and only then close the `UnsafeCallback`.
+ Inputs install no callback: RtMidi's MIDI thread queues each message (a
+ * copy, with its delta time) and the port pops the queue with
+ * `rtmidi_in_get_message`, a quick synchronous call. So no foreign thread
+ * ever runs JavaScript, and teardown has no callback to outlive. Calls that
+ * wait for the MIDI server (create, open, close, free, listing) are
+ * `nonblocking` and awaited.
  *
  * @module
  */
 
 import { loadRtMidi } from "../../ffi/load.ts";
 import { probePortNames, type RtMidiLayout } from "../../ffi/layout.ts";
-import { INPUT_CALLBACK, type RtMidiLibrary } from "../../ffi/symbols.ts";
+import type { RtMidiLibrary } from "../../ffi/symbols.ts";
 import { RtMidiError } from "./errors.ts";
 
 /** The MIDI backends midisock can ask RtMidi for. */
@@ -32,8 +31,11 @@ export const HARDWARE_APIS: readonly HardwareApi[] = [
 /** The environment variable that picks the default backend. */
 export const API_VARIABLE = "MIDISOCK_RTMIDI_API";
 
-/** What a device's input callback is handed: delta time and a byte copy. */
-export type InputSink = (deltaSeconds: number, bytes: Uint8Array) => void;
+/**
+ * The largest message read from RtMidi's queue: longer ones (sysex only)
+ * are dropped and counted.
+ */
+export const READ_BUFFER_SIZE = 1 << 20;
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -139,8 +141,7 @@ function apiNumber(api: HardwareApi | undefined): number {
 export type Direction = "input" | "output";
 
 /**
- * One RtMidi client: an RtMidiIn or RtMidiOut and, for inputs, the callback
- * installed once for the client's whole life. Ports lease clients from a
+ * One RtMidi client: an RtMidiIn or RtMidiOut. Ports lease clients from a
  * pool rather than creating and destroying one each time: closing a JACK
  * client right after opening one is a race inside libjack (jack2 1.9.21
  * crashes in a client thread), while opening and closing ports on a
@@ -151,9 +152,6 @@ class Device {
   readonly key: string;
   #handle: Deno.PointerObject | null;
   #layout: RtMidiLayout;
-  #callback: Deno.UnsafeCallback<typeof INPUT_CALLBACK> | null = null;
-  #sink: InputSink | null = null;
-  #refs = 0;
   #pending: Promise<void> | undefined;
   #freed: Promise<void> | undefined;
   /** Set once RtMidi reported a failure: `ok` never turns true again. */
@@ -201,7 +199,6 @@ class Device {
           JSON.stringify(clientName)
         }${api === undefined ? "" : ` on ${api}`}`,
       );
-      if (direction === "input") await device.#listen();
     } catch (error) {
       await device.free();
       throw error;
@@ -299,39 +296,29 @@ class Device {
     lib().symbols.rtmidi_in_ignore_types(this.#live(), sysex, timing, sensing);
   }
 
-  async #listen(): Promise<void> {
-    const callback = Deno.UnsafeCallback.threadSafe(
-      INPUT_CALLBACK,
-      (delta, pointer, size) => {
-        const sink = this.#sink;
-        const length = Number(size);
-        if (sink === null || pointer === null || length === 0) return;
-        // The bytes are RtMidi's only during this call: copy them out.
-        const bytes = new Uint8Array(length);
-        new Deno.UnsafePointerView(pointer).copyInto(bytes);
-        sink(delta, bytes);
-      },
-    );
-    callback.unref();
-    this.#callback = callback;
-    await lib().symbols.rtmidi_in_set_callback(
+  /**
+   * Takes the next message RtMidi queued, without waiting.
+   *
+   * @param buffer Where the bytes go.
+   * @param size In: the buffer's length; out: the message's length (0 when
+   * none is queued, more than the buffer's length when it did not fit and
+   * was dropped).
+   * @returns The delta time in seconds.
+   */
+  read(
+    buffer: Uint8Array<ArrayBuffer>,
+    size: BigUint64Array<ArrayBuffer>,
+  ): number {
+    size[0] = BigInt(buffer.length);
+    const delta = lib().symbols.rtmidi_in_get_message(
       this.#live(),
-      callback.pointer,
-      null,
+      buffer,
+      size,
     );
-    this.#check("in_set_callback", "RtMidi could not install the callback");
-  }
-
-  set sink(sink: InputSink | null) {
-    this.#sink = sink;
-  }
-
-  ref(): void {
-    if (this.#refs++ === 0) this.#callback?.ref();
-  }
-
-  unref(): void {
-    if (--this.#refs === 0) this.#callback?.unref();
+    if (delta < 0) {
+      this.#check("in_get_message", "RtMidi could not read a message");
+    }
+    return delta;
   }
 
   send(bytes: Uint8Array<ArrayBuffer>): Promise<void> {
@@ -364,14 +351,18 @@ class Device {
   /** Waits for sends in flight, then closes the port; the client stays. */
   async closePort(): Promise<void> {
     await this.#pending;
-    this.#sink = null;
     await lib().symbols.rtmidi_close_port(this.#live());
+    if (this.direction === "input") {
+      // Leave nothing queued for the next user of this client.
+      const size = new BigUint64Array(1);
+      const buffer = new Uint8Array(READ_BUFFER_SIZE);
+      do this.read(buffer, size); while (size[0] !== 0n);
+    }
   }
 
   /**
-   * Frees the client: waits for sends in flight, closes the port, cancels
-   * the callback, frees (the MIDI thread is joined when that returns), then
-   * closes the callback. Calling it again returns the same promise.
+   * Frees the client, after sends in flight. Calling it again returns the
+   * same promise.
    */
   free(): Promise<void> {
     this.#freed ??= this.#release();
@@ -382,24 +373,10 @@ class Device {
     await this.#pending;
     const handle = this.#handle;
     if (handle === null) return;
-    this.#sink = null;
+    this.#handle = null;
     const symbols = lib().symbols;
-    try {
-      if (this.direction === "input") {
-        if (this.#callback !== null) {
-          await symbols.rtmidi_close_port(handle);
-          await symbols.rtmidi_in_cancel_callback(handle);
-        }
-        await symbols.rtmidi_in_free(handle);
-      } else {
-        await symbols.rtmidi_out_free(handle);
-      }
-    } finally {
-      this.#handle = null;
-      // The MIDI thread is gone: nothing can call the callback any more.
-      this.#callback?.close();
-      this.#callback = null;
-    }
+    if (this.direction === "input") await symbols.rtmidi_in_free(handle);
+    else await symbols.rtmidi_out_free(handle);
   }
 }
 
@@ -416,7 +393,6 @@ const POOL_LIMIT = 4;
  */
 export class Lease {
   #device: Device | null;
-  #holds = 0;
   #ended: Promise<void> | undefined;
 
   private constructor(device: Device) {
@@ -497,7 +473,7 @@ export class Lease {
   }
 
   /**
-   * Says what RtMidi drops before the callback.
+   * Says what RtMidi drops before queueing.
    *
    * @param sysex Drop sysex.
    * @param timing Drop clock and time code.
@@ -508,27 +484,17 @@ export class Lease {
   }
 
   /**
-   * Routes received messages to `sink`, which must not hold the port
-   * strongly (so that an unclosed port can be garbage-collected).
+   * Takes the next queued message, without waiting.
    *
-   * @param sink Receives each message's delta time and a copy of its bytes.
+   * @param buffer Where the bytes go.
+   * @param size In: the buffer's length; out: the message's length.
+   * @returns The delta time in seconds.
    */
-  listen(sink: InputSink): void {
-    this.#live().sink = sink;
-  }
-
-  /** Keeps the process alive while someone waits for input. */
-  hold(): void {
-    if (this.#device === null) return;
-    this.#holds++;
-    this.#device.ref();
-  }
-
-  /** Undoes one {@linkcode Lease.hold}. */
-  release(): void {
-    if (this.#device === null || this.#holds === 0) return;
-    this.#holds--;
-    this.#device.unref();
+  read(
+    buffer: Uint8Array<ArrayBuffer>,
+    size: BigUint64Array<ArrayBuffer>,
+  ): number {
+    return this.#live().read(buffer, size);
   }
 
   /**
@@ -555,7 +521,6 @@ export class Lease {
   async #finish(): Promise<void> {
     const device = this.#device;
     if (device === null) return;
-    while (this.#holds > 0) this.release();
     this.#device = null;
     if (!device.poisoned) {
       try {

@@ -25,6 +25,7 @@ import {
   type Direction,
   type HardwareApi,
   Lease,
+  READ_BUFFER_SIZE,
 } from "./_native.ts";
 import { PortNotFoundError } from "./errors.ts";
 
@@ -328,14 +329,31 @@ export function getApis(): HardwareApi[] {
   return compiledApis();
 }
 
+/** How often an input looks at RtMidi's queue, in milliseconds. */
+const POLL_INTERVAL = 1;
+
+/** At most this many messages are taken from RtMidi per look. */
+const POLL_BATCH = 4096;
+
+/** What the finalizer of an unclosed input needs. */
+interface InputHeld {
+  lease: Lease;
+  timer: ReturnType<typeof setInterval>;
+}
+
 class Input extends InputPortBase implements HardwareInput {
-  static #registry = new FinalizationRegistry<Lease>((lease) => {
-    lease.end().catch(() => {});
+  static #registry = new FinalizationRegistry<InputHeld>((held) => {
+    clearInterval(held.timer);
+    held.lease.end().catch(() => {});
   });
+  static #buffer = new Uint8Array(READ_BUFFER_SIZE);
+  static #size = new BigUint64Array(1);
 
   readonly virtual: boolean;
-  #name: string;
+  readonly name: string;
   #lease: Lease;
+  #timer: ReturnType<typeof setInterval>;
+  #waiting = 0;
   #parser = new Parser();
   #dropped = 0;
   #time = 0;
@@ -349,42 +367,46 @@ class Input extends InputPortBase implements HardwareInput {
   ) {
     super(queueSize);
     this.#lease = lease;
-    this.#name = name;
+    this.name = name;
     this.virtual = virtual;
-    Input.#registry.register(this, lease, this);
+    this.#timer = setInterval(Input.#poller(new WeakRef(this)), POLL_INTERVAL);
+    Deno.unrefTimer(this.#timer);
+    Input.#registry.register(this, { lease, timer: this.#timer }, this);
   }
 
-  /** The callback's target: holds the port only weakly. */
-  static sink(
-    port: WeakRef<Input>,
-  ): (delta: number, bytes: Uint8Array) => void {
-    return (delta, bytes) => {
+  /** The timer's task: holds the port only weakly, so it can be collected. */
+  static #poller(port: WeakRef<Input>): () => void {
+    return () => {
       const input = port.deref();
-      if (input !== undefined) input.#receive(delta, bytes);
+      if (input !== undefined) input.#pump();
     };
   }
 
-  #receive(delta: number, bytes: Uint8Array): void {
+  /** Moves what RtMidi queued into the port's queue. */
+  #pump(): void {
     if (this.closed) return;
-    this.#time += delta;
-    for (const msg of this.#parser.feed(bytes)) {
-      // The parser made this object; nobody else holds it yet.
-      (msg as { time: number }).time = this.#time;
-      this.#time = 0;
-      if (!this.deliver(msg)) this.#dropped++;
+    const buffer = Input.#buffer;
+    const size = Input.#size;
+    for (let i = 0; i < POLL_BATCH; i++) {
+      const delta = this.#lease.read(buffer, size);
+      const length = Number(size[0]);
+      if (length === 0) return;
+      this.#time += delta;
+      if (length > buffer.length) {
+        this.#dropped++;
+        continue;
+      }
+      for (const msg of this.#parser.feed(buffer.subarray(0, length))) {
+        // The parser made this object; nobody else holds it yet.
+        (msg as { time: number }).time = this.#time;
+        this.#time = 0;
+        if (!this.deliver(msg)) this.#dropped++;
+      }
     }
   }
 
-  get name(): string {
-    return this.#name;
-  }
-
-  /** Names the port once it is open. */
-  set opened(name: string) {
-    this.#name = name;
-  }
-
   get dropped(): number {
+    this.#pump();
     return this.#dropped;
   }
 
@@ -392,13 +414,27 @@ class Input extends InputPortBase implements HardwareInput {
     return this.#lease.api;
   }
 
+  #hold(): void {
+    if (this.#waiting++ === 0) Deno.refTimer(this.#timer);
+  }
+
+  #release(): void {
+    if (--this.#waiting === 0) Deno.unrefTimer(this.#timer);
+  }
+
+  override poll(): Message | undefined {
+    this.#pump();
+    return super.poll();
+  }
+
   override async receive(): Promise<Message> {
+    this.#pump();
     if (this.closed) return super.receive();
-    this.#lease.hold();
+    this.#hold();
     try {
       return await super.receive();
     } finally {
-      this.#lease.release();
+      this.#release();
     }
   }
 
@@ -410,29 +446,25 @@ class Input extends InputPortBase implements HardwareInput {
     const messages = super[Symbol.asyncIterator]();
     try {
       for (;;) {
-        const next = this.poll();
-        if (next !== undefined) {
-          yield next;
-          continue;
-        }
-        if (this.closed) return;
-        this.#lease.hold();
+        this.#pump();
+        this.#hold();
         let result: IteratorResult<Message, void>;
         try {
           result = await messages.next();
         } finally {
-          this.#lease.release();
+          this.#release();
         }
         if (result.done) return;
         yield result.value;
       }
     } finally {
-      await messages.return?.();
+      await messages.return?.(undefined);
     }
   }
 
   close(): Promise<void> {
     if (this.#closing === undefined) {
+      clearInterval(this.#timer);
       this.finish(undefined, true);
       Input.#registry.unregister(this);
       this.#closing = this.#lease.end();
@@ -626,11 +658,8 @@ export async function openInput(
   const lease = await Lease.take("input", checked.api, checked.clientName);
   try {
     lease.ignoreTypes(sysex, timing, sensing);
-    const label = typeof query === "string" ? query : "";
-    const port = new Input(lease, label, checked.virtual, queueSize);
-    lease.listen(Input.sink(new WeakRef(port)));
-    port.opened = await connect(lease, query, checked.virtual);
-    return port;
+    const opened = await connect(lease, query, checked.virtual);
+    return new Input(lease, opened, checked.virtual, queueSize);
   } catch (error) {
     await lease.end();
     throw error;

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { checkMessage, type Message } from "../codec/messages.ts";
+import { checkMessages, type Message } from "../codec/messages.ts";
 import { PortClosedError, QueueFullError } from "../errors.ts";
 import {
   DEFAULT_QUEUE_SIZE,
@@ -206,9 +206,9 @@ export class ReconnectingPort extends InputPortBase implements IOPort {
    * @throws {QueueFullError} When `maxPending` messages would be passed.
    */
   sendAll(messages: Iterable<Message>): Promise<void> {
-    const list = [...messages];
+    let list: Message[];
     try {
-      for (const msg of list) checkMessage(msg);
+      list = checkMessages(messages);
     } catch (error) {
       return Promise.reject(error);
     }

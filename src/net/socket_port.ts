@@ -6,7 +6,11 @@
  */
 
 import { encodedLength, encodeInto } from "../codec/encode.ts";
-import { checkMessage, type Message } from "../codec/messages.ts";
+import {
+  checkMessage,
+  checkMessages,
+  type Message,
+} from "../codec/messages.ts";
 import { Parser } from "../codec/parser.ts";
 import { PortClosedError, QueueFullError } from "../errors.ts";
 import {
@@ -455,9 +459,9 @@ export class SocketPort extends InputPortBase implements IOPort {
    * @throws {QueueFullError} When more than `maxQueuedBytes` wait already.
    */
   sendAll(messages: Iterable<Message>): Promise<void> {
-    let list = [...messages];
+    let list: Message[];
     try {
-      for (const msg of list) checkMessage(msg);
+      list = checkMessages(messages);
     } catch (error) {
       return Promise.reject(error);
     }
