@@ -341,6 +341,14 @@ interface InputHeld {
   timer: ReturnType<typeof setInterval>;
 }
 
+/**
+ * Inputs someone is waiting on. The poller holds ports only weakly (so an
+ * unclosed, forgotten port can be collected), and a reader suspended in
+ * `await port.receive()` is itself reachable only through the port: this
+ * set keeps such a port, and its reader, alive.
+ */
+const awaited = new Set<Input>();
+
 class Input extends InputPortBase implements HardwareInput {
   static #registry = new FinalizationRegistry<InputHeld>((held) => {
     clearInterval(held.timer);
@@ -415,11 +423,17 @@ class Input extends InputPortBase implements HardwareInput {
   }
 
   #hold(): void {
-    if (this.#waiting++ === 0) Deno.refTimer(this.#timer);
+    if (this.#waiting++ === 0) {
+      awaited.add(this);
+      Deno.refTimer(this.#timer);
+    }
   }
 
   #release(): void {
-    if (--this.#waiting === 0) Deno.unrefTimer(this.#timer);
+    if (--this.#waiting === 0) {
+      awaited.delete(this);
+      Deno.unrefTimer(this.#timer);
+    }
   }
 
   override poll(): Message | undefined {

@@ -1,0 +1,137 @@
+/**
+ * Round trip through JACK, midisock against python-rtmidi, in one run:
+ * latency (p50/p99 of send -> receive on the same host) and the highest send
+ * rate at which no message is lost (JACK drops what overflows RtMidi's
+ * output buffer).
+ *
+ * Needs a running JACK server:
+ *
+ * ```sh
+ * jackd --no-realtime -d dummy -r 48000 -p 64 &
+ * deno run -A bench/hardware_compare.ts
+ * ```
+ *
+ * @module
+ */
+
+import { message } from "../src/codec/messages.ts";
+import { openInput, openOutput } from "../src/hardware/mod.ts";
+
+const PYTHON = Deno.env.get("MIDISOCK_PYTHON") ?? "/usr/bin/python3";
+const ROUND_TRIPS = 500;
+const RATES = [1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000];
+const BURST = 2_000;
+
+interface Result {
+  p50: number;
+  p99: number;
+  maxRate: number;
+}
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))];
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+async function midisock(): Promise<Result> {
+  const name = `bench-${Deno.pid}`;
+  await using out = await openOutput(name, { virtual: true, api: "jack" });
+  await using input = await openInput(name, {
+    api: "jack",
+    queueSize: 1 << 16,
+  });
+  const times: number[] = [];
+  const note = message("note_on", { note: 60 });
+  for (let i = 0; i < ROUND_TRIPS; i++) {
+    const start = performance.now();
+    await out.send(note);
+    await input.receive();
+    times.push(performance.now() - start);
+  }
+  times.sort((a, b) => a - b);
+  let maxRate = 0;
+  for (const rate of RATES) {
+    const gap = 1000 / rate;
+    const start = performance.now();
+    for (let i = 0; i < BURST; i++) {
+      while (performance.now() - start < i * gap) await Promise.resolve();
+      await out.send(message("note_on", { note: i % 128 }));
+    }
+    await sleep(200);
+    const got = [...input.iterPending()].length;
+    if (got < BURST) break;
+    maxRate = rate;
+  }
+  return {
+    p50: times.at(ROUND_TRIPS / 2)!,
+    p99: percentile(times, 0.99),
+    maxRate,
+  };
+}
+
+const PYTHON_BENCH = `
+import time, json, rtmidi
+ROUND_TRIPS = ${ROUND_TRIPS}
+RATES = ${JSON.stringify(RATES)}
+BURST = ${BURST}
+out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, "pybench")
+out.open_virtual_port("v")
+inp = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, "pybench-in")
+inp.ignore_types(False, False, True)
+for i in range(inp.get_port_count()):
+    if inp.get_port_name(i).startswith("pybench:v"):
+        inp.open_port(i)
+time.sleep(0.2)
+times = []
+for _ in range(ROUND_TRIPS):
+    start = time.perf_counter()
+    out.send_message([0x90, 60, 64])
+    while inp.get_message() is None:
+        pass
+    times.append((time.perf_counter() - start) * 1000)
+times.sort()
+max_rate = 0
+for rate in RATES:
+    gap = 1.0 / rate
+    start = time.perf_counter()
+    for i in range(BURST):
+        while time.perf_counter() - start < i * gap:
+            pass
+        out.send_message([0x90, i % 128, 64])
+    time.sleep(0.2)
+    got = 0
+    while inp.get_message() is not None:
+        got += 1
+    if got < BURST:
+        break
+    max_rate = rate
+print(json.dumps({"p50": times[len(times) // 2], "p99": times[min(len(times) - 1, int(len(times) * 0.99))], "maxRate": max_rate}))
+`;
+
+async function python(): Promise<Result> {
+  const output = await new Deno.Command(PYTHON, {
+    args: ["-c", PYTHON_BENCH],
+    stdout: "piped",
+    stderr: "null",
+  }).output();
+  return JSON.parse(new TextDecoder().decode(output.stdout));
+}
+
+const ours = await midisock();
+const theirs = await python();
+const row = (name: string, r: Result) =>
+  `${name.padEnd(14)} p50 ${r.p50.toFixed(3)} ms  p99 ${
+    r.p99.toFixed(3)
+  } ms  lossless up to ${r.maxRate} msg/s`;
+console.log(row("midisock", ours));
+console.log(row("python-rtmidi", theirs));
+console.log(
+  `ratios (midisock / python-rtmidi): p50 ${
+    (ours.p50 / theirs.p50).toFixed(2)
+  }x, p99 ${(ours.p99 / theirs.p99).toFixed(2)}x, rate ${
+    (ours.maxRate / Math.max(1, theirs.maxRate)).toFixed(2)
+  }x`,
+);

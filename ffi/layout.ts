@@ -1,0 +1,130 @@
+/**
+ * Everything that differs between the RtMidi versions midisock supports, in
+ * one table, and how the loaded library's version is told.
+ *
+ * | version | how it is told | port names | `ok` / `msg` offsets | `msg` readable |
+ * | --- | --- | --- | --- | --- |
+ * | 4.0 | file name `.so.5`, or the probe below | returned string | 16 / 24 | no |
+ * | 5.0 | file name `.so.6`, or the probe below | caller's buffer | 16 / 24 | no |
+ * | 6.0 | `rtmidi_get_version` | caller's buffer | 16 / 24 | no |
+ * | master | `rtmidi_set_error_callback` | caller's buffer | 24 / 32 | yes |
+ *
+ * Up to 6.0, `msg` points into a C++ exception that is gone by the time the
+ * call returns, so it is never read; `ok` is read instead.
+ *
+ * @module
+ */
+
+import type { RtMidiLibrary } from "./symbols.ts";
+
+/** How `rtmidi_get_port_name` hands back a name. */
+export type PortNameProtocol = "string" | "buffer";
+
+/** What the wrapper needs to know about one RtMidi version. */
+export interface RtMidiLayout {
+  /** The version, as exact as the library lets it be known. */
+  readonly version: string;
+  /** `rtmidi_get_port_name`: 4.0 returns a string, 5.0+ fills a buffer. */
+  readonly portNames: PortNameProtocol;
+  /** Byte offset of `bool ok` in `struct RtMidiWrapper`. */
+  readonly okOffset: number;
+  /** Byte offset of `const char *msg` in `struct RtMidiWrapper`. */
+  readonly msgOffset: number;
+  /** Whether `msg` still points at the text after an error. */
+  readonly messageReadable: boolean;
+}
+
+/** The versions midisock knows, oldest first. */
+export const LAYOUTS = {
+  "4": {
+    version: "4",
+    portNames: "string",
+    okOffset: 16,
+    msgOffset: 24,
+    messageReadable: false,
+  },
+  "5": {
+    version: "5",
+    portNames: "buffer",
+    okOffset: 16,
+    msgOffset: 24,
+    messageReadable: false,
+  },
+  "6": {
+    version: "6",
+    portNames: "buffer",
+    okOffset: 16,
+    msgOffset: 24,
+    messageReadable: false,
+  },
+  master: {
+    version: "master",
+    portNames: "buffer",
+    okOffset: 24,
+    msgOffset: 32,
+    messageReadable: true,
+  },
+} as const satisfies Record<string, RtMidiLayout>;
+
+/** Library file names that give the version away (the so-name's number). */
+const VERSION_BY_FILE: readonly (readonly [RegExp, "4" | "5"])[] = [
+  [/librtmidi\.so\.5(\.|$)/, "4"],
+  [/librtmidi\.so\.6(\.|$)/, "5"],
+  [/librtmidi\.5(\.\d+)*\.dylib$/, "4"],
+  [/librtmidi\.6(\.\d+)*\.dylib$/, "5"],
+];
+
+/**
+ * Tells the layout of a loaded library, once: the symbols 6.0 and master
+ * added decide first, then the file name, then a probe that 4.0 and 5.0
+ * answer differently. The probe calls `rtmidi_get_port_name(NULL, 0, NULL,
+ * NULL)`: 5.0+ returns -1 at once without touching the device, while 4.0
+ * (whose signature has two parameters) would dereference the device, so it
+ * is only made with a real device, by {@linkcode probePortNames}.
+ *
+ * @param lib The library.
+ * @param path The file it was loaded from.
+ * @returns The layout, or `undefined` when only a probe can tell 4.0 from 5.0.
+ */
+export function layoutFromSymbols(
+  lib: RtMidiLibrary,
+  path: string,
+): RtMidiLayout | undefined {
+  const symbols = lib.symbols;
+  if (symbols.rtmidi_set_error_callback !== null) {
+    return { ...LAYOUTS.master, version: versionString(lib) ?? "master" };
+  }
+  const version = versionString(lib);
+  if (version !== undefined) return { ...LAYOUTS["6"], version };
+  const base = path.split(/[\\/]/).pop() ?? path;
+  for (const [pattern, major] of VERSION_BY_FILE) {
+    if (pattern.test(base)) return LAYOUTS[major];
+  }
+  return undefined;
+}
+
+/**
+ * Tells 4.0 from 5.0 with a device in hand: called with two NULL buffers,
+ * 5.0's `rtmidi_get_port_name` returns -1 without looking at the device;
+ * 4.0's returns a (non-NULL, aligned) string pointer whose low 32 bits are
+ * never -1.
+ *
+ * @param lib The library.
+ * @param device A live device (`RtMidiPtr`).
+ * @returns The layout.
+ */
+export async function probePortNames(
+  lib: RtMidiLibrary,
+  device: Deno.PointerObject,
+): Promise<RtMidiLayout> {
+  const result = await lib.symbols.rtmidi_get_port_name(device, 0, null, null);
+  return result === -1 ? LAYOUTS["5"] : LAYOUTS["4"];
+}
+
+function versionString(lib: RtMidiLibrary): string | undefined {
+  const getVersion = lib.symbols.rtmidi_get_version;
+  if (getVersion === null) return undefined;
+  const pointer = getVersion();
+  if (pointer === null) return undefined;
+  return Deno.UnsafePointerView.getCString(pointer);
+}

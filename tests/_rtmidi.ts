@@ -1,0 +1,143 @@
+/**
+ * Test helper: whether real RtMidi can be reached here (library and, for
+ * JACK, a running server), the backend to use, and small utilities.
+ *
+ * @module
+ */
+
+import { getInputNames, openOutput } from "../src/hardware/mod.ts";
+import type { HardwareApi } from "../src/hardware/mod.ts";
+
+/** The backend the tests use: `MIDISOCK_RTMIDI_API`, else JACK. */
+export const API: HardwareApi =
+  (Deno.env.get("MIDISOCK_RTMIDI_API") || "jack") as HardwareApi;
+
+/** Whether a missing RtMidi or server fails the tests instead of skipping. */
+export const REQUIRED = Deno.env.get("MIDISOCK_REQUIRE_RTMIDI") === "1";
+
+async function probe(): Promise<string | undefined> {
+  try {
+    const name = `probe-${Deno.pid}`;
+    const port = await openOutput(name, { virtual: true, api: API });
+    const seen = (await getInputNames({ api: API })).some((n) =>
+      n.includes(name)
+    );
+    await port.close();
+    return seen ? undefined : `a virtual ${API} port was not listed`;
+  } catch (error) {
+    return `RtMidi or its ${API} server is not available (${
+      error instanceof Error ? error.message.split("\n")[0] : String(error)
+    })`;
+  }
+}
+
+/** Why hardware tests cannot run here, or `undefined` when they can. */
+export const UNAVAILABLE: string | undefined = await probe();
+
+if (UNAVAILABLE !== undefined) {
+  console.warn(
+    REQUIRED
+      ? `MIDISOCK_REQUIRE_RTMIDI=1 but ${UNAVAILABLE}`
+      : `Skipping RtMidi tests: ${UNAVAILABLE}`,
+  );
+}
+
+/** `ignore` for tests that need RtMidi: skip unless it is required. */
+export const IGNORE = UNAVAILABLE !== undefined && !REQUIRED;
+
+/** Fails the calling test when RtMidi is required but missing. */
+export function assertAvailable(): void {
+  if (UNAVAILABLE !== undefined) {
+    throw new Error(`MIDISOCK_REQUIRE_RTMIDI=1 but ${UNAVAILABLE}`);
+  }
+}
+
+let counter = 0;
+
+/**
+ * A port name no other test or test process uses.
+ *
+ * @param what A readable part.
+ * @returns The name.
+ */
+export function uniqueName(what: string): string {
+  return `ms${Deno.pid}x${++counter}-${what}`;
+}
+
+/**
+ * Waits a while.
+ *
+ * @param ms Milliseconds.
+ * @returns A promise of that moment.
+ */
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/**
+ * Resolves with the promise's value, or rejects after `ms`.
+ *
+ * @param promise What to wait for.
+ * @param ms The bound.
+ * @param what For the error.
+ * @returns The value.
+ */
+export async function within<T>(
+  promise: Promise<T>,
+  ms: number,
+  what: string,
+): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`Timed out after ${ms} ms: ${what}`)),
+          ms,
+        );
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Runs a script with Deno in a subprocess, from stdin.
+ *
+ * @param code The script.
+ * @param flags Flags for `deno run`.
+ * @param env Extra environment.
+ * @returns Exit code and output.
+ */
+export async function runScript(
+  code: string,
+  flags: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--no-prompt", "--quiet", ...flags, "-"],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+    env,
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  await writer.write(new TextEncoder().encode(code));
+  await writer.close();
+  const killer = setTimeout(() => child.kill("SIGKILL"), 30_000);
+  const output = await child.output();
+  clearTimeout(killer);
+  const decoder = new TextDecoder();
+  return {
+    code: output.code,
+    stdout: decoder.decode(output.stdout),
+    stderr: decoder.decode(output.stderr),
+  };
+}
+
+/** The URL of a module of the project, for scripts run from stdin. */
+export function moduleUrl(path: string): string {
+  return new URL(`../${path}`, import.meta.url).href;
+}
