@@ -259,7 +259,7 @@ cliTest("serve --no-sysex relays everything but sysex", async () => {
 cliTest("serve --max-clients refuses one too many", async () => {
   await using serve = spawn("serve", ["127.0.0.1:0", "--max-clients", "1"]);
   const port = await serve.listening();
-  await using a = await connect("127.0.0.1", port);
+  await using _first = await connect("127.0.0.1", port);
   await serve.waitFor(/^connect \S+ \(1 client\)$/);
   const b = await connect("127.0.0.1", port);
   await serve.waitFor(/^refused \S+ \(client limit of 1 reached\)$/);
