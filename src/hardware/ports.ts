@@ -98,11 +98,11 @@ export interface IOPortOptions extends InputOptions {}
  * `for await`. Each message's `time` is the delta time RtMidi measured since
  * the previous message, in seconds.
  *
- * While a reader waits (`receive()` or a `for await` loop) the port keeps
- * the process alive; otherwise it does not, so a script that forgets to
- * close it still ends. RtMidi's MIDI thread waits for the JavaScript thread
- * to take each message: keep long synchronous work off that thread while
- * input flows.
+ * RtMidi queues what arrives; the port takes it from that queue every
+ * millisecond while a reader waits (`receive()` or a `for await` loop), and
+ * only then keeps the process alive, so a script that forgets to close it
+ * still ends. Messages that find the port's own queue full are dropped and
+ * counted in `dropped`.
  */
 export interface HardwareInput extends InputPort {
   /** How many messages arrived while the queue was full, and were lost. */
