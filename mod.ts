@@ -56,23 +56,4 @@ export {
 } from "./src/net/reconnecting_port.ts";
 export { NoteTracker } from "./src/notes.ts";
 export { AddressList, type RateLimit, TOKEN_PREFIX } from "./src/net/access.ts";
-export {
-  getApis,
-  getInputNames,
-  getOutputNames,
-  type HardwareApi,
-  type HardwareInput,
-  type HardwareIOPort,
-  type HardwareOptions,
-  type HardwareOutput,
-  type InputOptions,
-  type IOPortOptions,
-  openInput,
-  openIOPort,
-  openOutput,
-  type OutputOptions,
-  PortNotFoundError,
-  RtMidiError,
-  type RtMidiErrorOptions,
-  RtMidiNotFoundError,
-} from "./src/hardware/mod.ts";
+export * from "./src/hardware/mod.ts";
