@@ -41,8 +41,8 @@
 
 import { parseArgs } from "node:util";
 
-const THROUGHPUT_COUNT = 20_000;
-const THROUGHPUT_ROUNDS = 3;
+const THROUGHPUT_COUNT = 100_000;
+const THROUGHPUT_ROUNDS = 5;
 const RTT_COUNT = 2_000;
 const RTT_WARMUP = 200;
 const FANOUT_CLIENTS = 100;

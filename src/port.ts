@@ -175,7 +175,11 @@ export class MessageQueue<T> {
       this.#items = this.#items.slice(this.#head);
       this.#head = 0;
     }
-    if (this.#spaceWaiters.length > 0) this.#wakeProducers();
+    // Producers wake once half the queue is free, not at every item taken:
+    // they then fill it in one go instead of one item per wake-up.
+    if (this.#spaceWaiters.length > 0 && this.size <= this.#capacity >> 1) {
+      this.#wakeProducers();
+    }
     return item;
   }
 
@@ -191,7 +195,8 @@ export class MessageQueue<T> {
   }
 
   /**
-   * Resolves once there is room for an item, or the queue has ended.
+   * Resolves once there is room for an item, or the queue has ended. A full
+   * queue lets its producers go on once half of it is free.
    *
    * @returns A promise of that moment.
    */
