@@ -17,6 +17,14 @@ import { probePortNames, type RtMidiLayout } from "../../ffi/layout.ts";
 import type { RtMidiLibrary } from "../../ffi/symbols.ts";
 import { RtMidiError } from "./errors.ts";
 
+/**
+ * Messages RtMidi's own input queue holds until the port takes them. One
+ * JACK cycle (21 ms at 48 kHz with 1024 frames) can bring over a thousand
+ * messages at once at high rates, all before the next poll: RtMidi's usual
+ * 1024 loses some, so keep more (each entry is a few dozen bytes).
+ */
+const RTMIDI_QUEUE_LIMIT = 16384;
+
 /** The MIDI backends midisock can ask RtMidi for. */
 export type HardwareApi = "alsa" | "jack" | "core" | "winmm";
 
@@ -180,7 +188,7 @@ class Device {
     const name = cString(clientName);
     const operation = direction === "input" ? "in_create" : "out_create";
     const handle = direction === "input"
-      ? await symbols.rtmidi_in_create(number, name, 1024)
+      ? await symbols.rtmidi_in_create(number, name, RTMIDI_QUEUE_LIMIT)
       : await symbols.rtmidi_out_create(number, name);
     if (handle === null) {
       throw new RtMidiError(
