@@ -25,7 +25,10 @@ export interface Port extends AsyncDisposable {
  */
 export interface InputPort extends Port, AsyncIterable<Message> {
   /**
-   * Waits for the next message.
+   * Waits for the next message. A `receive()` you stop waiting for (one
+   * that lost a `Promise.race` against a timeout) still takes the next
+   * message when it comes: to wait with a deadline, keep that promise for
+   * the next round, or use `poll()`.
    * @throws {PortClosedError} Once the port is closed and nothing is pending.
    */
   receive(): Promise<Message>;

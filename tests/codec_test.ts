@@ -279,7 +279,8 @@ pureTest("parseMessage quotes the bad part of the text", () => {
     ["note_on note", /expected name=value in "note"/],
     ["note_on pitch=1", /note_on has no field "pitch" in "pitch=1"/],
     ["note_on note=128", /must be an integer in 0..127: got 128 in "note=128"/],
-    ["clock time=soon", /time must be a number in "time=soon"/],
+    ["clock time=soon", /time must be a finite number in "time=soon"/],
+    ["clock time=1e999", /time must be a finite number in "time=1e999"/],
     ["sysex data=1,2", /expected data=\(n,n,...\) in "data=1,2"/],
     ["sysex data=(1,200)", /data\[1\] must be an integer in 0..127: got 200/],
   ];
@@ -366,4 +367,10 @@ pureTest("checkMessage accepts messages from JSON and rejects the rest", () => {
     () => checkMessage("clock"),
     /Expected a message object: got "clock"/,
   );
+  assert.throws(
+    () => encode({ type: "sysex", data: new Set([1]) } as never),
+    /sysex data must be a Uint8Array or an array of integers/,
+  );
+  // ... and a refused message leaves the encoder working.
+  assert.deepEqual(encode(message("clock")), new Uint8Array([0xf8]));
 });

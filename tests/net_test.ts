@@ -460,3 +460,68 @@ netTest(
     assert.deepEqual(await readAll(raw), concat(sent.map(encode)));
   },
 );
+
+netTest(
+  "a send larger than the high-water mark resolves on an idle port",
+  async () => {
+    await using server = new PortServer("127.0.0.1", 0);
+    const accepting = server.accept();
+    await using client = await connect("127.0.0.1", server.port);
+    await using accepted = await accepting;
+    const big = message("sysex", { data: new Uint8Array(70_000) });
+    await within(client.send(big), 5000, "a 70 KB send");
+    assert.deepEqual(await take(accepted, 1), [big]);
+    await using tiny = await connect("127.0.0.1", server.port, {
+      maxQueuedBytes: 2,
+    });
+    await within(tiny.send(note(1)), 5000, "a send past a 2-byte bound");
+    await within(tiny.reset(), 5000, "reset past a 2-byte bound");
+    await (await server.accept()).close();
+  },
+);
+
+netTest("a send waiting when the port closes settles", async () => {
+  await using server = new PortServer("127.0.0.1", 0);
+  const accepting = server.accept();
+  const client = await connect("127.0.0.1", server.port);
+  await using _accepted = await accepting; // never reads
+  const big = message("sysex", { data: new Uint8Array(200_000) });
+  const sends = Array.from(
+    { length: 4 },
+    () => client.send(big).catch((e) => e),
+  );
+  await client.close();
+  for (const result of await within(Promise.all(sends), 5000, "sends")) {
+    assert.ok(
+      result === undefined || result instanceof PortClosedError,
+      String(result),
+    );
+  }
+});
+
+netTest("a throwing callback is reported and the server goes on", async () => {
+  const reported: unknown[] = [];
+  const onError = (event: ErrorEvent) => {
+    event.preventDefault();
+    reported.push(event.error);
+  };
+  globalThis.addEventListener("error", onError);
+  try {
+    await using server = new PortServer("127.0.0.1", 0, {
+      onConnect: () => {
+        throw new Error("callback bug");
+      },
+    });
+    server.poll();
+    await using a = await connect("127.0.0.1", server.port);
+    await using b = await connect("127.0.0.1", server.port);
+    await until(() => server.clients.length === 2);
+    await a.send(note(1));
+    await b.send(note(2));
+    assert.equal((await take(server, 2)).length, 2);
+    assert.equal(reported.length, 2);
+    assert.match(String(reported[0]), /callback bug/);
+  } finally {
+    globalThis.removeEventListener("error", onError);
+  }
+});

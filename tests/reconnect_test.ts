@@ -127,3 +127,50 @@ netTest(
     assert.equal(client.closed, true);
   },
 );
+
+netTest("bad connection options are refused at construction", () => {
+  for (
+    const [options, pattern] of [
+      [{ token: "two words" }, /Token must be/],
+      [
+        { maxQueuedBytes: 0 },
+        /maxQueuedBytes must be a positive integer: got 0/,
+      ],
+      [{ sysexIn: "none" as never }, /sysexIn must be "allow", "drop"/],
+    ] as const
+  ) {
+    assert.throws(() => new ReconnectingPort("127.0.0.1", 9, options), pattern);
+  }
+  return Promise.resolve();
+});
+
+netTest("closing while a connect attempt hangs ends at once", async () => {
+  // A server that accepts but never answers a TLS handshake.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const held: Deno.Conn[] = [];
+  const accepting = (async () => {
+    for await (const conn of listener) held.push(conn);
+  })();
+  const client = new ReconnectingPort("127.0.0.1", listener.addr.port, {
+    tls: true,
+  });
+  await until(() => held.length === 1);
+  const started = Date.now();
+  await client.close();
+  assert.ok(Date.now() - started < 1000, `took ${Date.now() - started} ms`);
+  listener.close();
+  await accepting;
+  for (const conn of held) conn.close();
+});
+
+Deno.test({
+  name: "without net permission a reconnecting port closes and refuses sends",
+  permissions: { net: false },
+  async fn() {
+    const client = new ReconnectingPort("127.0.0.1", 9);
+    await until(() => client.closed);
+    await assert.rejects(client.send(note(1)), PortClosedError);
+    assert.equal(client.pending, 0);
+    await client.close();
+  },
+});

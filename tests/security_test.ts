@@ -431,3 +431,22 @@ Deno.test({
       20000,
     ),
 });
+
+netTest(
+  "closing a server does not wait for clients still owing a token",
+  async () => {
+    const server = new PortServer("127.0.0.1", 0, {
+      token: "s3cret",
+      tokenTimeout: 4000,
+    });
+    const silent = await Deno.connect({
+      hostname: "127.0.0.1",
+      port: server.port,
+    });
+    await new Promise((r) => setTimeout(r, 50)); // in the handshake now
+    const started = Date.now();
+    await server.close();
+    assert.ok(Date.now() - started < 1000, `took ${Date.now() - started} ms`);
+    assert.deepEqual(await readAll(silent), new Uint8Array(0));
+  },
+);

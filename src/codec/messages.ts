@@ -625,8 +625,16 @@ export function checkMessage(value: unknown): Message {
   }
   if (spec.type === "sysex") {
     const data = record.data;
-    if (!(data instanceof Uint8Array)) checkData(data);
-    else if (data.some((b) => b > 127)) checkData(data);
+    if (!(data instanceof Uint8Array) && !Array.isArray(data)) {
+      throw new TypeError(
+        `sysex data must be a Uint8Array or an array of integers in 0..127: got ${
+          describe(data)
+        } (message() accepts any list and converts it)`,
+      );
+    }
+    if (!(data instanceof Uint8Array) || data.some((b) => b > 127)) {
+      checkData(data);
+    }
   }
   if (record.time !== undefined) checkTime(spec.type, record.time);
   // Every field was found above: as many keys as expected means no others.

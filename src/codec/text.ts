@@ -124,7 +124,9 @@ export function parseMessage(text: string): Message {
         const inner = value.slice(1, -1).split(",").map((s) => s.trim());
         fields.data = checkData(inner.filter((s) => s !== "").map(Number));
       } else if (name === "time") {
-        if (!NUMBER.test(value)) fail(text, part, "time must be a number");
+        if (!NUMBER.test(value) || !Number.isFinite(Number(value))) {
+          fail(text, part, "time must be a finite number");
+        }
         fields.time = Number(value);
       } else if ((spec.fields as readonly string[]).includes(name)) {
         if (!INTEGER.test(value)) {

@@ -15,8 +15,9 @@ import {
   RESET_MESSAGES,
 } from "../port.ts";
 import { checkPort, formatAddress } from "./address.ts";
-import { connect, type ConnectOptions } from "./server.ts";
-import type { SocketPort } from "./socket_port.ts";
+import { checkToken } from "./access.ts";
+import { callBack, connect, type ConnectOptions } from "./server.ts";
+import { resolveSocketOptions, type SocketPort } from "./socket_port.ts";
 
 /** Options for {@linkcode ReconnectingPort}. */
 export interface ReconnectOptions extends ConnectOptions {
@@ -84,6 +85,7 @@ export class ReconnectingPort extends InputPortBase implements IOPort {
   #pending: Message[] = [];
   #closing: Promise<void> | undefined;
   #wake: (() => void) | undefined;
+  readonly #abort = new AbortController();
 
   /**
    * Starts connecting at once, in the background.
@@ -92,11 +94,14 @@ export class ReconnectingPort extends InputPortBase implements IOPort {
    * @param port TCP port.
    * @param options Backoff, what to do while disconnected, and the options
    * of each connection.
-   * @throws {RangeError} For a bad port, delay or bound.
+   * @throws {RangeError} For a bad port, delay, bound or policy.
+   * @throws {TypeError} For a bad token.
    */
   constructor(host: string, port: number, options: ReconnectOptions = {}) {
     super(options.queueSize ?? DEFAULT_QUEUE_SIZE);
     checkPort(port);
+    resolveSocketOptions(options);
+    if (options.token !== undefined) checkToken(options.token);
     const minDelay = options.minDelay ?? 100;
     const maxDelay = options.maxDelay ?? 5000;
     if (!(minDelay > 0) || !(maxDelay >= minDelay)) {
@@ -139,7 +144,10 @@ export class ReconnectingPort extends InputPortBase implements IOPort {
     while (this.#closing === undefined) {
       let socket: SocketPort | undefined;
       try {
-        socket = await connect(this.#hostname, this.#port, this.#options);
+        socket = await connect(this.#hostname, this.#port, {
+          ...this.#options,
+          signal: this.#abort.signal,
+        });
       } catch (error) {
         if (error instanceof Deno.errors.NotCapable) {
           this.finish(error);
@@ -153,16 +161,23 @@ export class ReconnectingPort extends InputPortBase implements IOPort {
         }
         delay = this.#minDelay;
         this.#socket = socket;
-        this.#options.onConnect?.(socket);
+        callBack(this.#options.onConnect, socket);
         const held = this.#pending;
         this.#pending = [];
-        if (held.length > 0) socket.sendAll(held).catch(() => {});
+        // If these cannot go out, hold them again for the next connection.
+        if (held.length > 0) {
+          socket.sendAll(held).catch(() => this.#pending.unshift(...held));
+        }
         for await (const msg of socket) {
           while (!this.deliver(msg) && !this.closed) await this.roomForMore();
         }
         this.#socket = undefined;
         if (this.#closing !== undefined) return;
-        this.#options.onDisconnect?.();
+        const reason = await socket.receive().then(
+          () => undefined,
+          (error: Error) => error.cause,
+        );
+        callBack(this.#options.onDisconnect, reason);
       }
       const jitter = 1 + Math.random() * 0.2;
       await this.#sleep(delay * jitter);
@@ -212,7 +227,7 @@ export class ReconnectingPort extends InputPortBase implements IOPort {
     } catch (error) {
       return Promise.reject(error);
     }
-    if (this.#closing !== undefined) {
+    if (this.#closing !== undefined || this.closed) {
       return Promise.reject(new PortClosedError(this.name));
     }
     const socket = this.#socket;
@@ -272,6 +287,7 @@ export class ReconnectingPort extends InputPortBase implements IOPort {
       this.finish(undefined, true);
       this.#pending = [];
       this.#wake?.();
+      this.#abort.abort(new PortClosedError(this.name));
       await this.#socket?.close();
       await this.#running;
     })();

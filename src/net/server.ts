@@ -122,6 +122,29 @@ function listen(
 
 type Listener = Deno.Listener<Deno.Conn<Deno.NetAddr>, Deno.NetAddr>;
 
+function closeQuietly(conn: Deno.Conn): void {
+  try {
+    conn.close();
+  } catch {
+    // Closed already.
+  }
+}
+
+/**
+ * Calls a user's callback; an error it throws is reported (as an uncaught
+ * error would be) but never stops the server.
+ */
+export function callBack<A extends unknown[]>(
+  callback: ((...args: A) => void) | undefined,
+  ...args: A
+): void {
+  try {
+    callback?.(...args);
+  } catch (error) {
+    reportError(error);
+  }
+}
+
 const NEWLINE = 0x0a;
 
 interface Waiter {
@@ -164,6 +187,7 @@ export class PortServer extends InputPortBase implements IOPort {
   readonly #tokenTimeout: number;
   readonly #live = new Set<SocketPort>();
   readonly #handshakes = new Set<Promise<void>>();
+  readonly #handshaking = new Set<Deno.Conn>();
   readonly #options: PortServerOptions;
   readonly #backlog: number;
   readonly #clients = new Set<SocketPort>();
@@ -270,10 +294,12 @@ export class PortServer extends InputPortBase implements IOPort {
       return this.#refuse(conn, `client limit of ${this.#maxClients} reached`);
     }
     if (this.#token === undefined) return this.#open(conn);
+    this.#handshaking.add(conn);
     const handshake = this.#readToken(conn, this.#token).then((rest) => {
       this.#handshakes.delete(handshake);
-      if (typeof rest === "string") this.#refuse(conn, rest);
-      else if (this.#closing !== undefined) conn.close();
+      this.#handshaking.delete(conn);
+      if (this.#closing !== undefined) closeQuietly(conn);
+      else if (typeof rest === "string") this.#refuse(conn, rest);
       else this.#open(conn, rest);
     });
     this.#handshakes.add(handshake);
@@ -320,12 +346,8 @@ export class PortServer extends InputPortBase implements IOPort {
   }
 
   #refuse(conn: Deno.Conn<Deno.NetAddr>, reason: string): void {
-    try {
-      conn.close();
-    } catch {
-      // Closed already (a token timeout).
-    }
-    this.#options.onRefuse?.(conn.remoteAddr, reason);
+    closeQuietly(conn);
+    callBack(this.#options.onRefuse, conn.remoteAddr, reason);
   }
 
   #open(conn: Deno.Conn<Deno.NetAddr>, rest?: Uint8Array): void {
@@ -354,7 +376,7 @@ export class PortServer extends InputPortBase implements IOPort {
 
   #adopt(client: SocketPort): void {
     this.#clients.add(client);
-    this.#options.onConnect?.(client);
+    callBack(this.#options.onConnect, client);
     const pump = this.#pump(client);
     this.#pumps.add(pump);
     pump.finally(() => this.#pumps.delete(pump));
@@ -394,8 +416,10 @@ export class PortServer extends InputPortBase implements IOPort {
    */
   #drop(client: SocketPort, reason?: unknown): void {
     if (!this.#clients.delete(client)) return;
-    abort(client, reason);
-    this.#options.onDisconnect?.(client, reason);
+    // A client that left by itself is closing already, gracefully (it may
+    // still be reading what was sent to it); one the server drops closes now.
+    if (reason !== undefined) abort(client, reason);
+    callBack(this.#options.onDisconnect, client, reason);
   }
 
   #usePort(): void {
@@ -584,6 +608,7 @@ export class PortServer extends InputPortBase implements IOPort {
     this.finish(undefined, true);
     this.#listener.close();
     await this.#accepting;
+    for (const conn of this.#handshaking) closeQuietly(conn);
     await Promise.all(this.#handshakes);
     const closed = new PortClosedError(this.name);
     for (const waiter of this.#waiters.splice(0)) waiter.reject(closed);
@@ -610,6 +635,8 @@ export interface ConnectOptions extends SocketOptions {
   tls?: boolean;
   /** Extra trusted certificate authorities (PEM), for TLS. */
   caCerts?: string[];
+  /** Aborts the connection attempt (TCP connect and TLS handshake). */
+  signal?: AbortSignal;
 }
 
 /**
@@ -639,18 +666,22 @@ export async function connect(
   checkPort(port);
   if (options.token !== undefined) checkToken(options.token);
   const hostname = host === "" ? "127.0.0.1" : host;
-  const tcp = await Deno.connect({ hostname, port });
+  const tcp = await Deno.connect({ hostname, port, signal: options.signal });
   let conn: Deno.Conn = tcp;
   if (options.tls) {
     // TLS connections offer no TCP options: set them on the socket below.
     tcp.setNoDelay(true);
     tcp.setKeepAlive(true);
     conn = await Deno.startTls(tcp, { hostname, caCerts: options.caCerts });
+    const abandon = () => closeQuietly(conn);
+    options.signal?.addEventListener("abort", abandon);
     try {
       await (conn as Deno.TlsConn).handshake();
     } catch (error) {
-      conn.close();
-      throw error;
+      closeQuietly(conn);
+      throw options.signal?.aborted ? options.signal.reason : error;
+    } finally {
+      options.signal?.removeEventListener("abort", abandon);
     }
   }
   let socket: SocketPort;

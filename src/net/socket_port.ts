@@ -376,10 +376,12 @@ export class SocketPort extends InputPortBase implements IOPort {
     }
     fill(this.#out, this.#outLength);
     this.#outLength += size;
+    // The batch first: a write started now takes it along.
+    const batch = queued + size > this.#highWater
+      ? this.#batch ??= Promise.withResolvers<void>()
+      : undefined;
     this.#writing ??= this.#flush();
-    if (queued + size <= this.#highWater) return RESOLVED;
-    this.#batch ??= Promise.withResolvers<void>();
-    return this.#batch.promise;
+    return batch?.promise ?? RESOLVED;
   }
 
   #allowOut(msg: Message): boolean {
