@@ -406,8 +406,22 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
+/**
+ * The shared secret from `--token`, else from MIDISOCK_TOKEN (which keeps it
+ * out of the process list), checked as the server will check it.
+ */
+export function readToken(flag: string | undefined): string | undefined {
+  const token = flag ?? envToken();
+  if (token !== undefined && !/^[\x21-\x7e]{1,200}$/.test(token)) {
+    throw new UsageError(
+      "--token must be 1-200 printable ASCII characters without spaces",
+    );
+  }
+  return token;
+}
+
 /** MIDISOCK_TOKEN, where the environment may be read. */
-export function envToken(): string | undefined {
+function envToken(): string | undefined {
   const query = { name: "env", variable: "MIDISOCK_TOKEN" } as const;
   if (Deno.permissions.querySync(query).state !== "granted") return undefined;
   return Deno.env.get("MIDISOCK_TOKEN");

@@ -40,7 +40,6 @@ import {
   CliError,
   clock,
   describeError,
-  envToken,
   hardwareLabel,
   HeldNotes,
   type MainOptions,
@@ -52,6 +51,7 @@ import {
   readAddress,
   readApi,
   readFile,
+  readToken,
   report,
   sleep,
   UsageError,
@@ -240,15 +240,7 @@ function readConnection(
       options.caCerts = values.ca.map((path) => readFile("--ca", path));
     }
   }
-  const token = values.token ?? envToken();
-  if (token !== undefined) {
-    if (!/^[\x21-\x7e]{1,200}$/.test(token)) {
-      throw new UsageError(
-        "--token must be 1-200 printable ASCII characters without spaces",
-      );
-    }
-    options.token = token;
-  }
+  options.token = readToken(values.token);
   return options;
 }
 

@@ -38,7 +38,6 @@ import {
   CliError,
   clock,
   describeError,
-  envToken,
   hardwareLabel,
   HeldNotes,
   type MainOptions,
@@ -50,6 +49,7 @@ import {
   readAddress,
   readApi,
   readFile,
+  readToken,
   report,
   sleep,
   UsageError,
@@ -261,15 +261,7 @@ function readPolicy(values: {
       burst: Number(match[2] ?? match[1]),
     };
   }
-  const token = values.token ?? envToken();
-  if (token !== undefined) {
-    if (!/^[\x21-\x7e]{1,200}$/.test(token)) {
-      throw new UsageError(
-        "--token must be 1-200 printable ASCII characters without spaces",
-      );
-    }
-    options.token = token;
-  }
+  options.token = readToken(values.token);
   if ((values.cert === undefined) !== (values.key === undefined)) {
     throw new UsageError("--cert and --key go together");
   }
