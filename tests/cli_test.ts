@@ -199,6 +199,24 @@ cliTest(
 
 // --- serve's access and content policies -------------------------------------
 
+Deno.test({
+  name: "serve warns when reachable beyond loopback with no --allow list",
+  permissions: "none",
+  async fn() {
+    const { exposureWarning } = await import("../src/cli/_common.ts");
+    for (const host of ["::", "0.0.0.0", "192.168.1.5", "fd00::1"]) {
+      assert.match(
+        exposureWarning(`${host}:8080`, host, false) ?? "",
+        /^warning: listening beyond loopback on .*:8080 with no --allow list: anyone who can reach this port can play notes and send sysex/,
+      );
+      assert.equal(exposureWarning(`${host}:8080`, host, true), undefined);
+    }
+    for (const host of ["127.0.0.1", "127.0.0.2", "::1", "localhost"]) {
+      assert.equal(exposureWarning(`${host}:8080`, host, false), undefined);
+    }
+  },
+});
+
 cliTest(
   "serve --allow refuses other addresses and logs each refusal",
   async () => {

@@ -6,6 +6,7 @@
  * @module
  */
 
+import { AddressList } from "../net/access.ts";
 import denoJson from "../../deno.json" with { type: "json" };
 import { type Message, message } from "../codec/messages.ts";
 import { parseAddress } from "../net/address.ts";
@@ -437,4 +438,19 @@ export function readFile(flag: string, path: string): string {
       cause: error,
     });
   }
+}
+
+/**
+ * The warning for a server reachable beyond loopback with no allow list, or
+ * undefined when there is nothing to warn about.
+ */
+export function exposureWarning(
+  name: string,
+  hostname: string,
+  hasAllowList: boolean,
+): string | undefined {
+  if (hasAllowList || AddressList.isLoopback(hostname)) return undefined;
+  return `warning: listening beyond loopback on ${name} with no --allow ` +
+    "list: anyone who can reach this port can play notes and send sysex " +
+    "to every client and output";
 }

@@ -38,6 +38,7 @@ import {
   CliError,
   clock,
   describeError,
+  exposureWarning,
   hardwareLabel,
   HeldNotes,
   type MainOptions,
@@ -367,16 +368,12 @@ class Hub {
 
   #announce(server: PortServer): void {
     const { hostname, port } = server.addr;
-    if (
-      !AddressList.isLoopback(hostname) &&
-      this.#config.server.allow === undefined
-    ) {
-      console.error(
-        `midisock ${COMMAND}: warning: listening beyond loopback on ` +
-          `${server.name} with no --allow list: anyone who can reach this ` +
-          "port can play notes and send sysex to every client and output",
-      );
-    }
+    const warning = exposureWarning(
+      server.name,
+      hostname,
+      this.#config.server.allow !== undefined,
+    );
+    if (warning !== undefined) console.error(`midisock ${COMMAND}: ${warning}`);
     const reachable = hostname === "::" || hostname === "0.0.0.0"
       ? "127.0.0.1"
       : hostname;
