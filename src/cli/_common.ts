@@ -454,3 +454,9 @@ export function exposureWarning(
     "list: anyone who can reach this port can play notes and send sysex " +
     "to every client and output";
 }
+
+/** Prints `--help` (the command's text) or `--version`; the exit code. */
+export function printInfo(what: "help" | "version", help: string): number {
+  console.log(what === "help" ? help : `midisock ${VERSION}`);
+  return 0;
+}

@@ -48,6 +48,7 @@ import {
   PACKAGE,
   parse,
   portQuery,
+  printInfo,
   readAddress,
   readApi,
   readFile,
@@ -448,13 +449,8 @@ export async function main(
   let client: Client | undefined;
   try {
     const config = readArgs(args);
-    if (config === "help") {
-      console.log(HELP);
-      return 0;
-    }
-    if (config === "version") {
-      console.log(`midisock ${VERSION}`);
-      return 0;
+    if (config === "help" || config === "version") {
+      return printInfo(config, HELP);
     }
     if (config.send.length > 0) return await sendAndExit(config);
     client = new Client(config);

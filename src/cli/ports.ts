@@ -26,6 +26,7 @@ import {
   loadHardware,
   PACKAGE,
   parse,
+  printInfo,
   readApi,
   report,
   UsageError,
@@ -188,14 +189,8 @@ export async function main(args: string[]): Promise<number> {
         },
       })
     );
-    if (values.help) {
-      console.log(HELP);
-      return 0;
-    }
-    if (values.version) {
-      console.log(`midisock ${VERSION}`);
-      return 0;
-    }
+    if (values.help) return printInfo("help", HELP);
+    if (values.version) return printInfo("version", HELP);
     if (positionals.length > 0) {
       throw new UsageError(
         `unexpected argument ${JSON.stringify(positionals[0])}`,

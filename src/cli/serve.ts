@@ -47,6 +47,7 @@ import {
   PACKAGE,
   parse,
   portQuery,
+  printInfo,
   readAddress,
   readApi,
   readFile,
@@ -552,13 +553,8 @@ export async function main(
   let hub: Hub | undefined;
   try {
     const config = readArgs(args);
-    if (config === "help") {
-      console.log(HELP);
-      return 0;
-    }
-    if (config === "version") {
-      console.log(`midisock ${VERSION}`);
-      return 0;
+    if (config === "help" || config === "version") {
+      return printInfo(config, HELP);
     }
     hub = new Hub(config);
     await hub.start();
