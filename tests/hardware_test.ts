@@ -241,7 +241,12 @@ hwTest(
     const names = await getInputNames({ api: API });
     const full = names.find((n) => n.includes(name))!;
     const index = names.indexOf(full);
-    for (const query of [full, name.toUpperCase(), index, String(index)]) {
+    // A string is a name (or part of one) before it is an index: "3" means
+    // index 3 only while no port name contains "3".
+    const asText = String(index);
+    const queries: (string | number)[] = [full, name.toUpperCase(), index];
+    if (!names.some((n) => n.includes(asText))) queries.push(asText);
+    for (const query of queries) {
       await using input = await openInput(query, { api: API });
       assert.equal(input.name, full, `query ${query}`);
       await out.send(message("start"));
