@@ -31,7 +31,12 @@ export {
   type Port,
   RESET_MESSAGES,
 } from "./src/port.ts";
-export { PortClosedError, QueueFullError } from "./src/errors.ts";
+export {
+  FellBehindError,
+  PortClosedError,
+  QueueFullError,
+  RefusedError,
+} from "./src/errors.ts";
 export {
   type Address,
   formatAddress,
@@ -39,21 +44,50 @@ export {
 } from "./src/net/address.ts";
 export {
   DEFAULT_MAX_QUEUED_BYTES,
+  type Preamble,
   type SocketOptions,
   SocketPort,
+  type SocketPortOptions,
   type SysexPolicy,
 } from "./src/net/socket_port.ts";
 export {
   type AcceptOptions,
-  connect,
-  type ConnectOptions,
   PortServer,
   type PortServerOptions,
 } from "./src/net/server.ts";
+export { connect, type ConnectOptions } from "./src/net/connect.ts";
 export {
   ReconnectingPort,
   type ReconnectOptions,
 } from "./src/net/reconnecting_port.ts";
+export {
+  type Backoff,
+  exponentialBackoff,
+  type ExponentialBackoffOptions,
+} from "./src/backoff.ts";
 export { NoteTracker } from "./src/notes.ts";
-export { AddressList, type RateLimit, TOKEN_PREFIX } from "./src/net/access.ts";
+export { AddressList } from "./src/net/access.ts";
+export { TOKEN_PREFIX } from "./src/net/_handshake.ts";
+export type { RateLimit } from "./src/_policy.ts";
+export {
+  Gate,
+  type GateOptions,
+  MIN_TOKEN_LENGTH,
+  type Peer,
+  type Refusal,
+  type RefusalCode,
+  type Ticket,
+} from "./src/gate.ts";
+export { type Batch, hasSink, SINK, type Sink } from "./src/sink.ts";
+export {
+  type AddOptions,
+  type Endpoint,
+  type EndpointKind,
+  type EndpointStats,
+  type EventFeed,
+  type EventOptions,
+  Hub,
+  type HubEvent,
+  type HubOptions,
+} from "./src/hub.ts";
 export * from "./src/hardware/mod.ts";

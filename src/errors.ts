@@ -85,3 +85,92 @@ export class QueueFullError extends Error {
     this.limit = limit;
   }
 }
+
+/**
+ * Thrown when a server refuses a connection and says why (its reason line),
+ * or when a connection cannot be the kind asked for (a plain connection to a
+ * TLS server, or the reverse). Ports closed this way report it as the
+ * `cause` of their {@linkcode PortClosedError}.
+ *
+ * @example Telling a refusal from other failures
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { RefusedError } from "@x/midisock";
+ *
+ * const error = new RefusedError("127.0.0.1:8080", "wrong token");
+ * assert.equal(error.message, "Refused by 127.0.0.1:8080 (wrong token)");
+ * assert.equal(error.reason, "wrong token");
+ * ```
+ */
+export class RefusedError extends Error {
+  /** The server's address, `host:port`. */
+  readonly server: string;
+  /** Why, as the server (or the TLS layer) said. */
+  readonly reason: string;
+
+  /**
+   * Makes the error.
+   *
+   * @param server The server's address.
+   * @param reason Why it refused.
+   * @param options `cause`: the underlying error, where there is one.
+   */
+  constructor(server: string, reason: string, options?: ErrorOptions) {
+    super(`Refused by ${server} (${reason})`, options);
+    this.name = "RefusedError";
+    this.server = server;
+    this.reason = reason;
+  }
+}
+
+/**
+ * Why a hub dropped an endpoint that fell behind: more than its bound waited
+ * for it for too long, or it took nothing at all for too long.
+ *
+ * @example Reading why an endpoint was dropped
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { FellBehindError } from "@x/midisock";
+ *
+ * const error = new FellBehindError("127.0.0.1:50000", 3145728, 2000, true);
+ * assert.equal(
+ *   error.message,
+ *   "127.0.0.1:50000 fell behind: 3145728 bytes waiting, none taken for 2000 ms",
+ * );
+ * ```
+ */
+export class FellBehindError extends Error {
+  /** The endpoint's name. */
+  readonly endpoint: string;
+  /** Bytes that were waiting for it. */
+  readonly waiting: number;
+  /** For how long, in milliseconds (0: past the hard bound at once). */
+  readonly ms: number;
+  /** Whether it took nothing at all in that time. */
+  readonly stalled: boolean;
+
+  /**
+   * Makes the error.
+   *
+   * @param endpoint The endpoint's name.
+   * @param waiting Bytes waiting for it.
+   * @param ms For how long.
+   * @param stalled Whether nothing was taken at all.
+   */
+  constructor(endpoint: string, waiting: number, ms: number, stalled = false) {
+    super(
+      `${endpoint} fell behind: ${waiting} bytes waiting, ${
+        ms === 0
+          ? "past the hard bound"
+          : stalled
+          ? `none taken for ${ms} ms`
+          : `over the bound for ${ms} ms`
+      }`,
+    );
+    this.name = "FellBehindError";
+    this.endpoint = endpoint;
+    this.waiting = waiting;
+    this.ms = ms;
+    this.stalled = stalled;
+  }
+}

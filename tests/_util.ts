@@ -1,7 +1,7 @@
 // Shared test helpers: a seeded random source and message generators.
 
 import { type Message, message, MESSAGE_TYPES } from "../mod.ts";
-import { FIELDS, SPECS } from "../src/codec/messages.ts";
+import { FIELDS, SPECS } from "../src/codec/_spec.ts";
 
 /** A small seeded PRNG (mulberry32), so generated cases repeat exactly. */
 export function random(seed: number): () => number {

@@ -240,16 +240,20 @@ cliTest(
 cliTest(
   "serve --token lets in connect --token and refuses the rest",
   async () => {
-    await using serve = spawn("serve", ["127.0.0.1:0", "--token", "s3cret"]);
+    await using serve = spawn("serve", [
+      "127.0.0.1:0",
+      "--token",
+      "s3cret-s3cret-s3cret",
+    ]);
     const port = await serve.listening();
     await using listener = await connect("127.0.0.1", port, {
-      token: "s3cret",
+      token: "s3cret-s3cret-s3cret",
     });
     await serve.waitFor(/^connect \S+ \(1 client\)$/);
     const sent = await run("connect", [
       `127.0.0.1:${port}`,
       "--token",
-      "s3cret",
+      "s3cret-s3cret-s3cret",
       "--send",
       "program_change program=3",
     ]);
@@ -257,9 +261,20 @@ cliTest(
     assert.deepEqual(await take(listener, 1), [
       message("program_change", { program: 3 }),
     ]);
-    const wrong = await connect("127.0.0.1", port, { token: "guess" });
+    const wrong = await run("connect", [
+      `127.0.0.1:${port}`,
+      "--token",
+      "guess",
+      "--send",
+      "note_on note=60",
+    ]);
+    assert.equal(wrong.code, 1);
+    assert.equal(
+      assertOneLineError(wrong.stderr, "connect"),
+      `midisock connect: refused by 127.0.0.1:${port} (wrong token)`,
+    );
+    assert.equal(wrong.stdout, "");
     await serve.waitFor(/^refused \S+ \(wrong token\)$/);
-    await wrong.close();
   },
 );
 
@@ -280,9 +295,22 @@ cliTest("serve --max-clients refuses one too many", async () => {
   await using _first = await connect("127.0.0.1", port);
   await serve.waitFor(/^connect \S+ \(1 client\)$/);
   const b = await connect("127.0.0.1", port);
-  await serve.waitFor(/^refused \S+ \(client limit of 1 reached\)$/);
+  await serve.waitFor(/^refused \S+ \(server full \(1 client\)\)$/);
   assert.deepEqual(await Array.fromAsync(b), []);
+  assert.equal(b.refused?.reason, "server full (1 client)");
   await b.close();
+  // The command line says so too, and never that it sent anything.
+  const sent = await run("connect", [
+    `127.0.0.1:${port}`,
+    "--send",
+    "note_on note=60",
+  ]);
+  assert.equal(sent.code, 1);
+  assert.equal(
+    assertOneLineError(sent.stderr, "connect"),
+    `midisock connect: refused by 127.0.0.1:${port} (server full (1 client))`,
+  );
+  assert.equal(sent.stdout, "");
 });
 
 // --- serve as a hub ---------------------------------------------------------

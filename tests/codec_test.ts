@@ -17,7 +17,7 @@ import {
   type MessageType,
   parseMessage,
 } from "../mod.ts";
-import { FIELDS, SPECS } from "../src/codec/messages.ts";
+import { FIELDS, SPECS } from "../src/codec/_spec.ts";
 import { pureTest, random, randomMessage } from "./_util.ts";
 
 pureTest("message fills mido's defaults for every type", () => {
@@ -148,6 +148,18 @@ pureTest("encode gives mido's bytes for every type", () => {
     assert.equal(encodedLength(msg), bytes.length);
     assert.deepEqual(decode(new Uint8Array(bytes)), msg);
   }
+});
+
+pureTest("encode returns bytes the caller owns, whole buffer and all", () => {
+  const a = encode(message("note_on", { note: 60 }));
+  const b = encode(message("note_off", { note: 60 }));
+  assert.notEqual(a.buffer, b.buffer);
+  assert.equal(a.byteOffset, 0);
+  assert.equal(a.buffer.byteLength, 3);
+  // Transferring one result's buffer leaves every other result intact.
+  structuredClone(a, { transfer: [a.buffer as ArrayBuffer] });
+  assert.equal(a.length, 0);
+  assert.deepEqual(b, new Uint8Array([0x80, 60, 64]));
 });
 
 pureTest("encode checks hand-made objects before writing anything", () => {

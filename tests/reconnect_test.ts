@@ -110,7 +110,7 @@ netTest("held messages are bounded by maxPending", async () => {
   assert.throws(
     () =>
       new ReconnectingPort("127.0.0.1", port, { minDelay: 10, maxDelay: 5 }),
-    /0 < minDelay <= maxDelay: got 10 and 5/,
+    /0 < first <= max: got 10 and 5/,
   );
 });
 

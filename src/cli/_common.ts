@@ -8,9 +8,8 @@
 
 import { AddressList } from "../net/access.ts";
 import denoJson from "../../deno.json" with { type: "json" };
-import { type Message, message } from "../codec/messages.ts";
 import { parseAddress } from "../net/address.ts";
-import type { InputPort, OutputPort } from "../port.ts";
+import type { InputPort, OutputPort, Port } from "../port.ts";
 
 /** The package version, from deno.json. */
 export const VERSION: string = denoJson.version;
@@ -102,7 +101,37 @@ export function describeError(error: unknown): string {
   if (error instanceof Deno.errors.NotCapable) {
     return `missing permission: ${oneLine(error.message)}`;
   }
+  if (error.name === "RefusedError") {
+    const { server, reason } = error as Error & {
+      server: string;
+      reason: string;
+    };
+    return `refused by ${server} (${reason})`;
+  }
+  const tls = tlsAdvice(error.message);
+  if (tls !== undefined) return tls;
   return oneLine(error.message);
+}
+
+/** What to do about a TLS certificate error, where it is a known one. */
+function tlsAdvice(message: string): string | undefined {
+  if (/CaUsedAsEndEntity/.test(message)) {
+    return "the server's certificate is a CA certificate (self-signed with " +
+      "CA:TRUE): make a CA, sign a server certificate with it, serve that " +
+      "and pass the CA to --ca (see the README's TLS recipe)";
+  }
+  if (/UnknownIssuer/.test(message)) {
+    return "the server's certificate is not signed by a trusted authority: " +
+      "pass the CA that signed it with --ca";
+  }
+  if (/NotValidForName/.test(message)) {
+    return "the server's certificate is not valid for this host name: " +
+      "connect with a name it lists (its subjectAltName)";
+  }
+  if (/Expired/.test(message) && /certificate/i.test(message)) {
+    return "the server's certificate has expired";
+  }
+  return undefined;
 }
 
 /**
@@ -216,53 +245,6 @@ export function onStop(stop: () => void, signal?: AbortSignal): () => void {
   };
 }
 
-/**
- * The notes one source holds down: note_on adds, note_off (or note_on with
- * velocity 0) removes; `release()` gives the note_off messages for what is
- * still held and forgets it.
- */
-export class HeldNotes {
-  #held = new Set<number>();
-
-  /** How many notes are held. */
-  get size(): number {
-    return this.#held.size;
-  }
-
-  /**
-   * Follows one message.
-   *
-   * @param msg The message.
-   */
-  track(msg: Message): void {
-    if (msg.type === "note_on" && msg.velocity > 0) {
-      this.#held.add(msg.channel * 128 + msg.note);
-    } else if (msg.type === "note_on" || msg.type === "note_off") {
-      this.#held.delete(msg.channel * 128 + msg.note);
-    }
-  }
-
-  /**
-   * Forgets every held note.
-   *
-   * @returns A note_off (velocity 0) for each note that was held.
-   */
-  release(): Message[] {
-    const out: Message[] = [];
-    for (const key of [...this.#held].sort((a, b) => a - b)) {
-      out.push(
-        message("note_off", {
-          channel: Math.floor(key / 128),
-          note: key % 128,
-          velocity: 0,
-        }),
-      );
-    }
-    this.#held.clear();
-    return out;
-  }
-}
-
 /** Local time of day with milliseconds: `14:03:27.123`. */
 export function clock(date: Date = new Date()): string {
   const two = (n: number) => String(n).padStart(2, "0");
@@ -294,6 +276,8 @@ export interface OpenedPorts {
   inputs: InputPort[];
   /** Outputs, from `--out` and `--virtual`. */
   outputs: OutputPort[];
+  /** Every port once: `--virtual` pairs whole, then inputs, then outputs. */
+  all: Port[];
   /** Closes every port opened. */
   close(): Promise<void>;
 }
@@ -319,6 +303,7 @@ export async function openPorts(
   const opened: OpenedPorts = {
     inputs: [],
     outputs: [],
+    all: [],
     close: () => Promise.resolve(),
   };
   const { inputs, outputs, virtual, api } = wanted;
@@ -336,18 +321,21 @@ export async function openPorts(
       closers.push(() => pair.close());
       opened.inputs.push(pair.input);
       opened.outputs.push(pair.output);
+      opened.all.push(pair);
       say(`virtual ${hardwareLabel(pair.name)} created`);
     }
     for (const query of inputs) {
       const input = await hardware.openInput(query, { api });
       closers.push(() => input.close());
       opened.inputs.push(input);
+      opened.all.push(input);
       say(`input ${hardwareLabel(input.name)} opened`);
     }
     for (const query of outputs) {
       const output = await hardware.openOutput(query, { api });
       closers.push(() => output.close());
       opened.outputs.push(output);
+      opened.all.push(output);
       say(`output ${hardwareLabel(output.name)} opened`);
     }
   } catch (error) {
@@ -391,20 +379,6 @@ export function readApi(
     );
   }
   return api as (typeof APIS)[number];
-}
-
-/** Waits `ms` milliseconds, or less if `signal` aborts first. */
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal?.aborted) return resolve();
-    const done = () => {
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal?.addEventListener("abort", done, { once: true });
-  });
 }
 
 /**
@@ -459,4 +433,105 @@ export function exposureWarning(
 export function printInfo(what: "help" | "version", help: string): number {
   console.log(what === "help" ? help : `midisock ${VERSION}`);
   return 0;
+}
+
+/** `1 client`, `2 clients`. */
+export function plural(n: number, noun: string): string {
+  return `${n.toLocaleString("en-US")} ${noun}${n === 1 ? "" : "s"}`;
+}
+
+/**
+ * Reads a whole number flag.
+ *
+ * @throws {UsageError} For anything else, or one below `min`.
+ */
+export function count(flag: string, text: string, min: number): number {
+  if (!/^\d+$/.test(text) || Number(text) < min) {
+    throw new UsageError(
+      `${flag} must be a whole number of at least ${min}: got ${
+        JSON.stringify(text)
+      }`,
+    );
+  }
+  return Number(text);
+}
+
+/**
+ * Reads a flag given in seconds, as milliseconds.
+ *
+ * @throws {UsageError} For anything but a positive number.
+ */
+export function seconds(flag: string, text: string): number {
+  const value = Number(text);
+  if (!/^\d+(\.\d+)?$/.test(text) || !(value > 0)) {
+    throw new UsageError(
+      `${flag} must be a positive number of seconds: got ${
+        JSON.stringify(text)
+      }`,
+    );
+  }
+  return value * 1000;
+}
+
+/** How long refusals of one address and reason are summed up in one line. */
+const REFUSAL_WINDOW_MS = 5000;
+
+/**
+ * Prints refused connections without flooding the log: the first refusal of
+ * an address for a reason gets its own line, and the rest, within five
+ * seconds, one summary line when the window ends:
+ * `refused 3,512 connections from 127.0.0.1 (wrong token) in the last 5 s`.
+ */
+export class RefusalLog {
+  readonly #say: (line: string) => void;
+  readonly #windows = new Map<string, { count: number; line: string }>();
+  #timer: ReturnType<typeof setTimeout> | undefined;
+
+  /**
+   * Makes the log.
+   *
+   * @param say Where lines go.
+   */
+  constructor(say: (line: string) => void) {
+    this.#say = say;
+  }
+
+  /**
+   * Notes one refusal.
+   *
+   * @param peer The peer, `host:port`.
+   * @param address Its address alone.
+   * @param reason Why.
+   */
+  add(peer: string, address: string, reason: string): void {
+    const key = `${address} ${reason}`;
+    const window = this.#windows.get(key);
+    if (window !== undefined) {
+      window.count++;
+      return;
+    }
+    this.#say(`refused ${peer} (${reason})`);
+    this.#windows.set(key, {
+      count: 0,
+      line: `from ${address} (${reason}) in the last ${
+        REFUSAL_WINDOW_MS / 1000
+      } s`,
+    });
+    if (this.#timer === undefined) {
+      this.#timer = setTimeout(() => this.flush(), REFUSAL_WINDOW_MS);
+      Deno.unrefTimer(this.#timer as unknown as number);
+    }
+  }
+
+  /** Prints what the window summed up, and starts afresh. */
+  flush(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    for (const { count, line } of this.#windows.values()) {
+      if (count > 0) {
+        this.#say(`refused ${plural(count, "more connection")} ${line}`);
+      }
+    }
+    this.#windows.clear();
+  }
 }

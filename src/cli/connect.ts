@@ -32,21 +32,26 @@
 import { parseArgs } from "node:util";
 import type { Message } from "../codec/messages.ts";
 import { formatMessage, parseMessage } from "../codec/text.ts";
+import { exponentialBackoff } from "../backoff.ts";
+import { PortClosedError, RefusedError } from "../errors.ts";
 import { formatAddress } from "../net/address.ts";
-import { connect, type ConnectOptions } from "../net/server.ts";
+import { connect, type ConnectOptions } from "../net/connect.ts";
+import { ReconnectingPort } from "../net/reconnecting_port.ts";
 import type { SocketPort } from "../net/socket_port.ts";
-import type { InputPort, OutputPort } from "../port.ts";
+import { NoteTracker } from "../notes.ts";
+import type { InputPort, IOPort, OutputPort } from "../port.ts";
+import { sleep } from "../_time.ts";
 import {
   CliError,
   clock,
   describeError,
   hardwareLabel,
-  HeldNotes,
   type MainOptions,
   onStop,
   openPorts,
   PACKAGE,
   parse,
+  plural,
   portQuery,
   printInfo,
   readAddress,
@@ -54,7 +59,7 @@ import {
   readFile,
   readToken,
   report,
-  sleep,
+  seconds,
   UsageError,
   VERSION,
 } from "./_common.ts";
@@ -93,7 +98,9 @@ Options:
                        both ways (repeatable)
       --api API        MIDI backend: alsa, jack, core or winmm
   -s, --send TEXT      Send a message in mido's text form, then exit
-                       (repeatable, sent in order)
+                       (repeatable, sent in order); exit 1 if the server
+                       refuses the connection
+  -w, --wait SECONDS   Between --send messages: wait this long here
   -r, --retry          Reconnect when the server goes away or is not up yet,
                        waiting 0.1 s doubling to at most 5 s between attempts
       --tls            Connect with TLS (the server runs serve --cert/--key)
@@ -110,15 +117,16 @@ Output: "connected to ADDRESS", "disconnected from ADDRESS", "retrying in
 0.4s: REASON", and one "TIME SOURCE MESSAGE" line per message shown (SOURCE
 is the server's address or a hardware port's quoted name). Ctrl-C or SIGTERM
 sends note_off for notes still held and exits 0. Exit code 2 means bad
-usage, 1 a failure (cannot connect, no RtMidi, no such port).
+usage, 1 a failure (cannot connect, refused by the server, no RtMidi, no
+such port).
 
 Examples:
   # Print what a server sends
   deno run -A jsr:${PACKAGE}/connect 127.0.0.1:8080
 
-  # Play middle C for half a beat and exit
+  # Play middle C for half a second and exit
   deno run -A jsr:${PACKAGE}/connect 127.0.0.1:8080 --send "note_on note=60" \\
-    --send "note_off note=60"
+    --wait 0.5 --send "note_off note=60"
 
   # A keyboard to a remote server, reconnecting whenever it restarts
   deno run -A jsr:${PACKAGE}/connect studio.local:8080 --in Keystation --retry
@@ -130,6 +138,9 @@ Examples:
   deno run -A jsr:${PACKAGE}/connect 127.0.0.1:8080 --virtual net --api jack
 `;
 
+/** One step of `--send`: a message, or a wait. */
+type Step = { message: Message } | { wait: number };
+
 interface ConnectConfig {
   hostname: string;
   port: number;
@@ -137,7 +148,7 @@ interface ConnectConfig {
   outputs: (string | number)[];
   virtual: string[];
   api: ReturnType<typeof readApi>;
-  send: Message[];
+  send: Step[];
   retry: boolean;
   monitor: boolean;
   quiet: boolean;
@@ -146,11 +157,12 @@ interface ConnectConfig {
 }
 
 function readArgs(args: string[]): ConnectConfig | "help" | "version" {
-  const { values, positionals } = parse(() =>
+  const { values, positionals, tokens } = parse(() =>
     parseArgs({
       args,
       strict: true,
       allowPositionals: true,
+      tokens: true,
       options: {
         host: { type: "string", short: "H" },
         port: { type: "string", short: "p" },
@@ -159,6 +171,7 @@ function readArgs(args: string[]): ConnectConfig | "help" | "version" {
         virtual: { type: "string", multiple: true },
         api: { type: "string" },
         send: { type: "string", short: "s", multiple: true },
+        wait: { type: "string", short: "w", multiple: true },
         retry: { type: "boolean", short: "r" },
         tls: { type: "boolean" },
         ca: { type: "string", multiple: true },
@@ -187,15 +200,26 @@ function readArgs(args: string[]): ConnectConfig | "help" | "version" {
   const inputs = names(values.in, "--in").map(portQuery);
   const outputs = names(values.out, "--out").map(portQuery);
   const virtual = names(values.virtual, "--virtual");
-  const send = (values.send ?? []).map((text) => {
-    try {
-      return parseMessage(text);
-    } catch (error) {
-      throw new UsageError(`--send: ${(error as Error).message}`);
+  // --send and --wait, in the order given.
+  const send: Step[] = [];
+  for (const token of tokens ?? []) {
+    if (token.kind !== "option" || token.value === undefined) continue;
+    if (token.name === "send") {
+      try {
+        send.push({ message: parseMessage(token.value) });
+      } catch (error) {
+        throw new UsageError(`--send: ${(error as Error).message}`);
+      }
+    } else if (token.name === "wait") {
+      send.push({ wait: seconds("--wait", token.value) });
     }
-  });
+  }
+  const messages = send.filter((step) => "message" in step).length;
+  if (values.wait !== undefined && messages === 0) {
+    throw new UsageError("--wait goes between --send messages");
+  }
   const hardware = inputs.length + outputs.length + virtual.length > 0;
-  if (send.length > 0 && (hardware || values.retry)) {
+  if (messages > 0 && (hardware || values.retry)) {
     throw new UsageError(
       "--send sends and exits: it cannot be used with --in, --out, " +
         "--virtual or --retry",
@@ -221,7 +245,7 @@ function readArgs(args: string[]): ConnectConfig | "help" | "version" {
     send,
     retry: values.retry ?? false,
     // With no ports, printing messages is the whole point.
-    monitor: (values.monitor ?? false) || !hardware && send.length === 0,
+    monitor: (values.monitor ?? false) || !hardware && messages === 0,
     quiet: values.quiet ?? false,
     connection: readConnection(values),
   };
@@ -245,47 +269,74 @@ function readConnection(
   return options;
 }
 
+/** Why a connection attempt failed, phrased for people. */
+function whyNotConnected(where: string, error: unknown): string {
+  if (error instanceof RefusedError) return describeError(error);
+  const why = error instanceof Deno.errors.ConnectionRefused
+    ? "connection refused (is a server running there?)"
+    : describeError(error);
+  return `cannot connect to ${where}: ${why}`;
+}
+
 /** Connects once, phrasing a failure for people. */
 async function connectTo(config: ConnectConfig): Promise<SocketPort> {
-  const where = formatAddress(config);
   try {
     return await connect(config.hostname, config.port, config.connection);
   } catch (error) {
     if (error instanceof Deno.errors.NotCapable) throw error;
-    const why = error instanceof Deno.errors.ConnectionRefused
-      ? "connection refused (is a server running there?)"
-      : describeError(error);
-    throw new CliError(`cannot connect to ${where}: ${why}`, { cause: error });
+    throw new CliError(whyNotConnected(formatAddress(config), error), {
+      cause: error,
+    });
   }
 }
 
-/** A bridge between one server connection (at a time) and local ports. */
+/** The server's refusal of a port, where it refused. */
+async function refusalOf(port: SocketPort): Promise<RefusedError | undefined> {
+  if (port.refused !== undefined) return port.refused;
+  try {
+    await port.receive();
+  } catch (error) {
+    if (
+      error instanceof PortClosedError && error.cause instanceof RefusedError
+    ) {
+      return error.cause;
+    }
+  }
+  return undefined;
+}
+
+/** A bridge between the server (one port, or a reconnecting one) and local ports. */
 class Client {
   readonly #config: ConnectConfig;
   readonly #say: (line: string) => void;
-  readonly #inputs = new Map<InputPort, HeldNotes>();
+  readonly #where: string;
+  readonly #inputs = new Map<InputPort, NoteTracker>();
   readonly #outputs: OutputPort[] = [];
-  readonly #closers: (() => Promise<void>)[] = [];
+  readonly #fromServer = new NoteTracker();
   readonly #tasks = new Set<Promise<void>>();
-  readonly #stop = new AbortController();
-  #current: SocketPort | undefined;
+  #close: () => Promise<void> = () => Promise.resolve();
+  #server: IOPort | undefined;
+  #stopped = false;
 
   constructor(config: ConnectConfig) {
     this.#config = config;
     this.#say = config.quiet ? () => {} : (line) => console.log(line);
+    this.#where = formatAddress(config);
   }
 
   /** Opens the local ports. */
   async open(): Promise<void> {
     const ports = await openPorts(this.#config, this.#say);
-    this.#closers.push(() => ports.close());
-    for (const input of ports.inputs) this.#inputs.set(input, new HeldNotes());
+    this.#close = () => ports.close();
+    for (const input of ports.inputs) {
+      this.#inputs.set(input, new NoteTracker());
+    }
     this.#outputs.push(...ports.outputs);
   }
 
   /** Closes the local ports. */
-  async close(): Promise<void> {
-    await Promise.all(this.#closers.map((close) => close().catch(() => {})));
+  close(): Promise<void> {
+    return this.#close();
   }
 
   #show(source: string, msg: Message): void {
@@ -301,30 +352,77 @@ class Client {
    * @returns The exit code.
    */
   async run(signal?: AbortSignal): Promise<number> {
+    const server = this.#config.retry
+      ? this.#reconnecting()
+      : await connectTo(this.#config);
+    this.#server = server;
+    if (!this.#config.retry) this.#say(`connected to ${this.#where}`);
     const removeListeners = onStop(() => this.#halt(), signal);
     try {
-      for (const input of this.#inputs.keys()) {
-        this.#spawn(this.#pumpInput(input));
+      for (const [input, notes] of this.#inputs) {
+        this.#spawn(this.#pumpInput(input, notes));
       }
-      return await this.#session();
+      for await (const msg of server) {
+        this.#show(server.name, msg);
+        this.#fromServer.track(msg);
+        for (const output of this.#outputs) output.send(msg).catch(() => {});
+      }
+      await server.close();
+      this.#releaseFromServer();
+      if (this.#stopped || this.#config.retry) return 0;
+      const refused = await refusalOf(server as SocketPort);
+      if (refused !== undefined) throw new CliError(describeError(refused));
+      this.#say(`disconnected from ${this.#where}`);
+      return 0;
     } finally {
       removeListeners();
-      this.#stop.abort();
+      this.#stopped = true;
+      await server.close();
       await this.close();
       await Promise.all(this.#tasks);
     }
   }
 
-  #halt(): void {
-    if (this.#stop.signal.aborted) return;
-    this.#stop.abort();
-    const current = this.#current;
-    if (current === undefined) return;
-    // Let go of the notes local inputs hold, then close (which flushes).
-    for (const held of this.#inputs.values()) {
-      for (const msg of held.release()) current.send(msg).catch(() => {});
+  #reconnecting(): ReconnectingPort {
+    return new ReconnectingPort(this.#config.hostname, this.#config.port, {
+      ...this.#config.connection,
+      whileDown: "drop",
+      backoff: exponentialBackoff({ first: RETRY_FIRST_MS, max: RETRY_MAX_MS }),
+      onConnect: () => this.#say(`connected to ${this.#where}`),
+      onDisconnect: () => {
+        this.#say(`disconnected from ${this.#where}`);
+        this.#releaseFromServer();
+        // Each local input's notes were cut off with the connection.
+        for (const notes of this.#inputs.values()) notes.release();
+      },
+      onRetry: (delay, reason) =>
+        this.#say(
+          `retrying in ${(delay / 1000).toFixed(1)}s: ${
+            reason === undefined
+              ? "the server closed the connection"
+              : whyNotConnected(this.#where, reason)
+          }`,
+        ),
+    });
+  }
+
+  /** What the server left held would sound forever: let go of it. */
+  #releaseFromServer(): void {
+    for (const msg of this.#fromServer.release()) {
+      for (const output of this.#outputs) output.send(msg).catch(() => {});
     }
-    current.close().catch(() => {});
+  }
+
+  #halt(): void {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    const server = this.#server;
+    if (server === undefined) return;
+    // Let go of the notes local inputs hold, then close (which flushes).
+    for (const notes of this.#inputs.values()) {
+      for (const msg of notes.release()) server.send(msg).catch(() => {});
+    }
+    server.close().catch(() => {});
   }
 
   #spawn(task: Promise<void>): void {
@@ -335,94 +433,48 @@ class Client {
     tracked.finally(() => this.#tasks.delete(tracked));
   }
 
-  async #pumpInput(input: InputPort): Promise<void> {
-    const held = this.#inputs.get(input)!;
+  async #pumpInput(input: InputPort, notes: NoteTracker): Promise<void> {
     const label = hardwareLabel(input.name);
     for await (const msg of input) {
       this.#show(label, msg);
-      held.track(msg);
-      this.#current?.send(msg).catch(() => {});
+      notes.track(msg);
+      this.#server?.send(msg).catch(() => {});
     }
-  }
-
-  async #session(): Promise<number> {
-    const where = formatAddress(this.#config);
-    const stopped = this.#stop.signal;
-    let delay = RETRY_FIRST_MS;
-    while (!stopped.aborted) {
-      let port: SocketPort;
-      try {
-        port = await this.#connectUnlessStopped();
-      } catch (error) {
-        if (stopped.aborted) break;
-        if (!this.#config.retry) throw error;
-        this.#say(
-          `retrying in ${delay / 1000}s: ${describeError(error)}`,
-        );
-        await sleep(delay, stopped);
-        delay = Math.min(delay * 2, RETRY_MAX_MS);
-        continue;
-      }
-      delay = RETRY_FIRST_MS;
-      this.#current = port;
-      this.#say(`connected to ${where}`);
-      const fromServer = new HeldNotes();
-      for await (const msg of port) {
-        this.#show(port.name, msg);
-        fromServer.track(msg);
-        for (const output of this.#outputs) {
-          output.send(msg).catch(() => {});
-        }
-      }
-      this.#current = undefined;
-      await port.close();
-      // What the server left held would sound forever: let go of it.
-      const offs = fromServer.release();
-      await Promise.all(
-        this.#outputs.flatMap((output) =>
-          offs.map((msg) => output.send(msg).catch(() => {}))
-        ),
-      );
-      if (stopped.aborted) break;
-      this.#say(`disconnected from ${where}`);
-      if (!this.#config.retry) return 0;
-      // Each local input's notes were cut off with the connection.
-      for (const held of this.#inputs.values()) held.release();
-    }
-    return 0;
-  }
-
-  async #connectUnlessStopped(): Promise<SocketPort> {
-    const connecting = connectTo(this.#config);
-    const stopped = new Promise<undefined>((resolve) => {
-      if (this.#stop.signal.aborted) resolve(undefined);
-      this.#stop.signal.addEventListener("abort", () => resolve(undefined), {
-        once: true,
-      });
-    });
-    const port = await Promise.race([connecting, stopped]);
-    if (port === undefined) {
-      connecting.then((late) => late.close(), () => {});
-      throw new CliError("stopped");
-    }
-    return port;
   }
 }
 
-/** Sends the `--send` messages and closes. */
+/** Sends the `--send` messages (waiting where asked) and closes. */
 async function sendAndExit(config: ConnectConfig): Promise<number> {
   const port = await connectTo(config);
+  const where = formatAddress(config);
+  let sent = 0;
   try {
-    for (const msg of config.send) await port.send(msg);
+    for (const step of config.send) {
+      if ("wait" in step) {
+        await sleep(step.wait);
+        continue;
+      }
+      await port.send(step.message);
+      sent++;
+    }
+  } catch (error) {
+    if (!(error instanceof PortClosedError)) throw error;
   } finally {
+    // Closing waits for the server to close its side: by then it has read
+    // everything, or said why it would not.
     await port.close();
   }
-  if (!config.quiet) {
-    const n = config.send.length;
-    console.log(
-      `sent ${n} message${n === 1 ? "" : "s"} to ${formatAddress(config)}`,
+  const refused = await refusalOf(port);
+  if (refused !== undefined) throw new CliError(describeError(refused));
+  const total = config.send.filter((step) => "message" in step).length;
+  if (sent < total) {
+    throw new CliError(
+      `${where} closed the connection after ${sent} of ${
+        plural(total, "message")
+      }`,
     );
   }
+  if (!config.quiet) console.log(`sent ${plural(sent, "message")} to ${where}`);
   return 0;
 }
 
@@ -433,7 +485,8 @@ async function sendAndExit(config: ConnectConfig): Promise<number> {
  * @param options `signal`: stops it as SIGINT/SIGTERM do.
  * @returns The exit code: 0 when the server closed the connection (without
  * `--retry`), after `--send`, `--help`, or a clean shutdown; 2 for bad
- * usage; 1 for a failure (each reported in one line on stderr).
+ * usage; 1 for a failure, a refusal included (each reported in one line on
+ * stderr).
  *
  * @example Sending a note from a program
  * ```ts ignore

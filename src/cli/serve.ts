@@ -1,21 +1,24 @@
 #!/usr/bin/env -S deno run --allow-net --allow-ffi --allow-read --allow-env=MIDISOCK_RTMIDI_PATH,MIDISOCK_RTMIDI_API,MIDISOCK_TOKEN
 /**
- * `midisock serve`: a MIDI socket server, wire-compatible with mido's
- * socket ports. With no options it listens on 127.0.0.1:8080 as a hub:
- * every message a client sends goes to every other client. Hardware inputs
- * (`--in`) feed every client, hardware outputs (`--out`) hear every client,
- * `--virtual` creates a virtual port pair for other programs.
+ * `midisock serve`: a MIDI hub, wire-compatible with mido's socket ports.
+ * With no options it listens on 127.0.0.1:8080 and every message a client
+ * sends goes to every other client. Hardware inputs (`--in`) feed every
+ * client, hardware outputs (`--out`) hear every client, `--virtual`
+ * creates a virtual port pair for other programs.
  *
  * Run it with `deno run -A jsr:@x/midisock/serve`, or see `--help`.
  * Serving without hardware needs only `--allow-net`; `--in`, `--out` and
  * `--virtual` also need `--allow-ffi` and the RtMidi library.
  *
- * Output, one line per event: `listening on ADDRESS ...` first (the real
- * port when 0 was asked for), then `connect ADDRESS`, `disconnect ADDRESS`,
- * and with `--monitor` one line per message: `TIME SOURCE TEXT`, where
- * SOURCE is a client's `host:port` or a hardware port's name in quotes and
- * TEXT is mido's text form. Errors go to stderr as
- * `midisock serve: MESSAGE`; exit code 2 for bad usage, 1 for a failure.
+ * It is a shell around the library's {@linkcode Hub}: flags become a hub, a
+ * `PortServer` whose clients join it, and hardware endpoints; the hub's
+ * events become lines. Output, one line per event: `listening on ADDRESS
+ * ...` first (the real port when 0 was asked for), then `connect ADDRESS`,
+ * `disconnect ADDRESS`, `refused ADDRESS (REASON)`, and with `--monitor` one
+ * line per message: `TIME SOURCE TEXT`, where SOURCE is a client's
+ * `host:port` or a hardware port's name in quotes and TEXT is mido's text
+ * form. Errors go to stderr as `midisock serve: MESSAGE`; exit code 2 for
+ * bad usage, 1 for a failure.
  *
  * @example Serving from the command line
  * ```sh
@@ -28,32 +31,34 @@
 
 import { parseArgs } from "node:util";
 import { formatMessage } from "../codec/text.ts";
-import type { Message } from "../codec/messages.ts";
-import { formatAddress } from "../net/address.ts";
+import { MIN_TOKEN_LENGTH } from "../gate.ts";
+import { type Endpoint, Hub, type HubEvent, type HubOptions } from "../hub.ts";
 import { AddressList } from "../net/access.ts";
-import { PortServer, type PortServerOptions } from "../net/server.ts";
-import type { SocketPort } from "../net/socket_port.ts";
-import type { InputPort, OutputPort } from "../port.ts";
+import { formatAddress } from "../net/address.ts";
+import { PortServer } from "../net/server.ts";
 import {
   CliError,
   clock,
+  count,
   describeError,
   exposureWarning,
   hardwareLabel,
-  HeldNotes,
   type MainOptions,
   onStop,
+  type OpenedPorts,
   openPorts,
   PACKAGE,
   parse,
+  plural,
   portQuery,
   printInfo,
   readAddress,
   readApi,
   readFile,
   readToken,
+  RefusalLog,
   report,
-  sleep,
+  seconds,
   UsageError,
   VERSION,
 } from "./_common.ts";
@@ -63,11 +68,8 @@ export type { MainOptions } from "./_common.ts";
 const COMMAND = "serve";
 const DEFAULT_HOST = "127.0.0.1";
 const DEFAULT_PORT = 8080;
-/** How long shutdown waits for each step before going on. */
-const SHUTDOWN_STEP_MS = 2000;
 
-const HELP =
-  `midisock serve ${VERSION}: a MIDI socket server, compatible with mido
+const HELP = `midisock serve ${VERSION}: a MIDI hub, compatible with mido
 
 Usage: serve [ADDRESS] [OPTIONS]
 
@@ -94,19 +96,28 @@ Options:
       --max-sysex N    Drop sysex longer than N data bytes
       --rate-limit R   Most messages per second from each client, as R or
                        R/BURST; the excess is dropped
-      --token TOKEN    Require clients to send this shared secret first
-                       (midisock connect --token); or set MIDISOCK_TOKEN
+      --token TOKEN    Require clients to send this shared secret first, at
+                       least ${MIN_TOKEN_LENGTH} characters (midisock connect --token); or set
+                       MIDISOCK_TOKEN
       --cert FILE      Serve TLS with this certificate chain (PEM) ...
       --key FILE       ... and this private key (PEM)
+      --handshake-timeout S
+                       Seconds a client has for TLS and its token [5]
+      --idle-timeout S Drop clients that send nothing for S seconds [never]
+      --max-queued N   Bytes that may wait for a client before it counts as
+                       behind; behind for 2 s, it is dropped [1 MiB or twice
+                       the largest sysex allowed]
   -m, --monitor        Print each message: time, source, mido text form
   -q, --quiet          Print nothing but errors
   -h, --help           Print this help and exit
   -V, --version        Print the version and exit
 
-Output: one line per event ("listening on", "connect", "disconnect"; with
---monitor "TIME SOURCE MESSAGE"). Ctrl-C or SIGTERM closes every client,
-sends note_off for notes still held, and exits 0. Exit code 2 means bad
-usage, 1 a failure (port in use, missing permission, no RtMidi, no such port).
+Output: one line per event ("listening on", "connect", "disconnect",
+"refused"; with --monitor "TIME SOURCE MESSAGE"). A client that leaves with
+notes on gets a note_off for each, sent where its notes went. Ctrl-C or
+SIGTERM stops reading, sends note_off for notes still held, closes every
+client and exits 0. Exit code 2 means bad usage, 1 a failure (port in use,
+missing permission, no RtMidi, no such port).
 
 Security: by default serve binds loopback only. Bound beyond loopback without
 --allow it warns at start: whoever reaches the port can play and send sysex.
@@ -129,8 +140,7 @@ Examples:
     --cert cert.pem --key key.pem --max-clients 8
 
   # Send a note from Python's mido
-  python3 -c "import mido, mido.sockets as s
-  s.connect('127.0.0.1', 8080).send(mido.Message('note_on', note=60))"
+  python3 -c "import mido, mido.sockets as s; s.connect('127.0.0.1', 8080).send(mido.Message('note_on', note=60))"
 `;
 
 /** The command line, read. */
@@ -141,11 +151,11 @@ interface ServeConfig {
   outputs: (string | number)[];
   virtual: string[];
   api: ReturnType<typeof readApi>;
-  hub: boolean;
   monitor: boolean;
   quiet: boolean;
-  /** Options handed to the PortServer: where security settings slot in. */
-  server: PortServerOptions;
+  /** What the hub is made with. */
+  hub: HubOptions;
+  tls: Deno.TlsCertifiedKeyPem | undefined;
 }
 
 function readArgs(args: string[]): ServeConfig | "help" | "version" {
@@ -170,6 +180,9 @@ function readArgs(args: string[]): ServeConfig | "help" | "version" {
         token: { type: "string" },
         cert: { type: "string" },
         key: { type: "string" },
+        "handshake-timeout": { type: "string" },
+        "idle-timeout": { type: "string" },
+        "max-queued": { type: "string" },
         monitor: { type: "boolean", short: "m" },
         quiet: { type: "boolean", short: "q" },
         help: { type: "boolean", short: "h" },
@@ -200,6 +213,9 @@ function readArgs(args: string[]): ServeConfig | "help" | "version" {
     values.port,
     { hostname: DEFAULT_HOST, port: DEFAULT_PORT },
   );
+  if ((values.cert === undefined) !== (values.key === undefined)) {
+    throw new UsageError("--cert and --key go together");
+  }
   return {
     hostname,
     port,
@@ -207,14 +223,21 @@ function readArgs(args: string[]): ServeConfig | "help" | "version" {
     outputs: names(values.out, "--out").map(portQuery),
     virtual: names(values.virtual, "--virtual"),
     api: readApi(values.api),
-    hub: !values["no-hub"],
     monitor: values.monitor ?? false,
     quiet: values.quiet ?? false,
-    server: readPolicy(values),
+    hub: {
+      relay: !values["no-hub"],
+      releaseNotes: true,
+      ...readPolicy(values),
+    },
+    tls: values.cert === undefined || values.key === undefined ? undefined : {
+      cert: readFile("--cert", values.cert),
+      key: readFile("--key", values.key),
+    },
   };
 }
 
-/** The security flags, as PortServer options. */
+/** The security and bound flags, as hub options. */
 function readPolicy(values: {
   allow?: string[];
   "max-clients"?: string;
@@ -222,14 +245,17 @@ function readPolicy(values: {
   "max-sysex"?: string;
   "rate-limit"?: string;
   token?: string;
-  cert?: string;
-  key?: string;
-}): PortServerOptions {
-  const options: PortServerOptions = {};
+  "handshake-timeout"?: string;
+  "idle-timeout"?: string;
+  "max-queued"?: string;
+}): HubOptions {
+  const options: HubOptions = {};
   if (values.allow !== undefined) {
     const rules = values.allow.flatMap((list) => list.split(","));
     try {
-      new AddressList(rules);
+      for (const warning of new AddressList(rules).warnings) {
+        console.error(`midisock ${COMMAND}: warning: --allow: ${warning}`);
+      }
     } catch (error) {
       throw new UsageError(`--allow: ${(error as Error).message}`);
     }
@@ -264,61 +290,57 @@ function readPolicy(values: {
     };
   }
   options.token = readToken(values.token);
-  if ((values.cert === undefined) !== (values.key === undefined)) {
-    throw new UsageError("--cert and --key go together");
+  if (
+    options.token !== undefined && options.token.length < MIN_TOKEN_LENGTH
+  ) {
+    throw new UsageError(
+      `--token must be at least ${MIN_TOKEN_LENGTH} characters: a shorter ` +
+        `one can be guessed (got ${options.token.length})`,
+    );
   }
-  if (values.cert !== undefined && values.key !== undefined) {
-    options.tls = {
-      cert: readFile("--cert", values.cert),
-      key: readFile("--key", values.key),
-    };
+  if (values["handshake-timeout"] !== undefined) {
+    options.handshakeTimeout = seconds(
+      "--handshake-timeout",
+      values["handshake-timeout"],
+    );
+  }
+  if (values["idle-timeout"] !== undefined) {
+    options.idleTimeout = seconds("--idle-timeout", values["idle-timeout"]);
+  }
+  if (values["max-queued"] !== undefined) {
+    options.maxQueuedBytes = count("--max-queued", values["max-queued"], 1);
   }
   return options;
 }
 
-function count(flag: string, text: string, min: number): number {
-  if (!/^\d+$/.test(text) || Number(text) < min) {
-    throw new UsageError(
-      `${flag} must be a whole number of at least ${min}: got ${
-        JSON.stringify(text)
-      }`,
-    );
-  }
-  return Number(text);
-}
-
-/** Where a message came from: a client, or a hardware input. */
-type Source = SocketPort | InputPort;
-
-/** The running server: clients, hardware ports and the routes between. */
-class Hub {
+/** The running hub: a server, hardware endpoints, and the lines it prints. */
+class Serve {
   readonly #config: ServeConfig;
   readonly #say: (line: string) => void;
+  readonly #hub: Hub;
+  readonly #refusals: RefusalLog;
   #server: PortServer | undefined;
-  readonly #clients = new Map<SocketPort, HeldNotes>();
-  readonly #inputs = new Map<InputPort, HeldNotes>();
-  readonly #outputs: OutputPort[] = [];
-  readonly #closers: (() => Promise<void>)[] = [];
-  readonly #tasks = new Set<Promise<void>>();
-  readonly #reasons = new Map<SocketPort, unknown>();
-  readonly #failedOutputs = new Set<OutputPort>();
-  #stopping = false;
+  #ports: OpenedPorts | undefined;
+  /** Hardware endpoints, shown by their quoted names. */
+  readonly #devices = new Set<Endpoint>();
+  #released = 0;
 
   constructor(config: ServeConfig) {
     this.#config = config;
     this.#say = config.quiet ? () => {} : (line) => console.log(line);
+    this.#refusals = new RefusalLog(this.#say);
+    this.#hub = new Hub(config.hub);
+    this.#hub.listen((event) => this.#print(event), {
+      messages: config.monitor,
+    });
   }
 
   /** Binds the server and opens the hardware; throws phrased errors. */
   async start(): Promise<void> {
-    const { hostname, port } = this.#config;
+    const { hostname, port, tls } = this.#config;
     const where = formatAddress({ hostname, port });
     try {
-      this.#server = new PortServer(hostname, port, {
-        ...this.#config.server,
-        onRefuse: (peer, reason) =>
-          this.#say(`refused ${formatAddress(peer)} (${reason})`),
-      });
+      this.#server = new PortServer(hostname, port, { hub: this.#hub, tls });
     } catch (error) {
       if (error instanceof Deno.errors.AddrInUse) {
         throw new CliError(
@@ -332,36 +354,43 @@ class Hub {
         cause: error,
       });
     }
-    await this.#openHardware();
-  }
-
-  async #openHardware(): Promise<void> {
-    const ports = await openPorts(this.#config, this.#say);
-    this.#closers.push(() => ports.close());
-    for (const input of ports.inputs) this.#inputs.set(input, new HeldNotes());
-    this.#outputs.push(...ports.outputs);
+    this.#ports = await openPorts(this.#config, this.#say);
+    for (const port of this.#ports.all) {
+      this.#devices.add(
+        this.#hub.add(port, {
+          kind: "device",
+          transport: "midi",
+          name: hardwareLabel(port.name),
+        }),
+      );
+    }
   }
 
   /** Closes what `start` opened, after it failed. */
   async abandon(): Promise<void> {
     await this.#server?.close();
-    await Promise.all(this.#closers.map((close) => close().catch(() => {})));
+    await this.#hub.close();
+    await this.#ports?.close();
   }
 
   /** Serves until stopped, then shuts down cleanly. */
   async run(signal?: AbortSignal): Promise<void> {
-    const server = this.#server!;
-    let stop!: () => void;
-    const stopped = new Promise<void>((resolve) => stop = resolve);
+    const { promise: stopped, resolve: stop } = Promise.withResolvers<void>();
     const removeListeners = onStop(stop, signal);
     try {
-      this.#announce(server);
-      this.#spawn(this.#acceptLoop(server));
-      for (const input of this.#inputs.keys()) {
-        this.#spawn(this.#pumpInput(input));
-      }
+      this.#announce(this.#server!);
       await stopped;
-      await this.#shutdown();
+      const clients = this.#hub.endpoints.filter((e) => e.kind === "client");
+      this.#released = 0;
+      await this.#hub.close();
+      await this.#server!.close();
+      await this.#ports?.close();
+      this.#refusals.flush();
+      this.#say(
+        `stopped: closed ${plural(clients.length, "client")}, released ${
+          plural(this.#released, "held note")
+        }`,
+      );
     } finally {
       removeListeners();
     }
@@ -372,157 +401,98 @@ class Hub {
     const warning = exposureWarning(
       server.name,
       hostname,
-      this.#config.server.allow !== undefined,
+      this.#hub.gate.hasAllowList,
     );
     if (warning !== undefined) console.error(`midisock ${COMMAND}: ${warning}`);
-    const reachable = hostname === "::" || hostname === "0.0.0.0"
-      ? "127.0.0.1"
-      : hostname;
-    const address = formatAddress({ hostname: reachable, port });
-    const mode = this.#config.hub ? "hub" : "no hub";
+    const mode = this.#config.hub.relay ? "hub" : "no hub";
     this.#say(
-      `listening on ${server.name} (${mode}); connect with: ` +
-        `deno run -A jsr:${PACKAGE}/connect ${address} ` +
-        `or mido.sockets.connect(${JSON.stringify(reachable)}, ${port})`,
+      `listening on ${server.name} (${mode}); connect with: ${
+        connectHint(hostname, port, this.#config)
+      }`,
     );
   }
 
-  #spawn(task: Promise<void>): void {
-    const tracked = task.catch((error) => {
-      console.error(`midisock ${COMMAND}: ${describeError(error)}`);
-    });
-    this.#tasks.add(tracked);
-    tracked.finally(() => this.#tasks.delete(tracked));
+  #print(event: HubEvent): void {
+    switch (event.type) {
+      case "join":
+        if (this.#devices.has(event.endpoint)) return;
+        if (event.endpoint.kind !== "client") return;
+        this.#say(`connect ${event.endpoint.name} (${this.#count()})`);
+        return;
+      case "leave": {
+        this.#released += event.released;
+        if (event.endpoint.kind !== "client") {
+          if (!this.#hub.closed) {
+            this.#say(`${this.#kindOf(event.endpoint)} closed`);
+          }
+          return;
+        }
+        if (this.#hub.closed) return;
+        const released = event.released === 0
+          ? ""
+          : `, released ${plural(event.released, "held note")}`;
+        const why = event.reason === undefined
+          ? ""
+          : `: ${describeError(event.reason)}`;
+        this.#say(
+          `disconnect ${event.endpoint.name} (${this.#count()}${released})${why}`,
+        );
+        return;
+      }
+      case "refuse": {
+        const { peer, reason } = event.refusal;
+        this.#refusals.add(
+          formatAddress({ hostname: peer.hostname, port: peer.port ?? 0 }),
+          peer.hostname,
+          reason,
+        );
+        return;
+      }
+      case "message":
+        this.#say(
+          `${clock()} ${event.endpoint.name} ${formatMessage(event.message)}`,
+        );
+        return;
+      case "warning":
+        console.error(`midisock ${COMMAND}: ${event.message}`);
+        return;
+      case "missed":
+        return;
+    }
   }
 
-  async #acceptLoop(server: PortServer): Promise<void> {
-    for (;;) {
-      let client: SocketPort;
-      try {
-        client = await server.accept();
-      } catch {
-        return; // The server closed.
-      }
-      if (this.#stopping) {
-        await client.close();
-        continue;
-      }
-      this.#clients.set(client, new HeldNotes());
-      this.#say(`connect ${client.name} (${this.#count()})`);
-      this.#spawn(this.#pumpClient(client));
-    }
+  #kindOf(endpoint: Endpoint): string {
+    return `${
+      endpoint.transport === "midi" ? "port" : endpoint.transport
+    } ${endpoint.name}`;
   }
 
   #count(): string {
-    const n = this.#clients.size;
-    return `${n} client${n === 1 ? "" : "s"}`;
-  }
-
-  async #pumpClient(client: SocketPort): Promise<void> {
-    for await (const msg of client) this.#route(msg, client);
-    if (this.#stopping) return;
-    const held = this.#clients.get(client);
-    this.#clients.delete(client);
-    const notes = held?.release() ?? [];
-    for (const msg of notes) this.#deliver(msg, client);
-    const reason = this.#reasons.get(client);
-    this.#reasons.delete(client);
-    const why = reason === undefined ? "" : `: ${describeError(reason)}`;
-    const released = notes.length === 0
-      ? ""
-      : `, released ${notes.length} held note${notes.length === 1 ? "" : "s"}`;
-    this.#say(`disconnect ${client.name} (${this.#count()}${released})${why}`);
-  }
-
-  async #pumpInput(input: InputPort): Promise<void> {
-    for await (const msg of input) this.#route(msg, input);
-    if (!this.#stopping) this.#say(`input ${hardwareLabel(input.name)} closed`);
-  }
-
-  #label(source: Source): string {
-    return this.#clients.has(source as SocketPort)
-      ? source.name
-      : hardwareLabel(source.name);
-  }
-
-  #route(msg: Message, source: Source): void {
-    if (this.#config.monitor) {
-      this.#say(`${clock()} ${this.#label(source)} ${formatMessage(msg)}`);
-    }
-    (this.#clients.get(source as SocketPort) ??
-      this.#inputs.get(source as InputPort))?.track(msg);
-    this.#deliver(msg, source);
-  }
-
-  /**
-   * Sends one message where messages from `source` go.
-   *
-   * @returns The hardware sends, which never reject.
-   */
-  #deliver(msg: Message, source: Source): Promise<void>[] {
-    const fromClient = !this.#inputs.has(source as InputPort);
-    if (!fromClient || this.#config.hub) {
-      for (const client of this.#clients.keys()) {
-        if (client !== source) this.#sendToClient(client, msg);
-      }
-    }
-    if (!fromClient) return [];
-    return this.#outputs.map((output) => this.#sendToOutput(output, msg));
-  }
-
-  #sendToClient(client: SocketPort, msg: Message): void {
-    client.send(msg).catch((error) => {
-      // A client that is gone or stopped reading: drop it; its pump then
-      // reports the disconnect.
-      if (!this.#reasons.has(client)) this.#reasons.set(client, error);
-      client.close().catch(() => {});
-    });
-  }
-
-  #sendToOutput(output: OutputPort, msg: Message): Promise<void> {
-    return output.send(msg).catch((error) => {
-      if (this.#failedOutputs.has(output) || output.closed) return;
-      this.#failedOutputs.add(output);
-      console.error(
-        `midisock ${COMMAND}: output ${hardwareLabel(output.name)}: ${
-          describeError(error)
-        }`,
-      );
-    });
-  }
-
-  async #shutdown(): Promise<void> {
-    this.#stopping = true;
-    await this.#server?.close();
-    // Let go of every held note, where each source's messages went.
-    let released = 0;
-    const sends: Promise<void>[] = [];
-    for (const [source, held] of [...this.#clients, ...this.#inputs]) {
-      for (const msg of held.release()) {
-        sends.push(...this.#deliver(msg, source));
-        released++;
-      }
-    }
-    await bounded(Promise.all(sends));
-    const clients = [...this.#clients.keys()];
-    await bounded(Promise.all(clients.map((c) => c.close())));
-    await bounded(Promise.all(this.#closers.map((close) => close())));
-    await bounded(Promise.all(this.#tasks));
-    this.#say(
-      `stopped: closed ${clients.length} client${
-        clients.length === 1 ? "" : "s"
-      }, released ${released} held note${released === 1 ? "" : "s"}`,
-    );
+    const n = this.#hub.endpoints.filter((e) => e.kind === "client").length;
+    return plural(n, "client");
   }
 }
 
-async function bounded(task: Promise<unknown>): Promise<void> {
-  const controller = new AbortController();
-  await Promise.race([
-    task.catch(() => {}),
-    sleep(SHUTDOWN_STEP_MS, controller.signal),
-  ]);
-  controller.abort();
+/** How to reach this server, as serve's first line says. */
+function connectHint(
+  hostname: string,
+  port: number,
+  config: ServeConfig,
+): string {
+  const wildcard = hostname === "::" || hostname === "0.0.0.0";
+  const reachable = wildcard ? "127.0.0.1" : hostname;
+  const address = formatAddress({ hostname: reachable, port });
+  const flags = [
+    config.tls !== undefined ? " --tls --ca CA.pem" : "",
+    config.hub.token !== undefined ? " --token TOKEN" : "",
+  ].join("");
+  const deno = `deno run -A jsr:${PACKAGE}/connect ${address}${flags}`;
+  // mido 1.2 connects over IPv4 only, with no token and no TLS.
+  const mido = !reachable.includes(":") && config.tls === undefined &&
+    config.hub.token === undefined;
+  return mido
+    ? `${deno} or mido.sockets.connect(${JSON.stringify(reachable)}, ${port})`
+    : deno;
 }
 
 /**
@@ -550,19 +520,19 @@ export async function main(
   args: string[],
   options: MainOptions = {},
 ): Promise<number> {
-  let hub: Hub | undefined;
+  let serve: Serve | undefined;
   try {
     const config = readArgs(args);
     if (config === "help" || config === "version") {
       return printInfo(config, HELP);
     }
-    hub = new Hub(config);
-    await hub.start();
+    serve = new Serve(config);
+    await serve.start();
   } catch (error) {
-    await hub?.abandon();
+    await serve?.abandon();
     return report(COMMAND, error);
   }
-  await hub.run(options.signal);
+  await serve.run(options.signal);
   return 0;
 }
 

@@ -5,7 +5,8 @@
  * @module
  */
 
-import { type Message, SPEC_BY_STATUS } from "./messages.ts";
+import type { Message } from "./messages.ts";
+import { SPEC_BY_STATUS } from "./_spec.ts";
 
 function hex(byte: number): string {
   return `0x${byte.toString(16).padStart(2, "0")}`;

@@ -5,7 +5,8 @@
  * @module
  */
 
-import { checkMessage, FIELDS, type Message, SPECS } from "./messages.ts";
+import { FIELDS, SPECS } from "./_spec.ts";
+import { checkMessage, type Message } from "./messages.ts";
 
 /**
  * The number of bytes a message takes on the wire. The message is assumed
@@ -92,8 +93,9 @@ export function encodeInto(
 /**
  * Encodes one message to its MIDI 1.0 bytes, checking it first.
  *
- * Short results may share their `ArrayBuffer` with other results (the bytes
- * of each never change): use `.slice()` for a buffer of your own.
+ * The bytes are the caller's own: a new buffer for each call. To encode many
+ * messages into one buffer without an allocation each, use
+ * {@linkcode encodeInto}.
  *
  * @param msg The message.
  * @returns Its bytes.
@@ -109,25 +111,7 @@ export function encodeInto(
  */
 export function encode(msg: Message): Uint8Array {
   checkMessage(msg);
-  const bytes = allocate(encodedLength(msg));
+  const bytes = new Uint8Array(encodedLength(msg));
   encodeInto(msg, bytes, 0);
-  return bytes;
-}
-
-// Small results are views into a shared slab: allocating a separate
-// ArrayBuffer for every 1-3 byte message costs more than encoding it.
-const SLAB_SIZE = 64 * 1024;
-const SLAB_MAX = 1024;
-let slab = new Uint8Array(SLAB_SIZE);
-let slabUsed = 0;
-
-function allocate(size: number): Uint8Array {
-  if (size > SLAB_MAX) return new Uint8Array(size);
-  if (slabUsed + size > SLAB_SIZE) {
-    slab = new Uint8Array(SLAB_SIZE);
-    slabUsed = 0;
-  }
-  const bytes = slab.subarray(slabUsed, slabUsed + size);
-  slabUsed += size;
   return bytes;
 }

@@ -5,7 +5,8 @@
  * @module
  */
 
-import { type Message, SPEC_BY_STATUS, type TypeSpec } from "./messages.ts";
+import type { Message } from "./messages.ts";
+import { SPEC_BY_STATUS, type TypeSpec } from "./_spec.ts";
 
 /** Options for {@linkcode Parser}. */
 export interface ParserOptions {

@@ -9,12 +9,10 @@ import {
   checkField,
   describe,
   type FieldName,
-  type Message,
-  message,
-  type MessageType,
   specOf,
   SPECS,
-} from "./messages.ts";
+} from "./_spec.ts";
+import { type Message, message, type MessageType } from "./messages.ts";
 
 /**
  * Formats a number as Python's `str()` does, so that times read the same as

@@ -1,6 +1,6 @@
 /**
- * Who may connect and how much they may send: address allowlists (IPv4 and
- * IPv6 CIDR), a token bucket rate limit, and the shared-secret header.
+ * Who may connect: address allow lists (IPv4 and IPv6 CIDR) and the
+ * shared-secret header.
  *
  * @module
  */
@@ -12,7 +12,10 @@ function parseV4(text: string): bigint | undefined {
   if (parts.length !== 4) return undefined;
   let value = 0n;
   for (const part of parts) {
-    if (!/^\d{1,3}$/.test(part) || Number(part) > 255) return undefined;
+    // No leading zeros: "010" reads as octal 8 in some tools, 10 in others.
+    if (!/^(0|[1-9]\d{0,2})$/.test(part) || Number(part) > 255) {
+      return undefined;
+    }
     value = (value << 8n) | BigInt(Number(part));
   }
   return value;
@@ -64,28 +67,46 @@ interface Range {
 
 const ALL = (1n << 128n) - 1n;
 
-function parseRange(rule: string): Range {
-  const bad = (): never => {
+function parseRange(rule: string, warnings: string[]): Range {
+  const bad = (why: string): never => {
     throw new SyntaxError(
-      `Invalid address rule ${
-        JSON.stringify(rule)
-      }: expected an IPv4 or IPv6 address, optionally with /prefix`,
+      `Invalid address rule ${JSON.stringify(rule)}: ${why}`,
     );
   };
-  if (typeof rule !== "string") bad();
-  const [address, prefixText, extra] = rule.trim().split("/");
-  if (extra !== undefined) bad();
+  const expected = "expected an IPv4 or IPv6 address, optionally with /prefix";
+  if (typeof rule !== "string") bad(expected);
+  const trimmed = rule.trim();
+  if (trimmed === "") bad("empty entry");
+  if (trimmed.includes("%")) {
+    bad("zone indexes (%eth0) are not allowed: give the address alone");
+  }
+  const [address, prefixText, extra] = trimmed.split("/");
+  if (extra !== undefined) bad(expected);
   const base = parseIp(address);
-  if (base === undefined) bad();
+  if (base === undefined) {
+    bad(
+      /(^|\.)0\d/.test(address)
+        ? "leading zeros are not allowed (write 10.0.0.1, not 010.0.0.1)"
+        : expected,
+    );
+  }
   const isV4 = parseV4(address) !== undefined;
   const width = isV4 ? 32 : 128;
   let prefix = width;
   if (prefixText !== undefined) {
-    if (!/^\d{1,3}$/.test(prefixText) || Number(prefixText) > width) bad();
+    if (!/^\d{1,3}$/.test(prefixText) || Number(prefixText) > width) {
+      bad(`the prefix must be 0-${width}`);
+    }
     prefix = Number(prefixText);
   }
   const bits = BigInt((isV4 ? 96 : 0) + prefix);
   const mask = (ALL << (128n - bits)) & ALL;
+  if ((base! & mask) !== base!) {
+    warnings.push(
+      `address rule ${JSON.stringify(rule)} has host bits set: it means the ` +
+        `whole /${prefix} range`,
+    );
+  }
   return { base: base! & mask, mask };
 }
 
@@ -96,28 +117,38 @@ function parseRange(rule: string): Range {
  *
  * @example Allowing loopback and a LAN
  * ```ts
+ * import assert from "node:assert/strict";
  * import { AddressList } from "@x/midisock";
  *
  * const list = new AddressList(["127.0.0.1", "::1", "192.168.1.0/24"]);
- * console.log(list.includes("192.168.1.20")); // true
- * console.log(list.includes("10.0.0.1")); // false
+ * assert.ok(list.includes("192.168.1.20"));
+ * assert.ok(list.includes("::ffff:127.0.0.1"));
+ * assert.ok(!list.includes("10.0.0.1"));
  * ```
  */
 export class AddressList {
   readonly #ranges: Range[];
   /** The rules as given. */
   readonly rules: readonly string[];
+  /**
+   * What looks like a mistake but is allowed: a range written with host
+   * bits set (`10.1.2.3/8` means `10.0.0.0/8`).
+   */
+  readonly warnings: readonly string[];
 
   /**
    * Reads the rules.
    *
    * @param rules Addresses (`10.0.0.1`, `::1`) and ranges (`10.0.0.0/8`,
    * `fd00::/8`).
-   * @throws {SyntaxError} For a rule that is neither, quoting it.
+   * @throws {SyntaxError} For a rule that is neither, quoting it: an empty
+   * entry, a zone index, leading zeros, a prefix out of range.
    */
   constructor(rules: Iterable<string>) {
+    const warnings: string[] = [];
     this.rules = [...rules];
-    this.#ranges = this.rules.map(parseRange);
+    this.#ranges = this.rules.map((rule) => parseRange(rule, warnings));
+    this.warnings = warnings;
   }
 
   /**
@@ -144,94 +175,3 @@ export class AddressList {
 }
 
 const LOOPBACK = new AddressList(["127.0.0.0/8", "::1"]);
-
-/** A rate limit: `messages` per second, bursts of up to `burst`. */
-export interface RateLimit {
-  /** Messages per second, sustained. */
-  messages: number;
-  /**
-   * How many messages may come at once above the sustained rate.
-   * @default {messages}
-   */
-  burst?: number;
-}
-
-/** A token bucket: `take()` says whether one more message fits the limit. */
-export class TokenBucket {
-  #rate: number;
-  #burst: number;
-  #tokens: number;
-  #last: number;
-
-  /**
-   * Makes a full bucket.
-   *
-   * @param limit The rate and burst.
-   * @throws {RangeError} For a rate or burst that is not positive.
-   */
-  constructor(limit: RateLimit) {
-    const burst = limit.burst ?? limit.messages;
-    if (!(limit.messages > 0) || !Number.isFinite(limit.messages)) {
-      throw new RangeError(
-        `Rate limit messages must be a positive number: got ${limit.messages}`,
-      );
-    }
-    if (!(burst >= 1) || !Number.isFinite(burst)) {
-      throw new RangeError(`Rate limit burst must be at least 1: got ${burst}`);
-    }
-    this.#rate = limit.messages / 1000;
-    this.#burst = burst;
-    this.#tokens = burst;
-    this.#last = performance.now();
-  }
-
-  /**
-   * Takes one token if there is one.
-   *
-   * @returns Whether the message is within the limit.
-   */
-  take(): boolean {
-    const now = performance.now();
-    this.#tokens = Math.min(
-      this.#burst,
-      this.#tokens + (now - this.#last) * this.#rate,
-    );
-    this.#last = now;
-    if (this.#tokens < 1) return false;
-    this.#tokens -= 1;
-    return true;
-  }
-}
-
-/**
- * The header a client sends first when the server wants a token: one line of
- * 7-bit ASCII, which peers that expect none (mido among them) skip as stray
- * data bytes.
- */
-export const TOKEN_PREFIX = "MIDISOCK-TOKEN ";
-
-/** Checks a token: 1-200 printable ASCII characters, no spaces. */
-export function checkToken(token: unknown): string {
-  if (typeof token !== "string" || !/^[\x21-\x7e]{1,200}$/.test(token)) {
-    throw new TypeError(
-      "Token must be 1-200 printable ASCII characters without spaces",
-    );
-  }
-  return token;
-}
-
-/** The header line for a token. */
-export function tokenHeader(token: string): Uint8Array {
-  return new TextEncoder().encode(`${TOKEN_PREFIX}${checkToken(token)}\n`);
-}
-
-/**
- * Compares two byte strings in time that does not depend on where they
- * differ (only on their length).
- */
-export function timingSafeEqual(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  let diff = 0;
-  for (let i = 0; i < a.length; i++) diff |= a[i] ^ b[i];
-  return diff === 0;
-}

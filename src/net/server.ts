@@ -1,38 +1,36 @@
 /**
- * `PortServer` and `connect`: mido's socket ports, async.
+ * `PortServer`: mido's socket server, async, on the hub.
  *
  * @module
  */
 
 import { checkMessage, type Message } from "../codec/messages.ts";
-import { encodedLength, encodeInto } from "../codec/encode.ts";
 import { PortClosedError } from "../errors.ts";
+import type { GateOptions, Ticket } from "../gate.ts";
+import { type Endpoint, Hub } from "../hub.ts";
 import {
-  DEFAULT_QUEUE_SIZE,
   InputPortBase,
   type IOPort,
   PANIC_MESSAGES,
   RESET_MESSAGES,
 } from "../port.ts";
-import { NoteTracker } from "../notes.ts";
-import {
-  AddressList,
-  checkToken,
-  timingSafeEqual,
-  tokenHeader,
-} from "./access.ts";
+import { positiveInteger } from "../_policy.ts";
+import { type Batch, SINK, type Sink } from "../sink.ts";
 import { checkPort, formatAddress } from "./address.ts";
-import {
-  abort,
-  prefixes,
-  resolveSocketOptions,
-  type SocketOptions,
-  SocketPort,
-  writeBytes,
-} from "./socket_port.ts";
+import { type Preamble, refuse, serverHandshake } from "./_handshake.ts";
+import { resolveSocketOptions, type SocketOptions } from "./_settings.ts";
+import { closeQuietly } from "./_transport.ts";
+import { SocketPort } from "./socket_port.ts";
 
 /** Options for {@linkcode PortServer}. */
-export interface PortServerOptions extends SocketOptions {
+export interface PortServerOptions
+  extends SocketOptions, Omit<GateOptions, "onRefuse"> {
+  /**
+   * A hub for the connections to join, instead of the server's own: its
+   * gate and policies apply, and clients hear whatever the hub routes to
+   * them. The gate and policy options of this server must then be left out.
+   */
+  hub?: Hub;
   /**
    * How many connections may wait for `accept()` before the oldest waiting
    * one is closed to make room.
@@ -44,33 +42,15 @@ export interface PortServerOptions extends SocketOptions {
   /**
    * Called when a client the server manages leaves: `reason` is undefined
    * when the peer closed the connection, else the error that made the server
-   * drop it (a write that failed, a `QueueFullError` for a client that
+   * drop it (a write that failed, a `FellBehindError` for a client that
    * stopped reading).
    */
   onDisconnect?: (client: SocketPort, reason?: unknown) => void;
+  /** Called for each connection refused, with the peer's address and why. */
+  onRefuse?: (peer: Deno.NetAddr, reason: string) => void;
   /**
-   * Addresses and CIDR ranges (IPv4 and IPv6) that may connect; anyone
-   * else is closed at once and reported to `onRefuse`. Leave it out to let
-   * in whoever can reach the bound address, as mido does.
-   * @default {undefined} (everyone)
-   */
-  allow?: Iterable<string>;
-  /**
-   * Most connections open at once (managed, waiting or handed out by
-   * `accept()`); one more is closed at once and reported to `onRefuse`.
-   * @default {undefined} (no limit)
-   */
-  maxClients?: number;
-  /**
-   * A shared secret clients must send first, as the line
-   * `MIDISOCK-TOKEN <token>` (7-bit ASCII, which plain MIDI peers skip).
-   * Connections without it, or with another, are closed. It is compared in
-   * constant time. Without TLS it crosses the network in clear text.
-   * @default {undefined} (no token)
-   */
-  token?: string;
-  /**
-   * How long a client has to send its token, in milliseconds.
+   * How long a client has to send its token, in milliseconds (the same as
+   * `handshakeTimeout`, which wins when both are given).
    * @default {5000}
    */
   tokenTimeout?: number;
@@ -79,14 +59,10 @@ export interface PortServerOptions extends SocketOptions {
   /**
    * When a client the server manages leaves with notes still on, deliver a
    * note_off for each into the server's input, after that client's last
-   * message, so nothing downstream is left sounding.
-   * @default {true}
+   * message. Off by default, as in mido.
+   * @default {false}
    */
   releaseNotes?: boolean;
-  /**
-   * Called for each connection refused, with the peer's address and why.
-   */
-  onRefuse?: (peer: Deno.NetAddr, reason: string) => void;
 }
 
 /** Options for {@linkcode PortServer.accept}. */
@@ -97,6 +73,30 @@ export interface AcceptOptions {
    */
   block?: boolean;
 }
+
+/** Options of a `PortServer` that belong to the hub when one is given. */
+const HUB_OPTIONS = [
+  "allow",
+  "maxClients",
+  "token",
+  "handshakeTimeout",
+  "tokenTimeout",
+  "maxPending",
+  "maxPendingPerAddress",
+  "failuresBeforeWait",
+  "sysexIn",
+  "sysexOut",
+  "rateLimit",
+  "releaseNotes",
+  "maxSysexLength",
+] as const;
+
+/** How long a plain connection is watched for a TLS hello, in ms. */
+const SNIFF_MS = 50;
+const FIRST_BACKOFF_MS = 50;
+const LONGEST_BACKOFF_MS = 1000;
+
+type Listener = Deno.Listener<Deno.Conn<Deno.NetAddr>, Deno.NetAddr>;
 
 /**
  * The wildcard address: every interface, IPv6 and IPv4 where the system has
@@ -120,21 +120,13 @@ function listen(
   }
 }
 
-type Listener = Deno.Listener<Deno.Conn<Deno.NetAddr>, Deno.NetAddr>;
-
-function closeQuietly(conn: Deno.Conn): void {
-  try {
-    conn.close();
-  } catch {
-    // Closed already.
-  }
+/** Whether an accept failed because the process is out of descriptors. */
+function outOfDescriptors(error: unknown): boolean {
+  return error instanceof Error &&
+    /too many open files|os error 2[34]\b/i.test(error.message);
 }
 
-/**
- * Calls a user's callback; an error it throws is reported (as an uncaught
- * error would be) but never stops the server.
- */
-export function callBack<A extends unknown[]>(
+function callBack<A extends unknown[]>(
   callback: ((...args: A) => void) | undefined,
   ...args: A
 ): void {
@@ -144,8 +136,6 @@ export function callBack<A extends unknown[]>(
     reportError(error);
   }
 }
-
-const NEWLINE = 0x0a;
 
 interface Waiter {
   resolve(port: SocketPort): void;
@@ -160,11 +150,14 @@ interface Waiter {
  * Or call `accept()` to take connections one by one and manage them
  * yourself. A connection goes to one or the other, never both: a waiting
  * `accept()` gets the next one first; once the server has been used as a
- * port, every other connection joins it.
+ * port, every other connection joins it. With a `hub` option, connections
+ * join that hub instead.
  *
- * Clients that leave are dropped without disturbing the others. A client
- * that stops reading is dropped once `maxQueuedBytes` wait for it, so it
- * never slows the server or the other clients, and memory stays bounded.
+ * Underneath, the server is a {@linkcode Hub}: clients that leave are
+ * dropped without disturbing the others, a client that falls behind is
+ * dropped so it never slows the server or the other clients, and memory
+ * stays bounded. A reader of the server itself is never dropped: clients
+ * wait for it (TCP slows them down).
  *
  * The host `""` listens on every interface (anyone who can reach the
  * machine may connect and send anything, sysex included: see the README's
@@ -181,21 +174,21 @@ interface Waiter {
  */
 export class PortServer extends InputPortBase implements IOPort {
   readonly #listener: Listener;
-  readonly #allow: AddressList | undefined;
-  readonly #maxClients: number;
-  readonly #token: Uint8Array | undefined;
-  readonly #tokenTimeout: number;
-  readonly #live = new Set<SocketPort>();
-  readonly #handshakes = new Set<Promise<void>>();
-  readonly #handshaking = new Set<Deno.Conn>();
+  readonly #hub: Hub;
+  readonly #ownHub: boolean;
   readonly #options: PortServerOptions;
+  readonly #tls: boolean;
   readonly #backlog: number;
   readonly #clients = new Set<SocketPort>();
-  readonly #pumps = new Set<Promise<void>>();
   readonly #waiting: SocketPort[] = [];
   readonly #waiters: Waiter[] = [];
+  readonly #handshakes = new Set<Deno.Conn>();
   readonly #accepting: Promise<void>;
-  #asPort = false;
+  readonly #stopListening: () => void;
+  readonly #sink: Sink;
+  #overflow: Message[] = [];
+  #flushing: Promise<void> | undefined;
+  #local: Endpoint | undefined;
   #closing: Promise<void> | undefined;
 
   /**
@@ -204,47 +197,60 @@ export class PortServer extends InputPortBase implements IOPort {
    * @param host Host name or IP address to listen on; `""` for every
    * interface.
    * @param port TCP port; 0 for any free one.
-   * @param options Bounds and connection callbacks.
+   * @param options Bounds, access rules, policies and callbacks.
    * @throws {Deno.errors.AddrInUse} When the port is taken.
    * @throws {Deno.errors.NotCapable} Without `--allow-net` for the address.
-   * @throws {TypeError | RangeError} For a port that is not 0-65535.
+   * @throws {TypeError | RangeError} For a port that is not 0-65535, or a
+   * bad option.
    */
   constructor(host: string, port: number, options: PortServerOptions = {}) {
-    super(options.queueSize ?? DEFAULT_QUEUE_SIZE);
+    const settings = resolveSocketOptions(options);
+    super(settings.queueSize);
     checkPort(port);
-    resolveSocketOptions(options);
     if (typeof host !== "string") {
       throw new TypeError(`Host must be a string: got ${String(host)}`);
     }
-    const backlog = options.backlog ?? 64;
-    if (!Number.isSafeInteger(backlog) || backlog < 1) {
-      throw new RangeError(
-        `backlog must be a positive integer: got ${backlog}`,
-      );
+    this.#backlog = positiveInteger("backlog", options.backlog ?? 64);
+    if (options.hub !== undefined) {
+      for (const key of HUB_OPTIONS) {
+        if (options[key] !== undefined) {
+          throw new TypeError(
+            `${key} is an option of the hub when a PortServer joins one: ` +
+              "give it to the Hub",
+          );
+        }
+      }
+      this.#hub = options.hub;
+    } else {
+      this.#hub = new Hub({
+        ...options,
+        relay: false,
+        releaseNotes: options.releaseNotes ?? false,
+        handshakeTimeout: options.handshakeTimeout ?? options.tokenTimeout,
+        maxQueuedBytes: settings.maxQueuedBytes,
+        onRefuse: undefined,
+        onEvent: undefined,
+      });
     }
-    const maxClients = options.maxClients ?? Infinity;
-    if (
-      !(maxClients >= 1) ||
-      !Number.isInteger(maxClients) && maxClients !== Infinity
-    ) {
-      throw new RangeError(
-        `maxClients must be a positive integer: got ${maxClients}`,
-      );
-    }
-    const tokenTimeout = options.tokenTimeout ?? 5000;
-    if (!(tokenTimeout > 0) || !Number.isFinite(tokenTimeout)) {
-      throw new RangeError(
-        `tokenTimeout must be a positive number of ms: got ${tokenTimeout}`,
-      );
-    }
-    this.#backlog = backlog;
-    this.#maxClients = maxClients;
-    this.#tokenTimeout = tokenTimeout;
-    this.#allow = options.allow && new AddressList(options.allow);
-    this.#token = options.token === undefined
-      ? undefined
-      : tokenHeader(options.token);
+    this.#ownHub = options.hub === undefined;
     this.#options = options;
+    this.#tls = options.tls !== undefined;
+    this.#sink = this.#makeSink();
+    this.#stopListening = this.#hub.listen((event) => {
+      if (event.type === "refuse" && event.refusal.peer.transport === "tcp") {
+        const { hostname, port } = event.refusal.peer;
+        callBack(
+          options.onRefuse,
+          { transport: "tcp", hostname, port: port ?? 0 },
+          event.refusal.reason,
+        );
+      } else if (event.type === "leave") {
+        const client = event.endpoint.port as SocketPort;
+        if (this.#clients.delete(client)) {
+          callBack(options.onDisconnect, client, event.reason);
+        }
+      }
+    });
     this.#listener = listen(host, port, options.tls);
     this.#accepting = this.#acceptLoop();
   }
@@ -269,163 +275,183 @@ export class PortServer extends InputPortBase implements IOPort {
     return [...this.#clients];
   }
 
+  /** The hub the server's clients join. */
+  get hub(): Hub {
+    return this.#hub;
+  }
+
+  /**
+   * The server's own input, as the hub writes to it: clients' messages are
+   * queued for the reader, and when its queue is full the hub waits (TCP
+   * then slows the clients down).
+   */
+  get [SINK](): Sink {
+    return this.#sink;
+  }
+
+  #makeSink(): Sink {
+    // deno-lint-ignore no-this-alias
+    const server = this;
+    return {
+      write: (batch: Batch): boolean => {
+        if (this.closed) return false;
+        const { messages } = batch;
+        let i = 0;
+        if (this.#overflow.length === 0) {
+          while (i < messages.length && this.deliver(messages[i])) i++;
+          if (i === messages.length) return true;
+        }
+        for (; i < messages.length; i++) this.#overflow.push(messages[i]);
+        this.#flushing ??= this.#flushOverflow();
+        return true;
+      },
+      get queuedBytes() {
+        return server.#overflow.length;
+      },
+      get copiedBytes() {
+        return server.#overflow.length;
+      },
+      get progressAt() {
+        return performance.now();
+      },
+      slow: "wait",
+      drained: () => this.#flushing ?? Promise.resolve(),
+    };
+  }
+
+  async #flushOverflow(): Promise<void> {
+    let i = 0;
+    while (i < this.#overflow.length && !this.closed) {
+      while (i < this.#overflow.length && this.deliver(this.#overflow[i])) i++;
+      if (i < this.#overflow.length) await this.roomForMore();
+    }
+    this.#overflow = [];
+    this.#flushing = undefined;
+  }
+
   async #acceptLoop(): Promise<void> {
+    let backoff = 0;
     for (;;) {
       let conn: Deno.Conn<Deno.NetAddr>;
       try {
         conn = await this.#listener.accept();
+        backoff = 0;
       } catch (error) {
         if (this.#closing !== undefined) return;
         if (error instanceof Deno.errors.BadResource) return;
-        // A failure of one accept (a peer that reset at once, too many
-        // open files) must not stop the server.
+        if (outOfDescriptors(error)) {
+          // The kernel keeps the connection queued and accept fails again
+          // at once: wait instead of spinning, and say so once.
+          if (backoff === 0) {
+            this.#hub.warn(
+              `${this.name}: cannot accept connections: the process has ` +
+                "no file descriptors left; waiting for some to close",
+            );
+          }
+          backoff = Math.min(
+            Math.max(backoff * 2, FIRST_BACKOFF_MS),
+            LONGEST_BACKOFF_MS,
+          );
+          await new Promise((resolve) => setTimeout(resolve, backoff));
+        }
+        // Any other failure of one accept (a peer that reset at once) must
+        // not stop the server.
         continue;
       }
-      this.#admit(conn);
+      this.#arrive(conn);
     }
   }
 
-  #admit(conn: Deno.Conn<Deno.NetAddr>): void {
-    const peer = conn.remoteAddr;
-    if (this.#allow !== undefined && !this.#allow.includes(peer.hostname)) {
-      return this.#refuse(conn, "address not in the allow list");
-    }
-    if (this.#live.size + this.#handshakes.size >= this.#maxClients) {
-      return this.#refuse(conn, `client limit of ${this.#maxClients} reached`);
-    }
-    if (this.#token === undefined) return this.#open(conn);
-    this.#handshaking.add(conn);
-    const handshake = this.#readToken(conn, this.#token).then((rest) => {
-      this.#handshakes.delete(handshake);
-      this.#handshaking.delete(conn);
-      if (this.#closing !== undefined) closeQuietly(conn);
-      else if (typeof rest === "string") this.#refuse(conn, rest);
-      else this.#open(conn, rest);
-    });
-    this.#handshakes.add(handshake);
-  }
-
-  /** Reads the token line; resolves to the bytes after it, or why not. */
-  async #readToken(
-    conn: Deno.Conn,
-    expected: Uint8Array,
-  ): Promise<Uint8Array | string> {
-    const buffer = new Uint8Array(expected.length + 4096);
-    let length = 0;
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      try {
-        conn.close();
-      } catch {
-        // Closed already.
-      }
-    }, this.#tokenTimeout);
-    try {
-      while (length < expected.length) {
-        const n = await conn.read(buffer.subarray(length));
-        if (n === null) return "closed before sending a token";
-        const newline = buffer.subarray(length, length + n).indexOf(NEWLINE);
-        length += n;
-        if (newline >= 0 && length - n + newline < expected.length - 1) break;
-      }
-    } catch {
-      return timedOut
-        ? `no token within ${this.#tokenTimeout} ms`
-        : "connection failed during the token check";
-    } finally {
-      clearTimeout(timer);
-    }
-    if (
-      length < expected.length ||
-      !timingSafeEqual(buffer.subarray(0, expected.length), expected)
-    ) {
-      return "wrong token";
-    }
-    return buffer.slice(expected.length, length);
-  }
-
-  #refuse(conn: Deno.Conn<Deno.NetAddr>, reason: string): void {
-    closeQuietly(conn);
-    callBack(this.#options.onRefuse, conn.remoteAddr, reason);
-  }
-
-  #open(conn: Deno.Conn<Deno.NetAddr>, rest?: Uint8Array): void {
-    if (rest !== undefined && rest.length > 0) prefixes.set(conn, rest);
-    let client: SocketPort;
-    try {
-      client = new SocketPort(conn, this.#options);
-    } catch {
-      conn.close();
+  #arrive(conn: Deno.Conn<Deno.NetAddr>): void {
+    const { hostname, port } = conn.remoteAddr;
+    const gate = this.#hub.gate;
+    const ticket = gate.arrive(
+      { transport: "tcp", hostname, port },
+      this.#tls || gate.wantsToken,
+    );
+    if ("code" in ticket) {
+      if (this.#tls) closeQuietly(conn);
+      else refuse(conn, ticket);
       return;
     }
-    this.#live.add(client);
-    client.finished.finally(() => this.#live.delete(client));
-    this.#place(client);
+    this.#handshakes.add(conn);
+    serverHandshake(conn, ticket, {
+      gate: this.#hub.gate,
+      tls: this.#tls,
+      sniffMs: SNIFF_MS,
+    }).then((result) => {
+      this.#handshakes.delete(conn);
+      if ("code" in result) return;
+      if (this.#closing !== undefined) {
+        ticket.leave();
+        closeQuietly(conn);
+        return;
+      }
+      this.#place(conn, ticket, result);
+    }, () => {
+      this.#handshakes.delete(conn);
+      ticket.leave();
+      closeQuietly(conn);
+    });
   }
 
-  #place(client: SocketPort): void {
+  #place(conn: Deno.Conn<Deno.NetAddr>, ticket: Ticket, preamble: Preamble) {
     const waiter = this.#waiters.shift();
+    const joining = waiter === undefined &&
+      (!this.#ownHub || this.#local !== undefined);
+    let client: SocketPort;
+    try {
+      client = new SocketPort(
+        conn,
+        joining
+          ? {
+            queueSize: this.#options.queueSize,
+            maxQueuedBytes: this.#options.maxQueuedBytes,
+            maxSysexLength: this.#hub.maxSysexLength,
+            preamble,
+          }
+          : { ...this.#options, preamble },
+      );
+    } catch {
+      ticket.leave();
+      closeQuietly(conn);
+      return;
+    }
+    if (joining) return this.#join(client, ticket);
+    client.finished.finally(() => ticket.leave());
     if (waiter !== undefined) return waiter.resolve(client);
-    if (this.#asPort) return this.#adopt(client);
     this.#waiting.push(client);
     if (this.#waiting.length > this.#backlog) {
       this.#waiting.shift()!.close().catch(() => {});
     }
   }
 
-  #adopt(client: SocketPort): void {
+  #join(client: SocketPort, ticket?: Ticket): void {
+    if (this.#hub.closed) {
+      ticket?.leave();
+      client.close().catch(() => {});
+      return;
+    }
     this.#clients.add(client);
     callBack(this.#options.onConnect, client);
-    const pump = this.#pump(client);
-    this.#pumps.add(pump);
-    pump.finally(() => this.#pumps.delete(pump));
-  }
-
-  async #pump(client: SocketPort): Promise<void> {
-    const notes = this.#options.releaseNotes === false
-      ? undefined
-      : new NoteTracker();
-    // Delivers one message; false when the server's queue is full.
-    const take = (msg: Message): boolean => {
-      notes?.track(msg);
-      return this.deliver(msg) || this.closed;
-    };
-    const waitAndTake = async (msg: Message): Promise<void> => {
-      while (!this.deliver(msg) && !this.closed) await this.roomForMore();
-    };
-    const messages = client[Symbol.asyncIterator]();
-    for (;;) {
-      const { value, done } = await messages.next();
-      if (done) break;
-      if (!take(value)) await waitAndTake(value);
-      // Take whatever else has arrived without a turn of the event loop each.
-      for (let msg = client.poll(); msg !== undefined; msg = client.poll()) {
-        if (!take(msg)) await waitAndTake(msg);
-      }
-    }
-    this.#drop(client);
-    for (const off of notes?.release() ?? []) {
-      if (!this.deliver(off) && !this.closed) await waitAndTake(off);
-    }
-  }
-
-  /**
-   * Takes a client off the server: no more broadcasts reach it and its
-   * connection closes, but what it sent before is still delivered.
-   */
-  #drop(client: SocketPort, reason?: unknown): void {
-    if (!this.#clients.delete(client)) return;
-    // A client that left by itself is closing already, gracefully (it may
-    // still be reading what was sent to it); one the server drops closes now.
-    if (reason !== undefined) abort(client, reason);
-    callBack(this.#options.onDisconnect, client, reason);
+    this.#hub.add(client, {
+      kind: "client",
+      transport: "tcp",
+      onLeave: () => ticket?.leave(),
+    });
   }
 
   #usePort(): void {
-    if (this.#asPort) return;
-    this.#asPort = true;
-    for (const client of this.#waiting.splice(0)) this.#adopt(client);
+    if (this.#local !== undefined || this.#closing !== undefined) return;
+    this.#local = this.#hub.add(this, {
+      kind: "device",
+      transport: "local",
+      input: false,
+      close: false,
+    });
+    if (this.#ownHub) {
+      for (const client of this.#waiting.splice(0)) this.#join(client);
+    }
   }
 
   /**
@@ -535,8 +561,8 @@ export class PortServer extends InputPortBase implements IOPort {
 
   /**
    * Sends a message to every client the server manages. A client that
-   * cannot take it (gone, or `maxQueuedBytes` behind) is dropped and
-   * reported to `onDisconnect`; the others still get it.
+   * cannot take it (gone, or too far behind) is dropped and reported to
+   * `onDisconnect`; the others still get it.
    *
    * @param msg The message.
    * @returns A promise that resolves once the message is queued for every
@@ -558,16 +584,10 @@ export class PortServer extends InputPortBase implements IOPort {
       return Promise.reject(new PortClosedError(this.name));
     }
     this.#usePort();
-    let size = 0;
-    for (const msg of messages) size += encodedLength(msg);
-    const bytes = new Uint8Array(size);
-    let offset = 0;
-    for (const msg of messages) offset = encodeInto(msg, bytes, offset);
-    const single = messages.length === 1 ? messages[0] : undefined;
-    for (const client of this.#clients) {
-      const queued = writeBytes(client, bytes, single);
-      if (queued instanceof Error) this.#drop(client, queued);
-      else queued.catch((error) => this.#drop(client, error));
+    try {
+      this.#hub.inject(this.#local!, messages);
+    } catch (error) {
+      return Promise.reject(error);
     }
     return Promise.resolve();
   }
@@ -608,96 +628,19 @@ export class PortServer extends InputPortBase implements IOPort {
     this.finish(undefined, true);
     this.#listener.close();
     await this.#accepting;
-    for (const conn of this.#handshaking) closeQuietly(conn);
-    await Promise.all(this.#handshakes);
+    for (const conn of this.#handshakes) closeQuietly(conn);
     const closed = new PortClosedError(this.name);
     for (const waiter of this.#waiters.splice(0)) waiter.reject(closed);
-    const clients = [...this.#clients, ...this.#waiting.splice(0)];
-    this.#clients.clear();
-    await Promise.all(clients.map((client) => client.close()));
-    await Promise.all(this.#pumps);
-  }
-}
-
-/** Options for {@linkcode connect}. */
-export interface ConnectOptions extends SocketOptions {
-  /**
-   * The server's shared secret: sent first, as one line of 7-bit ASCII
-   * (see `PortServerOptions.token`).
-   * @default {undefined} (none)
-   */
-  token?: string;
-  /**
-   * Connect with TLS. The server's certificate must be valid for `host`
-   * and signed by a trusted authority, or by one of `caCerts`.
-   * @default {false}
-   */
-  tls?: boolean;
-  /** Extra trusted certificate authorities (PEM), for TLS. */
-  caCerts?: string[];
-  /** Aborts the connection attempt (TCP connect and TLS handshake). */
-  signal?: AbortSignal;
-}
-
-/**
- * Connects to a midisock or mido socket server.
- *
- * @param host Host name or IP address.
- * @param port TCP port.
- * @param options Queue bounds, policies, token and TLS.
- * @returns The connected port.
- * @throws {Deno.errors.ConnectionRefused} When nothing listens there.
- * @throws {Deno.errors.NotCapable} Without `--allow-net` for the address.
- * @throws {TypeError | RangeError} For a bad port or token.
- *
- * @example Sending a note to a server
- * ```ts ignore
- * import { connect, message } from "@x/midisock";
- *
- * await using output = await connect("localhost", 8080);
- * await output.send(message("note_on", { note: 60 }));
- * ```
- */
-export async function connect(
-  host: string,
-  port: number,
-  options: ConnectOptions = {},
-): Promise<SocketPort> {
-  checkPort(port);
-  if (options.token !== undefined) checkToken(options.token);
-  const hostname = host === "" ? "127.0.0.1" : host;
-  const tcp = await Deno.connect({ hostname, port, signal: options.signal });
-  let conn: Deno.Conn = tcp;
-  if (options.tls) {
-    // TLS connections offer no TCP options: set them on the socket below.
-    tcp.setNoDelay(true);
-    tcp.setKeepAlive(true);
-    conn = await Deno.startTls(tcp, { hostname, caCerts: options.caCerts });
-    const abandon = () => closeQuietly(conn);
-    options.signal?.addEventListener("abort", abandon);
-    try {
-      await (conn as Deno.TlsConn).handshake();
-    } catch (error) {
-      closeQuietly(conn);
-      throw options.signal?.aborted ? options.signal.reason : error;
-    } finally {
-      options.signal?.removeEventListener("abort", abandon);
+    const waiting = this.#waiting.splice(0);
+    if (this.#ownHub) {
+      await this.#hub.close();
+    } else {
+      const mine = this.#hub.endpoints.filter((e) =>
+        this.#clients.has(e.port as SocketPort) || e === this.#local
+      );
+      await Promise.all(mine.map((e) => this.#hub.remove(e)));
     }
+    await Promise.all(waiting.map((client) => client.close()));
+    this.#stopListening();
   }
-  let socket: SocketPort;
-  try {
-    socket = new SocketPort(conn, {
-      ...options,
-      name: formatAddress({ hostname: host, port }),
-    });
-  } catch (error) {
-    conn.close();
-    throw error;
-  }
-  if (options.token !== undefined) {
-    const queued = writeBytes(socket, tokenHeader(options.token));
-    if (queued instanceof Error) throw queued;
-    await queued;
-  }
-  return socket;
 }

@@ -6,168 +6,48 @@
  */
 
 import { encodedLength, encodeInto } from "../codec/encode.ts";
-import {
-  checkMessage,
-  checkMessages,
-  type Message,
-} from "../codec/messages.ts";
+import { checkMessage, type Message } from "../codec/messages.ts";
+import { checkMessages } from "../codec/_check.ts";
 import { Parser } from "../codec/parser.ts";
-import { PortClosedError, QueueFullError } from "../errors.ts";
+import { PortClosedError, QueueFullError, RefusedError } from "../errors.ts";
 import {
-  DEFAULT_QUEUE_SIZE,
   InputPortBase,
   type IOPort,
   PANIC_MESSAGES,
   RESET_MESSAGES,
 } from "../port.ts";
-import { type RateLimit, TokenBucket } from "./access.ts";
+import { sysexAllowed, TokenBucket } from "../_policy.ts";
+import { type Batch, SINK, type Sink } from "../sink.ts";
 import { formatAddress } from "./address.ts";
+import { type Preamble, readReply } from "./_handshake.ts";
+import {
+  resolveSocketOptions,
+  type SocketOptions,
+  type SocketSettings,
+} from "./_settings.ts";
+import { ByteTransport } from "./_transport.ts";
 
-/** Options every socket port takes. */
-export interface SocketOptions {
+export type { Preamble } from "./_handshake.ts";
+export { DEFAULT_MAX_QUEUED_BYTES, type SocketOptions } from "./_settings.ts";
+export type { SysexPolicy } from "../_policy.ts";
+
+/** Options for the {@linkcode SocketPort} constructor. */
+export interface SocketPortOptions extends SocketOptions {
   /**
-   * How many received messages wait for the reader at most. When full, the
-   * port stops reading from the socket until the reader catches up, so TCP
-   * slows the sender down: nothing is dropped.
-   * @default {4096}
+   * The port's name.
+   * @default {"host:port" of the peer}
    */
-  queueSize?: number;
+  name?: string;
   /**
-   * How many bytes may wait to be written to a peer that is not reading.
-   * Past it `send` throws {@linkcode QueueFullError} (and a `PortServer`
-   * drops the client).
-   * @default {1048576}
+   * What was read from the connection before it was handed over (a
+   * handshake that read past its end): parsed before anything else.
    */
-  maxQueuedBytes?: number;
-  /**
-   * The longest sysex accepted from the peer, in data bytes; a longer one
-   * is dropped.
-   * @default {1048576}
-   */
-  maxSysexLength?: number;
-  /**
-   * What to do with sysex from the peer: `"allow"`, `"drop"`, or a number,
-   * the longest sysex let through (data bytes; longer ones are dropped).
-   * Dropped messages count in `dropped`.
-   * @default {"allow"}
-   */
-  sysexIn?: SysexPolicy;
-  /**
-   * What to do with sysex sent to the peer: `"allow"`, `"drop"` (skipped
-   * silently, so one policy serves a whole server), or the longest sysex
-   * let through, in data bytes.
-   * @default {"allow"}
-   */
-  sysexOut?: SysexPolicy;
-  /**
-   * Most messages per second accepted from the peer, with bursts; messages
-   * over it are dropped (and counted in `dropped`), the connection stays.
-   * @default {undefined} (no limit)
-   */
-  rateLimit?: RateLimit;
+  preamble?: Preamble;
 }
 
-/**
- * What a port does with sysex in one direction: let it through, drop it, or
- * let through only those of at most this many data bytes.
- */
-export type SysexPolicy = "allow" | "drop" | number;
-
-function checkSysexPolicy(name: string, policy: SysexPolicy): number {
-  if (policy === "allow") return Infinity;
-  if (policy === "drop") return -1;
-  if (!Number.isSafeInteger(policy) || policy < 0) {
-    throw new RangeError(
-      `${name} must be "allow", "drop" or a non-negative integer: got ${
-        JSON.stringify(policy)
-      }`,
-    );
-  }
-  return policy;
-}
-
-interface SocketSettings {
-  queueSize: number;
-  maxQueuedBytes: number;
-  maxSysexLength: number;
-  sysexIn: number;
-  sysexOut: number;
-}
-
-/**
- * Checks socket options and fills in their defaults; sysex policies become
- * the longest sysex let through (-1: none, Infinity: any).
- *
- * @throws {RangeError} For a bound or policy out of range.
- */
-export function resolveSocketOptions(options: SocketOptions): SocketSettings {
-  const queueSize = options.queueSize ?? DEFAULT_QUEUE_SIZE;
-  const maxQueuedBytes = options.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES;
-  for (
-    const [name, value] of [["queueSize", queueSize], [
-      "maxQueuedBytes",
-      maxQueuedBytes,
-    ]] as const
-  ) {
-    if (!Number.isSafeInteger(value) || value < 1) {
-      throw new RangeError(`${name} must be a positive integer: got ${value}`);
-    }
-  }
-  const sysexIn = checkSysexPolicy("sysexIn", options.sysexIn ?? "allow");
-  const sysexOut = checkSysexPolicy("sysexOut", options.sysexOut ?? "allow");
-  const maxSysexLength = Math.min(
-    new Parser({ maxSysexLength: options.maxSysexLength }).maxSysexLength,
-    Math.max(sysexIn, 0),
-  );
-  if (options.rateLimit !== undefined) new TokenBucket(options.rateLimit);
-  return { queueSize, maxQueuedBytes, maxSysexLength, sysexIn, sysexOut };
-}
-
-/** Bytes a connection's reader must parse before anything it reads. */
-export const prefixes: WeakMap<Deno.Conn, Uint8Array> = new WeakMap();
-
-/** The send queue's bound when no option says otherwise: 1 MiB. */
-export const DEFAULT_MAX_QUEUED_BYTES = 1 << 20;
-
-const READ_BUFFER_SIZE = 16 * 1024;
-const CLOSE_GRACE_MS = 1000;
-
-const INITIAL_OUT_BUFFER = 1024;
-const KEPT_OUT_BUFFER = 256 * 1024;
 /** Below this many queued bytes, `send` resolves at once. */
 const HIGH_WATER = 64 * 1024;
 const RESOLVED = Promise.resolve();
-
-/** Sets the options every midisock connection runs with, where it can. */
-function tune(conn: Deno.Conn): void {
-  if ("setNoDelay" in conn) {
-    try {
-      (conn as Deno.TcpConn).setNoDelay(true);
-      (conn as Deno.TcpConn).setKeepAlive(true);
-    } catch {
-      // Not a TCP socket after all (a test double, a closed socket).
-    }
-  }
-}
-
-/**
- * Closes a port's connection at once, without the graceful steps of
- * `close()`, but keeps what it received readable: how a server drops a
- * client.
- */
-let abort: (port: SocketPort, reason: unknown) => void;
-
-/**
- * Queues bytes for the peer, in order, unless `msg` is a sysex its policy
- * keeps back. Refuses at once, returning the error rather than a rejected
- * promise, when the port is closed or its queue is full: a server drops
- * such a client before it queues anything more for it.
- */
-let writeBytes: (
-  port: SocketPort,
-  bytes: Uint8Array,
-  msg?: Message,
-) => Promise<void> | PortClosedError | QueueFullError;
 
 /**
  * A MIDI port over one TCP connection, speaking mido's protocol: a plain
@@ -177,11 +57,13 @@ let writeBytes: (
  * Reading: messages are parsed as they arrive (see `Parser`) and wait in a
  * bounded queue; iterate with `for await`, or use `receive()`, `poll()`,
  * `iterPending()`. When the peer goes away, iteration ends after the
- * messages that came before; a message it left unfinished is dropped.
+ * messages that came before; a message it left unfinished is dropped. A
+ * server's refusal line (`MIDISOCK-REFUSED reason`) at the start of the
+ * stream closes the port with a {@linkcode RefusedError} as the cause.
  *
- * Writing: `send` writes each message whole, in one write when the socket is
- * idle, and writes that wait are joined into one; TCP_NODELAY is on, so
- * nothing waits for Nagle's algorithm. Writes never interleave.
+ * Writing: `send` writes each message whole; messages sent while a write is
+ * under way go out together in the next one. TCP_NODELAY is on, so nothing
+ * waits for Nagle's algorithm. Writes never interleave.
  *
  * @example Sending to a server and reading its replies
  * ```ts ignore
@@ -193,68 +75,46 @@ let writeBytes: (
  * ```
  */
 export class SocketPort extends InputPortBase implements IOPort {
-  static {
-    abort = (port, reason) => port.#abort(reason);
-    writeBytes = (port, bytes, msg) =>
-      msg === undefined || port.#allowOut(msg)
-        ? port.#append(bytes.length, (target, offset) => {
-          target.set(bytes, offset);
-        })
-        : RESOLVED;
-  }
-
-  readonly #conn: Deno.Conn;
+  readonly #transport: ByteTransport;
   readonly #name: string;
   readonly #parser: Parser;
-  readonly #maxQueuedBytes: number;
-  readonly #reading: Promise<void>;
-  readonly #sysexIn: number;
-  readonly #sysexOut: number;
+  readonly #settings: SocketSettings;
   readonly #bucket: TokenBucket | undefined;
+  readonly #reading: Promise<unknown>;
   readonly #finished: Promise<void>;
+  /** The start of the stream while it may still be a reply line. */
+  #start: Uint8Array | undefined = new Uint8Array(0);
+  #refusal: RefusedError | undefined;
   #droppedIn = 0;
-  readonly #highWater: number;
-  /** Bytes waiting for the next write, and a buffer to swap in. */
-  #out = new Uint8Array(INITIAL_OUT_BUFFER);
-  #outLength = 0;
-  #spare = new Uint8Array(INITIAL_OUT_BUFFER);
-  #inFlight = 0;
-  /** Bytes written so far: how a closing port sees progress. */
-  #written = 0;
-  /** Settles when the bytes now in `#out` are written. */
-  #batch: PromiseWithResolvers<void> | undefined;
-  #writing: Promise<void> | undefined;
-  #readOpen = true;
-  #abrupt = false;
-  #writeError: unknown;
-  #closing: Promise<void> | undefined;
+  readonly #sink: Sink;
 
   /**
    * Wraps a connection. It sets TCP_NODELAY and keepalive on TCP sockets and
    * starts reading at once.
    *
    * @param conn The connection; the port owns it from now on.
-   * @param options Queue bounds.
-   * @throws {RangeError} For a bound that is not a positive integer.
+   * @param options Queue bounds, policies, name and what was read already.
+   * @throws {RangeError} For a bound or policy out of range.
    */
-  constructor(
-    conn: Deno.Conn,
-    options: SocketOptions & { name?: string } = {},
-  ) {
+  constructor(conn: Deno.Conn, options: SocketPortOptions = {}) {
     const settings = resolveSocketOptions(options);
     super(settings.queueSize);
-    this.#sysexIn = settings.sysexIn;
-    this.#sysexOut = settings.sysexOut;
-    this.#bucket = options.rateLimit && new TokenBucket(options.rateLimit);
+    this.#settings = settings;
+    this.#bucket = settings.rate && new TokenBucket(settings.rate);
     this.#parser = new Parser({ maxSysexLength: settings.maxSysexLength });
-    this.#conn = conn;
-    this.#maxQueuedBytes = settings.maxQueuedBytes;
-    this.#highWater = Math.min(HIGH_WATER, settings.maxQueuedBytes);
     this.#name = options.name ??
       formatAddress(conn.remoteAddr as Deno.NetAddr);
-    tune(conn);
-    this.#reading = this.#read();
-    this.#finished = this.#reading.then(() => this.#closing);
+    this.#transport = new ByteTransport(conn, {
+      name: this.#name,
+      preamble: options.preamble,
+      highWater: Math.min(HIGH_WATER, settings.maxQueuedBytes),
+    });
+    this.#sink = this.#makeSink();
+    this.#reading = this.#transport.read((chunk) => this.#take(chunk));
+    this.#finished = this.#reading.then((cause) => {
+      this.finish(this.#refusal ?? cause);
+      return this.#transport.close();
+    });
   }
 
   /** The peer's address, `host:port`. */
@@ -264,25 +124,33 @@ export class SocketPort extends InputPortBase implements IOPort {
 
   /** The peer's address. */
   get remoteAddr(): Deno.NetAddr {
-    return this.#conn.remoteAddr as Deno.NetAddr;
+    return this.#transport.conn.remoteAddr as Deno.NetAddr;
   }
 
   /** This end's address. */
   get localAddr(): Deno.NetAddr {
-    return this.#conn.localAddr as Deno.NetAddr;
+    return this.#transport.conn.localAddr as Deno.NetAddr;
   }
 
   /** Bytes waiting to be written to the peer. */
   get queuedBytes(): number {
-    return this.#outLength + this.#inFlight;
+    return this.#transport.queuedBytes;
   }
 
   /**
-   * How many messages from the peer were dropped as unfinished, cut short
-   * or oversized.
+   * How many messages from the peer were dropped: unfinished, cut short or
+   * oversized, or refused by a policy.
    */
   get dropped(): number {
     return this.#parser.dropped + this.#droppedIn;
+  }
+
+  /**
+   * The server's refusal, when it sent one at the start of the stream (the
+   * port is then closed).
+   */
+  get refused(): RefusedError | undefined {
+    return this.#refusal;
   }
 
   /**
@@ -293,137 +161,143 @@ export class SocketPort extends InputPortBase implements IOPort {
     return this.#finished;
   }
 
-  async #read(): Promise<void> {
-    const buffer = new Uint8Array(READ_BUFFER_SIZE);
-    let cause: unknown;
-    let chunk = prefixes.get(this.#conn);
-    try {
-      for (;;) {
-        if (chunk === undefined) {
-          const n = await this.#conn.read(buffer);
-          if (n === null) break;
-          chunk = buffer.subarray(0, n);
-        }
-        for (const msg of this.#parser.feed(chunk)) {
-          // After a close on this side, read on until the peer answers
-          // with its own close, but keep nothing.
-          if (this.closed) break;
-          if (
-            (msg.type === "sysex" && this.#sysexIn < 0) ||
-            (this.#bucket !== undefined && !this.#bucket.take())
-          ) {
-            this.#droppedIn++;
-            continue;
-          }
-          while (!this.deliver(msg) && !this.closed) {
-            await this.roomForMore();
-          }
-        }
-        chunk = undefined;
-      }
-    } catch (error) {
-      if (this.#closing === undefined) cause = error;
-    }
-    // The peer left: what it sent stays readable; close our side too, once
-    // pending writes have gone out or failed.
-    this.#readOpen = false;
-    this.finish(cause);
-    this.#closing ??= this.#shutdown();
+  /** What the hub writes to: routed batches, queued without a promise. */
+  get [SINK](): Sink {
+    return this.#sink;
   }
 
-  #write(bytes: Uint8Array): Promise<void> {
-    return this.#enqueue(bytes.length, (target, offset) => {
-      target.set(bytes, offset);
-    });
+  #makeSink(): Sink {
+    const transport = this.#transport;
+    const sysexOut = this.#settings.sysexOut;
+    return {
+      write: (batch: Batch): boolean => {
+        if (sysexOut === Infinity) return transport.push(batch.bytes);
+        const kept = batch.messages.filter((m) => sysexAllowed(m, sysexOut));
+        return kept.length === 0 || this.#enqueue(kept) !== undefined;
+      },
+      get queuedBytes() {
+        return transport.queuedBytes;
+      },
+      get copiedBytes() {
+        return transport.copiedBytes;
+      },
+      get progressAt() {
+        return transport.progressAt;
+      },
+      slow: "drop",
+      drained: () => transport.drained(),
+    };
+  }
+
+  /** Parses one chunk; waits only when the reader's queue is full. */
+  #take(chunk: Uint8Array): void | Promise<void> {
+    if (this.#start !== undefined) {
+      const rest = this.#startOfStream(chunk);
+      if (rest === undefined) return;
+      chunk = rest;
+    }
+    const messages = this.#parser.feed(chunk);
+    const bucket = this.#bucket;
+    bucket?.arrive(messages.length);
+    const sysexIn = this.#settings.sysexIn;
+    for (let i = 0; i < messages.length; i++) {
+      const msg = messages[i];
+      if (
+        (sysexIn !== Infinity && !sysexAllowed(msg, sysexIn)) ||
+        (bucket !== undefined && !bucket.take())
+      ) {
+        this.#droppedIn++;
+        continue;
+      }
+      if (!this.deliver(msg)) {
+        // After a close on this side, read on until the peer answers with
+        // its own close, but keep nothing.
+        if (this.closed) return;
+        return this.#deliverSlowly(messages, i);
+      }
+    }
+  }
+
+  async #deliverSlowly(messages: Message[], from: number): Promise<void> {
+    const sysexIn = this.#settings.sysexIn;
+    const bucket = this.#bucket;
+    for (let i = from; i < messages.length && !this.closed; i++) {
+      const msg = messages[i];
+      // The first was checked already, and found no room.
+      if (
+        i > from && ((sysexIn !== Infinity && !sysexAllowed(msg, sysexIn)) ||
+          (bucket !== undefined && !bucket.take()))
+      ) {
+        this.#droppedIn++;
+        continue;
+      }
+      while (!this.deliver(msg) && !this.closed) await this.roomForMore();
+    }
   }
 
   /**
-   * Appends `size` bytes, written by `fill`, to what goes out next, and
-   * starts a write if none is under way. Resolves at once below the high
-   * water mark, else once these bytes are written: backpressure.
+   * Looks at the start of the stream for what a midisock server or a TLS
+   * server says before MIDI: returns the MIDI bytes to parse, or undefined
+   * while it cannot tell yet (or the stream is over for MIDI).
    */
-  #enqueue(
-    size: number,
-    fill: (target: Uint8Array, offset: number) => void,
-  ): Promise<void> {
-    const queued = this.#append(size, fill);
-    return queued instanceof Error ? Promise.reject(queued) : queued;
+  #startOfStream(chunk: Uint8Array): Uint8Array | undefined {
+    const seen = new Uint8Array(this.#start!.length + chunk.length);
+    seen.set(this.#start!);
+    seen.set(chunk, this.#start!.length);
+    const reply = readReply(seen);
+    switch (reply.kind) {
+      case "partial":
+        this.#start = seen;
+        return undefined;
+      case "ok":
+        this.#start = undefined;
+        return reply.rest;
+      case "midi":
+        this.#start = undefined;
+        return seen;
+      case "refused":
+      case "tls":
+        this.#start = undefined;
+        this.#refusal = new RefusedError(
+          this.#name,
+          reply.kind === "tls"
+            ? "it speaks TLS: connect with TLS"
+            : reply.reason,
+        );
+        this.finish(this.#refusal);
+        this.#transport.abort();
+        return undefined;
+    }
   }
 
-  /** `#enqueue`, returning a refusal instead of rejecting. */
-  #append(
-    size: number,
-    fill: (target: Uint8Array, offset: number) => void,
-  ): Promise<void> | PortClosedError | QueueFullError {
-    if (this.#closing !== undefined || this.#writeError !== undefined) {
-      return new PortClosedError(
-        this.#name,
-        this.#writeError === undefined ? undefined : {
-          cause: this.#writeError,
-        },
+  /**
+   * Queues messages for the peer, in order, each whole.
+   *
+   * @returns The promise `send` returns, or undefined when refused.
+   */
+  #enqueue(messages: readonly Message[]): Promise<void> | undefined {
+    let size = 0;
+    for (const msg of messages) size += encodedLength(msg);
+    const transport = this.#transport;
+    const queued = transport.queuedBytes;
+    if (queued > 0 && queued + size > this.#settings.maxQueuedBytes) {
+      return Promise.reject(
+        new QueueFullError(this.#name, this.#settings.maxQueuedBytes),
       );
     }
-    const queued = this.#outLength + this.#inFlight;
-    if (queued > 0 && queued + size > this.#maxQueuedBytes) {
-      return new QueueFullError(this.#name, this.#maxQueuedBytes);
-    }
-    if (this.#outLength + size > this.#out.length) {
-      let capacity = this.#out.length * 2;
-      while (capacity < this.#outLength + size) capacity *= 2;
-      const grown = new Uint8Array(capacity);
-      grown.set(this.#out.subarray(0, this.#outLength));
-      this.#out = grown;
-    }
-    fill(this.#out, this.#outLength);
-    this.#outLength += size;
-    // The batch first: a write started now takes it along.
-    const batch = queued + size > this.#highWater
-      ? this.#batch ??= Promise.withResolvers<void>()
-      : undefined;
-    this.#writing ??= this.#flush();
-    return batch?.promise ?? RESOLVED;
+    const ok = transport.append(size, (target, offset) => {
+      for (const msg of messages) offset = encodeInto(msg, target, offset);
+    });
+    if (!ok) return undefined;
+    return transport.drained();
   }
 
-  #allowOut(msg: Message): boolean {
-    return msg.type !== "sysex" || msg.data.length <= this.#sysexOut;
-  }
-
-  async #flush(): Promise<void> {
-    while (this.#outLength > 0) {
-      // Swap buffers: sends append to the other one while this one goes out.
-      const sending = this.#out;
-      const bytes = sending.subarray(0, this.#outLength);
-      const batch = this.#batch;
-      this.#batch = undefined;
-      this.#out = this.#spare;
-      this.#spare = sending;
-      this.#inFlight = this.#outLength;
-      this.#outLength = 0;
-      try {
-        for (let offset = 0; offset < bytes.length;) {
-          const n = await this.#conn.write(bytes.subarray(offset));
-          offset += n;
-          this.#written += n;
-        }
-      } catch (error) {
-        this.#writeError = error;
-        const reason = new PortClosedError(this.#name, { cause: error });
-        // Sends that waited on this batch or the next learn it failed.
-        for (const waiting of [batch, this.#batch as typeof batch]) {
-          waiting?.reject(reason);
-        }
-        this.#batch = undefined;
-        this.#outLength = 0;
-        this.#inFlight = 0;
-        break;
-      }
-      this.#inFlight = 0;
-      if (this.#spare.length > KEPT_OUT_BUFFER) {
-        this.#spare = new Uint8Array(INITIAL_OUT_BUFFER);
-      }
-      batch?.resolve();
-    }
-    this.#writing = undefined;
+  #closedError(): PortClosedError {
+    const cause = this.#refusal ?? this.#transport.writeError;
+    return new PortClosedError(
+      this.#name,
+      cause === undefined ? undefined : { cause },
+    );
   }
 
   /**
@@ -431,8 +305,8 @@ export class SocketPort extends InputPortBase implements IOPort {
    *
    * @param msg The message.
    * @returns A promise that resolves once the bytes are queued while less
-   * than 64 KiB waits to be written, else once they are written (so a
-   * sender that awaits each send never runs ahead of the peer).
+   * than 64 KiB waits to be written, else once the queue is back under that
+   * mark (so a sender that awaits each send never runs ahead of the peer).
    * @throws {TypeError | RangeError} For a malformed message (nothing sent).
    * @throws {PortClosedError} When the port or the connection is closed.
    * @throws {QueueFullError} When more than `maxQueuedBytes` wait already.
@@ -443,19 +317,27 @@ export class SocketPort extends InputPortBase implements IOPort {
     } catch (error) {
       return Promise.reject(error);
     }
-    if (!this.#allowOut(msg)) return RESOLVED;
-    return this.#enqueue(encodedLength(msg), (target, offset) => {
+    if (!sysexAllowed(msg, this.#settings.sysexOut)) return RESOLVED;
+    const transport = this.#transport;
+    if (!transport.writable) return Promise.reject(this.#closedError());
+    const size = encodedLength(msg);
+    const queued = transport.queuedBytes;
+    if (queued > 0 && queued + size > this.#settings.maxQueuedBytes) {
+      return Promise.reject(
+        new QueueFullError(this.#name, this.#settings.maxQueuedBytes),
+      );
+    }
+    transport.append(size, (target, offset) => {
       encodeInto(msg, target, offset);
     });
+    return transport.drained();
   }
 
   /**
    * Sends several messages in one write, in order.
    *
    * @param messages The messages; all are checked before any is sent.
-   * @returns A promise that resolves once the bytes are queued while less
-   * than 64 KiB waits to be written, else once they are written (so a
-   * sender that awaits each send never runs ahead of the peer).
+   * @returns A promise that resolves as `send`'s does.
    * @throws {TypeError | RangeError} For a malformed message (nothing sent).
    * @throws {PortClosedError} When the port or the connection is closed.
    * @throws {QueueFullError} When more than `maxQueuedBytes` wait already.
@@ -467,22 +349,19 @@ export class SocketPort extends InputPortBase implements IOPort {
     } catch (error) {
       return Promise.reject(error);
     }
-    if (this.#sysexOut !== Infinity) {
-      list = list.filter((m) => this.#allowOut(m));
+    const sysexOut = this.#settings.sysexOut;
+    if (sysexOut !== Infinity) {
+      list = list.filter((m) => sysexAllowed(m, sysexOut));
     }
-    let size = 0;
-    for (const msg of list) size += encodedLength(msg);
-    if (size === 0) return RESOLVED;
-    return this.#enqueue(size, (target, offset) => {
-      for (const msg of list) offset = encodeInto(msg, target, offset);
-    });
+    if (list.length === 0) return RESOLVED;
+    return this.#enqueue(list) ?? Promise.reject(this.#closedError());
   }
 
   /**
    * Sends mido's reset set (all notes off, reset all controllers, on every
    * channel) in one write. Does nothing on a closed port.
    *
-   * @returns A promise that resolves once it is written.
+   * @returns A promise that resolves once it is queued.
    */
   async reset(): Promise<void> {
     if (!this.closed) await this.sendAll(RESET_MESSAGES);
@@ -492,7 +371,7 @@ export class SocketPort extends InputPortBase implements IOPort {
    * Sends mido's panic set (all sounds off on every channel) in one write.
    * Does nothing on a closed port.
    *
-   * @returns A promise that resolves once it is written.
+   * @returns A promise that resolves once it is queued.
    */
   async panic(): Promise<void> {
     if (!this.closed) await this.sendAll(PANIC_MESSAGES);
@@ -508,57 +387,23 @@ export class SocketPort extends InputPortBase implements IOPort {
    *
    * @returns A promise that resolves once the socket is closed.
    */
-  close(): Promise<void> {
+  async close(): Promise<void> {
     this.finish(undefined, true);
-    this.#closing ??= this.#shutdown();
-    return this.#closing;
+    await this.#transport.close();
+    await this.#finished;
   }
 
-  #abort(reason: unknown): void {
-    this.#abrupt = true;
+  /**
+   * Closes the connection at once, dropping what waits to be written, but
+   * keeps what was received readable, with `reason` as the cause: how a
+   * server drops a client that fell behind.
+   *
+   * @param reason Why.
+   * @returns A promise that resolves once the socket is closed.
+   */
+  async abort(reason?: unknown): Promise<void> {
     this.finish(reason);
-    this.#closing ??= this.#shutdown();
-  }
-
-  async #shutdown(): Promise<void> {
-    // Queued writes go out as long as the peer takes them; a peer that
-    // takes nothing for CLOSE_GRACE_MS loses the rest.
-    while (this.#writing !== undefined && !this.#abrupt) {
-      const before = this.#written;
-      await this.#within(this.#writing);
-      if (this.#written === before) break;
-    }
-    if (this.#readOpen && this.#writing === undefined && !this.#abrupt) {
-      // Closing first: send our FIN and read on until the peer closes too.
-      // Closing outright with its data unread would reset the connection,
-      // and the peer could lose what it had not read of ours.
-      try {
-        await this.#conn.closeWrite();
-        await this.#within(this.#reading);
-      } catch {
-        // The connection is gone already.
-      }
-    }
-    try {
-      this.#conn.close();
-    } catch {
-      // Already closed by the runtime.
-    }
-    await this.#reading;
-    await this.#writing;
-  }
-
-  /** Waits for `promise`, but no longer than CLOSE_GRACE_MS. */
-  async #within(promise: Promise<void>): Promise<void> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([
-      promise,
-      new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, CLOSE_GRACE_MS);
-      }),
-    ]);
-    clearTimeout(timer);
+    await this.#transport.abort();
+    await this.#finished;
   }
 }
-
-export { abort, writeBytes };

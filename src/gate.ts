@@ -1,0 +1,424 @@
+/**
+ * Who may join a hub, over any transport: an address allow list, a bound on
+ * clients, a bound on connections still proving who they are (overall and
+ * per address), a shared-secret token compared in constant time, and a
+ * growing wait for addresses that keep failing it.
+ *
+ * @module
+ */
+
+import { AddressList } from "./net/access.ts";
+import { checkToken, positiveInteger, positiveMs } from "./_policy.ts";
+
+/** Options for {@linkcode Gate}. */
+export interface GateOptions {
+  /**
+   * Addresses and CIDR ranges (IPv4 and IPv6) that may connect; anyone
+   * else is refused. Leave it out to let in whoever can reach the bound
+   * address, as mido does.
+   * @default {undefined} (everyone)
+   */
+  allow?: Iterable<string>;
+  /**
+   * Most clients admitted at once (connections that passed every check).
+   * @default {Infinity}
+   */
+  maxClients?: number;
+  /**
+   * A shared secret clients must present first (over TCP, the line
+   * `MIDISOCK-TOKEN <token>`). It is compared in constant time. Without TLS
+   * it crosses the network in clear text. Tokens under 16 characters can be
+   * guessed: the gate warns once.
+   * @default {undefined} (no token)
+   */
+  token?: string;
+  /**
+   * How long a connection has to finish its handshake (TLS and token), in
+   * milliseconds; then it is closed.
+   * @default {5000}
+   */
+  handshakeTimeout?: number;
+  /**
+   * Most connections in their handshake at once, counted apart from
+   * `maxClients`, so that connections that never authenticate cannot lock
+   * out those that do.
+   * @default {128}
+   */
+  maxPending?: number;
+  /**
+   * Most connections in a long handshake (TLS or token) at once from one
+   * address.
+   * @default {16}
+   */
+  maxPendingPerAddress?: number;
+  /**
+   * Failed tokens an address may send before it must wait: the wait starts
+   * at a second and doubles with each further failure, up to a minute.
+   * @default {3}
+   */
+  failuresBeforeWait?: number;
+  /** Called for each connection refused. */
+  onRefuse?: (refusal: Refusal) => void;
+}
+
+/** Who is knocking: the transport and the peer's address. */
+export interface Peer {
+  /** The transport: `"tcp"`, `"web"`, `"rtp"`, ... */
+  readonly transport: string;
+  /** The peer's IP address. */
+  readonly hostname: string;
+  /** The peer's port, where it has one. */
+  readonly port?: number;
+}
+
+/** Why a connection was refused, in a word. */
+export type RefusalCode =
+  | "not-allowed"
+  | "full"
+  | "busy"
+  | "wrong-token"
+  | "no-token"
+  | "timeout"
+  | "waiting"
+  | "protocol"
+  | "closing";
+
+/** A refused connection. */
+export interface Refusal {
+  /** Who. */
+  readonly peer: Peer;
+  /** Why, in a word. */
+  readonly code: RefusalCode;
+  /** Why, for people: `"wrong token"`, `"server full (8 clients)"`. */
+  readonly reason: string;
+}
+
+/** Tokens shorter than this draw a warning (and `serve` refuses them). */
+export const MIN_TOKEN_LENGTH = 16;
+
+const FAILURE_RECORDS = 10_000;
+const FIRST_WAIT_MS = 1000;
+const LONGEST_WAIT_MS = 60_000;
+
+interface Failures {
+  count: number;
+  until: number;
+}
+
+const encoder = new TextEncoder();
+
+/**
+ * Decides who may join, for every transport of a hub. A connection first
+ * `arrive`s (allow list, handshake bounds), then proves the token if one is
+ * set, then `enter`s (client bound), and finally `leave`s.
+ *
+ * @example Checking peers against a gate
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Gate } from "@x/midisock";
+ *
+ * const gate = new Gate({ allow: ["127.0.0.1"], maxClients: 1 });
+ * const ticket = gate.arrive({ transport: "tcp", hostname: "127.0.0.1" });
+ * assert.ok(!("code" in ticket));
+ * assert.equal(ticket.enter(), undefined);
+ * const other = gate.arrive({ transport: "tcp", hostname: "127.0.0.1" });
+ * assert.ok(!("code" in other));
+ * assert.equal(other.enter()?.code, "full");
+ * const stranger = gate.arrive({ transport: "tcp", hostname: "10.0.0.1" });
+ * assert.equal("code" in stranger && stranger.code, "not-allowed");
+ * ticket.leave();
+ * ```
+ */
+export class Gate {
+  readonly #allow: AddressList | undefined;
+  readonly #maxClients: number;
+  readonly #token: Uint8Array | undefined;
+  readonly #handshakeTimeout: number;
+  readonly #maxPending: number;
+  readonly #maxPendingPerAddress: number;
+  readonly #failuresBeforeWait: number;
+  readonly #onRefuse: ((refusal: Refusal) => void) | undefined;
+  #clients = 0;
+  #pending = 0;
+  readonly #pendingBy = new Map<string, number>();
+  readonly #failures = new Map<string, Failures>();
+
+  /**
+   * Makes a gate.
+   *
+   * @param options The rules.
+   * @throws {SyntaxError} For an allow rule that is not an address or range.
+   * @throws {RangeError} For a bound that is not a positive integer.
+   * @throws {TypeError} For a token that is not 1-200 printable ASCII
+   * characters without spaces.
+   */
+  constructor(options: GateOptions = {}) {
+    this.#allow = options.allow && new AddressList(options.allow);
+    const maxClients = options.maxClients ?? Infinity;
+    this.#maxClients = maxClients === Infinity
+      ? Infinity
+      : positiveInteger("maxClients", maxClients);
+    if (options.token !== undefined) {
+      this.#token = encoder.encode(checkToken(options.token));
+      if (options.token.length < MIN_TOKEN_LENGTH) {
+        console.warn(
+          `midisock: a token of ${options.token.length} characters can be ` +
+            `guessed; use at least ${MIN_TOKEN_LENGTH}`,
+        );
+      }
+    }
+    this.#handshakeTimeout = positiveMs(
+      "handshakeTimeout",
+      options.handshakeTimeout ?? 5000,
+    );
+    this.#maxPending = positiveInteger("maxPending", options.maxPending ?? 128);
+    this.#maxPendingPerAddress = positiveInteger(
+      "maxPendingPerAddress",
+      options.maxPendingPerAddress ?? 16,
+    );
+    this.#failuresBeforeWait = positiveInteger(
+      "failuresBeforeWait",
+      options.failuresBeforeWait ?? 3,
+    );
+    this.#onRefuse = options.onRefuse;
+  }
+
+  /** Whether clients must present a token. */
+  get wantsToken(): boolean {
+    return this.#token !== undefined;
+  }
+
+  /** The token's length in bytes (what a transport reads at most). */
+  get tokenLength(): number {
+    return this.#token?.length ?? 0;
+  }
+
+  /** How long a handshake may take, in milliseconds. */
+  get handshakeTimeout(): number {
+    return this.#handshakeTimeout;
+  }
+
+  /** Whether an allow list is set. */
+  get hasAllowList(): boolean {
+    return this.#allow !== undefined;
+  }
+
+  /** Clients admitted now. */
+  get clients(): number {
+    return this.#clients;
+  }
+
+  /** Connections in their handshake now. */
+  get pending(): number {
+    return this.#pending;
+  }
+
+  /**
+   * Tells whether an address passes the allow list (without taking a slot).
+   *
+   * @param hostname The address.
+   * @returns Whether it may connect.
+   */
+  allows(hostname: string): boolean {
+    return this.#allow === undefined || this.#allow.includes(hostname);
+  }
+
+  /**
+   * A connection arrives: checks the allow list, the handshake bounds and
+   * whether its address must wait after failed tokens.
+   *
+   * @param peer Who.
+   * @param long Whether its handshake may take long (TLS, or a token to
+   * wait for): only those count against `maxPendingPerAddress`. Defaults
+   * to whether the gate wants a token.
+   * @returns A ticket, or the refusal (already reported to `onRefuse`).
+   */
+  arrive(peer: Peer, long: boolean = this.wantsToken): Ticket | Refusal {
+    if (!this.allows(peer.hostname)) {
+      return this.refuse(peer, "not-allowed", "address not in the allow list");
+    }
+    const wait = this.#waitFor(peer.hostname);
+    if (wait > 0) {
+      return this.refuse(
+        peer,
+        "waiting",
+        `too many wrong tokens; retry in ${Math.ceil(wait / 1000)} s`,
+      );
+    }
+    const mine = this.#pendingBy.get(peer.hostname) ?? 0;
+    if (long && mine >= this.#maxPendingPerAddress) {
+      return this.refuse(
+        peer,
+        "busy",
+        `too many connections in their handshake from this address (${mine})`,
+      );
+    }
+    if (this.#pending >= this.#maxPending) {
+      return this.refuse(
+        peer,
+        "busy",
+        `too many connections in their handshake (${this.#pending})`,
+      );
+    }
+    this.#pending++;
+    if (long) this.#pendingBy.set(peer.hostname, mine + 1);
+    return this.#ticket(peer, long);
+  }
+
+  /**
+   * Reports a refusal to `onRefuse` and returns it.
+   *
+   * @param peer Who.
+   * @param code Why, in a word.
+   * @param reason Why, for people.
+   * @returns The refusal.
+   */
+  refuse(peer: Peer, code: RefusalCode, reason: string): Refusal {
+    const refusal: Refusal = { peer, code, reason };
+    try {
+      this.#onRefuse?.(refusal);
+    } catch (error) {
+      reportError(error);
+    }
+    return refusal;
+  }
+
+  #checkToken(peer: Peer, candidate: Uint8Array | string): boolean {
+    const expected = this.#token;
+    if (expected === undefined) return true;
+    const bytes = typeof candidate === "string"
+      ? encoder.encode(candidate)
+      : candidate;
+    const ok = timingSafeEqual(bytes, expected);
+    if (ok) this.#failures.delete(peer.hostname);
+    else this.#fail(peer.hostname);
+    return ok;
+  }
+
+  #enter(peer: Peer, long: boolean): Refusal | undefined {
+    this.#unpend(peer.hostname, long);
+    if (this.#clients >= this.#maxClients) {
+      return this.refuse(
+        peer,
+        "full",
+        `server full (${this.#maxClients} client${
+          this.#maxClients === 1 ? "" : "s"
+        })`,
+      );
+    }
+    this.#clients++;
+    return undefined;
+  }
+
+  #unpend(hostname: string, long: boolean): void {
+    this.#pending--;
+    if (!long) return;
+    const mine = (this.#pendingBy.get(hostname) ?? 1) - 1;
+    if (mine > 0) this.#pendingBy.set(hostname, mine);
+    else this.#pendingBy.delete(hostname);
+  }
+
+  #ticket(peer: Peer, long: boolean): Ticket {
+    let state: "pending" | "admitted" | "gone" = "pending";
+    const leave = (): void => {
+      if (state === "admitted") this.#clients--;
+      else if (state === "pending") this.#unpend(peer.hostname, long);
+      state = "gone";
+    };
+    return {
+      peer,
+      deadline: performance.now() + this.#handshakeTimeout,
+      get admitted() {
+        return state === "admitted";
+      },
+      checkToken: (candidate) => this.#checkToken(peer, candidate),
+      enter: () => {
+        if (state !== "pending") {
+          throw new Error(`Ticket of ${peer.hostname} is ${state}`);
+        }
+        const refusal = this.#enter(peer, long);
+        state = refusal === undefined ? "admitted" : "gone";
+        return refusal;
+      },
+      refuse: (code, reason) => {
+        leave();
+        return this.refuse(peer, code, reason);
+      },
+      leave,
+    };
+  }
+
+  #waitFor(hostname: string): number {
+    const record = this.#failures.get(hostname);
+    if (record === undefined) return 0;
+    return Math.max(0, record.until - performance.now());
+  }
+
+  #fail(hostname: string): void {
+    const record = this.#failures.get(hostname) ?? { count: 0, until: 0 };
+    record.count++;
+    const over = record.count - this.#failuresBeforeWait;
+    if (over >= 0) {
+      record.until = performance.now() +
+        Math.min(FIRST_WAIT_MS * 2 ** over, LONGEST_WAIT_MS);
+    }
+    // Re-insert so the map stays in order of last failure; forget the
+    // oldest addresses past the bound, so memory stays flat.
+    this.#failures.delete(hostname);
+    this.#failures.set(hostname, record);
+    if (this.#failures.size > FAILURE_RECORDS) {
+      this.#failures.delete(this.#failures.keys().next().value!);
+    }
+  }
+}
+
+/**
+ * One connection's place at the gate, from {@linkcode Gate.arrive}: pending
+ * until it `enter`s, admitted until it `leave`s.
+ */
+export interface Ticket {
+  /** Who holds it. */
+  readonly peer: Peer;
+  /** When its handshake must be done (`performance.now()` ms). */
+  readonly deadline: number;
+  /** Whether the ticket is admitted (and has not left). */
+  readonly admitted: boolean;
+  /**
+   * Checks a presented token in constant time. Wrong tokens count against
+   * the address: past `failuresBeforeWait` it must wait before trying
+   * again.
+   *
+   * @param candidate The token as presented.
+   * @returns Whether it is right (always `true` when no token is set).
+   */
+  checkToken(candidate: Uint8Array | string): boolean;
+  /**
+   * Passes the gate: takes a client slot.
+   *
+   * @returns `undefined` when admitted, else the refusal (the ticket is then
+   * gone).
+   * @throws {Error} When the ticket was already used.
+   */
+  enter(): Refusal | undefined;
+  /**
+   * Refuses the connection: reports it and gives the slot back.
+   *
+   * @param code Why, in a word.
+   * @param reason Why, for people.
+   * @returns The refusal.
+   */
+  refuse(code: RefusalCode, reason: string): Refusal;
+  /** Gives the slot back (pending or admitted). Leaving twice does nothing. */
+  leave(): void;
+}
+
+/**
+ * Compares two byte strings in time that does not depend on where they
+ * differ (only on their length).
+ */
+function timingSafeEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff |= a[i] ^ b[i];
+  return diff === 0;
+}

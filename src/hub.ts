@@ -1,0 +1,1112 @@
+/**
+ * The hub: one router that every transport hands its endpoints to. TCP
+ * clients, hardware ports, web pages, RTP-MIDI participants and links to
+ * other hubs are all endpoints: anything with the port interfaces.
+ *
+ * @module
+ */
+
+import { checkMessage, type Message } from "./codec/messages.ts";
+import { encodedLength, encodeInto } from "./codec/encode.ts";
+import { DEFAULT_MAX_SYSEX_LENGTH } from "./codec/parser.ts";
+import { FellBehindError, PortClosedError } from "./errors.ts";
+import { Gate, type GateOptions, type Refusal } from "./gate.ts";
+import { NoteTracker } from "./notes.ts";
+import type { InputPort, OutputPort, Port } from "./port.ts";
+import {
+  checkRate,
+  positiveInteger,
+  positiveMs,
+  type Rate,
+  type RateLimit,
+  sysexAllowed,
+  sysexLimit,
+  type SysexPolicy,
+  TokenBucket,
+} from "./_policy.ts";
+import { type Batch, hasSink, SINK, type Sink } from "./sink.ts";
+import { atMost } from "./_time.ts";
+
+/**
+ * What an endpoint is to the routing:
+ * - `"client"`: a remote peer (a TCP client, a page, an RTP-MIDI
+ *   participant). Policies apply to it; clients hear each other when the
+ *   hub relays.
+ * - `"device"`: a local port (hardware, a virtual port, a program's own
+ *   port). Devices hear clients and links, not each other.
+ * - `"link"`: a link to other hubs. Links hear clients and devices, not
+ *   each other.
+ */
+export type EndpointKind = "client" | "device" | "link";
+
+/** Options for {@linkcode Hub}. */
+export interface HubOptions extends GateOptions {
+  /**
+   * Whether clients hear each other. Without relay, clients reach devices
+   * and links only.
+   * @default {true}
+   */
+  relay?: boolean;
+  /**
+   * When an endpoint leaves with notes on, send a note_off for each where
+   * its messages went, so nothing is left sounding.
+   * @default {true}
+   */
+  releaseNotes?: boolean;
+  /**
+   * Sysex from clients: `"allow"`, `"drop"`, or the longest let through, in
+   * data bytes.
+   * @default {"allow"}
+   */
+  sysexIn?: SysexPolicy;
+  /**
+   * Sysex to clients: `"allow"`, `"drop"`, or the longest let through.
+   * @default {"allow"}
+   */
+  sysexOut?: SysexPolicy;
+  /**
+   * The longest sysex a transport's parser keeps, in data bytes.
+   * @default {1048576}
+   */
+  maxSysexLength?: number;
+  /**
+   * Most messages per second from each client, with bursts; the excess is
+   * dropped and counted. Messages count by arrival: those of one read are
+   * spread over the time since the read before.
+   * @default {undefined} (no limit)
+   */
+  rateLimit?: RateLimit;
+  /**
+   * An endpoint with more than this many bytes waiting for it is behind;
+   * one that stays behind for `maxLag` is dropped. The default is 1 MiB or
+   * twice the largest message the sysex policies let through, whichever is
+   * more, so that one big message passing is never taken for lag.
+   * @default {max(1 MiB, 2 x largest message)}
+   */
+  maxQueuedBytes?: number;
+  /**
+   * How long an endpoint may stay behind, or make no progress at all with
+   * bytes waiting, before it is dropped, in milliseconds.
+   * @default {2000}
+   */
+  maxLag?: number;
+  /**
+   * Drop clients that send nothing for this long, in milliseconds. Off by
+   * default: a client that only listens sends nothing.
+   * @default {undefined} (never)
+   */
+  idleTimeout?: number;
+  /**
+   * Decides who hears whom; the default follows the endpoint kinds (see
+   * {@linkcode EndpointKind}) and `relay`.
+   */
+  route?: (from: Endpoint, to: Endpoint) => boolean;
+  /** Called with every event, as it happens. */
+  onEvent?: (event: HubEvent) => void;
+}
+
+/** One endpoint of a hub, as others see it. */
+export interface Endpoint {
+  /** A number unique within the hub. */
+  readonly id: number;
+  /** A name for people: `host:port` for clients, a device's name. */
+  readonly name: string;
+  /** What it is to the routing. */
+  readonly kind: EndpointKind;
+  /** How it is reached: `"tcp"`, `"midi"`, `"web"`, `"rtp"`, `"nats"`, ... */
+  readonly transport: string;
+  /** The port behind it. */
+  readonly port: Port;
+  /** When it joined (`Date.now()`). */
+  readonly joinedAt: number;
+  /** Its counters, now. */
+  readonly stats: EndpointStats;
+}
+
+/** What went through one endpoint. */
+export interface EndpointStats {
+  /** Messages taken from it. */
+  readonly received: number;
+  /** Messages routed to it. */
+  readonly sent: number;
+  /** Messages from it refused by a policy, or dropped by its port. */
+  readonly dropped: number;
+  /** Bytes waiting to reach it. */
+  readonly queuedBytes: number;
+  /** Notes it holds on now. */
+  readonly heldNotes: number;
+}
+
+/** Options for {@linkcode Hub.add}. */
+export interface AddOptions {
+  /**
+   * What the endpoint is to the routing.
+   * @default {"client"}
+   */
+  kind?: EndpointKind;
+  /**
+   * A name for people.
+   * @default {port.name}
+   */
+  name?: string;
+  /**
+   * How it is reached, for people.
+   * @default {"port"}
+   */
+  transport?: string;
+  /**
+   * Use the port as an input (when it is one).
+   * @default {true}
+   */
+  input?: boolean;
+  /**
+   * Use the port as an output (when it is one).
+   * @default {true}
+   */
+  output?: boolean;
+  /**
+   * Close the port when the endpoint leaves.
+   * @default {true}
+   */
+  close?: boolean;
+  /** Called once, when the endpoint has left. */
+  onLeave?: () => void;
+}
+
+/** Something that happened in a hub. */
+export type HubEvent =
+  | {
+    /** An endpoint joined. */
+    readonly type: "join";
+    /** Which. */
+    readonly endpoint: Endpoint;
+  }
+  | {
+    /** An endpoint left. */
+    readonly type: "leave";
+    /** Which. */
+    readonly endpoint: Endpoint;
+    /** Why, when it did not just go away: an error. */
+    readonly reason?: unknown;
+    /** How many held notes were released for it. */
+    readonly released: number;
+  }
+  | {
+    /** A connection was refused at the gate. */
+    readonly type: "refuse";
+    /** Who and why. */
+    readonly refusal: Refusal;
+  }
+  | {
+    /** A message passed (only to listeners that asked for messages). */
+    readonly type: "message";
+    /** Where from. */
+    readonly endpoint: Endpoint;
+    /** The message. */
+    readonly message: Message;
+  }
+  | {
+    /** Something went wrong that does not stop the hub. */
+    readonly type: "warning";
+    /** The endpoint concerned, where there is one. */
+    readonly endpoint?: Endpoint;
+    /** What, for people. */
+    readonly message: string;
+  }
+  | {
+    /** A listener fell behind and missed events. */
+    readonly type: "missed";
+    /** How many. */
+    readonly count: number;
+  };
+
+/** Options for {@linkcode Hub.events}. */
+export interface EventOptions {
+  /**
+   * Include a `message` event for every message (costly on a busy hub).
+   * @default {false}
+   */
+  messages?: boolean;
+  /**
+   * Events kept for a reader that falls behind; past it they are counted
+   * and reported as one `missed` event.
+   * @default {10000}
+   */
+  queueSize?: number;
+}
+
+/** A feed of hub events: iterate it; `close()` ends it. */
+export interface EventFeed extends AsyncIterableIterator<HubEvent> {
+  /** Stops the feed; iteration ends. */
+  close(): void;
+}
+
+/** The most messages taken from one endpoint before others get a turn. */
+const TURN = 4096;
+const LAG_CHECK_MS = 250;
+/** How often a client's active sensing is answered, at most. */
+const ANSWER_MS = 100;
+const ACTIVE_SENSING: Message = Object.freeze({
+  type: "active_sensing",
+  time: 0,
+});
+/** How long `close()` lets endpoints close gracefully. */
+const CLOSE_DEADLINE_MS = 2000;
+/** How far past `maxQueuedBytes` an endpoint may go before it is dropped at once. */
+const HARD_FACTOR = 8;
+
+class MemberBatch implements Batch {
+  readonly messages: readonly Message[];
+  #bytes: Uint8Array | undefined;
+
+  constructor(messages: readonly Message[]) {
+    this.messages = messages;
+  }
+
+  get bytes(): Uint8Array {
+    if (this.#bytes === undefined) {
+      let size = 0;
+      for (const msg of this.messages) size += encodedLength(msg);
+      const bytes = new Uint8Array(size);
+      let offset = 0;
+      for (const msg of this.messages) offset = encodeInto(msg, bytes, offset);
+      this.#bytes = bytes;
+    }
+    return this.#bytes;
+  }
+}
+
+/** A sink for any `OutputPort`: a queue, sent one message at a time. */
+class PortSink implements Sink {
+  readonly #port: OutputPort;
+  readonly #onClosed: (reason: unknown) => void;
+  readonly #onError: (error: unknown) => void;
+  #queue: Message[] = [];
+  #head = 0;
+  #bytes = 0;
+  #progressAt = 0;
+  #pumping: Promise<void> | undefined;
+  #closed = false;
+  #drain: PromiseWithResolvers<void> | undefined;
+  readonly slow = "drop" as const;
+
+  constructor(
+    port: OutputPort,
+    onClosed: (reason: unknown) => void,
+    onError: (error: unknown) => void,
+  ) {
+    this.#port = port;
+    this.#onClosed = onClosed;
+    this.#onError = onError;
+  }
+
+  get queuedBytes(): number {
+    return this.#bytes;
+  }
+
+  get copiedBytes(): number {
+    return this.#bytes;
+  }
+
+  get progressAt(): number {
+    return this.#progressAt;
+  }
+
+  write(batch: Batch): boolean {
+    if (this.#closed) return false;
+    if (this.#bytes === 0) this.#progressAt = performance.now();
+    for (const msg of batch.messages) {
+      this.#queue.push(msg);
+      this.#bytes += encodedLength(msg);
+    }
+    this.#pumping ??= this.#pump();
+    return true;
+  }
+
+  drained(): Promise<void> {
+    if (this.#bytes === 0 || this.#closed) return Promise.resolve();
+    this.#drain ??= Promise.withResolvers<void>();
+    return this.#drain.promise;
+  }
+
+  async #pump(): Promise<void> {
+    while (this.#head < this.#queue.length && !this.#closed) {
+      const msg = this.#queue[this.#head];
+      this.#queue[this.#head++] = undefined as unknown as Message;
+      try {
+        await this.#port.send(msg);
+      } catch (error) {
+        if (error instanceof PortClosedError || this.#port.closed) {
+          this.#closed = true;
+          this.#onClosed(error);
+          break;
+        }
+        this.#onError(error);
+      }
+      this.#bytes -= encodedLength(msg);
+      this.#progressAt = performance.now();
+    }
+    this.#queue = [];
+    this.#head = 0;
+    this.#bytes = 0;
+    this.#pumping = undefined;
+    this.#drain?.resolve();
+    this.#drain = undefined;
+  }
+
+  close(): void {
+    this.#closed = true;
+  }
+}
+
+let nextId = 1;
+
+class Member implements Endpoint {
+  readonly id = nextId++;
+  readonly name: string;
+  readonly kind: EndpointKind;
+  readonly transport: string;
+  readonly port: Port;
+  readonly joinedAt = Date.now();
+  readonly input: InputPort | undefined;
+  sink: Sink | undefined;
+  readonly notes: NoteTracker | undefined;
+  readonly bucket: TokenBucket | undefined;
+  readonly closePort: boolean;
+  readonly onLeave: (() => void) | undefined;
+  received = 0;
+  sent = 0;
+  dropped = 0;
+  warned = false;
+  /** When it went over the bound, while it stays over. */
+  overSince: number | undefined;
+  lastInput = performance.now();
+  answeredAt = -Infinity;
+  /** Set when its output stops: dropped, or closed. */
+  reason: unknown;
+  outputDead = false;
+  left = false;
+  pump: Promise<void> | undefined;
+
+  constructor(
+    port: Port,
+    options: AddOptions,
+    input: InputPort | undefined,
+    notes: boolean,
+    rate: Rate | undefined,
+  ) {
+    this.port = port;
+    this.name = options.name ?? port.name;
+    this.kind = options.kind ?? "client";
+    this.transport = options.transport ?? "port";
+    this.input = input;
+    this.notes = notes && input !== undefined ? new NoteTracker() : undefined;
+    this.bucket = rate !== undefined && this.kind === "client" && input
+      ? new TokenBucket(rate)
+      : undefined;
+    this.closePort = options.close ?? true;
+    this.onLeave = options.onLeave;
+  }
+
+  get stats(): EndpointStats {
+    const own = (this.port as { dropped?: unknown }).dropped;
+    return {
+      received: this.received,
+      sent: this.sent,
+      dropped: this.dropped + (typeof own === "number" ? own : 0),
+      queuedBytes: this.sink?.queuedBytes ?? 0,
+      heldNotes: this.notes?.size ?? 0,
+    };
+  }
+}
+
+class Feed implements EventFeed {
+  readonly #capacity: number;
+  readonly #stop: () => void;
+  #items: HubEvent[] = [];
+  #missed = 0;
+  #waiting: ((result: IteratorResult<HubEvent>) => void) | undefined;
+  #done = false;
+
+  constructor(capacity: number, stop: () => void) {
+    this.#capacity = capacity;
+    this.#stop = stop;
+  }
+
+  push(event: HubEvent): void {
+    if (this.#done) return;
+    const waiting = this.#waiting;
+    if (waiting !== undefined) {
+      this.#waiting = undefined;
+      return waiting({ value: event, done: false });
+    }
+    if (this.#items.length >= this.#capacity) {
+      this.#missed++;
+      return;
+    }
+    this.#items.push(event);
+  }
+
+  next(): Promise<IteratorResult<HubEvent>> {
+    if (this.#missed > 0) {
+      const count = this.#missed;
+      this.#missed = 0;
+      return Promise.resolve({ value: { type: "missed", count }, done: false });
+    }
+    const event = this.#items.shift();
+    if (event !== undefined) {
+      return Promise.resolve({ value: event, done: false });
+    }
+    if (this.#done) return Promise.resolve({ value: undefined, done: true });
+    return new Promise((resolve) => this.#waiting = resolve);
+  }
+
+  return(): Promise<IteratorResult<HubEvent>> {
+    this.close();
+    return Promise.resolve({ value: undefined, done: true });
+  }
+
+  close(): void {
+    if (this.#done) return;
+    this.#done = true;
+    this.#items = [];
+    this.#stop();
+    this.#waiting?.({ value: undefined, done: true });
+    this.#waiting = undefined;
+  }
+
+  [Symbol.asyncIterator](): AsyncIterableIterator<HubEvent> {
+    return this;
+  }
+}
+
+interface Listener {
+  readonly fn: (event: HubEvent) => void;
+  readonly messages: boolean;
+}
+
+function defaultRoute(relay: boolean) {
+  return (from: Endpoint, to: Endpoint): boolean => {
+    switch (from.kind) {
+      case "client":
+        return relay || to.kind !== "client";
+      case "device":
+        return to.kind !== "device";
+      case "link":
+        return to.kind !== "link";
+    }
+  };
+}
+
+/**
+ * Routes messages between endpoints: every message an endpoint sends goes
+ * to every other endpoint its route allows (by default: clients hear each
+ * other, devices and links hear clients, clients hear everyone), and never
+ * back to the sender.
+ *
+ * It owns what every transport shares:
+ * - who may join, for every transport: its {@linkcode Gate};
+ * - per-endpoint policies: sysex in and out, rate limits;
+ * - held notes: an endpoint that leaves with notes on gets a note_off for
+ *   each, sent where its messages went;
+ * - endpoints that fall behind: one that stays more than `maxQueuedBytes`
+ *   behind for `maxLag`, or takes nothing at all for that long, is
+ *   dropped, so it never slows the others and memory stays bounded. A
+ *   reader in this process (a `"wait"` sink) is waited for instead;
+ * - fairness: each endpoint's input is taken a read at a time, so a flood
+ *   from one delays the others by a turn at most;
+ * - events (join, leave, refuse, message, warning) and counters.
+ *
+ * A transport's job ends at making endpoints and handing them to `add`.
+ *
+ * @example Two ports joined by a hub
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Hub, InputPortBase, type Message, message } from "@x/midisock";
+ *
+ * class Local extends InputPortBase {
+ *   readonly name: string;
+ *   readonly heard: Message[] = [];
+ *   constructor(name: string) {
+ *     super();
+ *     this.name = name;
+ *   }
+ *   play(msg: Message) {
+ *     this.deliver(msg);
+ *   }
+ *   send(msg: Message): Promise<void> {
+ *     this.heard.push(msg);
+ *     return Promise.resolve();
+ *   }
+ *   reset = () => Promise.resolve();
+ *   panic = () => Promise.resolve();
+ *   close(): Promise<void> {
+ *     this.finish(undefined, true);
+ *     return Promise.resolve();
+ *   }
+ * }
+ *
+ * await using hub = new Hub();
+ * const a = new Local("a");
+ * const b = new Local("b");
+ * hub.add(a);
+ * hub.add(b);
+ * a.play(message("note_on", { note: 60 }));
+ * await new Promise((resolve) => setTimeout(resolve, 10));
+ * assert.deepEqual(b.heard, [message("note_on", { note: 60 })]);
+ * assert.deepEqual(a.heard, []);
+ * ```
+ */
+export class Hub implements AsyncDisposable {
+  readonly #gate: Gate;
+  readonly #route: (from: Endpoint, to: Endpoint) => boolean;
+  readonly #releaseNotes: boolean;
+  readonly #sysexIn: number;
+  readonly #sysexOut: number;
+  readonly #maxSysexLength: number;
+  readonly #rate: Rate | undefined;
+  readonly #maxQueuedBytes: number;
+  readonly #maxLag: number;
+  readonly #idleTimeout: number | undefined;
+  #members: Member[] = [];
+  readonly #listeners = new Set<Listener>();
+  #messageListeners = 0;
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #paused: PromiseWithResolvers<void> | undefined;
+  readonly #waitingFor = new Set<Member>();
+  readonly #closings = new Set<Promise<void>>();
+  #stopping = false;
+  #closing: Promise<void> | undefined;
+
+  /**
+   * Makes a hub with no endpoints.
+   *
+   * @param options Gate rules, policies, bounds, routing and a listener.
+   * @throws {RangeError} For a bound or policy out of range.
+   * @throws {SyntaxError} For an allow rule that does not parse.
+   * @throws {TypeError} For a malformed token.
+   */
+  constructor(options: HubOptions = {}) {
+    this.#gate = new Gate({
+      ...options,
+      onRefuse: (refusal) => {
+        this.#emit({ type: "refuse", refusal });
+        options.onRefuse?.(refusal);
+      },
+    });
+    this.#route = options.route ?? defaultRoute(options.relay ?? true);
+    this.#releaseNotes = options.releaseNotes ?? true;
+    this.#sysexIn = sysexLimit("sysexIn", options.sysexIn ?? "allow");
+    this.#sysexOut = sysexLimit("sysexOut", options.sysexOut ?? "allow");
+    const maxSysexLength = options.maxSysexLength ?? DEFAULT_MAX_SYSEX_LENGTH;
+    if (!Number.isSafeInteger(maxSysexLength) || maxSysexLength < 0) {
+      throw new RangeError(
+        `maxSysexLength must be a non-negative integer: got ${maxSysexLength}`,
+      );
+    }
+    this.#maxSysexLength = Math.min(maxSysexLength, Math.max(this.#sysexIn, 0));
+    this.#rate = options.rateLimit && checkRate(options.rateLimit);
+    const largest = Math.min(
+      this.#maxSysexLength,
+      Math.max(this.#sysexOut, 0),
+    ) + 2;
+    this.#maxQueuedBytes = options.maxQueuedBytes === undefined
+      ? Math.max(1 << 20, 2 * largest)
+      : positiveInteger("maxQueuedBytes", options.maxQueuedBytes);
+    this.#maxLag = positiveMs("maxLag", options.maxLag ?? 2000);
+    this.#idleTimeout = options.idleTimeout === undefined
+      ? undefined
+      : positiveMs("idleTimeout", options.idleTimeout);
+    if (options.onEvent !== undefined) this.listen(options.onEvent);
+  }
+
+  /** Who may join: share it with every transport of this hub. */
+  get gate(): Gate {
+    return this.#gate;
+  }
+
+  /**
+   * The longest sysex kept, in data bytes: what transports give their
+   * parsers.
+   */
+  get maxSysexLength(): number {
+    return this.#maxSysexLength;
+  }
+
+  /** The endpoints now, in the order they joined. */
+  get endpoints(): readonly Endpoint[] {
+    return [...this.#members];
+  }
+
+  /** Whether `close()` was called. */
+  get closed(): boolean {
+    return this.#stopping;
+  }
+
+  /**
+   * Adds an endpoint. From now on the hub reads its messages (when it is an
+   * input) and routes messages to it (when it is an output), until it
+   * leaves: its input ends, its output fails or falls behind, or
+   * `remove` is called. Then its held notes are released, a `leave` event
+   * says why, and (unless `close: false`) the port is closed.
+   *
+   * @param port An input, an output, or both.
+   * @param options Kind, name and transport, for routing and people.
+   * @returns The endpoint.
+   * @throws {TypeError} When `port` is neither an input nor an output.
+   * @throws {PortClosedError} When the hub is closed.
+   */
+  add(port: Port, options: AddOptions = {}): Endpoint {
+    if (this.#stopping) throw new PortClosedError("hub");
+    const input = options.input !== false && isInput(port) ? port : undefined;
+    const output = options.output !== false && (hasSink(port) || isOutput(port))
+      ? port
+      : undefined;
+    if (input === undefined && output === undefined) {
+      throw new TypeError(
+        `Cannot add ${describePort(port)} to a hub: it is neither an input ` +
+          "(async iterable with poll) nor an output (send)",
+      );
+    }
+    const member = new Member(
+      port,
+      options,
+      input,
+      this.#releaseNotes,
+      this.#rate,
+    );
+    if (output !== undefined) {
+      member.sink = hasSink(output) ? output[SINK] : new PortSink(
+        output as OutputPort,
+        (reason) => this.#drop(member, reason),
+        (error) => this.#warnOnce(member, error),
+      );
+    }
+    this.#members = [...this.#members, member];
+    this.#emit({ type: "join", endpoint: member });
+    if (input !== undefined) member.pump = this.#pump(member, input);
+    this.#timer ??= this.#startTimer();
+    return member;
+  }
+
+  /**
+   * Takes an endpoint off the hub: nothing more is routed to it, its held
+   * notes are released, and its port is closed (unless it was added with
+   * `close: false`). Removing twice does nothing.
+   *
+   * @param endpoint The endpoint.
+   * @param reason Why, for the `leave` event.
+   * @returns A promise that resolves once it has left.
+   */
+  async remove(endpoint: Endpoint, reason?: unknown): Promise<void> {
+    const member = endpoint as Member;
+    if (!this.#members.includes(member) || member.outputDead) return;
+    member.outputDead = true;
+    member.reason = reason;
+    if (member.closePort) {
+      await this.#track(member.port.close().catch(() => {}));
+    }
+    this.#leave(member);
+    await member.pump;
+  }
+
+  /**
+   * Routes messages as if `from` had sent them: how a program speaks
+   * through an output-only endpoint (a `PortServer`'s own `send`).
+   *
+   * @param from The endpoint they come from.
+   * @param messages The messages; all are checked first.
+   * @throws {TypeError | RangeError} For a malformed message (nothing sent).
+   * @throws {PortClosedError} When the hub is closed or `from` has left.
+   */
+  inject(from: Endpoint, messages: readonly Message[]): void {
+    for (const msg of messages) checkMessage(msg);
+    const member = from as Member;
+    if (this.#stopping || member.left) {
+      throw new PortClosedError(this.#stopping ? "hub" : member.name);
+    }
+    this.#take(member, messages as Message[], false);
+  }
+
+  /**
+   * Reports a problem that does not stop anything, as a `warning` event:
+   * how transports tell the hub's listeners (a full descriptor table, say).
+   *
+   * @param message What, for people.
+   */
+  warn(message: string): void {
+    this.#emit({ type: "warning", message });
+  }
+
+  /**
+   * Calls `listener` with every event, synchronously, until the returned
+   * function is called.
+   *
+   * @param listener The callback; what it throws is reported, not thrown.
+   * @param options `messages: true` to include message events.
+   * @returns A function that stops the calls.
+   */
+  listen(
+    listener: (event: HubEvent) => void,
+    options: { messages?: boolean } = {},
+  ): () => void {
+    const entry: Listener = {
+      fn: listener,
+      messages: options.messages ?? false,
+    };
+    this.#listeners.add(entry);
+    if (entry.messages) this.#messageListeners++;
+    return () => {
+      if (this.#listeners.delete(entry) && entry.messages) {
+        this.#messageListeners--;
+      }
+    };
+  }
+
+  /**
+   * A feed of events to iterate with `for await`, bounded: a reader that
+   * falls behind misses events (reported as one `missed` event) rather than
+   * holding memory. It ends when the hub closes or `close()` is called.
+   *
+   * @param options Whether to include message events, and the bound.
+   * @returns The feed.
+   */
+  events(options: EventOptions = {}): EventFeed {
+    const capacity = positiveInteger("queueSize", options.queueSize ?? 10000);
+    let stop = () => {};
+    const feed = new Feed(capacity, () => stop());
+    stop = this.listen((event) => feed.push(event), options);
+    if (this.#closing !== undefined) {
+      this.#closing.then(() => feed.close());
+    }
+    return feed;
+  }
+
+  #emit(event: HubEvent): void {
+    for (const listener of this.#listeners) {
+      if (event.type === "message" && !listener.messages) continue;
+      try {
+        listener.fn(event);
+      } catch (error) {
+        reportError(error);
+      }
+    }
+  }
+
+  #warnOnce(member: Member, error: unknown): void {
+    if (member.warned) return;
+    member.warned = true;
+    this.#emit({
+      type: "warning",
+      endpoint: member,
+      message: error instanceof Error ? error.message : String(error),
+    });
+  }
+
+  async #pump(member: Member, port: InputPort): Promise<void> {
+    const messages = port[Symbol.asyncIterator]();
+    let cause: unknown;
+    try {
+      for (;;) {
+        if (this.#paused !== undefined) await this.#paused.promise;
+        if (this.#stopping) return;
+        const { value, done } = await messages.next();
+        if (done || this.#stopping) break;
+        const batch = [value];
+        for (let msg = port.poll(); msg !== undefined; msg = port.poll()) {
+          batch.push(msg);
+          if (batch.length >= TURN) break;
+        }
+        this.#take(member, batch, true);
+        if (batch.length >= TURN) {
+          await new Promise((resolve) => setTimeout(resolve, 0));
+        }
+      }
+    } catch (error) {
+      cause = error;
+    }
+    if (this.#stopping) return;
+    if (member.reason === undefined) {
+      member.reason = cause ?? await closeCause(port);
+    }
+    this.#leave(member);
+  }
+
+  /** Applies `from`'s policies to what it sent, then routes it. */
+  #take(from: Member, messages: Message[], counted: boolean): void {
+    const now = performance.now();
+    from.lastInput = now;
+    let list = messages;
+    if (from.kind === "client") {
+      list = this.#sensing(from, list);
+      const bucket = from.bucket;
+      const sysexIn = this.#sysexIn;
+      if (bucket !== undefined || sysexIn !== Infinity) {
+        bucket?.arrive(list.length, now);
+        list = list.filter((msg) =>
+          sysexAllowed(msg, sysexIn) && (bucket === undefined || bucket.take())
+        );
+        from.dropped += messages.length - list.length;
+      }
+    }
+    if (list.length === 0) return;
+    if (counted) from.received += list.length;
+    const notes = from.notes;
+    if (notes !== undefined) { for (const msg of list) notes.track(msg); }
+    if (this.#messageListeners > 0) {
+      for (const message of list) {
+        this.#emit({ type: "message", endpoint: from, message });
+      }
+    }
+    this.#deliver(from, list);
+  }
+
+  /**
+   * Active sensing from a client keeps its link alive, as MIDI 1.0 means it:
+   * it is answered (at most every 100 ms) and not relayed.
+   */
+  #sensing(from: Member, messages: Message[]): Message[] {
+    let sensed = false;
+    for (const msg of messages) {
+      if (msg.type === "active_sensing") {
+        sensed = true;
+        break;
+      }
+    }
+    if (!sensed) return messages;
+    const now = performance.now();
+    if (from.sink !== undefined && now - from.answeredAt >= ANSWER_MS) {
+      from.answeredAt = now;
+      from.sink.write(new MemberBatch([ACTIVE_SENSING]));
+    }
+    return messages.filter((msg) => msg.type !== "active_sensing");
+  }
+
+  /** Sends messages everywhere `from`'s route allows. */
+  #deliver(from: Member, messages: readonly Message[]): void {
+    const batch = new MemberBatch(messages);
+    let toClients: MemberBatch | undefined;
+    for (const to of this.#members) {
+      if (to === from || to.sink === undefined || to.outputDead) continue;
+      if (!this.#route(from, to)) continue;
+      let share: MemberBatch = batch;
+      if (to.kind === "client" && this.#sysexOut !== Infinity) {
+        toClients ??= new MemberBatch(
+          messages.filter((msg) => sysexAllowed(msg, this.#sysexOut)),
+        );
+        share = toClients;
+        if (share.messages.length === 0) continue;
+      }
+      const sink = to.sink;
+      if (!sink.write(share)) {
+        this.#drop(to, undefined);
+        continue;
+      }
+      to.sent += share.messages.length;
+      if (sink.slow === "wait") {
+        if (sink.queuedBytes > 0) this.#waitFor(to);
+      } else if (
+        sink.queuedBytes > this.#maxQueuedBytes * HARD_FACTOR ||
+        sink.copiedBytes > this.#maxQueuedBytes * 2
+      ) {
+        this.#drop(
+          to,
+          new FellBehindError(to.name, sink.queuedBytes, 0),
+        );
+      }
+    }
+  }
+
+  /** Pauses every input until a reader in this process catches up. */
+  #waitFor(member: Member): void {
+    if (this.#waitingFor.has(member)) return;
+    this.#waitingFor.add(member);
+    this.#paused ??= Promise.withResolvers<void>();
+    member.sink!.drained().finally(() => {
+      this.#waitingFor.delete(member);
+      if (this.#waitingFor.size === 0) {
+        this.#paused?.resolve();
+        this.#paused = undefined;
+      }
+    });
+  }
+
+  #startTimer(): ReturnType<typeof setInterval> {
+    const timer = setInterval(() => this.#check(), LAG_CHECK_MS);
+    Deno.unrefTimer(timer as unknown as number);
+    return timer;
+  }
+
+  /** Drops endpoints that stay behind, stall, or idle past the limit. */
+  #check(): void {
+    const now = performance.now();
+    for (const member of this.#members) {
+      const sink = member.sink;
+      if (sink !== undefined && sink.slow === "drop" && !member.outputDead) {
+        const queued = sink.queuedBytes;
+        if (queued > this.#maxQueuedBytes) {
+          member.overSince ??= now;
+        } else {
+          member.overSince = undefined;
+        }
+        const stalled = queued > 0 && now - sink.progressAt >= this.#maxLag;
+        if (
+          stalled ||
+          (member.overSince !== undefined &&
+            now - member.overSince >= this.#maxLag)
+        ) {
+          this.#drop(
+            member,
+            new FellBehindError(
+              member.name,
+              queued,
+              Math.round(now - (stalled ? sink.progressAt : member.overSince!)),
+              stalled,
+            ),
+          );
+          continue;
+        }
+      }
+      if (
+        this.#idleTimeout !== undefined && member.kind === "client" &&
+        member.input !== undefined && !member.outputDead &&
+        now - member.lastInput >= this.#idleTimeout
+      ) {
+        this.#drop(
+          member,
+          new Error(`Idle for ${Math.round(this.#idleTimeout / 1000)} s`),
+        );
+      }
+    }
+  }
+
+  /**
+   * Stops routing to an endpoint and closes its port at once; what it sent
+   * before is still routed, then it leaves.
+   */
+  #drop(member: Member, reason: unknown): void {
+    if (member.outputDead) return;
+    member.outputDead = true;
+    member.reason ??= reason;
+    member.overSince = undefined;
+    if (member.closePort) this.#track(abortPort(member.port, reason));
+    if (member.input === undefined) this.#leave(member);
+  }
+
+  /** The endpoint is gone: release its notes, tell the listeners. */
+  #leave(member: Member): void {
+    if (member.left) return;
+    member.left = true;
+    member.outputDead = true;
+    this.#members = this.#members.filter((m) => m !== member);
+    this.#waitingFor.delete(member);
+    const notes = member.notes?.release() ?? [];
+    if (notes.length > 0) this.#deliver(member, notes);
+    if (member.closePort && !member.port.closed) {
+      this.#track(member.port.close().catch(() => {}));
+    }
+    this.#emit({
+      type: "leave",
+      endpoint: member,
+      reason: member.reason,
+      released: notes.length,
+    });
+    try {
+      member.onLeave?.();
+    } catch (error) {
+      reportError(error);
+    }
+  }
+
+  #track(promise: Promise<void>): Promise<void> {
+    this.#closings.add(promise);
+    promise.finally(() => this.#closings.delete(promise));
+    return promise;
+  }
+
+  /**
+   * Stops the hub: stops reading every input, releases every held note
+   * where it belongs, then closes every endpoint's port (those added with
+   * `close: false` excepted), gracefully for at most two seconds and then
+   * at once. Closing twice does nothing.
+   *
+   * @returns A promise that resolves once everything is closed.
+   */
+  close(): Promise<void> {
+    this.#closing ??= this.#shutdown();
+    return this.#closing;
+  }
+
+  async #shutdown(): Promise<void> {
+    this.#stopping = true;
+    this.#paused?.resolve();
+    this.#paused = undefined;
+    clearInterval(this.#timer);
+    const members = this.#members;
+    // Stop reading first, then let go of every held note where it belongs,
+    // then close: gracefully while the deadline lasts, then at once.
+    const released = members.map((member) => {
+      const notes = member.notes?.release() ?? [];
+      if (notes.length > 0) this.#deliver(member, notes);
+      return notes.length;
+    });
+    const closing = members.filter((m) => m.closePort).map((m) => m.port);
+    const late = await atMost(
+      Promise.all(closing.map((port) => port.close())),
+      CLOSE_DEADLINE_MS,
+    );
+    if (late) {
+      await Promise.all(closing.map((port) => abortPort(port, undefined)));
+    }
+    await Promise.all(members.map((m) => m.pump));
+    await Promise.all(this.#closings);
+    this.#members = [];
+    members.forEach((member, i) => {
+      if (member.left) return;
+      member.left = true;
+      this.#emit({ type: "leave", endpoint: member, released: released[i] });
+    });
+  }
+
+  /** Closes the hub, for `await using`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+/**
+ * Closes a port at once where it can (a `SocketPort`'s `abort`), else as
+ * it closes.
+ */
+function abortPort(port: Port, reason: unknown): Promise<void> {
+  const abort = (port as { abort?: (reason: unknown) => Promise<void> })
+    .abort;
+  const closing = typeof abort === "function"
+    ? abort.call(port, reason)
+    : port.close();
+  return closing.catch(() => {});
+}
+
+function isInput(port: Port): port is InputPort {
+  return Symbol.asyncIterator in port &&
+    typeof (port as InputPort).poll === "function";
+}
+
+function isOutput(port: Port): port is OutputPort {
+  return typeof (port as OutputPort).send === "function";
+}
+
+function describePort(port: unknown): string {
+  const name = (port as { name?: unknown } | null)?.name;
+  return typeof name === "string" ? JSON.stringify(name) : String(port);
+}
+
+/** Why a port's input ended, as its `receive()` says. */
+async function closeCause(port: InputPort): Promise<unknown> {
+  try {
+    await port.receive();
+    return undefined;
+  } catch (error) {
+    return error instanceof PortClosedError ? error.cause : error;
+  }
+}
