@@ -78,7 +78,17 @@ export {
   type RefusalCode,
   type Ticket,
 } from "./src/gate.ts";
-export { type Batch, hasSink, SINK, type Sink } from "./src/sink.ts";
+export {
+  type Batch,
+  type HasSink,
+  hasSink,
+  type HasSource,
+  hasSource,
+  SINK,
+  type Sink,
+  SOURCE,
+  type Source,
+} from "./src/sink.ts";
 export {
   type AddOptions,
   type Endpoint,

@@ -6,9 +6,11 @@
  * @module
  */
 
+import { setImmediate } from "node:timers";
 import { checkMessage, type Message } from "./codec/messages.ts";
 import { encodedLength, encodeInto } from "./codec/encode.ts";
 import { DEFAULT_MAX_SYSEX_LENGTH } from "./codec/parser.ts";
+import { decodeFramed, FRAMED_SIZE } from "./codec/_framer.ts";
 import { FellBehindError, PortClosedError } from "./errors.ts";
 import { Gate, type GateOptions, type Refusal } from "./gate.ts";
 import { NoteTracker } from "./notes.ts";
@@ -24,7 +26,14 @@ import {
   type SysexPolicy,
   TokenBucket,
 } from "./_policy.ts";
-import { type Batch, hasSink, SINK, type Sink } from "./sink.ts";
+import {
+  type Batch,
+  hasSink,
+  hasSource,
+  SINK,
+  type Sink,
+  SOURCE,
+} from "./sink.ts";
 import { atMost } from "./_time.ts";
 
 /**
@@ -250,30 +259,64 @@ const ACTIVE_SENSING: Message = Object.freeze({
   type: "active_sensing",
   time: 0,
 });
+const SENSING_BYTES = new Uint8Array([0xfe]);
 /** How long `close()` lets endpoints close gracefully. */
 const CLOSE_DEADLINE_MS = 2000;
 /** How far past `maxQueuedBytes` an endpoint may go before it is dropped at once. */
 const HARD_FACTOR = 8;
 
-class MemberBatch implements Batch {
-  readonly messages: readonly Message[];
+/** A batch made from whichever form came first; the other on first use. */
+class FramedBatch implements Batch {
+  #messages: readonly Message[] | undefined;
   #bytes: Uint8Array | undefined;
+  #count: number | undefined;
 
-  constructor(messages: readonly Message[]) {
-    this.messages = messages;
+  constructor(
+    bytes?: Uint8Array,
+    messages?: readonly Message[],
+    count?: number,
+  ) {
+    this.#bytes = bytes;
+    this.#messages = messages;
+    this.#count = count ?? messages?.length;
+  }
+
+  /** How many messages it holds. */
+  get count(): number {
+    return this.#count ??= countFramed(this.#bytes!);
+  }
+
+  get messages(): readonly Message[] {
+    return this.#messages ??= decodeFramed(this.#bytes!, []);
   }
 
   get bytes(): Uint8Array {
     if (this.#bytes === undefined) {
+      const messages = this.#messages!;
       let size = 0;
-      for (const msg of this.messages) size += encodedLength(msg);
+      for (const msg of messages) size += encodedLength(msg);
       const bytes = new Uint8Array(size);
       let offset = 0;
-      for (const msg of this.messages) offset = encodeInto(msg, bytes, offset);
+      for (const msg of messages) offset = encodeInto(msg, bytes, offset);
       this.#bytes = bytes;
     }
     return this.#bytes;
   }
+}
+
+/** The length of the framed message at `i`. */
+function sizeAt(bytes: Uint8Array, i: number): number {
+  const status = bytes[i];
+  return status === 0xf0
+    ? bytes.indexOf(0xf7, i + 1) - i + 1
+    : FRAMED_SIZE[status - 0x80];
+}
+
+/** Counts the framed messages in `bytes`. */
+function countFramed(bytes: Uint8Array): number {
+  let count = 0;
+  for (let i = 0; i < bytes.length; i += sizeAt(bytes, i)) count++;
+  return count;
 }
 
 /** A sink for any `OutputPort`: a queue, sent one message at a time. */
@@ -369,6 +412,8 @@ class Member implements Endpoint {
   readonly port: Port;
   readonly joinedAt = Date.now();
   readonly input: InputPort | undefined;
+  /** Whether its input comes as framed bytes (a `Source`). */
+  source = false;
   sink: Sink | undefined;
   readonly notes: NoteTracker | undefined;
   readonly bucket: TokenBucket | undefined;
@@ -401,7 +446,8 @@ class Member implements Endpoint {
     this.transport = options.transport ?? "port";
     this.input = input;
     this.notes = notes && input !== undefined ? new NoteTracker() : undefined;
-    this.bucket = rate !== undefined && this.kind === "client" && input
+    this.bucket = rate !== undefined && this.kind === "client" &&
+        input !== undefined
       ? new TokenBucket(rate)
       : undefined;
     this.closePort = options.close ?? true;
@@ -684,7 +730,23 @@ export class Hub implements AsyncDisposable {
     }
     this.#members = [...this.#members, member];
     this.#emit({ type: "join", endpoint: member });
-    if (input !== undefined) member.pump = this.#pump(member, input);
+    if (input !== undefined && hasSource(input)) {
+      member.source = true;
+      let end!: () => void;
+      member.pump = new Promise<void>((resolve) => end = resolve);
+      input[SOURCE].attach(
+        (framed) => this.#fromSource(member, framed),
+        (cause) => {
+          if (!this.#stopping) {
+            member.reason ??= cause;
+            this.#leave(member);
+          }
+          end();
+        },
+      );
+    } else if (input !== undefined) {
+      member.pump = this.#pump(member, input);
+    }
     this.#timer ??= this.#startTimer();
     return member;
   }
@@ -725,7 +787,8 @@ export class Hub implements AsyncDisposable {
     if (this.#stopping || member.left) {
       throw new PortClosedError(this.#stopping ? "hub" : member.name);
     }
-    this.#take(member, messages as Message[], false);
+    const batch = new FramedBatch(undefined, messages);
+    this.#take(member, batch.bytes, batch, false);
   }
 
   /**
@@ -812,15 +875,15 @@ export class Hub implements AsyncDisposable {
         if (this.#stopping) return;
         const { value, done } = await messages.next();
         if (done || this.#stopping) break;
-        const batch = [value];
+        const list = [value];
         for (let msg = port.poll(); msg !== undefined; msg = port.poll()) {
-          batch.push(msg);
-          if (batch.length >= TURN) break;
+          list.push(msg);
+          if (list.length >= TURN) break;
         }
-        this.#take(member, batch, true);
-        if (batch.length >= TURN) {
-          await new Promise((resolve) => setTimeout(resolve, 0));
-        }
+        const batch = new FramedBatch(undefined, list);
+        this.#take(member, batch.bytes, batch, true);
+        // A full turn: let every other endpoint and the writes go first.
+        if (list.length >= TURN) await new Promise(setImmediate);
       }
     } catch (error) {
       cause = error;
@@ -832,89 +895,135 @@ export class Hub implements AsyncDisposable {
     this.#leave(member);
   }
 
-  /** Applies `from`'s policies to what it sent, then routes it. */
-  #take(from: Member, messages: Message[], counted: boolean): void {
-    const now = performance.now();
-    from.lastInput = now;
-    let list = messages;
-    if (from.kind === "client") {
-      list = this.#sensing(from, list);
-      const bucket = from.bucket;
-      const sysexIn = this.#sysexIn;
-      if (bucket !== undefined || sysexIn !== Infinity) {
-        bucket?.arrive(list.length, now);
-        list = list.filter((msg) =>
-          sysexAllowed(msg, sysexIn) && (bucket === undefined || bucket.take())
-        );
-        from.dropped += messages.length - list.length;
-      }
-    }
-    if (list.length === 0) return;
-    if (counted) from.received += list.length;
-    const notes = from.notes;
-    if (notes !== undefined) { for (const msg of list) notes.track(msg); }
-    if (this.#messageListeners > 0) {
-      for (const message of list) {
-        this.#emit({ type: "message", endpoint: from, message });
-      }
-    }
-    this.#deliver(from, list);
+  #fromSource(member: Member, framed: Uint8Array): Promise<void> | undefined {
+    if (this.#stopping || member.left) return undefined;
+    this.#take(member, framed, undefined, true);
+    return this.#paused?.promise;
   }
 
   /**
-   * Active sensing from a client keeps its link alive, as MIDI 1.0 means it:
-   * it is answered (at most every 100 ms) and not relayed.
+   * Applies `from`'s policies to what it sent (framed bytes, and the
+   * messages when they are known already), then routes what passed.
    */
-  #sensing(from: Member, messages: Message[]): Message[] {
+  #take(
+    from: Member,
+    bytes: Uint8Array,
+    known: FramedBatch | undefined,
+    counted: boolean,
+  ): void {
+    const now = performance.now();
+    from.lastInput = now;
+    const client = from.kind === "client";
+    const sysexIn = client ? this.#sysexIn : Infinity;
+    const bucket = client ? from.bucket : undefined;
+    const notes = from.notes;
+    bucket?.arrive(countFramed(bytes), now);
+    let kept: Uint8Array | undefined;
+    let keptLength = 0;
+    let count = 0;
+    let dropped = 0;
     let sensed = false;
-    for (const msg of messages) {
-      if (msg.type === "active_sensing") {
-        sensed = true;
-        break;
+    const length = bytes.length;
+    for (let i = 0; i < length;) {
+      const status = bytes[i];
+      const size = sizeAt(bytes, i);
+      let keep = true;
+      if (client) {
+        if (status === 0xfe) {
+          // Active sensing keeps a client's link alive, as MIDI 1.0 means
+          // it: answered, and not relayed.
+          keep = false;
+          sensed = true;
+        } else if (
+          (status === 0xf0 && size - 2 > sysexIn) ||
+          (bucket !== undefined && !bucket.take())
+        ) {
+          keep = false;
+          dropped++;
+        }
+      }
+      if (keep) {
+        count++;
+        if (notes !== undefined && (status < 0xc0 || status === 0xff)) {
+          notes.trackBytes(status, bytes[i + 1], bytes[i + 2]);
+        }
+        if (kept !== undefined) {
+          kept.set(bytes.subarray(i, i + size), keptLength);
+          keptLength += size;
+        }
+      } else if (kept === undefined) {
+        kept = new Uint8Array(length);
+        kept.set(bytes.subarray(0, i));
+        keptLength = i;
+      }
+      i += size;
+    }
+    from.dropped += dropped;
+    if (sensed) this.#answer(from, now);
+    if (count === 0) return;
+    if (counted) from.received += count;
+    const batch = kept === undefined
+      ? known ?? new FramedBatch(bytes, undefined, count)
+      : new FramedBatch(kept.subarray(0, keptLength), undefined, count);
+    if (this.#messageListeners > 0) {
+      for (const message of batch.messages) {
+        this.#emit({ type: "message", endpoint: from, message });
       }
     }
-    if (!sensed) return messages;
-    const now = performance.now();
-    if (from.sink !== undefined && now - from.answeredAt >= ANSWER_MS) {
-      from.answeredAt = now;
-      from.sink.write(new MemberBatch([ACTIVE_SENSING]));
-    }
-    return messages.filter((msg) => msg.type !== "active_sensing");
+    this.#deliver(from, batch);
   }
 
-  /** Sends messages everywhere `from`'s route allows. */
-  #deliver(from: Member, messages: readonly Message[]): void {
-    const batch = new MemberBatch(messages);
-    let toClients: MemberBatch | undefined;
+  /** Answers a client's active sensing, at most every `ANSWER_MS`. */
+  #answer(from: Member, now: number): void {
+    if (from.sink === undefined || now - from.answeredAt < ANSWER_MS) return;
+    from.answeredAt = now;
+    from.sink.write(new FramedBatch(SENSING_BYTES, [ACTIVE_SENSING]));
+  }
+
+  /** Sends a batch everywhere `from`'s route allows. */
+  #deliver(from: Member, batch: FramedBatch): void {
+    let toClients: FramedBatch | undefined;
     for (const to of this.#members) {
       if (to === from || to.sink === undefined || to.outputDead) continue;
       if (!this.#route(from, to)) continue;
-      let share: MemberBatch = batch;
+      let share = batch;
       if (to.kind === "client" && this.#sysexOut !== Infinity) {
-        toClients ??= new MemberBatch(
-          messages.filter((msg) => sysexAllowed(msg, this.#sysexOut)),
-        );
+        toClients ??= this.#withoutSysex(batch);
         share = toClients;
-        if (share.messages.length === 0) continue;
+        if (share.bytes.length === 0) continue;
       }
       const sink = to.sink;
       if (!sink.write(share)) {
         this.#drop(to, undefined);
         continue;
       }
-      to.sent += share.messages.length;
+      to.sent += share.count;
       if (sink.slow === "wait") {
         if (sink.queuedBytes > 0) this.#waitFor(to);
       } else if (
         sink.queuedBytes > this.#maxQueuedBytes * HARD_FACTOR ||
         sink.copiedBytes > this.#maxQueuedBytes * 2
       ) {
-        this.#drop(
-          to,
-          new FellBehindError(to.name, sink.queuedBytes, 0),
-        );
+        this.#drop(to, new FellBehindError(to.name, sink.queuedBytes, 0));
       }
     }
+  }
+
+  /** The batch without the sysex `sysexOut` keeps from clients. */
+  #withoutSysex(batch: FramedBatch): FramedBatch {
+    const bytes = batch.bytes;
+    if (!bytes.includes(0xf0)) return batch;
+    const kept = new Uint8Array(bytes.length);
+    let length = 0;
+    for (let i = 0; i < bytes.length;) {
+      const size = sizeAt(bytes, i);
+      if (bytes[i] !== 0xf0 || size - 2 <= this.#sysexOut) {
+        kept.set(bytes.subarray(i, i + size), length);
+        length += size;
+      }
+      i += size;
+    }
+    return new FramedBatch(kept.subarray(0, length));
   }
 
   /** Pauses every input until a reader in this process catches up. */
@@ -1001,7 +1110,9 @@ export class Hub implements AsyncDisposable {
     this.#members = this.#members.filter((m) => m !== member);
     this.#waitingFor.delete(member);
     const notes = member.notes?.release() ?? [];
-    if (notes.length > 0) this.#deliver(member, notes);
+    if (notes.length > 0) {
+      this.#deliver(member, new FramedBatch(undefined, notes));
+    }
     if (member.closePort && !member.port.closed) {
       this.#track(member.port.close().catch(() => {}));
     }
@@ -1047,7 +1158,9 @@ export class Hub implements AsyncDisposable {
     // then close: gracefully while the deadline lasts, then at once.
     const released = members.map((member) => {
       const notes = member.notes?.release() ?? [];
-      if (notes.length > 0) this.#deliver(member, notes);
+      if (notes.length > 0) {
+        this.#deliver(member, new FramedBatch(undefined, notes));
+      }
       return notes.length;
     });
     const closing = members.filter((m) => m.closePort).map((m) => m.port);

@@ -24,38 +24,61 @@ import type { Message, NoteOff } from "./codec/messages.ts";
  * ```
  */
 export class NoteTracker {
-  #held = new Set<number>();
+  /** One byte a note, indexed `channel * 128 + note`: 1 when held. */
+  #held = new Uint8Array(16 * 128);
+  #size = 0;
 
   /** How many notes are held now. */
   get size(): number {
-    return this.#held.size;
+    return this.#size;
   }
 
   /**
    * Takes one message into account. All notes off (control 123) and all
-   * sounds off (control 120) end every note of their channel.
+   * sounds off (control 120) end every note of their channel; a system
+   * reset ends every note.
    *
    * @param msg The message, as it goes by.
    */
   track(msg: Message): void {
     switch (msg.type) {
       case "note_on":
-        if (msg.velocity > 0) this.#held.add(msg.channel * 128 + msg.note);
-        else this.#held.delete(msg.channel * 128 + msg.note);
-        break;
+        return this.trackBytes(0x90 | msg.channel, msg.note, msg.velocity);
       case "note_off":
-        this.#held.delete(msg.channel * 128 + msg.note);
-        break;
+        return this.trackBytes(0x80 | msg.channel, msg.note, msg.velocity);
       case "control_change":
-        if (msg.control === 123 || msg.control === 120) {
-          for (const key of this.#held) {
-            if (key >> 7 === msg.channel) this.#held.delete(key);
-          }
-        }
-        break;
+        return this.trackBytes(0xb0 | msg.channel, msg.control, msg.value);
       case "reset":
-        this.#held.clear();
-        break;
+        return this.trackBytes(0xff, 0, 0);
+    }
+  }
+
+  /**
+   * Takes one message into account, given as its status byte and data
+   * bytes (as it goes by on the wire, without making a message of it).
+   *
+   * @param status The status byte.
+   * @param data1 The first data byte (0 when there is none).
+   * @param data2 The second data byte (0 when there is none).
+   */
+  trackBytes(status: number, data1: number, data2: number): void {
+    const kind = status & 0xf0;
+    if (kind === 0x90 || kind === 0x80) {
+      const key = ((status & 15) << 7) | data1;
+      const on = kind === 0x90 && data2 > 0 ? 1 : 0;
+      this.#size += on - this.#held[key];
+      this.#held[key] = on;
+    } else if (kind === 0xb0) {
+      if ((data1 === 123 || data1 === 120) && this.#size > 0) {
+        const from = (status & 15) << 7;
+        for (let key = from; key < from + 128; key++) {
+          this.#size -= this.#held[key];
+          this.#held[key] = 0;
+        }
+      }
+    } else if (status === 0xff) {
+      this.#held.fill(0);
+      this.#size = 0;
     }
   }
 
@@ -66,14 +89,20 @@ export class NoteTracker {
    * @returns The note_off messages.
    */
   release(): NoteOff[] {
-    const keys = [...this.#held].sort((a, b) => a - b);
-    this.#held.clear();
-    return keys.map((key) => ({
-      type: "note_off",
-      channel: key >> 7,
-      note: key & 127,
-      velocity: 0,
-      time: 0,
-    }));
+    const out: NoteOff[] = [];
+    if (this.#size === 0) return out;
+    for (let key = 0; key < this.#held.length; key++) {
+      if (this.#held[key] === 0) continue;
+      this.#held[key] = 0;
+      out.push({
+        type: "note_off",
+        channel: key >> 7,
+        note: key & 127,
+        velocity: 0,
+        time: 0,
+      });
+    }
+    this.#size = 0;
+    return out;
   }
 }

@@ -1,9 +1,11 @@
 /**
- * The fast way into an endpoint: a port that offers a {@linkcode Sink}
- * under the {@linkcode SINK} symbol takes each routed batch at once, without
- * a promise per message, and tells the hub how far behind it is. The hub
- * wraps any other `OutputPort` in a queue of its own. TCP ports offer a
- * sink that writes the batch's bytes, shared by every client, as they are.
+ * The fast ways through a hub. A port that offers a {@linkcode Sink} under
+ * the {@linkcode SINK} symbol takes each routed batch at once, without a
+ * promise per message, and tells the hub how far behind it is; a port that
+ * offers a {@linkcode Source} under {@linkcode SOURCE} hands its input to the
+ * hub as framed bytes, without making messages of them. The hub wraps any
+ * other port in a queue and a loop of its own. TCP ports offer both: bytes
+ * go from one socket to the others as they are, each message whole.
  *
  * @module
  */
@@ -39,13 +41,17 @@ import type { Message } from "./codec/messages.ts";
 export const SINK: unique symbol = Symbol("midisock.sink");
 
 /**
- * A batch of messages on its way to several endpoints, encoded once, on
- * first use, for all of them. Nobody may change the messages or the bytes.
+ * A batch of messages on its way to several endpoints, in two forms made
+ * once, on first use, for all of them. Nobody may change either; both may
+ * be kept.
  */
 export interface Batch {
   /** The messages, in order. */
   readonly messages: readonly Message[];
-  /** Their MIDI 1.0 bytes, each message whole (shared: read only). */
+  /**
+   * Their MIDI 1.0 bytes: each message whole, with its own status byte, as
+   * mido sends them (shared: read only).
+   */
   readonly bytes: Uint8Array;
 }
 
@@ -95,4 +101,53 @@ export interface HasSink {
  */
 export function hasSink(port: object): port is HasSink {
   return SINK in port;
+}
+
+/** Where a port keeps its source. */
+export const SOURCE: unique symbol = Symbol("midisock.source");
+
+/**
+ * A port's input, handed over whole: instead of queueing messages for a
+ * reader, the port gives each piece of what arrives, as framed bytes (whole
+ * messages, each with its own status byte: what a `Batch`'s `bytes` are),
+ * to the hub.
+ */
+export interface Source {
+  /**
+   * Hands the input over, once.
+   *
+   * @param take Called with each piece, in order; the bytes are the
+   * callee's to keep. When it returns a promise, the port reads nothing
+   * more until it settles.
+   * @param end Called once when the input ends, with why when it was an
+   * error.
+   */
+  attach(
+    take: (framed: Uint8Array) => void | Promise<void>,
+    end: (cause?: unknown) => void,
+  ): void;
+}
+
+/** A port that offers a source. */
+export interface HasSource {
+  /** The port's source. */
+  readonly [SOURCE]: Source;
+}
+
+/**
+ * Tells whether a port offers a source.
+ *
+ * @param port Any port.
+ * @returns Whether it does.
+ *
+ * @example Checking a port
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { hasSource } from "@x/midisock";
+ *
+ * assert.equal(hasSource({ name: "plain" }), false);
+ * ```
+ */
+export function hasSource(port: object): port is HasSource {
+  return SOURCE in port;
 }

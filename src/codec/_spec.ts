@@ -5,7 +5,15 @@
  * @module
  */
 
-import type { Message, MessageType } from "./messages.ts";
+import type {
+  Message,
+  MessageType,
+  Pitchwheel,
+  QuarterFrame,
+  Songpos,
+  SongSelect,
+  Sysex,
+} from "./messages.ts";
 
 /** A numeric field's name. */
 export type FieldName =
@@ -60,17 +68,44 @@ export interface TypeSpec {
   readonly fields: readonly FieldName[];
   readonly size: number;
   readonly make: (status: number, d1: number, d2: number) => Message;
+  /** Writes a checked message at `offset`; returns the offset past it. */
+  readonly put: (msg: Message, target: Uint8Array, offset: number) => number;
 }
 
-// One row a type. `make` is written out per row, rather than assembled from
-// `fields`, so that every message object has a fixed shape from birth: the
-// parser's hot path depends on it.
+type Fields = Record<string, number>;
+
+/** `put` for a channel message of two data bytes named `a` and `b`. */
+function put2(status: number, a: string, b: string): TypeSpec["put"] {
+  return (msg, target, offset) => {
+    const m = msg as unknown as Fields;
+    target[offset] = status | m.channel;
+    target[offset + 1] = m[a];
+    target[offset + 2] = m[b];
+    return offset + 3;
+  };
+}
+
+/** `put` for a channel message of one data byte named `a`. */
+function put1(status: number, a: string): TypeSpec["put"] {
+  return (msg, target, offset) => {
+    const m = msg as unknown as Fields;
+    target[offset] = status | m.channel;
+    target[offset + 1] = m[a];
+    return offset + 2;
+  };
+}
+
+// One row a type. `make` and `put` are written out per row, rather than
+// assembled from `fields`, so that every message object has a fixed shape
+// from birth and each type is written without a loop: the parser's and the
+// encoder's hot paths depend on it.
 const TABLE: readonly TypeSpec[] = [
   {
     type: "note_off",
     status: 0x80,
     fields: ["channel", "note", "velocity"],
     size: 3,
+    put: put2(0x80, "note", "velocity"),
     make: (s, a, b) => ({
       type: "note_off",
       channel: s & 15,
@@ -84,6 +119,7 @@ const TABLE: readonly TypeSpec[] = [
     status: 0x90,
     fields: ["channel", "note", "velocity"],
     size: 3,
+    put: put2(0x90, "note", "velocity"),
     make: (s, a, b) => ({
       type: "note_on",
       channel: s & 15,
@@ -97,6 +133,7 @@ const TABLE: readonly TypeSpec[] = [
     status: 0xa0,
     fields: ["channel", "note", "value"],
     size: 3,
+    put: put2(0xa0, "note", "value"),
     make: (s, a, b) => ({
       type: "polytouch",
       channel: s & 15,
@@ -110,6 +147,7 @@ const TABLE: readonly TypeSpec[] = [
     status: 0xb0,
     fields: ["channel", "control", "value"],
     size: 3,
+    put: put2(0xb0, "control", "value"),
     make: (s, a, b) => ({
       type: "control_change",
       channel: s & 15,
@@ -123,6 +161,7 @@ const TABLE: readonly TypeSpec[] = [
     status: 0xc0,
     fields: ["channel", "program"],
     size: 2,
+    put: put1(0xc0, "program"),
     make: (s, a) => ({
       type: "program_change",
       channel: s & 15,
@@ -135,6 +174,7 @@ const TABLE: readonly TypeSpec[] = [
     status: 0xd0,
     fields: ["channel", "value"],
     size: 2,
+    put: put1(0xd0, "value"),
     make: (s, a) => ({
       type: "aftertouch",
       channel: s & 15,
@@ -147,6 +187,14 @@ const TABLE: readonly TypeSpec[] = [
     status: 0xe0,
     fields: ["channel", "pitch"],
     size: 3,
+    put: (msg, target, offset) => {
+      const m = msg as Pitchwheel;
+      const unsigned = m.pitch + 8192;
+      target[offset] = 0xe0 | m.channel;
+      target[offset + 1] = unsigned & 0x7f;
+      target[offset + 2] = unsigned >> 7;
+      return offset + 3;
+    },
     make: (s, a, b) => ({
       type: "pitchwheel",
       channel: s & 15,
@@ -159,6 +207,13 @@ const TABLE: readonly TypeSpec[] = [
     status: 0xf0,
     fields: [],
     size: 0,
+    put: (msg, target, offset) => {
+      const data = (msg as Sysex).data;
+      target[offset] = 0xf0;
+      target.set(data, offset + 1);
+      target[offset + data.length + 1] = 0xf7;
+      return offset + data.length + 2;
+    },
     make: () => ({ type: "sysex", data: new Uint8Array(0), time: 0 }),
   },
   {
@@ -166,6 +221,12 @@ const TABLE: readonly TypeSpec[] = [
     status: 0xf1,
     fields: ["frame_type", "frame_value"],
     size: 2,
+    put: (msg, target, offset) => {
+      const m = msg as QuarterFrame;
+      target[offset] = 0xf1;
+      target[offset + 1] = (m.frame_type << 4) | m.frame_value;
+      return offset + 2;
+    },
     make: (_, a) => ({
       type: "quarter_frame",
       frame_type: a >> 4,
@@ -178,6 +239,13 @@ const TABLE: readonly TypeSpec[] = [
     status: 0xf2,
     fields: ["pos"],
     size: 3,
+    put: (msg, target, offset) => {
+      const pos = (msg as Songpos).pos;
+      target[offset] = 0xf2;
+      target[offset + 1] = pos & 0x7f;
+      target[offset + 2] = pos >> 7;
+      return offset + 3;
+    },
     make: (_, a, b) => ({ type: "songpos", pos: a | (b << 7), time: 0 }),
   },
   {
@@ -185,6 +253,11 @@ const TABLE: readonly TypeSpec[] = [
     status: 0xf3,
     fields: ["song"],
     size: 2,
+    put: (msg, target, offset) => {
+      target[offset] = 0xf3;
+      target[offset + 1] = (msg as SongSelect).song;
+      return offset + 2;
+    },
     make: (_, a) => ({ type: "song_select", song: a, time: 0 }),
   },
   simple("tune_request", 0xf6),
@@ -202,6 +275,10 @@ function simple(type: MessageType, status: number): TypeSpec {
     status,
     fields: [],
     size: 1,
+    put: (_, target, offset) => {
+      target[offset] = status;
+      return offset + 1;
+    },
     make: () => ({ type, time: 0 }) as Message,
   };
 }

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { FIELDS, SPECS } from "./_spec.ts";
+import { SPECS } from "./_spec.ts";
 import { checkMessage, type Message } from "./messages.ts";
 
 /**
@@ -52,42 +52,7 @@ export function encodeInto(
   target: Uint8Array,
   offset: number,
 ): number {
-  const spec = SPECS[msg.type];
-  if (msg.type === "sysex") {
-    target[offset] = 0xf0;
-    target.set(msg.data, offset + 1);
-    target[offset + msg.data.length + 1] = 0xf7;
-    return offset + msg.data.length + 2;
-  }
-  const record = msg as unknown as Record<string, number>;
-  let status = spec.status;
-  let i = offset + 1;
-  for (const name of spec.fields) {
-    const field = FIELDS[name];
-    const value = record[name];
-    switch (field.bits) {
-      case "status":
-        status |= value;
-        break;
-      case 7:
-        target[i++] = value;
-        break;
-      case 14: {
-        const unsigned = value - field.min;
-        target[i++] = unsigned & 0x7f;
-        target[i++] = unsigned >> 7;
-        break;
-      }
-      case "high":
-        target[i] = value << 4;
-        break;
-      case "low":
-        target[i++] |= value;
-        break;
-    }
-  }
-  target[offset] = status;
-  return i;
+  return SPECS[msg.type].put(msg, target, offset);
 }
 
 /**

@@ -12,7 +12,7 @@ import { PortClosedError } from "../errors.ts";
 import type { Preamble } from "./_handshake.ts";
 import { atMost } from "../_time.ts";
 
-const READ_BUFFER_SIZE = 16 * 1024;
+const READ_BUFFER_SIZE = 64 * 1024;
 const TAIL_SIZE = 16 * 1024;
 /** Shared buffers at least this long are queued by reference, not copied. */
 const SHARE_MIN = 4 * 1024;

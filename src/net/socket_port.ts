@@ -8,7 +8,7 @@
 import { encodedLength, encodeInto } from "../codec/encode.ts";
 import { checkMessage, type Message } from "../codec/messages.ts";
 import { checkMessages } from "../codec/_check.ts";
-import { Parser } from "../codec/parser.ts";
+import { decodeFramed, Framer } from "../codec/_framer.ts";
 import { PortClosedError, QueueFullError, RefusedError } from "../errors.ts";
 import {
   InputPortBase,
@@ -17,7 +17,7 @@ import {
   RESET_MESSAGES,
 } from "../port.ts";
 import { sysexAllowed, TokenBucket } from "../_policy.ts";
-import { type Batch, SINK, type Sink } from "../sink.ts";
+import { type Batch, SINK, type Sink, SOURCE, type Source } from "../sink.ts";
 import { formatAddress } from "./address.ts";
 import { type Preamble, readReply } from "./_handshake.ts";
 import {
@@ -77,7 +77,7 @@ const RESOLVED = Promise.resolve();
 export class SocketPort extends InputPortBase implements IOPort {
   readonly #transport: ByteTransport;
   readonly #name: string;
-  readonly #parser: Parser;
+  readonly #framer: Framer;
   readonly #settings: SocketSettings;
   readonly #bucket: TokenBucket | undefined;
   readonly #reading: Promise<unknown>;
@@ -87,6 +87,10 @@ export class SocketPort extends InputPortBase implements IOPort {
   #refusal: RefusedError | undefined;
   #droppedIn = 0;
   readonly #sink: Sink;
+  /** Where framed input goes once a hub took it over. */
+  #take: ((framed: Uint8Array) => void | Promise<void>) | undefined;
+  #end: ((cause?: unknown) => void) | undefined;
+  #ended: { cause: unknown } | undefined;
 
   /**
    * Wraps a connection. It sets TCP_NODELAY and keepalive on TCP sockets and
@@ -101,7 +105,7 @@ export class SocketPort extends InputPortBase implements IOPort {
     super(settings.queueSize);
     this.#settings = settings;
     this.#bucket = settings.rate && new TokenBucket(settings.rate);
-    this.#parser = new Parser({ maxSysexLength: settings.maxSysexLength });
+    this.#framer = new Framer(settings.maxSysexLength);
     this.#name = options.name ??
       formatAddress(conn.remoteAddr as Deno.NetAddr);
     this.#transport = new ByteTransport(conn, {
@@ -110,9 +114,11 @@ export class SocketPort extends InputPortBase implements IOPort {
       highWater: Math.min(HIGH_WATER, settings.maxQueuedBytes),
     });
     this.#sink = this.#makeSink();
-    this.#reading = this.#transport.read((chunk) => this.#take(chunk));
+    this.#reading = this.#transport.read((chunk) => this.#read(chunk));
     this.#finished = this.#reading.then((cause) => {
       this.finish(this.#refusal ?? cause);
+      this.#ended = { cause: this.#refusal ?? cause };
+      this.#end?.(this.#ended.cause);
       return this.#transport.close();
     });
   }
@@ -142,7 +148,7 @@ export class SocketPort extends InputPortBase implements IOPort {
    * oversized, or refused by a policy.
    */
   get dropped(): number {
-    return this.#parser.dropped + this.#droppedIn;
+    return this.#framer.dropped + this.#droppedIn;
   }
 
   /**
@@ -164,6 +170,25 @@ export class SocketPort extends InputPortBase implements IOPort {
   /** What the hub writes to: routed batches, queued without a promise. */
   get [SINK](): Sink {
     return this.#sink;
+  }
+
+  /**
+   * What a hub reads from: the input as framed bytes, in place of the
+   * queue (messages queued already go first).
+   */
+  get [SOURCE](): Source {
+    return {
+      attach: (take, end) => {
+        if (this.#take !== undefined) {
+          throw new Error(`The input of ${this.#name} is taken already`);
+        }
+        const queued = [...this.iterPending()];
+        this.#take = take;
+        this.#end = end;
+        if (queued.length > 0) take(encodeAll(queued));
+        if (this.#ended !== undefined) end(this.#ended.cause);
+      },
+    };
   }
 
   #makeSink(): Sink {
@@ -190,25 +215,30 @@ export class SocketPort extends InputPortBase implements IOPort {
   }
 
   /** Parses one chunk; waits only when the reader's queue is full. */
-  #take(chunk: Uint8Array): void | Promise<void> {
+  #read(chunk: Uint8Array): void | Promise<void> {
     if (this.#start !== undefined) {
       const rest = this.#startOfStream(chunk);
       if (rest === undefined) return;
       chunk = rest;
     }
-    const messages = this.#parser.feed(chunk);
-    const bucket = this.#bucket;
-    bucket?.arrive(messages.length);
-    const sysexIn = this.#settings.sysexIn;
+    const framed = this.#framer.frame(chunk);
+    if (framed.length === 0) return;
+    const take = this.#take;
+    if (
+      take !== undefined && this.#bucket === undefined &&
+      this.#settings.sysexIn === Infinity
+    ) {
+      return take(framed.slice());
+    }
+    const messages = decodeFramed(framed, []);
+    this.#bucket?.arrive(messages.length);
+    if (take !== undefined) {
+      const kept = messages.filter((msg) => this.#admit(msg));
+      return kept.length > 0 ? take(encodeAll(kept)) : undefined;
+    }
     for (let i = 0; i < messages.length; i++) {
       const msg = messages[i];
-      if (
-        (sysexIn !== Infinity && !sysexAllowed(msg, sysexIn)) ||
-        (bucket !== undefined && !bucket.take())
-      ) {
-        this.#droppedIn++;
-        continue;
-      }
+      if (!this.#admit(msg)) continue;
       if (!this.deliver(msg)) {
         // After a close on this side, read on until the peer answers with
         // its own close, but keep nothing.
@@ -219,20 +249,25 @@ export class SocketPort extends InputPortBase implements IOPort {
   }
 
   async #deliverSlowly(messages: Message[], from: number): Promise<void> {
-    const sysexIn = this.#settings.sysexIn;
-    const bucket = this.#bucket;
     for (let i = from; i < messages.length && !this.closed; i++) {
-      const msg = messages[i];
-      // The first was checked already, and found no room.
-      if (
-        i > from && ((sysexIn !== Infinity && !sysexAllowed(msg, sysexIn)) ||
-          (bucket !== undefined && !bucket.take()))
-      ) {
-        this.#droppedIn++;
-        continue;
+      // The first passed the policies already, and found no room.
+      if (i > from && !this.#admit(messages[i])) continue;
+      while (!this.deliver(messages[i]) && !this.closed) {
+        await this.roomForMore();
       }
-      while (!this.deliver(msg) && !this.closed) await this.roomForMore();
     }
+  }
+
+  /** Applies this port's own input policies to one message. */
+  #admit(msg: Message): boolean {
+    if (
+      !sysexAllowed(msg, this.#settings.sysexIn) ||
+      (this.#bucket !== undefined && !this.#bucket.take())
+    ) {
+      this.#droppedIn++;
+      return false;
+    }
+    return true;
   }
 
   /**
@@ -406,4 +441,14 @@ export class SocketPort extends InputPortBase implements IOPort {
     await this.#transport.abort();
     await this.#finished;
   }
+}
+
+/** Messages as framed bytes, in one new buffer. */
+function encodeAll(messages: readonly Message[]): Uint8Array {
+  let size = 0;
+  for (const msg of messages) size += encodedLength(msg);
+  const bytes = new Uint8Array(size);
+  let offset = 0;
+  for (const msg of messages) offset = encodeInto(msg, bytes, offset);
+  return bytes;
 }
