@@ -57,3 +57,14 @@ export {
 export { NoteTracker } from "./src/notes.ts";
 export { AddressList, type RateLimit, TOKEN_PREFIX } from "./src/net/access.ts";
 export * from "./src/hardware/mod.ts";
+export {
+  formatNatsLinkEvent,
+  type LeaveReason,
+  NatsLink,
+  NatsLinkError,
+  type NatsLinkEvent,
+  type NatsLinkOptions,
+  type NatsLinkStats,
+  type NatsTlsOptions,
+  type RemoteHub,
+} from "./src/nats/link.ts";
