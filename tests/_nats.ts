@@ -61,7 +61,7 @@ export function freePort(): number {
 /** A running nats-server. */
 export class NatsServer implements AsyncDisposable {
   readonly port: number;
-  readonly #args: string[];
+  #args: string[];
   #child: Deno.ChildProcess | undefined;
   #log = "";
 
@@ -90,10 +90,11 @@ export class NatsServer implements AsyncDisposable {
     return this.#log;
   }
 
-  /** Starts it again on the same port (after `stop`). */
-  async restart(): Promise<void> {
+  /** Starts it again on the same port (after `stop`), with other flags if given. */
+  async restart(args: string[] = this.#args): Promise<void> {
+    this.#args = args;
     const child = new Deno.Command(NATS_SERVER, {
-      args: ["-a", "127.0.0.1", "-p", String(this.port), ...this.#args],
+      args: ["-a", "127.0.0.1", "-p", String(this.port), ...args],
       stdout: "null",
       stderr: "piped",
     }).spawn();

@@ -5,6 +5,8 @@
 import assert from "node:assert/strict";
 import {
   connect,
+  formatMessage,
+  formatNatsLinkEvent,
   type Message,
   message,
   NatsLink,
@@ -23,6 +25,7 @@ import {
 import { LOOPBACK, take, until, within } from "./_net.ts";
 import { NatsServer, noNats, noOpenssl, RawNatsClient } from "./_nats.ts";
 import { between, random } from "./_util.ts";
+import { noMido, runPython } from "./_mido.ts";
 
 const note = (n: number, velocity = 64) =>
   message("note_on", { note: n, velocity });
@@ -32,7 +35,7 @@ const PERMISSIONS: Deno.PermissionOptionsObject = {
   ...LOOPBACK,
   run: true,
   read: true,
-  env: ["MIDISOCK_REQUIRE_NATS"],
+  env: ["MIDISOCK_REQUIRE_NATS", "MIDISOCK_REQUIRE_MIDO", "MIDISOCK_PYTHON"],
 };
 
 function natsTest(name: string, fn: () => Promise<void>, ms = 30000): void {
@@ -130,6 +133,27 @@ class HubProcess implements AsyncDisposable {
   }
 }
 
+/**
+ * A mido client: connects, says hello, prints the next N messages in mido's
+ * text form. mido 1.2.10's SocketPort can strand the last message until
+ * more bytes come, so it reads the socket with mido's own Parser.
+ */
+const MIDO_CLIENT = `
+import sys, socket, mido
+sock = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+sock.sendall(bytes(mido.Message("song_select", song=5).bytes()))
+parser = mido.Parser()
+got = []
+while len(got) < int(sys.argv[2]):
+    data = sock.recv(65536)
+    if not data:
+        break
+    parser.feed(data)
+    got.extend(parser)
+for msg in got:
+    print(msg)
+`;
+
 /** The n-th of a numbered sequence of distinct notes. */
 function nth(i: number): Message {
   return note(i % 128, 1 + Math.floor(i / 128));
@@ -161,6 +185,19 @@ natsTest(
       10000,
       "three hubs joined",
     );
+    // A mido client on C too, where mido is installed: it says hello (a
+    // song_select) once connected, which every other client hears.
+    const hello = message("song_select", { song: 5 });
+    let onMido: Promise<string> | undefined;
+    if (!noMido) {
+      onMido = runPython(MIDO_CLIENT, "", [
+        String((await c.ready).port),
+        "1000",
+      ]);
+      for (const client of [a1, a2, b1, c1]) {
+        assert.deepEqual(await take(client, 1, 10000), [hello]);
+      }
+    }
     const sent = Array.from({ length: 1000 }, (_, i) => nth(i));
     for (const msg of sent) await a1.send(msg);
     const [onB, onC, onA2] = await Promise.all([
@@ -171,6 +208,12 @@ natsTest(
     assert.deepEqual(onB, sent);
     assert.deepEqual(onC, sent);
     assert.deepEqual(onA2, sent, "A's other client: each once, from A itself");
+    if (onMido !== undefined) {
+      assert.deepEqual(
+        (await within(onMido, 10000, "the mido client")).trim().split("\n"),
+        sent.map(formatMessage),
+      );
+    }
     // Sentinel: the next message at A's clients is B's, nothing of A's own.
     await b1.send(message("stop"));
     assert.deepEqual(await take(a1, 1), [message("stop")]);
@@ -321,6 +364,37 @@ natsTest(
     assert.equal(status.code, 1);
     assert.equal(hub.stderr.trim().split("\n").length, 1, hub.stderr);
     assert.match(hub.stderr, /^Cannot join NATS at .*refused the credentials/);
+  },
+);
+
+natsTest(
+  "credentials refused on reconnecting: the link says failed once and closes",
+  async () => {
+    await using nats = await NatsServer.start([
+      "--user",
+      "hub",
+      "--pass",
+      "one",
+    ]);
+    const { link: a, events } = await link(
+      `nats://hub:one@127.0.0.1:${nats.port}`,
+    );
+    try {
+      const reading = Array.fromAsync(a);
+      await nats.stop();
+      await until(() => !a.connected, 10000, "link down");
+      await nats.restart(["--user", "hub", "--pass", "two"]);
+      await until(() => a.closed, 15000, "the link giving up");
+      assert.deepEqual(types(events), ["disconnected", "failed"]);
+      const failed = events[1];
+      assert.ok(failed.type === "failed");
+      assert.match(formatNatsLinkEvent(failed), /^NATS link closed: /);
+      assert.deepEqual(await reading, []);
+      await assert.rejects(a.send(note(1)), PortClosedError);
+      await assert.rejects(a.receive(), PortClosedError);
+    } finally {
+      await a.close();
+    }
   },
 );
 

@@ -163,7 +163,7 @@ export interface NatsLinkOptions {
   /**
    * Received messages waiting for the hub, at most; past it they are
    * counted in `stats.overflowed` and dropped.
-   * @default {16384}
+   * @default {65536}
    */
   queueSize?: number;
   /**
@@ -264,7 +264,7 @@ export class NatsLinkError extends Error {
 }
 
 const TOKEN = /^[A-Za-z0-9_-]{1,64}$/;
-const HIGH_WATER = 1 << 20;
+const HIGH_WATER = 1 << 18;
 const DONE: Promise<void> = Promise.resolve();
 const CLOSE_FLUSH_MS = 1000;
 
@@ -500,7 +500,7 @@ export class NatsLink extends InputPortBase implements IOPort {
     const queueSize = integer(
       "queueSize",
       options.queueSize,
-      16384,
+      65536,
       1,
       1 << 24,
     );
@@ -641,7 +641,7 @@ export class NatsLink extends InputPortBase implements IOPort {
     await nc.flush();
     this.#beat();
     this.#beatTimer = setInterval(() => this.#beat(), heartbeat);
-    const sweepEvery = Math.max(5, Math.floor(heartbeat / 5));
+    const sweepEvery = Math.max(5, Math.floor(heartbeat / 10));
     this.#sweepTimer = setInterval(
       () => this.#room.sweep(performance.now()),
       sweepEvery,
@@ -660,6 +660,8 @@ export class NatsLink extends InputPortBase implements IOPort {
         this.#connected = false;
         this.#stats.unsent += this.#batchCount;
         this.#resetBatch();
+        // Nothing is published while down: no backpressure to wait for.
+        this.#unflushed = 0;
         this.#emit({ type: "disconnected", server: status.server });
       } else if (status.type === "reconnect") {
         if (this.#connected) continue;
@@ -810,7 +812,7 @@ export class NatsLink extends InputPortBase implements IOPort {
    *
    * @param msg The message.
    * @returns A promise that resolves at once, or once the NATS client has
-   * written out a backlog of 1 MiB (backpressure).
+   * written out a backlog of 256 KiB (backpressure).
    * @throws {TypeError | RangeError} For a malformed message.
    * @throws {PortClosedError} When the link is closed.
    */
@@ -938,7 +940,7 @@ export class NatsLink extends InputPortBase implements IOPort {
     this.#batchCount = 0;
   }
 
-  /** Backpressure: past 1 MiB published and not yet confirmed, wait. */
+  /** Backpressure: past 256 KiB published and not yet confirmed, wait. */
   #pace(): Promise<void> {
     if (this.#unflushed < HIGH_WATER) return DONE;
     if (this.#flushing === undefined) {
