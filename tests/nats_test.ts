@@ -25,6 +25,7 @@ import {
 import { LOOPBACK, take, until, within } from "./_net.ts";
 import { NatsServer, noNats, noOpenssl, RawNatsClient } from "./_nats.ts";
 import { between, random } from "./_util.ts";
+import { nkeys } from "npm:@nats-io/transport-node@3.4.0";
 import { noMido, runPython } from "./_mido.ts";
 
 const note = (n: number, velocity = 64) =>
@@ -394,6 +395,208 @@ natsTest(
       await assert.rejects(a.receive(), PortClosedError);
     } finally {
       await a.close();
+    }
+  },
+);
+
+/** Writes text to a new file in a new temporary directory (by a shell: the tests have no write permission). */
+async function tempFile(name: string, text: string): Promise<string> {
+  const child = new Deno.Command("sh", {
+    args: ["-c", `d=$(mktemp -d) && cat > "$d/${name}" && echo "$d"`],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  await writer.write(new TextEncoder().encode(text));
+  await writer.close();
+  const { success, stdout, stderr } = await child.output();
+  assert.ok(success, new TextDecoder().decode(stderr));
+  return `${new TextDecoder().decode(stdout).trim()}/${name}`;
+}
+
+async function removeDirOf(file: string): Promise<void> {
+  await new Deno.Command("rm", {
+    args: ["-rf", file.slice(0, file.lastIndexOf("/"))],
+  }).output();
+}
+
+natsTest(
+  "a user not allowed on the room's subjects fails at once, in one line",
+  async () => {
+    const conf = await tempFile(
+      "nats.conf",
+      `authorization {
+  users = [
+    { user: "nosub", password: "p", permissions: { publish: ">", subscribe: { deny: "midisock.>" } } }
+    { user: "nopub", password: "p", permissions: { publish: { deny: "midisock.>" }, subscribe: ">" } }
+    { user: "ok", password: "p" }
+  ]
+}
+`,
+    );
+    try {
+      await using nats = await NatsServer.start(["-c", conf]);
+      for (const user of ["nosub", "nopub"]) {
+        await assert.rejects(
+          NatsLink.connect(`nats://${user}:p@127.0.0.1:${nats.port}`, {
+            room: "r",
+          }),
+          (error: unknown) =>
+            error instanceof NatsLinkError &&
+            /: the server does not allow this user on the room's subjects \(.*midisock\.(room|presence)\.r/
+              .test(error.message) &&
+            !error.message.includes("\n"),
+          user,
+        );
+      }
+      const ok = await NatsLink.connect(`nats://ok:p@127.0.0.1:${nats.port}`, {
+        room: "r",
+      });
+      await ok.close();
+    } finally {
+      await removeDirOf(conf);
+    }
+  },
+);
+
+/** A NATS JWT: header, claims and an ed25519 signature, base64url. */
+function jwt(
+  signer: nkeys.KeyPair,
+  sub: string,
+  nats: Record<string, unknown>,
+): string {
+  const part = (value: unknown) =>
+    btoa(JSON.stringify(value)).replace(/\+/g, "-").replace(/\//g, "_")
+      .replace(/=+$/, "");
+  const head = `${part({ typ: "JWT", alg: "ed25519-nkey" })}.${
+    part({
+      jti: crypto.randomUUID().replaceAll("-", "").toUpperCase(),
+      iat: Math.floor(Date.now() / 1000),
+      iss: signer.getPublicKey(),
+      name: sub.slice(0, 8),
+      sub,
+      nats: { ...nats, version: 2 },
+    })
+  }`;
+  const signature = signer.sign(new TextEncoder().encode(head));
+  return `${head}.${
+    btoa(String.fromCharCode(...signature)).replace(/\+/g, "-")
+      .replace(/\//g, "_").replace(/=+$/, "")
+  }`;
+}
+
+/** An operator-mode server config trusting one account, and a user's creds file for it. */
+function operatorSetup(): {
+  conf: string;
+  creds: string;
+  strangerCreds: string;
+} {
+  const operator = nkeys.createOperator();
+  const account = nkeys.createAccount();
+  const unlimited = { subs: -1, data: -1, payload: -1, conn: -1 };
+  const creds = (signer: nkeys.KeyPair) => {
+    const user = nkeys.createUser();
+    const token = jwt(signer, user.getPublicKey(), {
+      type: "user",
+      pub: {},
+      sub: {},
+      ...unlimited,
+    });
+    return `-----BEGIN NATS USER JWT-----\n${token}\n------END NATS USER JWT------\n\n` +
+      `-----BEGIN USER NKEY SEED-----\n${
+        new TextDecoder().decode(user.getSeed())
+      }\n------END USER NKEY SEED------\n`;
+  };
+  const conf = `operator: ${
+    jwt(operator, operator.getPublicKey(), { type: "operator" })
+  }
+resolver: MEMORY
+resolver_preload: {
+  ${account.getPublicKey()}: ${
+    jwt(operator, account.getPublicKey(), {
+      type: "account",
+      limits: { ...unlimited, imports: -1, exports: -1, wildcards: true },
+    })
+  }
+}
+`;
+  return {
+    conf,
+    creds: creds(account),
+    strangerCreds: creds(nkeys.createAccount()),
+  };
+}
+
+natsTest(
+  "a creds file lets a link in; none, a stranger's, or an unreadable one is one clear error",
+  async () => {
+    const setup = operatorSetup();
+    const conf = await tempFile("nats.conf", setup.conf);
+    const creds = await tempFile("user.creds", setup.creds);
+    const stranger = await tempFile("stranger.creds", setup.strangerCreds);
+    try {
+      await using nats = await NatsServer.start(["-c", conf]);
+      const { link: a } = await link(nats.url, { credsFile: creds });
+      const { link: b } = await link(nats.url, { credsFile: creds });
+      try {
+        await until(() => b.remotes.length === 1);
+        await a.send(note(8));
+        assert.deepEqual(await take(b, 1), [note(8)]);
+      } finally {
+        await a.close();
+        await b.close();
+      }
+      for (const credsFile of [undefined, stranger]) {
+        await assert.rejects(
+          NatsLink.connect(nats.url, { room: "r", credsFile }),
+          /^NatsLinkError: Cannot join NATS at nats:\/\/127\.0\.0\.1:\d+: the server refused the credentials/,
+          String(credsFile),
+        );
+      }
+      await assert.rejects(
+        NatsLink.connect(nats.url, {
+          room: "r",
+          credsFile: `${creds}.missing`,
+        }),
+        /: cannot read the creds file .*user\.creds\.missing: /,
+      );
+    } finally {
+      for (const file of [conf, creds, stranger]) await removeDirOf(file);
+    }
+  },
+);
+
+natsTest(
+  "a long sysex crosses alone, one past the server's max_payload is counted unsent, a malformed message is refused",
+  async () => {
+    const conf = await tempFile("nats.conf", "max_payload: 65536\n");
+    await using nats = await NatsServer.start(["-c", conf]);
+    const { link: a } = await link(nats.url);
+    const { link: b } = await link(nats.url);
+    try {
+      await until(() => b.remotes.length === 1);
+      const long = message("sysex", { data: new Array(20_000).fill(0x42) });
+      const tooLong = message("sysex", { data: new Array(70_000).fill(1) });
+      await a.sendAll([note(1), long, note(2)]);
+      await a.send(tooLong);
+      await a.send(note(3));
+      const got = await take(b, 4);
+      assert.deepEqual(got, [note(1), long, note(2), note(3)]);
+      assert.equal(a.stats.unsent, 1);
+      assert.equal(b.stats.gaps, 0);
+      await assert.rejects(
+        a.send({ type: "note_on", channel: 16, note: 1, velocity: 1, time: 0 }),
+        RangeError,
+      );
+      await assert.rejects(
+        a.send({ type: "bogus" } as unknown as Message),
+        TypeError,
+      );
+    } finally {
+      await a.close();
+      await b.close();
+      await removeDirOf(conf);
     }
   },
 );

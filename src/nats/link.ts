@@ -288,7 +288,7 @@ function integer(
 ): number {
   const n = value ?? fallback;
   if (!Number.isInteger(n) || n < min || n > max) {
-    throw new RangeError(
+    throw new (typeof n === "number" ? RangeError : TypeError)(
       `${name} must be an integer in ${min}..${max}: got ${value}`,
     );
   }
@@ -340,6 +340,9 @@ function describeFailure(
   const text = error.message.split("\n")[0];
   if (name === "AuthorizationError" || /authoriz/i.test(text)) {
     return `the server refused the credentials (${text})`;
+  }
+  if (name === "PermissionViolationError") {
+    return `the server does not allow this user on the room's subjects (${text})`;
   }
   if (name === "TimeoutError") {
     const tls = client.tls === undefined
@@ -423,6 +426,8 @@ export class NatsLink extends InputPortBase implements IOPort {
   #beatTimer: ReturnType<typeof setInterval> | undefined;
   #sweepTimer: ReturnType<typeof setInterval> | undefined;
   #watching: Promise<void> | undefined;
+  /** A permission the server refused, as the link started. */
+  #denied: Error | undefined;
   #closing: Promise<void> | undefined;
 
   /**
@@ -629,7 +634,10 @@ export class NatsLink extends InputPortBase implements IOPort {
     const onFrame =
       (kind: "data" | "presence") =>
       (error: Error | null, msg: { data: Uint8Array }): void => {
-        if (error !== null) return;
+        if (error !== null) {
+          this.#denied ??= error;
+          return;
+        }
         const frame = this.#reader.read(msg.data);
         const fits = frame === undefined ||
           (frame.kind === KIND_MIDI) === (kind === "data");
@@ -638,8 +646,12 @@ export class NatsLink extends InputPortBase implements IOPort {
     nc.subscribe(dataSubject, { callback: onFrame("data") });
     nc.subscribe(presenceSubject, { callback: onFrame("presence") });
     this.#watching = this.#watch();
-    await nc.flush();
     this.#beat();
+    await nc.flush();
+    // The server answers a refused subscription or publication before the
+    // flush's pong; its status event reaches #watch a few microtasks later.
+    await new Promise<void>((resolve) => this.#nextTurn(resolve));
+    if (this.#denied !== undefined) throw this.#denied;
     this.#beatTimer = setInterval(() => this.#beat(), heartbeat);
     const sweepEvery = Math.max(5, Math.floor(heartbeat / 10));
     this.#sweepTimer = setInterval(
@@ -655,7 +667,11 @@ export class NatsLink extends InputPortBase implements IOPort {
     });
     for await (const status of nc.status()) {
       if (this.#closing !== undefined) break;
-      if (status.type === "disconnect") {
+      if (status.type === "error") {
+        if (status.error.name === "PermissionViolationError") {
+          this.#denied ??= status.error;
+        }
+      } else if (status.type === "disconnect") {
         if (!this.#connected) continue;
         this.#connected = false;
         this.#stats.unsent += this.#batchCount;
