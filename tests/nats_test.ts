@@ -157,7 +157,11 @@ for msg in got:
 
 /** The n-th of a numbered sequence of distinct notes. */
 function nth(i: number): Message {
-  return note(i % 128, 1 + Math.floor(i / 128));
+  return message("note_on", {
+    channel: Math.floor(i / (128 * 127)) % 16,
+    note: i % 128,
+    velocity: 1 + Math.floor(i / 128) % 127,
+  });
 }
 
 natsTest(
@@ -568,14 +572,19 @@ natsTest(
 );
 
 natsTest(
-  "a long sysex crosses alone, one past the server's max_payload is counted unsent, a malformed message is refused",
+  "batches and a long sysex fit the server's max_payload, a longer sysex is counted unsent, a malformed message is refused",
   async () => {
     const conf = await tempFile("nats.conf", "max_payload: 65536\n");
     await using nats = await NatsServer.start(["-c", conf]);
-    const { link: a } = await link(nats.url);
+    // Batches larger than the server takes are cut to its max_payload.
+    const { link: a } = await link(nats.url, { maxFrameBytes: 1 << 20 });
     const { link: b } = await link(nats.url);
     try {
       await until(() => b.remotes.length === 1);
+      const burst = Array.from({ length: 30_000 }, (_, i) => nth(i));
+      await a.sendAll(burst);
+      assert.deepEqual(await take(b, burst.length), burst);
+      assert.ok(a.stats.framesSent >= 2, `${a.stats.framesSent} frames`);
       const long = message("sysex", { data: new Array(20_000).fill(0x42) });
       const tooLong = message("sysex", { data: new Array(70_000).fill(1) });
       await a.sendAll([note(1), long, note(2)]);
@@ -890,9 +899,11 @@ dir=$(mktemp -d)
 cd "$dir"
 ec="-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
 openssl req -x509 $ec -days 1 -subj /CN=midisock-nats-test-ca -keyout ca.key -out ca.pem 2>/dev/null
-for who in server client; do
+for who in server client wrong; do
+  names='DNS:localhost,IP:127.0.0.1'
+  [ $who = wrong ] && names='DNS:elsewhere.example'
   openssl req $ec -subj /CN=$who -keyout $who.key -out $who.csr 2>/dev/null
-  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\n' > ext
+  printf "subjectAltName=$names\\nbasicConstraints=CA:FALSE\\n" > ext
   openssl x509 -req -in $who.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 -extfile ext -out $who.pem 2>/dev/null
 done
 echo "$dir"
@@ -958,7 +969,19 @@ Deno.test({
           );
           await assert.rejects(
             NatsLink.connect(nats.url, { room: "r", tls: true }),
-            NatsLinkError,
+            /unable to verify the first certificate/,
+          );
+          // A certificate for another host name is refused.
+          await using elsewhere = await NatsServer.start([
+            "--tls",
+            "--tlscert",
+            `${dir}/wrong.pem`,
+            "--tlskey",
+            `${dir}/wrong.key`,
+          ]);
+          await assert.rejects(
+            NatsLink.connect(elsewhere.url, { room: "r", tls }),
+            /^NatsLinkError: Cannot join NATS at .*(altnames|does not match|IP: 127\.0\.0\.1)/,
           );
           await assert.rejects(
             NatsLink.connect(nats.url, {

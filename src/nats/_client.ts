@@ -166,27 +166,49 @@ interface NatsModule {
 let loading: Promise<NatsModule> | undefined;
 
 /**
- * Loads the NATS client once. Its Node transport is given one guard: Deno's
- * `node:net` can report a connection reset after the transport removed its
- * error listeners (after a server refused the credentials, say), which
- * would otherwise end the process as an uncaught error.
+ * Loads the NATS client once. Its Node transport gets its sockets from
+ * here, each guarded from its creation: Deno's `node:net` and `node:tls`
+ * can report a reset or a TLS alert after the transport removed its error
+ * listeners (a server refusing the credentials, or a client certificate,
+ * say), which would otherwise end the process as an uncaught error.
  */
 function load(): Promise<NatsModule> {
   loading ??= (async () => {
     const nats = await import("npm:@nats-io/transport-node@3.4.0");
-    const timers = await import("node:timers");
     const node = await import(
       "npm:@nats-io/transport-node@3.4.0/lib/node_transport.js"
     );
+    const timers = await import("node:timers");
+    const net = await import("node:net");
+    const tls = await import("node:tls");
     class GuardedTransport extends node.NodeTransport {
-      override async dial(hp: { hostname: string; port: number }) {
-        return guard(await super.dial(hp));
+      #host = "";
+
+      override dial(hp: { hostname: string; port: number }) {
+        this.#host = hp.hostname;
+        const socket = guard(net.createConnection(hp.port, hp.hostname));
+        socket.setNoDelay(true);
+        return opened(socket, "connect");
       }
-      override async startTLS() {
-        return guard(await super.startTLS());
+
+      override startTLS() {
+        const { ca, cert, key } = (this.options.tls ?? {}) as TlsMaterial;
+        const host = this.#host;
+        const socket = guard(tls.connect({
+          socket: this.socket,
+          host,
+          servername: this.tlsName || (net.isIP(host) ? undefined : host),
+          rejectUnauthorized: true,
+          ca,
+          cert,
+          key,
+        }));
+        return opened(socket, "secureConnect");
       }
-      override async tlsFirst(hp: { hostname: string; port: number }) {
-        return guard(await super.tlsFirst(hp));
+
+      override tlsFirst(): never {
+        // The link never asks for handshakeFirst.
+        throw new Error("TLS-first connections are not supported");
       }
     }
     const factory = {
@@ -208,6 +230,36 @@ function load(): Promise<NatsModule> {
   })();
   loading.catch(() => loading = undefined);
   return loading;
+}
+
+interface SocketLike extends EmitterLike {
+  on(event: string, listener: (error: Error) => void): unknown;
+  off(event: string, listener: (error: Error) => void): unknown;
+  once(event: string, listener: () => void): unknown;
+}
+
+/**
+ * Resolves with the socket once `ready` fires, or rejects with its error
+ * when it closes first; leaves no listener of its own behind.
+ */
+function opened<S extends SocketLike>(socket: S, ready: string): Promise<S> {
+  return new Promise((resolve, reject) => {
+    let failure: Error | undefined;
+    const onError = (error: Error): void => {
+      failure ??= error;
+    };
+    const onClose = (): void => {
+      socket.off("error", onError);
+      reject(failure ?? new Error("The connection closed"));
+    };
+    socket.on("error", onError);
+    socket.once("close", onClose);
+    socket.once(ready, () => {
+      socket.off("error", onError);
+      socket.off("close", onClose);
+      resolve(socket);
+    });
+  });
 }
 
 interface EmitterLike {

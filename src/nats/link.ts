@@ -611,7 +611,11 @@ export class NatsLink extends InputPortBase implements IOPort {
     this.#id = id;
     this.#idHex = idToHex(id);
     this.#server = nc.getServer();
-    this.#batch = new Uint8Array(settings.maxFrameBytes);
+    // A batch never outgrows what the server takes in one message.
+    const limit = nc.info?.max_payload ?? settings.maxFrameBytes;
+    this.#batch = new Uint8Array(
+      Math.max(MIDI_HEADER_SIZE + 3, Math.min(settings.maxFrameBytes, limit)),
+    );
     this.#room = new Room(
       this.#idHex,
       settings.heartbeat,
