@@ -99,7 +99,10 @@ class HubProcess {
       let text = "";
       const reader = child.stdout.pipeThrough(new TextDecoderStream())
         .getReader();
-      while (!text.includes("\n")) {
+      // Event lines may come first; the ready line is the JSON one.
+      const ready = () =>
+        text.split("\n").slice(0, -1).find((l) => l[0] === "{");
+      while (ready() === undefined) {
         const { value, done } = await reader.read();
         if (done) throw new Error(`hub ${name} ended`);
         text += value;
@@ -108,7 +111,7 @@ class HubProcess {
       (async () => {
         while (!(await reader.read()).done) { /* drain */ }
       })();
-      return JSON.parse(text.slice(0, text.indexOf("\n"))).port as number;
+      return JSON.parse(ready()!).port as number;
     })();
   }
 

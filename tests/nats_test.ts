@@ -621,6 +621,7 @@ natsTest(
       },
     );
     assert.equal(good.name, `nats://***@127.0.0.1:${nats.port}/r`);
+    assert.equal(good.url, `nats://***@127.0.0.1:${nats.port}`);
     await good.close();
     await assert.rejects(
       NatsLink.connect(`nats://nope@127.0.0.1:${nats.port}`, { room: "r" }),

@@ -715,6 +715,11 @@ export class NatsLink extends InputPortBase implements IOPort {
     return `${this.#display}/${this.#settings.room}`;
   }
 
+  /** The server URL or URLs, with any password or token masked. */
+  get url(): string {
+    return this.#display;
+  }
+
   /** The room. */
   get room(): string {
     return this.#settings.room;
