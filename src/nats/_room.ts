@@ -178,18 +178,4 @@ export class Room {
       }
     }
   }
-
-  /**
-   * The shortest heartbeat interval among the hubs here and ours: how
-   * often `sweep` should run, divided by a few.
-   *
-   * @returns Milliseconds.
-   */
-  get shortestInterval(): number {
-    let shortest = this.#interval;
-    for (const remote of this.#remotes.values()) {
-      shortest = Math.min(shortest, remote.interval);
-    }
-    return shortest;
-  }
 }
