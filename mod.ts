@@ -101,3 +101,14 @@ export {
   type HubOptions,
 } from "./src/hub.ts";
 export * from "./src/hardware/mod.ts";
+export {
+  formatNatsLinkEvent,
+  type LeaveReason,
+  NatsLink,
+  NatsLinkError,
+  type NatsLinkEvent,
+  type NatsLinkOptions,
+  type NatsLinkStats,
+  type NatsTlsOptions,
+  type RemoteHub,
+} from "./src/nats/link.ts";
