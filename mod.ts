@@ -44,6 +44,7 @@ export {
 } from "./src/net/address.ts";
 export {
   DEFAULT_MAX_QUEUED_BYTES,
+  type PendingRead,
   type Preamble,
   type SocketOptions,
   SocketPort,

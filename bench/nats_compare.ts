@@ -3,9 +3,10 @@
 // Run:   deno run -A bench/nats_compare.ts
 //        (needs Debian's nats-server; started here on a free loopback port)
 //
-// Hubs are the stand-in for `serve --nats URL --room NAME` in
-// tests/_nats_hub.ts: a PortServer whose TCP clients hear each other and a
-// NatsLink to the room. Clients are midisock TCP clients (connect()).
+// Hub processes are `serve --nats URL --room NAME`; the hubs of the rooms
+// scenario are the same in this process (bench/_linked_hub.ts: a Hub, a
+// PortServer whose clients join it, and a NatsLink). Clients are midisock
+// TCP clients (connect()).
 //
 // Scenarios (note_on messages, 3 bytes each):
 //   latency   hub processes A and B in one room; client X on A sends one
@@ -37,7 +38,7 @@ import {
   type SocketPort,
 } from "../mod.ts";
 import { NatsServer, noNats } from "../tests/_nats.ts";
-import { startStandInHub } from "../tests/_nats_hub.ts";
+import { startLinkedHub } from "./_linked_hub.ts";
 
 const WARMUP = 300;
 const SAMPLES = 3000;
@@ -86,9 +87,13 @@ class HubProcess {
         "run",
         "--quiet",
         "--allow-net=127.0.0.1",
-        new URL("../tests/_nats_hub.ts", import.meta.url).pathname,
+        new URL("../src/cli/serve.ts", import.meta.url).pathname,
+        "127.0.0.1:0",
+        "--nats",
         url,
+        "--room",
         room,
+        "--nats-name",
         name,
       ],
       stdout: "piped",
@@ -99,9 +104,8 @@ class HubProcess {
       let text = "";
       const reader = child.stdout.pipeThrough(new TextDecoderStream())
         .getReader();
-      // Event lines may come first; the ready line is the JSON one.
-      const ready = () =>
-        text.split("\n").slice(0, -1).find((l) => l[0] === "{");
+      // Ready once it says where it listens and that the link is up.
+      const ready = () => /^NATS link up: /m.test(text) ? text : undefined;
       while (ready() === undefined) {
         const { value, done } = await reader.read();
         if (done) throw new Error(`hub ${name} ended`);
@@ -111,7 +115,7 @@ class HubProcess {
       (async () => {
         while (!(await reader.read()).done) { /* drain */ }
       })();
-      return JSON.parse(ready()!).port as number;
+      return Number(text.match(/^listening on 127\.0\.0\.1:(\d+) /m)![1]);
     })();
   }
 
@@ -219,7 +223,7 @@ async function rooms(url: string): Promise<Record<string, number>> {
   const hubs = await Promise.all(
     Array.from(
       { length: ROOMS * 2 },
-      (_, i) => startStandInHub(url, `room${i >> 1}`, `hub${i}`),
+      (_, i) => startLinkedHub(url, `room${i >> 1}`, `hub${i}`),
     ),
   );
   const clients: SocketPort[][] = [];

@@ -9,6 +9,7 @@
 
 import { AddressList } from "./net/access.ts";
 import { checkToken, positiveInteger, positiveMs } from "./_policy.ts";
+import { callBack } from "./_call.ts";
 
 /** Options for {@linkcode Gate}. */
 export interface GateOptions {
@@ -275,11 +276,7 @@ export class Gate {
    */
   refuse(peer: Peer, code: RefusalCode, reason: string): Refusal {
     const refusal: Refusal = { peer, code, reason };
-    try {
-      this.#onRefuse?.(refusal);
-    } catch (error) {
-      reportError(error);
-    }
+    callBack(this.#onRefuse, refusal);
     return refusal;
   }
 

@@ -21,7 +21,6 @@ import {
   positiveMs,
   type Rate,
   type RateLimit,
-  sysexAllowed,
   sysexLimit,
   type SysexPolicy,
   TokenBucket,
@@ -35,6 +34,7 @@ import {
   SOURCE,
 } from "./sink.ts";
 import { atMost } from "./_time.ts";
+import { callBack } from "./_call.ts";
 
 /**
  * What an endpoint is to the routing:
@@ -373,21 +373,33 @@ class PortSink implements Sink {
   }
 
   async #pump(): Promise<void> {
+    const port = this.#port as OutputPort & {
+      sendAll?: (messages: Iterable<Message>) => Promise<void>;
+    };
     while (this.#head < this.#queue.length && !this.#closed) {
-      const msg = this.#queue[this.#head];
-      this.#queue[this.#head++] = undefined as unknown as Message;
+      // A port that takes many at once gets all that wait; others one by one.
+      const messages = typeof port.sendAll === "function"
+        ? this.#queue.slice(this.#head)
+        : [this.#queue[this.#head]];
+      this.#head += messages.length;
       try {
-        await this.#port.send(msg);
+        await (messages.length === 1
+          ? port.send(messages[0])
+          : port.sendAll!(messages));
       } catch (error) {
-        if (error instanceof PortClosedError || this.#port.closed) {
+        if (error instanceof PortClosedError || port.closed) {
           this.#closed = true;
           this.#onClosed(error);
           break;
         }
         this.#onError(error);
       }
-      this.#bytes -= encodedLength(msg);
+      for (const msg of messages) this.#bytes -= encodedLength(msg);
       this.#progressAt = performance.now();
+      if (this.#head === this.#queue.length) {
+        this.#queue = [];
+        this.#head = 0;
+      }
     }
     this.#queue = [];
     this.#head = 0;
@@ -848,11 +860,7 @@ export class Hub implements AsyncDisposable {
   #emit(event: HubEvent): void {
     for (const listener of this.#listeners) {
       if (event.type === "message" && !listener.messages) continue;
-      try {
-        listener.fn(event);
-      } catch (error) {
-        reportError(error);
-      }
+      callBack(listener.fn, event);
     }
   }
 
@@ -1122,11 +1130,7 @@ export class Hub implements AsyncDisposable {
       reason: member.reason,
       released: notes.length,
     });
-    try {
-      member.onLeave?.();
-    } catch (error) {
-      reportError(error);
-    }
+    callBack(member.onLeave);
   }
 
   #track(promise: Promise<void>): Promise<void> {

@@ -1,6 +1,6 @@
 // Hubs federated over NATS against a real nats-server (Debian's), started
 // on a free loopback port by each test: links in this process, and hub
-// processes (tests/_nats_hub.ts, a stand-in for serve) with TCP clients.
+// processes (`serve --nats URL --room NAME`) with TCP clients.
 
 import assert from "node:assert/strict";
 import {
@@ -64,7 +64,7 @@ async function link(
 
 const types = (events: NatsLinkEvent[]) => events.map((e) => e.type);
 
-/** A hub process (the stand-in for serve) and what it prints. */
+/** A `serve --nats` process and what it prints. */
 class HubProcess implements AsyncDisposable {
   readonly #child: Deno.ChildProcess;
   readonly lines: string[] = [];
@@ -78,9 +78,13 @@ class HubProcess implements AsyncDisposable {
         "run",
         "--quiet",
         "--allow-net=127.0.0.1",
-        new URL("./_nats_hub.ts", import.meta.url).pathname,
+        new URL("../src/cli/serve.ts", import.meta.url).pathname,
+        "127.0.0.1:0",
+        "--nats",
         url,
+        "--room",
         room,
+        "--nats-name",
         name,
       ],
       stdout: "piped",
@@ -89,6 +93,8 @@ class HubProcess implements AsyncDisposable {
     this.#child = child;
     let readyNow = (_: { port: number; id: string }): void => {};
     this.ready = new Promise((resolve) => readyNow = resolve);
+    let port = 0;
+    let id = "";
     const out = (async () => {
       let buffer = "";
       for await (
@@ -99,8 +105,12 @@ class HubProcess implements AsyncDisposable {
         while ((newline = buffer.indexOf("\n")) >= 0) {
           const line = buffer.slice(0, newline);
           buffer = buffer.slice(newline + 1);
-          if (line.startsWith("{")) readyNow(JSON.parse(line));
-          else this.lines.push(line);
+          this.lines.push(line);
+          const listening = line.match(/^listening on 127\.0\.0\.1:(\d+) /);
+          if (listening) port = Number(listening[1]);
+          const up = line.match(/^NATS link up: .* \(([0-9a-f]+)\)$/);
+          if (up) id = up[1];
+          if (port !== 0 && id !== "") readyNow({ port, id });
         }
       }
     })();
@@ -368,7 +378,10 @@ natsTest(
     const status = await within(hub.exited, 15000, "the hub process exiting");
     assert.equal(status.code, 1);
     assert.equal(hub.stderr.trim().split("\n").length, 1, hub.stderr);
-    assert.match(hub.stderr, /^Cannot join NATS at .*refused the credentials/);
+    assert.match(
+      hub.stderr,
+      /^midisock serve: Cannot join NATS at .*refused the credentials/,
+    );
   },
 );
 

@@ -107,6 +107,14 @@ Options:
       --max-queued N   Bytes that may wait for a client before it counts as
                        behind; behind for 2 s, it is dropped [1 MiB or twice
                        the largest sysex allowed]
+      --nats URL       Join other hubs through a NATS server (or cluster:
+                       URL,URL); user:password@ or a token in the URL
+      --room NAME      The room to share on NATS (with --nats)
+      --nats-name NAME This hub's name for the others [the host name]
+      --nats-creds FILE  NATS credentials file (JWT and seed)
+      --nats-ca FILE   Trust this CA for the NATS server's TLS certificate
+      --nats-cert FILE Client certificate for NATS (with --nats-key)
+      --nats-key FILE  Its private key
   -m, --monitor        Print each message: time, source, mido text form
   -q, --quiet          Print nothing but errors
   -h, --help           Print this help and exit
@@ -139,6 +147,9 @@ Examples:
   deno run -A jsr:${PACKAGE}/serve :8080 --allow 192.168.1.0/24 --no-sysex \\
     --cert cert.pem --key key.pem --max-clients 8
 
+  # Share room "studio" with hubs on other machines, through NATS
+  deno run -A jsr:${PACKAGE}/serve --nats nats://nats.example:4222 --room studio
+
   # Send a note from Python's mido
   python3 -c "import mido, mido.sockets as s; s.connect('127.0.0.1', 8080).send(mido.Message('note_on', note=60))"
 `;
@@ -156,6 +167,17 @@ interface ServeConfig {
   /** What the hub is made with. */
   hub: HubOptions;
   tls: Deno.TlsCertifiedKeyPem | undefined;
+  /** A link to other hubs, when asked for. */
+  nats: NatsConfig | undefined;
+}
+
+/** The NATS flags. */
+interface NatsConfig {
+  url: string;
+  room: string;
+  name?: string;
+  credsFile?: string;
+  tls?: { caFile?: string; certFile?: string; keyFile?: string };
 }
 
 function readArgs(args: string[]): ServeConfig | "help" | "version" {
@@ -183,6 +205,13 @@ function readArgs(args: string[]): ServeConfig | "help" | "version" {
         "handshake-timeout": { type: "string" },
         "idle-timeout": { type: "string" },
         "max-queued": { type: "string" },
+        nats: { type: "string" },
+        room: { type: "string" },
+        "nats-name": { type: "string" },
+        "nats-creds": { type: "string" },
+        "nats-ca": { type: "string" },
+        "nats-cert": { type: "string" },
+        "nats-key": { type: "string" },
         monitor: { type: "boolean", short: "m" },
         quiet: { type: "boolean", short: "q" },
         help: { type: "boolean", short: "h" },
@@ -234,6 +263,57 @@ function readArgs(args: string[]): ServeConfig | "help" | "version" {
       cert: readFile("--cert", values.cert),
       key: readFile("--key", values.key),
     },
+    nats: readNats(values),
+  };
+}
+
+/** The NATS flags, checked. */
+function readNats(values: {
+  nats?: string;
+  room?: string;
+  "nats-name"?: string;
+  "nats-creds"?: string;
+  "nats-ca"?: string;
+  "nats-cert"?: string;
+  "nats-key"?: string;
+}): NatsConfig | undefined {
+  const others = [
+    "room",
+    "nats-name",
+    "nats-creds",
+    "nats-ca",
+    "nats-cert",
+    "nats-key",
+  ] as const;
+  if (values.nats === undefined) {
+    const stray = others.find((flag) => values[flag] !== undefined);
+    if (stray !== undefined) {
+      throw new UsageError(`--${stray} goes with --nats`);
+    }
+    return undefined;
+  }
+  if (values.room === undefined || values.room.trim() === "") {
+    throw new UsageError("--nats needs --room NAME: the room to share");
+  }
+  if (
+    (values["nats-cert"] === undefined) !== (values["nats-key"] === undefined)
+  ) {
+    throw new UsageError("--nats-cert and --nats-key go together");
+  }
+  const tls =
+    values["nats-ca"] !== undefined || values["nats-cert"] !== undefined
+      ? {
+        caFile: values["nats-ca"],
+        certFile: values["nats-cert"],
+        keyFile: values["nats-key"],
+      }
+      : undefined;
+  return {
+    url: values.nats,
+    room: values.room,
+    name: values["nats-name"],
+    credsFile: values["nats-creds"],
+    tls,
   };
 }
 
@@ -364,6 +444,31 @@ class Serve {
         }),
       );
     }
+    if (this.#config.nats !== undefined) await this.#link(this.#config.nats);
+  }
+
+  /** Joins the room on NATS: the link is one more endpoint of the hub. */
+  async #link(nats: NatsConfig): Promise<void> {
+    // Loaded only now: serving without NATS never loads its client.
+    const { formatNatsLinkEvent, NatsLink } = await import("../nats/link.ts");
+    const link = await NatsLink.connect(nats.url, {
+      room: nats.room,
+      name: nats.name,
+      credsFile: nats.credsFile,
+      tls: nats.tls,
+      onEvent: (event) =>
+        this.#say(formatNatsLinkEvent(event, { room: nats.room })),
+    });
+    this.#say(
+      `NATS link up: ${link.url}, room ${link.room}, as hub ${
+        JSON.stringify(link.hubName)
+      } (${link.id})`,
+    );
+    this.#hub.add(link, {
+      kind: "link",
+      transport: "nats",
+      name: `room ${link.room}`,
+    });
   }
 
   /** Closes what `start` opened, after it failed. */

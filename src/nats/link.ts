@@ -18,14 +18,10 @@
  */
 
 import { encodedLength, encodeInto } from "../codec/encode.ts";
-import {
-  checkMessage,
-  checkMessages,
-  type Message,
-  type NoteOff,
-} from "../codec/messages.ts";
+import { checkMessage, type Message, type NoteOff } from "../codec/messages.ts";
+import { checkMessages } from "../codec/_check.ts";
 import { PortClosedError } from "../errors.ts";
-import { callBack } from "../net/server.ts";
+import { callBack } from "../_call.ts";
 import { NoteTracker } from "../notes.ts";
 import {
   InputPortBase,
@@ -1084,7 +1080,7 @@ export function formatNatsLinkEvent(
   const where = link === undefined ? "" : ` room ${link.room}`;
   switch (event.type) {
     case "joined":
-      return `Hub ${
+      return `hub ${
         JSON.stringify(event.hub.name)
       } (${event.hub.id}) joined${where}`;
     case "left": {
@@ -1092,7 +1088,7 @@ export function formatNatsLinkEvent(
         ? "said goodbye"
         : "missed its heartbeats";
       const notes = event.released === 1 ? "note" : "notes";
-      return `Hub ${
+      return `hub ${
         JSON.stringify(event.hub.name)
       } (${event.hub.id}) left${where}: ${why}; ${event.released} ${notes} ended`;
     }

@@ -109,11 +109,6 @@ export interface ServerHandshake {
   readonly gate: Gate;
   /** Whether the port serves TLS (a TLS hello is then expected). */
   readonly tls: boolean;
-  /**
-   * How long to watch the first bytes of a plain connection for a TLS
-   * hello, in milliseconds.
-   */
-  readonly sniffMs: number;
 }
 
 /**
@@ -177,29 +172,12 @@ export async function serverHandshake(
       return refuse(conn, ticket.refuse("wrong-token", "wrong token"));
     }
     preamble = { bytes: bytes.slice(line + 1) };
-  } else if (!options.tls) {
-    // A TLS client sends its hello at once: watch the first bytes briefly.
-    const { bytes, pending } = await readUntil(
-      conn,
-      64,
-      Math.min(deadline, performance.now() + options.sniffMs),
-      (seen) => seen.length > 0,
-    );
-    if (isTlsHello(bytes)) {
-      return refuse(conn, ticket.refuse("protocol", TLS_ON_PLAIN));
-    }
-    preamble = { bytes, pending };
   }
   const full = ticket.enter();
   if (full !== undefined) return refuse(conn, full);
-  // A client that sends a token to a server that wants none is let in as
-  // it is, and told so, so that it need not wait for an answer.
-  const prefix = preamble.bytes?.subarray(0, TOKEN_PREFIX.length);
-  const unasked = !gate.wantsToken && prefix !== undefined &&
-    prefix.length > 0 && TOKEN_PREFIX.startsWith(decoder.decode(prefix));
-  if (gate.wantsToken || unasked) {
+  if (gate.wantsToken) {
     try {
-      await conn.write(encoder.encode(OK_LINE));
+      await conn.write(OK_BYTES);
     } catch {
       // The peer left; its port will find out.
     }
@@ -207,7 +185,9 @@ export async function serverHandshake(
   return preamble;
 }
 
-const TLS_ON_PLAIN = "sent a TLS handshake to a port that does not serve TLS";
+/** Why a plain port closes a connection that starts a TLS handshake. */
+export const TLS_ON_PLAIN =
+  "sent a TLS handshake to a port that does not serve TLS";
 
 async function raceDeadline(
   promise: Promise<unknown>,
@@ -296,6 +276,37 @@ export function readReply(bytes: Uint8Array): Reply {
   }
   return { kind: "midi", rest: bytes };
 }
+
+/** What a client sent at the start of a connection, as a server reads it. */
+export type Request =
+  | { kind: "token"; rest: Uint8Array }
+  | { kind: "tls" }
+  | { kind: "midi"; rest: Uint8Array }
+  | { kind: "partial" };
+
+/**
+ * Reads the start of what a client sent to a server that wants no token: a
+ * token line anyway (answered, and skipped), a TLS hello, or MIDI.
+ *
+ * @param bytes Everything received so far.
+ * @returns What it is; `"partial"` while a token line is not complete.
+ */
+export function readRequest(bytes: Uint8Array): Request {
+  if (bytes.length === 0) return { kind: "partial" };
+  if (isTlsHello(bytes)) return { kind: "tls" };
+  const start = decoder.decode(bytes.subarray(0, TOKEN_PREFIX.length));
+  if (!TOKEN_PREFIX.startsWith(start)) return { kind: "midi", rest: bytes };
+  const line = bytes.indexOf(NEWLINE);
+  if (line < 0) {
+    return bytes.length >= MAX_REPLY
+      ? { kind: "midi", rest: bytes }
+      : { kind: "partial" };
+  }
+  return { kind: "token", rest: bytes.slice(line + 1) };
+}
+
+/** The line a server answers a token with. */
+export const OK_BYTES: Uint8Array = encoder.encode(OK_LINE);
 
 /**
  * Reads a server's answer to a token, within `ms`.

@@ -23,6 +23,7 @@ import { checkPort, formatAddress } from "./address.ts";
 import { connect, type ConnectOptions } from "./connect.ts";
 import { resolveSocketOptions } from "./_settings.ts";
 import type { SocketPort } from "./socket_port.ts";
+import { callBack } from "../_call.ts";
 
 /** Options for {@linkcode ReconnectingPort}. */
 export interface ReconnectOptions extends ConnectOptions {
@@ -82,17 +83,6 @@ export interface ReconnectOptions extends ConnectOptions {
 }
 
 const ACTIVE_SENSING: Message = { type: "active_sensing", time: 0 };
-
-function callBack<A extends unknown[]>(
-  callback: ((...args: A) => void) | undefined,
-  ...args: A
-): void {
-  try {
-    callback?.(...args);
-  } catch (error) {
-    reportError(error);
-  }
-}
 
 /**
  * A port to a midisock or mido server that reconnects by itself. Iteration

@@ -21,6 +21,7 @@ import { type Preamble, refuse, serverHandshake } from "./_handshake.ts";
 import { resolveSocketOptions, type SocketOptions } from "./_settings.ts";
 import { closeQuietly } from "./_transport.ts";
 import { SocketPort } from "./socket_port.ts";
+import { callBack } from "../_call.ts";
 
 /** Options for {@linkcode PortServer}. */
 export interface PortServerOptions
@@ -91,8 +92,6 @@ const HUB_OPTIONS = [
   "maxSysexLength",
 ] as const;
 
-/** How long a plain connection is watched for a TLS hello, in ms. */
-const SNIFF_MS = 50;
 const FIRST_BACKOFF_MS = 50;
 const LONGEST_BACKOFF_MS = 1000;
 
@@ -124,17 +123,6 @@ function listen(
 function outOfDescriptors(error: unknown): boolean {
   return error instanceof Error &&
     /too many open files|os error 2[34]\b/i.test(error.message);
-}
-
-function callBack<A extends unknown[]>(
-  callback: ((...args: A) => void) | undefined,
-  ...args: A
-): void {
-  try {
-    callback?.(...args);
-  } catch (error) {
-    reportError(error);
-  }
 }
 
 interface Waiter {
@@ -375,24 +363,21 @@ export class PortServer extends InputPortBase implements IOPort {
       return;
     }
     this.#handshakes.add(conn);
-    serverHandshake(conn, ticket, {
-      gate: this.#hub.gate,
-      tls: this.#tls,
-      sniffMs: SNIFF_MS,
-    }).then((result) => {
-      this.#handshakes.delete(conn);
-      if ("code" in result) return;
-      if (this.#closing !== undefined) {
+    serverHandshake(conn, ticket, { gate: this.#hub.gate, tls: this.#tls })
+      .then((result) => {
+        this.#handshakes.delete(conn);
+        if ("code" in result) return;
+        if (this.#closing !== undefined) {
+          ticket.leave();
+          closeQuietly(conn);
+          return;
+        }
+        this.#place(conn, ticket, result);
+      }, () => {
+        this.#handshakes.delete(conn);
         ticket.leave();
         closeQuietly(conn);
-        return;
-      }
-      this.#place(conn, ticket, result);
-    }, () => {
-      this.#handshakes.delete(conn);
-      ticket.leave();
-      closeQuietly(conn);
-    });
+      });
   }
 
   #place(conn: Deno.Conn<Deno.NetAddr>, ticket: Ticket, preamble: Preamble) {
@@ -409,8 +394,9 @@ export class PortServer extends InputPortBase implements IOPort {
             maxQueuedBytes: this.#options.maxQueuedBytes,
             maxSysexLength: this.#hub.maxSysexLength,
             preamble,
+            side: "server",
           }
-          : { ...this.#options, preamble },
+          : { ...this.#options, preamble, side: "server" },
       );
     } catch {
       ticket.leave();

@@ -19,7 +19,13 @@ import {
 import { sysexAllowed, TokenBucket } from "../_policy.ts";
 import { type Batch, SINK, type Sink, SOURCE, type Source } from "../sink.ts";
 import { formatAddress } from "./address.ts";
-import { type Preamble, readReply } from "./_handshake.ts";
+import {
+  OK_BYTES,
+  type Preamble,
+  readReply,
+  readRequest,
+  TLS_ON_PLAIN,
+} from "./_handshake.ts";
 import {
   resolveSocketOptions,
   type SocketOptions,
@@ -27,7 +33,7 @@ import {
 } from "./_settings.ts";
 import { ByteTransport } from "./_transport.ts";
 
-export type { Preamble } from "./_handshake.ts";
+export type { PendingRead, Preamble } from "./_handshake.ts";
 export { DEFAULT_MAX_QUEUED_BYTES, type SocketOptions } from "./_settings.ts";
 export type { SysexPolicy } from "../_policy.ts";
 
@@ -43,6 +49,13 @@ export interface SocketPortOptions extends SocketOptions {
    * handshake that read past its end): parsed before anything else.
    */
   preamble?: Preamble;
+  /**
+   * Which end of the connection this port is. A client reads a server's
+   * refusal line at the start of the stream; a server answers a token it
+   * did not ask for, and closes a connection that starts a TLS handshake.
+   * @default {"client"}
+   */
+  side?: "client" | "server";
 }
 
 /** Below this many queued bytes, `send` resolves at once. */
@@ -85,6 +98,8 @@ export class SocketPort extends InputPortBase implements IOPort {
   /** The start of the stream while it may still be a reply line. */
   #start: Uint8Array | undefined = new Uint8Array(0);
   #refusal: RefusedError | undefined;
+  #protocolError: Error | undefined;
+  readonly #server: boolean;
   #droppedIn = 0;
   readonly #sink: Sink;
   /** Where framed input goes once a hub took it over. */
@@ -104,6 +119,7 @@ export class SocketPort extends InputPortBase implements IOPort {
     const settings = resolveSocketOptions(options);
     super(settings.queueSize);
     this.#settings = settings;
+    this.#server = options.side === "server";
     this.#bucket = settings.rate && new TokenBucket(settings.rate);
     this.#framer = new Framer(settings.maxSysexLength);
     this.#name = options.name ??
@@ -116,8 +132,9 @@ export class SocketPort extends InputPortBase implements IOPort {
     this.#sink = this.#makeSink();
     this.#reading = this.#transport.read((chunk) => this.#read(chunk));
     this.#finished = this.#reading.then((cause) => {
-      this.finish(this.#refusal ?? cause);
-      this.#ended = { cause: this.#refusal ?? cause };
+      cause = this.#refusal ?? this.#protocolError ?? cause;
+      this.finish(cause);
+      this.#ended = { cause };
       this.#end?.(this.#ended.cause);
       return this.#transport.close();
     });
@@ -279,6 +296,7 @@ export class SocketPort extends InputPortBase implements IOPort {
     const seen = new Uint8Array(this.#start!.length + chunk.length);
     seen.set(this.#start!);
     seen.set(chunk, this.#start!.length);
+    if (this.#server) return this.#startOfRequest(seen);
     const reply = readReply(seen);
     switch (reply.kind) {
       case "partial":
@@ -300,6 +318,31 @@ export class SocketPort extends InputPortBase implements IOPort {
             : reply.reason,
         );
         this.finish(this.#refusal);
+        this.#transport.abort();
+        return undefined;
+    }
+  }
+
+  /** `#startOfStream` for the server's end of a connection. */
+  #startOfRequest(seen: Uint8Array): Uint8Array | undefined {
+    const request = readRequest(seen);
+    switch (request.kind) {
+      case "partial":
+        this.#start = seen;
+        return undefined;
+      case "token":
+        // A token this server did not ask for: let the client in as it is,
+        // and say so, so that it need not wait for an answer.
+        this.#start = undefined;
+        this.#transport.push(OK_BYTES);
+        return request.rest;
+      case "midi":
+        this.#start = undefined;
+        return seen;
+      case "tls":
+        this.#start = undefined;
+        this.#protocolError = new Error(TLS_ON_PLAIN);
+        this.finish(this.#protocolError);
         this.#transport.abort();
         return undefined;
     }
