@@ -9,11 +9,13 @@
  *
  * @example Encoding and parsing messages
  * ```ts
+ * import assert from "node:assert/strict";
  * import { encode, formatMessage, message, Parser } from "@x/midisock";
  *
  * const bytes = encode(message("note_on", { note: 60 }));
- * for (const msg of new Parser().feed(bytes)) console.log(formatMessage(msg));
- * // note_on channel=0 note=60 velocity=64 time=0
+ * assert.deepEqual(bytes, new Uint8Array([0x90, 60, 64]));
+ * const [msg] = new Parser().feed(bytes);
+ * assert.equal(formatMessage(msg), "note_on channel=0 note=60 velocity=64 time=0");
  * ```
  *
  * @module

@@ -15,10 +15,13 @@
  *
  * @example Telling a closed port from other failures
  * ```ts
+ * import assert from "node:assert/strict";
  * import { PortClosedError } from "@x/midisock";
  *
  * const error: Error = new PortClosedError("127.0.0.1:8080");
- * if (error instanceof PortClosedError) console.log(error.port);
+ * assert.ok(error instanceof PortClosedError);
+ * assert.equal(error.port, "127.0.0.1:8080");
+ * assert.equal(error.message, "Port 127.0.0.1:8080 is closed");
  * ```
  */
 export class PortClosedError extends Error {
@@ -46,10 +49,12 @@ export class PortClosedError extends Error {
  *
  * @example Backing off from a slow peer
  * ```ts
+ * import assert from "node:assert/strict";
  * import { QueueFullError } from "@x/midisock";
  *
  * const error: Error = new QueueFullError("127.0.0.1:8080", 1 << 20);
- * if (error instanceof QueueFullError) console.log(error.limit); // 1048576
+ * assert.ok(error instanceof QueueFullError);
+ * assert.equal(error.limit, 1048576);
  * ```
  */
 export class QueueFullError extends Error {

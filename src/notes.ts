@@ -14,13 +14,17 @@ import type { Message, NoteOff } from "./codec/messages.ts";
  *
  * @example Ending what a client left on
  * ```ts
+ * import assert from "node:assert/strict";
  * import { message, NoteTracker } from "@x/midisock";
  *
  * const notes = new NoteTracker();
  * notes.track(message("note_on", { note: 60 }));
  * notes.track(message("note_on", { channel: 9, note: 36 }));
  * notes.track(message("note_off", { note: 60 }));
- * console.log(notes.release()); // [ { type: "note_off", channel: 9, note: 36, velocity: 0, time: 0 } ]
+ * assert.deepEqual(notes.release(), [
+ *   message("note_off", { channel: 9, note: 36, velocity: 0 }),
+ * ]);
+ * assert.equal(notes.size, 0);
  * ```
  */
 export class NoteTracker {

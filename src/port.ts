@@ -98,12 +98,15 @@ interface Taker<T> {
  *
  * @example A queue between a producer and a reader
  * ```ts
+ * import assert from "node:assert/strict";
  * import { MessageQueue } from "@x/midisock";
  *
  * const queue = new MessageQueue<number>(2);
- * queue.push(1);
+ * assert.ok(queue.push(1));
  * queue.end();
- * console.log(await queue.next(), await queue.next()); // 1 undefined
+ * assert.equal(queue.push(2), false);
+ * assert.equal(await queue.next(), 1);
+ * assert.equal(await queue.next(), undefined);
  * ```
  */
 export class MessageQueue<T> {
@@ -241,6 +244,7 @@ export const DEFAULT_QUEUE_SIZE = 4096;
  *
  * @example A port fed by hand
  * ```ts
+ * import assert from "node:assert/strict";
  * import { InputPortBase, message } from "@x/midisock";
  *
  * class ManualPort extends InputPortBase {
@@ -256,7 +260,7 @@ export const DEFAULT_QUEUE_SIZE = 4096;
  * }
  * const port = new ManualPort();
  * port.feed();
- * for await (const msg of port) console.log(msg.type); // start
+ * assert.deepEqual(await Array.fromAsync(port), [message("start")]);
  * ```
  */
 export abstract class InputPortBase implements InputPort {

@@ -34,6 +34,11 @@ function cliTest(
   });
 }
 
+/** Resolves to `true` after `ms`. */
+function tick(ms: number): Promise<boolean> {
+  return new Promise((resolve) => setTimeout(() => resolve(true), ms));
+}
+
 /** One line on stderr, naming the command, without a stack trace. */
 function assertOneLineError(stderr: string, command: string): string {
   const lines = stderr.trimEnd().split("\n");
@@ -435,8 +440,11 @@ cliTest("serve --no-hub does not relay between clients", async () => {
   await serve.waitFor(/^connect \S+ \(2 clients\)$/);
   await a.send(message("note_on", { note: 60 }));
   await serve.waitFor(MONITOR_LINE);
-  await new Promise((resolve) => setTimeout(resolve, 200));
-  assert.equal(b.poll(), undefined);
+  // The sentinel is the end of b's stream: serve flushes what it relayed to
+  // a client before it closes it, on shutdown.
+  serve.kill("SIGTERM");
+  assert.deepEqual(await within(Array.fromAsync(b), 10000, "b's stream"), []);
+  assert.equal((await serve.finished()).code, 0);
 });
 
 cliTest("serve --monitor prints time, source and mido text", async () => {
@@ -451,8 +459,25 @@ cliTest("serve --monitor prints time, source and mido text", async () => {
 });
 
 cliTest("serve --quiet prints nothing", async () => {
-  await using serve = spawn("serve", ["127.0.0.1:0", "--quiet"]);
-  await new Promise((resolve) => setTimeout(resolve, 1500));
+  const port = freePort();
+  await using serve = spawn("serve", [`127.0.0.1:${port}`, "--quiet"]);
+  // Serving: a client's message reaches another one.
+  const connectWhenUp = async () => {
+    for (let attempt = 0;; attempt++) {
+      try {
+        return await connect("127.0.0.1", port);
+      } catch (error) {
+        if (attempt > 200) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    }
+  };
+  await using a = await connectWhenUp();
+  await using b = await connect("127.0.0.1", port);
+  const next = b.receive();
+  for (let i = 0; await Promise.race([next.then(() => false), tick(50)]); i++) {
+    await a.send(message("clock"));
+  }
   serve.kill("SIGTERM");
   const { code, stdout, stderr } = await serve.finished();
   assert.equal(code, 0);

@@ -21,15 +21,17 @@ async function freePort(): Promise<number> {
 netTest("messages sent before the server is up arrive once it is", async () => {
   const port = await freePort();
   let connects = 0;
+  let retries = 0;
   await using client = new ReconnectingPort("127.0.0.1", port, {
     minDelay: 20,
     maxDelay: 50,
     onConnect: () => connects++,
+    onRetry: () => retries++,
   });
   assert.equal(client.connected, false);
   for (const n of [1, 2, 3]) await client.send(note(n));
   assert.equal(client.pending, 3);
-  await new Promise((r) => setTimeout(r, 100)); // a few failed attempts
+  await until(() => retries >= 2, 5000, "two failed attempts");
   await using server = new PortServer("127.0.0.1", port);
   assert.deepEqual(await take(server, 3), [note(1), note(2), note(3)]);
   assert.equal(connects, 1);
@@ -118,8 +120,12 @@ netTest(
   "closing while waiting to reconnect ends everything at once",
   async () => {
     const port = await freePort();
-    const client = new ReconnectingPort("127.0.0.1", port, { minDelay: 5000 });
-    await new Promise((r) => setTimeout(r, 20));
+    let waiting = false;
+    const client = new ReconnectingPort("127.0.0.1", port, {
+      minDelay: 5000,
+      onRetry: () => waiting = true,
+    });
+    await until(() => waiting, 5000, "the first wait to reconnect");
     const started = Date.now();
     await client.close();
     assert.ok(Date.now() - started < 1000);

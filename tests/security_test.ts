@@ -453,7 +453,7 @@ netTest(
       hostname: "127.0.0.1",
       port: server.port,
     });
-    await new Promise((r) => setTimeout(r, 50)); // in the handshake now
+    await until(() => server.hub.gate.pending === 1, 5000, "in the handshake");
     const started = Date.now();
     await server.close();
     assert.ok(Date.now() - started < 1000, `took ${Date.now() - started} ms`);

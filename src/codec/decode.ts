@@ -17,13 +17,13 @@ function hex(byte: number): string {
  *
  * @example Reporting where bytes went wrong
  * ```ts
+ * import assert from "node:assert/strict";
  * import { decode, DecodeError } from "@x/midisock/codec";
  *
- * try {
- *   decode(new Uint8Array([0x90, 60]));
- * } catch (error) {
- *   if (error instanceof DecodeError) console.log(error.offset); // 2
- * }
+ * assert.throws(
+ *   () => decode(new Uint8Array([0x90, 60])),
+ *   (error) => error instanceof DecodeError && error.offset === 2,
+ * );
  * ```
  */
 export class DecodeError extends SyntaxError {
@@ -54,10 +54,16 @@ export class DecodeError extends SyntaxError {
  *
  * @example Decoding a control change
  * ```ts
+ * import assert from "node:assert/strict";
  * import { decode } from "@x/midisock/codec";
  *
- * console.log(decode(new Uint8Array([0xb0, 7, 100])));
- * // { type: "control_change", channel: 0, control: 7, value: 100, time: 0 }
+ * assert.deepEqual(decode(new Uint8Array([0xb0, 7, 100])), {
+ *   type: "control_change",
+ *   channel: 0,
+ *   control: 7,
+ *   value: 100,
+ *   time: 0,
+ * });
  * ```
  */
 export function decode(bytes: Uint8Array): Message {

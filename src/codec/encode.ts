@@ -17,9 +17,10 @@ import { checkMessage, type Message } from "./messages.ts";
  *
  * @example Sizing a buffer
  * ```ts
+ * import assert from "node:assert/strict";
  * import { encodedLength, message } from "@x/midisock/codec";
  *
- * console.log(encodedLength(message("sysex", { data: [1, 2] }))); // 4
+ * assert.equal(encodedLength(message("sysex", { data: [1, 2] })), 4);
  * ```
  */
 export function encodedLength(msg: Message): number {
@@ -38,13 +39,14 @@ export function encodedLength(msg: Message): number {
  *
  * @example Writing a burst into one buffer
  * ```ts
+ * import assert from "node:assert/strict";
  * import { encodedLength, encodeInto, message } from "@x/midisock/codec";
  *
  * const burst = [message("note_on", { note: 60 }), message("clock")];
  * const buffer = new Uint8Array(burst.reduce((n, m) => n + encodedLength(m), 0));
  * let offset = 0;
  * for (const msg of burst) offset = encodeInto(msg, buffer, offset);
- * console.log(buffer); // Uint8Array(4) [ 144, 60, 64, 248 ]
+ * assert.deepEqual(buffer, new Uint8Array([0x90, 60, 64, 0xf8]));
  * ```
  */
 export function encodeInto(
@@ -69,9 +71,13 @@ export function encodeInto(
  *
  * @example Encoding a note
  * ```ts
+ * import assert from "node:assert/strict";
  * import { encode, message } from "@x/midisock/codec";
  *
- * console.log(encode(message("note_on", { channel: 1, note: 60 }))); // Uint8Array(3) [ 145, 60, 64 ]
+ * assert.deepEqual(
+ *   encode(message("note_on", { channel: 1, note: 60 })),
+ *   new Uint8Array([0x91, 60, 64]),
+ * );
  * ```
  */
 export function encode(msg: Message): Uint8Array {

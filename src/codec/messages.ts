@@ -237,12 +237,20 @@ export const MESSAGE_TYPES: readonly MessageType[] = Object.freeze(
  *
  * @example Building messages
  * ```ts
+ * import assert from "node:assert/strict";
  * import { message } from "@x/midisock";
  *
  * const on = message("note_on", { note: 60 });
- * console.log(on); // { type: "note_on", channel: 0, note: 60, velocity: 64, time: 0 }
+ * assert.deepEqual(on, {
+ *   type: "note_on",
+ *   channel: 0,
+ *   note: 60,
+ *   velocity: 64,
+ *   time: 0,
+ * });
  * const dump = message("sysex", { data: [0x7e, 0x7f, 0x09, 0x01] });
- * console.log(dump.data.length); // 4
+ * assert.equal(dump.data.length, 4);
+ * assert.throws(() => message("note_on", { note: 128 }), RangeError);
  * ```
  */
 export function message<T extends MessageType>(
@@ -271,10 +279,12 @@ export function message<T extends MessageType>(
  *
  * @example Checking a message from elsewhere
  * ```ts
+ * import assert from "node:assert/strict";
  * import { checkMessage } from "@x/midisock";
  *
  * const msg = checkMessage(JSON.parse('{"type":"clock"}'));
- * console.log(msg.type); // clock
+ * assert.equal(msg.type, "clock");
+ * assert.throws(() => checkMessage({ type: "clock", extra: 1 }), TypeError);
  * ```
  */
 export function checkMessage(value: unknown): Message {
@@ -331,10 +341,11 @@ export function checkMessage(value: unknown): Message {
  *
  * @example Transposing a note
  * ```ts
+ * import assert from "node:assert/strict";
  * import { copy, message } from "@x/midisock";
  *
  * const on = message("note_on", { note: 60 });
- * console.log(copy(on, { note: on.note + 12 }).note); // 72
+ * assert.equal(copy(on, { note: on.note + 12 }).note, 72);
  * ```
  */
 export function copy<M extends Message>(
@@ -365,12 +376,13 @@ export function copy<M extends Message>(
  *
  * @example Comparing messages
  * ```ts
+ * import assert from "node:assert/strict";
  * import { equals, message } from "@x/midisock";
  *
- * console.log(equals(
+ * assert.ok(equals(
  *   message("note_on", { note: 60, time: 1 }),
  *   message("note_on", { note: 60 }),
- * )); // true
+ * ));
  * ```
  */
 export function equals(a: Message, b: Message): boolean {
@@ -399,9 +411,11 @@ export function equals(a: Message, b: Message): boolean {
  *
  * @example Filtering out clock
  * ```ts
+ * import assert from "node:assert/strict";
  * import { isRealtime, message } from "@x/midisock";
  *
- * console.log(isRealtime(message("clock"))); // true
+ * assert.ok(isRealtime(message("clock")));
+ * assert.ok(!isRealtime(message("note_on")));
  * ```
  */
 export function isRealtime(msg: Message): boolean {
@@ -417,10 +431,12 @@ export function isRealtime(msg: Message): boolean {
  *
  * @example Re-channelling
  * ```ts
+ * import assert from "node:assert/strict";
  * import { copy, isChannelMessage, message } from "@x/midisock";
  *
  * const msg = message("program_change", { program: 5 });
- * if (isChannelMessage(msg)) console.log(copy(msg, { channel: 9 }).channel); // 9
+ * assert.ok(isChannelMessage(msg));
+ * assert.equal(copy(msg, { channel: 9 }).channel, 9);
  * ```
  */
 export function isChannelMessage(

@@ -5,12 +5,13 @@
  *
  * @example Bytes to messages and back
  * ```ts
+ * import assert from "node:assert/strict";
  * import { encode, formatMessage, message, Parser } from "@x/midisock/codec";
  *
  * const parser = new Parser();
  * const bytes = encode(message("note_on", { note: 60 }));
- * for (const msg of parser.feed(bytes)) console.log(formatMessage(msg));
- * // note_on channel=0 note=60 velocity=64 time=0
+ * const [msg] = parser.feed(bytes);
+ * assert.equal(formatMessage(msg), "note_on channel=0 note=60 velocity=64 time=0");
  * ```
  *
  * @module

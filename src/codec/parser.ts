@@ -42,13 +42,16 @@ export const DEFAULT_MAX_SYSEX_LENGTH = 1024 * 1024;
  *
  * @example Feeding a stream in pieces
  * ```ts
- * import { Parser } from "@x/midisock/codec";
+ * import assert from "node:assert/strict";
+ * import { message, Parser } from "@x/midisock/codec";
  *
  * const parser = new Parser();
- * console.log(parser.feed(new Uint8Array([0x90, 60]))); // []
- * console.log(parser.feed(new Uint8Array([100, 62, 0])));
- * // [ { type: "note_on", channel: 0, note: 60, velocity: 100, time: 0 },
- * //   { type: "note_on", channel: 0, note: 62, velocity: 0, time: 0 } ]
+ * assert.deepEqual(parser.feed(new Uint8Array([0x90, 60])), []);
+ * // The rest of the note, then a second by running status.
+ * assert.deepEqual(parser.feed(new Uint8Array([100, 62, 0])), [
+ *   message("note_on", { note: 60, velocity: 100 }),
+ *   message("note_on", { note: 62, velocity: 0 }),
+ * ]);
  * ```
  */
 export class Parser {

@@ -46,12 +46,17 @@ function formatNumber(value: number): string {
  *
  * @example Printing a message as mido does
  * ```ts
+ * import assert from "node:assert/strict";
  * import { formatMessage, message } from "@x/midisock";
  *
- * console.log(formatMessage(message("note_on", { note: 60 })));
- * // note_on channel=0 note=60 velocity=64 time=0
- * console.log(formatMessage(message("sysex", { data: [1, 2, 3] })));
- * // sysex data=(1,2,3) time=0
+ * assert.equal(
+ *   formatMessage(message("note_on", { note: 60 })),
+ *   "note_on channel=0 note=60 velocity=64 time=0",
+ * );
+ * assert.equal(
+ *   formatMessage(message("sysex", { data: [1, 2, 3] })),
+ *   "sysex data=(1,2,3) time=0",
+ * );
  * ```
  */
 export function formatMessage(msg: Message): string {
@@ -89,11 +94,18 @@ function fail(text: string, part: string, why: string, cause?: unknown): never {
  *
  * @example Reading a message typed by a person
  * ```ts
- * import { parseMessage } from "@x/midisock";
+ * import assert from "node:assert/strict";
+ * import { message, parseMessage } from "@x/midisock";
  *
- * console.log(parseMessage("control_change control=7 value=100"));
- * // { type: "control_change", channel: 0, control: 7, value: 100, time: 0 }
- * console.log(parseMessage("sysex data=(1,2,3)")); // { type: "sysex", data: Uint8Array(3) [ 1, 2, 3 ], time: 0 }
+ * assert.deepEqual(
+ *   parseMessage("control_change control=7 value=100"),
+ *   message("control_change", { control: 7, value: 100 }),
+ * );
+ * assert.deepEqual(
+ *   parseMessage("sysex data=(1,2,3)"),
+ *   message("sysex", { data: [1, 2, 3] }),
+ * );
+ * assert.throws(() => parseMessage("note_on note=300"), SyntaxError);
  * ```
  */
 export function parseMessage(text: string): Message {

@@ -1062,10 +1062,10 @@ export class NatsLink extends InputPortBase implements IOPort {
  * import { formatNatsLinkEvent } from "@x/midisock";
  *
  * const hub = { id: "0123456789abcdef", name: "stage", since: 0 };
- * assert.equal(formatNatsLinkEvent({ type: "joined", hub }), 'Hub "stage" (0123456789abcdef) joined');
+ * assert.equal(formatNatsLinkEvent({ type: "joined", hub }), 'hub "stage" (0123456789abcdef) joined');
  * assert.equal(
  *   formatNatsLinkEvent({ type: "left", hub, reason: "timeout", released: 2 }),
- *   'Hub "stage" (0123456789abcdef) left: missed its heartbeats; 2 notes ended',
+ *   'hub "stage" (0123456789abcdef) left: missed its heartbeats; 2 notes ended',
  * );
  * assert.equal(
  *   formatNatsLinkEvent({ type: "disconnected", server: "127.0.0.1:4222" }),

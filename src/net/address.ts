@@ -38,11 +38,15 @@ export function checkPort(port: unknown): number {
  *
  * @example Reading addresses
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseAddress } from "@x/midisock";
  *
- * console.log(parseAddress("localhost:8080")); // { hostname: "localhost", port: 8080 }
- * console.log(parseAddress("[::1]:9000")); // { hostname: "::1", port: 9000 }
- * console.log(parseAddress(":8080")); // { hostname: "", port: 8080 }
+ * assert.deepEqual(parseAddress("localhost:8080"), {
+ *   hostname: "localhost",
+ *   port: 8080,
+ * });
+ * assert.deepEqual(parseAddress("[::1]:9000"), { hostname: "::1", port: 9000 });
+ * assert.deepEqual(parseAddress(":8080"), { hostname: "", port: 8080 });
  * ```
  */
 export function parseAddress(text: string, defaultPort?: number): Address {
@@ -89,9 +93,10 @@ export function parseAddress(text: string, defaultPort?: number): Address {
  *
  * @example Printing where a server listens
  * ```ts
+ * import assert from "node:assert/strict";
  * import { formatAddress } from "@x/midisock";
  *
- * console.log(formatAddress({ hostname: "::1", port: 8080 })); // [::1]:8080
+ * assert.equal(formatAddress({ hostname: "::1", port: 8080 }), "[::1]:8080");
  * ```
  */
 export function formatAddress(address: Address): string {
