@@ -525,9 +525,14 @@ class Feed implements EventFeed {
   }
 
   close(): void {
+    this.#items = [];
+    this.end();
+  }
+
+  /** Takes nothing more; what is queued is still read. */
+  end(): void {
     if (this.#done) return;
     this.#done = true;
-    this.#items = [];
     this.#stop();
     this.#waiting?.({ value: undefined, done: true });
     this.#waiting = undefined;
@@ -628,12 +633,18 @@ export class Hub implements AsyncDisposable {
   readonly #idleTimeout: number | undefined;
   #members: Member[] = [];
   readonly #listeners = new Set<Listener>();
+  readonly #feeds = new Set<Feed>();
+  /** Whether `close()` has finished. */
+  #closed = false;
   #messageListeners = 0;
   #timer: ReturnType<typeof setInterval> | undefined;
   #paused: PromiseWithResolvers<void> | undefined;
   readonly #waitingFor = new Set<Member>();
   readonly #closings = new Set<Promise<void>>();
   #stopping = false;
+  /** Resolves when the hub stops: no input is waited for after that. */
+  readonly #stop = Promise.withResolvers<undefined>();
+  readonly #stopped = this.#stop.promise;
   #closing: Promise<void> | undefined;
 
   /**
@@ -849,11 +860,13 @@ export class Hub implements AsyncDisposable {
   events(options: EventOptions = {}): EventFeed {
     const capacity = positiveInteger("queueSize", options.queueSize ?? 10000);
     let stop = () => {};
-    const feed = new Feed(capacity, () => stop());
+    const feed = new Feed(capacity, () => {
+      stop();
+      this.#feeds.delete(feed);
+    });
     stop = this.listen((event) => feed.push(event), options);
-    if (this.#closing !== undefined) {
-      this.#closing.then(() => feed.close());
-    }
+    this.#feeds.add(feed);
+    if (this.#closed) feed.end();
     return feed;
   }
 
@@ -881,7 +894,9 @@ export class Hub implements AsyncDisposable {
       for (;;) {
         if (this.#paused !== undefined) await this.#paused.promise;
         if (this.#stopping) return;
-        const { value, done } = await messages.next();
+        const next = await Promise.race([messages.next(), this.#stopped]);
+        if (next === undefined) return;
+        const { value, done } = next;
         if (done || this.#stopping) break;
         const list = [value];
         for (let msg = port.poll(); msg !== undefined; msg = port.poll()) {
@@ -1121,9 +1136,7 @@ export class Hub implements AsyncDisposable {
     if (notes.length > 0) {
       this.#deliver(member, new FramedBatch(undefined, notes));
     }
-    if (member.closePort && !member.port.closed) {
-      this.#track(member.port.close().catch(() => {}));
-    }
+    if (member.closePort) this.#track(member.port.close().catch(() => {}));
     this.#emit({
       type: "leave",
       endpoint: member,
@@ -1154,6 +1167,7 @@ export class Hub implements AsyncDisposable {
 
   async #shutdown(): Promise<void> {
     this.#stopping = true;
+    this.#stop.resolve(undefined);
     this.#paused?.resolve();
     this.#paused = undefined;
     clearInterval(this.#timer);
@@ -1183,6 +1197,8 @@ export class Hub implements AsyncDisposable {
       member.left = true;
       this.#emit({ type: "leave", endpoint: member, released: released[i] });
     });
+    this.#closed = true;
+    for (const feed of [...this.#feeds]) feed.end();
   }
 
   /** Closes the hub, for `await using`. */
