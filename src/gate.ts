@@ -42,13 +42,13 @@ export interface GateOptions {
   /**
    * Most connections in their handshake at once, counted apart from
    * `maxClients`, so that connections that never authenticate cannot lock
-   * out those that do.
+   * out those that do. Past it, the oldest is closed to make room.
    * @default {128}
    */
   maxPending?: number;
   /**
    * Most connections in a long handshake (TLS or token) at once from one
-   * address.
+   * address; past it, the oldest from there is closed to make room.
    * @default {16}
    */
   maxPendingPerAddress?: number;
@@ -101,6 +101,15 @@ const FAILURE_RECORDS = 10_000;
 const FIRST_WAIT_MS = 1000;
 const LONGEST_WAIT_MS = 60_000;
 
+/** A connection in its handshake. */
+interface Pending {
+  readonly peer: Peer;
+  readonly long: boolean;
+  readonly onEvict: (() => void) | undefined;
+  /** Set when it was closed to make room. */
+  evicted: Refusal | undefined;
+}
+
 interface Failures {
   count: number;
   until: number;
@@ -140,8 +149,10 @@ export class Gate {
   readonly #failuresBeforeWait: number;
   readonly #onRefuse: ((refusal: Refusal) => void) | undefined;
   #clients = 0;
-  #pending = 0;
-  readonly #pendingBy = new Map<string, number>();
+  /** Connections in their handshake, oldest first. */
+  readonly #pendingAll = new Set<Pending>();
+  /** Those in a long handshake, by address, oldest first. */
+  readonly #pendingBy = new Map<string, Pending[]>();
   readonly #failures = new Map<string, Failures>();
 
   /**
@@ -211,7 +222,7 @@ export class Gate {
 
   /** Connections in their handshake now. */
   get pending(): number {
-    return this.#pending;
+    return this.#pendingAll.size;
   }
 
   /**
@@ -232,9 +243,16 @@ export class Gate {
    * @param long Whether its handshake may take long (TLS, or a token to
    * wait for): only those count against `maxPendingPerAddress`. Defaults
    * to whether the gate wants a token.
+   * @param onEvict How to close the connection at once: when given, a
+   * bound reached closes the oldest connection still in its handshake
+   * (reported as a refusal) instead of refusing the newest.
    * @returns A ticket, or the refusal (already reported to `onRefuse`).
    */
-  arrive(peer: Peer, long: boolean = this.wantsToken): Ticket | Refusal {
+  arrive(
+    peer: Peer,
+    long: boolean = this.wantsToken,
+    onEvict?: () => void,
+  ): Ticket | Refusal {
     if (!this.allows(peer.hostname)) {
       return this.refuse(peer, "not-allowed", "address not in the allow list");
     }
@@ -246,24 +264,47 @@ export class Gate {
         `too many wrong tokens; retry in ${Math.ceil(wait / 1000)} s`,
       );
     }
-    const mine = this.#pendingBy.get(peer.hostname) ?? 0;
-    if (long && mine >= this.#maxPendingPerAddress) {
-      return this.refuse(
-        peer,
-        "busy",
-        `too many connections in their handshake from this address (${mine})`,
-      );
+    // Past a bound, the oldest connection still in its handshake makes room:
+    // a client that answers at once is never the oldest for long, one that
+    // holds its slot without a word soon is.
+    if (long) {
+      const mine = this.#pendingOf(peer.hostname);
+      if (mine.length >= this.#maxPendingPerAddress) {
+        if (!this.#evict(mine[0])) {
+          return this.refuse(peer, "busy", "too many handshakes from here");
+        }
+      }
     }
-    if (this.#pending >= this.#maxPending) {
-      return this.refuse(
-        peer,
-        "busy",
-        `too many connections in their handshake (${this.#pending})`,
-      );
+    if (this.#pendingAll.size >= this.#maxPending) {
+      const oldest = this.#pendingAll.values().next().value;
+      if (oldest === undefined || !this.#evict(oldest)) {
+        return this.refuse(peer, "busy", "too many handshakes under way");
+      }
     }
-    this.#pending++;
-    if (long) this.#pendingBy.set(peer.hostname, mine + 1);
-    return this.#ticket(peer, long);
+    const entry: Pending = { peer, long, onEvict, evicted: undefined };
+    this.#pendingAll.add(entry);
+    if (long) this.#pendingOf(peer.hostname).push(entry);
+    return this.#ticket(entry);
+  }
+
+  /** The long handshakes of one address, oldest first. */
+  #pendingOf(hostname: string): Pending[] {
+    let list = this.#pendingBy.get(hostname);
+    if (list === undefined) this.#pendingBy.set(hostname, list = []);
+    return list;
+  }
+
+  /** Closes a pending connection to make room; false if it cannot be. */
+  #evict(entry: Pending): boolean {
+    if (entry.onEvict === undefined) return false;
+    this.#unpend(entry);
+    entry.evicted = this.refuse(
+      entry.peer,
+      "timeout",
+      "handshake too slow: closed to make room for a newer connection",
+    );
+    callBack(entry.onEvict);
+    return true;
   }
 
   /**
@@ -292,11 +333,11 @@ export class Gate {
     return ok;
   }
 
-  #enter(peer: Peer, long: boolean): Refusal | undefined {
-    this.#unpend(peer.hostname, long);
+  #enter(entry: Pending): Refusal | undefined {
+    this.#unpend(entry);
     if (this.#clients >= this.#maxClients) {
       return this.refuse(
-        peer,
+        entry.peer,
         "full",
         `server full (${this.#maxClients} client${
           this.#maxClients === 1 ? "" : "s"
@@ -307,19 +348,21 @@ export class Gate {
     return undefined;
   }
 
-  #unpend(hostname: string, long: boolean): void {
-    this.#pending--;
-    if (!long) return;
-    const mine = (this.#pendingBy.get(hostname) ?? 1) - 1;
-    if (mine > 0) this.#pendingBy.set(hostname, mine);
-    else this.#pendingBy.delete(hostname);
+  #unpend(entry: Pending): void {
+    if (!this.#pendingAll.delete(entry) || !entry.long) return;
+    const hostname = entry.peer.hostname;
+    const list = this.#pendingBy.get(hostname) ?? [];
+    const at = list.indexOf(entry);
+    if (at >= 0) list.splice(at, 1);
+    if (list.length === 0) this.#pendingBy.delete(hostname);
   }
 
-  #ticket(peer: Peer, long: boolean): Ticket {
+  #ticket(entry: Pending): Ticket {
+    const { peer } = entry;
     let state: "pending" | "admitted" | "gone" = "pending";
     const leave = (): void => {
       if (state === "admitted") this.#clients--;
-      else if (state === "pending") this.#unpend(peer.hostname, long);
+      else if (state === "pending") this.#unpend(entry);
       state = "gone";
     };
     return {
@@ -330,14 +373,16 @@ export class Gate {
       },
       checkToken: (candidate) => this.#checkToken(peer, candidate),
       enter: () => {
+        if (entry.evicted !== undefined) return entry.evicted;
         if (state !== "pending") {
           throw new Error(`Ticket of ${peer.hostname} is ${state}`);
         }
-        const refusal = this.#enter(peer, long);
+        const refusal = this.#enter(entry);
         state = refusal === undefined ? "admitted" : "gone";
         return refusal;
       },
       refuse: (code, reason) => {
+        if (entry.evicted !== undefined) return entry.evicted;
         leave();
         return this.refuse(peer, code, reason);
       },

@@ -356,6 +356,7 @@ export class PortServer extends InputPortBase implements IOPort {
     const ticket = gate.arrive(
       { transport: "tcp", hostname, port },
       this.#tls || gate.wantsToken,
+      () => closeQuietly(conn),
     );
     if ("code" in ticket) {
       if (this.#tls) closeQuietly(conn);
