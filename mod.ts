@@ -57,3 +57,4 @@ export {
 export { NoteTracker } from "./src/notes.ts";
 export { AddressList, type RateLimit, TOKEN_PREFIX } from "./src/net/access.ts";
 export * from "./src/hardware/mod.ts";
+export * from "./src/rtp/mod.ts";
