@@ -130,6 +130,8 @@ export interface RtpMidiParticipantStats {
 
 /** Counters of a session. */
 export interface RtpMidiSessionStats {
+  /** Datagrams received on both ports. */
+  datagrams: number;
   /** Datagrams that were not well-formed session or RTP-MIDI packets. */
   malformed: number;
   /** Well-formed packets from no known participant, ignored. */
@@ -605,6 +607,7 @@ export class RtpMidiSession
   readonly #sends = new Set<Promise<void>>();
   /** Counters of bad and unknown packets and refused invitations. */
   readonly stats: RtpMidiSessionStats = {
+    datagrams: 0,
     malformed: 0,
     unknown: 0,
     refused: 0,
@@ -836,6 +839,7 @@ export class RtpMidiSession
 
   #receive(kind: "control" | "data", msg: Uint8Array, rinfo: RemoteInfo): void {
     if (this.#closing !== undefined) return;
+    this.stats.datagrams++;
     const bytes = new Uint8Array(msg.buffer, msg.byteOffset, msg.byteLength);
     const from: Peer = { host: rinfo.address, port: rinfo.port };
     if (!isSessionPacket(bytes)) {
