@@ -4,6 +4,7 @@
 
 import assert from "node:assert/strict";
 import {
+  channelJournalLength,
   decodeJournal,
   decodeRtpMidi,
   decodeSessionPacket,
@@ -856,6 +857,44 @@ pureTest("the journal stays bounded when no feedback comes", () => {
     }
   }
 });
+
+pureTest(
+  "after OFFBITS there are as many bytes as note logs, as Wireshark needs",
+  () => {
+    const { sender } = link();
+    const next = random(21);
+    let checked = 0;
+    for (let i = 0; i < 2000; i++) {
+      const channel = between(next, 12, 15);
+      const batch: Message[] = [
+        note(between(next, 0, 127), between(next, 1, 127), channel),
+      ];
+      if (next() < 0.3) batch.push(off(between(next, 0, 127), channel));
+      if (next() < 0.2) {
+        batch.push(message("aftertouch", { channel, value: 1 }));
+      }
+      for (const bytes of sender.packets(batch, i)) {
+        const journal = decodeRtpMidi(bytes).journal!;
+        // The journal ends the packet: walk its channel journals from the end.
+        let after = 0;
+        for (const channel of [...journal.channels].reverse()) {
+          const notes = channel.notes;
+          if (notes && notes.offs.length > 0) {
+            const octets = notes.high! - notes.low! + 1;
+            const rest = octets + (channel.aftertouch ? 1 : 0) + after;
+            assert.ok(
+              rest >= notes.logs.length,
+              `${rest} < ${notes.logs.length}`,
+            );
+            checked++;
+          }
+          after += channelJournalLength(channel);
+        }
+      }
+    }
+    assert.ok(checked > 1000);
+  },
+);
 
 pureTest("10,000 note pairs over a link that loses 5% leave no note on", () => {
   const { sender, receiver, next, pass, guard } = link(11);

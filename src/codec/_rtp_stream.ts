@@ -21,6 +21,7 @@ import {
 } from "./rtp_midi.ts";
 import {
   type ChannelJournal,
+  channelJournalLength,
   type ControllerLog,
   journalLength,
   type NoteLog,
@@ -341,7 +342,8 @@ export class RtpMidiSender {
       const journal = this.#build(timestamp);
       if (
         journal.channels.length === 0 ||
-        journalLength(journal) <= this.#maxJournal
+        (fitDissector(journal.channels as ChannelJournal[]) &&
+          journalLength(journal) <= this.#maxJournal)
       ) {
         return journal;
       }
@@ -417,6 +419,42 @@ export class RtpMidiSender {
     }
     return { s: !recent, checkpoint: this.#floor & 0xffff, channels };
   }
+}
+
+/**
+ * Wireshark's RTP-MIDI dissector (up to 4.x at least) marks a packet
+ * malformed when fewer bytes follow the start of a chapter N's OFFBITS than
+ * the chapter has note logs (it sizes the OFFBITS subtree by the log count).
+ * Well-formed as such packets are, midisock keeps captures clean: it widens
+ * the OFFBITS with zero octets, which RFC 6295 allows, from the last channel
+ * journal backwards. Returns false when 16 octets are not enough; the
+ * caller then trims its history.
+ */
+function fitDissector(channels: ChannelJournal[]): boolean {
+  let after = 0;
+  for (let i = channels.length - 1; i >= 0; i--) {
+    let channel = channels[i];
+    const notes = channel.notes;
+    if (notes && notes.offs.length > 0) {
+      let low = 15;
+      let high = 0;
+      for (const note of notes.offs) {
+        low = Math.min(low, note >> 3);
+        high = Math.max(high, note >> 3);
+      }
+      const need = notes.logs.length - after -
+        (channel.aftertouch ? 1 : 0);
+      if (need > 16) return false;
+      while (high - low + 1 < need) {
+        if (high < 15) high++;
+        else low--;
+      }
+      channel = { ...channel, notes: { ...notes, low, high } };
+      channels[i] = channel;
+    }
+    after += channelJournalLength(channel);
+  }
+  return true;
 }
 
 /** The status byte of a channel message, else 0. */

@@ -90,6 +90,17 @@ export interface NoteChapter {
   readonly logs: readonly NoteLog[];
   /** Note numbers whose most recent command was a note off. */
   readonly offs: readonly number[];
+  /**
+   * When encoding: the first OFFBITS octet (notes `8 * low` up), to code a
+   * wider range than `offs` needs (the extra octets are zero).
+   * @default {the lowest octet with a note off}
+   */
+  readonly low?: number;
+  /**
+   * When encoding: the last OFFBITS octet (up to note `8 * high + 7`).
+   * @default {the highest octet with a note off}
+   */
+  readonly high?: number;
 }
 
 /** Chapter T: the most recent channel aftertouch. */
@@ -170,18 +181,38 @@ function noteLayout(
 ): { size: number; low: number; high: number } {
   const count = chapter.logs.length;
   if (count > 128) bad(`Chapter N holds at most 128 note logs: got ${count}`);
-  if (chapter.offs.length === 0) {
-    return { size: 2 + 2 * count, low: 15, high: count === 128 ? 0 : 1 };
-  }
-  if (count === 128) {
-    bad("Chapter N with 128 note logs can code no note off");
-  }
   let low = 15;
   let high = 0;
   for (const note of chapter.offs) {
     check7("Note off number", note);
     low = Math.min(low, note >> 3);
     high = Math.max(high, note >> 3);
+  }
+  if (chapter.low !== undefined || chapter.high !== undefined) {
+    const wantLow = chapter.low ?? low;
+    const wantHigh = chapter.high ?? high;
+    for (const [name, value] of [["low", wantLow], ["high", wantHigh]]) {
+      if (
+        !Number.isInteger(value) || (value as number) < 0 ||
+        (value as number) > 15
+      ) {
+        bad(
+          `Chapter N ${name} must be an integer in 0..15: got ${String(value)}`,
+        );
+      }
+    }
+    if (wantLow > Math.min(low, wantHigh) || wantHigh < high) {
+      bad(
+        `Chapter N octets ${wantLow}..${wantHigh} must cover the note offs (octets ${low}..${high})`,
+      );
+    }
+    low = wantLow;
+    high = wantHigh;
+  } else if (chapter.offs.length === 0) {
+    return { size: 2 + 2 * count, low: 15, high: count === 128 ? 0 : 1 };
+  }
+  if (count === 128) {
+    bad("Chapter N with 128 note logs can code no note off");
   }
   return { size: 2 + 2 * count + (high - low + 1), low, high };
 }
@@ -222,6 +253,17 @@ export function journalLength(journal: RecoveryJournal): number {
   let size = 3;
   for (const channel of journal.channels) size += channelLength(channel);
   return size;
+}
+
+/**
+ * The number of bytes one channel journal takes, its header included.
+ *
+ * @param journal The channel journal.
+ * @returns Its length in bytes.
+ * @throws {RangeError} For chapters that cannot be coded.
+ */
+export function channelJournalLength(journal: ChannelJournal): number {
+  return channelLength(journal);
 }
 
 /**
@@ -325,7 +367,7 @@ function encodeChannel(
       target[at++] = (log.play === false ? 0 : 0x80) |
         check7("Note velocity", log.velocity, 1);
     }
-    if (notes.offs.length > 0) {
+    if (low <= high) {
       const bits = target.subarray(at, at + high - low + 1);
       bits.fill(0);
       for (const note of notes.offs) {
@@ -533,7 +575,7 @@ function decodeChannel(
         if (bits & (0x80 >> bit)) offs.push((low + i) * 8 + bit);
       }
     }
-    notes = { b, logs, offs };
+    notes = octets > 0 ? { b, logs, offs, low, high } : { b, logs, offs };
   }
   if (toc & 0x04) {
     need(1, "E");

@@ -61,6 +61,7 @@ export {
 export {
   type AftertouchChapter,
   type ChannelJournal,
+  channelJournalLength,
   type ControllerChapter,
   type ControllerLog,
   decodeJournal,
