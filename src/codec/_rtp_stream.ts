@@ -21,12 +21,10 @@ import {
 } from "./rtp_midi.ts";
 import {
   type ChannelJournal,
-  channelJournalLength,
-  type ControllerLog,
-  journalLength,
-  type NoteLog,
+  decodeJournal,
   type RecoveryJournal,
 } from "./rtp_journal.ts";
+import { RtpMidiDecodeError } from "./rtp_error.ts";
 
 /** Largest datagram a sender makes, header and journal included. */
 export const DEFAULT_MAX_PACKET = 1400;
@@ -53,6 +51,8 @@ export interface SenderOptions {
 }
 
 interface Entry {
+  /** Note or controller number (0 for the others). */
+  key: number;
   /** Extended sequence number of the packet that carried it. */
   seq: number;
   /** Velocity (0: note off), controller value, program, pitch, pressure. */
@@ -82,9 +82,9 @@ class History {
     for (const map of [this.notes, this.controls]) {
       // Maps keep insertion order, and entries are re-inserted when they
       // change, so the oldest come first.
-      for (const [key, entry] of map) {
+      for (const entry of map.values()) {
         if (entry.seq >= floor) break;
-        map.delete(key);
+        map.delete(entry.key);
       }
     }
     if (this.program && this.program.seq < floor) this.program = undefined;
@@ -101,9 +101,9 @@ class History {
   }
 }
 
-function put(map: Map<number, Entry>, key: number, entry: Entry): void {
-  map.delete(key);
-  map.set(key, entry);
+function put(map: Map<number, Entry>, entry: Entry): void {
+  map.delete(entry.key);
+  map.set(entry.key, entry);
 }
 
 function isAllNotesOff(control: number): boolean {
@@ -128,6 +128,8 @@ export class RtpMidiSender {
   #sysex: Uint8Array | undefined;
   #sysexAt = 0;
   #sent = 0;
+  /** Where journals are written; reused, encodeRtpMidi copies it. */
+  #buffer = new Uint8Array(1024);
 
   constructor(options: SenderOptions) {
     this.ssrc = options.ssrc;
@@ -203,7 +205,7 @@ export class RtpMidiSender {
     const room = Math.min(
       0x0fff,
       Math.max(
-        this.#maxPacket - OVERHEAD - journalLength(journal),
+        this.#maxPacket - OVERHEAD - journal.length,
         MIN_SEGMENT * 4,
       ),
     );
@@ -259,7 +261,7 @@ export class RtpMidiSender {
 
   #finish(
     commands: RtpMidiCommand[],
-    journal: RecoveryJournal,
+    journal: Uint8Array,
     timestamp: number,
     out: Uint8Array[],
     index: number,
@@ -271,8 +273,7 @@ export class RtpMidiSender {
       timestamp: timestamp >>> 0,
       ssrc: this.ssrc,
       commands,
-      journal,
-    }, { check: false }));
+    }, { check: false, journalBytes: journal }));
     for (const { message } of commands) {
       if (message.type !== "sysex_segment") {
         this.#record(message, seq, timestamp);
@@ -291,7 +292,7 @@ export class RtpMidiSender {
       case "note_off": {
         const history = this.#history(msg.channel);
         const velocity = msg.type === "note_on" ? msg.velocity : 0;
-        put(history.notes, msg.note, { seq, value: velocity, time });
+        put(history.notes, { key: msg.note, seq, value: velocity, time });
         if (velocity > 0) history.sounding.add(msg.note);
         else history.sounding.delete(msg.note);
         break;
@@ -299,7 +300,12 @@ export class RtpMidiSender {
       case "control_change": {
         const history = this.#history(msg.channel);
         if (msg.control < 120) {
-          put(history.controls, msg.control, { seq, value: msg.value, time });
+          put(history.controls, {
+            key: msg.control,
+            seq,
+            value: msg.value,
+            time,
+          });
         } else if (isAllNotesOff(msg.control)) {
           this.#allOff(history, seq, time);
         }
@@ -307,16 +313,27 @@ export class RtpMidiSender {
       }
       case "program_change":
         this.#history(msg.channel).program = {
+          key: 0,
           seq,
           value: msg.program,
           time,
         };
         break;
       case "pitchwheel":
-        this.#history(msg.channel).pitch = { seq, value: msg.pitch, time };
+        this.#history(msg.channel).pitch = {
+          key: 0,
+          seq,
+          value: msg.pitch,
+          time,
+        };
         break;
       case "aftertouch":
-        this.#history(msg.channel).pressure = { seq, value: msg.value, time };
+        this.#history(msg.channel).pressure = {
+          key: 0,
+          seq,
+          value: msg.value,
+          time,
+        };
         break;
       case "reset":
         for (const history of this.#channels) {
@@ -329,23 +346,27 @@ export class RtpMidiSender {
   /** Every note on ends: the journal then codes each as a note off. */
   #allOff(history: History, seq: number, time: number): void {
     for (const note of history.sounding) {
-      put(history.notes, note, { seq, value: 0, time });
+      put(history.notes, { key: note, seq, value: 0, time });
     }
     history.sounding.clear();
   }
 
-  /** The journal for the next packet; trims the history to fit. */
-  #journal(timestamp: number): RecoveryJournal {
+  /**
+   * The journal for the next packet, written straight from the history (a
+   * view into a buffer reused for the next one). Trims the history when it
+   * would not fit.
+   */
+  #journal(timestamp: number): Uint8Array {
     // Sequence numbers are 16 bits: keep the checkpoint well within reach.
     if (this.#next - this.#floor > 30000) this.#trim(this.#next - 30000);
     for (;;) {
-      const journal = this.#build(timestamp);
-      if (
-        journal.channels.length === 0 ||
-        (fitDissector(journal.channels as ChannelJournal[]) &&
-          journalLength(journal) <= this.#maxJournal)
-      ) {
-        return journal;
+      const layouts = this.#layout();
+      if (layouts !== undefined) {
+        let size = 3;
+        for (const layout of layouts) size += layout.size;
+        if (layouts.length === 0 || size <= this.#maxJournal) {
+          return this.#write(layouts, size, timestamp);
+        }
       }
       // Too big: give up the older half of the history.
       const seqs: number[] = [];
@@ -355,106 +376,156 @@ export class RtpMidiSender {
     }
   }
 
-  #build(timestamp: number): RecoveryJournal {
+  /** Sizes of the channel journals to write, or undefined if none fits. */
+  #layout(): Layout[] | undefined {
     const last = this.#next - 1;
-    const channels: ChannelJournal[] = [];
-    let recent = false;
+    const layouts: Layout[] = [];
     for (let channel = 0; channel < 16; channel++) {
       const history = this.#channels[channel];
       if (history === undefined || history.empty) continue;
-      let channelRecent = false;
-      const s = (entry: Entry): boolean => {
-        if (entry.seq !== last) return true;
-        channelRecent = true;
-        return false;
-      };
-      let controllers: ChannelJournal["controllers"];
-      if (history.controls.size > 0) {
-        const logs: ControllerLog[] = [];
-        let chapterS = true;
-        for (const [control, entry] of history.controls) {
-          const bit = s(entry);
-          chapterS &&= bit;
-          logs.push({ s: bit, control, value: entry.value });
+      let recent = false;
+      let logs = 0;
+      let offs = 0;
+      let low = 15;
+      let high = 0;
+      for (const entry of history.notes.values()) {
+        if (entry.seq === last) recent = true;
+        if (entry.value > 0) {
+          logs++;
+        } else {
+          offs++;
+          low = Math.min(low, entry.key >> 3);
+          high = Math.max(high, entry.key >> 3);
         }
-        controllers = { s: chapterS, logs };
       }
-      let notes: ChannelJournal["notes"];
+      for (const entry of history.controls.values()) {
+        if (entry.seq === last) recent = true;
+      }
+      for (const entry of [history.program, history.pitch, history.pressure]) {
+        if (entry?.seq === last) recent = true;
+      }
+      let size = 3;
+      if (history.program) size += 3;
+      if (history.controls.size > 0) size += 1 + 2 * history.controls.size;
+      if (history.pitch) size += 2;
       if (history.notes.size > 0) {
-        const logs: NoteLog[] = [];
-        const offs: number[] = [];
-        let b = true;
-        for (const [note, entry] of history.notes) {
-          if (entry.value > 0) {
-            logs.push({
-              s: s(entry),
-              note,
-              velocity: entry.value,
-              play: ((timestamp - entry.time) >>> 0) < this.#playWindow,
-            });
-          } else {
-            offs.push(note);
-            b &&= s(entry);
-          }
-        }
-        notes = { b, logs, offs };
+        size += 2 + 2 * logs + (offs > 0 ? high - low + 1 : 0);
       }
-      const program = history.program;
-      const pitch = history.pitch;
-      const pressure = history.pressure;
-      channels.push({
-        channel,
-        ...(program && {
-          program: { s: s(program), program: program.value },
-        }),
-        ...(controllers && { controllers }),
-        ...(pitch && { pitch: { s: s(pitch), pitch: pitch.value } }),
-        ...(notes && { notes }),
-        ...(pressure && {
-          aftertouch: { s: s(pressure), pressure: pressure.value },
-        }),
-        s: !channelRecent,
-      });
-      recent ||= channelRecent;
+      if (history.pressure) size += 1;
+      layouts.push({ channel, history, recent, logs, offs, low, high, size });
     }
-    return { s: !recent, checkpoint: this.#floor & 0xffff, channels };
+    // Wireshark's RTP-MIDI dissector (up to 4.x at least) marks a packet
+    // malformed when fewer bytes follow the start of a chapter N's OFFBITS
+    // than the chapter has note logs (it sizes the OFFBITS subtree by the
+    // log count). Well-formed as such packets are, midisock keeps captures
+    // clean: it widens the OFFBITS with zero octets, which RFC 6295 allows,
+    // from the last channel journal backwards; when 16 octets are not
+    // enough, the caller trims its history.
+    let after = 0;
+    for (let i = layouts.length - 1; i >= 0; i--) {
+      const layout = layouts[i];
+      if (layout.offs > 0) {
+        const need = layout.logs - after - (layout.history.pressure ? 1 : 0);
+        if (need > 16) return undefined;
+        while (layout.high - layout.low + 1 < need) {
+          if (layout.high < 15) layout.high++;
+          else layout.low--;
+          layout.size++;
+        }
+      }
+      after += layout.size;
+    }
+    return layouts;
+  }
+
+  #write(layouts: Layout[], size: number, timestamp: number): Uint8Array {
+    if (this.#buffer.length < size) this.#buffer = new Uint8Array(size * 2);
+    const out = this.#buffer;
+    const last = this.#next - 1;
+    const s = (entry: Entry) => entry.seq === last ? 0 : 0x80;
+    out[0] = (layouts.some((l) => l.recent) ? 0 : 0x80) |
+      (layouts.length > 0 ? 0x20 | (layouts.length - 1) : 0);
+    out[1] = (this.#floor >> 8) & 0xff;
+    out[2] = this.#floor & 0xff;
+    let at = 3;
+    for (const layout of layouts) {
+      const history = layout.history;
+      out[at] = (layout.recent ? 0 : 0x80) | (layout.channel << 3) |
+        (layout.size >> 8);
+      out[at + 1] = layout.size & 0xff;
+      out[at + 2] = (history.program ? 0x80 : 0) |
+        (history.controls.size > 0 ? 0x40 : 0) | (history.pitch ? 0x10 : 0) |
+        (history.notes.size > 0 ? 0x08 : 0) | (history.pressure ? 0x02 : 0);
+      at += 3;
+      if (history.program) {
+        out[at++] = s(history.program) | history.program.value;
+        out[at++] = 0;
+        out[at++] = 0;
+      }
+      if (history.controls.size > 0) {
+        const header = at++;
+        let chapterS = 0x80;
+        for (const entry of history.controls.values()) {
+          chapterS &= s(entry);
+          out[at++] = s(entry) | entry.key;
+          out[at++] = entry.value;
+        }
+        out[header] = chapterS | (history.controls.size - 1);
+      }
+      if (history.pitch) {
+        const unsigned = history.pitch.value + 8192;
+        out[at++] = s(history.pitch) | (unsigned & 0x7f);
+        out[at++] = unsigned >> 7;
+      }
+      if (history.notes.size > 0) {
+        const header = at;
+        at += 2;
+        let b = 0x80;
+        for (const entry of history.notes.values()) {
+          if (entry.value === 0) {
+            b &= s(entry);
+            continue;
+          }
+          out[at++] = s(entry) | entry.key;
+          const play = ((timestamp - entry.time) >>> 0) < this.#playWindow;
+          out[at++] = (play ? 0x80 : 0) | entry.value;
+        }
+        out[header] = b | (layout.logs === 128 ? 127 : layout.logs);
+        if (layout.offs > 0) {
+          out[header + 1] = (layout.low << 4) | layout.high;
+          const octets = layout.high - layout.low + 1;
+          out.fill(0, at, at + octets);
+          for (const entry of history.notes.values()) {
+            if (entry.value === 0) {
+              out[at + (entry.key >> 3) - layout.low] |= 0x80 >>
+                (entry.key & 7);
+            }
+          }
+          at += octets;
+        } else {
+          out[header + 1] = layout.logs === 128 ? 0xf0 : 0xf1;
+        }
+      }
+      if (history.pressure) {
+        out[at++] = s(history.pressure) | history.pressure.value;
+      }
+    }
+    return out.subarray(0, at);
   }
 }
 
-/**
- * Wireshark's RTP-MIDI dissector (up to 4.x at least) marks a packet
- * malformed when fewer bytes follow the start of a chapter N's OFFBITS than
- * the chapter has note logs (it sizes the OFFBITS subtree by the log count).
- * Well-formed as such packets are, midisock keeps captures clean: it widens
- * the OFFBITS with zero octets, which RFC 6295 allows, from the last channel
- * journal backwards. Returns false when 16 octets are not enough; the
- * caller then trims its history.
- */
-function fitDissector(channels: ChannelJournal[]): boolean {
-  let after = 0;
-  for (let i = channels.length - 1; i >= 0; i--) {
-    let channel = channels[i];
-    const notes = channel.notes;
-    if (notes && notes.offs.length > 0) {
-      let low = 15;
-      let high = 0;
-      for (const note of notes.offs) {
-        low = Math.min(low, note >> 3);
-        high = Math.max(high, note >> 3);
-      }
-      const need = notes.logs.length - after -
-        (channel.aftertouch ? 1 : 0);
-      if (need > 16) return false;
-      while (high - low + 1 < need) {
-        if (high < 15) high++;
-        else low--;
-      }
-      channel = { ...channel, notes: { ...notes, low, high } };
-      channels[i] = channel;
-    }
-    after += channelJournalLength(channel);
-  }
-  return true;
+interface Layout {
+  channel: number;
+  history: History;
+  /** Whether an entry comes from the packet before this one. */
+  recent: boolean;
+  /** Note logs, note offs, and the OFFBITS octet range. */
+  logs: number;
+  offs: number;
+  low: number;
+  high: number;
+  /** Bytes of the channel journal. */
+  size: number;
 }
 
 /** The status byte of a channel message, else 0. */
@@ -587,7 +658,7 @@ export class RtpMidiReceiver {
     if (lost > 0) {
       this.lost += lost;
       if (this.#sysex !== undefined) this.#dropSysex();
-      repaired = this.#repair(packet.journal, this.#ext - lost, messages);
+      repaired = this.#repair(journalOf(packet), this.#ext - lost, messages);
       this.repaired += repaired;
     }
     for (const { message } of packet.commands) {
@@ -815,5 +886,18 @@ export class RtpMidiReceiver {
         time: 0,
       });
     }
+  }
+}
+
+/** The packet's journal, decoding it now if it was left as bytes. */
+function journalOf(packet: RtpMidiPacket): RecoveryJournal | undefined {
+  if (packet.journal || packet.journalBytes === undefined) {
+    return packet.journal;
+  }
+  try {
+    return decodeJournal(packet.journalBytes);
+  } catch (error) {
+    if (error instanceof RtpMidiDecodeError) return undefined;
+    throw error;
   }
 }

@@ -87,6 +87,11 @@ export interface RtpMidiPacket {
    * commands are still good.
    */
   readonly journalError?: RtpMidiDecodeError;
+  /**
+   * When decoding with `journal: false`: the journal's bytes (a view into
+   * the packet), when the J flag is set.
+   */
+  readonly journalBytes?: Uint8Array;
 }
 
 /** Options for {@linkcode encodeRtpMidi}. */
@@ -103,10 +108,35 @@ export interface RtpMidiEncodeOptions {
    * @default {true}
    */
   check?: boolean;
+  /**
+   * A journal encoded already (by `encodeJournal`), used instead of
+   * `packet.journal`: for senders that write journals themselves.
+   * @default {undefined}
+   */
+  journalBytes?: Uint8Array;
+}
+
+/** Options for {@linkcode decodeRtpMidi}. */
+export interface RtpMidiDecodeOptions {
+  /**
+   * Decode the journal. When `false`, the packet carries the journal's
+   * bytes as `journalBytes` instead, for a receiver that reads it only
+   * after a loss.
+   * @default {true}
+   */
+  journal?: boolean;
 }
 
 const TWO_32 = 2 ** 32;
 const scratch = new Uint8Array(3);
+
+function checkField(name: string, value: number, max: number): void {
+  if (!Number.isInteger(value) || value < 0 || value > max) {
+    throw new RangeError(
+      `RTP ${name} must be an integer in 0..${max}: got ${String(value)}`,
+    );
+  }
+}
 
 function deltaLength(delta: number): number {
   return delta < 0x80 ? 1 : delta < 0x4000 ? 2 : delta < 0x200000 ? 3 : 4;
@@ -256,20 +286,11 @@ export function encodeRtpMidi(
 ): Uint8Array {
   const runningStatus = options.runningStatus ?? true;
   const check = options.check ?? true;
-  for (
-    const [name, value, max] of [
-      ["sequence", packet.sequence, 0xffff],
-      ["timestamp", packet.timestamp, TWO_32 - 1],
-      ["ssrc", packet.ssrc, TWO_32 - 1],
-      ["payloadType", packet.payloadType ?? RTP_MIDI_PAYLOAD_TYPE, 127],
-    ] as const
-  ) {
-    if (!Number.isInteger(value) || value < 0 || value > max) {
-      throw new RangeError(
-        `RTP ${name} must be an integer in 0..${max}: got ${String(value)}`,
-      );
-    }
-  }
+  checkField("sequence", packet.sequence, 0xffff);
+  checkField("timestamp", packet.timestamp, TWO_32 - 1);
+  checkField("ssrc", packet.ssrc, TWO_32 - 1);
+  const payloadType = packet.payloadType ?? RTP_MIDI_PAYLOAD_TYPE;
+  checkField("payloadType", payloadType, 127);
   const commands = packet.commands;
   if (check) {
     for (const { delta, message } of commands) {
@@ -285,19 +306,27 @@ export function encodeRtpMidi(
     );
   }
   const long = listLength > 15;
-  const journal = packet.journal;
+  const journalBytes = options.journalBytes;
+  const journal = journalBytes === undefined ? packet.journal : undefined;
+  const hasJournal = journalBytes !== undefined || journal !== undefined;
   const size = 12 + (long ? 2 : 1) + listLength +
-    (journal ? journalLength(journal) : 0);
+    (journalBytes?.length ?? (journal ? journalLength(journal) : 0));
   const bytes = new Uint8Array(size);
-  const view = new DataView(bytes.buffer);
   const marker = packet.marker ?? listLength > 0;
+  const { sequence, timestamp, ssrc } = packet;
   bytes[0] = 0x80;
-  bytes[1] = (marker ? 0x80 : 0) |
-    (packet.payloadType ?? RTP_MIDI_PAYLOAD_TYPE);
-  view.setUint16(2, packet.sequence);
-  view.setUint32(4, packet.timestamp);
-  view.setUint32(8, packet.ssrc);
-  const flags = (journal ? 0x40 : 0) |
+  bytes[1] = (marker ? 0x80 : 0) | payloadType;
+  bytes[2] = sequence >> 8;
+  bytes[3] = sequence & 0xff;
+  bytes[4] = timestamp >>> 24;
+  bytes[5] = (timestamp >> 16) & 0xff;
+  bytes[6] = (timestamp >> 8) & 0xff;
+  bytes[7] = timestamp & 0xff;
+  bytes[8] = ssrc >>> 24;
+  bytes[9] = (ssrc >> 16) & 0xff;
+  bytes[10] = (ssrc >> 8) & 0xff;
+  bytes[11] = ssrc & 0xff;
+  const flags = (hasJournal ? 0x40 : 0) |
     (commands.length > 0 && commands[0].delta !== 0 ? 0x20 : 0) |
     (packet.phantom ? 0x10 : 0);
   let at = 12;
@@ -333,7 +362,8 @@ export function encodeRtpMidi(
     }
     previous = status;
   }
-  if (journal) at = encodeJournalInto(journal, bytes, at);
+  if (journalBytes) bytes.set(journalBytes, at);
+  else if (journal) at = encodeJournalInto(journal, bytes, at);
   return bytes;
 }
 
@@ -514,6 +544,7 @@ function decodeSysex(
  * the packet fail: the commands come back with `journalError` set.
  *
  * @param bytes One datagram.
+ * @param options Whether to decode the journal.
  * @returns The packet; its messages have `time` 0.
  * @throws {RtpMidiDecodeError} For a packet too short, not RTP version 2,
  * whose lengths point past its end, or whose MIDI list holds a command
@@ -534,7 +565,10 @@ function decodeSysex(
  * });
  * ```
  */
-export function decodeRtpMidi(bytes: Uint8Array): RtpMidiPacket {
+export function decodeRtpMidi(
+  bytes: Uint8Array,
+  options: RtpMidiDecodeOptions = {},
+): RtpMidiPacket {
   let end = bytes.length;
   if (end < 13) fail(`RTP-MIDI packet too short: ${end} bytes`, end);
   const b0 = bytes[0];
@@ -570,7 +604,10 @@ export function decodeRtpMidi(bytes: Uint8Array): RtpMidiPacket {
   decodeList(bytes, at, listEnd, (flags & 0x20) !== 0, commands);
   let journal: RecoveryJournal | undefined;
   let journalError: RtpMidiDecodeError | undefined;
-  if (flags & 0x40) {
+  let journalBytes: Uint8Array | undefined;
+  if ((flags & 0x40) && options.journal === false) {
+    journalBytes = bytes.subarray(listEnd, end);
+  } else if (flags & 0x40) {
     try {
       journal = decodeJournal(bytes, listEnd, end);
     } catch (error) {
@@ -588,5 +625,6 @@ export function decodeRtpMidi(bytes: Uint8Array): RtpMidiPacket {
     commands,
     ...(journal && { journal }),
     ...(journalError && { journalError }),
+    ...(journalBytes && { journalBytes }),
   };
 }

@@ -53,6 +53,7 @@ export {
   RTP_MIDI_CLOCK_RATE,
   RTP_MIDI_PAYLOAD_TYPE,
   type RtpMidiCommand,
+  type RtpMidiDecodeOptions,
   type RtpMidiEncodeOptions,
   type RtpMidiPacket,
   splitSysex,

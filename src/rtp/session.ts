@@ -178,6 +178,15 @@ const FEEDBACK_DELAY = 50;
 /** Clock synchronisations right after joining, this far apart (ms). */
 const SYNC_BURST = 3;
 const SYNC_BURST_INTERVAL = 250;
+/**
+ * Receive buffer size asked of each socket. Deno's node:dgram reads every
+ * datagram into a fresh buffer of twice this size (64 KiB by default, and
+ * zeroing it is a good part of the cost of a receive). RTP-MIDI datagrams
+ * fit a network MTU (a peer that packs its 12-bit MIDI list full sends
+ * about 4 KiB), so 8 KiB is ample and much cheaper; a longer datagram is
+ * cut short and counted as malformed.
+ */
+const RECEIVE_BUFFER = 4096;
 /** A CK0 unanswered for this long is sent again (ms). */
 const SYNC_RETRY = 1000;
 
@@ -194,6 +203,8 @@ interface Link {
   readonly syncInterval: number;
   now(): number;
   send(socket: "control" | "data", bytes: Uint8Array, to: Peer): Promise<void>;
+  /** Sends MIDI on the data port; `done` runs once it is handed over. */
+  sendMidi(bytes: Uint8Array, to: Peer, done: () => void): void;
   left(participant: Participant): void;
 }
 
@@ -304,7 +315,8 @@ class Participant extends InputPortBase implements RtpMidiParticipant {
   // Receiving.
 
   take(bytes: Uint8Array): boolean {
-    const packet = decodeRtpMidi(bytes);
+    // The journal is read only after a loss: most packets never need it.
+    const packet = decodeRtpMidi(bytes, { journal: false });
     this.heard();
     const result = this.#receiver.receive(packet);
     if (result === undefined) {
@@ -425,18 +437,21 @@ class Participant extends InputPortBase implements RtpMidiParticipant {
     this.#guardTimer ??= setTimeout(() => this.#guard(), GUARD_FIRST);
   }
 
+  /** A packet went out: once all have, send what queued meanwhile. */
+  readonly #sent = (): void => {
+    if (--this.#inFlight > 0) return;
+    if (this.#out.length > 0 && !this.#left) this.#flush();
+    if (this.#out.length < HIGH_WATER && this.#drain) {
+      this.#drain.resolve();
+      this.#drain = undefined;
+    }
+  };
+
   #transmit(packets: Uint8Array[]): void {
     for (const bytes of packets) {
       this.#inFlight++;
       this.stats.packetsOut++;
-      this.#link.send("data", bytes, this.dataPeer).finally(() => {
-        if (--this.#inFlight > 0) return;
-        if (this.#out.length > 0 && !this.#left) this.#flush();
-        if (this.#out.length < HIGH_WATER && this.#drain) {
-          this.#drain.resolve();
-          this.#drain = undefined;
-        }
-      });
+      this.#link.sendMidi(bytes, this.dataPeer, this.#sent);
     }
   }
 
@@ -699,6 +714,15 @@ export class RtpMidiSession
       syncInterval,
       now: () => Math.floor(performance.now() * 10) + epoch,
       send: (socket, bytes, to) => this.#send(socket, bytes, to),
+      sendMidi: (bytes, to, done) => {
+        const data = this.#data;
+        if (data === undefined) return done();
+        try {
+          data.send(bytes, to.port, to.host, done);
+        } catch {
+          done();
+        }
+      },
       left: (participant) => this.#left(participant),
     };
     this.#ready = this.#start();
@@ -798,6 +822,13 @@ export class RtpMidiSession
     this.#control = control!;
     this.#data = data;
     this.#port = control!.address().port;
+    for (const socket of [control!, data]) {
+      try {
+        socket.setRecvBufferSize(RECEIVE_BUFFER);
+      } catch {
+        // Not supported here: the default stays.
+      }
+    }
     for (
       const [socket, kind] of [[control!, "control"], [data, "data"]] as const
     ) {
