@@ -142,8 +142,14 @@ export interface RtpMidiSessionStats {
 
 /**
  * One peer of an RTP-MIDI session, as a port: iterate it (or `receive()`)
- * for what the peer sends, in order; `send` goes to this peer only.
- * Closing it ends the session with that peer (BY).
+ * for what the peer sends; `send` goes to this peer only. Closing it ends
+ * the session with that peer (BY).
+ *
+ * Messages come in the order the peer sent them: packets are taken in
+ * sequence order, and one that arrives after a newer one is dropped (and
+ * counted as late), since the newer one's journal has repaired what it
+ * carried. Messages repaired after a loss come before the messages of the
+ * packet that revealed the loss.
  */
 export interface RtpMidiParticipant extends IOPort {
   /** `host:port (peer name)`: the peer's control address and name. */
@@ -972,10 +978,9 @@ export class RtpMidiSession
     try {
       this.#onRefuse?.({ hostname: from.host, port: from.port }, reason);
     } catch (error) {
-      // A user's callback never stops the session; report it as uncaught.
-      queueMicrotask(() => {
-        throw error;
-      });
+      // A user's callback never stops the session: report it, as an uncaught
+      // error would be (the same as PortServer's callbacks).
+      reportError(error);
     }
   }
 
