@@ -205,7 +205,6 @@ interface Peer {
 interface Link {
   readonly ssrc: number;
   readonly sessionName: string;
-  readonly timeout: number;
   readonly syncInterval: number;
   now(): number;
   send(socket: "control" | "data", bytes: Uint8Array, to: Peer): Promise<void>;
@@ -320,14 +319,15 @@ class Participant extends InputPortBase implements RtpMidiParticipant {
 
   // Receiving.
 
-  take(bytes: Uint8Array): boolean {
+  /** Takes one RTP-MIDI datagram from the peer. */
+  take(bytes: Uint8Array): void {
     // The journal is read only after a loss: most packets never need it.
     const packet = decodeRtpMidi(bytes, { journal: false });
     this.heard();
     const result = this.#receiver.receive(packet);
     if (result === undefined) {
       this.stats.late = this.#receiver.late;
-      return true;
+      return;
     }
     this.stats.packetsIn++;
     this.stats.lost = this.#receiver.lost;
@@ -343,7 +343,6 @@ class Participant extends InputPortBase implements RtpMidiParticipant {
       this.#feedbackTimer = undefined;
       this.#feedback();
     }, FEEDBACK_DELAY);
-    return true;
   }
 
   #feedback(): void {
@@ -716,7 +715,6 @@ export class RtpMidiSession
     this.#link = {
       ssrc: this.#ssrc,
       sessionName: name,
-      timeout: this.#timeout,
       syncInterval,
       now: () => Math.floor(performance.now() * 10) + epoch,
       send: (socket, bytes, to) => this.#send(socket, bytes, to),
