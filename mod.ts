@@ -115,3 +115,4 @@ export {
   type NatsTlsOptions,
   type RemoteHub,
 } from "./src/nats/link.ts";
+export * from "./src/rtp/mod.ts";

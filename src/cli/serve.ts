@@ -34,7 +34,7 @@ import { formatMessage } from "../codec/text.ts";
 import { MIN_TOKEN_LENGTH } from "../gate.ts";
 import { type Endpoint, Hub, type HubEvent, type HubOptions } from "../hub.ts";
 import { AddressList } from "../net/access.ts";
-import { formatAddress } from "../net/address.ts";
+import { formatAddress, parseAddress } from "../net/address.ts";
 import { PortServer } from "../net/server.ts";
 import {
   CliError,
@@ -107,6 +107,11 @@ Options:
       --max-queued N   Bytes that may wait for a client before it counts as
                        behind; behind for 2 s, it is dropped [1 MiB or twice
                        the largest sysex allowed]
+      --rtp PORT       Take part in RTP-MIDI sessions (Apple Network MIDI,
+                       rtpMIDI) on UDP PORT and PORT+1; --allow applies
+      --rtp-name NAME  The session's name for other computers [midisock]
+      --rtp-invite HOST:PORT
+                       Invite a peer's RTP-MIDI session (repeatable)
       --nats URL       Join other hubs through a NATS server (or cluster:
                        URL,URL); user:password@ or a token in the URL
       --room NAME      The room to share on NATS (with --nats)
@@ -147,6 +152,9 @@ Examples:
   deno run -A jsr:${PACKAGE}/serve :8080 --allow 192.168.1.0/24 --no-sysex \\
     --cert cert.pem --key key.pem --max-clients 8
 
+  # Join Apple Network MIDI: a session other Macs and rtpMIDI can reach
+  deno run -A jsr:${PACKAGE}/serve :8080 --rtp 5004 --allow 192.168.1.0/24
+
   # Share room "studio" with hubs on other machines, through NATS
   deno run -A jsr:${PACKAGE}/serve --nats nats://nats.example:4222 --room studio
 
@@ -169,6 +177,15 @@ interface ServeConfig {
   tls: Deno.TlsCertifiedKeyPem | undefined;
   /** A link to other hubs, when asked for. */
   nats: NatsConfig | undefined;
+  /** An RTP-MIDI session, when asked for. */
+  rtp: RtpConfig | undefined;
+}
+
+/** The RTP-MIDI flags. */
+interface RtpConfig {
+  port: number;
+  name: string;
+  invite: { hostname: string; port: number }[];
 }
 
 /** The NATS flags. */
@@ -205,6 +222,9 @@ function readArgs(args: string[]): ServeConfig | "help" | "version" {
         "handshake-timeout": { type: "string" },
         "idle-timeout": { type: "string" },
         "max-queued": { type: "string" },
+        rtp: { type: "string" },
+        "rtp-name": { type: "string" },
+        "rtp-invite": { type: "string", multiple: true },
         nats: { type: "string" },
         room: { type: "string" },
         "nats-name": { type: "string" },
@@ -264,7 +284,41 @@ function readArgs(args: string[]): ServeConfig | "help" | "version" {
       key: readFile("--key", values.key),
     },
     nats: readNats(values),
+    rtp: readRtp(values),
   };
+}
+
+/** The RTP-MIDI flags, checked. */
+function readRtp(values: {
+  rtp?: string;
+  "rtp-name"?: string;
+  "rtp-invite"?: string[];
+}): RtpConfig | undefined {
+  if (values.rtp === undefined) {
+    if (values["rtp-name"] !== undefined) {
+      throw new UsageError("--rtp-name goes with --rtp");
+    }
+    if (values["rtp-invite"] !== undefined) {
+      throw new UsageError("--rtp-invite goes with --rtp");
+    }
+    return undefined;
+  }
+  const port = count("--rtp", values.rtp, 0);
+  if (port > 65534) {
+    throw new UsageError(
+      `--rtp must be a UDP port of at most 65534 (PORT+1 is data): got ${port}`,
+    );
+  }
+  const name = values["rtp-name"] ?? "midisock";
+  if (name.trim() === "") throw new UsageError("--rtp-name needs a name");
+  const invite = (values["rtp-invite"] ?? []).map((text) => {
+    try {
+      return parseAddress(text, 5004);
+    } catch (error) {
+      throw new UsageError(`--rtp-invite: ${(error as Error).message}`);
+    }
+  });
+  return { port, name, invite };
 }
 
 /** The NATS flags, checked. */
@@ -401,6 +455,7 @@ class Serve {
   readonly #refusals: RefusalLog;
   #server: PortServer | undefined;
   #ports: OpenedPorts | undefined;
+  #rtp: { close(): Promise<void> } | undefined;
   /** Hardware endpoints, shown by their quoted names. */
   readonly #devices = new Set<Endpoint>();
   #released = 0;
@@ -444,7 +499,56 @@ class Serve {
         }),
       );
     }
+    if (this.#config.rtp !== undefined) await this.#session(this.#config.rtp);
     if (this.#config.nats !== undefined) await this.#link(this.#config.nats);
+  }
+
+  /** Opens an RTP-MIDI session: each participant joins the hub. */
+  async #session(rtp: RtpConfig): Promise<void> {
+    const { RtpMidiSession } = await import("../rtp/session.ts");
+    const session = new RtpMidiSession({
+      host: this.#config.hostname,
+      port: rtp.port,
+      name: rtp.name,
+      gate: this.#hub.gate,
+      maxSysexLength: this.#hub.maxSysexLength,
+    });
+    this.#rtp = session;
+    try {
+      await session.ready;
+    } catch (error) {
+      if (error instanceof Deno.errors.NotCapable) throw error;
+      throw new CliError(
+        `cannot open the RTP-MIDI session on UDP ${rtp.port}: ${
+          describeError(error)
+        }`,
+        { cause: error },
+      );
+    }
+    this.#say(
+      `RTP-MIDI session ${JSON.stringify(rtp.name)} on ${
+        formatAddress({ hostname: this.#config.hostname, port: session.port })
+      } (data ${session.port + 1})`,
+    );
+    (async () => {
+      for await (const participant of session) {
+        if (this.#hub.closed) {
+          await participant.close();
+          continue;
+        }
+        this.#hub.add(participant, {
+          kind: "client",
+          transport: "rtp",
+          name: `rtp ${JSON.stringify(participant.name)}`,
+        });
+      }
+    })();
+    for (const peer of rtp.invite) {
+      const where = formatAddress(peer);
+      session.invite(peer.hostname, peer.port).catch((error) =>
+        this.#say(`rtp invitation to ${where} failed: ${describeError(error)}`)
+      );
+    }
   }
 
   /** Joins the room on NATS: the link is one more endpoint of the hub. */
@@ -474,6 +578,7 @@ class Serve {
   /** Closes what `start` opened, after it failed. */
   async abandon(): Promise<void> {
     await this.#server?.close();
+    await this.#rtp?.close();
     await this.#hub.close();
     await this.#ports?.close();
   }
@@ -489,6 +594,7 @@ class Serve {
       this.#released = 0;
       await this.#hub.close();
       await this.#server!.close();
+      await this.#rtp?.close();
       await this.#ports?.close();
       this.#refusals.flush();
       this.#say(

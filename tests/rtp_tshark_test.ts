@@ -1,0 +1,303 @@
+// Wireshark's AppleMIDI and RTP-MIDI dissectors, through tshark capturing
+// on loopback, read every packet midisock sends, recovery journals
+// included, and find none malformed.
+
+import assert from "node:assert/strict";
+import dgram from "node:dgram";
+import {
+  type Message,
+  message,
+  type RtpMidiParticipant,
+  RtpMidiSession,
+} from "../mod.ts";
+import { take, until, within } from "./_net.ts";
+import { LossyProxy } from "./_rtp.ts";
+import { HAVE_TSHARK, REQUIRED } from "./_rtp_peers.ts";
+import { between, random, randomMessage } from "./_util.ts";
+
+/** Whether tshark may capture here (root, or dumpcap with capabilities). */
+function probeCapture(): string | undefined {
+  if (!HAVE_TSHARK) return "tshark is missing";
+  try {
+    const { success, stderr } = new Deno.Command("tshark", {
+      args: ["-i", "lo", "-a", "duration:1", "-c", "1", "-f", "udp port 9"],
+      stdout: "null",
+      stderr: "piped",
+    }).outputSync();
+    if (success) return undefined;
+    return new TextDecoder().decode(stderr).trim().split("\n").at(-1);
+  } catch (error) {
+    return (error as Error).message;
+  }
+}
+
+const cannot = HAVE_TSHARK ? probeCapture() : "tshark is missing";
+if (cannot !== undefined && HAVE_TSHARK) {
+  const line = `tshark cannot capture on lo (${cannot})`;
+  if (REQUIRED) throw new Error(`${line}, but MIDISOCK_REQUIRE_RTP=1`);
+  console.warn(
+    `${line}: skipping the dissector test (run as root, or setcap cap_net_raw,cap_net_admin=eip on dumpcap)`,
+  );
+}
+
+const FIELDS = [
+  "frame.number",
+  "_ws.col.Protocol",
+  "_ws.malformed",
+  "_ws.expert.message",
+  "rtpmidi.j_flag",
+  "rtpmidi.cj_chapter_n_log_note",
+  "rtpmidi.cj_chapter_n_log_octet",
+  "rtpmidi.cj_chapter_c_number",
+  "rtpmidi.cmd_chanjour_len",
+  "applemidi.command",
+  "_ws.col.Info",
+];
+
+interface Frame {
+  protocol: string;
+  malformed: string;
+  expert: string;
+  journal: string;
+  noteLogs: string;
+  offBits: string;
+  controllers: string;
+  channelLength: string;
+  command: string;
+  info: string;
+}
+
+/** tshark decoding live what goes through these ports, one frame a line. */
+class Capture {
+  readonly frames: Frame[] = [];
+  readonly #child: Deno.ChildProcess;
+  readonly #reading: Promise<void>;
+  readonly #probe: dgram.Socket;
+
+  private constructor(child: Deno.ChildProcess, probe: dgram.Socket) {
+    this.#child = child;
+    this.#probe = probe;
+    this.#reading = this.#read();
+  }
+
+  static async start(ports: number[]): Promise<Capture> {
+    const probe = dgram.createSocket("udp4");
+    await new Promise<void>((resolve) =>
+      probe.bind(0, "127.0.0.1", () => resolve())
+    );
+    const probePort = probe.address().port;
+    const filter = [...ports.flatMap((p) => [p, p + 1]), probePort]
+      .map((p) => `udp port ${p}`).join(" or ");
+    const child = new Deno.Command("tshark", {
+      args: [
+        "-i",
+        "lo",
+        "-f",
+        filter,
+        "-l",
+        "-n",
+        "-T",
+        "fields",
+        "-E",
+        "separator=|",
+        "-E",
+        "occurrence=a",
+        "-E",
+        "aggregator=,",
+        ...FIELDS.flatMap((f) => ["-e", f]),
+      ],
+      stdout: "piped",
+      stderr: "null",
+    }).spawn();
+    const capture = new Capture(child, probe);
+    // "Capturing on" comes before the capture really runs: wait until a
+    // probe datagram shows up in the output.
+    await within(
+      (async () => {
+        while (capture.frames.length === 0) {
+          probe.send(new Uint8Array([0]), probePort, "127.0.0.1");
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      })(),
+      10000,
+      "tshark start",
+    );
+    capture.frames.length = 0;
+    return capture;
+  }
+
+  async #read(): Promise<void> {
+    const decoder = new TextDecoder();
+    let text = "";
+    for await (const chunk of this.#child.stdout) {
+      text += decoder.decode(chunk, { stream: true });
+      let at;
+      while ((at = text.indexOf("\n")) >= 0) {
+        const f = text.slice(0, at).split("|");
+        text = text.slice(at + 1);
+        this.frames.push({
+          protocol: f[1],
+          malformed: f[2],
+          expert: f[3],
+          journal: f[4],
+          noteLogs: f[5],
+          offBits: f[6],
+          controllers: f[7],
+          channelLength: f[8],
+          command: f[9],
+          info: f[10],
+        });
+      }
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.#child.kill("SIGINT");
+    await this.#child.status;
+    await this.#reading;
+    await new Promise<void>((resolve) => this.#probe.close(() => resolve()));
+  }
+}
+
+async function join(
+  a: RtpMidiSession,
+  port: number,
+  b: RtpMidiSession,
+): Promise<[RtpMidiParticipant, RtpMidiParticipant]> {
+  const [out, inn] = await Promise.all([
+    a.invite("127.0.0.1", port),
+    within(b.accept(), 5000, "accept"),
+  ]);
+  return [out, inn];
+}
+
+Deno.test({
+  name:
+    "tshark finds no malformed packet in midisock's sessions, journals included",
+  ignore: cannot !== undefined && !REQUIRED,
+  permissions: {
+    net: ["127.0.0.1", "[::1]", "localhost"],
+    run: ["tshark"],
+    env: ["MIDISOCK_RTPMIDI_DIR", "MIDISOCK_REQUIRE_RTP"],
+    read: true,
+  },
+  fn: () =>
+    within(
+      (async () => {
+        await using a = new RtpMidiSession({ port: 0, name: "alpha" });
+        await using b = new RtpMidiSession({ port: 0, name: "beta" });
+        await using c = new RtpMidiSession({ port: 0, name: "gamma" });
+        await Promise.all([a.ready, b.ready, c.ready]);
+        const proxy = await LossyProxy.open(b.port, 0.1, random(4));
+        const capture = await Capture.start([
+          a.port,
+          b.port,
+          c.port,
+          proxy.port,
+        ]);
+        try {
+          // a <-> b directly: every kind of message, notes held on every
+          // channel (long journals), sysex split over packets.
+          const [toB, fromA] = await join(a, b.port, b);
+          const next = random(12);
+          const sent: Message[] = [];
+          for (let channel = 0; channel < 16; channel++) {
+            for (let n = 0; n < 12; n++) {
+              sent.push(
+                message("note_on", {
+                  channel,
+                  note: 30 + n * 7,
+                  velocity: 1 + n,
+                }),
+              );
+            }
+            sent.push(message("note_off", { channel, note: 30 }));
+            sent.push(
+              message("control_change", {
+                channel,
+                control: channel,
+                value: 99,
+              }),
+            );
+            sent.push(message("program_change", { channel, program: channel }));
+            sent.push(
+              message("pitchwheel", { channel, pitch: -channel * 500 }),
+            );
+            sent.push(message("aftertouch", { channel, value: channel }));
+          }
+          for (let i = 0; i < 200; i++) {
+            sent.push(randomMessage(next, undefined, 20));
+          }
+          sent.push(message("sysex", { data: new Array(4000).fill(0x11) }));
+          for (const m of sent) {
+            await toB.send(m);
+            if (next() < 0.05) await new Promise((r) => setTimeout(r, 2));
+          }
+          assert.equal((await take(fromA, sent.length)).length, sent.length);
+          for (const m of sent.slice(0, 50)) await fromA.send(m);
+          await take(toB, 50);
+
+          // c -> proxy losing 10% -> b: journals after gaps, guard packets.
+          const [toB2, fromC] = await join(c, proxy.port, b);
+          proxy.lossy = true;
+          for (let i = 0; i < 300; i++) {
+            const channel = between(next, 0, 15);
+            const note = between(next, 0, 127);
+            await toB2.send(message("note_on", { channel, note, velocity: 5 }));
+            await new Promise((r) => setTimeout(r, 1));
+            await toB2.send(message("note_off", { channel, note }));
+          }
+          await until(() => fromC.stats.lost > 0, 5000, "a loss");
+          await new Promise((r) => setTimeout(r, 700)); // guard packets
+          proxy.lossy = false;
+          await toB.close();
+          await toB2.close();
+        } finally {
+          await a.close();
+          await b.close();
+          await c.close();
+          await new Promise((r) => setTimeout(r, 300));
+          await capture.stop();
+          await proxy.close();
+        }
+        const frames = capture.frames;
+        const rtp = frames.filter((f) => f.protocol === "RTP-MIDI");
+        const apple = frames.filter((f) => f.protocol === "AppleMIDI");
+        const malformed = frames.filter((f) => f.malformed !== "");
+        assert.deepEqual(malformed.map((f) => f.info), [], "malformed packets");
+        assert.deepEqual(
+          frames.filter((f) => f.expert !== "").map((f) =>
+            `${f.info}: ${f.expert}`
+          ),
+          [],
+          "expert notes",
+        );
+        assert.ok(rtp.length > 100, `${rtp.length} RTP-MIDI packets`);
+        assert.ok(
+          rtp.every((f) => f.journal === "1"),
+          "every packet has a journal",
+        );
+        // The dissector read into the journals: note logs, note-off bits,
+        // controllers and channel journal lengths.
+        assert.ok(rtp.filter((f) => f.noteLogs !== "").length > 20);
+        assert.ok(rtp.filter((f) => f.offBits !== "").length > 5);
+        assert.ok(rtp.filter((f) => f.controllers !== "").length > 20);
+        assert.ok(rtp.some((f) => f.channelLength.split(",").length >= 16));
+        const commands = new Set(apple.map((f) => f.info.split(":")[0]));
+        for (
+          const name of [
+            "Invitation",
+            "Invitation Accepted",
+            "Synchronization",
+            "Receiver Feedback",
+            "End Session",
+          ]
+        ) {
+          assert.ok(commands.has(name), `no ${name} seen: ${[...commands]}`);
+        }
+        assert.ok(rtp.some((f) => f.info.includes("Sysex-Segment")));
+      })(),
+      60000,
+      "tshark test",
+    ),
+});
