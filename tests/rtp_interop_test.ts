@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import {
   connect,
   encode,
-  type IOPort,
+  Hub,
   type Message,
   message,
   NoteTracker,
@@ -48,26 +48,17 @@ function notes(count = 1000, channel = 0): Message[] {
   );
 }
 
-/** What the hub will do: every message from one port goes to the other. */
-function bridge(a: IOPort, b: IOPort): Promise<void[]> {
-  const pump = async (from: IOPort, to: IOPort) => {
-    for await (const msg of from) {
-      if (to.closed) break;
-      await to.send(msg);
-    }
-  };
-  return Promise.all([pump(a, b), pump(b, a)]);
-}
-
 async function exchange(
   peer: NodePeer,
   participant: RtpMidiParticipant,
 ): Promise<void> {
-  // TCP client <-> PortServer connection <-> participant <-> rtpmidi.
-  await using server = new PortServer("127.0.0.1", 0);
+  // TCP client <-> hub <-> participant <-> rtpmidi, as serve --rtp joins
+  // them.
+  await using hub = new Hub();
+  await using server = new PortServer("127.0.0.1", 0, { hub });
+  hub.add(participant, { transport: "rtp" });
   await using client = await connect("127.0.0.1", server.port);
-  const conn = await server.accept();
-  const bridged = bridge(conn, participant);
+  await until(() => hub.endpoints.length === 2);
   await peer.wait("synced", 15000);
 
   // rtpmidi -> midisock -> TCP client.
@@ -85,10 +76,6 @@ async function exchange(
   await peer.wait("midi", 15000, 1000);
   assert.deepEqual(peer.midi(), toPeer.map((m) => [...encode(m)]));
   assert.equal(participant.stats.lost, 0);
-
-  await conn.close();
-  await participant.close();
-  await within(bridged, 5000, "bridge end");
 }
 
 rtpmidiTest(
