@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import denoJson from "../deno.json" with { type: "json" };
 import { connect, formatMessage, type Message, message } from "../mod.ts";
 import { noMido, runPython } from "./_mido.ts";
-import { take, within } from "./_net.ts";
+import { readAll, take, within } from "./_net.ts";
 import {
   type Command,
   freePort,
@@ -282,6 +282,40 @@ cliTest(
     await serve.waitFor(/^refused \S+ \(wrong token\)$/);
   },
 );
+
+cliTest("serve refuses a token under 16 characters", async () => {
+  const { code, stderr } = await run("serve", [
+    "127.0.0.1:0",
+    "--token",
+    "s3cret",
+  ]);
+  assert.equal(code, 2);
+  assert.match(
+    assertOneLineError(stderr, "serve"),
+    /--token must be at least 16 characters: a shorter one can be guessed \(got 6\)/,
+  );
+});
+
+cliTest("serve sums up repeated refusals instead of a line each", async () => {
+  await using serve = spawn("serve", ["127.0.0.1:0", "--allow", "10.0.0.0/8"]);
+  const port = await serve.listening();
+  for (let i = 0; i < 30; i++) {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    await readAll(conn);
+  }
+  serve.kill("SIGTERM");
+  await serve.finished();
+  const refused = serve.lines.filter((l) => l.startsWith("refused "));
+  assert.equal(refused.length, 2, refused.join("\n"));
+  assert.match(
+    refused[0],
+    /^refused 127\.0\.0\.1:\d+ \(address not in the allow list\)$/,
+  );
+  assert.equal(
+    refused[1],
+    "refused 29 more connections from 127.0.0.1 (address not in the allow list) in the last 5 s",
+  );
+});
 
 cliTest("serve --no-sysex relays everything but sysex", async () => {
   await using serve = spawn("serve", ["127.0.0.1:0", "--no-sysex"]);

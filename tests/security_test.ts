@@ -9,6 +9,7 @@ import {
   RefusedError,
   TOKEN_PREFIX,
 } from "../mod.ts";
+import { hasOpenssl, testCertificates } from "./_tls.ts";
 import { pureTest } from "./_util.ts";
 import {
   drain,
@@ -356,49 +357,6 @@ netTest(
     assert.deepEqual(await take(server, 1), [message("clock")]);
   },
 );
-
-/** A throwaway CA and a certificate it signed for localhost and 127.0.0.1. */
-async function testCertificates(): Promise<
-  { ca: string; cert: string; key: string }
-> {
-  const script = `
-set -e
-dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
-cd "$dir"
-ec="-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
-openssl req -x509 $ec -days 1 -subj /CN=midisock-test-ca -keyout ca.key -out ca.pem 2>/dev/null
-openssl req $ec -subj /CN=localhost -keyout leaf.key -out leaf.csr 2>/dev/null
-printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\n' > ext
-openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 -extfile ext -out leaf.pem 2>/dev/null
-cat ca.pem leaf.pem leaf.key
-`;
-  const { success, stdout, stderr } = await new Deno.Command("sh", {
-    args: ["-c", script],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  assert.ok(success, new TextDecoder().decode(stderr));
-  const pem = new TextDecoder().decode(stdout);
-  const blocks = pem.match(
-    /-----BEGIN [A-Z ]+-----[^]*?-----END [A-Z ]+-----\n/g,
-  )!;
-  assert.equal(blocks.length, 3, pem);
-  return { ca: blocks[0], cert: blocks[1], key: blocks[2] };
-}
-
-const hasOpenssl = (() => {
-  try {
-    return new Deno.Command("openssl", {
-      args: ["version"],
-      stdout: "null",
-      stderr: "null",
-    })
-      .outputSync().success;
-  } catch {
-    return false;
-  }
-})();
 
 Deno.test({
   name: "TLS server and client carry messages both ways with a test CA",

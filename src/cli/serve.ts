@@ -36,6 +36,7 @@ import { type Endpoint, Hub, type HubEvent, type HubOptions } from "../hub.ts";
 import { AddressList } from "../net/access.ts";
 import { formatAddress, parseAddress } from "../net/address.ts";
 import { PortServer } from "../net/server.ts";
+import { checkPem } from "../net/_tls.ts";
 import {
   CliError,
   clock,
@@ -474,6 +475,16 @@ class Serve {
   async start(): Promise<void> {
     const { hostname, port, tls } = this.#config;
     const where = formatAddress({ hostname, port });
+    if (tls !== undefined) {
+      try {
+        await checkPem(tls);
+      } catch (error) {
+        throw new CliError(
+          `cannot serve TLS with --cert and --key: ${describeError(error)}`,
+          { cause: error },
+        );
+      }
+    }
     try {
       this.#server = new PortServer(hostname, port, { hub: this.#hub, tls });
     } catch (error) {

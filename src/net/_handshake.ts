@@ -18,6 +18,7 @@ import type { Gate, Refusal, Ticket } from "../gate.ts";
 import { checkToken } from "../_policy.ts";
 import { atMost } from "../_time.ts";
 import { closeQuietly } from "./_transport.ts";
+import { PLAIN_ON_TLS } from "./_tls.ts";
 
 /**
  * The start of the line a client sends first when the server wants a token:
@@ -125,18 +126,24 @@ export async function serverHandshake(
   const { gate } = options;
   const deadline = ticket.deadline;
   if (options.tls) {
-    const done = await raceDeadline(
-      (conn as Deno.TlsConn).handshake(),
-      deadline,
+    let failure: unknown;
+    const late = await atMost(
+      (conn as Deno.TlsConn).handshake().catch((error) => failure = error),
+      deadline - performance.now(),
     );
-    if (done !== "ok") {
-      closeQuietly(conn);
-      return done === "late"
+    if (late || failure !== undefined) {
+      if (late) closeQuietly(conn);
+      return late
         ? ticket.refuse(
           "timeout",
           `no TLS handshake within ${gate.handshakeTimeout} ms`,
         )
-        : ticket.refuse("protocol", "TLS handshake failed");
+        : ticket.refuse(
+          "protocol",
+          failure instanceof Error && failure.message === PLAIN_ON_TLS
+            ? PLAIN_ON_TLS
+            : "TLS handshake failed",
+        );
     }
   }
   let preamble: Preamble = {};
@@ -188,18 +195,6 @@ export async function serverHandshake(
 /** Why a plain port closes a connection that starts a TLS handshake. */
 export const TLS_ON_PLAIN =
   "sent a TLS handshake to a port that does not serve TLS";
-
-async function raceDeadline(
-  promise: Promise<unknown>,
-  deadline: number,
-): Promise<"ok" | "late" | "failed"> {
-  let failed = false;
-  const late = await atMost(
-    promise.catch(() => failed = true),
-    deadline - performance.now(),
-  );
-  return late ? "late" : failed ? "failed" : "ok";
-}
 
 let lingering = 0;
 const MAX_LINGERING = 64;

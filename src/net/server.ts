@@ -20,6 +20,7 @@ import { checkPort, formatAddress } from "./address.ts";
 import { type Preamble, refuse, serverHandshake } from "./_handshake.ts";
 import { resolveSocketOptions, type SocketOptions } from "./_settings.ts";
 import { closeQuietly } from "./_transport.ts";
+import { loadTls, secureContext, ServerTlsConn } from "./_tls.ts";
 import { SocketPort } from "./socket_port.ts";
 import { callBack } from "../_call.ts";
 
@@ -93,23 +94,17 @@ const HUB_OPTIONS = [
 ] as const;
 
 const FIRST_BACKOFF_MS = 50;
+const WARN_EVERY_MS = 60_000;
 const LONGEST_BACKOFF_MS = 1000;
 
-type Listener = Deno.Listener<Deno.Conn<Deno.NetAddr>, Deno.NetAddr>;
+type Listener = Deno.TcpListener;
 
 /**
  * The wildcard address: every interface, IPv6 and IPv4 where the system has
  * both, as mido's `''` means.
  */
-function listen(
-  host: string,
-  port: number,
-  tls: Deno.TlsCertifiedKeyPem | undefined,
-): Listener {
-  const open = (hostname: string): Listener =>
-    tls === undefined
-      ? Deno.listen({ hostname, port })
-      : Deno.listenTls({ hostname, port, cert: tls.cert, key: tls.key });
+function listen(host: string, port: number): Listener {
+  const open = (hostname: string): Listener => Deno.listen({ hostname, port });
   if (host !== "") return open(host);
   try {
     return open("::");
@@ -239,8 +234,8 @@ export class PortServer extends InputPortBase implements IOPort {
         }
       }
     });
-    this.#listener = listen(host, port, options.tls);
-    this.#accepting = this.#acceptLoop();
+    this.#listener = listen(host, port);
+    this.#accepting = this.#acceptLoop(options.tls);
   }
 
   /** The address the server is bound to. */
@@ -317,8 +312,26 @@ export class PortServer extends InputPortBase implements IOPort {
     this.#flushing = undefined;
   }
 
-  async #acceptLoop(): Promise<void> {
+  async #acceptLoop(pem?: Deno.TlsCertifiedKeyPem): Promise<void> {
+    let secure: ((raw: Deno.TcpConn) => Deno.Conn<Deno.NetAddr>) | undefined;
+    if (pem !== undefined) {
+      try {
+        const tls = await loadTls();
+        const context = secureContext(tls, pem);
+        secure = (raw) =>
+          new ServerTlsConn(tls, raw, context) as unknown as Deno.Conn<
+            Deno.NetAddr
+          >;
+      } catch (error) {
+        this.#hub.warn(
+          `${this.name}: cannot serve TLS: ${(error as Error).message}`,
+        );
+        this.#listener.close();
+        return;
+      }
+    }
     let backoff = 0;
+    let warned = -Infinity;
     for (;;) {
       let conn: Deno.Conn<Deno.NetAddr>;
       try {
@@ -329,8 +342,11 @@ export class PortServer extends InputPortBase implements IOPort {
         if (error instanceof Deno.errors.BadResource) return;
         if (outOfDescriptors(error)) {
           // The kernel keeps the connection queued and accept fails again
-          // at once: wait instead of spinning, and say so once.
-          if (backoff === 0) {
+          // at once: wait instead of spinning, and say so (once a minute at
+          // most).
+          const now = performance.now();
+          if (backoff === 0 && now - warned > WARN_EVERY_MS) {
+            warned = now;
             this.#hub.warn(
               `${this.name}: cannot accept connections: the process has ` +
                 "no file descriptors left; waiting for some to close",
@@ -346,7 +362,7 @@ export class PortServer extends InputPortBase implements IOPort {
         // not stop the server.
         continue;
       }
-      this.#arrive(conn);
+      this.#arrive(secure === undefined ? conn : secure(conn as Deno.TcpConn));
     }
   }
 

@@ -1,0 +1,513 @@
+// The hub under attack, bounded and on loopback: big messages that must not
+// get readers dropped, handshakes that never finish, wrong tokens, TLS on a
+// plain port, floods that must not starve paced clients, the descriptor
+// limit, and links that silently die.
+
+import assert from "node:assert/strict";
+import {
+  AddressList,
+  connect,
+  Gate,
+  Hub,
+  type HubEvent,
+  message,
+  PortServer,
+  ReconnectingPort,
+  RefusedError,
+  type SocketPort,
+} from "../mod.ts";
+import { hasOpenssl, testCertificates } from "./_tls.ts";
+import { LOOPBACK, readAll, take, until, within } from "./_net.ts";
+import { pureTest } from "./_util.ts";
+import { spawn } from "./_cli.ts";
+
+const TOKEN = "correct-horse-battery";
+
+function attackTest(
+  name: string,
+  fn: () => Promise<void>,
+  options: { ignore?: boolean; permissions?: Deno.PermissionOptions } = {},
+): void {
+  Deno.test({
+    name,
+    ignore: options.ignore,
+    permissions: options.permissions ?? LOOPBACK,
+    fn: () => within(fn(), 60000, name),
+  });
+}
+
+/** Hub events, kept for the assertions. */
+function record(hub: Hub): HubEvent[] {
+  const events: HubEvent[] = [];
+  hub.listen((event) => events.push(event));
+  return events;
+}
+
+function leaves(events: HubEvent[]): string[] {
+  return events.flatMap((e) =>
+    e.type === "leave" && e.reason !== undefined
+      ? [`${e.endpoint.name}: ${e.reason}`]
+      : []
+  );
+}
+
+async function raw(port: number): Promise<Deno.TcpConn> {
+  return await Deno.connect({ hostname: "127.0.0.1", port });
+}
+
+attackTest(
+  "two 512 KiB sysex finishing at once drop no reader",
+  async () => {
+    await using hub = new Hub();
+    const events = record(hub);
+    await using server = new PortServer("127.0.0.1", 0, { hub });
+    const readers = await Promise.all(
+      Array.from({ length: 5 }, () => connect("127.0.0.1", server.port)),
+    );
+    const senders = await Promise.all(
+      Array.from({ length: 2 }, () => connect("127.0.0.1", server.port)),
+    );
+    await until(() => hub.endpoints.length === 7);
+    const big = message("sysex", { data: new Uint8Array(512 * 1024).fill(7) });
+    for (let round = 0; round < 3; round++) {
+      await Promise.all(senders.map((s) => s.send(big)));
+      for (const reader of readers) {
+        const got = await take(reader, 2, 20000);
+        assert.deepEqual(got.map((m) => m.type), ["sysex", "sysex"]);
+      }
+    }
+    assert.deepEqual(leaves(events), []);
+    await Promise.all([...readers, ...senders].map((p) => p.close()));
+  },
+);
+
+attackTest(
+  "connections that never send their token lock nobody out",
+  async () => {
+    await using hub = new Hub({
+      token: TOKEN,
+      maxClients: 3,
+      handshakeTimeout: 5000,
+      maxPendingPerAddress: 8,
+    });
+    const events = record(hub);
+    await using server = new PortServer("127.0.0.1", 0, { hub });
+    // 20 silent connections, re-opened as the server closes them.
+    const silent = new Set<Deno.TcpConn>();
+    let opened = 0;
+    let attacking = true;
+    const attack = (async () => {
+      while (attacking) {
+        if (silent.size >= 20) {
+          await new Promise((r) => setTimeout(r, 5));
+          continue;
+        }
+        const conn = await raw(server.port).catch(() => undefined);
+        if (conn === undefined) continue;
+        opened++;
+        silent.add(conn);
+        readAll(conn, 30000).catch(() => {}).finally(() => silent.delete(conn));
+      }
+    })();
+    await until(() => opened >= 40, 10000, "the attack under way");
+    let served = 0;
+    for (let i = 0; i < 20; i++) {
+      const client = await connect("127.0.0.1", server.port, { token: TOKEN });
+      served++;
+      await client.close();
+    }
+    attacking = false;
+    await attack;
+    for (const conn of silent) {
+      try {
+        conn.close();
+      } catch {
+        // Closed by the server already.
+      }
+    }
+    assert.equal(served, 20);
+    assert.ok(
+      events.some((e) =>
+        e.type === "refuse" && /handshake too slow/.test(e.refusal.reason)
+      ),
+    );
+  },
+);
+
+attackTest("stalled handshakes are closed at the deadline", async () => {
+  const { cert, key } = await testCertificates();
+  for (const tls of [undefined, { cert, key }]) {
+    await using hub = new Hub({ token: TOKEN, handshakeTimeout: 300 });
+    await using server = new PortServer("127.0.0.1", 0, { hub, tls });
+    const conns = await Promise.all(
+      Array.from({ length: 10 }, () => raw(server.port)),
+    );
+    await until(() => hub.gate.pending === 10);
+    const started = performance.now();
+    // The server closes them: each read ends.
+    await Promise.all(conns.map((conn) => readAll(conn, 5000)));
+    const took = performance.now() - started;
+    assert.ok(took < 1500, `closed after ${Math.round(took)} ms`);
+    await until(() => hub.gate.pending === 0, 2000);
+  }
+}, { ignore: !hasOpenssl, permissions: { ...LOOPBACK, run: true } });
+
+attackTest(
+  "an address that keeps sending wrong tokens must wait, then may try again",
+  async () => {
+    await using hub = new Hub({ token: TOKEN, failuresBeforeWait: 3 });
+    await using server = new PortServer("127.0.0.1", 0, { hub });
+    for (let i = 0; i < 3; i++) {
+      await assert.rejects(
+        connect("127.0.0.1", server.port, { token: `guess-${i}` }),
+        (e: unknown) => e instanceof RefusedError && e.reason === "wrong token",
+      );
+    }
+    // Now even the right token waits a second.
+    await assert.rejects(
+      connect("127.0.0.1", server.port, { token: TOKEN }),
+      (e: unknown) =>
+        e instanceof RefusedError && /too many wrong tokens/.test(e.reason),
+    );
+    await new Promise((r) => setTimeout(r, 1100));
+    const good = await connect("127.0.0.1", server.port, { token: TOKEN });
+    await good.close();
+  },
+);
+
+pureTest("the gate's waits double after each further wrong token", () => {
+  const gate = new Gate({ token: TOKEN, failuresBeforeWait: 1 });
+  const peer = { transport: "tcp", hostname: "10.0.0.1" };
+  const once = gate.arrive(peer);
+  assert.ok(!("code" in once));
+  assert.equal(once.checkToken("nope"), false);
+  once.leave();
+  const refused = gate.arrive(peer);
+  assert.ok("code" in refused && refused.code === "waiting");
+  assert.match(refused.reason, /retry in 1 s/);
+  // Another address is not affected.
+  const other = gate.arrive({ transport: "tcp", hostname: "10.0.0.2" });
+  assert.ok(!("code" in other));
+  other.leave();
+});
+
+pureTest(
+  "allow rules: leading zeros, zones and empty entries are refused",
+  () => {
+    assert.throws(() => new AddressList(["010.0.0.1"]), /leading zeros/);
+    assert.throws(() => new AddressList(["fe80::1%eth0"]), /zone/);
+    assert.throws(() => new AddressList(["10.0.0.1", ""]), /empty entry/);
+    assert.throws(
+      () => new AddressList(["10.0.0.0/33"]),
+      /prefix must be 0-32/,
+    );
+    const list = new AddressList(["10.1.2.3/8", "192.168.1.0/24"]);
+    assert.deepEqual(list.warnings, [
+      'address rule "10.1.2.3/8" has host bits set: it means the whole /8 range',
+    ]);
+    assert.ok(list.includes("10.200.0.1"));
+  },
+);
+
+attackTest(
+  "a TLS hello on a plain port is closed, and nothing of it is relayed",
+  async () => {
+    await using hub = new Hub();
+    const events = record(hub);
+    await using server = new PortServer("127.0.0.1", 0, { hub });
+    await using listener = await connect("127.0.0.1", server.port);
+    await using other = await connect("127.0.0.1", server.port);
+    // The start of a TLS 1.2 ClientHello, high bytes and all.
+    const hello = new Uint8Array([
+      0x16,
+      0x03,
+      0x01,
+      0x02,
+      0x00,
+      0x01,
+      0x00,
+      0x01,
+      0xfc,
+      0x03,
+      0x03,
+      ...Array.from({ length: 200 }, (_, i) => (i * 37 + 0x80) & 0xff),
+    ]);
+    const conn = await raw(server.port);
+    await conn.write(hello);
+    await readAll(conn);
+    await until(() =>
+      leaves(events).some((l) =>
+        /TLS handshake to a port that does not/.test(l)
+      )
+    );
+    // The sentinel comes first: nothing of the hello reached the listener.
+    await other.send(message("tune_request"));
+    assert.deepEqual(await take(listener, 1), [message("tune_request")]);
+  },
+);
+
+attackTest(
+  "a paced client reaches another in order while others flood",
+  async () => {
+    // The hub in its own process, as serve runs; the flood in another.
+    await using serve = spawn("serve", [
+      "127.0.0.1:0",
+      "--rate-limit",
+      "5000/10000",
+    ]);
+    const port = await serve.listening();
+    await using b = await connect("127.0.0.1", port);
+    await using a = await connect("127.0.0.1", port);
+    await using flood = new Flood(port, 6);
+    await flood.started;
+    const sent = Array.from(
+      { length: 8000 },
+      (_, i) =>
+        message("note_on", { note: i % 128, velocity: 1 + (i >> 7) % 127 }),
+    );
+    // A: 4000 notes a second, within its limit, for two seconds.
+    const started = performance.now();
+    const sending = (async () => {
+      for (let i = 0; i < sent.length; i += 40) {
+        await a.sendAll(sent.slice(i, i + 40));
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    })();
+    const got = [];
+    while (got.length < sent.length) {
+      const msg = await within(b.receive(), 10000, "the paced notes");
+      if (msg.type === "note_on") got.push(msg);
+    }
+    const took = performance.now() - started;
+    await sending;
+    assert.deepEqual(got, sent, "every note, in order");
+    assert.ok(took < 6000, `took ${Math.round(took)} ms`);
+    assert.ok(
+      !serve.lines.some((l) =>
+        l.startsWith(`disconnect 127.0.0.1:${b.localAddr.port} `)
+      ),
+    );
+  },
+  { permissions: { ...LOOPBACK, run: true, read: true } },
+);
+
+attackTest(
+  "SIGTERM during a flood: note_offs delivered and exit 0 within 3 s",
+  async () => {
+    await using serve = spawn("serve", ["127.0.0.1:0"]);
+    const port = await serve.listening();
+    await using listener = await connect("127.0.0.1", port);
+    await using player = await connect("127.0.0.1", port);
+    await player.send(message("note_on", { note: 60 }));
+    await using flood = new Flood(port, 40);
+    await flood.started;
+    // Past the note: what the flood relays comes after it.
+    for (;;) {
+      const msg = await within(listener.receive(), 10000, "the note");
+      if (msg.type === "note_on") break;
+    }
+    const started = performance.now();
+    serve.kill("SIGTERM");
+    const { code } = await serve.finished(10000);
+    const took = performance.now() - started;
+    assert.equal(code, 0);
+    assert.ok(took < 3000, `exited after ${Math.round(took)} ms`);
+    const rest = await within(Array.fromAsync(listener), 10000, "the rest");
+    assert.ok(
+      rest.some((m) => m.type === "note_off" && m.note === 60),
+      "the held note was released",
+    );
+  },
+  { permissions: { ...LOOPBACK, run: true, read: true } },
+);
+
+attackTest(
+  "at the descriptor limit serve waits, says so once, and serves again",
+  async () => {
+    const port = await new Promise<number>((resolve) => {
+      const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+      resolve(listener.addr.port);
+      listener.close();
+    });
+    const child = new Deno.Command("sh", {
+      args: [
+        "-c",
+        `ulimit -n 64 && exec "$0" run --quiet --allow-net=127.0.0.1 ` +
+        `src/cli/serve.ts 127.0.0.1:${port}`,
+        Deno.execPath(),
+      ],
+      cwd: new URL("../", import.meta.url),
+      stdin: "null",
+      stdout: "null",
+      stderr: "piped",
+    }).spawn();
+    const stderr = child.stderr.pipeThrough(new TextDecoderStream());
+    let errors = "";
+    const reading = (async () => {
+      for await (const text of stderr) errors += text;
+    })();
+    try {
+      let conns: Deno.TcpConn[] = [];
+      for (let attempt = 0; conns.length === 0; attempt++) {
+        try {
+          conns.push(await raw(port));
+        } catch (error) {
+          if (attempt > 200) throw error;
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      }
+      for (let i = 0; i < 99; i++) conns.push(await raw(port));
+      await until(() => /no file descriptors left/.test(errors), 5000);
+      // /proc needs --allow-all in Deno: read it through cat.
+      const cpu = async () => {
+        const { stdout } = await new Deno.Command("cat", {
+          args: [`/proc/${child.pid}/stat`],
+        }).output();
+        const fields = new TextDecoder().decode(stdout).split(") ")[1]
+          .split(" ");
+        return (Number(fields[11]) + Number(fields[12])) / 100;
+      };
+      const before = await cpu();
+      await new Promise((r) => setTimeout(r, 2000));
+      const used = await cpu() - before;
+      assert.ok(used < 0.1, `${used} CPU-seconds in 2 s at the limit`);
+      for (const conn of conns) conn.close();
+      conns = [];
+      // Served again: a message goes from one client to another.
+      await using a = await connect("127.0.0.1", port);
+      await using b = await connect("127.0.0.1", port);
+      const next = b.receive();
+      let got;
+      for (let i = 0; got === undefined && i < 100; i++) {
+        await a.send(message("clock"));
+        got = await Promise.race([
+          next,
+          new Promise<undefined>((r) => setTimeout(() => r(undefined), 50)),
+        ]);
+      }
+      assert.deepEqual(got, message("clock"));
+      assert.equal(errors.match(/no file descriptors left/g)?.length, 1);
+    } finally {
+      child.kill("SIGTERM");
+      await child.status;
+      await reading;
+    }
+  },
+  { permissions: { ...LOOPBACK, run: true, read: true } },
+);
+
+/** A flood from another process (tests/_flood.ts). */
+class Flood implements AsyncDisposable {
+  readonly #child: Deno.ChildProcess;
+  readonly started: Promise<void>;
+
+  constructor(port: number, connections: number) {
+    this.#child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--quiet",
+        "--allow-net=127.0.0.1",
+        new URL("./_flood.ts", import.meta.url).pathname,
+        String(port),
+        String(connections),
+      ],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    const reader = this.#child.stdout.pipeThrough(new TextDecoderStream())
+      .getReader();
+    this.started = within(
+      reader.read().then(() => {
+        // Keep reading, so the child never blocks on a full pipe.
+        (async () => {
+          while (!(await reader.read()).done) { /* drain */ }
+        })().catch(() => {});
+      }),
+      10000,
+      "the flood starting",
+    );
+    this.started.catch(() => {});
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.#child.stdin.close().catch(() => {});
+    const timer = setTimeout(() => this.#child.kill("SIGKILL"), 5000);
+    await this.#child.status;
+    clearTimeout(timer);
+  }
+}
+
+attackTest(
+  "a reconnecting port with a heartbeat notices a link that silently died",
+  async () => {
+    await using server = new PortServer("127.0.0.1", 0);
+    server.poll();
+    // A proxy that can stop forwarding without closing anything.
+    let blackHole = false;
+    const proxy = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const pipes: Promise<void>[] = [];
+    const sockets: Deno.Conn[] = [];
+    const pipe = async (from: Deno.Conn, to: Deno.Conn) => {
+      const buffer = new Uint8Array(4096);
+      try {
+        for (;;) {
+          const n = await from.read(buffer);
+          if (n === null) break;
+          if (!blackHole) await to.write(buffer.subarray(0, n));
+        }
+      } catch {
+        // Closed.
+      }
+    };
+    const accepting = (async () => {
+      for await (const conn of proxy) {
+        const upstream = await raw(server.port);
+        sockets.push(conn, upstream);
+        pipes.push(pipe(conn, upstream), pipe(upstream, conn));
+      }
+    })();
+    const lost: number[] = [];
+    await using client = new ReconnectingPort(
+      "127.0.0.1",
+      (proxy.addr as Deno.NetAddr).port,
+      {
+        heartbeat: 100,
+        minDelay: 50,
+        onDisconnect: (_reason, unconfirmed) => lost.push(unconfirmed),
+      },
+    );
+    await until(() => client.connected);
+    await client.send(message("note_on", { note: 1 }));
+    assert.deepEqual(await take(server, 1), [message("note_on", { note: 1 })]);
+    // Wait for an answered heartbeat, then cut the link silently.
+    await until(() => client.unconfirmed === 0);
+    blackHole = true;
+    const cut = performance.now();
+    for (let i = 0; i < 5; i++) await client.send(message("clock"));
+    await until(() => lost.length === 1, 5000, "the dead link noticed");
+    const noticed = performance.now() - cut;
+    assert.ok(noticed < 1000, `noticed after ${Math.round(noticed)} ms`);
+    assert.equal(
+      lost[0],
+      5,
+      "the messages sent into the dead link are counted",
+    );
+    blackHole = false;
+    await until(() => client.connected, 5000, "reconnected");
+    await client.send(message("note_on", { note: 2 }));
+    const next = await take(server, 1);
+    assert.deepEqual(next, [message("note_on", { note: 2 })]);
+    await client.close();
+    proxy.close();
+    await accepting.catch(() => {});
+    for (const socket of sockets) {
+      try {
+        socket.close();
+      } catch {
+        // Closed.
+      }
+    }
+    await Promise.all(pipes);
+  },
+);
