@@ -94,8 +94,8 @@ export interface HubOptions extends GateOptions {
    */
   maxQueuedBytes?: number;
   /**
-   * How long an endpoint may stay behind, or make no progress at all with
-   * bytes waiting, before it is dropped, in milliseconds.
+   * How long an endpoint may stay behind, or take nothing at all while 64
+   * KiB or more wait for it, before it is dropped, in milliseconds.
    * @default {2000}
    */
   maxLag?: number;
@@ -253,6 +253,10 @@ export interface EventFeed extends AsyncIterableIterator<HubEvent> {
 /** The most messages taken from one endpoint before others get a turn. */
 const TURN = 4096;
 const LAG_CHECK_MS = 250;
+/** Bytes that must wait, unmoved, for a reader to count as stalled. */
+const STALL_BYTES = 64 * 1024;
+/** How late a check may run and still count in full. */
+const LATE_MS = 50;
 /** How often a client's active sensing is answered, at most. */
 const ANSWER_MS = 100;
 const ACTIVE_SENSING: Message = Object.freeze({
@@ -426,6 +430,8 @@ class Member implements Endpoint {
   readonly input: InputPort | undefined;
   /** Whether its input comes as framed bytes (a `Source`). */
   source = false;
+  /** Messages injected this turn, not routed yet. */
+  injected: Message[] | undefined;
   sink: Sink | undefined;
   readonly notes: NoteTracker | undefined;
   readonly bucket: TokenBucket | undefined;
@@ -435,8 +441,12 @@ class Member implements Endpoint {
   sent = 0;
   dropped = 0;
   warned = false;
-  /** When it went over the bound, while it stays over. */
-  overSince: number | undefined;
+  /** How long it has been over the bound, in counted time (see #check). */
+  behind = 0;
+  /** How long it has taken nothing with bytes waiting, likewise. */
+  stalled = 0;
+  /** The sink's progress time when last checked. */
+  progressSeen = 0;
   lastInput = performance.now();
   answeredAt = -Infinity;
   /** Set when its output stops: dropped, or closed. */
@@ -638,6 +648,7 @@ export class Hub implements AsyncDisposable {
   #closed = false;
   #messageListeners = 0;
   #timer: ReturnType<typeof setInterval> | undefined;
+  #checkedAt = 0;
   #paused: PromiseWithResolvers<void> | undefined;
   readonly #waitingFor = new Set<Member>();
   readonly #closings = new Set<Promise<void>>();
@@ -810,6 +821,21 @@ export class Hub implements AsyncDisposable {
     if (this.#stopping || member.left) {
       throw new PortClosedError(this.#stopping ? "hub" : member.name);
     }
+    // What is injected in one turn of the event loop goes out as one batch:
+    // a program that sends in a loop costs one write per endpoint a turn,
+    // not one per message.
+    if (member.injected === undefined) {
+      member.injected = [...messages];
+      setImmediate(() => this.#flushInjected(member));
+    } else {
+      for (const msg of messages) member.injected.push(msg);
+    }
+  }
+
+  #flushInjected(member: Member): void {
+    const messages = member.injected;
+    member.injected = undefined;
+    if (messages === undefined || member.left) return;
     const batch = new FramedBatch(undefined, messages);
     this.#take(member, batch.bytes, batch, false);
   }
@@ -1064,6 +1090,7 @@ export class Hub implements AsyncDisposable {
   }
 
   #startTimer(): ReturnType<typeof setInterval> {
+    this.#checkedAt = performance.now();
     const timer = setInterval(() => this.#check(), LAG_CHECK_MS);
     Deno.unrefTimer(timer as unknown as number);
     return timer;
@@ -1072,27 +1099,34 @@ export class Hub implements AsyncDisposable {
   /** Drops endpoints that stay behind, stall, or idle past the limit. */
   #check(): void {
     const now = performance.now();
+    // Time counts against an endpoint only while the hub itself keeps up:
+    // a hub too busy to run this check on time is also too busy to see its
+    // writes complete, and the endpoint is not to blame for that.
+    const counted = Math.min(now - this.#checkedAt, LAG_CHECK_MS + LATE_MS);
+    this.#checkedAt = now;
     for (const member of this.#members) {
       const sink = member.sink;
       if (sink !== undefined && sink.slow === "drop" && !member.outputDead) {
         const queued = sink.queuedBytes;
-        if (queued > this.#maxQueuedBytes) {
-          member.overSince ??= now;
-        } else {
-          member.overSince = undefined;
-        }
-        const stalled = queued > 0 && now - sink.progressAt >= this.#maxLag;
-        if (
-          stalled ||
-          (member.overSince !== undefined &&
-            now - member.overSince >= this.#maxLag)
-        ) {
+        member.behind = queued > this.#maxQueuedBytes
+          ? member.behind + counted
+          : 0;
+        const progress = sink.progressAt;
+        // A few bytes that do not move cost nothing: a reader counts as
+        // stalled only with a real amount waiting.
+        member.stalled =
+          queued >= STALL_BYTES && progress === member.progressSeen
+            ? member.stalled + counted
+            : 0;
+        member.progressSeen = progress;
+        const stalled = member.stalled >= this.#maxLag;
+        if (stalled || member.behind >= this.#maxLag) {
           this.#drop(
             member,
             new FellBehindError(
               member.name,
               queued,
-              Math.round(now - (stalled ? sink.progressAt : member.overSince!)),
+              Math.round(stalled ? member.stalled : member.behind),
               stalled,
             ),
           );
@@ -1120,7 +1154,6 @@ export class Hub implements AsyncDisposable {
     if (member.outputDead) return;
     member.outputDead = true;
     member.reason ??= reason;
-    member.overSince = undefined;
     if (member.closePort) this.#track(abortPort(member.port, reason));
     if (member.input === undefined) this.#leave(member);
   }
@@ -1128,6 +1161,7 @@ export class Hub implements AsyncDisposable {
   /** The endpoint is gone: release its notes, tell the listeners. */
   #leave(member: Member): void {
     if (member.left) return;
+    this.#flushInjected(member);
     member.left = true;
     member.outputDead = true;
     this.#members = this.#members.filter((m) => m !== member);
@@ -1172,6 +1206,7 @@ export class Hub implements AsyncDisposable {
     this.#paused = undefined;
     clearInterval(this.#timer);
     const members = this.#members;
+    for (const member of members) this.#flushInjected(member);
     // Stop reading first, then let go of every held note where it belongs,
     // then close: gracefully while the deadline lasts, then at once.
     const released = members.map((member) => {

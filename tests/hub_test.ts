@@ -108,6 +108,11 @@ async function settle(from: Local, to: Local[]): Promise<void> {
   }
 }
 
+/** Lets the hub's checks run for `ms`. */
+function settleTicks(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
 function hubTest(name: string, fn: () => Promise<void>): void {
   Deno.test({
     name,
@@ -289,7 +294,11 @@ hubTest("an endpoint that takes nothing is dropped after maxLag", async () => {
   const stuck = new Stuck();
   hub.add(player);
   hub.add(stuck);
+  // A few bytes that do not move are let be; 64 KiB are not.
   player.play(note(1));
+  await settleTicks(900);
+  assert.ok(!events.some((e) => e.type === "leave"));
+  player.play(message("sysex", { data: new Uint8Array(70_000) }));
   await until(() => events.some((e) => e.type === "leave"), 5000);
   const leave = events.find((e) => e.type === "leave")!;
   assert.equal(leave.type === "leave" && leave.endpoint.name, "stuck");
@@ -437,10 +446,13 @@ hubTest("inject routes from an endpoint; remove closes it", async () => {
   const ea = hub.add(a);
   hub.add(b);
   hub.inject(ea, [note(3)]);
-  assert.deepEqual(b.heard, [note(3)]);
+  hub.inject(ea, [note(4)]);
+  // Injected in one turn, routed together.
+  await until(() => b.heard.length === 2);
+  assert.deepEqual(b.heard, [note(3), note(4)]);
   await hub.remove(ea, new Error("enough"));
   assert.equal(a.closed, true);
-  assert.throws(() => hub.inject(ea, [note(4)]), PortClosedError);
+  assert.throws(() => hub.inject(ea, [note(5)]), PortClosedError);
   assert.deepEqual(hub.endpoints.map((e) => e.name), ["b"]);
 });
 

@@ -13,9 +13,15 @@ import type { Message } from "./messages.ts";
 import { SPEC_BY_STATUS, type TypeSpec } from "./_spec.ts";
 
 const INITIAL_SYSEX_BUFFER = 256;
-const KEPT_SYSEX_BUFFER = 64 * 1024;
-const INITIAL_OUT = 1024;
+const KEPT_SYSEX_BUFFER = 4 * 1024;
 const KEPT_OUT = 256 * 1024;
+
+/**
+ * Where every framer writes: one buffer for all of them, since each call's
+ * output is read before the next call (a server with thousands of clients
+ * must not hold a buffer per client).
+ */
+let shared = new Uint8Array(16 * 1024);
 
 /**
  * Length of a framed message by its status byte (index `status - 0x80`):
@@ -45,7 +51,6 @@ export class Framer {
   #sysex = new Uint8Array(INITIAL_SYSEX_BUFFER);
   #sysexLength = 0;
   #dropped = 0;
-  #out = new Uint8Array(INITIAL_OUT);
 
   /**
    * Makes a framer with no state.
@@ -84,16 +89,16 @@ export class Framer {
    * Frames the next piece of the stream.
    *
    * @returns The framed bytes of the messages this piece completed: a view
-   * of a buffer the next call reuses (copy it to keep it).
+   * of a buffer the next call of any framer reuses (copy it to keep it).
    */
   frame(chunk: Uint8Array): Uint8Array {
     // Framed output is never longer than twice the input (a data byte pair
     // under running status gains its status byte), plus what a sysex held.
     const bound = chunk.length * 2 +
       (this.#inSysex ? this.#sysexLength + 2 : 0);
-    let out = this.#out;
+    let out = shared;
     if (out.length < bound) {
-      out = this.#out = new Uint8Array(Math.max(bound, out.length * 2));
+      out = shared = new Uint8Array(Math.max(bound, out.length * 2));
     }
     let n = 0;
     let status = this.#status;
@@ -133,7 +138,7 @@ export class Framer {
         if (byte === 0xf7) {
           if (this.#sysexOverflow) this.#dropped++;
           else n = this.#putSysex(n);
-          out = this.#out;
+          out = shared;
           continue;
         }
         this.#dropped++;
@@ -162,14 +167,13 @@ export class Framer {
     this.#need = need;
     this.#count = count;
     this.#first = first;
-    const framed = this.#out.subarray(0, n);
-    if (this.#out.length > KEPT_OUT && n <= KEPT_OUT) {
+    if (shared.length > KEPT_OUT) {
       // Let a buffer grown for one big sysex go once it is read.
-      const view = framed.slice();
-      this.#out = new Uint8Array(INITIAL_OUT);
-      return view;
+      const framed = shared.slice(0, n);
+      shared = new Uint8Array(KEPT_OUT);
+      return framed;
     }
-    return framed;
+    return shared.subarray(0, n);
   }
 
   #appendSysex(chunk: Uint8Array, start: number, end: number): void {
@@ -201,12 +205,12 @@ export class Framer {
   /** Writes the finished sysex at `n`; returns the offset past it. */
   #putSysex(n: number): number {
     const length = this.#sysexLength;
-    if (this.#out.length < n + length + 2) {
+    if (shared.length < n + length + 2) {
       const grown = new Uint8Array((n + length + 2) * 2);
-      grown.set(this.#out.subarray(0, n));
-      this.#out = grown;
+      grown.set(shared.subarray(0, n));
+      shared = grown;
     }
-    const out = this.#out;
+    const out = shared;
     out[n] = 0xf0;
     out.set(this.#sysex.subarray(0, length), n + 1);
     out[n + length + 1] = 0xf7;

@@ -12,8 +12,10 @@ import { PortClosedError } from "../errors.ts";
 import type { Preamble } from "./_handshake.ts";
 import { atMost } from "../_time.ts";
 
-const READ_BUFFER_SIZE = 64 * 1024;
-const TAIL_SIZE = 16 * 1024;
+/** A connection reads into a small buffer, grown while reads fill it. */
+const READ_FIRST = 2 * 1024;
+const READ_MOST = 64 * 1024;
+const TAIL_SIZE = 4 * 1024;
 /** Shared buffers at least this long are queued by reference, not copied. */
 const SHARE_MIN = 4 * 1024;
 /** How long a closing connection waits for the peer at each step. */
@@ -155,7 +157,7 @@ export class ByteTransport {
   }
 
   async #read(sink: ChunkSink): Promise<unknown> {
-    const buffer = new Uint8Array(READ_BUFFER_SIZE);
+    let buffer = new Uint8Array(READ_FIRST);
     let cause: unknown;
     try {
       const { bytes, pending } = this.#preamble ?? {};
@@ -175,6 +177,14 @@ export class ByteTransport {
         if (n === null) break;
         const waiting = sink(buffer.subarray(0, n));
         if (waiting !== undefined) await waiting;
+        // A busy peer fills the buffer: read more at a time. An idle one
+        // gets a small buffer back, so that thousands of idle connections
+        // hold little.
+        if (n === buffer.length && buffer.length < READ_MOST) {
+          buffer = new Uint8Array(Math.min(buffer.length * 4, READ_MOST));
+        } else if (n < READ_FIRST && buffer.length > READ_FIRST) {
+          buffer = new Uint8Array(READ_FIRST);
+        }
       }
     } catch (error) {
       if (this.#closing === undefined) cause = error;
@@ -290,6 +300,13 @@ export class ByteTransport {
           this.#drain.resolve();
           this.#drain = undefined;
         }
+      }
+      // Nothing waits: start the tail over (a big one is let go).
+      if (this.#queued === 0) {
+        if (this.#tail !== undefined && this.#tail.length > TAIL_SIZE) {
+          this.#tail = undefined;
+        }
+        this.#tailStart = this.#tailLength = 0;
       }
     } catch (error) {
       this.#failWrites(error);

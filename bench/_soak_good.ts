@@ -1,0 +1,66 @@
+// Well-behaved clients for bench/soak.ts (not meant to be run by hand):
+// each sends numbered messages (a sysex no churner sends) to the server for
+// SECONDS, paced, and checks the server's numbered broadcast: every one, in
+// order, from the first it sees. Prints one JSON line: the clients' names
+// (as the server sees them), how many each sent, broadcasts lost, and how
+// many connections the server closed.
+//
+//   deno run --allow-net=127.0.0.1 bench/_soak_good.ts PORT SECONDS COUNT
+
+import { connect, type Message, message } from "../mod.ts";
+
+const [port, seconds, count] = Deno.args.map(Number);
+const deadline = Date.now() + seconds * 1000;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function unmark(msg: Message): [number, number] | undefined {
+  if (msg.type !== "sysex" || msg.data.length !== 6) return undefined;
+  const d = msg.data;
+  if (d[0] !== 0x7d || d[1] !== 0x55) return undefined;
+  return [d[2], (d[3] << 14) | (d[4] << 7) | d[5]];
+}
+
+const clients = await Promise.all(
+  Array.from({ length: count }, () => connect("127.0.0.1", port)),
+);
+let lost = 0;
+let heard = 0;
+let closed = 0;
+let why = "";
+const sent = new Array<number>(count).fill(0);
+const readers = clients.map(async (client) => {
+  let next = -1;
+  for await (const msg of client) {
+    const mark = unmark(msg);
+    if (mark === undefined || mark[0] !== 99) continue;
+    if (next !== -1 && mark[1] !== next) lost += Math.abs(mark[1] - next);
+    next = mark[1] + 1;
+    heard++;
+  }
+});
+const senders = clients.map(async (client, c) => {
+  try {
+    for (let n = 0; Date.now() < deadline; n++) {
+      await client.send(message("sysex", {
+        data: [0x7d, 0x55, c, (n >> 14) & 127, (n >> 7) & 127, n & 127],
+      }));
+      sent[c] = n + 1;
+      if (n % 20 === 0) await sleep(1);
+    }
+  } catch (error) {
+    closed++;
+    why ||= String((error as Error).cause ?? error);
+  }
+});
+await Promise.all(senders);
+await sleep(500);
+await Promise.all(clients.map((client) => client.close()));
+await Promise.all(readers);
+console.log(JSON.stringify({
+  clients: clients.map((client) => `127.0.0.1:${client.localAddr.port}`),
+  sent,
+  heard,
+  lost,
+  closed,
+  why,
+}));
