@@ -1,11 +1,13 @@
 /**
- * midisock: MIDI over TCP/IP for Deno, wire-compatible with Python mido's
- * socket ports (a plain MIDI 1.0 byte stream, not RTP-MIDI), with hardware
- * MIDI through RtMidi, and one async port vocabulary for both: every input
- * is `for await`-able, every output has `send`, `reset` and `panic`.
+ * midisock: a MIDI hub for Deno and the library it is made of. MIDI over
+ * TCP/IP wire-compatible with Python mido's socket ports (a plain MIDI 1.0
+ * byte stream), hardware MIDI through RtMidi, RTP-MIDI sessions and hubs
+ * federated over NATS, all joined by one {@linkcode Hub}, with one async port
+ * vocabulary: every input is `for await`-able, every output has `send`,
+ * `reset` and `panic`.
  *
- * Importing this module needs no permission; RtMidi is loaded on the first
- * hardware call only.
+ * Importing this module needs no permission; RtMidi and the NATS client are
+ * loaded on first use only.
  *
  * @example Encoding and parsing messages
  * ```ts
