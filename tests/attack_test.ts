@@ -14,7 +14,6 @@ import {
   PortServer,
   ReconnectingPort,
   RefusedError,
-  type SocketPort,
 } from "../mod.ts";
 import { hasOpenssl, testCertificates } from "./_tls.ts";
 import { LOOPBACK, readAll, take, until, within } from "./_net.ts";

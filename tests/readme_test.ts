@@ -92,7 +92,7 @@ Deno.test({
           await monitor.waitFor(
             / note_on channel=0 note=60 velocity=64 /,
             5000,
-            2,
+            before,
           );
         }
         monitor.kill("SIGTERM");
