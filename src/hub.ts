@@ -821,21 +821,26 @@ export class Hub implements AsyncDisposable {
     if (this.#stopping || member.left) {
       throw new PortClosedError(this.#stopping ? "hub" : member.name);
     }
-    // What is injected in one turn of the event loop goes out as one batch:
-    // a program that sends in a loop costs one write per endpoint a turn,
-    // not one per message.
-    if (member.injected === undefined) {
-      member.injected = [...messages];
-      setImmediate(() => this.#flushInjected(member));
-    } else {
+    // The first injection of a turn of the event loop goes out at once;
+    // what follows in the same turn goes out together at its end: a program
+    // that sends in a loop costs one write per endpoint a turn, not one per
+    // message, and a single message waits for nothing.
+    if (member.injected !== undefined) {
       for (const msg of messages) member.injected.push(msg);
+      return;
     }
+    member.injected = [];
+    setImmediate(() => this.#flushInjected(member));
+    const batch = new FramedBatch(undefined, messages);
+    this.#take(member, batch.bytes, batch, false);
   }
 
   #flushInjected(member: Member): void {
     const messages = member.injected;
     member.injected = undefined;
-    if (messages === undefined || member.left) return;
+    if (messages === undefined || messages.length === 0 || member.left) {
+      return;
+    }
     const batch = new FramedBatch(undefined, messages);
     this.#take(member, batch.bytes, batch, false);
   }

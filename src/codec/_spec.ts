@@ -70,9 +70,32 @@ export interface TypeSpec {
   readonly make: (status: number, d1: number, d2: number) => Message;
   /** Writes a checked message at `offset`; returns the offset past it. */
   readonly put: (msg: Message, target: Uint8Array, offset: number) => number;
+  /**
+   * Whether a record is a well-formed message of this type: the fast check.
+   * `false` says only that the full check must run (to name the problem).
+   */
+  readonly valid: (r: Fields) => boolean;
 }
 
 type Fields = Record<string, number>;
+
+/** Whether `time` is absent or a finite number. */
+function timeOk(time: unknown): boolean {
+  return time === undefined ||
+    (typeof time === "number" && time - time === 0);
+}
+
+/** How many own enumerable keys a record has. */
+function keyCount(r: object): number {
+  let keys = 0;
+  for (const _ in r) keys++;
+  return keys;
+}
+
+/** Whether `x` is an integer in 0..mask, mask being 2^n - 1. */
+function within(x: unknown, mask: number): boolean {
+  return typeof x === "number" && (x & mask) === x;
+}
 
 /** `put` for a channel message of two data bytes named `a` and `b`. */
 function put2(status: number, a: string, b: string): TypeSpec["put"] {
@@ -106,6 +129,9 @@ const TABLE: readonly TypeSpec[] = [
     fields: ["channel", "note", "velocity"],
     size: 3,
     put: put2(0x80, "note", "velocity"),
+    valid: (r) =>
+      within(r.channel, 15) && within(r.note, 127) && within(r.velocity, 127) &&
+      timeOk(r.time) && keyCount(r) === (r.time === undefined ? 4 : 5),
     make: (s, a, b) => ({
       type: "note_off",
       channel: s & 15,
@@ -120,6 +146,9 @@ const TABLE: readonly TypeSpec[] = [
     fields: ["channel", "note", "velocity"],
     size: 3,
     put: put2(0x90, "note", "velocity"),
+    valid: (r) =>
+      within(r.channel, 15) && within(r.note, 127) && within(r.velocity, 127) &&
+      timeOk(r.time) && keyCount(r) === (r.time === undefined ? 4 : 5),
     make: (s, a, b) => ({
       type: "note_on",
       channel: s & 15,
@@ -134,6 +163,9 @@ const TABLE: readonly TypeSpec[] = [
     fields: ["channel", "note", "value"],
     size: 3,
     put: put2(0xa0, "note", "value"),
+    valid: (r) =>
+      within(r.channel, 15) && within(r.note, 127) && within(r.value, 127) &&
+      timeOk(r.time) && keyCount(r) === (r.time === undefined ? 4 : 5),
     make: (s, a, b) => ({
       type: "polytouch",
       channel: s & 15,
@@ -148,6 +180,9 @@ const TABLE: readonly TypeSpec[] = [
     fields: ["channel", "control", "value"],
     size: 3,
     put: put2(0xb0, "control", "value"),
+    valid: (r) =>
+      within(r.channel, 15) && within(r.control, 127) && within(r.value, 127) &&
+      timeOk(r.time) && keyCount(r) === (r.time === undefined ? 4 : 5),
     make: (s, a, b) => ({
       type: "control_change",
       channel: s & 15,
@@ -162,6 +197,9 @@ const TABLE: readonly TypeSpec[] = [
     fields: ["channel", "program"],
     size: 2,
     put: put1(0xc0, "program"),
+    valid: (r) =>
+      within(r.channel, 15) && within(r.program, 127) && timeOk(r.time) &&
+      keyCount(r) === (r.time === undefined ? 3 : 4),
     make: (s, a) => ({
       type: "program_change",
       channel: s & 15,
@@ -175,6 +213,9 @@ const TABLE: readonly TypeSpec[] = [
     fields: ["channel", "value"],
     size: 2,
     put: put1(0xd0, "value"),
+    valid: (r) =>
+      within(r.channel, 15) && within(r.value, 127) && timeOk(r.time) &&
+      keyCount(r) === (r.time === undefined ? 3 : 4),
     make: (s, a) => ({
       type: "aftertouch",
       channel: s & 15,
@@ -195,6 +236,10 @@ const TABLE: readonly TypeSpec[] = [
       target[offset + 2] = unsigned >> 7;
       return offset + 3;
     },
+    valid: (r) =>
+      within(r.channel, 15) && typeof r.pitch === "number" &&
+      within(r.pitch + 8192, 16383) && timeOk(r.time) &&
+      keyCount(r) === (r.time === undefined ? 3 : 4),
     make: (s, a, b) => ({
       type: "pitchwheel",
       channel: s & 15,
@@ -214,6 +259,7 @@ const TABLE: readonly TypeSpec[] = [
       target[offset + data.length + 1] = 0xf7;
       return offset + data.length + 2;
     },
+    valid: () => false,
     make: () => ({ type: "sysex", data: new Uint8Array(0), time: 0 }),
   },
   {
@@ -227,6 +273,9 @@ const TABLE: readonly TypeSpec[] = [
       target[offset + 1] = (m.frame_type << 4) | m.frame_value;
       return offset + 2;
     },
+    valid: (r) =>
+      within(r.frame_type, 7) && within(r.frame_value, 15) && timeOk(r.time) &&
+      keyCount(r) === (r.time === undefined ? 3 : 4),
     make: (_, a) => ({
       type: "quarter_frame",
       frame_type: a >> 4,
@@ -246,6 +295,9 @@ const TABLE: readonly TypeSpec[] = [
       target[offset + 2] = pos >> 7;
       return offset + 3;
     },
+    valid: (r) =>
+      within(r.pos, 16383) && timeOk(r.time) &&
+      keyCount(r) === (r.time === undefined ? 2 : 3),
     make: (_, a, b) => ({ type: "songpos", pos: a | (b << 7), time: 0 }),
   },
   {
@@ -258,6 +310,9 @@ const TABLE: readonly TypeSpec[] = [
       target[offset + 1] = (msg as SongSelect).song;
       return offset + 2;
     },
+    valid: (r) =>
+      within(r.song, 127) && timeOk(r.time) &&
+      keyCount(r) === (r.time === undefined ? 2 : 3),
     make: (_, a) => ({ type: "song_select", song: a, time: 0 }),
   },
   simple("tune_request", 0xf6),
@@ -275,6 +330,8 @@ function simple(type: MessageType, status: number): TypeSpec {
     status,
     fields: [],
     size: 1,
+    valid: (r) =>
+      timeOk(r.time) && keyCount(r) === (r.time === undefined ? 1 : 2),
     put: (_, target, offset) => {
       target[offset] = status;
       return offset + 1;
@@ -434,3 +491,8 @@ export function build(
   out.time = checkTime(spec.type, init.time ?? base?.time ?? 0);
   return out as unknown as Message;
 }
+
+/** Every message type's spec, by name, for the fast path of checks. */
+export const SPEC_BY_NAME: ReadonlyMap<string, TypeSpec> = new Map(
+  TABLE.map((spec) => [spec.type, spec]),
+);

@@ -11,6 +11,7 @@ import {
   checkField,
   checkTime,
   describe,
+  SPEC_BY_NAME,
   specOf,
   SPECS,
 } from "./_spec.ts";
@@ -288,6 +289,12 @@ export function message<T extends MessageType>(
  * ```
  */
 export function checkMessage(value: unknown): Message {
+  // The fast path: a well-formed message of a known type passes at once;
+  // anything else takes the full check below, which names the problem.
+  if (value !== null && typeof value === "object") {
+    const spec = SPEC_BY_NAME.get((value as { type?: string }).type!);
+    if (spec?.valid(value as Record<string, number>)) return value as Message;
+  }
   if (value === null || typeof value !== "object") {
     throw new TypeError(`Expected a message object: got ${describe(value)}`);
   }

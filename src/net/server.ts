@@ -436,12 +436,13 @@ export class PortServer extends InputPortBase implements IOPort {
       return;
     }
     this.#clients.add(client);
-    callBack(this.#options.onConnect, client);
     this.#hub.add(client, {
       kind: "client",
       transport: "tcp",
       onLeave: () => ticket?.leave(),
     });
+    // Called once the client hears what the server sends.
+    callBack(this.#options.onConnect, client);
   }
 
   #usePort(): void {

@@ -363,9 +363,7 @@ export class SocketPort extends InputPortBase implements IOPort {
         new QueueFullError(this.#name, this.#settings.maxQueuedBytes),
       );
     }
-    const ok = transport.append(size, (target, offset) => {
-      for (const msg of messages) offset = encodeInto(msg, target, offset);
-    });
+    const ok = transport.append(size, putAll, messages);
     if (!ok) return undefined;
     return transport.drained();
   }
@@ -405,9 +403,7 @@ export class SocketPort extends InputPortBase implements IOPort {
         new QueueFullError(this.#name, this.#settings.maxQueuedBytes),
       );
     }
-    transport.append(size, (target, offset) => {
-      encodeInto(msg, target, offset);
-    });
+    transport.append(size, putOne, msg);
     return transport.drained();
   }
 
@@ -484,6 +480,20 @@ export class SocketPort extends InputPortBase implements IOPort {
     await this.#transport.abort();
     await this.#finished;
   }
+}
+
+/** Writes one message (a `fill` for the transport). */
+function putOne(target: Uint8Array, offset: number, msg: Message): void {
+  encodeInto(msg, target, offset);
+}
+
+/** Writes messages one after another (a `fill` for the transport). */
+function putAll(
+  target: Uint8Array,
+  offset: number,
+  messages: readonly Message[],
+): void {
+  for (const msg of messages) offset = encodeInto(msg, target, offset);
 }
 
 /** Messages as framed bytes, in one new buffer. */
