@@ -113,3 +113,4 @@ export {
   type NatsTlsOptions,
   type RemoteHub,
 } from "./src/nats/link.ts";
+export { WebServer, type WebServerOptions } from "./src/web/server.ts";
