@@ -169,6 +169,11 @@ export class Page {
     await this.#call("click", { selector });
   }
 
+  /** Taps with a finger (the page needs `hasTouch`). */
+  async tap(selector: string): Promise<void> {
+    await this.#call("tap", { selector });
+  }
+
   async fill(selector: string, value: string): Promise<void> {
     await this.#call("fill", { selector, value });
   }

@@ -70,6 +70,14 @@ const browser = await playwright.chromium.launch({
 const pages = new Map();
 let nextPage = 1;
 
+/**
+ * A function's source called with its argument, as one expression: given
+ * as a string, a function would be taken for the value itself.
+ */
+function call(source, arg) {
+  return `(${source})(${JSON.stringify(arg ?? null)})`;
+}
+
 const ops = {
   async newPage({ viewport, colorScheme, hasTouch, deviceScaleFactor }) {
     const context = await browser.newContext({
@@ -95,11 +103,14 @@ const ops = {
   async click({ page, selector }) {
     await pages.get(page).page.click(selector);
   },
+  async tap({ page, selector }) {
+    await pages.get(page).page.tap(selector);
+  },
   async fill({ page, selector, value }) {
     await pages.get(page).page.fill(selector, value);
   },
   async select({ page, selector, value }) {
-    await pages.get(page).page.selectOption(selector, value);
+    await pages.get(page).page.selectOption(selector, { value });
   },
   async mouse({ page, action, x, y }) {
     const mouse = pages.get(page).page.mouse;
@@ -113,13 +124,19 @@ const ops = {
     return await pages.get(page).page.locator(selector).boundingBox();
   },
   async evaluate({ page, expression, arg }) {
-    return await pages.get(page).page.evaluate(expression, arg);
+    return await pages.get(page).page.evaluate(call(expression, arg));
   },
   async waitFor({ page, expression, arg, timeout }) {
-    await pages.get(page).page.waitForFunction(expression, arg, {
-      timeout: timeout ?? 10_000,
-      polling: "raf",
-    });
+    // Polled with evaluate: waitForFunction evaluates strings in a way the
+    // page's Content-Security-Policy forbids.
+    const deadline = Date.now() + (timeout ?? 10_000);
+    const target = pages.get(page).page;
+    while (!await target.evaluate(call(expression, arg))) {
+      if (Date.now() > deadline) {
+        throw new Error(`Timed out waiting for ${expression}`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
   },
   async text({ page, selector }) {
     return await pages.get(page).page.locator(selector).textContent();
