@@ -46,3 +46,43 @@ cat ca.pem leaf.pem leaf.key
   }
   return { ca: blocks[0], cert: blocks[1], key: blocks[2] };
 }
+
+/** TLS material in files, for a command's `--cert` and `--key`. */
+export interface CertificateFiles extends AsyncDisposable {
+  /** The CA (PEM text). */
+  ca: string;
+  /** The certificate chain's path. */
+  cert: string;
+  /** The private key's path. */
+  key: string;
+}
+
+/**
+ * Writes test certificates to a new temporary directory (through `sh`, so
+ * the test needs no write permission); disposing removes it.
+ */
+export async function testCertificateFiles(): Promise<CertificateFiles> {
+  const { ca, cert, key } = await testCertificates();
+  const { success, stdout, stderr } = await new Deno.Command("sh", {
+    args: [
+      "-c",
+      'dir=$(mktemp -d) && printf %s "$1" > "$dir/cert.pem" && ' +
+      'printf %s "$2" > "$dir/key.pem" && printf %s "$dir"',
+      "sh",
+      cert,
+      key,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (!success) throw new Error(new TextDecoder().decode(stderr));
+  const dir = new TextDecoder().decode(stdout);
+  return {
+    ca,
+    cert: `${dir}/cert.pem`,
+    key: `${dir}/key.pem`,
+    async [Symbol.asyncDispose]() {
+      await new Deno.Command("rm", { args: ["-rf", dir] }).output();
+    },
+  };
+}

@@ -17,7 +17,8 @@ import {
 import { LOOPBACK, netTest, take, until, within } from "./_net.ts";
 import { between, concat, pureTest, random, randomMessage } from "./_util.ts";
 import { openRaw, type RawWebSocket } from "./_ws.ts";
-import { noOpenssl, testCertificates } from "./_tls.ts";
+import { NET, run, spawn } from "./_cli.ts";
+import { noOpenssl, testCertificateFiles, testCertificates } from "./_tls.ts";
 import { ASSETS_MODULE, PAGE_DIR, renderAssets } from "../src/web/_embed.ts";
 import {
   closeReason,
@@ -804,6 +805,70 @@ netTest(
     await web.close();
   },
 );
+
+// --- serve --web --------------------------------------------------------------
+
+Deno.test({
+  name: "serve --web prints the page's URL second and serves pages as clients",
+  permissions: { ...LOOPBACK, run: true },
+  fn: async () => {
+    await using serve = spawn("serve", ["127.0.0.1:0", "--web", "--monitor"]);
+    await serve.listening();
+    const [, url] = await serve.waitFor(/^web page on (http:\/\/\S+)$/);
+    assert.match(serve.lines[1], /^web page on http:\/\/127\.0\.0\.1:\d+\/$/);
+    const page = await TestPage.join(url);
+    const name = page.of("welcome")[0].name;
+    await serve.waitFor(new RegExp(`^connect ${name} \\(1 client\\)$`));
+    page.send(message("note_on", { note: 60 }));
+    await serve.waitFor(
+      new RegExp(
+        `^[\\d:.]+ ${name} note_on channel=0 note=60 velocity=64 time=0$`,
+      ),
+    );
+    await page.close();
+    await serve.waitFor(
+      new RegExp(`^disconnect ${name} \\(0 clients, released 1 held note\\)$`),
+    );
+  },
+});
+
+Deno.test({
+  name: "serve --web with --cert and --key serves the page over HTTPS",
+  ignore: noOpenssl,
+  permissions: { ...LOOPBACK, run: true },
+  fn: async () => {
+    await using files = await testCertificateFiles();
+    await using serve = spawn("serve", [
+      "127.0.0.1:0",
+      "--web",
+      "--cert",
+      files.cert,
+      "--key",
+      files.key,
+    ], [NET, "--allow-read"]);
+    await serve.listening();
+    const [, url] = await serve.waitFor(/^web page on (\S+)$/);
+    assert.match(url, /^https:\/\/127\.0\.0\.1:\d+\/$/);
+    const client = Deno.createHttpClient({ caCerts: [files.ca] });
+    try {
+      const page = await fetch(url, { client });
+      assert.equal(page.status, 200);
+      await page.body?.cancel();
+    } finally {
+      client.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "serve: a --web address that does not parse is a usage error",
+  permissions: { run: true },
+  fn: async () => {
+    const result = await run("serve", ["--web", "[::1"]);
+    assert.equal(result.code, 2);
+    assert.match(result.stderr, /midisock serve: .*missing \]/);
+  },
+});
 
 // --- The protocol's pure parts ---------------------------------------------
 

@@ -174,7 +174,7 @@ export const ASSETS: Readonly<Record<string, Asset>> = {
   },
   "/app.js": {
     type: "text/javascript; charset=utf-8",
-    hash: "294e2388873b5e8e",
+    hash: "7a8b37e36f4c345f",
     body: `/**
  * The hub's page: a live monitor, the endpoints, a keyboard and a Web MIDI
  * bridge, over the WebSocket at \`/midi\`. Binary frames carry MIDI both ways
@@ -189,8 +189,10 @@ export const ASSETS: Readonly<Record<string, Asset>> = {
 const NAMES = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"];
 /** Keys on the screen: two octaves and the C above. */
 const KEYS = 25;
-/** Monitor lines kept, and rows shown at most. */
+/** Monitor lines shown at most. */
 const KEEP = 1000;
+/** How long drawing the monitor may take in one frame, in milliseconds. */
+const FRAME_BUDGET_MS = 4;
 const FIRST_RETRY_MS = 500;
 const LONGEST_RETRY_MS = 10_000;
 /** How long a key played from the keyboard focus (Enter, Space) sounds. */
@@ -817,12 +819,17 @@ globalThis.addEventListener("blur", () => {
  *   type: string }} Entry
  */
 
+/** The newest lines, in order: their \`seq\` numbers follow one another. */
 /** @type {Entry[]} */
 let entries = [];
+/** The \`seq\` of the newest line. */
 let seq = 0;
+/** Messages through the hub since the page opened (or was cleared). */
 let total = 0;
+/** Of those, the ones not shown: left out by the server, or not drawn. */
 let missed = 0;
-let renderedSeq = 0;
+/** The \`seq\` of the last line drawn (or passed over). */
+let drawnSeq = 0;
 let paused = false;
 let drawing = false;
 let rebuild = false;
@@ -830,7 +837,13 @@ let rebuild = false;
 /** @type {Map<number, string>} */
 const names = new Map();
 
+/** The filter chosen. */
+function shown() {
+  return FILTERS[ui.filter.value] ?? FILTERS[""];
+}
+
 /**
+ * Lines from the server, and how many it left out (the page was behind).
  * @param {[number, number, string][]} lines
  * @param {number} skipped
  */
@@ -845,10 +858,29 @@ function addLines(lines, skipped) {
       type: space < 0 ? text : text.slice(0, space),
     });
   }
-  if (entries.length > KEEP * 2) entries = entries.slice(-KEEP);
-  total += lines.length;
+  if (entries.length > KEEP * 2) {
+    const cut = entries.length - KEEP;
+    if (!paused) missed += countShown(0, cut);
+    entries = entries.slice(cut);
+  }
+  total += lines.length + skipped;
   missed += skipped;
   draw();
+}
+
+/**
+ * How many lines from \`from\` to \`to\` (indexes in \`entries\`) the filter
+ * shows and were not drawn yet.
+ * @param {number} from
+ * @param {number} to
+ */
+function countShown(from, to) {
+  const show = shown();
+  let count = 0;
+  for (let i = from; i < to; i++) {
+    if (entries[i].seq > drawnSeq && show(entries[i].type)) count++;
+  }
+  return count;
 }
 
 function draw() {
@@ -896,37 +928,57 @@ function row(entry) {
 }
 
 /**
- * Draws what came since the last frame. When more came than is shown, only
- * the newest are drawn: the page drops drawing, never the connection.
+ * Draws the lines that came since the last frame, oldest first, for at most
+ * \`FRAME_BUDGET_MS\`; the rest wait for the next frame. A page further behind
+ * than the \`KEEP\` lines shown skips to the newest: it drops drawing, never
+ * the connection.
  */
 function render() {
   drawing = false;
-  updateCount();
-  if (paused) return;
-  const show = FILTERS[ui.filter.value] ?? FILTERS[""];
+  if (paused) return updateCount();
+  const start = performance.now();
+  const show = shown();
   const log = ui.log;
   const stuck = log.scrollTop + log.clientHeight >= log.scrollHeight - 24;
-  /** @type {Entry[]} */
-  const fresh = [];
-  for (let i = entries.length - 1; i >= 0 && fresh.length < KEEP; i--) {
-    const entry = entries[i];
-    if (!rebuild && entry.seq <= renderedSeq) break;
-    if (show(entry.type)) fresh.push(entry);
+  if (rebuild) {
+    // From the KEEP newest lines the filter shows.
+    log.replaceChildren();
+    let from = entries.length;
+    for (let count = 0; from > 0 && count < KEEP;) {
+      if (show(entries[--from].type)) count++;
+    }
+    drawnSeq = from < entries.length ? entries[from].seq - 1 : seq;
+    rebuild = false;
   }
-  fresh.reverse();
-  renderedSeq = seq;
+  const first = entries.length > 0 ? entries[0].seq : seq + 1;
+  let i = Math.max(0, drawnSeq - first + 1);
+  if (entries.length - i > KEEP) {
+    const skip = entries.length - KEEP;
+    missed += countShown(i, skip);
+    i = skip;
+  }
   const fragment = document.createDocumentFragment();
-  for (const entry of fresh) fragment.append(row(entry));
-  if (rebuild || fresh.length >= KEEP) {
-    log.replaceChildren(fragment);
-  } else {
-    log.append(fragment);
-    for (let extra = log.childElementCount - KEEP; extra > 0; extra--) {
-      log.firstElementChild?.remove();
+  let drawn = 0;
+  for (; i < entries.length; i++) {
+    if (!show(entries[i].type)) continue;
+    fragment.append(row(entries[i]));
+    if (++drawn % 32 === 0 && performance.now() - start > FRAME_BUDGET_MS) {
+      i++;
+      break;
     }
   }
-  rebuild = false;
+  if (i > 0) drawnSeq = entries[i - 1].seq;
+  log.append(fragment);
+  const extra = log.childElementCount - KEEP;
+  if (extra > 0) {
+    const range = document.createRange();
+    range.setStartBefore(/** @type {Element} */ (log.firstElementChild));
+    range.setEndAfter(log.children[extra - 1]);
+    range.deleteContents();
+  }
   if (stuck) log.scrollTop = log.scrollHeight;
+  updateCount();
+  if (i < entries.length) draw();
 }
 
 function updateCount() {
@@ -939,7 +991,7 @@ function updateCount() {
     parts.push(\`\${missed.toLocaleString("en-US")} too fast to show\`);
   }
   if (paused) {
-    const waiting = seq - renderedSeq;
+    const waiting = seq - drawnSeq;
     parts.push(waiting > 0 ? \`paused, \${waiting} new\` : "paused");
   }
   ui.count.textContent = parts.join(" · ");
@@ -957,7 +1009,7 @@ ui.clear.addEventListener("click", () => {
   entries = [];
   total = 0;
   missed = 0;
-  renderedSeq = seq;
+  drawnSeq = seq;
   ui.log.replaceChildren();
   updateCount();
 });
@@ -1118,7 +1170,7 @@ export {};
   },
   "/style.css": {
     type: "text/css; charset=utf-8",
-    hash: "a9b88d7ff647a300",
+    hash: "4be891c4aaebbd2a",
     body:
       `/* midisock's hub page. Dark by default, light when the system asks. */
 
@@ -1638,6 +1690,7 @@ main {
 }
 
 .log {
+  contain: strict;
   height: min(440px, 60vh);
   overflow-y: auto;
   overscroll-behavior: contain;
@@ -1649,10 +1702,28 @@ main {
 }
 
 .line {
-  display: grid;
-  grid-template-columns: 92px minmax(0, 170px) minmax(0, 1fr);
-  gap: 12px;
+  overflow: hidden;
   padding: 1px 12px;
+  white-space: nowrap;
+  text-overflow: ellipsis;
+  /* Lines out of sight are neither laid out nor painted. */
+  content-visibility: auto;
+  contain-intrinsic-size: auto 21px;
+}
+
+.line time,
+.line .source {
+  display: inline-block;
+  vertical-align: top;
+  margin-right: 12px;
+}
+
+.line time {
+  width: 92px;
+}
+
+.line .source {
+  width: 170px;
 }
 
 .line:hover {
@@ -1843,6 +1914,10 @@ main {
   gap: 12px;
 }
 
+#midi-off button {
+  margin-top: 12px;
+}
+
 /* Narrow screens: one column, the keyboard first. */
 
 @media (max-width: 960px) {
@@ -1907,6 +1982,7 @@ main {
   }
 
   .line {
+    display: grid;
     grid-template-columns: minmax(0, 1fr) auto;
     grid-template-areas:
       "source time"
@@ -1914,14 +1990,19 @@ main {
     column-gap: 8px;
     padding: 3px 10px;
     border-bottom: 1px solid color-mix(in srgb, var(--line) 60%, transparent);
+    contain-intrinsic-size: auto 45px;
   }
 
   .line time {
     grid-area: time;
+    width: auto;
+    margin: 0;
   }
 
   .line .source {
     grid-area: source;
+    width: auto;
+    margin: 0;
   }
 
   .line .text {

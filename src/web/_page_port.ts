@@ -411,7 +411,10 @@ function encodeAll(messages: readonly Message[]): Uint8Array {
  * closed it (left, reloaded), else what happened.
  */
 function closeCause(event: CloseEvent): unknown {
-  if (event.code === 1000 || event.code === 1001) return undefined;
+  // Normal, going away (left, reloaded), or a close with no code at all.
+  if (event.code === 1000 || event.code === 1001 || event.code === 1005) {
+    return undefined;
+  }
   return new Error(
     event.code === 1006
       ? "Connection lost"

@@ -12,8 +12,10 @@
 const NAMES = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"];
 /** Keys on the screen: two octaves and the C above. */
 const KEYS = 25;
-/** Monitor lines kept, and rows shown at most. */
+/** Monitor lines shown at most. */
 const KEEP = 1000;
+/** How long drawing the monitor may take in one frame, in milliseconds. */
+const FRAME_BUDGET_MS = 4;
 const FIRST_RETRY_MS = 500;
 const LONGEST_RETRY_MS = 10_000;
 /** How long a key played from the keyboard focus (Enter, Space) sounds. */
@@ -640,12 +642,17 @@ globalThis.addEventListener("blur", () => {
  *   type: string }} Entry
  */
 
+/** The newest lines, in order: their `seq` numbers follow one another. */
 /** @type {Entry[]} */
 let entries = [];
+/** The `seq` of the newest line. */
 let seq = 0;
+/** Messages through the hub since the page opened (or was cleared). */
 let total = 0;
+/** Of those, the ones not shown: left out by the server, or not drawn. */
 let missed = 0;
-let renderedSeq = 0;
+/** The `seq` of the last line drawn (or passed over). */
+let drawnSeq = 0;
 let paused = false;
 let drawing = false;
 let rebuild = false;
@@ -653,7 +660,13 @@ let rebuild = false;
 /** @type {Map<number, string>} */
 const names = new Map();
 
+/** The filter chosen. */
+function shown() {
+  return FILTERS[ui.filter.value] ?? FILTERS[""];
+}
+
 /**
+ * Lines from the server, and how many it left out (the page was behind).
  * @param {[number, number, string][]} lines
  * @param {number} skipped
  */
@@ -668,10 +681,29 @@ function addLines(lines, skipped) {
       type: space < 0 ? text : text.slice(0, space),
     });
   }
-  if (entries.length > KEEP * 2) entries = entries.slice(-KEEP);
-  total += lines.length;
+  if (entries.length > KEEP * 2) {
+    const cut = entries.length - KEEP;
+    if (!paused) missed += countShown(0, cut);
+    entries = entries.slice(cut);
+  }
+  total += lines.length + skipped;
   missed += skipped;
   draw();
+}
+
+/**
+ * How many lines from `from` to `to` (indexes in `entries`) the filter
+ * shows and were not drawn yet.
+ * @param {number} from
+ * @param {number} to
+ */
+function countShown(from, to) {
+  const show = shown();
+  let count = 0;
+  for (let i = from; i < to; i++) {
+    if (entries[i].seq > drawnSeq && show(entries[i].type)) count++;
+  }
+  return count;
 }
 
 function draw() {
@@ -719,37 +751,57 @@ function row(entry) {
 }
 
 /**
- * Draws what came since the last frame. When more came than is shown, only
- * the newest are drawn: the page drops drawing, never the connection.
+ * Draws the lines that came since the last frame, oldest first, for at most
+ * `FRAME_BUDGET_MS`; the rest wait for the next frame. A page further behind
+ * than the `KEEP` lines shown skips to the newest: it drops drawing, never
+ * the connection.
  */
 function render() {
   drawing = false;
-  updateCount();
-  if (paused) return;
-  const show = FILTERS[ui.filter.value] ?? FILTERS[""];
+  if (paused) return updateCount();
+  const start = performance.now();
+  const show = shown();
   const log = ui.log;
   const stuck = log.scrollTop + log.clientHeight >= log.scrollHeight - 24;
-  /** @type {Entry[]} */
-  const fresh = [];
-  for (let i = entries.length - 1; i >= 0 && fresh.length < KEEP; i--) {
-    const entry = entries[i];
-    if (!rebuild && entry.seq <= renderedSeq) break;
-    if (show(entry.type)) fresh.push(entry);
+  if (rebuild) {
+    // From the KEEP newest lines the filter shows.
+    log.replaceChildren();
+    let from = entries.length;
+    for (let count = 0; from > 0 && count < KEEP;) {
+      if (show(entries[--from].type)) count++;
+    }
+    drawnSeq = from < entries.length ? entries[from].seq - 1 : seq;
+    rebuild = false;
   }
-  fresh.reverse();
-  renderedSeq = seq;
+  const first = entries.length > 0 ? entries[0].seq : seq + 1;
+  let i = Math.max(0, drawnSeq - first + 1);
+  if (entries.length - i > KEEP) {
+    const skip = entries.length - KEEP;
+    missed += countShown(i, skip);
+    i = skip;
+  }
   const fragment = document.createDocumentFragment();
-  for (const entry of fresh) fragment.append(row(entry));
-  if (rebuild || fresh.length >= KEEP) {
-    log.replaceChildren(fragment);
-  } else {
-    log.append(fragment);
-    for (let extra = log.childElementCount - KEEP; extra > 0; extra--) {
-      log.firstElementChild?.remove();
+  let drawn = 0;
+  for (; i < entries.length; i++) {
+    if (!show(entries[i].type)) continue;
+    fragment.append(row(entries[i]));
+    if (++drawn % 32 === 0 && performance.now() - start > FRAME_BUDGET_MS) {
+      i++;
+      break;
     }
   }
-  rebuild = false;
+  if (i > 0) drawnSeq = entries[i - 1].seq;
+  log.append(fragment);
+  const extra = log.childElementCount - KEEP;
+  if (extra > 0) {
+    const range = document.createRange();
+    range.setStartBefore(/** @type {Element} */ (log.firstElementChild));
+    range.setEndAfter(log.children[extra - 1]);
+    range.deleteContents();
+  }
   if (stuck) log.scrollTop = log.scrollHeight;
+  updateCount();
+  if (i < entries.length) draw();
 }
 
 function updateCount() {
@@ -762,7 +814,7 @@ function updateCount() {
     parts.push(`${missed.toLocaleString("en-US")} too fast to show`);
   }
   if (paused) {
-    const waiting = seq - renderedSeq;
+    const waiting = seq - drawnSeq;
     parts.push(waiting > 0 ? `paused, ${waiting} new` : "paused");
   }
   ui.count.textContent = parts.join(" · ");
@@ -780,7 +832,7 @@ ui.clear.addEventListener("click", () => {
   entries = [];
   total = 0;
   missed = 0;
-  renderedSeq = seq;
+  drawnSeq = seq;
   ui.log.replaceChildren();
   updateCount();
 });
