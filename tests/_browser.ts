@@ -42,6 +42,8 @@ export interface PageOptions {
   colorScheme?: "dark" | "light";
   hasTouch?: boolean;
   deviceScaleFactor?: number;
+  /** Trust any certificate (a test CA's). */
+  ignoreHTTPSErrors?: boolean;
 }
 
 interface Waiting {

@@ -79,12 +79,15 @@ function call(source, arg) {
 }
 
 const ops = {
-  async newPage({ viewport, colorScheme, hasTouch, deviceScaleFactor }) {
+  async newPage(
+    { viewport, colorScheme, hasTouch, deviceScaleFactor, ignoreHTTPSErrors },
+  ) {
     const context = await browser.newContext({
       viewport: viewport ?? { width: 1280, height: 900 },
       colorScheme: colorScheme ?? "dark",
       hasTouch: hasTouch ?? false,
       deviceScaleFactor: deviceScaleFactor ?? 1,
+      ignoreHTTPSErrors: ignoreHTTPSErrors ?? false,
     });
     const page = await context.newPage();
     const id = nextPage++;

@@ -16,14 +16,19 @@ import {
 import { LOOPBACK, take, until, within } from "./_net.ts";
 import { Browser, noBrowser, type Page, type PageOptions } from "./_browser.ts";
 import { NET, spawn } from "./_cli.ts";
+import { noOpenssl, testCertificates } from "./_tls.ts";
 
 const TOKEN = "a-token-of-twenty-chars";
 
 /** A browser test: loopback, `node` (and `deno` for serve), 30 s at most. */
-function browserTest(name: string, fn: () => Promise<void>): void {
+function browserTest(
+  name: string,
+  fn: () => Promise<void>,
+  ignore = false,
+): void {
   Deno.test({
     name,
-    ignore: noBrowser,
+    ignore: noBrowser || ignore,
     permissions: { ...LOOPBACK, run: true },
     fn: () => within(fn(), 30_000, name),
   });
@@ -120,6 +125,31 @@ browserTest(
     await tcp.close();
   },
 );
+
+browserTest("over HTTPS the page plays through WSS", async () => {
+  const { cert, key: privateKey } = await testCertificates();
+  const hub = new Hub();
+  const server = new PortServer("127.0.0.1", 0, { hub });
+  const web = new WebServer(hub, { port: 0, tls: { cert, key: privateKey } });
+  try {
+    const tcp = await connect("127.0.0.1", server.port);
+    await until(() => hub.endpoints.length === 1);
+    await using browser = new Browser();
+    const page = await openPage(browser, web.url, { ignoreHTTPSErrors: true });
+    assert.equal(await page.evaluate(`() => location.protocol`), "https:");
+    await key(page, "B4");
+    assert.deepEqual(await take(tcp, 2), [
+      message("note_on", { note: 71, velocity: 100 }),
+      message("note_off", { note: 71, velocity: 0 }),
+    ]);
+    await assertQuiet(page);
+    await tcp.close();
+  } finally {
+    await web.close();
+    await server.close();
+    await hub.close();
+  }
+}, noOpenssl);
 
 browserTest(
   "1000 messages from a TCP client all appear in the monitor",

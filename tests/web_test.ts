@@ -374,6 +374,36 @@ netTest("held notes are released when a page goes away", async () => {
   });
 });
 
+netTest("the hub's sysex and rate policies apply to pages", async () => {
+  await withHub(
+    { sysexIn: "drop", rateLimit: { messages: 5, burst: 5 } },
+    async (hub, server, web) => {
+      const tcp = await connect("127.0.0.1", server.port);
+      await until(() => hub.endpoints.length === 1);
+      const page = await TestPage.join(web.url);
+      page.send(
+        message("sysex", { data: [1, 2, 3] }),
+        ...Array.from(
+          { length: 20 },
+          (_, i) => message("note_on", { note: i }),
+        ),
+      );
+      // The sysex is dropped; of the notes, the burst passes; the rest is
+      // counted.
+      const heard = await take(tcp, 5);
+      assert.deepEqual(
+        heard.map((m) => m.type === "note_on" && m.note),
+        [0, 1, 2, 3, 4],
+      );
+      const endpoint = () => hub.endpoints.find((e) => e.transport === "web")!;
+      await until(() => endpoint().stats.dropped === 16);
+      assert.equal(endpoint().stats.received, 5);
+      await page.close();
+      await tcp.close();
+    },
+  );
+});
+
 // --- Who may come in ------------------------------------------------------
 
 netTest(
