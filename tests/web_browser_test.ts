@@ -182,7 +182,9 @@ browserTest(
       `() => document.querySelectorAll("#log .line").length === 1000`,
     );
     const shown = await page.evaluate<string[]>(
-      `() => [...document.querySelectorAll("#log .line .text")].map((e) => e.textContent)`,
+      `() => [...document.querySelectorAll("#log .line")].map((line) =>
+        line.querySelector("b").textContent + line.lastChild.textContent
+      )`,
     );
     assert.deepEqual(shown, sent.map(formatMessage));
     const sources = await page.evaluate<string[]>(

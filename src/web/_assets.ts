@@ -15,7 +15,7 @@ export interface Asset {
 export const ASSETS: Readonly<Record<string, Asset>> = {
   "/": {
     type: "text/html; charset=utf-8",
-    hash: "1739af42d9d58057",
+    hash: "a9739a33f6a45acb",
     body: `<!doctype html>
 <html lang="en">
   <head>
@@ -140,7 +140,7 @@ export const ASSETS: Readonly<Record<string, Asset>> = {
             <h2 id="midi-title">This device's MIDI</h2>
           </div>
           <div id="midi-none" hidden>
-            <p class="muted">
+            <p class="muted" id="midi-none-why">
               This browser has no Web MIDI (Safari on iPhone and iPad, for one). The on-screen
               keyboard and the monitor work all the same.
             </p>
@@ -174,7 +174,7 @@ export const ASSETS: Readonly<Record<string, Asset>> = {
   },
   "/app.js": {
     type: "text/javascript; charset=utf-8",
-    hash: "7a8b37e36f4c345f",
+    hash: "14be257730a2bdc1",
     body: `/**
  * The hub's page: a live monitor, the endpoints, a keyboard and a Web MIDI
  * bridge, over the WebSocket at \`/midi\`. Binary frames carry MIDI both ways
@@ -192,7 +192,14 @@ const KEYS = 25;
 /** Monitor lines shown at most. */
 const KEEP = 1000;
 /** How long drawing the monitor may take in one frame, in milliseconds. */
-const FRAME_BUDGET_MS = 4;
+const FRAME_BUDGET_MS = 8;
+/**
+ * Lines drawn at most at a time (laying them out costs the browser more
+ * than making them).
+ */
+const ROWS_PER_DRAW = 250;
+/** While lines keep coming, the monitor is drawn at most this often. */
+const DRAW_EVERY_MS = 50;
 const FIRST_RETRY_MS = 500;
 const LONGEST_RETRY_MS = 10_000;
 /** How long a key played from the keyboard focus (Enter, Space) sounds. */
@@ -310,6 +317,7 @@ const ui = {
   endpointsEmpty: $("endpoints-empty", HTMLElement),
   endpointCount: $("endpoint-count", HTMLElement),
   midiNone: $("midi-none", HTMLElement),
+  midiNoneWhy: $("midi-none-why", HTMLElement),
   midiOff: $("midi-off", HTMLElement),
   midiOn: $("midi-on", HTMLElement),
   midiEnable: $("midi-enable", HTMLButtonElement),
@@ -833,6 +841,12 @@ let drawnSeq = 0;
 let paused = false;
 let drawing = false;
 let rebuild = false;
+/** When the monitor was last drawn (\`performance.now()\`). */
+let drawnAt = -Infinity;
+/** Whether the log is scrolled to the bottom (and stays there). */
+let following = true;
+/** Lines in the log now. */
+let linesShown = 0;
 /** Endpoint names by id, kept after they leave for the lines they sent. */
 /** @type {Map<number, string>} */
 const names = new Map();
@@ -883,10 +897,17 @@ function countShown(from, to) {
   return count;
 }
 
+/**
+ * Draws on the next frame, or, while lines keep coming, at most every
+ * \`DRAW_EVERY_MS\`: nobody reads faster, and the page stays free for the
+ * keyboard.
+ */
 function draw() {
   if (drawing) return;
   drawing = true;
-  requestAnimationFrame(render);
+  const wait = drawnAt + DRAW_EVERY_MS - performance.now();
+  if (wait <= 0) requestAnimationFrame(render);
+  else setTimeout(() => requestAnimationFrame(render), wait);
 }
 
 const clock = new Intl.DateTimeFormat(undefined, {
@@ -914,16 +935,12 @@ function row(entry) {
   const time = document.createElement("time");
   time.textContent = formatTime(entry.time);
   const source = document.createElement("span");
-  source.className = "source";
+  source.className = \`source s\${entry.source % 8}\`;
   source.textContent = sourceName(entry.source);
-  source.style.setProperty("--hue", String((entry.source * 67) % 360));
-  const text = document.createElement("code");
-  text.className = "text";
   const type = document.createElement("b");
-  type.className = \`type t-\${entry.type}\`;
+  type.className = \`t-\${entry.type}\`;
   type.textContent = entry.type;
-  text.append(type, entry.text.slice(entry.type.length));
-  line.append(time, source, text);
+  line.append(time, source, type, entry.text.slice(entry.type.length));
   return line;
 }
 
@@ -936,13 +953,13 @@ function row(entry) {
 function render() {
   drawing = false;
   if (paused) return updateCount();
-  const start = performance.now();
+  const start = drawnAt = performance.now();
   const show = shown();
   const log = ui.log;
-  const stuck = log.scrollTop + log.clientHeight >= log.scrollHeight - 24;
   if (rebuild) {
     // From the KEEP newest lines the filter shows.
     log.replaceChildren();
+    linesShown = 0;
     let from = entries.length;
     for (let count = 0; from > 0 && count < KEEP;) {
       if (show(entries[--from].type)) count++;
@@ -957,29 +974,49 @@ function render() {
     missed += countShown(i, skip);
     i = skip;
   }
-  const fragment = document.createDocumentFragment();
+  // Each draw adds one block of lines: the browser lays out and paints the
+  // blocks drawn before as they were.
+  const chunk = document.createElement("div");
+  chunk.className = "chunk";
   let drawn = 0;
   for (; i < entries.length; i++) {
     if (!show(entries[i].type)) continue;
-    fragment.append(row(entries[i]));
-    if (++drawn % 32 === 0 && performance.now() - start > FRAME_BUDGET_MS) {
+    chunk.append(row(entries[i]));
+    if (
+      ++drawn >= ROWS_PER_DRAW ||
+      (drawn % 32 === 0 && performance.now() - start > FRAME_BUDGET_MS)
+    ) {
       i++;
       break;
     }
   }
   if (i > 0) drawnSeq = entries[i - 1].seq;
-  log.append(fragment);
-  const extra = log.childElementCount - KEEP;
-  if (extra > 0) {
-    const range = document.createRange();
-    range.setStartBefore(/** @type {Element} */ (log.firstElementChild));
-    range.setEndAfter(log.children[extra - 1]);
-    range.deleteContents();
+  if (drawn > 0) {
+    log.append(chunk);
+    linesShown += drawn;
   }
-  if (stuck) log.scrollTop = log.scrollHeight;
+  // The oldest blocks go once the others hold KEEP lines.
+  for (
+    let first = log.firstElementChild;
+    first !== null && linesShown - first.childElementCount >= KEEP;
+    first = log.firstElementChild
+  ) {
+    linesShown -= first.childElementCount;
+    first.remove();
+  }
   updateCount();
+  if (following) log.scrollTop = log.scrollHeight;
   if (i < entries.length) draw();
 }
+
+// The log follows the newest lines while it is scrolled to the bottom.
+ui.log.addEventListener("scroll", () => {
+  const log = ui.log;
+  following = log.scrollTop + log.clientHeight >= log.scrollHeight - 24;
+}, { passive: true });
+globalThis.addEventListener("resize", () => {
+  if (following) ui.log.scrollTop = ui.log.scrollHeight;
+});
 
 function updateCount() {
   const parts = [
@@ -1010,6 +1047,7 @@ ui.clear.addEventListener("click", () => {
   total = 0;
   missed = 0;
   drawnSeq = seq;
+  linesShown = 0;
   ui.log.replaceChildren();
   updateCount();
 });
@@ -1148,6 +1186,12 @@ if (typeof navigator.requestMIDIAccess === "function") {
   ui.midiOutput.addEventListener("change", choosePorts);
 } else {
   ui.midiNone.hidden = false;
+  if (!globalThis.isSecureContext) {
+    // Browsers offer Web MIDI to secure pages only.
+    ui.midiNoneWhy.textContent = "Web MIDI needs a secure page: open this " +
+      "one over HTTPS (serve with --cert and --key), or on the hub's own " +
+      "machine. The on-screen keyboard and the monitor work all the same.";
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -1170,7 +1214,7 @@ export {};
   },
   "/style.css": {
     type: "text/css; charset=utf-8",
-    hash: "4be891c4aaebbd2a",
+    hash: "c7f182074dd16fd2",
     body:
       `/* midisock's hub page. Dark by default, light when the system asks. */
 
@@ -1701,14 +1745,15 @@ main {
   font: 12.5px/1.55 var(--mono);
 }
 
+.chunk {
+  contain: content;
+}
+
 .line {
   overflow: hidden;
   padding: 1px 12px;
   white-space: nowrap;
   text-overflow: ellipsis;
-  /* Lines out of sight are neither laid out nor painted. */
-  content-visibility: auto;
-  contain-intrinsic-size: auto 21px;
 }
 
 .line time,
@@ -1739,19 +1784,44 @@ main {
   overflow: hidden;
   text-overflow: ellipsis;
   white-space: nowrap;
-  color: hsl(var(--hue, 200) 70% 68%);
+  color: hsl(var(--hue) 70% 68%);
 }
 
-.text {
-  overflow: hidden;
-  text-overflow: ellipsis;
-  white-space: nowrap;
-  font: inherit;
+/* A colour for each source (by its number), so lines from one read as one. */
+.s0 {
+  --hue: 200;
 }
 
-.type {
+.s1 {
+  --hue: 150;
+}
+
+.s2 {
+  --hue: 45;
+}
+
+.s3 {
+  --hue: 280;
+}
+
+.s4 {
+  --hue: 330;
+}
+
+.s5 {
+  --hue: 100;
+}
+
+.s6 {
+  --hue: 20;
+}
+
+.s7 {
+  --hue: 240;
+}
+
+.line b {
   font-weight: 600;
-  color: var(--text);
 }
 
 .t-note_on {
@@ -1788,7 +1858,7 @@ main {
 
 @media (prefers-color-scheme: light) {
   .source {
-    color: hsl(var(--hue, 200) 65% 38%);
+    color: hsl(var(--hue) 65% 38%);
   }
 
   .t-note_on {
@@ -1981,32 +2051,22 @@ main {
     width: 100%;
   }
 
+  /* Two lines each: the source and the time, then the message. */
   .line {
-    display: grid;
-    grid-template-columns: minmax(0, 1fr) auto;
-    grid-template-areas:
-      "source time"
-      "text text";
-    column-gap: 8px;
     padding: 3px 10px;
     border-bottom: 1px solid color-mix(in srgb, var(--line) 60%, transparent);
-    contain-intrinsic-size: auto 45px;
   }
 
   .line time {
-    grid-area: time;
+    float: right;
     width: auto;
-    margin: 0;
+    margin: 0 0 0 8px;
   }
 
   .line .source {
-    grid-area: source;
+    display: block;
     width: auto;
     margin: 0;
-  }
-
-  .line .text {
-    grid-area: text;
   }
 
   .brand h1 {

@@ -15,7 +15,14 @@ const KEYS = 25;
 /** Monitor lines shown at most. */
 const KEEP = 1000;
 /** How long drawing the monitor may take in one frame, in milliseconds. */
-const FRAME_BUDGET_MS = 4;
+const FRAME_BUDGET_MS = 8;
+/**
+ * Lines drawn at most at a time (laying them out costs the browser more
+ * than making them).
+ */
+const ROWS_PER_DRAW = 250;
+/** While lines keep coming, the monitor is drawn at most this often. */
+const DRAW_EVERY_MS = 50;
 const FIRST_RETRY_MS = 500;
 const LONGEST_RETRY_MS = 10_000;
 /** How long a key played from the keyboard focus (Enter, Space) sounds. */
@@ -133,6 +140,7 @@ const ui = {
   endpointsEmpty: $("endpoints-empty", HTMLElement),
   endpointCount: $("endpoint-count", HTMLElement),
   midiNone: $("midi-none", HTMLElement),
+  midiNoneWhy: $("midi-none-why", HTMLElement),
   midiOff: $("midi-off", HTMLElement),
   midiOn: $("midi-on", HTMLElement),
   midiEnable: $("midi-enable", HTMLButtonElement),
@@ -656,6 +664,12 @@ let drawnSeq = 0;
 let paused = false;
 let drawing = false;
 let rebuild = false;
+/** When the monitor was last drawn (`performance.now()`). */
+let drawnAt = -Infinity;
+/** Whether the log is scrolled to the bottom (and stays there). */
+let following = true;
+/** Lines in the log now. */
+let linesShown = 0;
 /** Endpoint names by id, kept after they leave for the lines they sent. */
 /** @type {Map<number, string>} */
 const names = new Map();
@@ -706,10 +720,17 @@ function countShown(from, to) {
   return count;
 }
 
+/**
+ * Draws on the next frame, or, while lines keep coming, at most every
+ * `DRAW_EVERY_MS`: nobody reads faster, and the page stays free for the
+ * keyboard.
+ */
 function draw() {
   if (drawing) return;
   drawing = true;
-  requestAnimationFrame(render);
+  const wait = drawnAt + DRAW_EVERY_MS - performance.now();
+  if (wait <= 0) requestAnimationFrame(render);
+  else setTimeout(() => requestAnimationFrame(render), wait);
 }
 
 const clock = new Intl.DateTimeFormat(undefined, {
@@ -737,16 +758,12 @@ function row(entry) {
   const time = document.createElement("time");
   time.textContent = formatTime(entry.time);
   const source = document.createElement("span");
-  source.className = "source";
+  source.className = `source s${entry.source % 8}`;
   source.textContent = sourceName(entry.source);
-  source.style.setProperty("--hue", String((entry.source * 67) % 360));
-  const text = document.createElement("code");
-  text.className = "text";
   const type = document.createElement("b");
-  type.className = `type t-${entry.type}`;
+  type.className = `t-${entry.type}`;
   type.textContent = entry.type;
-  text.append(type, entry.text.slice(entry.type.length));
-  line.append(time, source, text);
+  line.append(time, source, type, entry.text.slice(entry.type.length));
   return line;
 }
 
@@ -759,13 +776,13 @@ function row(entry) {
 function render() {
   drawing = false;
   if (paused) return updateCount();
-  const start = performance.now();
+  const start = drawnAt = performance.now();
   const show = shown();
   const log = ui.log;
-  const stuck = log.scrollTop + log.clientHeight >= log.scrollHeight - 24;
   if (rebuild) {
     // From the KEEP newest lines the filter shows.
     log.replaceChildren();
+    linesShown = 0;
     let from = entries.length;
     for (let count = 0; from > 0 && count < KEEP;) {
       if (show(entries[--from].type)) count++;
@@ -780,29 +797,49 @@ function render() {
     missed += countShown(i, skip);
     i = skip;
   }
-  const fragment = document.createDocumentFragment();
+  // Each draw adds one block of lines: the browser lays out and paints the
+  // blocks drawn before as they were.
+  const chunk = document.createElement("div");
+  chunk.className = "chunk";
   let drawn = 0;
   for (; i < entries.length; i++) {
     if (!show(entries[i].type)) continue;
-    fragment.append(row(entries[i]));
-    if (++drawn % 32 === 0 && performance.now() - start > FRAME_BUDGET_MS) {
+    chunk.append(row(entries[i]));
+    if (
+      ++drawn >= ROWS_PER_DRAW ||
+      (drawn % 32 === 0 && performance.now() - start > FRAME_BUDGET_MS)
+    ) {
       i++;
       break;
     }
   }
   if (i > 0) drawnSeq = entries[i - 1].seq;
-  log.append(fragment);
-  const extra = log.childElementCount - KEEP;
-  if (extra > 0) {
-    const range = document.createRange();
-    range.setStartBefore(/** @type {Element} */ (log.firstElementChild));
-    range.setEndAfter(log.children[extra - 1]);
-    range.deleteContents();
+  if (drawn > 0) {
+    log.append(chunk);
+    linesShown += drawn;
   }
-  if (stuck) log.scrollTop = log.scrollHeight;
+  // The oldest blocks go once the others hold KEEP lines.
+  for (
+    let first = log.firstElementChild;
+    first !== null && linesShown - first.childElementCount >= KEEP;
+    first = log.firstElementChild
+  ) {
+    linesShown -= first.childElementCount;
+    first.remove();
+  }
   updateCount();
+  if (following) log.scrollTop = log.scrollHeight;
   if (i < entries.length) draw();
 }
+
+// The log follows the newest lines while it is scrolled to the bottom.
+ui.log.addEventListener("scroll", () => {
+  const log = ui.log;
+  following = log.scrollTop + log.clientHeight >= log.scrollHeight - 24;
+}, { passive: true });
+globalThis.addEventListener("resize", () => {
+  if (following) ui.log.scrollTop = ui.log.scrollHeight;
+});
 
 function updateCount() {
   const parts = [
@@ -833,6 +870,7 @@ ui.clear.addEventListener("click", () => {
   total = 0;
   missed = 0;
   drawnSeq = seq;
+  linesShown = 0;
   ui.log.replaceChildren();
   updateCount();
 });
@@ -971,6 +1009,12 @@ if (typeof navigator.requestMIDIAccess === "function") {
   ui.midiOutput.addEventListener("change", choosePorts);
 } else {
   ui.midiNone.hidden = false;
+  if (!globalThis.isSecureContext) {
+    // Browsers offer Web MIDI to secure pages only.
+    ui.midiNoneWhy.textContent = "Web MIDI needs a secure page: open this " +
+      "one over HTTPS (serve with --cert and --key), or on the hub's own " +
+      "machine. The on-screen keyboard and the monitor work all the same.";
+  }
 }
 
 // ---------------------------------------------------------------------------
