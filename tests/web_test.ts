@@ -404,6 +404,44 @@ netTest("the hub's sysex and rate policies apply to pages", async () => {
   );
 });
 
+netTest(
+  "a page's input waits, in order, while a reader in this process catches up",
+  async () => {
+    // A server read as a port makes the hub wait for its reader.
+    const server = new PortServer("127.0.0.1", 0, { queueSize: 100 });
+    const web = new WebServer(server.hub, { port: 0 });
+    try {
+      assert.equal(server.poll(), undefined);
+      const page = await TestPage.join(web.url);
+      const count = 5000;
+      for (let i = 0; i < count; i += 50) {
+        page.send(
+          ...Array.from(
+            { length: 50 },
+            (_, j) =>
+              message("note_on", {
+                note: (i + j) % 128,
+                velocity: 1 + ((i + j) >> 7),
+              }),
+          ),
+        );
+      }
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      const heard = await take(server, count, 10_000);
+      assert.deepEqual(
+        heard.map((m) =>
+          m.type === "note_on" && m.note + 128 * (m.velocity - 1)
+        ),
+        Array.from({ length: count }, (_, i) => i),
+      );
+      await page.close();
+    } finally {
+      await web.close();
+      await server.close();
+    }
+  },
+);
+
 // --- Who may come in ------------------------------------------------------
 
 netTest(
