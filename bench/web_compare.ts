@@ -155,6 +155,11 @@ async function keys(page: Page, port: number): Promise<void> {
     t - sent[i]
   ).slice(2 * WARMUP);
   console.log(`  TCP client to TCP client (${base.length}): ${summary(base)}`);
+  const sortedWeb = latencies.toSorted((a, b) => a - b);
+  const sortedBase = base.toSorted((a, b) => a - b);
+  const ratio = (q: number) =>
+    (quantile(sortedWeb, q) / quantile(sortedBase, q)).toFixed(1);
+  console.log(`  page / TCP client: p50 ${ratio(0.5)}x, p95 ${ratio(0.95)}x`);
   await sender.close();
   await client.close();
   await arrivals.reading;
