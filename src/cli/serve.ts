@@ -70,6 +70,7 @@ export type { MainOptions } from "./_common.ts";
 const COMMAND = "serve";
 const DEFAULT_HOST = "127.0.0.1";
 const DEFAULT_PORT = 8080;
+const DEFAULT_WEB_PORT = DEFAULT_PORT + 1;
 
 const HELP = `midisock serve ${VERSION}: a MIDI hub, compatible with mido
 
@@ -111,9 +112,7 @@ Options:
                        the largest sysex allowed]
       --web [ADDRESS]  Serve the hub's web page (monitor, keyboard, Web MIDI
                        bridge) and its WebSocket at ADDRESS [the MIDI host,
-                       the next port: ${DEFAULT_HOST}:${
-  DEFAULT_PORT + 1
-}]; HTTPS with --cert
+                       the next port: ${DEFAULT_HOST}:${DEFAULT_WEB_PORT}]; HTTPS with --cert
       --nats URL       Join other hubs through a NATS server (or cluster:
                        URL,URL); user:password@ or a token in the URL
       --room NAME      The room to share on NATS (with --nats)
