@@ -118,3 +118,4 @@ export {
   type RemoteHub,
 } from "./src/nats/link.ts";
 export * from "./src/rtp/mod.ts";
+export { WebServer, type WebServerOptions } from "./src/web/server.ts";

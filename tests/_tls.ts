@@ -1,9 +1,21 @@
-// TLS material for tests: a throwaway CA and a certificate it signed, made
-// with openssl, which tests that need it check for first.
+// Throwaway TLS material for tests, made with openssl: a CA and a
+// certificate it signed for localhost and 127.0.0.1. Tests that need it
+// are ignored with a reason when openssl is missing.
 
-import assert from "node:assert/strict";
+/** Whether openssl is missing here. */
+export const noOpenssl: boolean = (() => {
+  try {
+    return !new Deno.Command("openssl", {
+      args: ["version"],
+      stdout: "null",
+      stderr: "null",
+    }).outputSync().success;
+  } catch {
+    return true;
+  }
+})();
 
-/** A throwaway CA and a certificate it signed for localhost and 127.0.0.1. */
+/** A CA (PEM), and a certificate and key it signed for the loopback. */
 export async function testCertificates(): Promise<
   { ca: string; cert: string; key: string }
 > {
@@ -24,25 +36,56 @@ cat ca.pem leaf.pem leaf.key
     stdout: "piped",
     stderr: "piped",
   }).output();
-  assert.ok(success, new TextDecoder().decode(stderr));
+  if (!success) throw new Error(new TextDecoder().decode(stderr));
   const pem = new TextDecoder().decode(stdout);
   const blocks = pem.match(
     /-----BEGIN [A-Z ]+-----[^]*?-----END [A-Z ]+-----\n/g,
-  )!;
-  assert.equal(blocks.length, 3, pem);
+  );
+  if (blocks?.length !== 3) {
+    throw new Error(`Unexpected openssl output: ${pem}`);
+  }
   return { ca: blocks[0], cert: blocks[1], key: blocks[2] };
 }
 
+/** TLS material in files, for a command's `--cert` and `--key`. */
+export interface CertificateFiles extends AsyncDisposable {
+  /** The CA (PEM text). */
+  ca: string;
+  /** The certificate chain's path. */
+  cert: string;
+  /** The private key's path. */
+  key: string;
+}
+
+/**
+ * Writes test certificates to a new temporary directory (through `sh`, so
+ * the test needs no write permission); disposing removes it.
+ */
+export async function testCertificateFiles(): Promise<CertificateFiles> {
+  const { ca, cert, key } = await testCertificates();
+  const { success, stdout, stderr } = await new Deno.Command("sh", {
+    args: [
+      "-c",
+      'dir=$(mktemp -d) && printf %s "$1" > "$dir/cert.pem" && ' +
+      'printf %s "$2" > "$dir/key.pem" && printf %s "$dir"',
+      "sh",
+      cert,
+      key,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (!success) throw new Error(new TextDecoder().decode(stderr));
+  const dir = new TextDecoder().decode(stdout);
+  return {
+    ca,
+    cert: `${dir}/cert.pem`,
+    key: `${dir}/key.pem`,
+    async [Symbol.asyncDispose]() {
+      await new Deno.Command("rm", { args: ["-rf", dir] }).output();
+    },
+  };
+}
+
 /** Whether openssl is there. */
-export const hasOpenssl = (() => {
-  try {
-    return new Deno.Command("openssl", {
-      args: ["version"],
-      stdout: "null",
-      stderr: "null",
-    })
-      .outputSync().success;
-  } catch {
-    return false;
-  }
-})();
+export const hasOpenssl: boolean = !noOpenssl;

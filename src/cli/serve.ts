@@ -13,7 +13,8 @@
  * It is a shell around the library's {@linkcode Hub}: flags become a hub, a
  * `PortServer` whose clients join it, and hardware endpoints; the hub's
  * events become lines. Output, one line per event: `listening on ADDRESS
- * ...` first (the real port when 0 was asked for), then `connect ADDRESS`,
+ * ...` first (the real port when 0 was asked for), with `--web` the line
+ * `web page on URL` next, then `connect ADDRESS`,
  * `disconnect ADDRESS`, `refused ADDRESS (REASON)`, and with `--monitor` one
  * line per message: `TIME SOURCE TEXT`, where SOURCE is a client's
  * `host:port` or a hardware port's name in quotes and TEXT is mido's text
@@ -37,6 +38,7 @@ import { AddressList } from "../net/access.ts";
 import { formatAddress, parseAddress } from "../net/address.ts";
 import { PortServer } from "../net/server.ts";
 import { checkPem } from "../net/_tls.ts";
+import type { WebServer } from "../web/server.ts";
 import {
   CliError,
   clock,
@@ -69,6 +71,7 @@ export type { MainOptions } from "./_common.ts";
 const COMMAND = "serve";
 const DEFAULT_HOST = "127.0.0.1";
 const DEFAULT_PORT = 8080;
+const DEFAULT_WEB_PORT = DEFAULT_PORT + 1;
 
 const HELP = `midisock serve ${VERSION}: a MIDI hub, compatible with mido
 
@@ -113,6 +116,9 @@ Options:
       --rtp-name NAME  The session's name for other computers [midisock]
       --rtp-invite HOST:PORT
                        Invite a peer's RTP-MIDI session (repeatable)
+      --web [ADDRESS]  Serve the hub's web page (monitor, keyboard, Web MIDI
+                       bridge) and its WebSocket at ADDRESS [the MIDI host,
+                       the next port: ${DEFAULT_HOST}:${DEFAULT_WEB_PORT}]; HTTPS with --cert
       --nats URL       Join other hubs through a NATS server (or cluster:
                        URL,URL); user:password@ or a token in the URL
       --room NAME      The room to share on NATS (with --nats)
@@ -156,6 +162,9 @@ Examples:
   # Join Apple Network MIDI: a session other Macs and rtpMIDI can reach
   deno run -A jsr:${PACKAGE}/serve :8080 --rtp 5004 --allow 192.168.1.0/24
 
+  # The web page on http://127.0.0.1:8081/ too (phones: :8080 --web)
+  deno run -A jsr:${PACKAGE}/serve --web
+
   # Share room "studio" with hubs on other machines, through NATS
   deno run -A jsr:${PACKAGE}/serve --nats nats://nats.example:4222 --room studio
 
@@ -180,6 +189,8 @@ interface ServeConfig {
   nats: NatsConfig | undefined;
   /** An RTP-MIDI session, when asked for. */
   rtp: RtpConfig | undefined;
+  /** Where the web page is served, when asked for. */
+  web: { hostname: string; port: number } | undefined;
 }
 
 /** The RTP-MIDI flags. */
@@ -201,7 +212,7 @@ interface NatsConfig {
 function readArgs(args: string[]): ServeConfig | "help" | "version" {
   const { values, positionals } = parse(() =>
     parseArgs({
-      args,
+      args: webWithoutAddress(args),
       strict: true,
       allowPositionals: true,
       options: {
@@ -226,6 +237,7 @@ function readArgs(args: string[]): ServeConfig | "help" | "version" {
         rtp: { type: "string" },
         "rtp-name": { type: "string" },
         "rtp-invite": { type: "string", multiple: true },
+        web: { type: "string" },
         nats: { type: "string" },
         room: { type: "string" },
         "nats-name": { type: "string" },
@@ -286,6 +298,7 @@ function readArgs(args: string[]): ServeConfig | "help" | "version" {
     },
     nats: readNats(values),
     rtp: readRtp(values),
+    web: readWeb(values.web, hostname, port),
   };
 }
 
@@ -320,6 +333,32 @@ function readRtp(values: {
     }
   });
   return { port, name, invite };
+}
+
+/** A bare `--web` (last, or before another flag) takes no ADDRESS. */
+function webWithoutAddress(args: string[]): string[] {
+  return args.map((arg, i) =>
+    arg === "--web" && (args[i + 1] === undefined || args[i + 1][0] === "-")
+      ? "--web="
+      : arg
+  );
+}
+
+/** The web page's address: given, or the MIDI host and the next port. */
+function readWeb(
+  value: string | undefined,
+  hostname: string,
+  port: number,
+): ServeConfig["web"] {
+  if (value === undefined) return undefined;
+  if (port === 65535 && value === "") {
+    throw new UsageError("--web needs an ADDRESS when the port is 65535");
+  }
+  const beside = port === 0 ? 0 : port + 1;
+  return readAddress(value || undefined, undefined, undefined, {
+    hostname,
+    port: beside,
+  });
 }
 
 /** The NATS flags, checked. */
@@ -455,6 +494,7 @@ class Serve {
   readonly #hub: Hub;
   readonly #refusals: RefusalLog;
   #server: PortServer | undefined;
+  #web: WebServer | undefined;
   #ports: OpenedPorts | undefined;
   #rtp: { close(): Promise<void> } | undefined;
   /** Hardware endpoints, shown by their quoted names. */
@@ -500,6 +540,7 @@ class Serve {
         cause: error,
       });
     }
+    if (this.#config.web !== undefined) await this.#serveWeb(this.#config.web);
     this.#ports = await openPorts(this.#config, this.#say);
     for (const port of this.#ports.all) {
       this.#devices.add(
@@ -586,8 +627,35 @@ class Serve {
     });
   }
 
+  /** Serves the web page: each page that opens is one more endpoint. */
+  async #serveWeb(address: { hostname: string; port: number }): Promise<void> {
+    // Loaded only now: serving without --web never loads the page.
+    const { WebServer } = await import("../web/server.ts");
+    try {
+      this.#web = new WebServer(this.#hub, {
+        ...address,
+        tls: this.#config.tls,
+      });
+    } catch (error) {
+      const where = formatAddress(address);
+      if (error instanceof Deno.errors.AddrInUse) {
+        throw new CliError(
+          `cannot serve the web page on ${where}: the address is already in ` +
+            "use (choose another with --web ADDRESS)",
+          { cause: error },
+        );
+      }
+      if (error instanceof Deno.errors.NotCapable) throw error;
+      throw new CliError(
+        `cannot serve the web page on ${where}: ${describeError(error)}`,
+        { cause: error },
+      );
+    }
+  }
+
   /** Closes what `start` opened, after it failed. */
   async abandon(): Promise<void> {
+    await this.#web?.close();
     await this.#server?.close();
     await this.#rtp?.close();
     await this.#hub.close();
@@ -604,6 +672,7 @@ class Serve {
       const clients = this.#hub.endpoints.filter((e) => e.kind === "client");
       this.#released = 0;
       await this.#hub.close();
+      await this.#web?.close();
       await this.#server!.close();
       await this.#rtp?.close();
       await this.#ports?.close();
@@ -632,6 +701,21 @@ class Serve {
         connectHint(hostname, port, this.#config)
       }`,
     );
+    if (this.#web !== undefined) this.#announceWeb(this.#web);
+  }
+
+  #announceWeb(web: WebServer): void {
+    const { hostname } = web.addr;
+    const warning = exposureWarning(
+      web.name,
+      hostname,
+      this.#hub.gate.hasAllowList,
+    );
+    if (warning !== undefined) console.error(`midisock ${COMMAND}: ${warning}`);
+    const everywhere = hostname === "::" || hostname === "0.0.0.0"
+      ? " (every interface: from other devices, use this machine's address)"
+      : "";
+    this.#say(`web page on ${web.url}${everywhere}`);
   }
 
   #print(event: HubEvent): void {

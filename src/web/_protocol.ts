@@ -1,0 +1,238 @@
+/**
+ * Internal: what a page and the web server say to each other over the
+ * WebSocket at `/midi`, and the checks an HTTP request passes first. Pure:
+ * no I/O.
+ *
+ * Binary frames carry MIDI both ways: one or more whole MIDI 1.0 messages,
+ * each with its own status byte, as on the TCP socket. Text frames carry
+ * JSON control messages:
+ *
+ * - server to page: `{"type":"token"}` (send your token now), `welcome`,
+ *   `refused`, `endpoints`, `monitor`;
+ * - page to server: `{"type":"token","token":"..."}`, first, and only when
+ *   asked.
+ *
+ * A refused or dropped page is closed with a code from {@linkcode CLOSE}
+ * and the reason as the close reason.
+ *
+ * @module
+ */
+
+import type { Message } from "../codec/messages.ts";
+import { formatMessage } from "../codec/text.ts";
+import type { RefusalCode } from "../gate.ts";
+
+/**
+ * The WebSocket close codes the server uses (the API lets a server pick
+ * only 1000 and 3000-4999).
+ */
+export const CLOSE = {
+  /** The endpoint was dropped by the hub (fell behind, idle, an error). */
+  dropped: 4000,
+  /** The server or the hub is closing: come back later. */
+  closing: 4001,
+  /** A frame over the bound. */
+  tooBig: 4009,
+  /** Not the protocol (a TLS or HTTP mistake, a malformed token frame). */
+  protocol: 4400,
+  /** No token, or a wrong one. */
+  token: 4401,
+  /** The address is not in the allow list, or the origin is foreign. */
+  notAllowed: 4403,
+  /** No token within the handshake timeout. */
+  timeout: 4408,
+  /** Too many handshakes, or too many wrong tokens: retry later. */
+  busy: 4429,
+  /** The hub is full. */
+  full: 4503,
+} as const;
+
+/** The close code for a refusal. */
+export function closeCodeFor(code: RefusalCode): number {
+  switch (code) {
+    case "not-allowed":
+      return CLOSE.notAllowed;
+    case "full":
+      return CLOSE.full;
+    case "busy":
+    case "waiting":
+      return CLOSE.busy;
+    case "wrong-token":
+    case "no-token":
+      return CLOSE.token;
+    case "timeout":
+      return CLOSE.timeout;
+    case "protocol":
+      return CLOSE.protocol;
+    case "closing":
+      return CLOSE.closing;
+  }
+}
+
+const encoder = new TextEncoder();
+
+/**
+ * A close reason that fits a close frame: at most 123 bytes of UTF-8, cut
+ * at a character boundary.
+ */
+export function closeReason(text: string): string {
+  if (encoder.encode(text).length <= 123) return text;
+  let cut = text.slice(0, 120);
+  while (encoder.encode(`${cut}...`).length > 123) cut = cut.slice(0, -1);
+  return `${cut}...`;
+}
+
+/** An endpoint as pages see it. */
+export interface EndpointInfo {
+  /** A number unique within the hub. */
+  readonly id: number;
+  /** A name for people. */
+  readonly name: string;
+  /** `"client"`, `"device"` or `"link"`. */
+  readonly kind: string;
+  /** `"tcp"`, `"web"`, `"midi"`, `"nats"`, ... */
+  readonly transport: string;
+  /** Messages taken from it. */
+  readonly sent: number;
+  /** Messages routed to it. */
+  readonly heard: number;
+}
+
+/** One line of the monitor: when (ms since the epoch), from whom, what. */
+export type MonitorLine = readonly [time: number, source: number, text: string];
+
+/** The frame that asks a page for its token. */
+export const TOKEN_REQUEST = '{"type":"token"}';
+
+/** The frame that tells a page it is in. */
+export function welcomeFrame(id: number, name: string): string {
+  return JSON.stringify({ type: "welcome", id, name });
+}
+
+/** The frame that tells a page why it is refused (before the close). */
+export function refusedFrame(code: RefusalCode, reason: string): string {
+  return JSON.stringify({ type: "refused", code, reason });
+}
+
+/** The frame that lists the hub's endpoints. */
+export function endpointsFrame(endpoints: readonly EndpointInfo[]): string {
+  return JSON.stringify({ type: "endpoints", endpoints });
+}
+
+/**
+ * The frame that carries monitor lines, with how many were left out since
+ * the last one.
+ */
+export function monitorFrame(
+  lines: readonly MonitorLine[],
+  missed: number,
+): string {
+  return JSON.stringify({ type: "monitor", lines, missed });
+}
+
+/** The longest token frame read, in characters. */
+export const MAX_TOKEN_FRAME = 512;
+
+/**
+ * Reads a page's token frame, `{"type":"token","token":"..."}`.
+ *
+ * @returns The token, or `undefined` when the frame is not one.
+ */
+export function readTokenFrame(text: string): string | undefined {
+  if (text.length > MAX_TOKEN_FRAME) return undefined;
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (typeof value !== "object" || value === null) return undefined;
+  const { type, token } = value as { type?: unknown; token?: unknown };
+  return type === "token" && typeof token === "string" ? token : undefined;
+}
+
+/** A `Host` header: a name or IPv4 address, or an IPv6 one in brackets. */
+const HOST = /^(?:\[[0-9a-f:.]+\]|[a-z0-9.-]+)(?::\d{1,5})?$/i;
+const IPV4 = /^\d{1,3}(?:\.\d{1,3}){3}$/;
+
+/** The host name of a `Host` header, without the port. */
+function hostName(host: string): string {
+  if (host.startsWith("[")) return host.slice(0, host.indexOf("]") + 1);
+  const colon = host.lastIndexOf(":");
+  return (colon < 0 ? host : host.slice(0, colon)).toLowerCase();
+}
+
+/**
+ * Whether a page may be served under this `Host` header. Without TLS, a
+ * name that a stranger's DNS could point at this machine (DNS rebinding)
+ * is refused: IP addresses, `localhost`, `*.localhost` and `*.local`
+ * (mDNS) pass, and the names in `names`. With TLS every name passes: a
+ * browser refuses a certificate issued for another name.
+ *
+ * @param host The header's value.
+ * @param names Further host names (lower case, without port) to accept.
+ * @param tls Whether the server speaks TLS.
+ */
+export function hostAllowed(
+  host: string | null,
+  names: ReadonlySet<string>,
+  tls: boolean,
+): boolean {
+  if (host === null || !HOST.test(host)) return false;
+  if (tls) return true;
+  const name = hostName(host);
+  return name.startsWith("[") || IPV4.test(name) || name === "localhost" ||
+    name.endsWith(".localhost") || name.endsWith(".local") ||
+    names.has(name);
+}
+
+/**
+ * Whether a WebSocket request may open `/midi`: programs send no `Origin`;
+ * a browser sends the page's origin, which must be this server (the same
+ * host and port as the `Host` header, and the server's scheme) or one of
+ * `origins`. So that no other web site a visitor has open can play through
+ * the hub.
+ *
+ * @param origin The `Origin` header.
+ * @param host The `Host` header (checked already).
+ * @param tls Whether the server speaks TLS.
+ * @param origins Further origins to accept, as `scheme://host:port`.
+ */
+export function originAllowed(
+  origin: string | null,
+  host: string,
+  tls: boolean,
+  origins: ReadonlySet<string>,
+): boolean {
+  if (origin === null) return true;
+  if (origins.has(origin)) return true;
+  let url: URL;
+  try {
+    url = new URL(origin);
+  } catch {
+    return false;
+  }
+  const scheme = tls ? "https:" : "http:";
+  if (url.protocol !== scheme) return false;
+  // URL drops a default port; the Host header may carry it.
+  const defaultPort = tls ? ":443" : ":80";
+  const wanted = host.toLowerCase().endsWith(defaultPort)
+    ? host.toLowerCase().slice(0, -defaultPort.length)
+    : host.toLowerCase();
+  return url.host === wanted;
+}
+
+/** The most sysex data bytes the monitor shows. */
+const SYSEX_SHOWN = 48;
+
+/**
+ * mido's text form of a message, for the monitor: a long sysex shows its
+ * first bytes, then how many there are.
+ */
+export function monitorText(msg: Message): string {
+  if (msg.type !== "sysex" || msg.data.length <= SYSEX_SHOWN) {
+    return formatMessage(msg);
+  }
+  const text = formatMessage({ ...msg, data: msg.data.slice(0, SYSEX_SHOWN) });
+  return `${text.replace(")", ",...)")} [${msg.data.length} bytes]`;
+}

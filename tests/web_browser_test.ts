@@ -1,0 +1,460 @@
+// The hub's page in a real browser: Debian's chromium, headless, driven by
+// npm playwright-core (see tests/_browser.ts). Ignored with a reason when
+// either is missing, unless MIDISOCK_REQUIRE_BROWSER=1.
+
+import assert from "node:assert/strict";
+import {
+  connect,
+  formatMessage,
+  Hub,
+  type Message,
+  message,
+  PortServer,
+  type SocketPort,
+  WebServer,
+} from "../mod.ts";
+import { LOOPBACK, take, until, within } from "./_net.ts";
+import { Browser, noBrowser, type Page, type PageOptions } from "./_browser.ts";
+import { NET, spawn } from "./_cli.ts";
+import { noOpenssl, testCertificates } from "./_tls.ts";
+
+const TOKEN = "a-token-of-twenty-chars";
+
+/** A browser test: loopback, `node` (and `deno` for serve), 30 s at most. */
+function browserTest(
+  name: string,
+  fn: () => Promise<void>,
+  ignore = false,
+): void {
+  Deno.test({
+    name,
+    ignore: noBrowser || ignore,
+    permissions: { ...LOOPBACK, run: true },
+    fn: () => within(fn(), 30_000, name),
+  });
+}
+
+/** A hub with a TCP port and a web server, closed in order. */
+class TestHub implements AsyncDisposable {
+  readonly hub: Hub;
+  readonly server: PortServer;
+  readonly web: WebServer;
+
+  constructor(options: ConstructorParameters<typeof Hub>[0] = {}, webPort = 0) {
+    this.hub = new Hub(options);
+    this.server = new PortServer("127.0.0.1", 0, { hub: this.hub });
+    this.web = new WebServer(this.hub, { port: webPort });
+  }
+
+  /** A TCP client, once the hub has it. */
+  async client(): Promise<SocketPort> {
+    const before = this.hub.endpoints.length;
+    const client = await connect("127.0.0.1", this.server.port, {
+      token: this.hub.gate.wantsToken ? TOKEN : undefined,
+    });
+    await until(() => this.hub.endpoints.length > before, 5000, "the client");
+    return client;
+  }
+
+  async close(): Promise<void> {
+    await this.web.close();
+    await this.server.close();
+    await this.hub.close();
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+/** Opens the page (after `init`, a script run first) and waits until it
+ * says it is connected, unless `wait` is false. */
+async function openPage(
+  browser: Browser,
+  url: string,
+  options: PageOptions & { init?: string; wait?: boolean } = {},
+): Promise<Page> {
+  const { init, wait, ...pageOptions } = options;
+  const page = await browser.newPage(pageOptions);
+  if (init !== undefined) await page.addInitScript(init);
+  await page.goto(url);
+  if (wait ?? true) await connected(page);
+  return page;
+}
+
+async function connected(page: Page): Promise<void> {
+  await page.waitFor(
+    `() => document.querySelector("#status").dataset.state === "connected"`,
+  );
+}
+
+async function key(page: Page, name: string): Promise<void> {
+  await page.click(`#keyboard button[aria-label="${name}"]`);
+}
+
+/** The page's JavaScript errors and warnings: there should be none. */
+async function assertQuiet(page: Page): Promise<void> {
+  const log = (await page.log()).filter((line) =>
+    /^(error|warning)/.test(line) && !line.includes("favicon")
+  );
+  assert.deepEqual(log, []);
+}
+
+browserTest(
+  "clicking a key reaches a TCP client of serve as note_on then note_off",
+  async () => {
+    await using serve = spawn("serve", [
+      "127.0.0.1:0",
+      "--web",
+      "127.0.0.1:0",
+    ], [NET]);
+    const port = await serve.listening();
+    // The page's address is on serve's first lines.
+    const [, url] = await serve.waitFor(/^web page on (http:\/\/\S+)$/);
+    assert.match(serve.lines[1], /^web page on /);
+    const tcp = await connect("127.0.0.1", port);
+    await using browser = new Browser();
+    const page = await openPage(browser, url);
+    await key(page, "C4");
+    assert.deepEqual(await take(tcp, 2), [
+      message("note_on", { note: 60, velocity: 100 }),
+      message("note_off", { note: 60, velocity: 0 }),
+    ]);
+    await serve.waitFor(/^connect web 127\.0\.0\.1:\d+ \(2 clients\)$/);
+    await assertQuiet(page);
+    await tcp.close();
+  },
+);
+
+browserTest("over HTTPS the page plays through WSS", async () => {
+  const { cert, key: privateKey } = await testCertificates();
+  const hub = new Hub();
+  const server = new PortServer("127.0.0.1", 0, { hub });
+  const web = new WebServer(hub, { port: 0, tls: { cert, key: privateKey } });
+  try {
+    const tcp = await connect("127.0.0.1", server.port);
+    await until(() => hub.endpoints.length === 1);
+    await using browser = new Browser();
+    const page = await openPage(browser, web.url, { ignoreHTTPSErrors: true });
+    assert.equal(await page.evaluate(`() => location.protocol`), "https:");
+    await key(page, "B4");
+    assert.deepEqual(await take(tcp, 2), [
+      message("note_on", { note: 71, velocity: 100 }),
+      message("note_off", { note: 71, velocity: 0 }),
+    ]);
+    await assertQuiet(page);
+    await tcp.close();
+  } finally {
+    await web.close();
+    await server.close();
+    await hub.close();
+  }
+}, noOpenssl);
+
+browserTest(
+  "1000 messages from a TCP client all appear in the monitor",
+  async () => {
+    await using hub = new TestHub();
+    await using browser = new Browser();
+    const page = await openPage(browser, hub.web.url);
+    const tcp = await hub.client();
+    const sent: Message[] = [];
+    for (let i = 0; i < 1000; i++) {
+      sent.push(
+        i % 4 === 3
+          ? message("control_change", {
+            channel: i % 16,
+            control: 1,
+            value: i % 128,
+          })
+          : message("note_on", {
+            channel: i % 16,
+            note: i % 128,
+            velocity: (i % 127) + 1,
+          }),
+      );
+    }
+    await tcp.sendAll(sent);
+    await page.waitFor(
+      `() => document.querySelector("#monitor-count").dataset.total === "1000"`,
+    );
+    await page.waitFor(
+      `() => document.querySelectorAll("#log .line").length === 1000`,
+    );
+    const shown = await page.evaluate<string[]>(
+      `() => [...document.querySelectorAll("#log .line")].map((line) =>
+        line.querySelector("b").textContent + line.lastChild.textContent
+      )`,
+    );
+    assert.deepEqual(shown, sent.map(formatMessage));
+    const sources = await page.evaluate<string[]>(
+      `() => [...new Set([...document.querySelectorAll("#log .source")].map((e) => e.textContent))]`,
+    );
+    assert.deepEqual(sources, [
+      hub.hub.endpoints.find((e) => e.transport === "tcp")!.name,
+    ]);
+    assert.equal(await page.text("#monitor-count"), "1,000 messages");
+
+    // The filter shows one type; pause freezes the view; clear empties it.
+    await page.select("#filter", "controls");
+    await page.waitFor(
+      `() => document.querySelectorAll("#log .line").length === 250`,
+    );
+    await page.click("#pause");
+    await tcp.send(message("control_change", { control: 2, value: 2 }));
+    await page.waitFor(
+      `() => document.querySelector("#monitor-count").textContent.includes("paused, 1 new")`,
+    );
+    assert.equal(
+      await page.evaluate(
+        `() => document.querySelectorAll("#log .line").length`,
+      ),
+      250,
+    );
+    await page.click("#pause");
+    await page.waitFor(
+      `() => document.querySelectorAll("#log .line").length === 251`,
+    );
+    await page.click("#clear");
+    assert.equal(
+      await page.evaluate(
+        `() => document.querySelectorAll("#log .line").length`,
+      ),
+      0,
+    );
+    assert.equal(await page.text("#monitor-count"), "No messages yet");
+    await assertQuiet(page);
+    await tcp.close();
+  },
+);
+
+browserTest(
+  "a wrong token shows the refusal and nothing is relayed",
+  async () => {
+    await using hub = new TestHub({ token: TOKEN });
+    const tcp = await hub.client();
+    await using browser = new Browser();
+    const page = await openPage(browser, hub.web.url, { wait: false });
+    // The hub wants a token: the page asks for it.
+    await page.waitFor(`() => !document.querySelector("#token-form").hidden`);
+    await page.fill("#token", "not-the-token-at-all");
+    await page.click("#token-form button[type=submit]");
+    await page.waitFor(
+      `() => document.querySelector("#status-text").textContent === "Refused: wrong token"`,
+    );
+    assert.match(await page.text("#token-why"), /Refused: wrong token\./);
+    assert.equal(
+      await page.evaluate(
+        `() => document.querySelector("#status").dataset.state`,
+      ),
+      "refused",
+    );
+    // Keys played now go nowhere.
+    await key(page, "C4");
+    // The right token: connected, and the first note the client hears is D4.
+    await page.fill("#token", TOKEN);
+    await page.click("#token-form button[type=submit]");
+    await connected(page);
+    assert.equal(
+      await page.evaluate(`() => document.querySelector("#token-form").hidden`),
+      true,
+    );
+    await key(page, "D4");
+    assert.deepEqual(await take(tcp, 2), [
+      message("note_on", { note: 62, velocity: 100 }),
+      message("note_off", { note: 62, velocity: 0 }),
+    ]);
+    await assertQuiet(page);
+    await tcp.close();
+  },
+);
+
+browserTest(
+  "a token in the link's fragment is used and leaves the address bar",
+  async () => {
+    await using hub = new TestHub({ token: TOKEN });
+    await using browser = new Browser();
+    const page = await openPage(browser, `${hub.web.url}#token=${TOKEN}`);
+    assert.equal(await page.evaluate(`() => location.hash`), "");
+  },
+);
+
+browserTest("a page whose hub restarts reconnects by itself", async () => {
+  const first = new TestHub();
+  const port = first.web.port;
+  await using browser = new Browser();
+  const page = await openPage(browser, first.web.url);
+  await first.close();
+  await page.waitFor(
+    `() => document.querySelector("#status").dataset.state === "retrying"`,
+  );
+  assert.match(
+    await page.text("#status-text"),
+    /hub closing · retrying in \d+ s/,
+  );
+  // The same address, a new hub.
+  await using second = new TestHub({}, port);
+  const tcp = await second.client();
+  await connected(page);
+  await key(page, "E4");
+  assert.deepEqual(await take(tcp, 2), [
+    message("note_on", { note: 64, velocity: 100 }),
+    message("note_off", { note: 64, velocity: 0 }),
+  ]);
+  await tcp.close();
+});
+
+browserTest(
+  "the computer keyboard plays on the chosen channel and velocity",
+  async () => {
+    await using hub = new TestHub();
+    const tcp = await hub.client();
+    await using browser = new Browser();
+    const page = await openPage(browser, hub.web.url);
+    await page.select("#channel", "9");
+    await page.evaluate(`() => {
+    const velocity = document.querySelector("#velocity");
+    velocity.value = "50";
+    velocity.dispatchEvent(new Event("input"));
+  }`);
+    assert.equal(await page.text("#velocity-value"), "50");
+    await page.click("#play-title");
+    await page.key("down", "z");
+    await page.waitFor(
+      `() => document.querySelector('[aria-label="C4"]').classList.contains("down")`,
+    );
+    await page.key("up", "z");
+    await page.key("press", "=");
+    assert.equal(await page.text("#octave-value"), "C5");
+    await page.key("press", "q");
+    assert.deepEqual(await take(tcp, 4), [
+      message("note_on", { channel: 9, note: 60, velocity: 50 }),
+      message("note_off", { channel: 9, note: 60, velocity: 0 }),
+      message("note_on", { channel: 9, note: 84, velocity: 50 }),
+      message("note_off", { channel: 9, note: 84, velocity: 0 }),
+    ]);
+    // Notes from the hub light their keys.
+    await tcp.send(message("note_on", { note: 86 }));
+    await page.waitFor(
+      `() => document.querySelector('[aria-label="D6"]').classList.contains("lit")`,
+    );
+    await tcp.send(message("note_off", { note: 86 }));
+    await page.waitFor(
+      `() => !document.querySelector('[aria-label="D6"]').classList.contains("lit")`,
+    );
+    await tcp.close();
+  },
+);
+
+browserTest(
+  "the endpoint list follows clients as they come and go",
+  async () => {
+    await using hub = new TestHub();
+    await using browser = new Browser();
+    const page = await openPage(browser, hub.web.url);
+    await page.waitFor(
+      `() => document.querySelectorAll("#endpoints li").length === 1`,
+    );
+    assert.match(await page.text("#endpoints li"), /this page/);
+    const tcp = await hub.client();
+    await page.waitFor(
+      `() => document.querySelectorAll("#endpoints li").length === 2`,
+    );
+    assert.match(
+      await page.text("#endpoints li:nth-child(2)"),
+      /TCP127\.0\.0\.1:\d+/,
+    );
+    await tcp.close();
+    await page.waitFor(
+      `() => document.querySelectorAll("#endpoints li").length === 1`,
+    );
+  },
+);
+
+/** A browser MIDI system with one input and one output, for the page. */
+const FAKE_MIDI = `
+  (() => {
+    const input = { id: "in-1", name: "Fake Keys", state: "connected", onmidimessage: null };
+    const output = { id: "out-1", name: "Fake Synth", state: "connected", sent: [],
+      send(data) { this.sent.push([...data]); } };
+    globalThis.fakeMidi = { input, output };
+    navigator.requestMIDIAccess = async () => ({
+      inputs: new Map([[input.id, input]]),
+      outputs: new Map([[output.id, output]]),
+      onstatechange: null,
+    });
+  })();
+`;
+
+browserTest(
+  "the Web MIDI bridge plays a browser input into the hub and the hub on its output",
+  async () => {
+    await using hub = new TestHub();
+    const tcp = await hub.client();
+    await using browser = new Browser();
+    const page = await openPage(browser, hub.web.url, { init: FAKE_MIDI });
+    await page.click("#midi-enable");
+    await page.waitFor(`() => !document.querySelector("#midi-on").hidden`);
+    await page.select("#midi-input", "in-1");
+    await page.select("#midi-output", "out-1");
+    await page.evaluate(
+      `() => fakeMidi.input.onmidimessage({ data: new Uint8Array([0xb2, 64, 127]) })`,
+    );
+    assert.deepEqual(await take(tcp, 1), [
+      message("control_change", { channel: 2, control: 64, value: 127 }),
+    ]);
+    await tcp.send(message("program_change", { program: 5 }));
+    await tcp.send(message("sysex", { data: [1, 2] }));
+    await tcp.send(message("note_on", { note: 70 }));
+    await page.waitFor(`() => fakeMidi.output.sent.length >= 2`);
+    // Sysex is not bridged (it needs the browser's sysex permission).
+    assert.deepEqual(await page.evaluate(`() => fakeMidi.output.sent`), [
+      [0xc0, 5],
+      [0x90, 70, 64],
+    ]);
+    // The on-screen keys play there too.
+    await key(page, "G4");
+    await page.waitFor(`() => fakeMidi.output.sent.length === 4`);
+    assert.deepEqual(await take(tcp, 2), [
+      message("note_on", { note: 67, velocity: 100 }),
+      message("note_off", { note: 67, velocity: 0 }),
+    ]);
+    await tcp.close();
+  },
+);
+
+browserTest(
+  "a phone without Web MIDI plays by touch and says why it cannot bridge",
+  async () => {
+    await using hub = new TestHub();
+    const tcp = await hub.client();
+    await using browser = new Browser();
+    const page = await openPage(
+      browser,
+      hub.web.url,
+      {
+        viewport: { width: 390, height: 844 },
+        hasTouch: true,
+        init: "delete Navigator.prototype.requestMIDIAccess;",
+      },
+    );
+    assert.equal(
+      await page.evaluate(`() => document.querySelector("#midi-none").hidden`),
+      false,
+    );
+    assert.equal(
+      await page.evaluate(`() => document.querySelector("#midi-off").hidden`),
+      true,
+    );
+    await page.tap(`#keyboard button[aria-label="A4"]`);
+    assert.deepEqual(await take(tcp, 2), [
+      message("note_on", { note: 69, velocity: 100 }),
+      message("note_off", { note: 69, velocity: 0 }),
+    ]);
+    // The keyboard fits the phone's width.
+    const box = await page.box("#keyboard");
+    assert.ok(box.x >= 0 && box.x + box.width <= 390, JSON.stringify(box));
+    await assertQuiet(page);
+    await tcp.close();
+  },
+);
