@@ -106,6 +106,13 @@ export interface HubOptions extends GateOptions {
    */
   idleTimeout?: number;
   /**
+   * What active sensing from a client is: `"link"`, a keep-alive of that
+   * client's link, as MIDI 1.0 means it (answered, not relayed); or
+   * `"relay"`, a message like any other.
+   * @default {"link"}
+   */
+  activeSensing?: "link" | "relay";
+  /**
    * Decides who hears whom; the default follows the endpoint kinds (see
    * {@linkcode EndpointKind}) and `relay`.
    */
@@ -641,6 +648,7 @@ export class Hub implements AsyncDisposable {
   readonly #maxQueuedBytes: number;
   readonly #maxLag: number;
   readonly #idleTimeout: number | undefined;
+  readonly #sensingIsLink: boolean;
   #members: Member[] = [];
   readonly #listeners = new Set<Listener>();
   readonly #feeds = new Set<Feed>();
@@ -697,6 +705,15 @@ export class Hub implements AsyncDisposable {
     this.#idleTimeout = options.idleTimeout === undefined
       ? undefined
       : positiveMs("idleTimeout", options.idleTimeout);
+    const sensing = options.activeSensing ?? "link";
+    if (sensing !== "link" && sensing !== "relay") {
+      throw new RangeError(
+        `activeSensing must be "link" or "relay": got ${
+          JSON.stringify(sensing)
+        }`,
+      );
+    }
+    this.#sensingIsLink = sensing === "link";
     if (options.onEvent !== undefined) this.listen(options.onEvent);
   }
 
@@ -983,7 +1000,7 @@ export class Hub implements AsyncDisposable {
       const size = sizeAt(bytes, i);
       let keep = true;
       if (client) {
-        if (status === 0xfe) {
+        if (status === 0xfe && this.#sensingIsLink) {
           // Active sensing keeps a client's link alive, as MIDI 1.0 means
           // it: answered, and not relayed.
           keep = false;

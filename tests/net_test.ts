@@ -526,3 +526,17 @@ netTest("a throwing callback is reported and the server goes on", async () => {
     globalThis.removeEventListener("error", onError);
   }
 });
+
+netTest(
+  "a PortServer passes active sensing on to its reader, as mido does",
+  async () => {
+    await using server = new PortServer("127.0.0.1", 0);
+    await using client = await connect("127.0.0.1", server.port);
+    await client.send(message("active_sensing"));
+    await client.send(note(1));
+    assert.deepEqual(await take(server, 2), [
+      message("active_sensing"),
+      note(1),
+    ]);
+  },
+);

@@ -208,7 +208,9 @@ export class PortServer extends InputPortBase implements IOPort {
       this.#hub = new Hub({
         ...options,
         relay: false,
+        // As in mido: what clients send reaches the reader as it is.
         releaseNotes: options.releaseNotes ?? false,
+        activeSensing: "relay",
         handshakeTimeout: options.handshakeTimeout ?? options.tokenTimeout,
         maxQueuedBytes: settings.maxQueuedBytes,
         onRefuse: undefined,
