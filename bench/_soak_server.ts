@@ -62,7 +62,12 @@ running = false;
 await broadcasting;
 // What is on its way still arrives.
 await new Promise((r) => setTimeout(r, 1000));
+// What the process still holds once collected (run with --expose-gc).
+(globalThis as { gc?: () => void }).gc?.();
+const { heapUsed, external } = Deno.memoryUsage();
 console.log(JSON.stringify({
+  heapMiB: heapUsed / 2 ** 20,
+  externalMiB: external / 2 ** 20,
   received: fromGood.map((s) => s.next),
   lost: fromGood.reduce((n, s) => n + s.lost, 0),
   broadcast,

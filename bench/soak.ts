@@ -58,7 +58,20 @@ async function report<T>(child: Deno.ChildProcess): Promise<T> {
 }
 
 // The server, in its own process, so its memory is its own.
-const server = deno(["bench/_soak_server.ts", values.good!], "piped");
+const server = new Deno.Command(Deno.execPath(), {
+  args: [
+    "run",
+    "--quiet",
+    "--allow-net=127.0.0.1",
+    "--v8-flags=--expose-gc",
+    "bench/_soak_server.ts",
+    values.good!,
+  ],
+  cwd: root,
+  stdin: "piped",
+  stdout: "piped",
+  stderr: "inherit",
+}).spawn();
 const serverOut = server.stdout.pipeThrough(new TextDecoderStream())
   .getReader();
 let text = "";
@@ -114,6 +127,8 @@ await server.stdin.close();
 const serverResult = JSON.parse(
   (await serverRest).trim().split("\n").at(-1)!,
 ) as {
+  heapMiB: number;
+  externalMiB: number;
   received: number[];
   lost: number;
   broadcast: number;
@@ -150,6 +165,9 @@ console.log(
   } MiB peak (goal < 300), ${
     rssAfter.toFixed(0)
   } MiB after (goal within 50 of before)
+  server's JavaScript heap after a full collection: ${
+    serverResult.heapMiB.toFixed(1)
+  } MiB, buffers ${serverResult.externalMiB.toFixed(1)} MiB
   server descriptors: ${fdsBefore} before, ${fdsPeak} peak, ${fdsAfter} after
   ${ok ? "OK" : "FAILED"}`,
 );
