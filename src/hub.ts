@@ -8,9 +8,9 @@
 
 import { setImmediate } from "node:timers";
 import { checkMessage, type Message } from "./codec/messages.ts";
-import { encodedLength, encodeInto } from "./codec/encode.ts";
+import { encodedLength } from "./codec/encode.ts";
 import { DEFAULT_MAX_SYSEX_LENGTH } from "./codec/parser.ts";
-import { decodeFramed, FRAMED_SIZE } from "./codec/_framer.ts";
+import { decodeFramed, encodeFramed, FRAMED_SIZE } from "./codec/_framer.ts";
 import { FellBehindError, PortClosedError } from "./errors.ts";
 import { Gate, type GateOptions, type Refusal } from "./gate.ts";
 import { NoteTracker } from "./notes.ts";
@@ -302,16 +302,7 @@ class FramedBatch implements Batch {
   }
 
   get bytes(): Uint8Array {
-    if (this.#bytes === undefined) {
-      const messages = this.#messages!;
-      let size = 0;
-      for (const msg of messages) size += encodedLength(msg);
-      const bytes = new Uint8Array(size);
-      let offset = 0;
-      for (const msg of messages) offset = encodeInto(msg, bytes, offset);
-      this.#bytes = bytes;
-    }
-    return this.#bytes;
+    return this.#bytes ??= encodeFramed(this.#messages!);
   }
 }
 

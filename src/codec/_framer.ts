@@ -10,7 +10,7 @@
  */
 
 import type { Message } from "./messages.ts";
-import { SPEC_BY_STATUS, type TypeSpec } from "./_spec.ts";
+import { SPEC_BY_STATUS, SPECS, type TypeSpec } from "./_spec.ts";
 
 const INITIAL_SYSEX_BUFFER = 256;
 const KEPT_SYSEX_BUFFER = 4 * 1024;
@@ -238,4 +238,19 @@ export function decodeFramed(bytes: Uint8Array, out: Message[]): Message[] {
     i += spec.size;
   }
   return out;
+}
+
+/**
+ * Encodes checked messages into framed bytes, in one new buffer: what
+ * {@linkcode decodeFramed} reads.
+ */
+export function encodeFramed(messages: readonly Message[]): Uint8Array {
+  let size = 0;
+  for (const msg of messages) {
+    size += msg.type === "sysex" ? msg.data.length + 2 : SPECS[msg.type].size;
+  }
+  const bytes = new Uint8Array(size);
+  let offset = 0;
+  for (const msg of messages) offset = SPECS[msg.type].put(msg, bytes, offset);
+  return bytes;
 }

@@ -8,7 +8,7 @@
 import { encodedLength, encodeInto } from "../codec/encode.ts";
 import { checkMessage, type Message } from "../codec/messages.ts";
 import { checkMessages } from "../codec/_check.ts";
-import { decodeFramed, Framer } from "../codec/_framer.ts";
+import { decodeFramed, encodeFramed, Framer } from "../codec/_framer.ts";
 import { PortClosedError, QueueFullError, RefusedError } from "../errors.ts";
 import {
   InputPortBase,
@@ -202,7 +202,7 @@ export class SocketPort extends InputPortBase implements IOPort {
         const queued = [...this.iterPending()];
         this.#take = take;
         this.#end = end;
-        if (queued.length > 0) take(encodeAll(queued));
+        if (queued.length > 0) take(encodeFramed(queued));
         if (this.#ended !== undefined) end(this.#ended.cause);
       },
     };
@@ -251,7 +251,7 @@ export class SocketPort extends InputPortBase implements IOPort {
     this.#bucket?.arrive(messages.length);
     if (take !== undefined) {
       const kept = messages.filter((msg) => this.#admit(msg));
-      return kept.length > 0 ? take(encodeAll(kept)) : undefined;
+      return kept.length > 0 ? take(encodeFramed(kept)) : undefined;
     }
     for (let i = 0; i < messages.length; i++) {
       const msg = messages[i];
@@ -494,14 +494,4 @@ function putAll(
   messages: readonly Message[],
 ): void {
   for (const msg of messages) offset = encodeInto(msg, target, offset);
-}
-
-/** Messages as framed bytes, in one new buffer. */
-function encodeAll(messages: readonly Message[]): Uint8Array {
-  let size = 0;
-  for (const msg of messages) size += encodedLength(msg);
-  const bytes = new Uint8Array(size);
-  let offset = 0;
-  for (const msg of messages) offset = encodeInto(msg, bytes, offset);
-  return bytes;
 }

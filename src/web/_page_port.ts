@@ -5,10 +5,9 @@
  * @module
  */
 
-import { encodedLength, encodeInto } from "../codec/encode.ts";
 import { checkMessage, type Message } from "../codec/messages.ts";
 import { checkMessages } from "../codec/_check.ts";
-import { decodeFramed, Framer } from "../codec/_framer.ts";
+import { decodeFramed, encodeFramed, Framer } from "../codec/_framer.ts";
 import { PortClosedError } from "../errors.ts";
 import {
   InputPortBase,
@@ -125,7 +124,7 @@ export class PagePort extends InputPortBase implements IOPort {
         const queued = [...this.iterPending()];
         this.#take = take;
         this.#end = end;
-        if (queued.length > 0) this.#pass(encodeAll(queued));
+        if (queued.length > 0) this.#pass(encodeFramed(queued));
         if (this.#ended !== undefined) end(this.#ended.cause);
       },
     };
@@ -297,7 +296,7 @@ export class PagePort extends InputPortBase implements IOPort {
     } catch (error) {
       return Promise.reject(error);
     }
-    return this.#sendBytes(encodeAll([msg]));
+    return this.#sendBytes(encodeFramed([msg]));
   }
 
   /**
@@ -315,7 +314,7 @@ export class PagePort extends InputPortBase implements IOPort {
     } catch (error) {
       return Promise.reject(error);
     }
-    return list.length === 0 ? RESOLVED : this.#sendBytes(encodeAll(list));
+    return list.length === 0 ? RESOLVED : this.#sendBytes(encodeFramed(list));
   }
 
   #sendBytes(bytes: Uint8Array): Promise<void> {
@@ -394,16 +393,6 @@ export class PagePort extends InputPortBase implements IOPort {
       : String(reason);
     return this.closeWith(CLOSE.dropped, text, reason ?? new Error(text));
   }
-}
-
-/** Messages as framed bytes, in one new buffer. */
-function encodeAll(messages: readonly Message[]): Uint8Array {
-  let size = 0;
-  for (const msg of messages) size += encodedLength(msg);
-  const bytes = new Uint8Array(size);
-  let offset = 0;
-  for (const msg of messages) offset = encodeInto(msg, bytes, offset);
-  return bytes;
 }
 
 /**
