@@ -22,9 +22,11 @@
  */
 
 export {
+  type ApiState,
   getApis,
   getInputNames,
   getOutputNames,
+  getUsableApis,
   type HardwareApi,
   type HardwareInput,
   type HardwareIOPort,
@@ -36,10 +38,14 @@ export {
   openIOPort,
   openOutput,
   type OutputOptions,
+  type PortOptions,
 } from "./ports.ts";
 export {
+  BackendUnavailableError,
+  PortLostError,
   PortNotFoundError,
   RtMidiError,
   type RtMidiErrorOptions,
   RtMidiNotFoundError,
+  type UnavailableBackend,
 } from "./errors.ts";
