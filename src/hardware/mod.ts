@@ -49,3 +49,19 @@ export {
   RtMidiNotFoundError,
   type UnavailableBackend,
 } from "./errors.ts";
+export {
+  DEFAULT_WATCH_INTERVAL,
+  type PortChange,
+  type PortWatcher,
+  type WatchOptions,
+  watchPorts,
+} from "./watch.ts";
+export {
+  type FollowEvent,
+  followInput,
+  type FollowInputOptions,
+  type FollowOptions,
+  followOutput,
+  type FollowOutputOptions,
+  type PortFollower,
+} from "./follow.ts";
