@@ -144,18 +144,12 @@ export const JACK_SYMBOLS = {
     optional: true,
   },
 
-  // const char *jack_port_name(const jack_port_t *port);
-  jack_port_name: {
+  // const char **jack_port_get_all_connections(const jack_client_t *client,
+  //                                            const jack_port_t *port);
+  // The full names of the ports connected to any port. Freed with jack_free.
+  jack_port_get_all_connections: {
     parameters: [
-      "pointer", // const jack_port_t *port
-    ],
-    result: "pointer",
-  },
-
-  // const char **jack_port_get_connections(const jack_port_t *port);
-  // Only for the process's own ports. Freed with jack_free.
-  jack_port_get_connections: {
-    parameters: [
+      "pointer", // const jack_client_t *client
       "pointer", // const jack_port_t *port
     ],
     result: "pointer",

@@ -8,6 +8,8 @@
  */
 
 import { within } from "./_net.ts";
+import { PortNotFoundError } from "../src/hardware/mod.ts";
+import { assertAvailable, IGNORE, REQUIRED, sleep } from "./_rtmidi.ts";
 
 /** The Python interpreter: `MIDISOCK_PYTHON`, else Debian's. */
 export const PYTHON = Deno.env.get("MIDISOCK_PYTHON") ?? "/usr/bin/python3";
@@ -50,8 +52,15 @@ for line in sys.stdin:
     command, args = words[0], words[1:]
     try:
         if command == "open":
+            # python-rtmidi 1.4.7 cannot reopen a virtual port it closed:
+            # each open makes a new client. The old one is deleted only now,
+            # long after it was made (closing a JACK client right after
+            # opening it races inside libjack).
             name, kind = args
-            port = ports.get((name, kind)) or make(name, kind)
+            old = ports.pop((name, kind), None)
+            if old is not None:
+                old.delete()
+            port = make(name, kind)
             port.open_virtual_port(name)
             ports[(name, kind)] = port
             reply({"ok": True, "at": time.time() * 1000})
@@ -210,5 +219,49 @@ export async function pythonRtMidiMissing(): Promise<string | undefined> {
     return `${PYTHON} cannot be run (${
       error instanceof Error ? error.message : error
     }); install python3 and python3-rtmidi or set MIDISOCK_PYTHON`;
+  }
+}
+
+/** Why python-rtmidi cannot be used here, or `undefined` when it can. */
+export const PYTHON_MISSING: string | undefined = IGNORE
+  ? undefined
+  : await pythonRtMidiMissing();
+if (PYTHON_MISSING !== undefined) {
+  console.warn(
+    REQUIRED
+      ? `MIDISOCK_REQUIRE_RTMIDI=1 but ${PYTHON_MISSING}`
+      : `Skipping python-rtmidi tests: ${PYTHON_MISSING}`,
+  );
+}
+
+/** A test with python-rtmidi as the other program. */
+export function pyTest(
+  name: string,
+  fn: (py: PyRtMidi) => Promise<void>,
+): void {
+  Deno.test({
+    name,
+    ignore: IGNORE || (PYTHON_MISSING !== undefined && !REQUIRED),
+    async fn() {
+      assertAvailable();
+      if (PYTHON_MISSING !== undefined) throw new Error(PYTHON_MISSING);
+      await using py = PyRtMidi.start();
+      await fn(py);
+    },
+  });
+}
+
+/** Opens a port another process just made: it is listed after a moment. */
+export async function openWhenListed<T>(open: () => Promise<T>): Promise<T> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    try {
+      return await open();
+    } catch (error) {
+      if (!(error instanceof PortNotFoundError) || Date.now() > deadline) {
+        throw error;
+      }
+      await sleep(20);
+    }
   }
 }

@@ -17,7 +17,6 @@ import {
   assertAvailable,
   IGNORE,
   moduleUrl,
-  REQUIRED,
   runScript,
   sleep,
   UNAVAILABLE,
@@ -25,7 +24,7 @@ import {
   within,
 } from "./_rtmidi.ts";
 import { until } from "./_net.ts";
-import { PyRtMidi, pythonRtMidiMissing } from "./_pyrtmidi.ts";
+import { openWhenListed, pyTest } from "./_pyrtmidi.ts";
 
 const PYTHON = Deno.env.get("MIDISOCK_PYTHON") ?? "/usr/bin/python3";
 
@@ -583,44 +582,6 @@ print(got, flush=True)
 });
 
 // --- Large sysex, floods and backends (issues 10 and 15) ------------------
-
-const PYTHON_MISSING = IGNORE ? undefined : await pythonRtMidiMissing();
-if (PYTHON_MISSING !== undefined) {
-  console.warn(
-    REQUIRED
-      ? `MIDISOCK_REQUIRE_RTMIDI=1 but ${PYTHON_MISSING}`
-      : `Skipping python-rtmidi tests: ${PYTHON_MISSING}`,
-  );
-}
-
-/** A test with python-rtmidi as the other program. */
-function pyTest(name: string, fn: (py: PyRtMidi) => Promise<void>): void {
-  Deno.test({
-    name,
-    ignore: IGNORE || (PYTHON_MISSING !== undefined && !REQUIRED),
-    async fn() {
-      assertAvailable();
-      if (PYTHON_MISSING !== undefined) throw new Error(PYTHON_MISSING);
-      await using py = PyRtMidi.start();
-      await fn(py);
-    },
-  });
-}
-
-/** Opens a port another process just made: it is listed after a moment. */
-async function openWhenListed<T>(open: () => Promise<T>): Promise<T> {
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    try {
-      return await open();
-    } catch (error) {
-      if (!(error instanceof PortNotFoundError) || Date.now() > deadline) {
-        throw error;
-      }
-      await sleep(20);
-    }
-  }
-}
 
 const SYSEX_64K = Array.from({ length: 65536 }, (_, i) => (i * 7) % 128);
 

@@ -4,7 +4,9 @@
  * carries on with no ports), a snapshot of the MIDI ports (one call, where
  * RtMidi lists them one index at a time and can read past its array when
  * ports vanish meanwhile), each port's identity (a port re-created under
- * the same name is another port), and the server's period.
+ * the same name is another port, where the server tells ports apart), the
+ * connections of a port (jack2 gives a re-created port its old identity,
+ * so a follower checks it is still connected instead), and the period.
  *
  * The helper client is opened once and never closed (closing a JACK client
  * soon after opening it races inside libjack 1.9.21); it has no ports and
@@ -79,6 +81,22 @@ export class JackHelper {
   }
 
   /**
+   * The ports connected to a port.
+   *
+   * @param name The port's full name.
+   * @returns Their full names, or `undefined` when the port is not there.
+   */
+  connections(name: string): string[] | undefined {
+    const symbols = this.#lib.symbols;
+    const port = symbols.jack_port_by_name(this.#client, cString(name));
+    if (port === null) return undefined;
+    const array = symbols.jack_port_get_all_connections(this.#client, port);
+    const names = readCStringArray(array);
+    if (array !== null) symbols.jack_free(array);
+    return names;
+  }
+
+  /**
    * The MIDI ports in one snapshot, in the order RtMidi numbers them.
    *
    * @param direction `"input"`: ports that send (what an RtMidi input opens);
@@ -105,6 +123,15 @@ export class JackHelper {
       return { name, id: port === null ? name : `${uuid(port)}` };
     });
   }
+}
+
+/**
+ * The live helper, if one was opened and its server is still there.
+ *
+ * @returns The helper.
+ */
+export function currentJackHelper(): JackHelper | undefined {
+  return helper?.alive ? helper : undefined;
 }
 
 /** What is known about the JACK server. */

@@ -19,6 +19,7 @@ import {
   RESET_MESSAGES,
 } from "../port.ts";
 import { backendState } from "./_backends.ts";
+import { currentJackHelper } from "./_jack.ts";
 import {
   apiFromEnvironment,
   checkApi,
@@ -289,6 +290,11 @@ export interface Opened<P> {
   readonly api: HardwareApi;
   /** The port it is connected to, as listed; `undefined` for virtual ports. */
   readonly listed: ListedPort | undefined;
+  /**
+   * For JACK, when asked for: the full name of this end of the connection,
+   * by which a follower sees the connection is still there.
+   */
+  readonly link?: string;
 }
 
 interface OpenedLease {
@@ -296,6 +302,30 @@ interface OpenedLease {
   api: HardwareApi;
   name: string;
   listed: ListedPort | undefined;
+  link?: string;
+}
+
+/** How long a JACK connection may take to show in the graph. */
+const LINK_WAIT_MS = 500;
+
+/**
+ * Finds this end of a JACK connection just made: the one port connected to
+ * `remote` now that was not before. JACK applies graph changes at a cycle
+ * boundary, so it is looked for until it shows, for a while.
+ */
+async function findLink(
+  remote: string,
+  before: readonly string[],
+): Promise<string | undefined> {
+  const deadline = performance.now() + LINK_WAIT_MS;
+  for (;;) {
+    const after = currentJackHelper()?.connections(remote);
+    if (after === undefined) return undefined;
+    const added = after.filter((name) => !before.includes(name));
+    if (added.length === 1) return added[0];
+    if (added.length > 1 || performance.now() > deadline) return undefined;
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
 }
 
 /**
@@ -307,6 +337,7 @@ async function openLease(
   query: string | number | undefined,
   checked: Checked,
   take: (api: HardwareApi) => Promise<Lease>,
+  link = false,
 ): Promise<OpenedLease> {
   const { usable } = await candidateApis(checked.api);
   if (checked.virtual) {
@@ -346,6 +377,9 @@ async function openLease(
       continue;
     }
     const lease = await take(api);
+    const before = link && api === "jack"
+      ? currentJackHelper()?.connections(names[index])
+      : undefined;
     try {
       await lease.open(
         index,
@@ -356,7 +390,13 @@ async function openLease(
       await lease.end();
       throw error;
     }
-    return { lease, api, name: names[index], listed: ports[index] };
+    return {
+      lease,
+      api,
+      name: names[index],
+      listed: ports[index],
+      link: before && await findLink(names[index], before),
+    };
   }
   throw new PortNotFoundError(direction, query ?? "", seen);
 }
@@ -366,11 +406,13 @@ async function openLease(
  *
  * @param name The port.
  * @param options The input's options.
+ * @param link Find this end's JACK port name (for a follower).
  * @returns The port and where it is.
  */
 export async function openInputPort(
   name: string | number | undefined,
   options: InputOptions | undefined,
+  link = false,
 ): Promise<Opened<Input>> {
   const checked = checkOptions(options);
   const query = checkQuery(name, checked.virtual);
@@ -391,11 +433,12 @@ export async function openInputPort(
     const lease = await Lease.take("input", api, checked.clientName);
     lease.ignoreTypes(sysex, timing, sensing);
     return lease;
-  });
+  }, link);
   return {
     port: new Input(opened.lease, opened.name, checked.virtual, queueSize),
     api: opened.api,
     listed: opened.listed,
+    link: opened.link,
   };
 }
 
@@ -404,11 +447,13 @@ export async function openInputPort(
  *
  * @param name The port.
  * @param options The output's options.
+ * @param link Find this end's JACK port name (for a follower).
  * @returns The port and where it is.
  */
 export async function openOutputPort(
   name: string | number | undefined,
   options: OutputOptions | undefined,
+  link = false,
 ): Promise<Opened<Output>> {
   const checked = checkOptions(options);
   const query = checkQuery(name, checked.virtual);
@@ -423,11 +468,13 @@ export async function openOutputPort(
     query,
     checked,
     (api) => Lease.take("output", api, checked.clientName, { overflow }),
+    link,
   );
   return {
     port: new Output(opened.lease, opened.name, checked.virtual),
     api: opened.api,
     listed: opened.listed,
+    link: opened.link,
   };
 }
 

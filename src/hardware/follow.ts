@@ -7,6 +7,7 @@
 
 import { type Snapshot, subscribe, type Subscription } from "./_census.ts";
 import { EventQueue } from "./_events.ts";
+import { currentJackHelper } from "./_jack.ts";
 import type { Direction, HardwareApi, ListedPort } from "./_native.ts";
 import {
   checkOptions,
@@ -99,6 +100,7 @@ class Follower<P extends Losable & { close(): Promise<void> }>
   readonly #signal: AbortSignal | undefined;
   #port: P | undefined;
   #listed: ListedPort;
+  #link: string | undefined;
   #reopening = false;
   #closing: Promise<void> | undefined;
 
@@ -117,6 +119,7 @@ class Follower<P extends Losable & { close(): Promise<void> }>
     this.#open = open;
     this.#port = first.port;
     this.#listed = first.listed!;
+    this.#link = first.link;
     this.#events = new EventQueue(
       (waiting) => this.#subscription.wait(waiting),
       () => this.close(),
@@ -158,7 +161,7 @@ class Follower<P extends Losable & { close(): Promise<void> }>
     const ports = snapshot.get(this.#api)?.[this.#direction];
     const port = this.#port;
     if (port !== undefined) {
-      if (ports?.some((p) => p.id === this.#listed.id)) return;
+      if (this.#present(ports)) return;
       this.#port = undefined;
       port[LOSE]().catch(() => {});
       this.#events.push({ type: "lost", port, name: this.#listed.name });
@@ -166,6 +169,18 @@ class Follower<P extends Losable & { close(): Promise<void> }>
     }
     const match = ports === undefined ? undefined : this.#match(ports);
     if (match !== undefined) this.#reopen(match);
+  }
+
+  /**
+   * Whether the port followed is still there, and on JACK still connected
+   * to this end: jack2 gives a port re-created between two looks its old
+   * identity, but not its connections.
+   */
+  #present(ports: readonly ListedPort[] | undefined): boolean {
+    if (!ports?.some((p) => p.id === this.#listed.id)) return false;
+    if (this.#link === undefined) return true;
+    const connected = currentJackHelper()?.connections(this.#listed.name);
+    return connected === undefined || connected.includes(this.#link);
   }
 
   /**
@@ -200,6 +215,7 @@ class Follower<P extends Losable & { close(): Promise<void> }>
     }
     this.#port = opened.port;
     this.#listed = opened.listed ?? match;
+    this.#link = opened.link;
     this.#events.push({ type: "back", port: opened.port, name: match.name });
   }
 
@@ -293,13 +309,13 @@ export async function followInput(
   const query = checkFollowed(name, options);
   const interval = checkInterval(options?.interval);
   const { clientName } = checkOptions(options);
-  const first = await openInputPort(query, options);
+  const first = await openInputPort(query, options, true);
   const again = { ...options, api: first.api, interval: undefined };
   return new Follower(
     "input",
     query,
     first,
-    (found) => openInputPort(found, again),
+    (found) => openInputPort(found, again, true),
     interval,
     clientName,
     options?.signal,
@@ -339,13 +355,13 @@ export async function followOutput(
   const query = checkFollowed(name, options);
   const interval = checkInterval(options?.interval);
   const { clientName } = checkOptions(options);
-  const first = await openOutputPort(query, options);
+  const first = await openOutputPort(query, options, true);
   const again = { ...options, api: first.api, interval: undefined };
   return new Follower(
     "output",
     query,
     first,
-    (found) => openOutputPort(found, again),
+    (found) => openOutputPort(found, again, true),
     interval,
     clientName,
     options?.signal,
