@@ -149,3 +149,19 @@ export async function runScript(
 export function moduleUrl(path: string): string {
   return new URL(`../${path}`, import.meta.url).href;
 }
+
+/**
+ * Standard error without what no program can silence: Berkeley DB, which
+ * libjack's metadata store uses, prints straight to stderr when its shared
+ * environment (`/dev/shm/jack_db-*`) is full, e.g. after many JACK clients
+ * were killed (`BDB2034 unable to allocate memory for mutex`). Every JACK
+ * client prints it then, `jack_lsp` included; libjack's own printing,
+ * which midisock does silence, says the rest.
+ *
+ * @param stderr What a process printed.
+ * @returns The same without Berkeley DB's lines.
+ */
+export function withoutDbNoise(stderr: string): string {
+  return stderr.split("\n").filter((line) => !/^BDB\d{4} /.test(line))
+    .join("\n");
+}

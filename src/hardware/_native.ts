@@ -55,6 +55,19 @@ const decoder = new TextDecoder();
 
 let layoutKnown: RtMidiLayout | undefined;
 let silenced = false;
+/** Set when a JACK output's ring was not where the layout says. */
+let ringMissed = false;
+
+/**
+ * Whether RtMidi's JACK output rings can be read here: the loaded version
+ * keeps them where `ffi/layout.ts` says, and no check has failed.
+ *
+ * @returns The answer; `false` until the version is known.
+ */
+export function ringsReadable(): boolean {
+  const layout = layoutKnown ?? loadRtMidi().layout;
+  return layout?.jackOutput !== undefined && !ringMissed;
+}
 
 function lib(): RtMidiLibrary {
   const loaded = loadRtMidi();
@@ -208,6 +221,9 @@ class Device {
     this.ring = api === "jack" && direction === "output"
       ? jackOutputRing(handle, layout)
       : undefined;
+    if (api === "jack" && direction === "output" && this.ring === undefined) {
+      ringMissed = true;
+    }
   }
 
   static async create(
@@ -363,6 +379,42 @@ class Device {
     return delta;
   }
 
+  /**
+   * Installs RtMidi's per-message callback (the doorbell's only).
+   *
+   * @param callback A thread-safe callback of `INPUT_CALLBACK`'s type.
+   * @returns A promise settled once it is installed.
+   */
+  async arm(callback: Deno.PointerObject): Promise<void> {
+    await lib().symbols.rtmidi_in_set_callback(this.#live(), callback, null);
+  }
+
+  /**
+   * Removes the callback at once; safe from inside it (the MIDI thread
+   * waiting there touches nothing RtMidi frees).
+   */
+  disarmNow(): void {
+    lib().symbols.rtmidi_in_cancel_callback_now(this.#live());
+  }
+
+  /**
+   * Empties RtMidi's queue.
+   *
+   * @returns How many messages were thrown away.
+   */
+  drain(): number {
+    const size = Device.#size;
+    let count = 0;
+    for (; count < 1 << 16; count++) {
+      this.read(Device.#buffer, size);
+      if (size[0] === 0n) break;
+    }
+    return count;
+  }
+
+  static #buffer = new Uint8Array(READ_BUFFER_SIZE);
+  static #size = new BigUint64Array(1);
+
   /** Where a pacer writes: RtMidi's send, and the ring's room. */
   sink(): PacedSink {
     const symbols = lib().symbols;
@@ -414,12 +466,8 @@ class Device {
   async closePort(): Promise<void> {
     await this.#pending;
     await lib().symbols.rtmidi_close_port(this.#live());
-    if (this.direction === "input") {
-      // Leave nothing queued for the next user of this client.
-      const size = new BigUint64Array(1);
-      const buffer = new Uint8Array(READ_BUFFER_SIZE);
-      do this.read(buffer, size); while (size[0] !== 0n);
-    }
+    // Leave nothing queued for the next user of this client.
+    if (this.direction === "input") this.drain();
   }
 
   /**
@@ -592,6 +640,30 @@ export class Lease {
     size: BigUint64Array<ArrayBuffer>,
   ): number {
     return this.#live().read(buffer, size);
+  }
+
+  /**
+   * Installs RtMidi's per-message callback (the doorbell's only).
+   *
+   * @param callback A thread-safe callback of `INPUT_CALLBACK`'s type.
+   * @returns A promise settled once it is installed.
+   */
+  arm(callback: Deno.PointerObject): Promise<void> {
+    return this.#live().arm(callback);
+  }
+
+  /** Removes the callback at once; safe from inside it. */
+  disarmNow(): void {
+    this.#live().disarmNow();
+  }
+
+  /**
+   * Empties RtMidi's queue.
+   *
+   * @returns How many messages were thrown away.
+   */
+  drain(): number {
+    return this.#live().drain();
   }
 
   /**

@@ -31,7 +31,7 @@ import {
   listPorts,
   READ_BUFFER_SIZE,
 } from "./_native.ts";
-import { type Polled, poller } from "./_poller.ts";
+import { type BellSources, type Polled, poller } from "./_poller.ts";
 import {
   BackendUnavailableError,
   PortLostError,
@@ -295,6 +295,8 @@ export interface Opened<P> {
    * by which a follower sees the connection is still there.
    */
   readonly link?: string;
+  /** For a JACK virtual port: its full name, where it could be found. */
+  readonly own?: string;
 }
 
 interface OpenedLease {
@@ -303,6 +305,30 @@ interface OpenedLease {
   name: string;
   listed: ListedPort | undefined;
   link?: string;
+  own?: string;
+}
+
+/**
+ * Finds the full name of a JACK virtual port just made: the one port of
+ * that name that was not listed before (JACK adds a number to a client
+ * name that is taken, so the name alone does not say).
+ */
+async function findOwn(
+  side: Direction,
+  name: string,
+  before: ReadonlySet<string>,
+): Promise<string | undefined> {
+  const deadline = performance.now() + LINK_WAIT_MS;
+  for (;;) {
+    const helper = currentJackHelper();
+    if (helper === undefined) return undefined;
+    const added = helper.ports(side).map((p) => p.name).filter((full) =>
+      !before.has(full) && full.endsWith(`:${name}`)
+    );
+    if (added.length === 1) return added[0];
+    if (added.length > 1 || performance.now() > deadline) return undefined;
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
 }
 
 /** How long a JACK connection may take to show in the graph. */
@@ -344,13 +370,19 @@ async function openLease(
     const api = usable[0];
     const name = query as string;
     const lease = await take(api);
+    // A virtual input is a port others send to: JACK lists it among the
+    // ports an output opens, and the other way round.
+    const side = direction === "input" ? "output" : "input";
+    const helper = api === "jack" ? currentJackHelper() : undefined;
+    const before = helper?.ports(side).map((p) => p.name);
     try {
       await lease.openVirtual(name);
     } catch (error) {
       await lease.end();
       throw error;
     }
-    return { lease, api, name, listed: undefined };
+    const own = before && await findOwn(side, name, new Set(before));
+    return { lease, api, name, listed: undefined, own };
   }
   const seen: string[] = [];
   const byPosition = query === undefined || typeof query === "number";
@@ -434,11 +466,23 @@ export async function openInputPort(
     lease.ignoreTypes(sysex, timing, sensing);
     return lease;
   }, link);
+  const jack = opened.api !== "jack"
+    ? undefined
+    : checked.virtual
+    ? { own: opened.own }
+    : { source: opened.name };
   return {
-    port: new Input(opened.lease, opened.name, checked.virtual, queueSize),
+    port: new Input(
+      opened.lease,
+      opened.name,
+      checked.virtual,
+      queueSize,
+      jack,
+    ),
     api: opened.api,
     listed: opened.listed,
     link: opened.link,
+    own: opened.own,
   };
 }
 
@@ -475,6 +519,7 @@ export async function openOutputPort(
     api: opened.api,
     listed: opened.listed,
     link: opened.link,
+    own: opened.own,
   };
 }
 
@@ -493,6 +538,7 @@ export class Input extends InputPortBase
   readonly virtual: boolean;
   readonly name: string;
   #lease: Lease;
+  #jack: { source?: string; own?: string } | undefined;
   #waiting = 0;
   #parser = new Parser();
   #dropped = 0;
@@ -504,12 +550,32 @@ export class Input extends InputPortBase
     name: string,
     virtual: boolean,
     queueSize: number,
+    jack?: { source?: string; own?: string },
   ) {
     super(queueSize);
     this.#lease = lease;
     this.name = name;
     this.virtual = virtual;
+    this.#jack = jack;
     Input.#registry.register(this, lease, this);
+  }
+
+  /**
+   * What JACK's doorbell must listen to for this input: the port it
+   * opened, or whatever is connected to it now, for a virtual port.
+   *
+   * @returns The ports, or `undefined` when they cannot be known.
+   */
+  bellSources(): BellSources | undefined {
+    const jack = this.#jack;
+    if (jack?.source !== undefined) {
+      return { sources: [jack.source], changing: false };
+    }
+    if (jack?.own === undefined) return undefined;
+    const connected = currentJackHelper()?.connections(jack.own);
+    return connected === undefined
+      ? undefined
+      : { sources: connected, changing: true };
   }
 
   /**
