@@ -43,6 +43,8 @@ export interface Polled {
    * it cannot (not JACK, or its ports unknown).
    */
   bellSources(): BellSources | undefined;
+  /** Whether a reader waits on it: the poller lets go of it otherwise. */
+  readonly waiting: boolean;
 }
 
 /** The interval while messages come, in milliseconds. */
@@ -112,11 +114,14 @@ class Poller {
   }
 
   /**
-   * Reads a port until {@linkcode Poller.delete}: its reader waits.
+   * Reads a port while a reader waits on it: until a look finds none, or
+   * {@linkcode Poller.delete}. Adding a port already read does nothing, so
+   * a reader may come and go between messages at no cost.
    *
    * @param port The port.
    */
   add(port: Polled): void {
+    if (this.#ports.has(port)) return;
     this.#ports.add(port);
     this.wake();
   }
@@ -129,10 +134,19 @@ class Poller {
   delete(port: Polled): void {
     this.#ports.delete(port);
     if (this.#ports.size > 0) return;
-    this.#bell?.disarm();
+    this.#idle();
     clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#due = Infinity;
+  }
+
+  /**
+   * No port to read: the doorbell stops listening (no one would empty its
+   * queue, and RtMidi prints a line for each message a full queue drops).
+   */
+  #idle(): void {
+    this.#bell?.disarm();
+    this.#bell?.sync(new Set());
   }
 
   /**
@@ -159,7 +173,11 @@ class Poller {
 
   #pump(): number {
     let moved = 0;
-    for (const port of this.#ports) moved += port.pump();
+    for (const port of this.#ports) {
+      moved += port.pump();
+      if (!port.waiting) this.#ports.delete(port);
+    }
+    if (this.#ports.size === 0) this.#idle();
     return moved;
   }
 

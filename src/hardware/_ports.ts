@@ -616,14 +616,20 @@ export class Input extends InputPortBase
     return this.#lease.api;
   }
 
+  /** Whether a reader waits for a message. */
+  get waiting(): boolean {
+    return this.#waiting > 0;
+  }
+
   // While a reader waits, the poller holds the port (and so the reader,
-  // reachable only through it) and reads it.
+  // reachable only through it) and reads it; it lets go at the first look
+  // with no reader waiting.
   #hold(): void {
     if (this.#waiting++ === 0) poller.add(this);
   }
 
   #release(): void {
-    if (--this.#waiting === 0) poller.delete(this);
+    this.#waiting--;
   }
 
   override poll(): Message | undefined {
