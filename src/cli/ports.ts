@@ -39,6 +39,8 @@ import {
   VERSION,
 } from "./_common.ts";
 
+export type { MainOptions } from "./_common.ts";
+
 const COMMAND = "ports";
 
 const HELP = `midisock ports ${VERSION}: list MIDI ports

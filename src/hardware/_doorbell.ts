@@ -53,10 +53,11 @@ export class Doorbell {
     this.#callback = Deno.UnsafeCallback.threadSafe(INPUT_CALLBACK, () => {
       if (this.#state === "idle") return;
       // Still in JACK's process thread's call: remove the callback before
-      // returning, so the rest of this cycle's messages go to the queue.
+      // returning, so the rest of this cycle's messages go to the queue;
+      // the poller reads the inputs once JACK's thread is released.
       this.#lease.disarmNow();
       this.#state = "idle";
-      this.#onRing();
+      queueMicrotask(this.#onRing);
     });
     this.#callback.unref();
     globalThis.addEventListener("unload", () => this.#disarm());

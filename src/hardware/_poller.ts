@@ -21,6 +21,7 @@
  */
 
 import { Doorbell } from "./_doorbell.ts";
+import { currentJackHelper } from "./_jack.ts";
 
 /** What a polled input says the doorbell must listen to. */
 export interface BellSources {
@@ -159,6 +160,16 @@ class Poller {
     if (this.#ports.size > 0) this.#schedule(0);
   }
 
+  /**
+   * The doorbell rang: the message is in an input's queue by now (the
+   * inputs' JACK clients ran in the same cycle, while the doorbell's waited
+   * for this thread), so it is read at once, not a timer tick later.
+   */
+  #ring = (): void => {
+    this.wake();
+    if (!this.#running) this.#pump();
+  };
+
   #schedule(ms: number): void {
     if (this.#running) {
       this.#pending = Math.min(this.#pending ?? Infinity, ms);
@@ -218,11 +229,14 @@ class Poller {
     await doorbell.sync(wanted.sources);
     if (!doorbell.armed) {
       await doorbell.arm();
-      // What came while the doorbell was being armed did not ring it.
+      // What came while the doorbell was being armed did not ring it: look
+      // again once every input's JACK client has run a cycle after it.
       if (this.#pump() > 0) {
         this.wake();
         return ACTIVE_INTERVAL;
       }
+      const period = currentJackHelper()?.periodMs() ?? IDLE_INTERVAL;
+      return Math.ceil(period) + 2;
     }
     return wanted.changing ? BELL_INTERVAL_CHANGING : BELL_INTERVAL;
   }
@@ -250,7 +264,7 @@ class Poller {
       this.#bellFailed = performance.now();
       return undefined;
     }
-    bell.onRing(() => this.wake());
+    bell.onRing(this.#ring);
     this.#bell = bell;
     return bell;
   }

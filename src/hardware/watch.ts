@@ -20,7 +20,7 @@ export interface PortChange {
    * `"input"`: a port to read from (`openInput`); `"output"`: a port to
    * send to (`openOutput`).
    */
-  readonly direction: Direction;
+  readonly direction: "input" | "output";
   /** Its name, as `openInput`/`openOutput` take it. */
   readonly name: string;
 }
