@@ -2,12 +2,12 @@
  * Everything that differs between the RtMidi versions midisock supports, in
  * one table, and how the loaded library's version is told.
  *
- * | version | how it is told | port names | `ok` / `msg` offsets | `msg` readable |
- * | --- | --- | --- | --- | --- |
- * | 4.0 | file name `.so.5`, or the probe below | returned string | 16 / 24 | no |
- * | 5.0 | file name `.so.6`, or the probe below | caller's buffer | 16 / 24 | no |
- * | 6.0 | `rtmidi_get_version` | caller's buffer | 16 / 24 | no |
- * | master | `rtmidi_set_error_callback` | caller's buffer | 24 / 32 | yes |
+ * | version | how it is told | port names | `ok` / `msg` offsets | `msg` readable | JACK output |
+ * | --- | --- | --- | --- | --- | --- |
+ * | 4.0 | file name `.so.5`, or the probe below | returned string | 16 / 24 | no | two rings, overflow corrupts |
+ * | 5.0 | file name `.so.6`, or the probe below | caller's buffer | 16 / 24 | no | one ring, a full one spins |
+ * | 6.0 | `rtmidi_get_version` | caller's buffer | 16 / 24 | no | one ring, a full one spins |
+ * | master | `rtmidi_set_error_callback` | caller's buffer | 24 / 32 | yes | one ring, a full one spins |
  *
  * Up to 6.0, `msg` points into a C++ exception that is gone by the time the
  * call returns, so it is never read; `ok` is read instead.
@@ -32,7 +32,45 @@ export interface RtMidiLayout {
   readonly msgOffset: number;
   /** Whether `msg` still points at the text after an error. */
   readonly messageReadable: boolean;
+  /**
+   * Where an RtMidi JACK output keeps its ring buffer, for versions whose
+   * `JackMidiData` has one ring of (length, bytes) records; `undefined` for
+   * 4.0, which keeps two rings.
+   */
+  readonly jackOutput: JackOutputLayout | undefined;
 }
+
+/**
+ * The path from an `RtMidiOutPtr` to the ring buffer RtMidi's JACK output
+ * writes into and its process callback drains each cycle (RtMidi.cpp:
+ * `RtMidiWrapper.ptr` -> `RtMidi::rtapi_` -> `MidiApi::apiData_` ->
+ * `JackMidiData::buff`). Read so that sends wait for room instead of
+ * spinning inside `sendMessage` (5.0 and later) or overflowing it (4.0).
+ * Each step is after a C++ vtable pointer or at a fixed field position;
+ * `maxWriteOffset` holds a known value (the ring's size less one) that
+ * tells a wrong path from a right one before the ring is used.
+ */
+export interface JackOutputLayout {
+  /** Offset of `MidiApi *rtapi_` in an `RtMidi` object. */
+  readonly rtapiOffset: number;
+  /** Offset of `void *apiData_` in a `MidiApi` object. */
+  readonly apiDataOffset: number;
+  /** Offset of `jack_ringbuffer_t *buff` in `JackMidiData`. */
+  readonly ringOffset: number;
+  /** Offset of `int buffMaxWrite` in `JackMidiData`. */
+  readonly maxWriteOffset: number;
+  /** What `buffMaxWrite` holds: `JACK_RINGBUFFER_SIZE` (16384) less one. */
+  readonly maxWrite: number;
+}
+
+/** The JACK output layout of 5.0, 6.0 and master. */
+const JACK_OUTPUT_ONE_RING: JackOutputLayout = {
+  rtapiOffset: 8,
+  apiDataOffset: 8,
+  ringOffset: 16,
+  maxWriteOffset: 24,
+  maxWrite: 16383,
+};
 
 /** The versions midisock knows, oldest first. */
 export const LAYOUTS = {
@@ -42,6 +80,7 @@ export const LAYOUTS = {
     okOffset: 16,
     msgOffset: 24,
     messageReadable: false,
+    jackOutput: undefined,
   },
   "5": {
     version: "5",
@@ -49,6 +88,7 @@ export const LAYOUTS = {
     okOffset: 16,
     msgOffset: 24,
     messageReadable: false,
+    jackOutput: JACK_OUTPUT_ONE_RING,
   },
   "6": {
     version: "6",
@@ -56,6 +96,7 @@ export const LAYOUTS = {
     okOffset: 16,
     msgOffset: 24,
     messageReadable: false,
+    jackOutput: JACK_OUTPUT_ONE_RING,
   },
   master: {
     version: "master",
@@ -63,6 +104,7 @@ export const LAYOUTS = {
     okOffset: 24,
     msgOffset: 32,
     messageReadable: true,
+    jackOutput: JACK_OUTPUT_ONE_RING,
   },
 } as const satisfies Record<string, RtMidiLayout>;
 

@@ -191,7 +191,8 @@ export function loadRtMidi(): LoadedRtMidi {
   );
 }
 
+/** Why one candidate did not open, in one line, without Deno's repeats. */
 function firstLine(error: unknown): string {
   const text = error instanceof Error ? error.message : String(error);
-  return text.split("\n")[0];
+  return text.split("\n")[0].replace(/^(Could not open library: )+/, "");
 }

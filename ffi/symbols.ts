@@ -19,12 +19,11 @@
  */
 
 /**
- * The signature of `RtMidiCCallback` (4.0 and later). midisock does not
- * install it: under Deno 2.9 the message pointer it hands over was measured
- * to be overwritten by later messages before JavaScript could copy it, so
- * inputs read RtMidi's queue with `rtmidi_in_get_message` instead.
- * `void (*)(double timeStamp, const unsigned char *message,
- * size_t messageSize, void *userData)`.
+ * The signature of `RtMidiCCallback` (4.0 and later): `void (*)(double
+ * timeStamp, const unsigned char *message, size_t messageSize, void
+ * *userData)`. Inputs never deliver messages through it (they read
+ * RtMidi's queue); midisock's JACK doorbell installs it, as a thread-safe
+ * callback, only to learn that a message came after a silence.
  */
 export const INPUT_CALLBACK = {
   parameters: [
@@ -186,6 +185,17 @@ export const SYMBOLS = {
     ],
     result: "void",
     nonblocking: true,
+  },
+
+  // The same call, synchronous: for the doorbell's own callback, which
+  // cancels itself from the JavaScript thread while the MIDI thread waits
+  // in it. Cancelling only clears RtMidi's flags; it never waits.
+  rtmidi_in_cancel_callback_now: {
+    name: "rtmidi_in_cancel_callback",
+    parameters: [
+      "pointer", // RtMidiInPtr device
+    ],
+    result: "void",
   },
 
   // void rtmidi_in_ignore_types(RtMidiInPtr device, bool midiSysex,

@@ -1,6 +1,8 @@
 // Running the command-line entry points as subprocesses, with bounded waits
 // only: every process is killed and awaited when the test ends.
 
+import { API, UNAVAILABLE } from "./_rtmidi.ts";
+
 const ROOT = new URL("../", import.meta.url);
 
 /** The loopback-only network permission the CLI subprocesses get. */
@@ -192,34 +194,10 @@ export function freePort(): number {
   return port;
 }
 
-function probeJack(): string | undefined {
-  try {
-    const { success } = new Deno.Command("jack_lsp", {
-      env: { JACK_NO_START_SERVER: "1" },
-      stdout: "null",
-      stderr: "null",
-    }).outputSync();
-    if (!success) return "no JACK server is running (jackd -d dummy)";
-  } catch {
-    return "jack_lsp is not installed (apt-get install jackd2)";
-  }
-  return undefined;
-}
-
-async function probeRtMidi(): Promise<string | undefined> {
-  try {
-    const { getApis } = await import("../src/hardware/mod.ts");
-    if (!getApis().includes("jack")) return "RtMidi was built without JACK";
-    return undefined;
-  } catch (error) {
-    return `RtMidi is not available (${
-      (error as Error).message.split("\n")[0]
-    })`;
-  }
-}
-
-/** Why JACK tests cannot run here, or undefined when they can. */
-export const noJack: string | undefined = await probeRtMidi() ?? probeJack();
-if (noJack !== undefined) {
-  console.warn(`${noJack}: skipping the CLI's JACK tests`);
-}
+/**
+ * Why JACK tests cannot run here, or undefined when they can: exactly what
+ * is missing, as `_rtmidi.ts` finds it (the library, JACK in it, a server).
+ */
+export const noJack: string | undefined = API === "jack"
+  ? UNAVAILABLE
+  : `the tests' backend is ${API} (MIDISOCK_RTMIDI_API), not jack`;

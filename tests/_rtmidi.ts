@@ -5,7 +5,12 @@
  * @module
  */
 
-import { getInputNames, openOutput } from "../src/hardware/mod.ts";
+import {
+  getInputNames,
+  getUsableApis,
+  openOutput,
+  RtMidiNotFoundError,
+} from "../src/hardware/mod.ts";
 import type { HardwareApi } from "../src/hardware/mod.ts";
 
 /** The backend the tests use: `MIDISOCK_RTMIDI_API`, else JACK. */
@@ -15,7 +20,39 @@ export const API: HardwareApi =
 /** Whether a missing RtMidi or server fails the tests instead of skipping. */
 export const REQUIRED = Deno.env.get("MIDISOCK_REQUIRE_RTMIDI") === "1";
 
+/** An error's whole message on one line. */
+function oneLine(error: unknown): string {
+  const text = error instanceof Error ? error.message : String(error);
+  return text.split("\n").map((line) => line.trim()).filter((l) => l !== "")
+    .join("; ");
+}
+
+/**
+ * Says exactly what is missing: the library (and where it was looked
+ * for), the backend in this RtMidi, the server, or a working port.
+ */
 async function probe(): Promise<string | undefined> {
+  let states;
+  try {
+    states = await getUsableApis();
+  } catch (error) {
+    if (error instanceof RtMidiNotFoundError) {
+      const tried = error.tried.map(([path, why]) => `${path} (${why})`);
+      return `the RtMidi library is not installed: tried ${
+        tried.join(", ")
+      }; install librtmidi6 (Debian/Ubuntu) or set MIDISOCK_RTMIDI_PATH`;
+    }
+    return `RtMidi cannot be loaded (${oneLine(error)})`;
+  }
+  const state = states.find((s) => s.api === API);
+  if (state === undefined) {
+    return `this RtMidi was built without the ${API} backend (it has: ${
+      states.map((s) => s.api).join(", ") || "none"
+    })`;
+  }
+  if (!state.usable) {
+    return `the ${API} backend cannot be used: ${state.reason}`;
+  }
   try {
     const name = `probe-${Deno.pid}`;
     const port = await openOutput(name, { virtual: true, api: API });
@@ -23,11 +60,9 @@ async function probe(): Promise<string | undefined> {
       n.includes(name)
     );
     await port.close();
-    return seen ? undefined : `a virtual ${API} port was not listed`;
+    return seen ? undefined : `a virtual ${API} port was made but not listed`;
   } catch (error) {
-    return `RtMidi or its ${API} server is not available (${
-      error instanceof Error ? error.message.split("\n")[0] : String(error)
-    })`;
+    return `a virtual ${API} port could not be made (${oneLine(error)})`;
   }
 }
 
@@ -113,4 +148,20 @@ export async function runScript(
 /** The URL of a module of the project, for scripts run from stdin. */
 export function moduleUrl(path: string): string {
   return new URL(`../${path}`, import.meta.url).href;
+}
+
+/**
+ * Standard error without what no program can silence: Berkeley DB, which
+ * libjack's metadata store uses, prints straight to stderr when its shared
+ * environment (`/dev/shm/jack_db-*`) is full, e.g. after many JACK clients
+ * were killed (`BDB2034 unable to allocate memory for mutex`). Every JACK
+ * client prints it then, `jack_lsp` included; libjack's own printing,
+ * which midisock does silence, says the rest.
+ *
+ * @param stderr What a process printed.
+ * @returns The same without Berkeley DB's lines.
+ */
+export function withoutDbNoise(stderr: string): string {
+  return stderr.split("\n").filter((line) => !/^BDB\d{4} /.test(line))
+    .join("\n");
 }

@@ -9,12 +9,16 @@
  * DIRECTION is `input` (open it with `--in`) or `output` (`--out`), INDEX is
  * what `--in`/`--out` also accept, and KIND is `virtual`, `device` or `-`
  * when the backend cannot tell. A backend that cannot be used prints
- * `API unavailable: REASON`. Needs `--allow-ffi` and the RtMidi library.
+ * `API unavailable: REASON` on standard error, so standard output holds
+ * port lines only. With `--watch` it prints `added API DIRECTION NAME` and
+ * `removed API DIRECTION NAME` as ports come and go, until Ctrl-C. Needs
+ * `--allow-ffi` and the RtMidi library.
  *
  * @example Listing ports from the command line
  * ```sh
  * deno run -A jsr:@x/midisock/ports
  * deno run -A jsr:@x/midisock/ports --api jack --json
+ * deno run -A jsr:@x/midisock/ports --watch
  * ```
  *
  * @module
@@ -24,6 +28,8 @@ import { parseArgs } from "node:util";
 import {
   describeError,
   loadHardware,
+  type MainOptions,
+  onStop,
   PACKAGE,
   parse,
   printInfo,
@@ -32,6 +38,8 @@ import {
   UsageError,
   VERSION,
 } from "./_common.ts";
+
+export type { MainOptions } from "./_common.ts";
 
 const COMMAND = "ports";
 
@@ -44,18 +52,28 @@ line per port: API DIRECTION INDEX KIND NAME. Inputs are what serve and
 connect open with --in, outputs what they open with --out (by name, part of
 a name, or INDEX). KIND is "virtual" for ports made by programs, "device"
 for hardware, "-" when the backend cannot tell. A backend that cannot be
-used (no sound devices, no JACK server) prints "API unavailable: REASON".
+used (no sound devices, no JACK server) prints "API unavailable: REASON" on
+standard error; a backend without ports prints "API no ports" there too.
+
+With --watch, prints every port there is, then each port that comes or
+goes, until Ctrl-C: "added API DIRECTION NAME", "removed API DIRECTION
+NAME" (with --json, one JSON object per line: {"type", "api", "direction",
+"name"}).
 
 Options:
-      --api API   Only this backend: alsa, jack, core or winmm
-      --json      Print JSON: {"version", "apis": [{"api", "inputs",
-                  "outputs"} or {"api", "error"}]}, each port
-                  {"index", "name", "virtual"} (virtual: true, false or null)
-  -h, --help      Print this help and exit
-  -V, --version   Print the version and exit
+      --api API        Only this backend: alsa, jack, core or winmm
+      --json           Print JSON: {"version", "apis": [{"api", "inputs",
+                       "outputs"} or {"api", "error"}]}, each port
+                       {"index", "name", "virtual"} (virtual: true, false
+                       or null)
+  -w, --watch          Print ports as they come and go, until Ctrl-C
+      --interval MS    How often --watch looks, in ms (default 250)
+  -h, --help           Print this help and exit
+  -V, --version        Print the version and exit
 
-Exit code 0 when at least one backend could be listed, 1 otherwise (no
-RtMidi, missing --allow-ffi, no backend usable), 2 for bad usage.
+Exit code 0 when at least one backend could be listed (or --watch was
+stopped), 1 otherwise (no RtMidi, missing --allow-ffi, no backend usable),
+2 for bad usage.
 
 Examples:
   # Every backend's ports
@@ -66,6 +84,9 @@ Examples:
 
   # The names only
   deno run -A jsr:${PACKAGE}/ports | cut -d' ' -f5-
+
+  # Ports as they are plugged in and out
+  deno run -A jsr:${PACKAGE}/ports --watch
 `;
 
 /** One port as `--json` prints it. */
@@ -105,9 +126,24 @@ function isVirtual(api: string, name: string): boolean | null {
 
 async function list(api: ReturnType<typeof readApi>): Promise<ApiEntry[]> {
   const hardware = await loadHardware();
-  const apis = api === undefined ? hardware.getApis() : [api];
+  const states = (await hardware.getUsableApis()).filter((state) =>
+    api === undefined || state.api === api
+  );
+  if (states.length === 0 && api !== undefined) {
+    return [{
+      api,
+      error: `this RtMidi was built without it (it has: ${
+        hardware.getApis().join(", ") || "none"
+      })`,
+    }];
+  }
   const entries: ApiEntry[] = [];
-  for (const name of apis) {
+  for (const state of states) {
+    const name = state.api;
+    if (!state.usable) {
+      entries.push({ api: name, error: state.reason });
+      continue;
+    }
     try {
       const entry = (names: string[]) =>
         names.map((port, index) => ({
@@ -134,11 +170,11 @@ async function list(api: ReturnType<typeof readApi>): Promise<ApiEntry[]> {
 function printText(entries: ApiEntry[]): void {
   for (const entry of entries) {
     if ("error" in entry) {
-      console.log(`${entry.api} unavailable: ${entry.error}`);
+      console.error(`${entry.api} unavailable: ${entry.error}`);
       continue;
     }
     if (entry.inputs.length + entry.outputs.length === 0) {
-      console.log(`${entry.api} no ports`);
+      console.error(`${entry.api} no ports`);
     }
     for (
       const [direction, ports] of [
@@ -160,12 +196,65 @@ function printText(entries: ApiEntry[]): void {
   }
 }
 
+/** Prints ports as they come and go until stopped; the exit code. */
+async function watch(
+  api: ReturnType<typeof readApi>,
+  interval: number,
+  json: boolean,
+  signal: AbortSignal | undefined,
+): Promise<number> {
+  const hardware = await loadHardware();
+  const states = (await hardware.getUsableApis()).filter((state) =>
+    api === undefined || state.api === api
+  );
+  for (const state of states) {
+    if (!state.usable) {
+      console.error(`${state.api} unavailable: ${state.reason}`);
+    }
+  }
+  const stopping = new AbortController();
+  const removeListeners = onStop(() => stopping.abort(), signal);
+  try {
+    const watcher = hardware.watchPorts({
+      api,
+      interval,
+      existing: true,
+      signal: stopping.signal,
+    });
+    for await (const change of watcher) {
+      console.log(
+        json
+          ? JSON.stringify(change)
+          : `${change.type} ${change.api} ${change.direction} ${change.name}`,
+      );
+    }
+  } finally {
+    removeListeners();
+  }
+  return 0;
+}
+
+function readInterval(text: string | undefined): number {
+  if (text === undefined) return 250;
+  const value = Number(text);
+  if (!/^\d+(\.\d+)?$/.test(text) || value < 1 || value > 3_600_000) {
+    throw new UsageError(
+      `invalid --interval ${
+        JSON.stringify(text)
+      }: expected milliseconds from 1 to 3600000`,
+    );
+  }
+  return value;
+}
+
 /**
  * Runs `midisock ports` with the given command-line arguments.
  *
  * @param args The arguments, as `Deno.args` gives them.
- * @returns The exit code: 0 when a backend was listed (or for `--help`),
- * 1 when none could be (reported in one line on stderr), 2 for bad usage.
+ * @param options `signal`: stops `--watch` as Ctrl-C does.
+ * @returns The exit code: 0 when a backend was listed (or for `--help`,
+ * or when `--watch` was stopped), 1 when none could be (reported in one
+ * line on stderr), 2 for bad usage.
  *
  * @example Listing JACK's ports as JSON from a program
  * ```ts ignore
@@ -174,7 +263,10 @@ function printText(entries: ApiEntry[]): void {
  * Deno.exitCode = await main(["--api", "jack", "--json"]);
  * ```
  */
-export async function main(args: string[]): Promise<number> {
+export async function main(
+  args: string[],
+  options: MainOptions = {},
+): Promise<number> {
   try {
     const { values, positionals } = parse(() =>
       parseArgs({
@@ -184,6 +276,8 @@ export async function main(args: string[]): Promise<number> {
         options: {
           api: { type: "string" },
           json: { type: "boolean" },
+          watch: { type: "boolean", short: "w" },
+          interval: { type: "string" },
           help: { type: "boolean", short: "h" },
           version: { type: "boolean", short: "V" },
         },
@@ -196,7 +290,15 @@ export async function main(args: string[]): Promise<number> {
         `unexpected argument ${JSON.stringify(positionals[0])}`,
       );
     }
-    const entries = await list(readApi(values.api));
+    const api = readApi(values.api);
+    const interval = readInterval(values.interval);
+    if (values.interval !== undefined && !values.watch) {
+      throw new UsageError("--interval needs --watch");
+    }
+    if (values.watch) {
+      return await watch(api, interval, values.json ?? false, options.signal);
+    }
+    const entries = await list(api);
     if (values.json) {
       console.log(JSON.stringify({ version: VERSION, apis: entries }, null, 2));
     } else {
@@ -204,13 +306,15 @@ export async function main(args: string[]): Promise<number> {
     }
     const listed = entries.filter((entry) => !("error" in entry));
     if (listed.length === 0) {
-      const why = entries.map((e) => "error" in e ? `${e.api}: ${e.error}` : "")
-        .join("; ");
-      console.error(
-        `midisock ${COMMAND}: no MIDI backend could be listed${
-          why === "" ? "" : ` (${why})`
-        }`,
-      );
+      // The text form printed each reason above, one per backend.
+      const why = values.json
+        ? ` (${
+          entries.map((e) => "error" in e ? `${e.api}: ${e.error}` : "").join(
+            "; ",
+          )
+        })`
+        : "";
+      console.error(`midisock ${COMMAND}: no MIDI backend can be used${why}`);
       return 1;
     }
     return 0;

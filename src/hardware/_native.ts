@@ -2,12 +2,12 @@
  * The one place that holds raw RtMidi handles: a `Device` owns one RtMidiIn
  * or RtMidiOut, frees it exactly once, and never lets a pointer out.
  *
- Inputs install no callback: RtMidi's MIDI thread queues each message (a
- * copy, with its delta time) and the port pops the queue with
- * `rtmidi_in_get_message`, a quick synchronous call. So no foreign thread
- * ever runs JavaScript, and teardown has no callback to outlive. Calls that
- * wait for the MIDI server (create, open, close, free, listing) are
- * `nonblocking` and awaited.
+ * Inputs are read from RtMidi's own queue (`rtmidi_in_get_message`, a quick
+ * synchronous copy) by the shared poller of `_poller.ts`; no input installs
+ * RtMidi's per-message callback, so JACK's process thread never waits for
+ * JavaScript on a message. JACK outputs send through a `Pacer`, which never
+ * lets RtMidi's ring overflow. Calls that wait for the MIDI system (create,
+ * open, close, free) are `nonblocking` and awaited.
  *
  * @module
  */
@@ -16,6 +16,12 @@ import { loadRtMidi } from "../../ffi/load.ts";
 import { probePortNames, type RtMidiLayout } from "../../ffi/layout.ts";
 import type { RtMidiLibrary } from "../../ffi/symbols.ts";
 import { RtMidiError } from "./errors.ts";
+import { type JackHelper, jackServerGone, jackState } from "./_jack.ts";
+import { type OverflowPolicy, type PacedSink, Pacer } from "./_pacer.ts";
+import { jackLibrary, silenceNativeLibraries } from "./_system.ts";
+import { cString, readCString } from "./_text.ts";
+
+export { cString } from "./_text.ts";
 
 /**
  * Messages RtMidi's own input queue holds until the port takes them. One
@@ -45,33 +51,36 @@ export const API_VARIABLE = "MIDISOCK_RTMIDI_API";
  */
 export const READ_BUFFER_SIZE = 1 << 20;
 
-const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
 let layoutKnown: RtMidiLayout | undefined;
+let silenced = false;
+/** Set when a JACK output's ring was not where the layout says. */
+let ringMissed = false;
+
+/**
+ * Whether RtMidi's JACK output rings can be read here: the loaded version
+ * keeps them where `ffi/layout.ts` says, and no check has failed.
+ *
+ * @returns The answer; `false` until the version is known.
+ */
+export function ringsReadable(): boolean {
+  const layout = layoutKnown ?? loadRtMidi().layout;
+  return layout?.jackOutput !== undefined && !ringMissed;
+}
 
 function lib(): RtMidiLibrary {
-  return loadRtMidi().lib;
+  const loaded = loadRtMidi();
+  if (!silenced) {
+    silenced = true;
+    silenceNativeLibraries();
+  }
+  return loaded.lib;
 }
 
 /**
- * A string as C wants it: UTF-8 with a NUL at the end.
- *
- * @param text The text; checked by the caller to hold no NUL.
- * @returns The bytes.
- */
-export function cString(text: string): Uint8Array<ArrayBuffer> {
-  return encoder.encode(`${text}\0`);
-}
-
-function readCString(pointer: Deno.PointerValue): string | undefined {
-  return pointer === null
-    ? undefined
-    : Deno.UnsafePointerView.getCString(pointer);
-}
-
-/**
- * The backends this RtMidi was built with, known to midisock.
+ * The backends this RtMidi was built with, known to midisock, in RtMidi's
+ * order (the order it tries them in).
  *
  * @returns Their names.
  */
@@ -131,8 +140,7 @@ export function apiFromEnvironment(): HardwareApi | undefined {
   return checkApi(value, API_VARIABLE);
 }
 
-function apiNumber(api: HardwareApi | undefined): number {
-  if (api === undefined) return 0; // RTMIDI_API_UNSPECIFIED
+function apiNumber(api: HardwareApi): number {
   const number = lib().symbols.rtmidi_compiled_api_by_name(cString(api));
   if (number === 0) {
     throw new RtMidiError(
@@ -149,6 +157,32 @@ function apiNumber(api: HardwareApi | undefined): number {
 export type Direction = "input" | "output";
 
 /**
+ * The ring RtMidi's JACK output writes into, found through the layout of
+ * the loaded version and checked by a value it must hold; `undefined` when
+ * the version keeps another layout or the check fails.
+ */
+function jackOutputRing(
+  handle: Deno.PointerObject,
+  layout: RtMidiLayout,
+): Deno.PointerObject | undefined {
+  const path = layout.jackOutput;
+  const jack = jackLibrary();
+  if (path === undefined || jack === undefined) return undefined;
+  const object = new Deno.UnsafePointerView(handle).getPointer(0);
+  if (object === null) return undefined;
+  const api = new Deno.UnsafePointerView(object).getPointer(path.rtapiOffset);
+  if (api === null) return undefined;
+  const data = new Deno.UnsafePointerView(api).getPointer(path.apiDataOffset);
+  if (data === null) return undefined;
+  const fields = new Deno.UnsafePointerView(data);
+  if (fields.getInt32(path.maxWriteOffset) !== path.maxWrite) return undefined;
+  const ring = fields.getPointer(path.ringOffset);
+  if (ring === null) return undefined;
+  const room = Number(jack.symbols.jack_ringbuffer_write_space(ring));
+  return room === path.maxWrite ? ring : undefined;
+}
+
+/**
  * One RtMidi client: an RtMidiIn or RtMidiOut. Ports lease clients from a
  * pool rather than creating and destroying one each time: closing a JACK
  * client right after opening one is a race inside libjack (jack2 1.9.21
@@ -157,31 +191,47 @@ export type Direction = "input" | "output";
  */
 class Device {
   readonly direction: Direction;
+  readonly api: HardwareApi;
   readonly key: string;
   #handle: Deno.PointerObject | null;
   #layout: RtMidiLayout;
   #pending: Promise<void> | undefined;
   #freed: Promise<void> | undefined;
+  /** For JACK: the helper of the server this client belongs to. */
+  readonly jack: JackHelper | undefined;
+  /** For JACK outputs: RtMidi's ring, where it can be read. */
+  readonly ring: Deno.PointerObject | undefined;
   /** Set once RtMidi reported a failure: `ok` never turns true again. */
   poisoned = false;
 
   private constructor(
     direction: Direction,
+    api: HardwareApi,
     key: string,
     handle: Deno.PointerObject,
     layout: RtMidiLayout,
+    jack: JackHelper | undefined,
   ) {
     this.direction = direction;
+    this.api = api;
     this.key = key;
     this.#handle = handle;
     this.#layout = layout;
+    this.jack = jack;
+    this.ring = api === "jack" && direction === "output"
+      ? jackOutputRing(handle, layout)
+      : undefined;
+    if (api === "jack" && direction === "output" && this.ring === undefined) {
+      ringMissed = true;
+    }
   }
 
   static async create(
     direction: Direction,
-    api: HardwareApi | undefined,
+    api: HardwareApi,
     clientName: string,
     key: string,
+    jack: JackHelper | undefined,
   ): Promise<Device> {
     const symbols = lib().symbols;
     const number = apiNumber(api);
@@ -199,16 +249,19 @@ class Device {
     const layout = layoutKnown ?? loadRtMidi().layout ??
       await probePortNames(lib(), handle);
     layoutKnown = layout;
-    const device = new Device(direction, key, handle, layout);
+    let device: Device | undefined;
     try {
+      device = new Device(direction, api, key, handle, layout, jack);
       device.#check(
         operation,
         `RtMidi could not create a MIDI ${direction} client named ${
           JSON.stringify(clientName)
-        }${api === undefined ? "" : ` on ${api}`}`,
+        } on ${api}`,
       );
     } catch (error) {
-      await device.free();
+      if (device !== undefined) await device.free();
+      else if (direction === "input") await symbols.rtmidi_in_free(handle);
+      else await symbols.rtmidi_out_free(handle);
       throw error;
     }
     return device;
@@ -231,12 +284,9 @@ class Device {
     throw new RtMidiError(operation, what, { detail });
   }
 
-  get api(): string {
-    const symbols = lib().symbols;
-    const number = this.direction === "input"
-      ? symbols.rtmidi_in_get_current_api(this.#live())
-      : symbols.rtmidi_out_get_current_api(this.#live());
-    return readCString(symbols.rtmidi_api_name(number)) ?? "unknown";
+  /** Whether the JACK server this client belongs to has gone. */
+  get orphaned(): boolean {
+    return this.jack !== undefined && jackServerGone(this.jack.generation);
   }
 
   async portNames(): Promise<string[]> {
@@ -329,6 +379,60 @@ class Device {
     return delta;
   }
 
+  /**
+   * Installs RtMidi's per-message callback (the doorbell's only).
+   *
+   * @param callback A thread-safe callback of `INPUT_CALLBACK`'s type.
+   * @returns A promise settled once it is installed.
+   */
+  async arm(callback: Deno.PointerObject): Promise<void> {
+    await lib().symbols.rtmidi_in_set_callback(this.#live(), callback, null);
+  }
+
+  /**
+   * Removes the callback at once; safe from inside it (the MIDI thread
+   * waiting there touches nothing RtMidi frees).
+   */
+  disarmNow(): void {
+    lib().symbols.rtmidi_in_cancel_callback_now(this.#live());
+  }
+
+  /**
+   * Empties RtMidi's queue.
+   *
+   * @returns How many messages were thrown away.
+   */
+  drain(): number {
+    const size = Device.#size;
+    let count = 0;
+    for (; count < 1 << 16; count++) {
+      this.read(Device.#buffer, size);
+      if (size[0] === 0n) break;
+    }
+    return count;
+  }
+
+  static #buffer = new Uint8Array(READ_BUFFER_SIZE);
+  static #size = new BigUint64Array(1);
+
+  /** Where a pacer writes: RtMidi's send, and the ring's room. */
+  sink(): PacedSink {
+    const symbols = lib().symbols;
+    const handle = this.#live();
+    const ring = this.ring;
+    const space = jackLibrary()?.symbols.jack_ringbuffer_write_space;
+    return {
+      room: ring === undefined || space === undefined
+        ? () => undefined
+        : () => Number(space(ring)),
+      write: (bytes) =>
+        this.#handle !== null &&
+        symbols.rtmidi_out_send_message(handle, bytes, bytes.length) === 0,
+      periodMs: () => this.jack?.alive ? this.jack.periodMs() : undefined,
+      alive: () => this.#handle !== null && !this.orphaned,
+    };
+  }
+
   send(bytes: Uint8Array<ArrayBuffer>): Promise<void> {
     const handle = this.#live();
     const symbols = lib().symbols;
@@ -340,6 +444,8 @@ class Device {
       );
       return status === 0 ? Promise.resolve() : Promise.reject(sendError());
     }
+    // Long sysex on a worker thread: some backends (WinMM) write it out
+    // before returning.
     const previous = this.#pending ?? Promise.resolve();
     const sent = previous.then(async () => {
       const status = await symbols.rtmidi_out_send_message_nonblocking(
@@ -360,12 +466,8 @@ class Device {
   async closePort(): Promise<void> {
     await this.#pending;
     await lib().symbols.rtmidi_close_port(this.#live());
-    if (this.direction === "input") {
-      // Leave nothing queued for the next user of this client.
-      const size = new BigUint64Array(1);
-      const buffer = new Uint8Array(READ_BUFFER_SIZE);
-      do this.read(buffer, size); while (size[0] !== 0n);
-    }
+    // Leave nothing queued for the next user of this client.
+    if (this.direction === "input") this.drain();
   }
 
   /**
@@ -386,6 +488,14 @@ class Device {
     if (this.direction === "input") await symbols.rtmidi_in_free(handle);
     else await symbols.rtmidi_out_free(handle);
   }
+
+  /**
+   * Lets go of a client whose JACK server has gone, without calling into
+   * it: freeing would wait for process cycles that never come.
+   */
+  abandon(): void {
+    this.#handle = null;
+  }
 }
 
 /** Idle clients kept for reuse, per direction, backend and client name. */
@@ -393,6 +503,12 @@ const idle = new Map<string, Device[]>();
 
 /** How many idle clients are kept per key; more are freed. */
 const POOL_LIMIT = 4;
+
+/** Options of {@linkcode Lease.take}. */
+export interface LeaseOptions {
+  /** For JACK outputs: what a send does when the ring is full. */
+  overflow?: OverflowPolicy;
+}
 
 /**
  * A port's use of one client, from open to close. Everything a port does
@@ -402,29 +518,45 @@ const POOL_LIMIT = 4;
 export class Lease {
   #device: Device | null;
   #ended: Promise<void> | undefined;
+  #pacer: Pacer | undefined;
 
-  private constructor(device: Device) {
+  private constructor(device: Device, options: LeaseOptions) {
     this.#device = device;
+    if (device.direction === "output" && device.api === "jack") {
+      this.#pacer = new Pacer(device.sink(), options.overflow ?? "queue");
+    }
   }
 
   /**
    * Takes an idle client, or creates one.
    *
    * @param direction Input or output.
-   * @param api The backend, or `undefined` for RtMidi's choice.
+   * @param api The backend, checked to be usable.
    * @param clientName The client's name, checked to hold no NUL.
+   * @param options For outputs, the overflow policy.
    * @returns The lease.
    * @throws {RtMidiError} When RtMidi fails.
    */
   static async take(
     direction: Direction,
-    api: HardwareApi | undefined,
+    api: HardwareApi,
     clientName: string,
+    options: LeaseOptions = {},
   ): Promise<Lease> {
-    const key = `${direction}\0${api ?? ""}\0${clientName}`;
-    const device = idle.get(key)?.pop() ??
-      await Device.create(direction, api, clientName, key);
-    return new Lease(device);
+    let jack: JackHelper | undefined;
+    if (api === "jack") {
+      const state = await jackState();
+      if (state.running) jack = state.helper;
+    }
+    const key = `${direction}\0${api}\0${clientName}\0${jack?.generation}`;
+    const pool = idle.get(key);
+    let device = pool?.pop();
+    while (device?.orphaned) {
+      device.abandon();
+      device = pool?.pop();
+    }
+    device ??= await Device.create(direction, api, clientName, key, jack);
+    return new Lease(device, options);
   }
 
   #live(): Device {
@@ -447,6 +579,11 @@ export class Lease {
   /** Whether the lease has ended. */
   get ended(): boolean {
     return this.#ended !== undefined;
+  }
+
+  /** For JACK outputs: sends lost to a full ring under `"drop"`. */
+  get dropped(): number {
+    return this.#pacer?.dropped ?? 0;
   }
 
   /**
@@ -506,18 +643,54 @@ export class Lease {
   }
 
   /**
+   * Installs RtMidi's per-message callback (the doorbell's only).
+   *
+   * @param callback A thread-safe callback of `INPUT_CALLBACK`'s type.
+   * @returns A promise settled once it is installed.
+   */
+  arm(callback: Deno.PointerObject): Promise<void> {
+    return this.#live().arm(callback);
+  }
+
+  /** Removes the callback at once; safe from inside it. */
+  disarmNow(): void {
+    this.#live().disarmNow();
+  }
+
+  /**
+   * Empties RtMidi's queue.
+   *
+   * @returns How many messages were thrown away.
+   */
+  drain(): number {
+    return this.#live().drain();
+  }
+
+  /**
    * Sends one message's bytes, in order with the others.
    *
    * @param bytes One complete message.
    * @returns A promise settled once RtMidi took it.
    */
   send(bytes: Uint8Array<ArrayBuffer>): Promise<void> {
-    return this.#live().send(bytes);
+    const device = this.#live();
+    return this.#pacer?.send(bytes) ?? device.send(bytes);
   }
 
   /**
-   * Ends the lease: closes the port and puts the client back in the pool
-   * (or frees it). Calling it again returns the same promise.
+   * Drops the sends still waiting for room, rejecting them: for a port
+   * whose other end went away.
+   *
+   * @param error What they are rejected with.
+   */
+  discard(error: unknown): void {
+    this.#pacer?.discard(error);
+  }
+
+  /**
+   * Ends the lease: writes what waits, closes the port and puts the client
+   * back in the pool (or frees it). Calling it again returns the same
+   * promise.
    *
    * @returns A promise settled once the port is closed.
    */
@@ -529,7 +702,12 @@ export class Lease {
   async #finish(): Promise<void> {
     const device = this.#device;
     if (device === null) return;
+    await this.#pacer?.flush();
     this.#device = null;
+    if (device.orphaned) {
+      device.abandon();
+      return;
+    }
     if (!device.poisoned) {
       try {
         await device.closePort();
@@ -544,6 +722,41 @@ export class Lease {
       }
     }
     await device.free();
+  }
+}
+
+/** A port as a listing shows it, with what tells it from a namesake. */
+export interface ListedPort {
+  /** Its name, as `openInput`/`openOutput` take it. */
+  readonly name: string;
+  /** Its identity: a port re-created under the same name differs here. */
+  readonly id: string;
+}
+
+/**
+ * Lists one backend's ports in one direction: JACK's through libjack in
+ * one snapshot, the others through an RtMidi client.
+ *
+ * @param api The backend, checked to be usable.
+ * @param direction Ports to read from (`"input"`) or to write to.
+ * @param clientName The client name to list with.
+ * @returns The ports, in RtMidi's index order.
+ * @throws {RtMidiError} When RtMidi fails.
+ */
+export async function listPorts(
+  api: HardwareApi,
+  direction: Direction,
+  clientName: string,
+): Promise<ListedPort[]> {
+  if (api === "jack") {
+    const state = await jackState();
+    if (state.running) return state.helper.ports(direction);
+  }
+  const lease = await Lease.take(direction, api, clientName);
+  try {
+    return (await lease.portNames()).map((name) => ({ name, id: name }));
+  } finally {
+    await lease.end();
   }
 }
 

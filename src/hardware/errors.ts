@@ -116,3 +116,99 @@ export class PortNotFoundError extends Error {
     this.matches = matches;
   }
 }
+
+/** One backend that cannot be used, and why. */
+export interface UnavailableBackend {
+  /** The backend. */
+  readonly api: string;
+  /** Why, for people. */
+  readonly reason: string;
+}
+
+/**
+ * Thrown when a MIDI backend cannot be used (no JACK server running, no
+ * ALSA sequencer, a backend this RtMidi was built without), or when no
+ * backend can be used at all: the message says why, for each.
+ *
+ * @example Telling a missing JACK server apart
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { BackendUnavailableError } from "@x/midisock";
+ *
+ * const error = new BackendUnavailableError([
+ *   { api: "jack", reason: "the JACK server is not running" },
+ * ], "jack");
+ * assert.equal(error.api, "jack");
+ * assert.equal(
+ *   error.message,
+ *   "MIDI backend jack is unavailable: the JACK server is not running",
+ * );
+ * ```
+ */
+export class BackendUnavailableError extends Error {
+  /** The backend asked for, or `undefined` when none was and none works. */
+  readonly api: string | undefined;
+  /** Each backend that cannot be used, and why. */
+  readonly reasons: readonly UnavailableBackend[];
+
+  /**
+   * Makes the error.
+   *
+   * @param reasons Each backend that cannot be used, and why.
+   * @param api The backend asked for, if one was.
+   * @param options `cause`: an underlying error.
+   */
+  constructor(
+    reasons: readonly UnavailableBackend[],
+    api?: string,
+    options?: ErrorOptions,
+  ) {
+    const own = reasons.find((r) => r.api === api);
+    super(
+      api !== undefined
+        ? `MIDI backend ${api} is unavailable: ${own?.reason ?? "unknown"}`
+        : reasons.length === 0
+        ? "No MIDI backend is usable: this RtMidi was built with none"
+        : `No MIDI backend is usable: ${
+          reasons.map((r) => `${r.api}: ${r.reason}`).join("; ")
+        }`,
+      options,
+    );
+    this.name = "BackendUnavailableError";
+    this.api = api;
+    this.reasons = reasons;
+  }
+}
+
+/**
+ * Why a hardware port ended on its own: the port it was connected to went
+ * away (a device unplugged, a program that quit). `receive()` on such an
+ * input throws a {@linkcode PortClosedError} whose `cause` is this error.
+ *
+ * @example Telling an unplugged device from a closed port
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { PortClosedError, PortLostError } from "@x/midisock";
+ *
+ * const closed = new PortClosedError("synth:in", {
+ *   cause: new PortLostError("synth:in"),
+ * });
+ * assert.ok(closed.cause instanceof PortLostError);
+ * assert.equal(closed.cause.message, `MIDI port "synth:in" went away`);
+ * ```
+ */
+export class PortLostError extends Error {
+  /** The name of the port that went away. */
+  readonly port: string;
+
+  /**
+   * Makes the error.
+   *
+   * @param port The port's name.
+   */
+  constructor(port: string) {
+    super(`MIDI port ${JSON.stringify(port)} went away`);
+    this.name = "PortLostError";
+    this.port = port;
+  }
+}

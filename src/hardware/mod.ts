@@ -22,9 +22,11 @@
  */
 
 export {
+  type ApiState,
   getApis,
   getInputNames,
   getOutputNames,
+  getUsableApis,
   type HardwareApi,
   type HardwareInput,
   type HardwareIOPort,
@@ -36,10 +38,30 @@ export {
   openIOPort,
   openOutput,
   type OutputOptions,
+  type PortOptions,
 } from "./ports.ts";
 export {
+  BackendUnavailableError,
+  PortLostError,
   PortNotFoundError,
   RtMidiError,
   type RtMidiErrorOptions,
   RtMidiNotFoundError,
+  type UnavailableBackend,
 } from "./errors.ts";
+export {
+  DEFAULT_WATCH_INTERVAL,
+  type PortChange,
+  type PortWatcher,
+  type WatchOptions,
+  watchPorts,
+} from "./watch.ts";
+export {
+  type FollowEvent,
+  followInput,
+  type FollowInputOptions,
+  type FollowOptions,
+  followOutput,
+  type FollowOutputOptions,
+  type PortFollower,
+} from "./follow.ts";

@@ -1,0 +1,842 @@
+/**
+ * The hardware ports themselves, and how a port is found: which backends
+ * can be used now, which of them has the port asked for, and its index
+ * there. `ports.ts` is the public face of this module; `follow.ts` uses
+ * the details it returns (which backend, which port identity) and the
+ * {@linkcode LOSE} seam, which ends a port whose other end went away.
+ *
+ * @module
+ */
+
+import { encode } from "../codec/encode.ts";
+import type { Message } from "../codec/messages.ts";
+import { Parser } from "../codec/parser.ts";
+import { PortClosedError } from "../errors.ts";
+import {
+  DEFAULT_QUEUE_SIZE,
+  InputPortBase,
+  PANIC_MESSAGES,
+  RESET_MESSAGES,
+} from "../port.ts";
+import { backendState } from "./_backends.ts";
+import { currentJackHelper } from "./_jack.ts";
+import {
+  apiFromEnvironment,
+  checkApi,
+  compiledApis,
+  type Direction,
+  type HardwareApi,
+  Lease,
+  type ListedPort,
+  listPorts,
+  READ_BUFFER_SIZE,
+} from "./_native.ts";
+import { type BellSources, type Polled, poller } from "./_poller.ts";
+import {
+  BackendUnavailableError,
+  PortLostError,
+  PortNotFoundError,
+  RtMidiError,
+  type UnavailableBackend,
+} from "./errors.ts";
+import type {
+  ApiState,
+  HardwareInput,
+  HardwareIOPort,
+  HardwareOptions,
+  HardwareOutput,
+  InputOptions,
+  OutputOptions,
+  PortOptions,
+} from "./ports.ts";
+
+/**
+ * Ends a port whose other end went away: an input delivers what arrived
+ * before and then ends with a {@linkcode PortLostError} as the cause; an
+ * output drops what still waits. The native port is closed either way.
+ */
+export const LOSE: unique symbol = Symbol("midisock.lose");
+
+/** A port that can be ended through {@linkcode LOSE}. */
+export interface Losable {
+  [LOSE](): Promise<void>;
+}
+
+const DEFAULT_CLIENT_NAME = "midisock";
+
+interface Checked {
+  api: HardwareApi | undefined;
+  clientName: string;
+  virtual: boolean;
+}
+
+function checkText(value: unknown, what: string): string {
+  if (typeof value !== "string") {
+    throw new TypeError(`${what} must be a string: got ${typeof value}`);
+  }
+  if (value.includes("\0")) {
+    throw new RangeError(
+      `${what} must not contain a NUL character: got ${JSON.stringify(value)}`,
+    );
+  }
+  return value;
+}
+
+function checkBoolean(
+  value: unknown,
+  what: string,
+  fallback: boolean,
+): boolean {
+  if (value === undefined) return fallback;
+  if (typeof value !== "boolean") {
+    throw new TypeError(`${what} must be a boolean: got ${typeof value}`);
+  }
+  return value;
+}
+
+/**
+ * Checks the options every hardware call takes.
+ *
+ * @param options The options.
+ * @returns Them, checked, with the defaults filled in.
+ * @throws {TypeError | RangeError} For a malformed option.
+ */
+export function checkOptions(
+  options: PortOptions | undefined,
+): Checked {
+  if (
+    options !== undefined && (options === null || typeof options !== "object")
+  ) {
+    throw new TypeError(`Options must be an object: got ${options}`);
+  }
+  const api = checkApi(options?.api) ?? apiFromEnvironment();
+  const clientName = checkText(
+    options?.clientName ?? DEFAULT_CLIENT_NAME,
+    "clientName",
+  );
+  if (clientName === "") {
+    throw new RangeError(`clientName must not be empty: got ""`);
+  }
+  const virtual = checkBoolean(options?.virtual, "virtual", false);
+  return { api, clientName, virtual };
+}
+
+/**
+ * Checks what names a port.
+ *
+ * @param name A name, part of one, or an index.
+ * @param virtual Whether a virtual port of that name is to be made.
+ * @returns The query; `undefined` for "the first port".
+ * @throws {TypeError | RangeError} For a malformed name.
+ */
+export function checkQuery(
+  name: unknown,
+  virtual: boolean,
+): string | number | undefined {
+  if (name === undefined) {
+    if (virtual) {
+      throw new TypeError("A virtual port needs a name: got undefined");
+    }
+    return undefined;
+  }
+  if (typeof name === "number") {
+    if (virtual) {
+      throw new TypeError(
+        `A virtual port's name must be a string: got ${name}`,
+      );
+    }
+    if (!Number.isSafeInteger(name) || name < 0) {
+      throw new RangeError(
+        `Port index must be a non-negative integer: got ${name}`,
+      );
+    }
+    return name;
+  }
+  const text = checkText(name, "Port name");
+  if (virtual && text === "") {
+    throw new RangeError(`A virtual port's name must not be empty: got ""`);
+  }
+  return text;
+}
+
+/**
+ * Picks a port: the exact name, else the one name containing the query
+ * (ignoring case), else the query read as an index.
+ *
+ * @param direction For the error.
+ * @param names The ports there are.
+ * @param query What was asked for; `undefined` means the first port.
+ * @returns The index.
+ * @throws {PortNotFoundError} When nothing or more than one port matches.
+ */
+export function resolvePort(
+  direction: Direction,
+  names: readonly string[],
+  query: string | number | undefined,
+): number {
+  if (query === undefined) {
+    if (names.length === 0) throw new PortNotFoundError(direction, "", names);
+    return 0;
+  }
+  if (typeof query === "number") {
+    if (query >= names.length) {
+      throw new PortNotFoundError(direction, query, names);
+    }
+    return query;
+  }
+  const exact = names.indexOf(query);
+  if (exact >= 0) return exact;
+  const lower = query.toLowerCase();
+  const matches = names.filter((n) =>
+    n !== "" && n.toLowerCase().includes(lower)
+  );
+  if (matches.length === 1) return names.indexOf(matches[0]);
+  if (matches.length > 1) {
+    throw new PortNotFoundError(direction, query, names, matches);
+  }
+  if (/^\d+$/.test(query) && Number(query) < names.length) return Number(query);
+  throw new PortNotFoundError(direction, query, names);
+}
+
+/**
+ * Every backend RtMidi has, with whether it can be used now.
+ *
+ * @returns The states, in RtMidi's order.
+ */
+export async function usableApis(): Promise<ApiState[]> {
+  const states: ApiState[] = [];
+  for (const api of compiledApis()) {
+    const state = await backendState(api);
+    states.push(
+      state.usable
+        ? { api, usable: true }
+        : { api, usable: false, reason: state.reason },
+    );
+  }
+  return states;
+}
+
+/**
+ * The backends to try, in order: the one asked for, checked, or every
+ * usable one.
+ *
+ * @param api The backend asked for, if any.
+ * @returns The usable backends and why the others are not.
+ * @throws {BackendUnavailableError} When none can be used.
+ */
+export async function candidateApis(
+  api: HardwareApi | undefined,
+): Promise<{ usable: HardwareApi[]; unusable: UnavailableBackend[] }> {
+  const compiled = compiledApis();
+  if (api !== undefined) {
+    if (!compiled.includes(api)) {
+      throw new BackendUnavailableError([{
+        api,
+        reason: `this RtMidi was built without it (it has: ${
+          compiled.join(", ") || "none"
+        })`,
+      }], api);
+    }
+    const state = await backendState(api);
+    if (!state.usable) {
+      throw new BackendUnavailableError([{ api, reason: state.reason }], api);
+    }
+    return { usable: [api], unusable: [] };
+  }
+  const usable: HardwareApi[] = [];
+  const unusable: UnavailableBackend[] = [];
+  for (const state of await usableApis()) {
+    if (state.usable) usable.push(state.api);
+    else unusable.push({ api: state.api, reason: state.reason });
+  }
+  if (usable.length === 0) throw new BackendUnavailableError(unusable);
+  return { usable, unusable };
+}
+
+/**
+ * Lists the ports of one direction: of the backend asked for, or of the
+ * first usable backend that has any.
+ *
+ * @param direction Which ports.
+ * @param options Backend and client name.
+ * @returns Their names.
+ */
+export async function listNames(
+  direction: Direction,
+  options: HardwareOptions | undefined,
+): Promise<string[]> {
+  const { api, clientName } = checkOptions(options);
+  const { usable } = await candidateApis(api);
+  let first: string[] | undefined;
+  for (const name of usable) {
+    let names: string[];
+    try {
+      names = (await listPorts(name, direction, clientName)).map((p) => p.name);
+    } catch (error) {
+      if (api !== undefined || !(error instanceof RtMidiError)) throw error;
+      continue;
+    }
+    if (names.length > 0) return names;
+    first ??= names;
+  }
+  return first ?? [];
+}
+
+/** A port opened, and where it was found. */
+export interface Opened<P> {
+  /** The port. */
+  readonly port: P;
+  /** The backend it is on. */
+  readonly api: HardwareApi;
+  /** The port it is connected to, as listed; `undefined` for virtual ports. */
+  readonly listed: ListedPort | undefined;
+  /**
+   * For JACK, when asked for: the full name of this end of the connection,
+   * by which a follower sees the connection is still there.
+   */
+  readonly link?: string;
+  /** For a JACK virtual port: its full name, where it could be found. */
+  readonly own?: string;
+}
+
+interface OpenedLease {
+  lease: Lease;
+  api: HardwareApi;
+  name: string;
+  listed: ListedPort | undefined;
+  link?: string;
+  own?: string;
+}
+
+/**
+ * Finds the full name of a JACK virtual port just made: the one port of
+ * that name that was not listed before (JACK adds a number to a client
+ * name that is taken, so the name alone does not say).
+ */
+async function findOwn(
+  side: Direction,
+  name: string,
+  before: ReadonlySet<string>,
+): Promise<string | undefined> {
+  const deadline = performance.now() + LINK_WAIT_MS;
+  for (;;) {
+    const helper = currentJackHelper();
+    if (helper === undefined) return undefined;
+    const added = helper.ports(side).map((p) => p.name).filter((full) =>
+      !before.has(full) && full.endsWith(`:${name}`)
+    );
+    if (added.length === 1) return added[0];
+    if (added.length > 1 || performance.now() > deadline) return undefined;
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+/** How long a JACK connection may take to show in the graph. */
+const LINK_WAIT_MS = 500;
+
+/**
+ * Finds this end of a JACK connection just made: the one port connected to
+ * `remote` now that was not before. JACK applies graph changes at a cycle
+ * boundary, so it is looked for until it shows, for a while.
+ */
+async function findLink(
+  remote: string,
+  before: readonly string[],
+): Promise<string | undefined> {
+  const deadline = performance.now() + LINK_WAIT_MS;
+  for (;;) {
+    const after = currentJackHelper()?.connections(remote);
+    if (after === undefined) return undefined;
+    const added = after.filter((name) => !before.includes(name));
+    if (added.length === 1) return added[0];
+    if (added.length > 1 || performance.now() > deadline) return undefined;
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+/**
+ * Finds the port a query names and opens it on a leased client: see
+ * {@linkcode HardwareOptions.api} for the order backends are tried in.
+ */
+async function openLease(
+  direction: Direction,
+  query: string | number | undefined,
+  checked: Checked,
+  take: (api: HardwareApi) => Promise<Lease>,
+  link = false,
+): Promise<OpenedLease> {
+  const { usable } = await candidateApis(checked.api);
+  if (checked.virtual) {
+    const api = usable[0];
+    const name = query as string;
+    const lease = await take(api);
+    // A virtual input is a port others send to: JACK lists it among the
+    // ports an output opens, and the other way round.
+    const side = direction === "input" ? "output" : "input";
+    const helper = api === "jack" ? currentJackHelper() : undefined;
+    const before = helper?.ports(side).map((p) => p.name);
+    try {
+      await lease.openVirtual(name);
+    } catch (error) {
+      await lease.end();
+      throw error;
+    }
+    const own = before && await findOwn(side, name, new Set(before));
+    return { lease, api, name, listed: undefined, own };
+  }
+  const seen: string[] = [];
+  const byPosition = query === undefined || typeof query === "number";
+  for (const api of usable) {
+    let ports: ListedPort[];
+    try {
+      ports = await listPorts(api, direction, checked.clientName);
+    } catch (error) {
+      if (checked.api !== undefined || !(error instanceof RtMidiError)) {
+        throw error;
+      }
+      continue;
+    }
+    const names = ports.map((p) => p.name);
+    if (byPosition && names.length === 0) continue;
+    let index: number;
+    try {
+      index = resolvePort(direction, names, query);
+    } catch (error) {
+      const ambiguous = error instanceof PortNotFoundError &&
+        error.matches.length > 1;
+      if (byPosition || ambiguous) throw error;
+      seen.push(...names);
+      continue;
+    }
+    const lease = await take(api);
+    const before = link && api === "jack"
+      ? currentJackHelper()?.connections(names[index])
+      : undefined;
+    try {
+      await lease.open(
+        index,
+        direction === "input" ? "in" : "out",
+        names[index],
+      );
+    } catch (error) {
+      await lease.end();
+      throw error;
+    }
+    return {
+      lease,
+      api,
+      name: names[index],
+      listed: ports[index],
+      link: before && await findLink(names[index], before),
+    };
+  }
+  throw new PortNotFoundError(direction, query ?? "", seen);
+}
+
+/**
+ * Opens an input as `openInput` does, telling where it was found.
+ *
+ * @param name The port.
+ * @param options The input's options.
+ * @param link Find this end's JACK port name (for a follower).
+ * @returns The port and where it is.
+ */
+export async function openInputPort(
+  name: string | number | undefined,
+  options: InputOptions | undefined,
+  link = false,
+): Promise<Opened<Input>> {
+  const checked = checkOptions(options);
+  const query = checkQuery(name, checked.virtual);
+  const queueSize = options?.queueSize ?? DEFAULT_QUEUE_SIZE;
+  if (!Number.isSafeInteger(queueSize) || queueSize < 1) {
+    throw new RangeError(
+      `queueSize must be a positive integer: got ${queueSize}`,
+    );
+  }
+  const sysex = checkBoolean(options?.ignoreSysex, "ignoreSysex", false);
+  const timing = checkBoolean(options?.ignoreTiming, "ignoreTiming", false);
+  const sensing = checkBoolean(
+    options?.ignoreActiveSensing,
+    "ignoreActiveSensing",
+    true,
+  );
+  const opened = await openLease("input", query, checked, async (api) => {
+    const lease = await Lease.take("input", api, checked.clientName);
+    lease.ignoreTypes(sysex, timing, sensing);
+    return lease;
+  }, link);
+  const jack = opened.api !== "jack"
+    ? undefined
+    : checked.virtual
+    ? { own: opened.own }
+    : { source: opened.name };
+  return {
+    port: new Input(
+      opened.lease,
+      opened.name,
+      checked.virtual,
+      queueSize,
+      jack,
+    ),
+    api: opened.api,
+    listed: opened.listed,
+    link: opened.link,
+    own: opened.own,
+  };
+}
+
+/**
+ * Opens an output as `openOutput` does, telling where it was found.
+ *
+ * @param name The port.
+ * @param options The output's options.
+ * @param link Find this end's JACK port name (for a follower).
+ * @returns The port and where it is.
+ */
+export async function openOutputPort(
+  name: string | number | undefined,
+  options: OutputOptions | undefined,
+  link = false,
+): Promise<Opened<Output>> {
+  const checked = checkOptions(options);
+  const query = checkQuery(name, checked.virtual);
+  const overflow = options?.overflow ?? "queue";
+  if (overflow !== "queue" && overflow !== "drop") {
+    throw new RangeError(
+      `overflow must be "queue" or "drop": got ${JSON.stringify(overflow)}`,
+    );
+  }
+  const opened = await openLease(
+    "output",
+    query,
+    checked,
+    (api) => Lease.take("output", api, checked.clientName, { overflow }),
+    link,
+  );
+  return {
+    port: new Output(opened.lease, opened.name, checked.virtual),
+    api: opened.api,
+    listed: opened.listed,
+    link: opened.link,
+    own: opened.own,
+  };
+}
+
+/** At most this many messages are taken from RtMidi per look. */
+const PUMP_BATCH = 4096;
+
+/** An input port; see `HardwareInput`. */
+export class Input extends InputPortBase
+  implements HardwareInput, Polled, Losable {
+  static #registry = new FinalizationRegistry<Lease>((lease) => {
+    lease.end().catch(() => {});
+  });
+  static #buffer = new Uint8Array(READ_BUFFER_SIZE);
+  static #size = new BigUint64Array(1);
+
+  readonly virtual: boolean;
+  readonly name: string;
+  #lease: Lease;
+  #jack: { source?: string; own?: string } | undefined;
+  #waiting = 0;
+  #parser = new Parser();
+  #dropped = 0;
+  #time = 0;
+  #closing: Promise<void> | undefined;
+
+  constructor(
+    lease: Lease,
+    name: string,
+    virtual: boolean,
+    queueSize: number,
+    jack?: { source?: string; own?: string },
+  ) {
+    super(queueSize);
+    this.#lease = lease;
+    this.name = name;
+    this.virtual = virtual;
+    this.#jack = jack;
+    Input.#registry.register(this, lease, this);
+  }
+
+  /**
+   * What JACK's doorbell must listen to for this input: the port it
+   * opened, or whatever is connected to it now, for a virtual port.
+   *
+   * @returns The ports, or `undefined` when they cannot be known.
+   */
+  bellSources(): BellSources | undefined {
+    const jack = this.#jack;
+    if (jack?.source !== undefined) {
+      return { sources: [jack.source], changing: false };
+    }
+    if (jack?.own === undefined) return undefined;
+    const connected = currentJackHelper()?.connections(jack.own);
+    return connected === undefined
+      ? undefined
+      : { sources: connected, changing: true };
+  }
+
+  /**
+   * Moves what RtMidi queued into the port's queue.
+   *
+   * @returns How many messages RtMidi handed over.
+   */
+  pump(): number {
+    if (this.closed) return 0;
+    const buffer = Input.#buffer;
+    const size = Input.#size;
+    let taken = 0;
+    for (; taken < PUMP_BATCH; taken++) {
+      const delta = this.#lease.read(buffer, size);
+      const length = Number(size[0]);
+      if (length === 0) break;
+      this.#time += delta;
+      if (length > buffer.length) {
+        this.#dropped++;
+        continue;
+      }
+      for (const msg of this.#parser.feed(buffer.subarray(0, length))) {
+        // The parser made this object; nobody else holds it yet.
+        (msg as { time: number }).time = this.#time;
+        this.#time = 0;
+        if (!this.deliver(msg)) this.#dropped++;
+      }
+    }
+    return taken;
+  }
+
+  get dropped(): number {
+    this.pump();
+    return this.#dropped;
+  }
+
+  get api(): string {
+    return this.#lease.api;
+  }
+
+  /** Whether a reader waits for a message. */
+  get waiting(): boolean {
+    return this.#waiting > 0;
+  }
+
+  // While a reader waits, the poller holds the port (and so the reader,
+  // reachable only through it) and reads it; it lets go at the first look
+  // with no reader waiting.
+  #hold(): void {
+    if (this.#waiting++ === 0) poller.add(this);
+  }
+
+  #release(): void {
+    this.#waiting--;
+  }
+
+  override poll(): Message | undefined {
+    this.pump();
+    return super.poll();
+  }
+
+  override async receive(): Promise<Message> {
+    this.pump();
+    if (this.closed) return super.receive();
+    this.#hold();
+    try {
+      return await super.receive();
+    } finally {
+      this.#release();
+    }
+  }
+
+  override async *[Symbol.asyncIterator](): AsyncGenerator<
+    Message,
+    void,
+    undefined
+  > {
+    const messages = super[Symbol.asyncIterator]();
+    try {
+      for (;;) {
+        this.pump();
+        this.#hold();
+        let result: IteratorResult<Message, void>;
+        try {
+          result = await messages.next();
+        } finally {
+          this.#release();
+        }
+        if (result.done) return;
+        yield result.value;
+      }
+    } finally {
+      await messages.return?.(undefined);
+    }
+  }
+
+  [LOSE](): Promise<void> {
+    if (this.#closing === undefined) {
+      this.pump();
+      this.finish(new PortLostError(this.name));
+      this.#end();
+    }
+    return this.#closing!;
+  }
+
+  close(): Promise<void> {
+    if (this.#closing === undefined) {
+      this.finish(undefined, true);
+      this.#end();
+    }
+    return this.#closing!;
+  }
+
+  #end(): void {
+    poller.delete(this);
+    Input.#registry.unregister(this);
+    this.#closing = this.#lease.end();
+  }
+}
+
+/** An output port; see `HardwareOutput`. */
+export class Output implements HardwareOutput, Losable {
+  static #registry = new FinalizationRegistry<Lease>((lease) => {
+    lease.end().catch(() => {});
+  });
+
+  readonly name: string;
+  readonly virtual: boolean;
+  #lease: Lease;
+  #closing: Promise<void> | undefined;
+  #lost = false;
+
+  constructor(lease: Lease, name: string, virtual: boolean) {
+    this.#lease = lease;
+    this.name = name;
+    this.virtual = virtual;
+    Output.#registry.register(this, lease, this);
+  }
+
+  get closed(): boolean {
+    return this.#closing !== undefined;
+  }
+
+  get api(): string {
+    return this.#lease.api;
+  }
+
+  get dropped(): number {
+    return this.#lease.dropped;
+  }
+
+  #closedError(): PortClosedError {
+    return new PortClosedError(
+      this.name,
+      this.#lost ? { cause: new PortLostError(this.name) } : undefined,
+    );
+  }
+
+  send(msg: Message): Promise<void> {
+    if (this.#closing !== undefined) {
+      return Promise.reject(this.#closedError());
+    }
+    let bytes: Uint8Array<ArrayBuffer>;
+    try {
+      bytes = encode(msg) as Uint8Array<ArrayBuffer>;
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.#lease.send(bytes);
+  }
+
+  async reset(): Promise<void> {
+    for (const msg of RESET_MESSAGES) {
+      if (this.closed) return;
+      await this.send(msg);
+    }
+  }
+
+  async panic(): Promise<void> {
+    for (const msg of PANIC_MESSAGES) {
+      if (this.closed) return;
+      await this.send(msg);
+    }
+  }
+
+  [LOSE](): Promise<void> {
+    if (this.#closing === undefined) {
+      this.#lost = true;
+      this.#lease.discard(this.#closedError());
+    }
+    return this.close();
+  }
+
+  close(): Promise<void> {
+    if (this.#closing === undefined) {
+      Output.#registry.unregister(this);
+      this.#closing = this.#lease.end();
+    }
+    return this.#closing;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+/** An input and an output used as one port; see `HardwareIOPort`. */
+export class Pair implements HardwareIOPort, Losable {
+  readonly input: Input;
+  readonly output: Output;
+
+  constructor(input: Input, output: Output) {
+    this.input = input;
+    this.output = output;
+  }
+
+  get name(): string {
+    return this.input.name;
+  }
+
+  get closed(): boolean {
+    return this.input.closed && this.output.closed;
+  }
+
+  receive(): Promise<Message> {
+    return this.input.receive();
+  }
+
+  poll(): Message | undefined {
+    return this.input.poll();
+  }
+
+  iterPending(): IterableIterator<Message> {
+    return this.input.iterPending();
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<Message> {
+    return this.input[Symbol.asyncIterator]();
+  }
+
+  send(msg: Message): Promise<void> {
+    return this.output.send(msg);
+  }
+
+  reset(): Promise<void> {
+    return this.output.reset();
+  }
+
+  panic(): Promise<void> {
+    return this.output.panic();
+  }
+
+  async [LOSE](): Promise<void> {
+    await Promise.all([this.input[LOSE](), this.output[LOSE]()]);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([this.input.close(), this.output.close()]);
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}

@@ -1,0 +1,159 @@
+// What idle inputs cost, and what that costs the first message after a
+// silence: the shared poller and JACK's doorbell (src/hardware/_poller.ts,
+// src/hardware/_doorbell.ts).
+
+import assert from "node:assert/strict";
+import { message } from "../src/codec/messages.ts";
+import { openInput, openOutput } from "../src/hardware/mod.ts";
+import { ACTIVE_HOLD, poller } from "../src/hardware/_poller.ts";
+import { until } from "./_net.ts";
+import {
+  API,
+  assertAvailable,
+  IGNORE,
+  moduleUrl,
+  runScript,
+  sleep,
+  uniqueName,
+  within,
+  withoutDbNoise,
+} from "./_rtmidi.ts";
+
+function jackTest(name: string, fn: () => Promise<void>): void {
+  Deno.test({
+    name,
+    ignore: IGNORE || API !== "jack",
+    async fn() {
+      assertAvailable();
+      await within(fn(), 60_000, name);
+    },
+  });
+}
+
+/** Waits until the poller has armed the doorbell and sleeps. */
+async function asleep(): Promise<void> {
+  await until(() => poller.sleeping, ACTIVE_HOLD + 5000, "the doorbell armed");
+}
+
+jackTest(
+  "idle JACK inputs let the poller sleep, and the first message wakes it at once",
+  async () => {
+    const name = uniqueName("bell");
+    await using out = await openOutput(name, { virtual: true, api: API });
+    const inputs = await Promise.all(
+      [0, 1, 2, 3].map(() => openInput(name, { api: API })),
+    );
+    try {
+      const got = inputs.map(() => 0);
+      const readers = inputs.map((input, i) =>
+        (async () => {
+          for await (const _ of input) got[i]++;
+        })()
+      );
+      const delays: number[] = [];
+      for (let round = 0; round < 3; round++) {
+        await asleep();
+        // Asleep: a second with no message takes a look or two at most.
+        const looks = poller.looks;
+        await sleep(1500);
+        assert.ok(poller.looks - looks <= 3, `${poller.looks - looks} looks`);
+        const before = got.map((n) => n);
+        const start = performance.now();
+        await out.send(message("note_on", { note: 60 + round }));
+        await until(
+          () => got.every((n, i) => n === before[i] + 1),
+          5000,
+          "the note on every input",
+        );
+        delays.push(performance.now() - start);
+      }
+      // One JACK period (21 ms here) and the doorbell's ring: well under
+      // what 40 ms polling would add.
+      const worst = Math.max(...delays);
+      assert.ok(worst < 150, `first-message delays ${delays.join(", ")} ms`);
+      await Promise.all(inputs.map((input) => input.close()));
+      await Promise.all(readers);
+    } finally {
+      await Promise.all(inputs.map((input) => input.close()));
+    }
+  },
+);
+
+jackTest(
+  "a virtual JACK input asleep hears a program that connects to it later",
+  async () => {
+    const name = uniqueName("bell-virtual");
+    await using input = await openInput(name, { virtual: true, api: API });
+    let got = 0;
+    const reader = (async () => {
+      for await (const _ of input) got++;
+    })();
+    await asleep();
+    // Another program connects while the poller sleeps: the doorbell
+    // follows the virtual port's connections.
+    await using keys = await openOutput(name, { api: API });
+    await sleep(400);
+    const start = performance.now();
+    await keys.send(message("start"));
+    await until(() => got === 1, 5000, "the message");
+    const delay = performance.now() - start;
+    assert.ok(delay < 300, `${delay} ms`);
+    await input.close();
+    await reader;
+  },
+);
+
+jackTest(
+  "closing inputs while the doorbell rings, 100 times, neither hangs nor crashes",
+  async () => {
+    const name = uniqueName("bell-close");
+    await using out = await openOutput(name, { virtual: true, api: API });
+    for (let round = 0; round < 100; round++) {
+      const input = await openInput(name, { api: API });
+      const reader = (async () => {
+        for await (const _ of input);
+      })();
+      if (round % 25 === 0) await asleep();
+      const flood = (async () => {
+        for (let i = 0; i < 50; i++) {
+          await out.send(message("clock"));
+          if (i % 10 === 0) await sleep(0);
+        }
+      })();
+      await sleep(round % 3);
+      await within(input.close(), 5000, "close");
+      await within(reader, 5000, "the reader");
+      await flood;
+    }
+  },
+);
+
+jackTest(
+  "a process ends with the doorbell armed while messages come in",
+  async () => {
+    for (let round = 0; round < 3; round++) {
+      const name = uniqueName("bell-exit");
+      const result = await runScript(
+        `
+        import { message } from "${moduleUrl("src/codec/messages.ts")}";
+        import { openInput, openOutput } from "${
+          moduleUrl("src/hardware/mod.ts")
+        }";
+        import { poller } from "${moduleUrl("src/hardware/_poller.ts")}";
+        const out = await openOutput("${name}", { virtual: true, api: "jack" });
+        const input = await openInput(out.name, { api: "jack" });
+        (async () => { for await (const _ of input); })();
+        while (!poller.sleeping) await new Promise((r) => setTimeout(r, 20));
+        const timer = setInterval(() => out.send(message("clock")), 1);
+        await new Promise((r) => setTimeout(r, ${20 + round * 7}));
+        console.log("exiting");
+        Deno.exit(0);
+        `,
+        ["--allow-ffi", "--allow-env"],
+      );
+      assert.equal(result.code, 0, result.stderr);
+      assert.equal(result.stdout.trim(), "exiting");
+      assert.equal(withoutDbNoise(result.stderr), "");
+    }
+  },
+);
