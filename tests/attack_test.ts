@@ -440,7 +440,9 @@ class Flood implements AsyncDisposable {
 attackTest(
   "a reconnecting port with a heartbeat notices a link that silently died",
   async () => {
-    await using server = new PortServer("127.0.0.1", 0);
+    // A hub answers heartbeats (a plain PortServer passes them on, as mido).
+    await using hub = new Hub();
+    await using server = new PortServer("127.0.0.1", 0, { hub });
     server.poll();
     // A proxy that can stop forwarding without closing anything.
     let blackHole = false;

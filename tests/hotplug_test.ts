@@ -13,10 +13,12 @@ import {
   PortLostError,
   watchPorts,
 } from "../src/hardware/mod.ts";
-import { connect, PortServer } from "../src/net/server.ts";
+import { PortServer } from "../src/net/server.ts";
+import { connect } from "../src/net/connect.ts";
 import { NoteTracker } from "../src/notes.ts";
 import { take, until } from "./_net.ts";
 import { openWhenListed, pyTest } from "./_pyrtmidi.ts";
+import { HARDWARE, NET, spawn } from "./_cli.ts";
 import { API, assertAvailable, IGNORE, uniqueName, within } from "./_rtmidi.ts";
 
 function hwTest(name: string, fn: () => Promise<void>): void {
@@ -318,5 +320,51 @@ hwTest(
     );
     await assert.rejects(followOutput("x", { interval: -1 }), RangeError);
     await assert.rejects(followInput(-1), RangeError);
+  },
+);
+
+pyTest(
+  "serve --in and --out survive unplug and replug: lost, released, back",
+  async (py) => {
+    const keys = uniqueName("serve-keys");
+    const synth = uniqueName("serve-synth");
+    // Another program's ports: serve reads `keys` and plays `synth`.
+    await py.command(["open", keys, "out"]);
+    await py.command(["open", synth, "in"]);
+    await using serve = spawn(
+      "serve",
+      ["127.0.0.1:0", "--in", keys, "--out", synth, "--api", API],
+      [NET, ...HARDWARE],
+    );
+    const port = await serve.listening(30000);
+    await using client = await connect("127.0.0.1", port);
+    await serve.waitFor(/^connect \S+ \(1 client\)$/);
+
+    // A note held on the keyboard when it goes away is let go at once.
+    await py.command(["send", keys, "903c40"]);
+    assert.deepEqual(await take(client, 1), [message("note_on", { note: 60 })]);
+    await py.command(["close", keys, "out"]);
+    await serve.waitFor(new RegExp(`^lost ".*${keys}"$`));
+    assert.deepEqual(await take(client, 1), [
+      message("note_off", { note: 60, velocity: 0 }),
+    ]);
+    await py.command(["open", keys, "out"]);
+    await serve.waitFor(new RegExp(`^back ".*${keys}"$`));
+    await py.command(["send", keys, "903e40"]);
+    assert.deepEqual(await take(client, 1), [message("note_on", { note: 62 })]);
+
+    // The synth goes away and comes back: the client plays the new one.
+    await client.send(message("control_change", { control: 1, value: 1 }));
+    const first = await py.command(["received", synth, 1, 10]);
+    assert.deepEqual(first.messages, [[0xb0, 1, 1]]);
+    await py.command(["close", synth, "in"]);
+    await serve.waitFor(new RegExp(`^lost ".*${synth}"$`));
+    await py.command(["open", synth, "in"]);
+    await serve.waitFor(new RegExp(`^back ".*${synth}"$`));
+    await client.send(message("control_change", { control: 1, value: 2 }));
+    const again = await py.command(["received", synth, 1, 10]);
+    assert.deepEqual(again.messages, [[0xb0, 1, 2]]);
+    serve.kill("SIGTERM");
+    assert.equal((await serve.finished()).code, 0);
   },
 );

@@ -9,7 +9,7 @@
 import { AddressList } from "../net/access.ts";
 import denoJson from "../../deno.json" with { type: "json" };
 import { parseAddress } from "../net/address.ts";
-import type { InputPort, OutputPort, Port } from "../port.ts";
+import type { Port } from "../port.ts";
 
 /** The package version, from deno.json. */
 export const VERSION: string = denoJson.version;
@@ -272,24 +272,26 @@ export function loadHardware(): Promise<Hardware> {
 
 /** Hardware ports opened for a command, and how to close them. */
 export interface OpenedPorts {
-  /** Inputs, from `--in` and `--virtual`. */
-  inputs: InputPort[];
-  /** Outputs, from `--out` and `--virtual`. */
-  outputs: OutputPort[];
-  /** Every port once: `--virtual` pairs whole, then inputs, then outputs. */
-  all: Port[];
-  /** Closes every port opened. */
+  /** Closes every port opened, and stops following those that come back. */
   close(): Promise<void>;
 }
 
+/** What a hardware port is to a command: where its messages go. */
+export type PortRole = "input" | "output" | "pair";
+
 /**
  * Opens the hardware ports a command line asks for, loading the hardware
- * module only when there are any. On failure, closes what was opened and
+ * module only when there are any, and hands each to `use`. `--in` and
+ * `--out` ports are followed through unplug and replug: a port that goes
+ * away ends (an input's iteration ends, an output's sends fail) and `lost
+ * "NAME"` is said; when a port of that name is back, `back "NAME"` is said
+ * and the new port goes to `use`. On failure, closes what was opened and
  * throws, adding a hint to use `--api` when RtMidi's default backend failed.
  *
  * @param wanted The `--in`, `--out`, `--virtual` and `--api` arguments.
- * @param say Where to report each port opened.
- * @returns The ports.
+ * @param say Where to report each port opened, lost and back.
+ * @param use What to do with each port as it is opened.
+ * @returns How to close them.
  */
 export async function openPorts(
   wanted: {
@@ -299,44 +301,60 @@ export async function openPorts(
     api: (typeof APIS)[number] | undefined;
   },
   say: (line: string) => void,
+  use: (port: Port, role: PortRole) => void,
 ): Promise<OpenedPorts> {
+  const closers: (() => Promise<void>)[] = [];
+  const following: Promise<void>[] = [];
   const opened: OpenedPorts = {
-    inputs: [],
-    outputs: [],
-    all: [],
-    close: () => Promise.resolve(),
+    close: async () => {
+      await Promise.all(
+        closers.splice(0).map((close) => close().catch(() => {})),
+      );
+      await Promise.all(following);
+    },
   };
   const { inputs, outputs, virtual, api } = wanted;
   if (inputs.length + outputs.length + virtual.length === 0) return opened;
-  const closers: (() => Promise<void>)[] = [];
-  opened.close = async () => {
-    await Promise.all(
-      closers.splice(0).map((close) => close().catch(() => {})),
+  const hardware = await loadHardware();
+  /** Follows one port: its first opening now, what comes after in the background. */
+  const follow = async (
+    role: "input" | "output",
+    follower:
+      & AsyncIterableIterator<{ type: string; port: Port; name: string }>
+      & {
+        close(): Promise<void>;
+      },
+  ) => {
+    closers.push(() => follower.close());
+    const first = await follower.next();
+    if (first.done) return;
+    use(first.value.port, role);
+    say(`${role} ${hardwareLabel(first.value.port.name)} opened`);
+    following.push(
+      (async () => {
+        for await (const event of follower) {
+          if (event.type === "lost") {
+            say(`lost ${hardwareLabel(event.name)}`);
+          } else {
+            use(event.port, role);
+            say(`back ${hardwareLabel(event.name)}`);
+          }
+        }
+      })().catch((error) => console.error(`midisock: ${describeError(error)}`)),
     );
   };
-  const hardware = await loadHardware();
   try {
     for (const name of virtual) {
       const pair = await hardware.openIOPort(name, { api, virtual: true });
       closers.push(() => pair.close());
-      opened.inputs.push(pair.input);
-      opened.outputs.push(pair.output);
-      opened.all.push(pair);
+      use(pair, "pair");
       say(`virtual ${hardwareLabel(pair.name)} created`);
     }
     for (const query of inputs) {
-      const input = await hardware.openInput(query, { api });
-      closers.push(() => input.close());
-      opened.inputs.push(input);
-      opened.all.push(input);
-      say(`input ${hardwareLabel(input.name)} opened`);
+      await follow("input", await hardware.followInput(query, { api }));
     }
     for (const query of outputs) {
-      const output = await hardware.openOutput(query, { api });
-      closers.push(() => output.close());
-      opened.outputs.push(output);
-      opened.all.push(output);
-      say(`output ${hardwareLabel(output.name)} opened`);
+      await follow("output", await hardware.followOutput(query, { api }));
     }
   } catch (error) {
     await opened.close();

@@ -311,7 +311,8 @@ class Client {
   readonly #say: (line: string) => void;
   readonly #where: string;
   readonly #inputs = new Map<InputPort, NoteTracker>();
-  readonly #outputs: OutputPort[] = [];
+  readonly #outputs = new Set<OutputPort>();
+  #running = false;
   readonly #fromServer = new NoteTracker();
   readonly #tasks = new Set<Promise<void>>();
   #close: () => Promise<void> = () => Promise.resolve();
@@ -324,14 +325,31 @@ class Client {
     this.#where = formatAddress(config);
   }
 
-  /** Opens the local ports. */
+  /**
+   * Opens the local ports; ports that come back after an unplug join in
+   * again.
+   */
   async open(): Promise<void> {
-    const ports = await openPorts(this.#config, this.#say);
+    const ports = await openPorts(this.#config, this.#say, (port, role) => {
+      if (role !== "output") this.#useInput(port as InputPort);
+      if (role !== "input") this.#outputs.add(port as OutputPort);
+    });
     this.#close = () => ports.close();
-    for (const input of ports.inputs) {
-      this.#inputs.set(input, new NoteTracker());
+  }
+
+  #useInput(input: InputPort): void {
+    const notes = new NoteTracker();
+    this.#inputs.set(input, notes);
+    if (this.#running) this.#spawn(this.#pumpInput(input, notes));
+  }
+
+  /** Sends to every local output; one that is gone leaves the list. */
+  #play(msg: Message): void {
+    for (const output of this.#outputs) {
+      output.send(msg).catch(() => {
+        if (output.closed) this.#outputs.delete(output);
+      });
     }
-    this.#outputs.push(...ports.outputs);
   }
 
   /** Closes the local ports. */
@@ -359,13 +377,14 @@ class Client {
     if (!this.#config.retry) this.#say(`connected to ${this.#where}`);
     const removeListeners = onStop(() => this.#halt(), signal);
     try {
+      this.#running = true;
       for (const [input, notes] of this.#inputs) {
         this.#spawn(this.#pumpInput(input, notes));
       }
       for await (const msg of server) {
         this.#show(server.name, msg);
         this.#fromServer.track(msg);
-        for (const output of this.#outputs) output.send(msg).catch(() => {});
+        this.#play(msg);
       }
       await server.close();
       this.#releaseFromServer();
@@ -408,9 +427,7 @@ class Client {
 
   /** What the server left held would sound forever: let go of it. */
   #releaseFromServer(): void {
-    for (const msg of this.#fromServer.release()) {
-      for (const output of this.#outputs) output.send(msg).catch(() => {});
-    }
+    for (const msg of this.#fromServer.release()) this.#play(msg);
   }
 
   #halt(): void {
@@ -440,6 +457,10 @@ class Client {
       notes.track(msg);
       this.#server?.send(msg).catch(() => {});
     }
+    // The input is gone (unplugged, or closing): let go of what it held.
+    this.#inputs.delete(input);
+    if (this.#stopped) return;
+    for (const msg of notes.release()) this.#server?.send(msg).catch(() => {});
   }
 }
 

@@ -33,7 +33,7 @@
 import { parseArgs } from "node:util";
 import { formatMessage } from "../codec/text.ts";
 import { MIN_TOKEN_LENGTH } from "../gate.ts";
-import { type Endpoint, Hub, type HubEvent, type HubOptions } from "../hub.ts";
+import { Hub, type HubEvent, type HubOptions } from "../hub.ts";
 import { AddressList } from "../net/access.ts";
 import { formatAddress, parseAddress } from "../net/address.ts";
 import { PortServer } from "../net/server.ts";
@@ -497,8 +497,6 @@ class Serve {
   #web: WebServer | undefined;
   #ports: OpenedPorts | undefined;
   #rtp: { close(): Promise<void> } | undefined;
-  /** Hardware endpoints, shown by their quoted names. */
-  readonly #devices = new Set<Endpoint>();
   #released = 0;
 
   constructor(config: ServeConfig) {
@@ -541,16 +539,15 @@ class Serve {
       });
     }
     if (this.#config.web !== undefined) await this.#serveWeb(this.#config.web);
-    this.#ports = await openPorts(this.#config, this.#say);
-    for (const port of this.#ports.all) {
-      this.#devices.add(
-        this.#hub.add(port, {
-          kind: "device",
-          transport: "midi",
-          name: hardwareLabel(port.name),
-        }),
-      );
-    }
+    // Each hardware port is a device endpoint, again each time it is back.
+    this.#ports = await openPorts(this.#config, this.#say, (port) => {
+      if (this.#hub.closed) return;
+      this.#hub.add(port, {
+        kind: "device",
+        transport: "midi",
+        name: hardwareLabel(port.name),
+      });
+    });
     if (this.#config.rtp !== undefined) await this.#session(this.#config.rtp);
     if (this.#config.nats !== undefined) await this.#link(this.#config.nats);
   }
@@ -721,18 +718,13 @@ class Serve {
   #print(event: HubEvent): void {
     switch (event.type) {
       case "join":
-        if (this.#devices.has(event.endpoint)) return;
         if (event.endpoint.kind !== "client") return;
         this.#say(`connect ${event.endpoint.name} (${this.#count()})`);
         return;
       case "leave": {
         this.#released += event.released;
-        if (event.endpoint.kind !== "client") {
-          if (!this.#hub.closed) {
-            this.#say(`${this.#kindOf(event.endpoint)} closed`);
-          }
-          return;
-        }
+        // Hardware ports say "lost" themselves; links say why they close.
+        if (event.endpoint.kind !== "client") return;
         if (this.#hub.closed) return;
         const released = event.released === 0
           ? ""
@@ -765,12 +757,6 @@ class Serve {
       case "missed":
         return;
     }
-  }
-
-  #kindOf(endpoint: Endpoint): string {
-    return `${
-      endpoint.transport === "midi" ? "port" : endpoint.transport
-    } ${endpoint.name}`;
   }
 
   #count(): string {

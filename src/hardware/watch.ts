@@ -7,7 +7,7 @@
 
 import { type Snapshot, subscribe, type Subscription } from "./_census.ts";
 import { EventQueue } from "./_events.ts";
-import { compiledApis, type Direction, type HardwareApi } from "./_native.ts";
+import { compiledApis, type HardwareApi } from "./_native.ts";
 import { checkOptions } from "./_ports.ts";
 
 /** A port that appeared or went away. */
