@@ -43,6 +43,8 @@ export class Doorbell {
   #onRing: () => void = () => {};
   /** Connections being changed: one change at a time. */
   #syncing: Promise<void> = Promise.resolve();
+  /** The sources last connected, as one string. */
+  #synced = "";
 
   private constructor(lease: Lease, helper: JackHelper, name: string) {
     this.#lease = lease;
@@ -118,6 +120,9 @@ export class Doorbell {
    * @returns A promise settled once the connections are made.
    */
   sync(sources: ReadonlySet<string>): Promise<void> {
+    const key = [...sources].sort().join("\n");
+    if (key === this.#synced) return this.#syncing;
+    this.#synced = key;
     this.#syncing = this.#syncing.then(async () => {
       const now = new Set(this.#helper.connections(this.name) ?? []);
       for (const source of sources) {
