@@ -80,6 +80,41 @@ jackTest(
 );
 
 jackTest(
+  "a sysex or a clock after a silence wakes the poller at once too",
+  async () => {
+    const name = uniqueName("bell-types");
+    await using out = await openOutput(name, { virtual: true, api: API });
+    await using input = await openInput(name, { api: API });
+    let got = 0;
+    const reader = (async () => {
+      for await (const _ of input) got++;
+    })();
+    const delays: number[] = [];
+    for (
+      const msg of [
+        message("sysex", { data: [1, 2, 3] }),
+        message("clock"),
+        message("sysex", { data: [4] }),
+        message("clock"),
+      ]
+    ) {
+      await asleep();
+      // Past the look that follows arming: only a ring is quick now.
+      await sleep(300);
+      const before = got;
+      const start = performance.now();
+      await out.send(msg);
+      await until(() => got === before + 1, 5000, msg.type);
+      delays.push(performance.now() - start);
+    }
+    // A missed ring would wait for a safety look, up to 250 ms away.
+    assert.ok(Math.max(...delays) < 100, `delays ${delays.join(", ")} ms`);
+    await input.close();
+    await reader;
+  },
+);
+
+jackTest(
   "a virtual JACK input asleep hears a program that connects to it later",
   async () => {
     const name = uniqueName("bell-virtual");

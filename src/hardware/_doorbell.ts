@@ -152,6 +152,10 @@ export class Doorbell {
     if (!ringsReadable()) return undefined;
     const lease = await Lease.take("input", "jack", BELL_CLIENT);
     try {
+      // RtMidi drops sysex, timing and active sensing by default: the first
+      // sysex or clock after a silence must ring too. Active sensing (a
+      // keep-alive every 300 ms, which inputs drop by default) must not.
+      lease.ignoreTypes(false, false, true);
       const before = new Set(helper.ports("output", true).map((p) => p.name));
       await lease.openVirtual(BELL_PORT);
       const mine = helper.ports("output", true).map((p) => p.name).filter((
