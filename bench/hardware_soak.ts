@@ -73,6 +73,7 @@ function sample(at: number): void {
 
 const start = performance.now();
 const sends: Promise<void>[] = [];
+let reporter: ReturnType<typeof setInterval> | undefined;
 await new Promise<void>((done) => {
   const timer = setInterval(() => {
     const elapsed = (performance.now() - start) / 1000;
@@ -86,15 +87,15 @@ await new Promise<void>((done) => {
     }
   }, 10);
   let next = 5;
-  const reporter = setInterval(() => {
+  reporter = setInterval(() => {
     const elapsed = (performance.now() - start) / 1000;
     if (elapsed >= next) {
       sample(elapsed);
       next += 5;
     }
-    if (sent >= SECONDS * RATE) clearInterval(reporter);
   }, 100);
 });
+clearInterval(reporter);
 await Promise.all(sends);
 const deadline = performance.now() + 5000;
 while (received < sent && performance.now() < deadline) {

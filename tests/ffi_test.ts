@@ -7,7 +7,20 @@ import {
   RtMidiNotFoundError,
 } from "../ffi/load.ts";
 import { SYMBOLS } from "../ffi/symbols.ts";
-import { assertAvailable, IGNORE, moduleUrl, runScript } from "./_rtmidi.ts";
+import {
+  ALSA_SYMBOLS,
+  JACK_STATUS,
+  JACK_SYMBOLS,
+  rtldDefault,
+} from "../ffi/system.ts";
+import { jackReason } from "../src/hardware/_jack.ts";
+import {
+  API,
+  assertAvailable,
+  IGNORE,
+  moduleUrl,
+  runScript,
+} from "./_rtmidi.ts";
 
 Deno.test("the symbol table marks only version-specific symbols optional", () => {
   const optional = Object.entries(SYMBOLS)
@@ -123,4 +136,73 @@ Deno.test("importing the hardware module needs no permission", async () => {
   );
   assert.equal(result.code, 0, result.stderr);
   assert.equal(result.stdout.trim(), "imported");
+});
+
+Deno.test("libjack and libasound calls that talk to a server are nonblocking", () => {
+  for (
+    const name of [
+      "jack_client_open",
+      "jack_connect",
+      "jack_disconnect",
+    ] as const
+  ) assert.equal(JACK_SYMBOLS[name].nonblocking, true, name);
+  for (const name of ["snd_seq_open", "snd_seq_close"] as const) {
+    assert.equal(ALSA_SYMBOLS[name].nonblocking, true, name);
+  }
+  // Graph reads and ring checks are quick reads of shared memory.
+  for (
+    const name of [
+      "jack_get_ports",
+      "jack_port_by_name",
+      "jack_ringbuffer_write_space",
+    ] as const
+  ) assert.equal("nonblocking" in JACK_SYMBOLS[name], false, name);
+});
+
+Deno.test("the JACK output ring's place is known for 5.0, 6.0 and master only", () => {
+  assert.equal(LAYOUTS["4"].jackOutput, undefined);
+  for (const version of ["5", "6", "master"] as const) {
+    assert.deepEqual(LAYOUTS[version].jackOutput, {
+      rtapiOffset: 8,
+      apiDataOffset: 8,
+      ringOffset: 16,
+      maxWriteOffset: 24,
+      maxWrite: 16383,
+    });
+  }
+});
+
+Deno.test("a JACK failure is said in words, with how to start a server", () => {
+  assert.match(
+    jackReason(JACK_STATUS.failure | JACK_STATUS.serverFailed),
+    /^the JACK server is not running; start one with `jackd -d alsa`/,
+  );
+  assert.equal(
+    jackReason(JACK_STATUS.failure | JACK_STATUS.versionError),
+    "libjack and the JACK server are different versions",
+  );
+  assert.equal(
+    jackReason(0x1000),
+    "libjack could not open a client (status 0x1000)",
+  );
+  assert.equal(rtldDefault("linux"), null);
+  // (void *)-2, as an address.
+  assert.equal(Deno.UnsafePointer.value(rtldDefault("darwin")), 2n ** 64n - 2n);
+});
+
+Deno.test({
+  name: "RtMidi's JACK output ring is found, checked, and empty when made",
+  ignore: IGNORE || API !== "jack",
+  async fn() {
+    assertAvailable();
+    const { openOutput } = await import("../src/hardware/mod.ts");
+    const { ringsReadable } = await import("../src/hardware/_native.ts");
+    await using _out = await openOutput(`ring-${Deno.pid}`, {
+      virtual: true,
+      api: "jack",
+    });
+    const layout = loadRtMidi().layout;
+    // Every RtMidi this project targets but 4.0 keeps the ring in one place.
+    assert.equal(ringsReadable(), layout?.jackOutput !== undefined);
+  },
 });

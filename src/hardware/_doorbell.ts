@@ -43,6 +43,8 @@ export class Doorbell {
   #onRing: () => void = () => {};
   /** Connections being changed: one change at a time. */
   #syncing: Promise<void> = Promise.resolve();
+  /** The sources last connected, as one string. */
+  #synced = "";
 
   private constructor(lease: Lease, helper: JackHelper, name: string) {
     this.#lease = lease;
@@ -118,6 +120,9 @@ export class Doorbell {
    * @returns A promise settled once the connections are made.
    */
   sync(sources: ReadonlySet<string>): Promise<void> {
+    const key = [...sources].sort().join("\n");
+    if (key === this.#synced) return this.#syncing;
+    this.#synced = key;
     this.#syncing = this.#syncing.then(async () => {
       const now = new Set(this.#helper.connections(this.name) ?? []);
       for (const source of sources) {
@@ -147,6 +152,10 @@ export class Doorbell {
     if (!ringsReadable()) return undefined;
     const lease = await Lease.take("input", "jack", BELL_CLIENT);
     try {
+      // RtMidi drops sysex, timing and active sensing by default: the first
+      // sysex or clock after a silence must ring too. Active sensing (a
+      // keep-alive every 300 ms, which inputs drop by default) must not.
+      lease.ignoreTypes(false, false, true);
       const before = new Set(helper.ports("output", true).map((p) => p.name));
       await lease.openVirtual(BELL_PORT);
       const mine = helper.ports("output", true).map((p) => p.name).filter((

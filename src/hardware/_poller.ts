@@ -5,9 +5,10 @@
  * After {@linkcode ACTIVE_HOLD} of silence:
  *
  * - where every input is on JACK, the doorbell (`_doorbell.ts`) is armed
- *   and the poller sleeps, looking only every second (a safety net; every
- *   quarter second while a virtual input's connections may change): the
- *   first message rings and the poller is back at full speed;
+ *   and the poller sleeps, looking only every quarter second (a safety net:
+ *   a doorbell that misses a cycle, under xruns, misses its ring; and a
+ *   virtual input's connections may change): the first message rings and
+ *   the poller is back at full speed;
  * - elsewhere the interval grows with the silence, up to
  *   {@linkcode IDLE_INTERVAL}.
  *
@@ -25,10 +26,12 @@ import { currentJackHelper } from "./_jack.ts";
 
 /** What a polled input says the doorbell must listen to. */
 export interface BellSources {
-  /** The full names of the JACK ports the input reads from. */
+  /**
+   * The full names of the JACK ports the input reads from now (for a
+   * virtual port, whatever is connected to it: the doorbell's connections
+   * are brought up to date at each look).
+   */
   readonly sources: readonly string[];
-  /** Whether they may change at any time (a virtual port's connections). */
-  readonly changing: boolean;
 }
 
 /** An input the poller reads. */
@@ -61,10 +64,7 @@ export const ACTIVE_HOLD = 1000;
 export const IDLE_INTERVAL = 40;
 
 /** The safety-net interval while the doorbell is armed. */
-export const BELL_INTERVAL = 1000;
-
-/** The same while a virtual input's connections may change. */
-export const BELL_INTERVAL_CHANGING = 250;
+export const BELL_INTERVAL = 250;
 
 /** After the doorbell could not be made, how long before trying again. */
 const BELL_RETRY_MS = 10_000;
@@ -238,20 +238,18 @@ class Poller {
       const period = currentJackHelper()?.periodMs() ?? IDLE_INTERVAL;
       return Math.ceil(period) + 2;
     }
-    return wanted.changing ? BELL_INTERVAL_CHANGING : BELL_INTERVAL;
+    return BELL_INTERVAL;
   }
 
   /** What the doorbell must listen to, or `undefined` when it cannot. */
-  #sources(): { sources: Set<string>; changing: boolean } | undefined {
+  #sources(): { sources: Set<string> } | undefined {
     const sources = new Set<string>();
-    let changing = false;
     for (const port of this.#ports) {
       const wanted = port.bellSources();
       if (wanted === undefined) return undefined;
       for (const source of wanted.sources) sources.add(source);
-      changing ||= wanted.changing;
     }
-    return { sources, changing };
+    return { sources };
   }
 
   async #doorbell(): Promise<Doorbell | undefined> {

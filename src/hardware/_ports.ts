@@ -569,13 +569,11 @@ export class Input extends InputPortBase
   bellSources(): BellSources | undefined {
     const jack = this.#jack;
     if (jack?.source !== undefined) {
-      return { sources: [jack.source], changing: false };
+      return { sources: [jack.source] };
     }
     if (jack?.own === undefined) return undefined;
     const connected = currentJackHelper()?.connections(jack.own);
-    return connected === undefined
-      ? undefined
-      : { sources: connected, changing: true };
+    return connected === undefined ? undefined : { sources: connected };
   }
 
   /**
