@@ -13,6 +13,7 @@ import {
   type Sysex,
 } from "./messages.ts";
 import { encodedLength } from "./encode.ts";
+import { channelStatusOf } from "./_spec.ts";
 import {
   encodeRtpMidi,
   type RtpMidiCommand,
@@ -235,7 +236,7 @@ export class RtpMidiSender {
     for (; index < messages.length; index++) {
       const msg = messages[index];
       const delta = commands.length > 0 ? 1 : 0;
-      const status = channelStatus(msg);
+      const status = channelStatusOf(msg);
       const size = encodedLength(msg) -
         (status !== 0 && status === previous ? 1 : 0);
       if (used + delta + size <= room) {
@@ -526,28 +527,6 @@ interface Layout {
   high: number;
   /** Bytes of the channel journal. */
   size: number;
-}
-
-/** The status byte of a channel message, else 0. */
-function channelStatus(msg: Message): number {
-  switch (msg.type) {
-    case "note_off":
-      return 0x80 | msg.channel;
-    case "note_on":
-      return 0x90 | msg.channel;
-    case "polytouch":
-      return 0xa0 | msg.channel;
-    case "control_change":
-      return 0xb0 | msg.channel;
-    case "program_change":
-      return 0xc0 | msg.channel;
-    case "aftertouch":
-      return 0xd0 | msg.channel;
-    case "pitchwheel":
-      return 0xe0 | msg.channel;
-    default:
-      return 0;
-  }
 }
 
 export interface ReceiverOptions {

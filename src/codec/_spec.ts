@@ -360,6 +360,15 @@ export const SPEC_BY_STATUS: readonly (TypeSpec | undefined)[] = (() => {
   return table;
 })();
 
+/**
+ * The status byte a channel message goes out with (its channel added);
+ * 0 for a system message.
+ */
+export function channelStatusOf(msg: Message): number {
+  const status = SPECS[msg.type].status;
+  return status < 0xf0 ? status | (msg as { channel: number }).channel : 0;
+}
+
 function typeList(): string {
   return TABLE.map((spec) => spec.type).join(", ");
 }

@@ -11,6 +11,7 @@
  */
 
 import { encodedLength, encodeInto } from "./encode.ts";
+import { channelStatusOf } from "./_spec.ts";
 import { checkMessage, type Message, type Sysex } from "./messages.ts";
 import { SPEC_BY_STATUS } from "./_spec.ts";
 import { RtpMidiDecodeError } from "./rtp_error.ts";
@@ -199,25 +200,9 @@ function commandLength(
 }
 
 function statusOf(message: Message | SysexSegment): number {
-  if (isSegment(message) || message.type === "sysex") return 0xf0;
-  switch (message.type) {
-    case "note_off":
-      return 0x80 | message.channel;
-    case "note_on":
-      return 0x90 | message.channel;
-    case "polytouch":
-      return 0xa0 | message.channel;
-    case "control_change":
-      return 0xb0 | message.channel;
-    case "program_change":
-      return 0xc0 | message.channel;
-    case "aftertouch":
-      return 0xd0 | message.channel;
-    case "pitchwheel":
-      return 0xe0 | message.channel;
-    default:
-      return 0xf1; // any system message: cancels running status
-  }
+  if (isSegment(message)) return 0xf0;
+  // Any other system message cancels running status.
+  return channelStatusOf(message) || (message.type === "sysex" ? 0xf0 : 0xf1);
 }
 
 /**
