@@ -78,11 +78,25 @@ export const LOOPBACK: Deno.PermissionOptionsObject = {
   net: ["127.0.0.1", "[::1]", "localhost"],
 };
 
-/** Registers a loopback-only network test that must end within 20 s. */
-export function netTest(name: string, fn: () => Promise<void>): void {
+/** Registers a test that fails if it has not ended within `ms`. */
+export function boundedTest(
+  name: string,
+  fn: () => Promise<void>,
+  options: {
+    permissions: Deno.PermissionOptions;
+    ms: number;
+    ignore?: boolean;
+  },
+): void {
   Deno.test({
     name,
-    permissions: LOOPBACK,
-    fn: () => within(fn(), 20000, name),
+    ignore: options.ignore,
+    permissions: options.permissions,
+    fn: () => within(fn(), options.ms, name),
   });
+}
+
+/** Registers a loopback-only network test that must end within 20 s. */
+export function netTest(name: string, fn: () => Promise<void>): void {
+  boundedTest(name, fn, { permissions: LOOPBACK, ms: 20000 });
 }

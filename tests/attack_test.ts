@@ -16,7 +16,7 @@ import {
   RefusedError,
 } from "../mod.ts";
 import { hasOpenssl, testCertificates } from "./_tls.ts";
-import { LOOPBACK, readAll, take, until, within } from "./_net.ts";
+import { boundedTest, LOOPBACK, readAll, take, until, within } from "./_net.ts";
 import { pureTest } from "./_util.ts";
 import { spawn } from "./_cli.ts";
 
@@ -27,11 +27,10 @@ function attackTest(
   fn: () => Promise<void>,
   options: { ignore?: boolean; permissions?: Deno.PermissionOptions } = {},
 ): void {
-  Deno.test({
-    name,
+  boundedTest(name, fn, {
     ignore: options.ignore,
     permissions: options.permissions ?? LOOPBACK,
-    fn: () => within(fn(), 60000, name),
+    ms: 60000,
   });
 }
 

@@ -5,7 +5,7 @@ import denoJson from "../deno.json" with { type: "json" };
 import { connect, formatMessage, type Message, message } from "../mod.ts";
 import { noMido, runPython } from "./_mido.ts";
 import { withoutDbNoise } from "./_rtmidi.ts";
-import { readAll, take, within } from "./_net.ts";
+import { boundedTest, readAll, take, within } from "./_net.ts";
 import {
   type Command,
   freePort,
@@ -27,11 +27,10 @@ function cliTest(
   fn: () => Promise<void>,
   options: { ignore?: boolean; permissions?: Deno.PermissionOptions } = {},
 ): void {
-  Deno.test({
-    name,
+  boundedTest(name, fn, {
     ignore: options.ignore,
     permissions: options.permissions ?? PERMISSIONS,
-    fn: () => within(fn(), 90000, name),
+    ms: 90000,
   });
 }
 

@@ -9,7 +9,7 @@ import {
   parseMessage,
   PortServer,
 } from "../mod.ts";
-import { LOOPBACK, take, until, within } from "./_net.ts";
+import { boundedTest, LOOPBACK, take, until, within } from "./_net.ts";
 
 /** An example running in a subprocess, its stdout read line by line. */
 class Example implements AsyncDisposable {
@@ -78,10 +78,9 @@ class Example implements AsyncDisposable {
 }
 
 function exampleTest(name: string, fn: () => Promise<void>): void {
-  Deno.test({
-    name,
+  boundedTest(name, fn, {
     permissions: { ...LOOPBACK, run: true, read: true },
-    fn: () => within(fn(), 30000, name),
+    ms: 30000,
   });
 }
 

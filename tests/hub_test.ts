@@ -16,7 +16,7 @@ import {
   SINK,
   type Sink,
 } from "../mod.ts";
-import { drain, netTest, take, until, within } from "./_net.ts";
+import { boundedTest, drain, netTest, take, until } from "./_net.ts";
 
 /** An in-process port: `play` is what it sends, `heard` what it got. */
 class Local extends InputPortBase {
@@ -114,11 +114,7 @@ function settleTicks(ms: number): Promise<void> {
 }
 
 function hubTest(name: string, fn: () => Promise<void>): void {
-  Deno.test({
-    name,
-    permissions: "none",
-    fn: () => within(fn(), 20000, name),
-  });
+  boundedTest(name, fn, { permissions: "none", ms: 20000 });
 }
 
 hubTest("clients hear each other, never their own messages", async () => {

@@ -13,7 +13,7 @@ import {
 } from "../mod.ts";
 import { concat, random, randomMessage } from "./_util.ts";
 import { noMido, python } from "./_mido.ts";
-import { drain, LOOPBACK, until, within } from "./_net.ts";
+import { boundedTest, drain, LOOPBACK, until, within } from "./_net.ts";
 
 const PRELUDE = `
 import sys, socket, mido
@@ -92,11 +92,10 @@ function hex(messages: Message[]): string {
 }
 
 function interopTest(name: string, fn: () => Promise<void>): void {
-  Deno.test({
-    name,
+  boundedTest(name, fn, {
     ignore: noMido,
     permissions: { ...LOOPBACK, run: true },
-    fn: () => within(fn(), 30000, name),
+    ms: 30000,
   });
 }
 

@@ -22,7 +22,7 @@ import {
   encodeMidiFrame,
   nameBytes,
 } from "../src/nats/_frame.ts";
-import { LOOPBACK, take, until, within } from "./_net.ts";
+import { boundedTest, LOOPBACK, take, until, within } from "./_net.ts";
 import { NatsServer, noNats, noOpenssl, RawNatsClient } from "./_nats.ts";
 import { between, random } from "./_util.ts";
 import { nkeys } from "npm:@nats-io/transport-node@3.4.0";
@@ -40,12 +40,7 @@ const PERMISSIONS: Deno.PermissionOptionsObject = {
 };
 
 function natsTest(name: string, fn: () => Promise<void>, ms = 30000): void {
-  Deno.test({
-    name,
-    ignore: noNats,
-    permissions: PERMISSIONS,
-    fn: () => within(fn(), ms, name),
-  });
+  boundedTest(name, fn, { ignore: noNats, permissions: PERMISSIONS, ms: ms });
 }
 
 /** A link whose events are kept, with short timings for tests. */

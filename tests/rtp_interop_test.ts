@@ -14,7 +14,7 @@ import {
   type RtpMidiParticipant,
   RtpMidiSession,
 } from "../mod.ts";
-import { take, until, within } from "./_net.ts";
+import { boundedTest, take, until, within } from "./_net.ts";
 import { LossyProxy } from "./_rtp.ts";
 import { NodePeer, REQUIRED, RTPMIDI_DIR } from "./_rtp_peers.ts";
 import { between, random } from "./_util.ts";
@@ -27,11 +27,10 @@ const PERMISSIONS: Deno.PermissionOptionsObject = {
 };
 
 function rtpmidiTest(name: string, fn: () => Promise<void>): void {
-  Deno.test({
-    name,
+  boundedTest(name, fn, {
     ignore: RTPMIDI_DIR === undefined && !REQUIRED,
     permissions: PERMISSIONS,
-    fn: () => within(fn(), 60000, name),
+    ms: 60000,
   });
 }
 

@@ -13,7 +13,7 @@ import {
   type SocketPort,
   WebServer,
 } from "../mod.ts";
-import { LOOPBACK, take, until, within } from "./_net.ts";
+import { boundedTest, LOOPBACK, take, until } from "./_net.ts";
 import { Browser, noBrowser, type Page, type PageOptions } from "./_browser.ts";
 import { NET, spawn } from "./_cli.ts";
 import { noOpenssl, testCertificates } from "./_tls.ts";
@@ -26,11 +26,10 @@ function browserTest(
   fn: () => Promise<void>,
   ignore = false,
 ): void {
-  Deno.test({
-    name,
+  boundedTest(name, fn, {
     ignore: noBrowser || ignore,
     permissions: { ...LOOPBACK, run: true },
-    fn: () => within(fn(), 30_000, name),
+    ms: 30_000,
   });
 }
 
