@@ -7,7 +7,7 @@
 //
 //   deno run --allow-net=127.0.0.1 bench/_soak_good.ts PORT SECONDS COUNT
 
-import { connect, type Message, message } from "../mod.ts";
+import { connect, type Message, message, type SocketPort } from "../mod.ts";
 
 const [port, seconds, count] = Deno.args.map(Number);
 const deadline = Date.now() + seconds * 1000;
@@ -20,15 +20,23 @@ function unmark(msg: Message): [number, number] | undefined {
   return [d[2], (d[3] << 14) | (d[4] << 7) | d[5]];
 }
 
-const clients = await Promise.all(
-  Array.from({ length: count }, () => connect("127.0.0.1", port)),
-);
+// The longest this process went without running a 50 ms timer: how long
+// it was too busy, or too starved of CPU, to read at all.
+let stalled = 0;
+let tick = performance.now();
+const ticker = setInterval(() => {
+  const now = performance.now();
+  stalled = Math.max(stalled, now - tick - 50);
+  tick = now;
+}, 50);
 let lost = 0;
 let heard = 0;
 let closed = 0;
 let why = "";
 const sent = new Array<number>(count).fill(0);
-const readers = clients.map(async (client) => {
+const readers: Promise<void>[] = [];
+
+async function read(client: SocketPort): Promise<void> {
   let next = -1;
   for await (const msg of client) {
     const mark = unmark(msg);
@@ -37,8 +45,9 @@ const readers = clients.map(async (client) => {
     next = mark[1] + 1;
     heard++;
   }
-});
-const senders = clients.map(async (client, c) => {
+}
+
+async function write(client: SocketPort, c: number): Promise<void> {
   try {
     for (let n = 0; Date.now() < deadline; n++) {
       await client.send(message("sysex", {
@@ -51,12 +60,26 @@ const senders = clients.map(async (client, c) => {
     closed++;
     why ||= String((error as Error).cause ?? error);
   }
+}
+
+// Each client reads as soon as it is connected, as a real one does: under
+// the churn a connect can wait seconds in the server's full accept queue
+// (SYN retransmits), and a client that waited for the others before reading
+// would leave the server's messages unread all that time.
+const clients: SocketPort[] = [];
+const senders = Array.from({ length: count }, async (_, c) => {
+  const client = await connect("127.0.0.1", port);
+  clients[c] = client;
+  readers.push(read(client));
+  await write(client, c);
 });
 await Promise.all(senders);
 await sleep(500);
 await Promise.all(clients.map((client) => client.close()));
 await Promise.all(readers);
+clearInterval(ticker);
 console.log(JSON.stringify({
+  stalledMs: Math.round(stalled),
   clients: clients.map((client) => `127.0.0.1:${client.localAddr.port}`),
   sent,
   heard,

@@ -45,6 +45,14 @@ const reading = (async () => {
   }
 })();
 
+// The longest the server went without running a 50 ms timer.
+let stalled = 0;
+let tick = performance.now();
+const ticker = setInterval(() => {
+  const now = performance.now();
+  stalled = Math.max(stalled, now - tick - 50);
+  tick = now;
+}, 50);
 let running = true;
 let broadcast = 0;
 const broadcasting = (async () => {
@@ -60,12 +68,14 @@ const broadcasting = (async () => {
 for await (const _ of Deno.stdin.readable) { /* until stdin closes */ }
 running = false;
 await broadcasting;
+clearInterval(ticker);
 // What is on its way still arrives.
 await new Promise((r) => setTimeout(r, 1000));
 // What the process still holds once collected (run with --expose-gc).
 (globalThis as { gc?: () => void }).gc?.();
 const { heapUsed, external } = Deno.memoryUsage();
 console.log(JSON.stringify({
+  stalledMs: Math.round(stalled),
   heapMiB: heapUsed / 2 ** 20,
   externalMiB: external / 2 ** 20,
   received: fromGood.map((s) => s.next),

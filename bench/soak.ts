@@ -181,6 +181,7 @@ const [[goodResult, churnResult], w] = await watch(server, () =>
       lost: number;
       closed: number;
       why: string;
+      stalledMs: number;
     }>(
       deno([
         "bench/_soak_good.ts",
@@ -193,6 +194,7 @@ const [[goodResult, churnResult], w] = await watch(server, () =>
   ]));
 const { rssBefore, rssPeak, rssAfter, fdsBefore, fdsPeak, fdsAfter } = w;
 const serverResult = JSON.parse(await server.stop()) as {
+  stalledMs: number;
   heapMiB: number;
   externalMiB: number;
   received: number[];
@@ -228,6 +230,7 @@ console.log(
     goodResult.why ? ` (${goodResult.why})` : ""
   }
   other messages the server read (from churners): ${serverResult.other}
+  longest event-loop stall: server ${serverResult.stalledMs} ms, good clients' process ${goodResult.stalledMs} ms
   server RSS: ${rssBefore.toFixed(0)} MiB before, ${
     rssPeak.toFixed(0)
   } MiB peak (goal < 300), ${rssAfter.toFixed(0)} MiB after: keeps ${

@@ -94,8 +94,11 @@ export interface HubOptions extends GateOptions {
    */
   maxQueuedBytes?: number;
   /**
-   * How long an endpoint may stay behind, or take nothing at all while 64
-   * KiB or more wait for it, before it is dropped, in milliseconds.
+   * How long an endpoint may stay behind before it is dropped, in
+   * milliseconds. One that takes nothing at all while 64 KiB or more wait
+   * for it is dropped too: after maxLag when half of `maxQueuedBytes` waits,
+   * and given longer the less waits, up to 4 x maxLag, so that a brief
+   * network dropout does not cost a reader its connection.
    * @default {2000}
    */
   maxLag?: number;
@@ -262,6 +265,8 @@ const TURN = 4096;
 const LAG_CHECK_MS = 250;
 /** Bytes that must wait, unmoved, for a reader to count as stalled. */
 const STALL_BYTES = 64 * 1024;
+/** The most times maxLag a reader that takes nothing is given. */
+const STALL_PATIENCE = 4;
 /** How late a check may run and still count in full. */
 const LATE_MS = 50;
 /** How often a client's active sensing is answered, at most. */
@@ -581,8 +586,9 @@ function defaultRoute(relay: boolean) {
  * - held notes: an endpoint that leaves with notes on gets a note_off for
  *   each, sent where its messages went;
  * - endpoints that fall behind: one that stays more than `maxQueuedBytes`
- *   behind for `maxLag`, or takes nothing at all for that long, is
- *   dropped, so it never slows the others and memory stays bounded. A
+ *   behind for `maxLag`, or takes nothing at all for about that long (see
+ *   `maxLag`), is dropped, so it never slows the others and memory stays
+ *   bounded. A
  *   reader in this process (a `"wait"` sink) is waited for instead;
  * - fairness: each endpoint's input is taken a read at a time, so a flood
  *   from one delays the others by a turn at most;
@@ -1132,7 +1138,14 @@ export class Hub implements AsyncDisposable {
             ? member.stalled + counted
             : 0;
         member.progressSeen = progress;
-        const stalled = member.stalled >= this.#maxLag;
+        // The less a reader that takes nothing pins, the longer it is given:
+        // a network dropout (TCP's retransmits back off to seconds) costs
+        // little while it lasts. Half the bound or more waiting: maxLag.
+        const patience = Math.min(
+          STALL_PATIENCE,
+          Math.max(1, this.#maxQueuedBytes / (2 * queued)),
+        );
+        const stalled = member.stalled >= this.#maxLag * patience;
         if (stalled || member.behind >= this.#maxLag) {
           this.#drop(
             member,

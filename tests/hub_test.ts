@@ -280,10 +280,11 @@ hubTest("active sensing from a client is answered, not relayed", async () => {
   assert.deepEqual(a.heard, [message("active_sensing")]);
 });
 
-hubTest("an endpoint that takes nothing is dropped after maxLag", async () => {
+hubTest("an endpoint that takes nothing is dropped", async () => {
   const events: HubEvent[] = [];
   await using hub = new Hub({
     maxLag: 300,
+    maxQueuedBytes: 140_000,
     onEvent: (e) => events.push(e),
   });
   const player = new Local("player");
@@ -303,6 +304,32 @@ hubTest("an endpoint that takes nothing is dropped after maxLag", async () => {
   );
   assert.equal(stuck.closed, true);
 });
+
+hubTest(
+  "a reader that takes nothing while little waits is given up to 4 x maxLag",
+  async () => {
+    const left: number[] = [];
+    // 1 MiB bound: 70 KB waiting is far under half of it.
+    await using hub = new Hub({
+      maxLag: 250,
+      maxQueuedBytes: 1 << 20,
+      onEvent: (e) => {
+        if (e.type === "leave") left.push(performance.now());
+      },
+    });
+    const player = new Local("player");
+    const stuck = new Stuck();
+    hub.add(player);
+    hub.add(stuck);
+    const started = performance.now();
+    player.play(message("sysex", { data: new Uint8Array(70_000) }));
+    await until(() => left.length === 1, 5000);
+    const waited = left[0] - started;
+    // Counted time never runs ahead of the clock: not before 4 x maxLag.
+    assert.ok(waited >= 1000, `dropped after ${waited} ms`);
+    assert.equal(stuck.closed, true);
+  },
+);
 
 hubTest("one big burst is not lag; staying behind is", async () => {
   const left: Endpoint[] = [];
