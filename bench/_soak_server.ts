@@ -7,6 +7,7 @@
 //
 //   deno run --allow-net=127.0.0.1 bench/_soak_server.ts GOOD
 
+import { getHeapSpaceStatistics } from "node:v8";
 import { type Message, message, PortServer } from "../mod.ts";
 
 const good = Number(Deno.args[0]);
@@ -71,12 +72,18 @@ await broadcasting;
 clearInterval(ticker);
 // What is on its way still arrives.
 await new Promise((r) => setTimeout(r, 1000));
-// What the process still holds once collected (run with --expose-gc).
+// What the process still holds once collected (run with --expose-gc), and
+// what V8 keeps committed for the young generation after the churn.
 (globalThis as { gc?: () => void }).gc?.();
-const { heapUsed, external } = Deno.memoryUsage();
+const { heapUsed, heapTotal, external } = Deno.memoryUsage();
+const newSpace =
+  getHeapSpaceStatistics().find((space) => space.space_name === "new_space")
+    ?.space_size ?? 0;
 console.log(JSON.stringify({
   stalledMs: Math.round(stalled),
   heapMiB: heapUsed / 2 ** 20,
+  heapTotalMiB: heapTotal / 2 ** 20,
+  newSpaceMiB: newSpace / 2 ** 20,
   externalMiB: external / 2 ** 20,
   received: fromGood.map((s) => s.next),
   lost: fromGood.reduce((n, s) => n + s.lost, 0),

@@ -196,6 +196,8 @@ const { rssBefore, rssPeak, rssAfter, fdsBefore, fdsPeak, fdsAfter } = w;
 const serverResult = JSON.parse(await server.stop()) as {
   stalledMs: number;
   heapMiB: number;
+  heapTotalMiB: number;
+  newSpaceMiB: number;
   externalMiB: number;
   received: number[];
   lost: number;
@@ -245,7 +247,11 @@ console.log(
   } MiB more (goal < 50)
   server's JavaScript heap after a full collection: ${
     serverResult.heapMiB.toFixed(1)
-  } MiB, buffers ${serverResult.externalMiB.toFixed(1)} MiB
+  } MiB live of ${
+    serverResult.heapTotalMiB.toFixed(0)
+  } MiB V8 keeps (its young generation, grown under the churn: ${
+    serverResult.newSpaceMiB.toFixed(0)
+  } MiB), buffers ${serverResult.externalMiB.toFixed(1)} MiB
   server descriptors: ${fdsBefore} before, ${fdsPeak} peak, ${fdsAfter} after
   ${ok ? "OK" : "FAILED"}`,
 );

@@ -153,6 +153,11 @@ export class FellBehindError extends Error {
   readonly ms: number;
   /** Whether it took nothing at all in that time. */
   readonly stalled: boolean;
+  /**
+   * Set when it was dropped because too much waited for all endpoints
+   * together: the hub's budget (`maxQueuedTotal`), in bytes.
+   */
+  readonly budget: number | undefined;
 
   /**
    * Makes the error.
@@ -161,17 +166,27 @@ export class FellBehindError extends Error {
    * @param waiting Bytes waiting for it.
    * @param ms For how long.
    * @param stalled Whether nothing was taken at all.
+   * @param budget The hub-wide budget, when that was what ran out.
    */
-  constructor(endpoint: string, waiting: number, ms: number, stalled = false) {
+  constructor(
+    endpoint: string,
+    waiting: number,
+    ms: number,
+    stalled = false,
+    budget?: number,
+  ) {
     super(
       `${endpoint} fell behind: ${waiting} bytes waiting, ${
-        ms === 0
+        budget !== undefined
+          ? `among the most while all endpoints together had over ${budget} bytes waiting`
+          : ms === 0
           ? "past the hard bound"
           : stalled
           ? `none taken for ${ms} ms`
           : `over the bound for ${ms} ms`
       }`,
     );
+    this.budget = budget;
     this.name = "FellBehindError";
     this.endpoint = endpoint;
     this.waiting = waiting;

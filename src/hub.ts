@@ -94,6 +94,14 @@ export interface HubOptions extends GateOptions {
    */
   maxQueuedBytes?: number;
   /**
+   * The most bytes that may wait for all endpoints together. Past it,
+   * endpoints are dropped, those that have taken nothing for longest first,
+   * until a quarter of it is free again: however many connect, what waits
+   * for them stays bounded.
+   * @default {max(64 MiB, 4 x maxQueuedBytes)}
+   */
+  maxQueuedTotal?: number;
+  /**
    * How long an endpoint may stay behind before it is dropped, in
    * milliseconds. One that takes nothing at all while 64 KiB or more wait
    * for it is dropped too: after maxLag when half of `maxQueuedBytes` waits,
@@ -643,6 +651,7 @@ export class Hub implements AsyncDisposable {
   readonly #maxSysexLength: number;
   readonly #rate: Rate | undefined;
   readonly #maxQueuedBytes: number;
+  readonly #maxQueuedTotal: number;
   readonly #maxLag: number;
   readonly #idleTimeout: number | undefined;
   readonly #sensingIsLink: boolean;
@@ -698,6 +707,9 @@ export class Hub implements AsyncDisposable {
     this.#maxQueuedBytes = options.maxQueuedBytes === undefined
       ? Math.max(1 << 20, 2 * largest)
       : positiveInteger("maxQueuedBytes", options.maxQueuedBytes);
+    this.#maxQueuedTotal = options.maxQueuedTotal === undefined
+      ? Math.max(64 << 20, 4 * this.#maxQueuedBytes)
+      : positiveInteger("maxQueuedTotal", options.maxQueuedTotal);
     this.#maxLag = positiveMs("maxLag", options.maxLag ?? 2000);
     this.#idleTimeout = options.idleTimeout === undefined
       ? undefined
@@ -1123,10 +1135,12 @@ export class Hub implements AsyncDisposable {
     // writes complete, and the endpoint is not to blame for that.
     const counted = Math.min(now - this.#checkedAt, LAG_CHECK_MS + LATE_MS);
     this.#checkedAt = now;
+    let total = 0;
     for (const member of this.#members) {
       const sink = member.sink;
       if (sink !== undefined && sink.slow === "drop" && !member.outputDead) {
         const queued = sink.queuedBytes;
+        total += queued;
         member.behind = queued > this.#maxQueuedBytes
           ? member.behind + counted
           : 0;
@@ -1169,6 +1183,40 @@ export class Hub implements AsyncDisposable {
           new Error(`Idle for ${Math.round(this.#idleTimeout / 1000)} s`),
         );
       }
+    }
+    if (total > this.#maxQueuedTotal) this.#shed(total);
+  }
+
+  /**
+   * Too much waits for all endpoints together: drops those that have taken
+   * nothing for longest (then those with most waiting) until a quarter of
+   * the budget is free again. A reader that keeps taking is dropped last.
+   */
+  #shed(total: number): void {
+    const target = this.#maxQueuedTotal * 0.75;
+    const candidates: [Member, number, number][] = [];
+    for (const member of this.#members) {
+      const sink = member.sink;
+      if (sink === undefined || sink.slow !== "drop" || member.outputDead) {
+        continue;
+      }
+      const queued = sink.queuedBytes;
+      if (queued > 0) candidates.push([member, queued, sink.progressAt]);
+    }
+    candidates.sort(([, x, p], [, y, q]) => p - q || y - x);
+    for (const [member, queued] of candidates) {
+      if (total <= target) break;
+      total -= queued;
+      this.#drop(
+        member,
+        new FellBehindError(
+          member.name,
+          queued,
+          Math.round(member.stalled),
+          member.stalled > 0,
+          this.#maxQueuedTotal,
+        ),
+      );
     }
   }
 

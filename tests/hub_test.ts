@@ -331,6 +331,53 @@ hubTest(
   },
 );
 
+hubTest(
+  "past maxQueuedTotal, those with the most waiting are dropped until a quarter is free",
+  async () => {
+    const left: HubEvent[] = [];
+    await using hub = new Hub({
+      maxQueuedBytes: 1_000_000,
+      maxQueuedTotal: 100_000,
+      onEvent: (e) => {
+        if (e.type === "leave") left.push(e);
+      },
+    });
+    assert.throws(
+      () => new Hub({ maxQueuedTotal: 0 }),
+      /maxQueuedTotal must be a positive/,
+    );
+    const player = new Local("player");
+    hub.add(player);
+    const stuck = Array.from({ length: 5 }, () => new Stuck());
+    stuck.forEach((port, i) => hub.add(port, { name: `s${i}` }));
+    // Each is well under its own bound; together they are over the budget.
+    // Two keep taking (their progress is recent); three took nothing.
+    player.play(message("sysex", { data: new Uint8Array(30_000) }));
+    for (const i of [1, 4]) {
+      (stuck[i] as { progressAt: number }).progressAt = performance.now() +
+        60_000;
+    }
+    await until(() => left.length > 0, 5000);
+    await settleTicks(600);
+    // 150 KB waited: the three that took nothing go; 60 KB are left.
+    const names = left.map((e) => e.type === "leave" && e.endpoint.name);
+    assert.deepEqual(names.sort(), ["s0", "s2", "s3"]);
+    for (const e of left) {
+      const reason = e.type === "leave" && e.reason;
+      assert.ok(reason instanceof FellBehindError);
+      assert.equal(reason.budget, 100_000);
+      assert.match(reason.message, /over 100000 bytes waiting/);
+    }
+    const kept = stuck.filter((port) => !port.closed);
+    assert.deepEqual(kept, [stuck[1], stuck[4]]);
+    assert.ok(kept.reduce((n, port) => n + port.queued, 0) <= 75_000);
+    // The hub goes on routing to the rest.
+    player.play(note(1));
+    await settleTicks(300);
+    assert.equal(player.closed, false);
+  },
+);
+
 hubTest("one big burst is not lag; staying behind is", async () => {
   const left: Endpoint[] = [];
   await using hub = new Hub({

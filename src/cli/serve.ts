@@ -111,6 +111,10 @@ Options:
       --max-queued N   Bytes that may wait for a client before it counts as
                        behind; behind for 2 s, it is dropped [1 MiB or twice
                        the largest sysex allowed]
+      --max-queued-total N
+                       Bytes that may wait for all clients together; past
+                       it, those with the most waiting are dropped [64 MiB
+                       or 4 x --max-queued]
       --rtp PORT       Take part in RTP-MIDI sessions (Apple Network MIDI,
                        rtpMIDI) on UDP PORT and PORT+1; --allow applies
       --rtp-name NAME  The session's name for other computers [midisock]
@@ -234,6 +238,7 @@ function readArgs(args: string[]): ServeConfig | "help" | "version" {
         "handshake-timeout": { type: "string" },
         "idle-timeout": { type: "string" },
         "max-queued": { type: "string" },
+        "max-queued-total": { type: "string" },
         rtp: { type: "string" },
         "rtp-name": { type: "string" },
         "rtp-invite": { type: "string", multiple: true },
@@ -422,6 +427,7 @@ function readPolicy(values: {
   "handshake-timeout"?: string;
   "idle-timeout"?: string;
   "max-queued"?: string;
+  "max-queued-total"?: string;
 }): HubOptions {
   const options: HubOptions = {};
   if (values.allow !== undefined) {
@@ -483,6 +489,13 @@ function readPolicy(values: {
   }
   if (values["max-queued"] !== undefined) {
     options.maxQueuedBytes = count("--max-queued", values["max-queued"], 1);
+  }
+  if (values["max-queued-total"] !== undefined) {
+    options.maxQueuedTotal = count(
+      "--max-queued-total",
+      values["max-queued-total"],
+      1,
+    );
   }
   return options;
 }
