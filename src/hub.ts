@@ -652,6 +652,12 @@ export class Hub implements AsyncDisposable {
   readonly #rate: Rate | undefined;
   readonly #maxQueuedBytes: number;
   readonly #maxQueuedTotal: number;
+  /**
+   * What waits for all endpoints, as last measured plus what was written
+   * since: never less than the truth, so measuring again when it passes the
+   * budget catches a flood between checks.
+   */
+  #queuedEstimate = 0;
   readonly #maxLag: number;
   readonly #idleTimeout: number | undefined;
   readonly #sensingIsLink: boolean;
@@ -1080,13 +1086,33 @@ export class Hub implements AsyncDisposable {
       to.sent += share.count;
       if (sink.slow === "wait") {
         if (sink.queuedBytes > 0) this.#waitFor(to);
-      } else if (
+        continue;
+      }
+      this.#queuedEstimate += share.bytes.length;
+      if (
         sink.queuedBytes > this.#maxQueuedBytes * HARD_FACTOR ||
         sink.copiedBytes > this.#maxQueuedBytes * 2
       ) {
         this.#drop(to, new FellBehindError(to.name, sink.queuedBytes, 0));
       }
     }
+    if (this.#queuedEstimate > this.#maxQueuedTotal) {
+      const total = this.#queuedTotal();
+      if (total > this.#maxQueuedTotal) this.#shed(total);
+    }
+  }
+
+  /** What waits for all endpoints that may be dropped, measured. */
+  #queuedTotal(): number {
+    let total = 0;
+    for (const member of this.#members) {
+      const sink = member.sink;
+      if (sink !== undefined && sink.slow === "drop" && !member.outputDead) {
+        total += sink.queuedBytes;
+      }
+    }
+    this.#queuedEstimate = total;
+    return total;
   }
 
   /** The batch without the sysex `sysexOut` keeps from clients. */
@@ -1184,6 +1210,7 @@ export class Hub implements AsyncDisposable {
         );
       }
     }
+    this.#queuedEstimate = total;
     if (total > this.#maxQueuedTotal) this.#shed(total);
   }
 
@@ -1207,6 +1234,7 @@ export class Hub implements AsyncDisposable {
     for (const [member, queued] of candidates) {
       if (total <= target) break;
       total -= queued;
+      this.#queuedEstimate -= queued;
       this.#drop(
         member,
         new FellBehindError(

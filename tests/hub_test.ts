@@ -352,11 +352,11 @@ hubTest(
     stuck.forEach((port, i) => hub.add(port, { name: `s${i}` }));
     // Each is well under its own bound; together they are over the budget.
     // Two keep taking (their progress is recent); three took nothing.
-    player.play(message("sysex", { data: new Uint8Array(30_000) }));
     for (const i of [1, 4]) {
       (stuck[i] as { progressAt: number }).progressAt = performance.now() +
         60_000;
     }
+    player.play(message("sysex", { data: new Uint8Array(30_000) }));
     await until(() => left.length > 0, 5000);
     await settleTicks(600);
     // 150 KB waited: the three that took nothing go; 60 KB are left.

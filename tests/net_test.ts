@@ -3,6 +3,7 @@ import {
   connect,
   encode,
   FellBehindError,
+  Hub,
   type Message,
   message,
   PANIC_MESSAGES,
@@ -399,6 +400,65 @@ netTest(
     assert.ok(reasons[0] instanceof FellBehindError, String(reasons[0]));
     assert.equal(server.clients.length, 1);
     stalled.close();
+  },
+);
+
+netTest(
+  "many clients that stop reading: what waits for all stays within the hub's budget",
+  async () => {
+    const budget = 1 << 20;
+    const reasons: unknown[] = [];
+    await using hub = new Hub({
+      maxQueuedBytes: 8 << 20,
+      maxQueuedTotal: budget,
+      onEvent: (e) => {
+        if (e.type === "leave") reasons.push(e.reason);
+      },
+    });
+    await using server = new PortServer("127.0.0.1", 0, { hub });
+    const stalled = await Promise.all(
+      Array.from(
+        { length: 20 },
+        () => Deno.connect({ hostname: "127.0.0.1", port: server.port }),
+      ),
+    );
+    await using sender = await connect("127.0.0.1", server.port);
+    await using reader = await connect("127.0.0.1", server.port);
+    await until(() => hub.endpoints.length === 22);
+    const big = message("sysex", { data: new Uint8Array(60_000).fill(1) });
+    const count = 600; // 36 MB to each: past every socket buffer
+    let received = 0;
+    const reading = within(
+      (async () => {
+        for await (const _ of reader) if (++received === count) break;
+      })(),
+      20000,
+    );
+    let most = 0;
+    for (let i = 0; i < count; i++) {
+      await sender.send(big);
+      await new Promise((r) => setTimeout(r, 0));
+      const waiting = hub.endpoints.reduce(
+        (n, e) => n + e.stats.queuedBytes,
+        0,
+      );
+      most = Math.max(most, waiting);
+    }
+    await reading;
+    assert.equal(received, count);
+    await until(() => reasons.length === 20, 5000, "dropping the stalled");
+    for (const reason of reasons) {
+      assert.ok(reason instanceof FellBehindError, String(reason));
+      assert.equal(reason.budget, budget);
+    }
+    // Checked a few times a second: at most a check's worth past it.
+    assert.ok(most < budget * 2, `${most} bytes waited`);
+    assert.deepEqual(
+      hub.endpoints.map((e) => e.name).sort(),
+      [sender.localAddr, reader.localAddr]
+        .map((a) => `${a.hostname}:${a.port}`).sort(),
+    );
+    for (const conn of stalled) conn.close();
   },
 );
 
