@@ -118,6 +118,8 @@ Options:
       --rtp PORT       Take part in RTP-MIDI sessions (Apple Network MIDI,
                        rtpMIDI) on UDP PORT and PORT+1; --allow applies
       --rtp-name NAME  The session's name for other computers [midisock]
+      --rtp-bonjour    Advertise the session over Bonjour (_apple-midi._udp),
+                       so Macs and rtpMIDI list it by itself
       --rtp-invite HOST:PORT
                        Invite a peer's RTP-MIDI session (repeatable)
       --web [ADDRESS]  Serve the hub's web page (monitor, keyboard, Web MIDI
@@ -202,6 +204,8 @@ interface RtpConfig {
   port: number;
   name: string;
   invite: { hostname: string; port: number }[];
+  /** Advertise over Bonjour. */
+  bonjour: boolean;
 }
 
 /** The NATS flags. */
@@ -241,6 +245,7 @@ function readArgs(args: string[]): ServeConfig | "help" | "version" {
         "max-queued-total": { type: "string" },
         rtp: { type: "string" },
         "rtp-name": { type: "string" },
+        "rtp-bonjour": { type: "boolean" },
         "rtp-invite": { type: "string", multiple: true },
         web: { type: "string" },
         nats: { type: "string" },
@@ -312,6 +317,7 @@ function readRtp(values: {
   rtp?: string;
   "rtp-name"?: string;
   "rtp-invite"?: string[];
+  "rtp-bonjour"?: boolean;
 }): RtpConfig | undefined {
   if (values.rtp === undefined) {
     if (values["rtp-name"] !== undefined) {
@@ -319,6 +325,9 @@ function readRtp(values: {
     }
     if (values["rtp-invite"] !== undefined) {
       throw new UsageError("--rtp-invite goes with --rtp");
+    }
+    if (values["rtp-bonjour"]) {
+      throw new UsageError("--rtp-bonjour goes with --rtp");
     }
     return undefined;
   }
@@ -337,7 +346,7 @@ function readRtp(values: {
       throw new UsageError(`--rtp-invite: ${(error as Error).message}`);
     }
   });
-  return { port, name, invite };
+  return { port, name, invite, bonjour: values["rtp-bonjour"] === true };
 }
 
 /** A bare `--web` (last, or before another flag) takes no ADDRESS. */
@@ -510,6 +519,7 @@ class Serve {
   #web: WebServer | undefined;
   #ports: OpenedPorts | undefined;
   #rtp: { close(): Promise<void> } | undefined;
+  #bonjour: { close(): Promise<void> } | undefined;
   #released = 0;
 
   constructor(config: ServeConfig) {
@@ -605,6 +615,28 @@ class Serve {
         });
       }
     })();
+    if (rtp.bonjour) {
+      // Loaded only now: a session without Bonjour never loads mDNS.
+      const { advertiseRtpMidi } = await import("../rtp/bonjour.ts");
+      try {
+        const bonjour = await advertiseRtpMidi(session);
+        this.#bonjour = bonjour;
+        this.#say(
+          `advertising ${
+            JSON.stringify(bonjour.instance)
+          } over Bonjour (host ${bonjour.host})`,
+        );
+        if (AddressList.isLoopback(session.address.hostname)) {
+          this.#say(
+            "the RTP-MIDI session is bound to loopback: other computers see " +
+              "it but cannot join; serve on an address they reach (:PORT for all)",
+          );
+        }
+      } catch (error) {
+        if (error instanceof Deno.errors.NotCapable) throw error;
+        this.#say(`cannot advertise over Bonjour: ${describeError(error)}`);
+      }
+    }
     for (const peer of rtp.invite) {
       const where = formatAddress(peer);
       session.invite(peer.hostname, peer.port).catch((error) =>
@@ -667,6 +699,7 @@ class Serve {
   async abandon(): Promise<void> {
     await this.#web?.close();
     await this.#server?.close();
+    await this.#bonjour?.close();
     await this.#rtp?.close();
     await this.#hub.close();
     await this.#ports?.close();
@@ -684,6 +717,7 @@ class Serve {
       await this.#hub.close();
       await this.#web?.close();
       await this.#server!.close();
+      await this.#bonjour?.close();
       await this.#rtp?.close();
       await this.#ports?.close();
       this.#refusals.flush();

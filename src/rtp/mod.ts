@@ -34,6 +34,13 @@ export {
 } from "./session.ts";
 export { InvitationError, ParticipantTimeoutError } from "./errors.ts";
 export {
+  type AdvertisedSession,
+  advertiseRtpMidi,
+  APPLE_MIDI_SERVICE,
+  type BonjourAdvertisement,
+  type BonjourOptions,
+} from "./bonjour.ts";
+export {
   APPLE_MIDI_VERSION,
   type BitrateLimitPacket,
   decodeSessionPacket,
