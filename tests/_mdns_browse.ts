@@ -1,13 +1,21 @@
 // A Bonjour browser for tests/bonjour_test.ts (not meant to be run by hand),
 // run inside a network namespace the test made: asks once for RTP-MIDI
-// sessions (_apple-midi._udp), then prints each multicast DNS response it
-// hears for MS milliseconds as a JSON line: its answers and additionals.
+// sessions (_apple-midi._udp), or for the questions given (NAME:TYPE), then
+// prints each multicast DNS response it hears for MS milliseconds as a JSON
+// line: its answers and additionals.
 //
-//   deno run -A tests/_mdns_browse.ts MS
+//   deno run -A tests/_mdns_browse.ts MS [NAME:TYPE ...]
 
 import mdnsFactory from "npm:multicast-dns@7.2.5";
 
 const ms = Number(Deno.args[0] ?? 2000);
+const asked = Deno.args.slice(1).map((arg) => {
+  const at = arg.lastIndexOf(":");
+  return { name: arg.slice(0, at), type: arg.slice(at + 1) };
+});
+const questions = asked.length > 0
+  ? asked
+  : [{ name: "_apple-midi._udp.local", type: "PTR" }];
 const mdns = mdnsFactory();
 mdns.on(
   "response",
@@ -21,6 +29,6 @@ mdns.on(
 mdns.on("error", (error: Error) => console.error(String(error)));
 mdns.on("ready", () => {
   console.log(JSON.stringify({ ready: true }));
-  mdns.query({ questions: [{ name: "_apple-midi._udp.local", type: "PTR" }] });
+  mdns.query({ questions });
 });
 setTimeout(() => mdns.destroy(), ms);

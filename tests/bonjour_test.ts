@@ -163,7 +163,7 @@ boundedTest(
           "run",
           "-A",
           "tests/_mdns_browse.ts",
-          "4000",
+          "1500",
         ],
         cwd: ROOT,
         stdout: "piped",
@@ -200,11 +200,64 @@ boundedTest(
         [host, "10.77.0.1"],
       );
       assert.ok(find("TXT"));
+      await browse.status;
+
+      // Asked directly, in any case: the instance, the host, the services.
+      const ask = new Deno.Command("ip", {
+        args: [
+          "netns",
+          "exec",
+          B,
+          DENO,
+          "run",
+          "-A",
+          "tests/_mdns_browse.ts",
+          "1500",
+          "STUDIO A._APPLE-MIDI._UDP.LOCAL:SRV",
+          `${host}:A`,
+          "_services._dns-sd._udp.local:PTR",
+        ],
+        cwd: ROOT,
+        stdout: "piped",
+        stderr: "inherit",
+      }).output();
+      const direct = new TextDecoder().decode((await ask).stdout).trim()
+        .split("\n").map((line) => JSON.parse(line))
+        .filter((line) => line.answers !== undefined);
+      assert.equal(direct.length, 1, JSON.stringify(direct));
+      assert.deepEqual(
+        (direct[0].answers as Record[]).map((r) => [r.name, r.type]).sort(),
+        [
+          ["Studio A._apple-midi._udp.local", "SRV"],
+          ["_services._dns-sd._udp.local", "PTR"],
+          [host, "A"],
+        ].sort(),
+      );
+
+      // A browser that stays to the end hears the goodbye.
+      const stay = new Deno.Command("ip", {
+        args: [
+          "netns",
+          "exec",
+          B,
+          DENO,
+          "run",
+          "-A",
+          "tests/_mdns_browse.ts",
+          "4000",
+        ],
+        cwd: ROOT,
+        stdout: "piped",
+        stderr: "inherit",
+      }).spawn();
+      children.push(stay);
+      const staying = lines(stay.stdout);
+      await lineMatching(staying, /answers/, seen);
 
       // serve stops: it says goodbye, the records again with TTL 0.
       serve.kill("SIGTERM");
       const goodbye: { answers: Record[] } = JSON.parse(
-        await lineMatching(heard, /"ttl":0/, seen),
+        await lineMatching(staying, /"ttl":0/, seen),
       );
       const gone = goodbye.answers.find((r) => r.type === "PTR")!;
       assert.deepEqual([gone.data, gone.ttl], [
@@ -213,7 +266,7 @@ boundedTest(
       ]);
       assert.equal((await serve.status).code, 0);
       await lineMatching(served, /stopped/, said);
-      await browse.status;
+      await stay.status;
     } finally {
       try {
         for (const child of children) {
