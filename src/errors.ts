@@ -155,7 +155,8 @@ export class FellBehindError extends Error {
   readonly stalled: boolean;
   /**
    * Set when it was dropped because too much waited for all endpoints
-   * together: the hub's budget (`maxQueuedTotal`), in bytes.
+   * together: the hub's budget (`maxQueuedTotal`), in bytes. `ms` and
+   * `stalled` then say nothing.
    */
   readonly budget: number | undefined;
 
@@ -178,7 +179,7 @@ export class FellBehindError extends Error {
     super(
       `${endpoint} fell behind: ${waiting} bytes waiting, ${
         budget !== undefined
-          ? `among the most while all endpoints together had over ${budget} bytes waiting`
+          ? `dropped to bring what waits for all endpoints under ${budget} bytes`
           : ms === 0
           ? "past the hard bound"
           : stalled

@@ -94,10 +94,12 @@ export interface HubOptions extends GateOptions {
    */
   maxQueuedBytes?: number;
   /**
-   * The most bytes that may wait for all endpoints together. Past it,
-   * endpoints are dropped, those that have taken nothing for longest first,
-   * until a quarter of it is free again: however many connect, what waits
-   * for them stays bounded.
+   * The most bytes that may wait for all endpoints together, counting what
+   * each holds for itself alone (a big message queued for many by
+   * reference counts once, at its sender's turn). Past it, endpoints are
+   * dropped until a quarter of it is free again: first those that took
+   * nothing since the last check, then those holding most. However many
+   * connect, what waits for them stays bounded. At least `maxQueuedBytes`.
    * @default {max(64 MiB, 4 x maxQueuedBytes)}
    */
   maxQueuedTotal?: number;
@@ -658,6 +660,7 @@ export class Hub implements AsyncDisposable {
    * budget catches a flood between checks.
    */
   #queuedEstimate = 0;
+  #shedding = false;
   readonly #maxLag: number;
   readonly #idleTimeout: number | undefined;
   readonly #sensingIsLink: boolean;
@@ -716,6 +719,11 @@ export class Hub implements AsyncDisposable {
     this.#maxQueuedTotal = options.maxQueuedTotal === undefined
       ? Math.max(64 << 20, 4 * this.#maxQueuedBytes)
       : positiveInteger("maxQueuedTotal", options.maxQueuedTotal);
+    if (this.#maxQueuedTotal < this.#maxQueuedBytes) {
+      throw new RangeError(
+        `maxQueuedTotal must be at least maxQueuedBytes (${this.#maxQueuedBytes}): got ${this.#maxQueuedTotal}`,
+      );
+    }
     this.#maxLag = positiveMs("maxLag", options.maxLag ?? 2000);
     this.#idleTimeout = options.idleTimeout === undefined
       ? undefined
@@ -1102,13 +1110,16 @@ export class Hub implements AsyncDisposable {
     }
   }
 
-  /** What waits for all endpoints that may be dropped, measured. */
+  /**
+   * What waits for all endpoints that may be dropped, measured: what each
+   * holds for itself alone (shared batches are held once, by reference).
+   */
   #queuedTotal(): number {
     let total = 0;
     for (const member of this.#members) {
       const sink = member.sink;
       if (sink !== undefined && sink.slow === "drop" && !member.outputDead) {
-        total += sink.queuedBytes;
+        total += sink.copiedBytes;
       }
     }
     this.#queuedEstimate = total;
@@ -1161,12 +1172,10 @@ export class Hub implements AsyncDisposable {
     // writes complete, and the endpoint is not to blame for that.
     const counted = Math.min(now - this.#checkedAt, LAG_CHECK_MS + LATE_MS);
     this.#checkedAt = now;
-    let total = 0;
     for (const member of this.#members) {
       const sink = member.sink;
       if (sink !== undefined && sink.slow === "drop" && !member.outputDead) {
         const queued = sink.queuedBytes;
-        total += queued;
         member.behind = queued > this.#maxQueuedBytes
           ? member.behind + counted
           : 0;
@@ -1210,41 +1219,52 @@ export class Hub implements AsyncDisposable {
         );
       }
     }
-    this.#queuedEstimate = total;
+    const total = this.#queuedTotal();
     if (total > this.#maxQueuedTotal) this.#shed(total);
   }
 
   /**
-   * Too much waits for all endpoints together: drops those that have taken
-   * nothing for longest (then those with most waiting) until a quarter of
-   * the budget is free again. A reader that keeps taking is dropped last.
+   * Too much waits for all endpoints together: drops endpoints until a
+   * quarter of the budget is free again. Those that took nothing since the
+   * last check go first, then those holding most; a reader that keeps
+   * taking goes last.
    */
   #shed(total: number): void {
-    const target = this.#maxQueuedTotal * 0.75;
-    const candidates: [Member, number, number][] = [];
-    for (const member of this.#members) {
-      const sink = member.sink;
-      if (sink === undefined || sink.slow !== "drop" || member.outputDead) {
-        continue;
+    // A drop can route (the note offs of an endpoint leaving): no shedding
+    // inside shedding.
+    if (this.#shedding) return;
+    this.#shedding = true;
+    try {
+      const target = this.#maxQueuedTotal * 0.75;
+      const idle = performance.now() - LAG_CHECK_MS;
+      const candidates: [Member, number, boolean][] = [];
+      for (const member of this.#members) {
+        const sink = member.sink;
+        if (sink === undefined || sink.slow !== "drop" || member.outputDead) {
+          continue;
+        }
+        const held = sink.copiedBytes;
+        if (held > 0) candidates.push([member, held, sink.progressAt <= idle]);
       }
-      const queued = sink.queuedBytes;
-      if (queued > 0) candidates.push([member, queued, sink.progressAt]);
-    }
-    candidates.sort(([, x, p], [, y, q]) => p - q || y - x);
-    for (const [member, queued] of candidates) {
-      if (total <= target) break;
-      total -= queued;
-      this.#queuedEstimate -= queued;
-      this.#drop(
-        member,
-        new FellBehindError(
-          member.name,
-          queued,
-          Math.round(member.stalled),
-          member.stalled > 0,
-          this.#maxQueuedTotal,
-        ),
-      );
+      candidates.sort(([, x, a], [, y, b]) => Number(b) - Number(a) || y - x);
+      for (const [member, held] of candidates) {
+        if (total <= target) break;
+        if (member.outputDead) continue;
+        total -= held;
+        this.#drop(
+          member,
+          new FellBehindError(
+            member.name,
+            member.sink!.queuedBytes,
+            0,
+            false,
+            this.#maxQueuedTotal,
+          ),
+        );
+      }
+    } finally {
+      this.#shedding = false;
+      this.#queuedTotal();
     }
   }
 

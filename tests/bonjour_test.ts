@@ -308,3 +308,44 @@ boundedTest(
   },
   { permissions: { run: true, read: true }, ms: 30000 },
 );
+
+boundedTest(
+  "serve --rtp-bonjour on loopback says why it cannot advertise, and serves on",
+  async () => {
+    const serve = new Deno.Command(DENO, {
+      args: [
+        "run",
+        "-A",
+        "src/cli/serve.ts",
+        "127.0.0.1:0",
+        "--rtp",
+        "0",
+        "--rtp-bonjour",
+      ],
+      cwd: ROOT,
+      stdout: "piped",
+      stderr: "null",
+    }).spawn();
+    const said: string[] = [];
+    const out = lines(serve.stdout);
+    try {
+      assert.match(
+        await lineMatching(out, /Bonjour/, said),
+        /cannot advertise over Bonjour: the session is bound to loopback \(127\.0\.0\.1\)/,
+      );
+      await lineMatching(out, /listening on/, said);
+      serve.kill("SIGTERM");
+      await lineMatching(out, /stopped/, said);
+      assert.equal((await serve.status).code, 0);
+    } finally {
+      try {
+        serve.kill("SIGKILL");
+      } catch {
+        // Ended already.
+      }
+      await serve.status;
+      await out.return?.();
+    }
+  },
+  { permissions: { run: true, read: true }, ms: 30000 },
+);

@@ -57,9 +57,10 @@ class Stuck {
   readonly name = "stuck";
   closed = false;
   queued = 0;
-  readonly progressAt = performance.now();
+  progressAt = performance.now();
   readonly [SINK]: Sink;
-  constructor() {
+  /** @param copies Whether it holds its own copies (or shares batches). */
+  constructor(copies = false) {
     // deno-lint-ignore no-this-alias
     const self = this;
     this[SINK] = {
@@ -72,7 +73,7 @@ class Stuck {
         return self.queued;
       },
       get copiedBytes() {
-        return 0;
+        return copies ? self.queued : 0;
       },
       get progressAt() {
         return self.progressAt;
@@ -332,11 +333,11 @@ hubTest(
 );
 
 hubTest(
-  "past maxQueuedTotal, those with the most waiting are dropped until a quarter is free",
+  "past maxQueuedTotal, those taking nothing go first, until a quarter is free",
   async () => {
     const left: HubEvent[] = [];
     await using hub = new Hub({
-      maxQueuedBytes: 1_000_000,
+      maxQueuedBytes: 100_000,
       maxQueuedTotal: 100_000,
       onEvent: (e) => {
         if (e.type === "leave") left.push(e);
@@ -346,16 +347,23 @@ hubTest(
       () => new Hub({ maxQueuedTotal: 0 }),
       /maxQueuedTotal must be a positive/,
     );
+    assert.throws(
+      () => new Hub({ maxQueuedBytes: 2000, maxQueuedTotal: 1000 }),
+      /maxQueuedTotal must be at least maxQueuedBytes \(2000\): got 1000/,
+    );
     const player = new Local("player");
     hub.add(player);
-    const stuck = Array.from({ length: 5 }, () => new Stuck());
+    const stuck = Array.from({ length: 5 }, () => new Stuck(true));
     stuck.forEach((port, i) => hub.add(port, { name: `s${i}` }));
+    // One that holds what it is sent by reference, shared: it counts nothing.
+    const sharing = new Stuck(false);
+    hub.add(sharing, { name: "sharing" });
     // Each is well under its own bound; together they are over the budget.
-    // Two keep taking (their progress is recent); three took nothing.
-    for (const i of [1, 4]) {
-      (stuck[i] as { progressAt: number }).progressAt = performance.now() +
-        60_000;
+    // Three took nothing for a while; two keep taking.
+    for (const [i, ago] of [[0, 900], [2, 700], [3, 800]]) {
+      stuck[i].progressAt = performance.now() - ago;
     }
+    for (const i of [1, 4]) stuck[i].progressAt = performance.now() + 60_000;
     player.play(message("sysex", { data: new Uint8Array(30_000) }));
     await until(() => left.length > 0, 5000);
     await settleTicks(600);
@@ -366,10 +374,14 @@ hubTest(
       const reason = e.type === "leave" && e.reason;
       assert.ok(reason instanceof FellBehindError);
       assert.equal(reason.budget, 100_000);
-      assert.match(reason.message, /over 100000 bytes waiting/);
+      assert.match(
+        reason.message,
+        /dropped to bring what waits for all endpoints under 100000 bytes/,
+      );
     }
     const kept = stuck.filter((port) => !port.closed);
     assert.deepEqual(kept, [stuck[1], stuck[4]]);
+    assert.equal(sharing.closed, false);
     assert.ok(kept.reduce((n, port) => n + port.queued, 0) <= 75_000);
     // The hub goes on routing to the rest.
     player.play(note(1));

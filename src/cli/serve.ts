@@ -626,12 +626,6 @@ class Serve {
             JSON.stringify(bonjour.instance)
           } over Bonjour (host ${bonjour.host})`,
         );
-        if (AddressList.isLoopback(session.address.hostname)) {
-          this.#say(
-            "the RTP-MIDI session is bound to loopback: other computers see " +
-              "it but cannot join; serve on an address they reach (:PORT for all)",
-          );
-        }
       } catch (error) {
         if (error instanceof Deno.errors.NotCapable) throw error;
         this.#say(`cannot advertise over Bonjour: ${describeError(error)}`);

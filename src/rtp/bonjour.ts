@@ -25,8 +25,9 @@ export interface BonjourOptions {
    */
   name?: string;
   /**
-   * The host name the service points at, without `.local`.
-   * @default {this machine's name (needs --allow-sys=hostname), else "midisock"}
+   * The host name the service points at, without `.local`. It should not
+   * be the machine's own name, which the system's responder owns.
+   * @default {"<this machine's name>-midisock" (needs --allow-sys=hostname), else "midisock"}
    */
   hostname?: string;
   /**
@@ -36,7 +37,7 @@ export interface BonjourOptions {
   addresses?: string[];
   /**
    * The IPv4 address of the interface to send and listen on.
-   * @default {the system's choice}
+   * @default {the session's address when it is bound to an IPv4 one; else every interface (needs --allow-sys=networkInterfaces)}
    */
   interface?: string;
 }
@@ -69,6 +70,7 @@ interface DnsRecord {
   name: string;
   type: string;
   ttl?: number;
+  flush?: boolean;
   data: unknown;
 }
 
@@ -90,6 +92,7 @@ interface MulticastDns {
 
 type Factory = (options: {
   interface?: string;
+  bind?: string;
   reuseAddr?: boolean;
 }) => MulticastDns;
 
@@ -102,8 +105,8 @@ function label(name: string): string {
 
 function machineName(): string {
   try {
-    const name = Deno.hostname().split(".")[0];
-    return name.replace(/[^A-Za-z0-9-]/g, "-") || "midisock";
+    const name = Deno.hostname().split(".")[0].replace(/[^A-Za-z0-9-]/g, "-");
+    return name === "" ? "midisock" : `${name}-midisock`;
   } catch {
     return "midisock";
   }
@@ -148,7 +151,10 @@ function machineAddresses(): string[] {
  * @param session The session (an `RtpMidiSession`) to advertise.
  * @param options Names, addresses and interface.
  * @returns The advertisement, answering from now on.
- * @throws {Error} When the multicast DNS socket cannot be opened.
+ * @throws {Error} When the session is bound to loopback (no other computer
+ * could join it), when it listens everywhere and the interfaces cannot be
+ * listed (no `--allow-sys=networkInterfaces`, and no `interface` given), or
+ * when the multicast DNS socket cannot be opened.
  */
 export async function advertiseRtpMidi(
   session: AdvertisedSession,
@@ -161,16 +167,39 @@ export async function advertiseRtpMidi(
   const host = `${label(options.hostname ?? machineName())}.local`;
   const bound = session.address?.hostname ?? "";
   const everywhere = bound === "" || bound === "0.0.0.0" || bound === "::";
+  if (bound === "localhost" || /^(127\.|::1$)/.test(bound)) {
+    throw new Error(
+      `the session is bound to loopback (${bound}): other computers would see it but could not join`,
+    );
+  }
+  // Without an interface, multicast-dns lists every one, now and every 5 s.
+  const iface = options.interface ??
+    (!everywhere && !bound.includes(":") ? bound : undefined);
+  if (
+    iface === undefined &&
+    Deno.permissions.querySync({ name: "sys", kind: "networkInterfaces" })
+        .state !== "granted"
+  ) {
+    throw new Error(
+      "a session listening on every interface is advertised on each: that " +
+        "needs --allow-sys=networkInterfaces (or bind the session to one address)",
+    );
+  }
   const addresses = options.addresses ??
     (everywhere ? machineAddresses() : [bound]);
   const { default: factory } = await import(
     "npm:multicast-dns@7.2.5"
   ) as { default: Factory };
-  const mdns = factory({ interface: options.interface, reuseAddr: true });
-  await new Promise<void>((resolve, reject) => {
-    mdns.on("ready", resolve);
-    mdns.on("error", reject);
-  });
+  const mdns = factory({ interface: iface, bind: "0.0.0.0", reuseAddr: true });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      mdns.on("ready", resolve);
+      mdns.on("error", reject);
+    });
+  } catch (error) {
+    mdns.destroy();
+    throw error;
+  }
   // Past the start, a failed send is not fatal: the next query answers.
   mdns.on("error", () => {});
   mdns.on("warning", () => {});
@@ -182,17 +211,22 @@ export async function advertiseRtpMidi(
       ttl,
       data: instance,
     };
+    // Records only this responder gives: caches replace, not add (the
+    // cache-flush bit of RFC 6762 section 10.2).
     const srv = {
       name: instance,
       type: "SRV",
       ttl,
+      flush: true,
       data: { priority: 0, weight: 0, port: session.port, target: host },
     };
-    const txt = { name: instance, type: "TXT", ttl, data: [] as string[] };
+    // An empty TXT record is one empty string (RFC 6763 section 6.1).
+    const txt = { name: instance, type: "TXT", ttl, flush: true, data: [""] };
     const hostRecords = addresses.map((address) => ({
       name: host,
       type: address.includes(":") ? "AAAA" : "A",
       ttl,
+      flush: true,
       data: address,
     }));
     const enumeration = {
@@ -204,9 +238,14 @@ export async function advertiseRtpMidi(
     return { ptr, srv, txt, hostRecords, enumeration };
   };
   const send = (answers: DnsRecord[], additionals: DnsRecord[] = []) =>
-    new Promise<void>((resolve) =>
-      mdns.respond({ answers, additionals }, () => resolve())
-    );
+    new Promise<void>((resolve) => {
+      try {
+        mdns.respond({ answers, additionals }, () => resolve());
+      } catch {
+        // A record that cannot be encoded (a bad address given): skip.
+        resolve();
+      }
+    });
   const all = (ttl: number) => {
     const r = records(ttl);
     return [r.ptr, r.srv, r.txt, ...r.hostRecords];
