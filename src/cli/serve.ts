@@ -113,7 +113,7 @@ Options:
                        the largest sysex allowed]
       --max-queued-total N
                        Bytes that may wait for all clients together; past
-                       it, those with the most waiting are dropped [64 MiB
+                       it, clients are dropped, idle readers first [64 MiB
                        or 4 x --max-queued]
       --rtp PORT       Take part in RTP-MIDI sessions (Apple Network MIDI,
                        rtpMIDI) on UDP PORT and PORT+1; --allow applies
