@@ -7,6 +7,7 @@
 //
 //   deno run --allow-net=127.0.0.1 bench/_soak_good.ts PORT SECONDS COUNT
 
+import { watchStalls } from "./_stall.ts";
 import { connect, type Message, message, type SocketPort } from "../mod.ts";
 
 const [port, seconds, count] = Deno.args.map(Number);
@@ -20,15 +21,7 @@ function unmark(msg: Message): [number, number] | undefined {
   return [d[2], (d[3] << 14) | (d[4] << 7) | d[5]];
 }
 
-// The longest this process went without running a 50 ms timer: how long
-// it was too busy, or too starved of CPU, to read at all.
-let stalled = 0;
-let tick = performance.now();
-const ticker = setInterval(() => {
-  const now = performance.now();
-  stalled = Math.max(stalled, now - tick - 50);
-  tick = now;
-}, 50);
+const stalls = watchStalls();
 let lost = 0;
 let heard = 0;
 let closed = 0;
@@ -77,9 +70,9 @@ await Promise.all(senders);
 await sleep(500);
 await Promise.all(clients.map((client) => client.close()));
 await Promise.all(readers);
-clearInterval(ticker);
+const stalledMs = stalls();
 console.log(JSON.stringify({
-  stalledMs: Math.round(stalled),
+  stalledMs,
   clients: clients.map((client) => `127.0.0.1:${client.localAddr.port}`),
   sent,
   heard,

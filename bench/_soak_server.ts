@@ -8,6 +8,7 @@
 //   deno run --allow-net=127.0.0.1 bench/_soak_server.ts GOOD
 
 import { getHeapSpaceStatistics } from "node:v8";
+import { watchStalls } from "./_stall.ts";
 import { type Message, message, PortServer } from "../mod.ts";
 
 const good = Number(Deno.args[0]);
@@ -46,14 +47,7 @@ const reading = (async () => {
   }
 })();
 
-// The longest the server went without running a 50 ms timer.
-let stalled = 0;
-let tick = performance.now();
-const ticker = setInterval(() => {
-  const now = performance.now();
-  stalled = Math.max(stalled, now - tick - 50);
-  tick = now;
-}, 50);
+const stalls = watchStalls();
 let running = true;
 let broadcast = 0;
 const broadcasting = (async () => {
@@ -69,7 +63,7 @@ const broadcasting = (async () => {
 for await (const _ of Deno.stdin.readable) { /* until stdin closes */ }
 running = false;
 await broadcasting;
-clearInterval(ticker);
+const stalledMs = stalls();
 // What is on its way still arrives.
 await new Promise((r) => setTimeout(r, 1000));
 // What the process still holds once collected (run with --expose-gc), and
@@ -80,7 +74,7 @@ const newSpace =
   getHeapSpaceStatistics().find((space) => space.space_name === "new_space")
     ?.space_size ?? 0;
 console.log(JSON.stringify({
-  stalledMs: Math.round(stalled),
+  stalledMs,
   heapMiB: heapUsed / 2 ** 20,
   heapTotalMiB: heapTotal / 2 ** 20,
   newSpaceMiB: newSpace / 2 ** 20,

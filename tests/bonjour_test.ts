@@ -71,6 +71,26 @@ if (reason !== undefined) {
   console.warn(`${reason}: skipping the Bonjour tests`);
 }
 
+/** The multicast DNS browser (tests/_mdns_browse.ts) in namespace B. */
+function browser(ms: number, ...questions: string[]): Deno.Command {
+  return new Deno.Command("ip", {
+    args: [
+      "netns",
+      "exec",
+      B,
+      DENO,
+      "run",
+      "-A",
+      "tests/_mdns_browse.ts",
+      String(ms),
+      ...questions,
+    ],
+    cwd: ROOT,
+    stdout: "piped",
+    stderr: "inherit",
+  });
+}
+
 /** Lines of a child's output, as they come. */
 function lines(stream: ReadableStream<Uint8Array>): AsyncIterator<string> {
   return stream.pipeThrough(new TextDecoderStream()).pipeThrough(
@@ -154,21 +174,7 @@ boundedTest(
       );
       const host = advertised.match(/host ([^ )]+)/)![1];
 
-      const browse = new Deno.Command("ip", {
-        args: [
-          "netns",
-          "exec",
-          B,
-          DENO,
-          "run",
-          "-A",
-          "tests/_mdns_browse.ts",
-          "1500",
-        ],
-        cwd: ROOT,
-        stdout: "piped",
-        stderr: "inherit",
-      }).spawn();
+      const browse = browser(1500).spawn();
       children.push(browse);
       const heard = lines(browse.stdout);
       const responses: { answers: Record[]; additionals: Record[] }[] = [];
@@ -203,24 +209,12 @@ boundedTest(
       await browse.status;
 
       // Asked directly, in any case: the instance, the host, the services.
-      const ask = new Deno.Command("ip", {
-        args: [
-          "netns",
-          "exec",
-          B,
-          DENO,
-          "run",
-          "-A",
-          "tests/_mdns_browse.ts",
-          "1500",
-          "STUDIO A._APPLE-MIDI._UDP.LOCAL:SRV",
-          `${host}:A`,
-          "_services._dns-sd._udp.local:PTR",
-        ],
-        cwd: ROOT,
-        stdout: "piped",
-        stderr: "inherit",
-      }).output();
+      const ask = browser(
+        1500,
+        "STUDIO A._APPLE-MIDI._UDP.LOCAL:SRV",
+        `${host}:A`,
+        "_services._dns-sd._udp.local:PTR",
+      ).output();
       const direct = new TextDecoder().decode((await ask).stdout).trim()
         .split("\n").map((line) => JSON.parse(line))
         .filter((line) => line.answers !== undefined);
@@ -235,21 +229,7 @@ boundedTest(
       );
 
       // A browser that stays to the end hears the goodbye.
-      const stay = new Deno.Command("ip", {
-        args: [
-          "netns",
-          "exec",
-          B,
-          DENO,
-          "run",
-          "-A",
-          "tests/_mdns_browse.ts",
-          "4000",
-        ],
-        cwd: ROOT,
-        stdout: "piped",
-        stderr: "inherit",
-      }).spawn();
+      const stay = browser(4000).spawn();
       children.push(stay);
       const staying = lines(stay.stdout);
       await lineMatching(staying, /answers/, seen);
