@@ -41,11 +41,7 @@ export {
   QueueFullError,
   RefusedError,
 } from "./src/errors.ts";
-export {
-  type Address,
-  formatAddress,
-  parseAddress,
-} from "./src/net/address.ts";
+export { type Address, formatAddress, parseAddress } from "./src/address.ts";
 export {
   DEFAULT_MAX_QUEUED_BYTES,
   type PendingRead,
@@ -71,7 +67,7 @@ export {
   type ExponentialBackoffOptions,
 } from "./src/backoff.ts";
 export { NoteTracker } from "./src/notes.ts";
-export { AddressList } from "./src/net/access.ts";
+export { AddressList } from "./src/access.ts";
 export { TOKEN_PREFIX } from "./src/net/_handshake.ts";
 export type { RateLimit } from "./src/_policy.ts";
 export {
@@ -105,6 +101,8 @@ export {
   type HubEvent,
   type HubOptions,
 } from "./src/hub.ts";
+export { type Transport } from "./src/transport.ts";
+export { type Clock, type ClockTimer, systemClock } from "./src/clock.ts";
 export * from "./src/hardware/mod.ts";
 export {
   formatNatsLinkEvent,

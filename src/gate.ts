@@ -7,7 +7,7 @@
  * @module
  */
 
-import { AddressList } from "./net/access.ts";
+import { AddressList } from "./access.ts";
 import { checkToken, positiveInteger, positiveMs } from "./_policy.ts";
 import { callBack } from "./_call.ts";
 

@@ -35,6 +35,7 @@ import {
 } from "./sink.ts";
 import { atMost } from "./_time.ts";
 import { callBack } from "./_call.ts";
+import type { Transport } from "./transport.ts";
 
 /**
  * What an endpoint is to the routing:
@@ -675,6 +676,7 @@ export class Hub implements AsyncDisposable {
   #paused: PromiseWithResolvers<void> | undefined;
   readonly #waitingFor = new Set<Member>();
   readonly #closings = new Set<Promise<void>>();
+  #transports: Transport[] = [];
   #stopping = false;
   /** Resolves when the hub stops: no input is waited for after that. */
   readonly #stop = Promise.withResolvers<undefined>();
@@ -823,6 +825,40 @@ export class Hub implements AsyncDisposable {
     }
     this.#timer ??= this.#startTimer();
     return member;
+  }
+
+  /** The transports attached, in the order they were. */
+  get transports(): readonly Transport[] {
+    return [...this.#transports];
+  }
+
+  /**
+   * Attaches a transport: it makes endpoints for this hub from now on, and
+   * the hub closes it when it closes (after its endpoints, in the reverse
+   * order of attaching). A transport that cannot start is closed and its
+   * error thrown.
+   *
+   * @param transport The transport.
+   * @returns The transport, once it is ready.
+   * @throws {PortClosedError} When the hub is closed (the transport is
+   * closed too).
+   * @throws {Error} What the transport's `attach` threw.
+   */
+  async attach<T extends Transport>(transport: T): Promise<T> {
+    if (this.#stopping) {
+      await transport.close().catch(() => {});
+      throw new PortClosedError("hub");
+    }
+    if (this.#transports.includes(transport)) return transport;
+    this.#transports.push(transport);
+    try {
+      await transport.attach(this);
+    } catch (error) {
+      this.#transports = this.#transports.filter((t) => t !== transport);
+      await transport.close().catch(() => {});
+      throw error;
+    }
+    return transport;
   }
 
   /**
@@ -1312,7 +1348,8 @@ export class Hub implements AsyncDisposable {
    * Stops the hub: stops reading every input, releases every held note
    * where it belongs, then closes every endpoint's port (those added with
    * `close: false` excepted), gracefully for at most two seconds and then
-   * at once. Closing twice does nothing.
+   * at once, and last closes the attached transports, newest first. Closing
+   * twice does nothing.
    *
    * @returns A promise that resolves once everything is closed.
    */
@@ -1348,6 +1385,18 @@ export class Hub implements AsyncDisposable {
     }
     await Promise.all(members.map((m) => m.pump));
     await Promise.all(this.#closings);
+    // The transports last, newest first: they stop making endpoints and let
+    // go of their listeners and sockets.
+    for (const transport of this.#transports.splice(0).reverse()) {
+      await transport.close().catch((error) =>
+        this.#emit({
+          type: "warning",
+          message: `closing ${transport.name}: ${
+            error instanceof Error ? error.message : String(error)
+          }`,
+        })
+      );
+    }
     this.#members = [];
     members.forEach((member, i) => {
       if (member.left) return;

@@ -6,9 +6,9 @@
  * @module
  */
 
-import { AddressList } from "../net/access.ts";
+import { AddressList } from "../access.ts";
 import denoJson from "../../deno.json" with { type: "json" };
-import { parseAddress } from "../net/address.ts";
+import { parseAddress } from "../address.ts";
 import type { Port } from "../port.ts";
 
 /** The package version, from deno.json. */

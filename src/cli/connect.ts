@@ -34,7 +34,7 @@ import type { Message } from "../codec/messages.ts";
 import { formatMessage, parseMessage } from "../codec/text.ts";
 import { exponentialBackoff } from "../backoff.ts";
 import { PortClosedError, RefusedError } from "../errors.ts";
-import { formatAddress } from "../net/address.ts";
+import { formatAddress } from "../address.ts";
 import { connect, type ConnectOptions } from "../net/connect.ts";
 import { ReconnectingPort } from "../net/reconnecting_port.ts";
 import type { SocketPort } from "../net/socket_port.ts";

@@ -6,7 +6,7 @@
 
 import { RefusedError } from "../errors.ts";
 import { checkToken } from "../_policy.ts";
-import { checkPort, formatAddress } from "./address.ts";
+import { checkPort, formatAddress } from "../address.ts";
 import { readAnswer, tokenHeader } from "./_handshake.ts";
 import type { SocketOptions } from "./_settings.ts";
 import { closeQuietly } from "./_transport.ts";

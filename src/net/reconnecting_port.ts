@@ -19,7 +19,7 @@ import {
 import { type Backoff, exponentialBackoff } from "../backoff.ts";
 import { checkToken, positiveMs } from "../_policy.ts";
 import { sleep } from "../_time.ts";
-import { checkPort, formatAddress } from "./address.ts";
+import { checkPort, formatAddress } from "../address.ts";
 import { connect, type ConnectOptions } from "./connect.ts";
 import { resolveSocketOptions } from "./_settings.ts";
 import type { SocketPort } from "./socket_port.ts";

@@ -16,7 +16,7 @@ import {
 } from "../port.ts";
 import { positiveInteger } from "../_policy.ts";
 import { type Batch, SINK, type Sink } from "../sink.ts";
-import { checkPort, formatAddress } from "./address.ts";
+import { checkPort, formatAddress } from "../address.ts";
 import { type Preamble, refuse, serverHandshake } from "./_handshake.ts";
 import { resolveSocketOptions, type SocketOptions } from "./_settings.ts";
 import { closeQuietly } from "./_transport.ts";

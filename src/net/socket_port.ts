@@ -18,7 +18,7 @@ import {
 } from "../port.ts";
 import { sysexAllowed, TokenBucket } from "../_policy.ts";
 import { type Batch, SINK, type Sink, SOURCE, type Source } from "../sink.ts";
-import { formatAddress } from "./address.ts";
+import { formatAddress } from "../address.ts";
 import {
   OK_BYTES,
   type Preamble,

@@ -27,8 +27,8 @@ import {
   PANIC_MESSAGES,
   RESET_MESSAGES,
 } from "../port.ts";
-import { AddressList } from "../net/access.ts";
-import { type Address, checkPort, formatAddress } from "../net/address.ts";
+import { AddressList } from "../access.ts";
+import { type Address, checkPort, formatAddress } from "../address.ts";
 import { InvitationError, ParticipantTimeoutError } from "./errors.ts";
 import type { Gate, Ticket } from "../gate.ts";
 import { callBack } from "../_call.ts";

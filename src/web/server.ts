@@ -8,7 +8,7 @@
 import type { Message } from "../codec/messages.ts";
 import type { Peer, RefusalCode, Ticket } from "../gate.ts";
 import type { Endpoint, Hub, HubEvent } from "../hub.ts";
-import { checkPort, formatAddress } from "../net/address.ts";
+import { checkPort, formatAddress } from "../address.ts";
 import { positiveInteger } from "../_policy.ts";
 import { atMost } from "../_time.ts";
 import { PagePort } from "./_page_port.ts";

@@ -1,0 +1,64 @@
+/**
+ * Time, as midisock reads it: one seam for every module that measures time
+ * or waits. The hub, its transports and the playout of timed messages take
+ * a {@linkcode Clock} option; tests hand them a clock they step by hand, or
+ * clocks that differ by seconds and drift apart.
+ *
+ * @module
+ */
+
+/** A timer set on a {@linkcode Clock}. */
+export interface ClockTimer {
+  /** Cancels the timer. Cancelling twice, or after it fired, does nothing. */
+  cancel(): void;
+}
+
+/**
+ * A monotonic clock in milliseconds, and timers on it.
+ *
+ * @example A clock that runs a second ahead of the system's
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type Clock, systemClock } from "@x/midisock";
+ *
+ * const ahead: Clock = {
+ *   now: () => systemClock.now() + 1000,
+ *   setTimer: (callback, delay) => systemClock.setTimer(callback, delay),
+ * };
+ * assert.ok(ahead.now() - systemClock.now() >= 999);
+ * ```
+ */
+export interface Clock {
+  /** Milliseconds on a monotonic scale with an arbitrary origin. */
+  now(): number;
+  /**
+   * Calls `callback` once, `delay` milliseconds from now. Timers never keep
+   * the process alive.
+   *
+   * @param callback What to call.
+   * @param delay How long from now, in milliseconds (0 or more).
+   * @returns The timer, to cancel it.
+   */
+  setTimer(callback: () => void, delay: number): ClockTimer;
+}
+
+/**
+ * The system's clock: `performance.now()` and unreferenced timers.
+ *
+ * @example Reading the time
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { systemClock } from "@x/midisock";
+ *
+ * const before = systemClock.now();
+ * assert.ok(systemClock.now() >= before);
+ * ```
+ */
+export const systemClock: Clock = Object.freeze({
+  now: (): number => performance.now(),
+  setTimer(callback: () => void, delay: number): ClockTimer {
+    const id = setTimeout(callback, Math.max(0, delay));
+    Deno.unrefTimer(id);
+    return { cancel: () => clearTimeout(id) };
+  },
+});
