@@ -73,8 +73,10 @@ export type { RateLimit } from "./src/_policy.ts";
 export {
   Gate,
   type GateOptions,
+  MAX_DETAIL_LENGTH,
   MIN_TOKEN_LENGTH,
   type Peer,
+  printable,
   type Refusal,
   type RefusalCode,
   type Ticket,

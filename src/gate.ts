@@ -90,8 +90,45 @@ export interface Refusal {
   readonly peer: Peer;
   /** Why, in a word. */
   readonly code: RefusalCode;
-  /** Why, for people: `"wrong token"`, `"server full (8 clients)"`. */
+  /**
+   * Why, for people: `"wrong token"`, `"server full (8 clients)"`. It holds
+   * no text the peer chose, so refusals can be grouped by it.
+   */
   readonly reason: string;
+  /**
+   * What the peer sent that was refused, where that helps (an `Origin`, a
+   * request line): made safe to print (control characters escaped) and cut
+   * to {@linkcode MAX_DETAIL_LENGTH} characters. Never a secret.
+   */
+  readonly detail?: string;
+}
+
+/** The longest {@linkcode Refusal.detail}, in characters. */
+export const MAX_DETAIL_LENGTH = 80;
+
+/**
+ * Makes text a peer chose safe to print: control and non-ASCII characters
+ * escaped, cut to `max` characters (with an ellipsis).
+ *
+ * @param text The peer's text.
+ * @param max The longest result.
+ * @returns The text, safe to print on one line.
+ *
+ * @example Escaping a header value
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { printable } from "@x/midisock";
+ *
+ * assert.equal(printable("http://a\nb"), "http://a\\x0ab");
+ * assert.equal(printable("x".repeat(100), 5), "xxxx…");
+ * ```
+ */
+export function printable(text: string, max = MAX_DETAIL_LENGTH): string {
+  const escaped = text.replace(
+    /[^\x20-\x7e]/g,
+    (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`,
+  );
+  return escaped.length <= max ? escaped : `${escaped.slice(0, max - 1)}…`;
 }
 
 /** Tokens shorter than this draw a warning (and `serve` refuses them). */
@@ -312,11 +349,20 @@ export class Gate {
    *
    * @param peer Who.
    * @param code Why, in a word.
-   * @param reason Why, for people.
+   * @param reason Why, for people: no text the peer chose.
+   * @param detail The peer's text that was refused, if it helps; it is
+   * made safe with {@linkcode printable}.
    * @returns The refusal.
    */
-  refuse(peer: Peer, code: RefusalCode, reason: string): Refusal {
-    const refusal: Refusal = { peer, code, reason };
+  refuse(
+    peer: Peer,
+    code: RefusalCode,
+    reason: string,
+    detail?: string,
+  ): Refusal {
+    const refusal: Refusal = detail === undefined
+      ? { peer, code, reason }
+      : { peer, code, reason, detail: printable(detail) };
     callBack(this.#onRefuse, refusal);
     return refusal;
   }
@@ -381,10 +427,10 @@ export class Gate {
         state = refusal === undefined ? "admitted" : "gone";
         return refusal;
       },
-      refuse: (code, reason) => {
+      refuse: (code, reason, detail) => {
         if (entry.evicted !== undefined) return entry.evicted;
         leave();
-        return this.refuse(peer, code, reason);
+        return this.refuse(peer, code, reason, detail);
       },
       leave,
     };
@@ -446,10 +492,11 @@ export interface Ticket {
    * Refuses the connection: reports it and gives the slot back.
    *
    * @param code Why, in a word.
-   * @param reason Why, for people.
+   * @param reason Why, for people: no text the peer chose.
+   * @param detail The peer's text that was refused, if it helps.
    * @returns The refusal.
    */
-  refuse(code: RefusalCode, reason: string): Refusal;
+  refuse(code: RefusalCode, reason: string, detail?: string): Refusal;
   /** Gives the slot back (pending or admitted). Leaving twice does nothing. */
   leave(): void;
 }
