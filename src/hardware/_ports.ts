@@ -12,6 +12,7 @@ import { encode } from "../codec/encode.ts";
 import type { Message } from "../codec/messages.ts";
 import { Parser } from "../codec/parser.ts";
 import { PortClosedError } from "../errors.ts";
+import { sleep } from "../_time.ts";
 import {
   DEFAULT_QUEUE_SIZE,
   InputPortBase,
@@ -48,7 +49,7 @@ import type {
   InputOptions,
   OutputOptions,
   PortOptions,
-} from "./ports.ts";
+} from "./types.ts";
 
 /**
  * Ends a port whose other end went away: an input delivers what arrived
@@ -327,7 +328,7 @@ async function findOwn(
     );
     if (added.length === 1) return added[0];
     if (added.length > 1 || performance.now() > deadline) return undefined;
-    await new Promise((resolve) => setTimeout(resolve, 5));
+    await sleep(5);
   }
 }
 
@@ -350,7 +351,7 @@ async function findLink(
     const added = after.filter((name) => !before.includes(name));
     if (added.length === 1) return added[0];
     if (added.length > 1 || performance.now() > deadline) return undefined;
-    await new Promise((resolve) => setTimeout(resolve, 5));
+    await sleep(5);
   }
 }
 

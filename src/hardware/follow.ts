@@ -23,7 +23,7 @@ import type {
   HardwareOutput,
   InputOptions,
   OutputOptions,
-} from "./ports.ts";
+} from "./types.ts";
 import { DEFAULT_WATCH_INTERVAL } from "./watch.ts";
 
 /**
