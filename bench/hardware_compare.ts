@@ -2,8 +2,9 @@
  * Round trip through JACK, midisock against python-rtmidi, in one run:
  * latency (p50/p99 of send -> receive on the same host, one message after
  * another), the latency of a message after a silence (midisock's inputs
- * sleep when idle and a doorbell wakes them; python-rtmidi's loop here
- * never sleeps), and the highest send rate at which no message is lost.
+ * sleep when idle and the first message rings them awake; python-rtmidi's
+ * loop here never sleeps), and the highest send rate at which no message
+ * is lost.
  *
  * Needs a running JACK server:
  *

@@ -117,7 +117,7 @@ async function measure(
     if (done) throw new Error(`${label} ended before it was ready`);
     text += value;
   }
-  // Let start-up work settle (midisock's poller arms its doorbell after a
+  // Let start-up work settle (midisock's poller arms its inputs after a
   // second of silence), then measure.
   await new Promise((resolve) => setTimeout(resolve, 3000));
   const start = cpuSeconds(child.pid);

@@ -5,12 +5,12 @@
  * described in `layout.ts`, not here.
  *
  * Calls that may wait for the MIDI system (creating, opening, closing and
- * freeing devices, listing ports, installing or removing the input callback)
- * are `nonblocking`: they run on a worker thread, so the JavaScript thread
- * never stalls on the MIDI server and stays free to serve a callback
- * meanwhile (a MIDI thread calling into JavaScript waits for that thread).
- * Reading the input queue and sending short messages are quick copies and
- * stay synchronous.
+ * freeing devices, listing ports) are `nonblocking`: they run on a worker
+ * thread, so the JavaScript thread never stalls on the MIDI server and stays
+ * free to serve a callback meanwhile (a MIDI thread calling into JavaScript
+ * waits for that thread). Reading the input queue, sending short messages
+ * and installing or removing the input callback are quick and stay
+ * synchronous.
  *
  * C types: `RtMidiPtr`, `RtMidiInPtr` and `RtMidiOutPtr` are pointers to the
  * same wrapper struct; `enum RtMidiApi` is a C `int`.
@@ -21,9 +21,9 @@
 /**
  * The signature of `RtMidiCCallback` (4.0 and later): `void (*)(double
  * timeStamp, const unsigned char *message, size_t messageSize, void
- * *userData)`. Inputs never deliver messages through it (they read
- * RtMidi's queue); midisock's JACK doorbell installs it, as a thread-safe
- * callback, only to learn that a message came after a silence.
+ * *userData)`. Inputs read RtMidi's queue; an idle JACK input installs it,
+ * as a thread-safe callback, only to hear the first message after a
+ * silence, and removes it from inside that call.
  */
 export const INPUT_CALLBACK = {
   parameters: [
@@ -168,6 +168,8 @@ export const SYMBOLS = {
 
   // void rtmidi_in_set_callback(RtMidiInPtr device, RtMidiCCallback callback,
   //                             void *userData);
+  // Synchronous: it only sets RtMidi's flags (MidiInApi::setCallback), on
+  // every backend, and never waits for the MIDI system.
   rtmidi_in_set_callback: {
     parameters: [
       "pointer", // RtMidiInPtr device
@@ -175,23 +177,13 @@ export const SYMBOLS = {
       "pointer", // void *userData
     ],
     result: "void",
-    nonblocking: true,
   },
 
   // void rtmidi_in_cancel_callback(RtMidiInPtr device);
+  // Synchronous too: it only clears the flags, so an input's callback can
+  // remove itself from the JavaScript thread while the MIDI thread waits
+  // in it.
   rtmidi_in_cancel_callback: {
-    parameters: [
-      "pointer", // RtMidiInPtr device
-    ],
-    result: "void",
-    nonblocking: true,
-  },
-
-  // The same call, synchronous: for the doorbell's own callback, which
-  // cancels itself from the JavaScript thread while the MIDI thread waits
-  // in it. Cancelling only clears RtMidi's flags; it never waits.
-  rtmidi_in_cancel_callback_now: {
-    name: "rtmidi_in_cancel_callback",
     parameters: [
       "pointer", // RtMidiInPtr device
     ],

@@ -155,31 +155,6 @@ export const JACK_SYMBOLS = {
     result: "pointer",
   },
 
-  // int jack_connect(jack_client_t *client, const char *source_port,
-  //                  const char *destination_port);
-  // Any client may connect any two ports. 0, or EEXIST when connected.
-  jack_connect: {
-    parameters: [
-      "pointer", // jack_client_t *client
-      "buffer", // const char *source_port
-      "buffer", // const char *destination_port
-    ],
-    result: "i32",
-    nonblocking: true,
-  },
-
-  // int jack_disconnect(jack_client_t *client, const char *source_port,
-  //                     const char *destination_port);
-  jack_disconnect: {
-    parameters: [
-      "pointer", // jack_client_t *client
-      "buffer", // const char *source_port
-      "buffer", // const char *destination_port
-    ],
-    result: "i32",
-    nonblocking: true,
-  },
-
   // size_t jack_ringbuffer_write_space(const jack_ringbuffer_t *rb);
   jack_ringbuffer_write_space: {
     parameters: [

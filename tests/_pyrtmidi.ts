@@ -2,7 +2,8 @@
  * Test helper: python-rtmidi as the other program on the JACK server. One
  * Python process takes commands on stdin, one per line, and answers each
  * with one line: it creates and destroys virtual ports, sends messages and
- * long sysex, and reports what its inputs received.
+ * long sysex, reports what its inputs received, and lists the ports it (and
+ * mido) can see.
  *
  * @module
  */
@@ -19,6 +20,7 @@ import json, sys, time, rtmidi
 
 JACK = rtmidi.API_UNIX_JACK
 ports = {}
+listers = None
 
 def reply(value):
     sys.stdout.write(json.dumps(value) + "\n")
@@ -83,6 +85,21 @@ for line in sys.stdin:
                 if i % 500 == 499:
                     time.sleep(0.03)
             reply({"ok": True})
+        elif command == "list":
+            # What another program sees: python-rtmidi's lists, and mido's
+            # (which names ports as python-rtmidi does, through its own
+            # clients).
+            import mido
+            backend = mido.Backend("mido.backends.rtmidi/UNIX_JACK")
+            if listers is None:
+                listers = (rtmidi.MidiIn(JACK, "pyrt"), rtmidi.MidiOut(JACK, "pyrt"))
+            reply({
+                "ok": True,
+                "inputs": listers[0].get_ports(),
+                "outputs": listers[1].get_ports(),
+                "midoInputs": backend.get_input_names(),
+                "midoOutputs": backend.get_output_names(),
+            })
         elif command == "received":
             name, count, seconds = args[0], int(args[1]), float(args[2])
             port = ports[(name, "in")]
@@ -109,6 +126,14 @@ export interface Reply {
   at?: number;
   /** For `received`: each message's bytes. */
   messages?: number[][];
+  /** For `list`: the ports python-rtmidi can read from. */
+  inputs?: string[];
+  /** For `list`: the ports python-rtmidi can send to. */
+  outputs?: string[];
+  /** For `list`: mido's input names. */
+  midoInputs?: string[];
+  /** For `list`: mido's output names. */
+  midoOutputs?: string[];
 }
 
 /** A running python-rtmidi process; see the module doc. */

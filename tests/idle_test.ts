@@ -1,12 +1,13 @@
 // What idle inputs cost, and what that costs the first message after a
-// silence: the shared poller and JACK's doorbell (src/hardware/_poller.ts,
-// src/hardware/_doorbell.ts).
+// silence: the shared poller, and JACK inputs armed to ring at the first
+// message (src/hardware/_poller.ts, src/hardware/_native.ts).
 
 import assert from "node:assert/strict";
 import { message } from "../src/codec/messages.ts";
 import { openInput, openOutput } from "../src/hardware/mod.ts";
 import { ACTIVE_HOLD, poller } from "../src/hardware/_poller.ts";
 import { until } from "./_net.ts";
+import { openWhenListed, pyTest } from "./_pyrtmidi.ts";
 import {
   API,
   assertAvailable,
@@ -30,9 +31,9 @@ function jackTest(name: string, fn: () => Promise<void>): void {
   });
 }
 
-/** Waits until the poller has armed the doorbell and sleeps. */
+/** Waits until the poller has armed the inputs and sleeps. */
 async function asleep(): Promise<void> {
-  await until(() => poller.sleeping, ACTIVE_HOLD + 5000, "the doorbell armed");
+  await until(() => poller.sleeping, ACTIVE_HOLD + 5000, "the inputs armed");
 }
 
 jackTest(
@@ -67,8 +68,8 @@ jackTest(
         );
         delays.push(performance.now() - start);
       }
-      // One JACK period (21 ms here) and the doorbell's ring: well under
-      // what 40 ms polling would add.
+      // One JACK period (21 ms here) and the ring: well under what 40 ms
+      // polling would add.
       const worst = Math.max(...delays);
       assert.ok(worst < 150, `first-message delays ${delays.join(", ")} ms`);
       await Promise.all(inputs.map((input) => input.close()));
@@ -124,8 +125,8 @@ jackTest(
       for await (const _ of input) got++;
     })();
     await asleep();
-    // Another program connects while the poller sleeps: the doorbell
-    // follows the virtual port's connections.
+    // Another program connects while the poller sleeps: the virtual input
+    // itself rings, whoever sends to it.
     await using keys = await openOutput(name, { api: API });
     await sleep(400);
     const start = performance.now();
@@ -139,7 +140,7 @@ jackTest(
 );
 
 jackTest(
-  "closing inputs while the doorbell rings, 100 times, neither hangs nor crashes",
+  "closing inputs while they ring, 100 times, neither hangs nor crashes",
   async () => {
     const name = uniqueName("bell-close");
     await using out = await openOutput(name, { virtual: true, api: API });
@@ -164,7 +165,7 @@ jackTest(
 );
 
 jackTest(
-  "a process ends with the doorbell armed while messages come in",
+  "a process ends with its inputs armed while messages come in",
   async () => {
     for (let round = 0; round < 3; round++) {
       const name = uniqueName("bell-exit");
@@ -189,6 +190,60 @@ jackTest(
       assert.equal(result.code, 0, result.stderr);
       assert.equal(result.stdout.trim(), "exiting");
       assert.equal(withoutDbNoise(result.stderr), "");
+    }
+  },
+);
+
+pyTest(
+  "other programs see only the ports asked for: no internal port while inputs sleep",
+  async (py) => {
+    const keys = uniqueName("listed-keys");
+    const virtual = uniqueName("listed-virtual");
+    await py.command(["open", keys, "out"]);
+    const before = await py.command(["list"]);
+    const inputs = [
+      await openWhenListed(() => openInput(keys, { api: API })),
+      await openInput(keys, { api: API }),
+      await openInput(virtual, { api: API, virtual: true }),
+    ];
+    try {
+      const got = inputs.map(() => 0);
+      const readers = inputs.map((input, i) =>
+        (async () => {
+          for await (const _ of input) got[i]++;
+        })()
+      );
+      await asleep();
+      const after = await py.command(["list"]);
+      const added = (now: string[] = [], then: string[] = []) =>
+        now.filter((name) => !then.includes(name)).sort();
+      // Ports others can send to: the two inputs' own ends and the virtual
+      // input, and nothing else (nothing of its own).
+      for (
+        const [now, then] of [
+          [after.outputs, before.outputs],
+          [after.midoOutputs, before.midoOutputs],
+        ]
+      ) {
+        const ports = added(now, then);
+        assert.equal(ports.length, 3, JSON.stringify(ports));
+        assert.equal(ports.filter((p) => p.endsWith(":in")).length, 2);
+        assert.equal(ports.filter((p) => p.endsWith(`:${virtual}`)).length, 1);
+      }
+      // midisock made no port that sends.
+      assert.deepEqual(added(after.inputs, before.inputs), []);
+      assert.deepEqual(added(after.midoInputs, before.midoInputs), []);
+      // And asleep, the inputs still hear the first message at once.
+      await py.command(["send", keys, "903c40"]);
+      await until(
+        () => got[0] === 1 && got[1] === 1,
+        5000,
+        "the note on both inputs",
+      );
+      await Promise.all(inputs.map((input) => input.close()));
+      await Promise.all(readers);
+    } finally {
+      await Promise.all(inputs.map((input) => input.close()));
     }
   },
 );

@@ -32,15 +32,6 @@ import { cString, readCStringArray } from "./_text.ts";
 export const START_JACK_HINT =
   "start one with `jackd -d alsa` (or `jackd -d dummy` without a sound card), or with qjackctl";
 
-/**
- * The JACK doorbell's port (see `_doorbell.ts`), of this midisock process or
- * another: an internal port, left out of every listing.
- */
-export const BELL_PATTERN = /^midisock-wake(-\d+)?:wake$/;
-
-/** What `jack_connect` returns for a connection that is there already. */
-const EEXIST = 17;
-
 /** A port as libjack lists it. */
 export interface JackPort {
   /** The full name, `client:port`. */
@@ -106,45 +97,13 @@ export class JackHelper {
   }
 
   /**
-   * Connects two ports (any client's).
-   *
-   * @param source The sending port's full name.
-   * @param destination The receiving port's full name.
-   * @returns Whether they are connected now.
-   */
-  async connect(source: string, destination: string): Promise<boolean> {
-    const result = await this.#lib.symbols.jack_connect(
-      this.#client,
-      cString(source),
-      cString(destination),
-    );
-    return result === 0 || result === EEXIST;
-  }
-
-  /**
-   * Disconnects two ports.
-   *
-   * @param source The sending port's full name.
-   * @param destination The receiving port's full name.
-   * @returns A promise settled once done.
-   */
-  async disconnect(source: string, destination: string): Promise<void> {
-    await this.#lib.symbols.jack_disconnect(
-      this.#client,
-      cString(source),
-      cString(destination),
-    );
-  }
-
-  /**
    * The MIDI ports in one snapshot, in the order RtMidi numbers them.
    *
    * @param direction `"input"`: ports that send (what an RtMidi input opens);
    * `"output"`: ports that receive.
-   * @param all Keep doorbell ports in the list.
    * @returns The ports.
    */
-  ports(direction: "input" | "output", all = false): JackPort[] {
+  ports(direction: "input" | "output"): JackPort[] {
     const symbols = this.#lib.symbols;
     const flags = direction === "input"
       ? JACK_PORT_IS_OUTPUT
@@ -155,9 +114,7 @@ export class JackHelper {
       this.#midiType,
       BigInt(flags),
     );
-    const names = readCStringArray(array).filter((name) =>
-      all || !BELL_PATTERN.test(name)
-    );
+    const names = readCStringArray(array);
     if (array !== null) symbols.jack_free(array);
     const uuid = symbols.jack_port_uuid;
     return names.map((name) => {

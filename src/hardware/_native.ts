@@ -3,18 +3,21 @@
  * or RtMidiOut, frees it exactly once, and never lets a pointer out.
  *
  * Inputs are read from RtMidi's own queue (`rtmidi_in_get_message`, a quick
- * synchronous copy) by the shared poller of `_poller.ts`; no input installs
- * RtMidi's per-message callback, so JACK's process thread never waits for
- * JavaScript on a message. JACK outputs send through a `Pacer`, which never
- * lets RtMidi's ring overflow. Calls that wait for the MIDI system (create,
- * open, close, free) are `nonblocking` and awaited.
+ * synchronous copy) by the shared poller of `_poller.ts`. An idle JACK input
+ * installs RtMidi's per-message callback (it is "armed"): the first message
+ * after a silence rings it, and the callback removes itself before it
+ * returns, so JACK's process thread waits for JavaScript once per silence,
+ * never once per message (see {@linkcode Ringable}). JACK outputs send
+ * through a `Pacer`, which never lets RtMidi's ring overflow. Calls that wait
+ * for the MIDI system (create, open, close, free) are `nonblocking` and
+ * awaited.
  *
  * @module
  */
 
 import { loadRtMidi } from "../../ffi/load.ts";
 import { probePortNames, type RtMidiLayout } from "../../ffi/layout.ts";
-import type { RtMidiLibrary } from "../../ffi/symbols.ts";
+import { INPUT_CALLBACK, type RtMidiLibrary } from "../../ffi/symbols.ts";
 import { RtMidiError } from "./errors.ts";
 import { type JackHelper, jackServerGone, jackState } from "./_jack.ts";
 import { type OverflowPolicy, type PacedSink, Pacer } from "./_pacer.ts";
@@ -183,6 +186,55 @@ function jackOutputRing(
 }
 
 /**
+ * What a ring reaches: the input a client serves now. It is called on the
+ * JavaScript thread while RtMidi's thread waits in the callback, after the
+ * callback has been removed; the bytes are a copy.
+ */
+export interface Ringable {
+  /**
+   * The first message after a silence.
+   *
+   * @param delta RtMidi's delta time, in seconds.
+   * @param bytes The message: one complete MIDI message.
+   */
+  rang(delta: number, bytes: Uint8Array): void;
+}
+
+/**
+ * Input clients by the token their callback carries as `userData`: a
+ * client keeps its token for life, so a ring still on its way after the
+ * callback was removed from outside finds its client and is delivered.
+ */
+const ringing = new Map<bigint, Device>();
+/** Clients whose callback is installed now: removed before the process exits. */
+const armed = new Set<Device>();
+let nextToken = 1n;
+let ringCallback: Deno.UnsafeCallback<typeof INPUT_CALLBACK> | undefined;
+
+/**
+ * The one callback every armed input installs: thread-safe, because JACK's
+ * process thread calls it (it wakes the event loop also after `unref`,
+ * which only lets the process end); never closed.
+ */
+function ringPointer(): Deno.PointerObject<typeof INPUT_CALLBACK> {
+  if (ringCallback === undefined) {
+    ringCallback = Deno.UnsafeCallback.threadSafe(
+      INPUT_CALLBACK,
+      (delta, message, size, user) => {
+        const token = BigInt(Deno.UnsafePointer.value(user));
+        ringing.get(token)?.rang(delta, message, Number(size));
+      },
+    );
+    ringCallback.unref();
+    // No MIDI thread may call into a runtime that is going away.
+    globalThis.addEventListener("unload", () => {
+      for (const device of armed) device.disarm();
+    });
+  }
+  return ringCallback.pointer;
+}
+
+/**
  * One RtMidi client: an RtMidiIn or RtMidiOut. Ports lease clients from a
  * pool rather than creating and destroying one each time: closing a JACK
  * client right after opening one is a race inside libjack (jack2 1.9.21
@@ -203,6 +255,12 @@ class Device {
   readonly ring: Deno.PointerObject | undefined;
   /** Set once RtMidi reported a failure: `ok` never turns true again. */
   poisoned = false;
+  /** For inputs: the token a ring carries. */
+  readonly #token: bigint | undefined;
+  /** Whether the callback is installed: reading the queue must wait. */
+  #armed = false;
+  /** For inputs: the port this client serves now, which a ring reaches. */
+  target: WeakRef<Ringable> | undefined;
 
   private constructor(
     direction: Direction,
@@ -223,6 +281,10 @@ class Device {
       : undefined;
     if (api === "jack" && direction === "output" && this.ring === undefined) {
       ringMissed = true;
+    }
+    if (direction === "input") {
+      this.#token = nextToken++;
+      ringing.set(this.#token, this);
     }
   }
 
@@ -367,6 +429,12 @@ class Device {
     buffer: Uint8Array<ArrayBuffer>,
     size: BigUint64Array<ArrayBuffer>,
   ): number {
+    // While the callback is installed, RtMidi queues nothing and warns on
+    // standard error for each read.
+    if (this.#armed) {
+      size[0] = 0n;
+      return 0;
+    }
     size[0] = BigInt(buffer.length);
     const delta = lib().symbols.rtmidi_in_get_message(
       this.#live(),
@@ -379,22 +447,60 @@ class Device {
     return delta;
   }
 
-  /**
-   * Installs RtMidi's per-message callback (the doorbell's only).
-   *
-   * @param callback A thread-safe callback of `INPUT_CALLBACK`'s type.
-   * @returns A promise settled once it is installed.
-   */
-  async arm(callback: Deno.PointerObject): Promise<void> {
-    await lib().symbols.rtmidi_in_set_callback(this.#live(), callback, null);
+  /** Whether the callback is installed. */
+  get armed(): boolean {
+    return this.#armed;
   }
 
   /**
-   * Removes the callback at once; safe from inside it (the MIDI thread
-   * waiting there touches nothing RtMidi frees).
+   * Installs the ring callback: RtMidi hands the next message to it instead
+   * of queueing it. Quick (RtMidi only sets flags); installing twice does
+   * nothing.
    */
-  disarmNow(): void {
-    lib().symbols.rtmidi_in_cancel_callback_now(this.#live());
+  arm(): void {
+    if (this.#armed || this.#handle === null || this.#token === undefined) {
+      return;
+    }
+    lib().symbols.rtmidi_in_set_callback(
+      this.#handle,
+      ringPointer(),
+      Deno.UnsafePointer.create(this.#token),
+    );
+    this.#armed = true;
+    armed.add(this);
+  }
+
+  /**
+   * Removes the callback, if installed. Quick, and safe from inside it: RtMidi
+   * only clears its flags, and the MIDI thread waiting in the call touches
+   * nothing that frees.
+   */
+  disarm(): void {
+    if (!this.#armed) return;
+    this.#armed = false;
+    armed.delete(this);
+    if (this.#handle !== null) {
+      lib().symbols.rtmidi_in_cancel_callback(this.#handle);
+    }
+  }
+
+  /**
+   * A message came to the callback: removes the callback before RtMidi's
+   * thread goes on (the rest of its cycle is queued), then hands a copy to
+   * the port served now.
+   *
+   * @param delta RtMidi's delta time.
+   * @param message The bytes, valid during this call only.
+   * @param size Their length.
+   */
+  rang(delta: number, message: Deno.PointerValue, size: number): void {
+    if (this.#handle === null) return;
+    const bytes = message === null || size <= 0
+      ? undefined
+      : new Uint8Array(Deno.UnsafePointerView.getArrayBuffer(message, size))
+        .slice();
+    this.disarm();
+    if (bytes !== undefined) this.target?.deref()?.rang(delta, bytes);
   }
 
   /**
@@ -464,6 +570,8 @@ class Device {
 
   /** Waits for sends in flight, then closes the port; the client stays. */
   async closePort(): Promise<void> {
+    this.disarm();
+    this.target = undefined;
     await this.#pending;
     await lib().symbols.rtmidi_close_port(this.#live());
     // Leave nothing queued for the next user of this client.
@@ -481,6 +589,8 @@ class Device {
 
   async #release(): Promise<void> {
     await this.#pending;
+    this.disarm();
+    this.#forget();
     const handle = this.#handle;
     if (handle === null) return;
     this.#handle = null;
@@ -494,7 +604,15 @@ class Device {
    * it: freeing would wait for process cycles that never come.
    */
   abandon(): void {
+    this.#armed = false;
+    armed.delete(this);
+    this.#forget();
     this.#handle = null;
+  }
+
+  #forget(): void {
+    if (this.#token !== undefined) ringing.delete(this.#token);
+    this.target = undefined;
   }
 }
 
@@ -643,27 +761,39 @@ export class Lease {
   }
 
   /**
-   * Installs RtMidi's per-message callback (the doorbell's only).
+   * Says which port a ring reaches: the input this lease serves.
    *
-   * @param callback A thread-safe callback of `INPUT_CALLBACK`'s type.
-   * @returns A promise settled once it is installed.
+   * @param port The port; held weakly.
    */
-  arm(callback: Deno.PointerObject): Promise<void> {
-    return this.#live().arm(callback);
-  }
-
-  /** Removes the callback at once; safe from inside it. */
-  disarmNow(): void {
-    this.#live().disarmNow();
+  serve(port: Ringable): void {
+    this.#live().target = new WeakRef(port);
   }
 
   /**
-   * Empties RtMidi's queue.
-   *
-   * @returns How many messages were thrown away.
+   * Whether a ring can wake this input: a JACK input whose server is
+   * there, where no send can wait inside RtMidi on the JavaScript thread
+   * (a ring then would wait for that thread).
    */
-  drain(): number {
-    return this.#live().drain();
+  get armable(): boolean {
+    const device = this.#device;
+    return device !== null && device.direction === "input" &&
+      device.api === "jack" && device.jack?.alive === true &&
+      !device.orphaned && ringsReadable();
+  }
+
+  /** Whether the callback is installed. */
+  get armed(): boolean {
+    return this.#device?.armed ?? false;
+  }
+
+  /** Installs the ring callback; see `Device.arm`. */
+  arm(): void {
+    this.#live().arm();
+  }
+
+  /** Removes the ring callback, if installed. */
+  disarm(): void {
+    this.#device?.disarm();
   }
 
   /**

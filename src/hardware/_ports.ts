@@ -31,8 +31,9 @@ import {
   type ListedPort,
   listPorts,
   READ_BUFFER_SIZE,
+  type Ringable,
 } from "./_native.ts";
-import { type BellSources, type Polled, poller } from "./_poller.ts";
+import { type Polled, poller } from "./_poller.ts";
 import {
   BackendUnavailableError,
   PortLostError,
@@ -296,8 +297,6 @@ export interface Opened<P> {
    * by which a follower sees the connection is still there.
    */
   readonly link?: string;
-  /** For a JACK virtual port: its full name, where it could be found. */
-  readonly own?: string;
 }
 
 interface OpenedLease {
@@ -306,30 +305,6 @@ interface OpenedLease {
   name: string;
   listed: ListedPort | undefined;
   link?: string;
-  own?: string;
-}
-
-/**
- * Finds the full name of a JACK virtual port just made: the one port of
- * that name that was not listed before (JACK adds a number to a client
- * name that is taken, so the name alone does not say).
- */
-async function findOwn(
-  side: Direction,
-  name: string,
-  before: ReadonlySet<string>,
-): Promise<string | undefined> {
-  const deadline = performance.now() + LINK_WAIT_MS;
-  for (;;) {
-    const helper = currentJackHelper();
-    if (helper === undefined) return undefined;
-    const added = helper.ports(side).map((p) => p.name).filter((full) =>
-      !before.has(full) && full.endsWith(`:${name}`)
-    );
-    if (added.length === 1) return added[0];
-    if (added.length > 1 || performance.now() > deadline) return undefined;
-    await sleep(5);
-  }
 }
 
 /** How long a JACK connection may take to show in the graph. */
@@ -371,19 +346,13 @@ async function openLease(
     const api = usable[0];
     const name = query as string;
     const lease = await take(api);
-    // A virtual input is a port others send to: JACK lists it among the
-    // ports an output opens, and the other way round.
-    const side = direction === "input" ? "output" : "input";
-    const helper = api === "jack" ? currentJackHelper() : undefined;
-    const before = helper?.ports(side).map((p) => p.name);
     try {
       await lease.openVirtual(name);
     } catch (error) {
       await lease.end();
       throw error;
     }
-    const own = before && await findOwn(side, name, new Set(before));
-    return { lease, api, name, listed: undefined, own };
+    return { lease, api, name, listed: undefined };
   }
   const seen: string[] = [];
   const byPosition = query === undefined || typeof query === "number";
@@ -467,23 +436,11 @@ export async function openInputPort(
     lease.ignoreTypes(sysex, timing, sensing);
     return lease;
   }, link);
-  const jack = opened.api !== "jack"
-    ? undefined
-    : checked.virtual
-    ? { own: opened.own }
-    : { source: opened.name };
   return {
-    port: new Input(
-      opened.lease,
-      opened.name,
-      checked.virtual,
-      queueSize,
-      jack,
-    ),
+    port: new Input(opened.lease, opened.name, checked.virtual, queueSize),
     api: opened.api,
     listed: opened.listed,
     link: opened.link,
-    own: opened.own,
   };
 }
 
@@ -520,7 +477,6 @@ export async function openOutputPort(
     api: opened.api,
     listed: opened.listed,
     link: opened.link,
-    own: opened.own,
   };
 }
 
@@ -529,7 +485,7 @@ const PUMP_BATCH = 4096;
 
 /** An input port; see `HardwareInput`. */
 export class Input extends InputPortBase
-  implements HardwareInput, Polled, Losable {
+  implements HardwareInput, Polled, Losable, Ringable {
   static #registry = new FinalizationRegistry<Lease>((lease) => {
     lease.end().catch(() => {});
   });
@@ -539,7 +495,6 @@ export class Input extends InputPortBase
   readonly virtual: boolean;
   readonly name: string;
   #lease: Lease;
-  #jack: { source?: string; own?: string } | undefined;
   #waiting = 0;
   #parser = new Parser();
   #dropped = 0;
@@ -551,30 +506,58 @@ export class Input extends InputPortBase
     name: string,
     virtual: boolean,
     queueSize: number,
-    jack?: { source?: string; own?: string },
   ) {
     super(queueSize);
     this.#lease = lease;
     this.name = name;
     this.virtual = virtual;
-    this.#jack = jack;
+    lease.serve(this);
     Input.#registry.register(this, lease, this);
   }
 
+  /** Whether a ring can wake the poller for this input (see `Lease`). */
+  get armable(): boolean {
+    return !this.closed && this.#lease.armable;
+  }
+
+  /** Whether the ring callback is installed. */
+  get armed(): boolean {
+    return this.#lease.armed;
+  }
+
+  /** Installs the ring callback: the next message rings. */
+  arm(): void {
+    if (!this.closed) this.#lease.arm();
+  }
+
+  /** Removes the ring callback, so that the queue can be read. */
+  disarm(): void {
+    if (!this.closed) this.#lease.disarm();
+  }
+
   /**
-   * What JACK's doorbell must listen to for this input: the port it
-   * opened, or whatever is connected to it now, for a virtual port.
+   * The first message after a silence, rung while RtMidi's thread waits:
+   * what was queued before it goes first, then it, then the poller is
+   * woken for what follows.
    *
-   * @returns The ports, or `undefined` when they cannot be known.
+   * @param delta RtMidi's delta time.
+   * @param bytes The message.
    */
-  bellSources(): BellSources | undefined {
-    const jack = this.#jack;
-    if (jack?.source !== undefined) {
-      return { sources: [jack.source] };
+  rang(delta: number, bytes: Uint8Array): void {
+    if (this.closed) return;
+    this.pump();
+    this.#take(delta, bytes);
+    poller.wake();
+  }
+
+  #take(delta: number, bytes: Uint8Array): void {
+    this.#time += delta;
+    for (const msg of this.#parser.feed(bytes)) {
+      // The parser made this object; nobody else holds it yet.
+      (msg as { time: number }).time = this.#time;
+      this.#time = 0;
+      if (!this.deliver(msg)) this.#dropped++;
     }
-    if (jack?.own === undefined) return undefined;
-    const connected = currentJackHelper()?.connections(jack.own);
-    return connected === undefined ? undefined : { sources: connected };
   }
 
   /**
@@ -591,17 +574,12 @@ export class Input extends InputPortBase
       const delta = this.#lease.read(buffer, size);
       const length = Number(size[0]);
       if (length === 0) break;
-      this.#time += delta;
       if (length > buffer.length) {
+        this.#time += delta;
         this.#dropped++;
         continue;
       }
-      for (const msg of this.#parser.feed(buffer.subarray(0, length))) {
-        // The parser made this object; nobody else holds it yet.
-        (msg as { time: number }).time = this.#time;
-        this.#time = 0;
-        if (!this.deliver(msg)) this.#dropped++;
-      }
+      this.#take(delta, buffer.subarray(0, length));
     }
     return taken;
   }

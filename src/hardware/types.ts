@@ -99,8 +99,8 @@ export interface IOPortOptions extends InputOptions, OutputOptions {}
  * RtMidi queues what arrives; while a reader waits (`receive()` or a
  * `for await` loop), one timer shared by every input takes it from there:
  * every millisecond while messages come, less often after a silence (at
- * most every 40 ms, or once a second where a JACK doorbell wakes it at the
- * first message). Only a waiting reader keeps the process alive, so a
+ * most every 40 ms; on JACK it sleeps, and the first message wakes it at
+ * once). Only a waiting reader keeps the process alive, so a
  * script that forgets to close a port still ends. Messages that find the
  * port's own queue full are dropped and counted in `dropped`.
  */
