@@ -9,6 +9,7 @@
 import { AddressList } from "../access.ts";
 import denoJson from "../../deno.json" with { type: "json" };
 import { parseAddress } from "../address.ts";
+import type { AddOptions, Endpoint, Hub } from "../hub.ts";
 import type { Port } from "../port.ts";
 
 /** The package version, from deno.json. */
@@ -280,17 +281,18 @@ export interface OpenedPorts {
 export type PortRole = "input" | "output" | "pair";
 
 /**
- * Opens the hardware ports a command line asks for, loading the hardware
- * module only when there are any, and hands each to `use`. `--in` and
- * `--out` ports are followed through unplug and replug: a port that goes
- * away ends (an input's iteration ends, an output's sends fail) and `lost
- * "NAME"` is said; when a port of that name is back, `back "NAME"` is said
- * and the new port goes to `use`. On failure, closes what was opened and
- * throws, adding a hint to use `--api` when RtMidi's default backend failed.
+ * Opens the hardware ports a command line asks for, as a `MidiPorts`
+ * transport, loading the hardware module only when there are any. With a
+ * hub, they join it as device endpoints; with a function (connect, which
+ * is no hub yet), each port is handed to it, again each time it is back.
+ * `--in` and `--out` ports are followed through unplug and replug, and
+ * `lost "NAME"` and `back "NAME"` are said. On failure, closes what was
+ * opened and throws, adding a hint to use `--api` when RtMidi's default
+ * backend failed.
  *
  * @param wanted The `--in`, `--out`, `--virtual` and `--api` arguments.
  * @param say Where to report each port opened, lost and back.
- * @param use What to do with each port as it is opened.
+ * @param to The hub, or what to do with each port as it is opened.
  * @returns How to close them.
  */
 export async function openPorts(
@@ -301,63 +303,33 @@ export async function openPorts(
     api: (typeof APIS)[number] | undefined;
   },
   say: (line: string) => void,
-  use: (port: Port, role: PortRole) => void,
+  to: Hub | ((port: Port, role: PortRole) => void),
 ): Promise<OpenedPorts> {
-  const closers: (() => Promise<void>)[] = [];
-  const following: Promise<void>[] = [];
-  const opened: OpenedPorts = {
-    close: async () => {
-      await Promise.all(
-        closers.splice(0).map((close) => close().catch(() => {})),
-      );
-      await Promise.all(following);
-    },
-  };
   const { inputs, outputs, virtual, api } = wanted;
-  if (inputs.length + outputs.length + virtual.length === 0) return opened;
+  if (inputs.length + outputs.length + virtual.length === 0) {
+    return { close: () => Promise.resolve() };
+  }
   const hardware = await loadHardware();
-  /** Follows one port: its first opening now, what comes after in the background. */
-  const follow = async (
-    role: "input" | "output",
-    follower:
-      & AsyncIterableIterator<{ type: string; port: Port; name: string }>
-      & {
-        close(): Promise<void>;
-      },
-  ) => {
-    closers.push(() => follower.close());
-    const first = await follower.next();
-    if (first.done) return;
-    use(first.value.port, role);
-    say(`${role} ${hardwareLabel(first.value.port.name)} opened`);
-    following.push(
-      (async () => {
-        for await (const event of follower) {
-          if (event.type === "lost") {
-            say(`lost ${hardwareLabel(event.name)}`);
-          } else {
-            use(event.port, role);
-            say(`back ${hardwareLabel(event.name)}`);
-          }
-        }
-      })().catch((error) => console.error(`midisock: ${describeError(error)}`)),
-    );
-  };
+  const use = typeof to === "function" ? to : undefined;
+  const ports = new hardware.MidiPorts({
+    inputs,
+    outputs,
+    virtual,
+    api,
+    onEvent: (event) => {
+      if (event.type === "error") {
+        console.error(`midisock: ${hardware.formatMidiPortsEvent(event)}`);
+        return;
+      }
+      if (event.type !== "lost") use?.(event.endpoint.port, event.role);
+      say(hardware.formatMidiPortsEvent(event));
+    },
+  });
   try {
-    for (const name of virtual) {
-      const pair = await hardware.openIOPort(name, { api, virtual: true });
-      closers.push(() => pair.close());
-      use(pair, "pair");
-      say(`virtual ${hardwareLabel(pair.name)} created`);
-    }
-    for (const query of inputs) {
-      await follow("input", await hardware.followInput(query, { api }));
-    }
-    for (const query of outputs) {
-      await follow("output", await hardware.followOutput(query, { api }));
-    }
+    if (typeof to === "function") await ports.attach(standIn());
+    else await to.attach(ports);
   } catch (error) {
-    await opened.close();
+    await ports.close();
     if (api === undefined && error instanceof hardware.RtMidiError) {
       let apis = "";
       try {
@@ -372,7 +344,40 @@ export async function openPorts(
     }
     throw error;
   }
-  return opened;
+  return ports;
+}
+
+/**
+ * For a command that is no hub (connect, for now): a stand-in that takes
+ * the ports `MidiPorts` adds and gives each a bare endpoint; `openPorts`
+ * hands the ports to the command through the events.
+ */
+function standIn(): Hub {
+  let id = 0;
+  const stand = {
+    closed: false,
+    add(port: Port, options: AddOptions): Endpoint {
+      return {
+        id: ++id,
+        name: options.name ?? port.name,
+        kind: options.kind ?? "device",
+        transport: options.transport ?? "midi",
+        port,
+        joinedAt: Date.now(),
+        stats: {
+          received: 0,
+          sent: 0,
+          dropped: 0,
+          queuedBytes: 0,
+          heldNotes: 0,
+        },
+      };
+    },
+    remove(): Promise<void> {
+      return Promise.resolve();
+    },
+  };
+  return stand as unknown as Hub;
 }
 
 /** The backends `--api` accepts. */

@@ -45,7 +45,6 @@ import {
   count,
   describeError,
   exposureWarning,
-  hardwareLabel,
   type MainOptions,
   onStop,
   type OpenedPorts,
@@ -563,14 +562,7 @@ class Serve {
     }
     if (this.#config.web !== undefined) await this.#serveWeb(this.#config.web);
     // Each hardware port is a device endpoint, again each time it is back.
-    this.#ports = await openPorts(this.#config, this.#say, (port) => {
-      if (this.#hub.closed) return;
-      this.#hub.add(port, {
-        kind: "device",
-        transport: "midi",
-        name: hardwareLabel(port.name),
-      });
-    });
+    this.#ports = await openPorts(this.#config, this.#say, this.#hub);
     if (this.#config.rtp !== undefined) await this.#session(this.#config.rtp);
     if (this.#config.nats !== undefined) await this.#link(this.#config.nats);
   }

@@ -43,6 +43,26 @@ export interface Subscription {
   hurry(): void;
 }
 
+/** How often port lists are taken by default, in milliseconds. */
+export const DEFAULT_INTERVAL = 250;
+
+/**
+ * Checks how often port lists are to be taken.
+ *
+ * @param interval Milliseconds, or `undefined` for the default.
+ * @returns The interval.
+ * @throws {RangeError} For anything but a number from 1.
+ */
+export function checkInterval(interval: unknown): number {
+  const value = interval ?? DEFAULT_INTERVAL;
+  if (typeof value !== "number" || !(value >= 1 && value < 2 ** 31)) {
+    throw new RangeError(
+      `interval must be a number of milliseconds from 1: got ${value}`,
+    );
+  }
+  return value;
+}
+
 const DIRECTIONS: readonly Direction[] = ["input", "output"];
 
 class Census {

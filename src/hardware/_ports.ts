@@ -124,6 +124,56 @@ export function checkOptions(
 }
 
 /**
+ * Checks the options only inputs take.
+ *
+ * @param options The options.
+ * @returns The queue size and the filters, with the defaults filled in.
+ * @throws {TypeError | RangeError} For a malformed option.
+ */
+export function checkInputOptions(options: InputOptions | undefined): {
+  queueSize: number;
+  sysex: boolean;
+  timing: boolean;
+  sensing: boolean;
+} {
+  const queueSize = options?.queueSize ?? DEFAULT_QUEUE_SIZE;
+  if (!Number.isSafeInteger(queueSize) || queueSize < 1) {
+    throw new RangeError(
+      `queueSize must be a positive integer: got ${queueSize}`,
+    );
+  }
+  return {
+    queueSize,
+    sysex: checkBoolean(options?.ignoreSysex, "ignoreSysex", false),
+    timing: checkBoolean(options?.ignoreTiming, "ignoreTiming", false),
+    sensing: checkBoolean(
+      options?.ignoreActiveSensing,
+      "ignoreActiveSensing",
+      true,
+    ),
+  };
+}
+
+/**
+ * Checks the option only outputs take.
+ *
+ * @param options The options.
+ * @returns The overflow policy, with the default filled in.
+ * @throws {RangeError} For a policy that is not one.
+ */
+export function checkOverflow(
+  options: OutputOptions | undefined,
+): "queue" | "drop" {
+  const overflow = options?.overflow ?? "queue";
+  if (overflow !== "queue" && overflow !== "drop") {
+    throw new RangeError(
+      `overflow must be "queue" or "drop": got ${JSON.stringify(overflow)}`,
+    );
+  }
+  return overflow;
+}
+
+/**
  * Checks what names a port.
  *
  * @param name A name, part of one, or an index.
@@ -418,19 +468,7 @@ export async function openInputPort(
 ): Promise<Opened<Input>> {
   const checked = checkOptions(options);
   const query = checkQuery(name, checked.virtual);
-  const queueSize = options?.queueSize ?? DEFAULT_QUEUE_SIZE;
-  if (!Number.isSafeInteger(queueSize) || queueSize < 1) {
-    throw new RangeError(
-      `queueSize must be a positive integer: got ${queueSize}`,
-    );
-  }
-  const sysex = checkBoolean(options?.ignoreSysex, "ignoreSysex", false);
-  const timing = checkBoolean(options?.ignoreTiming, "ignoreTiming", false);
-  const sensing = checkBoolean(
-    options?.ignoreActiveSensing,
-    "ignoreActiveSensing",
-    true,
-  );
+  const { queueSize, sysex, timing, sensing } = checkInputOptions(options);
   const opened = await openLease("input", query, checked, async (api) => {
     const lease = await Lease.take("input", api, checked.clientName);
     lease.ignoreTypes(sysex, timing, sensing);
@@ -459,12 +497,7 @@ export async function openOutputPort(
 ): Promise<Opened<Output>> {
   const checked = checkOptions(options);
   const query = checkQuery(name, checked.virtual);
-  const overflow = options?.overflow ?? "queue";
-  if (overflow !== "queue" && overflow !== "drop") {
-    throw new RangeError(
-      `overflow must be "queue" or "drop": got ${JSON.stringify(overflow)}`,
-    );
-  }
+  const overflow = checkOverflow(options);
   const opened = await openLease(
     "output",
     query,

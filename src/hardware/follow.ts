@@ -5,7 +5,12 @@
  * @module
  */
 
-import { type Snapshot, subscribe, type Subscription } from "./_census.ts";
+import {
+  checkInterval,
+  type Snapshot,
+  subscribe,
+  type Subscription,
+} from "./_census.ts";
 import { EventQueue } from "./_events.ts";
 import { currentJackHelper } from "./_jack.ts";
 import type { Direction, HardwareApi, ListedPort } from "./_native.ts";
@@ -24,7 +29,6 @@ import type {
   InputOptions,
   OutputOptions,
 } from "./types.ts";
-import { DEFAULT_WATCH_INTERVAL } from "./watch.ts";
 
 /**
  * What happened to a followed port: first `"opened"`, then `"lost"` and
@@ -247,16 +251,6 @@ class Follower<P extends Losable & { close(): Promise<void> }>
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
   }
-}
-
-function checkInterval(interval: unknown): number {
-  const value = interval ?? DEFAULT_WATCH_INTERVAL;
-  if (typeof value !== "number" || !(value >= 1 && value < 2 ** 31)) {
-    throw new RangeError(
-      `interval must be a number of milliseconds from 1: got ${value}`,
-    );
-  }
-  return value;
 }
 
 function checkFollowed(

@@ -65,3 +65,10 @@ export {
   type FollowOutputOptions,
   type PortFollower,
 } from "./follow.ts";
+export {
+  formatMidiPortsEvent,
+  type MidiPortRole,
+  MidiPorts,
+  type MidiPortsEvent,
+  type MidiPortsOptions,
+} from "./midi_ports.ts";

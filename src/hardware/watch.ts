@@ -5,7 +5,13 @@
  * @module
  */
 
-import { type Snapshot, subscribe, type Subscription } from "./_census.ts";
+import {
+  checkInterval,
+  DEFAULT_INTERVAL,
+  type Snapshot,
+  subscribe,
+  type Subscription,
+} from "./_census.ts";
 import { EventQueue } from "./_events.ts";
 import { compiledApis, type HardwareApi } from "./_native.ts";
 import { checkOptions } from "./_ports.ts";
@@ -76,7 +82,7 @@ export interface PortWatcher
 }
 
 /** The default interval of {@linkcode watchPorts}, in milliseconds. */
-export const DEFAULT_WATCH_INTERVAL = 250;
+export const DEFAULT_WATCH_INTERVAL: number = DEFAULT_INTERVAL;
 
 class Watcher implements PortWatcher {
   readonly #subscription: Subscription;
@@ -196,12 +202,7 @@ class Watcher implements PortWatcher {
  */
 export function watchPorts(options?: WatchOptions): PortWatcher {
   const { api, clientName } = checkOptions(options);
-  const interval = options?.interval ?? DEFAULT_WATCH_INTERVAL;
-  if (typeof interval !== "number" || !(interval >= 1 && interval < 2 ** 31)) {
-    throw new RangeError(
-      `interval must be a number of milliseconds from 1: got ${interval}`,
-    );
-  }
+  const interval = checkInterval(options?.interval);
   const existing = options?.existing ?? false;
   if (typeof existing !== "boolean") {
     throw new TypeError(`existing must be a boolean: got ${typeof existing}`);
