@@ -10,7 +10,8 @@
  * | master | `rtmidi_set_error_callback` | caller's buffer | 24 / 32 | yes | one ring, a full one spins |
  *
  * Up to 6.0, `msg` points into a C++ exception that is gone by the time the
- * call returns, so it is never read; `ok` is read instead.
+ * call returns, so it is never read; `ok` is read instead. Every version
+ * keeps an input's queue in the same place (see {@linkcode InputQueueLayout}).
  *
  * @module
  */
@@ -38,7 +39,39 @@ export interface RtMidiLayout {
    * 4.0, which keeps two rings.
    */
   readonly jackOutput: JackOutputLayout | undefined;
+  /** Where an RtMidi input keeps its queue's read and write positions. */
+  readonly inputQueue: InputQueueLayout;
 }
+
+/**
+ * The path from an `RtMidiInPtr` to the queue RtMidi's input thread fills
+ * (RtMidi.h: `RtMidiWrapper.ptr` -> `RtMidi::rtapi_` ->
+ * `MidiInApi::inputData_.queue`, a `MidiQueue` of `unsigned int front,
+ * back, ringSize`), read to tell whether anything waits in it while the
+ * input's callback is installed (when RtMidi refuses to be read). After
+ * `MidiApi`'s fields (vtable pointer, `apiData_`, `connected_`, a
+ * libstdc++ `std::string`, the error callback, a flag and its user data).
+ * `ringSize` holds the queue size midisock asked for, which tells a wrong
+ * path from a right one (libc++'s `std::string` is shorter, for one).
+ */
+export interface InputQueueLayout {
+  /** Offset of `MidiApi *rtapi_` in an `RtMidi` object. */
+  readonly rtapiOffset: number;
+  /** Offset of `unsigned int front` in a `MidiInApi` object. */
+  readonly frontOffset: number;
+  /** Offset of `unsigned int back`. */
+  readonly backOffset: number;
+  /** Offset of `unsigned int ringSize`. */
+  readonly ringSizeOffset: number;
+}
+
+/** The input queue's place, the same from 4.0 to master (64-bit). */
+const INPUT_QUEUE: InputQueueLayout = {
+  rtapiOffset: 8,
+  frontOffset: 80,
+  backOffset: 84,
+  ringSizeOffset: 88,
+};
 
 /**
  * The path from an `RtMidiOutPtr` to the ring buffer RtMidi's JACK output
@@ -81,6 +114,7 @@ export const LAYOUTS = {
     msgOffset: 24,
     messageReadable: false,
     jackOutput: undefined,
+    inputQueue: INPUT_QUEUE,
   },
   "5": {
     version: "5",
@@ -89,6 +123,7 @@ export const LAYOUTS = {
     msgOffset: 24,
     messageReadable: false,
     jackOutput: JACK_OUTPUT_ONE_RING,
+    inputQueue: INPUT_QUEUE,
   },
   "6": {
     version: "6",
@@ -97,6 +132,7 @@ export const LAYOUTS = {
     msgOffset: 24,
     messageReadable: false,
     jackOutput: JACK_OUTPUT_ONE_RING,
+    inputQueue: INPUT_QUEUE,
   },
   master: {
     version: "master",
@@ -105,6 +141,7 @@ export const LAYOUTS = {
     msgOffset: 32,
     messageReadable: true,
     jackOutput: JACK_OUTPUT_ONE_RING,
+    inputQueue: INPUT_QUEUE,
   },
 } as const satisfies Record<string, RtMidiLayout>;
 

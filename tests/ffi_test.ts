@@ -174,6 +174,17 @@ Deno.test("the JACK output ring's place is known for 5.0, 6.0 and master only", 
   }
 });
 
+Deno.test("an input's queue is in the same place from 4.0 to master", () => {
+  for (const version of ["4", "5", "6", "master"] as const) {
+    assert.deepEqual(LAYOUTS[version].inputQueue, {
+      rtapiOffset: 8,
+      frontOffset: 80,
+      backOffset: 84,
+      ringSizeOffset: 88,
+    });
+  }
+});
+
 Deno.test("a JACK failure is said in words, with how to start a server", () => {
   assert.match(
     jackReason(JACK_STATUS.failure | JACK_STATUS.serverFailed),

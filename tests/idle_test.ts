@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { message } from "../src/codec/messages.ts";
 import { openInput, openOutput } from "../src/hardware/mod.ts";
+import type { Input } from "../src/hardware/_ports.ts";
 import { ACTIVE_HOLD, poller } from "../src/hardware/_poller.ts";
 import { until } from "./_net.ts";
 import { openWhenListed, pyTest } from "./_pyrtmidi.ts";
@@ -244,6 +245,38 @@ pyTest(
       await Promise.all(readers);
     } finally {
       await Promise.all(inputs.map((input) => input.close()));
+    }
+  },
+);
+
+jackTest(
+  "a message queued just before its input was armed is read by the next look",
+  async () => {
+    const name = uniqueName("bell-stuck");
+    await using out = await openOutput(name, { virtual: true, api: API });
+    const input = await openInput(name, { api: API }) as Input;
+    try {
+      // RtMidi's queue is seen without reading it (the layout is checked).
+      assert.equal(input.queued, false);
+      await out.send(message("note_on", { note: 61 }));
+      await until(() => input.queued === true, 5000, "the note queued");
+      // Armed now, with the note in the queue: it rang nothing.
+      input.arm();
+      assert.equal(input.armed, true);
+      assert.equal(input.queued, true);
+      const start = performance.now();
+      const got = await within(
+        input.receive(),
+        ACTIVE_HOLD + 5000,
+        "the queued note",
+      );
+      assert.equal(got.type, "note_on");
+      // At most the second of silence before the safety look, and a look.
+      const delay = performance.now() - start;
+      assert.ok(delay < ACTIVE_HOLD + 1000, `${delay} ms`);
+      assert.equal(input.queued, false);
+    } finally {
+      await input.close();
     }
   },
 );

@@ -186,6 +186,29 @@ function jackOutputRing(
 }
 
 /**
+ * RtMidi's input queue, read where the layout is known and checked: the
+ * queue size it holds is the one midisock asked for, and a new client's
+ * queue is empty at its start.
+ */
+function inputQueue(
+  handle: Deno.PointerObject,
+  layout: RtMidiLayout,
+): Deno.UnsafePointerView | undefined {
+  const path = layout.inputQueue;
+  const object = new Deno.UnsafePointerView(handle).getPointer(0);
+  if (object === null) return undefined;
+  const api = new Deno.UnsafePointerView(object).getPointer(path.rtapiOffset);
+  if (api === null) return undefined;
+  const view = new Deno.UnsafePointerView(api);
+  if (
+    view.getUint32(path.ringSizeOffset) !== RTMIDI_QUEUE_LIMIT ||
+    view.getUint32(path.frontOffset) !== 0 ||
+    view.getUint32(path.backOffset) !== 0
+  ) return undefined;
+  return view;
+}
+
+/**
  * What a ring reaches: the input a client serves now. It is called on the
  * JavaScript thread while RtMidi's thread waits in the callback, after the
  * callback has been removed; the bytes are a copy.
@@ -257,6 +280,8 @@ class Device {
   poisoned = false;
   /** For inputs: the token a ring carries. */
   readonly #token: bigint | undefined;
+  /** For inputs: RtMidi's queue, where it can be read. */
+  readonly #queue: Deno.UnsafePointerView | undefined;
   /** Whether the callback is installed: reading the queue must wait. */
   #armed = false;
   /** For inputs: the port this client serves now, which a ring reaches. */
@@ -285,6 +310,7 @@ class Device {
     if (direction === "input") {
       this.#token = nextToken++;
       ringing.set(this.#token, this);
+      this.#queue = inputQueue(handle, layout);
     }
   }
 
@@ -450,6 +476,18 @@ class Device {
   /** Whether the callback is installed. */
   get armed(): boolean {
     return this.#armed;
+  }
+
+  /**
+   * Whether RtMidi's queue holds a message (one that came in the instant
+   * before the callback was installed), read without a call into RtMidi;
+   * `undefined` where the queue's place is not known.
+   */
+  get queued(): boolean | undefined {
+    const view = this.#queue;
+    if (view === undefined || this.#handle === null) return undefined;
+    const { frontOffset, backOffset } = this.#layout.inputQueue;
+    return view.getUint32(frontOffset) !== view.getUint32(backOffset);
   }
 
   /**
@@ -784,6 +822,11 @@ export class Lease {
   /** Whether the callback is installed. */
   get armed(): boolean {
     return this.#device?.armed ?? false;
+  }
+
+  /** Whether RtMidi's queue holds a message; see `Device.queued`. */
+  get queued(): boolean | undefined {
+    return this.#device?.queued;
   }
 
   /** Installs the ring callback; see `Device.arm`. */

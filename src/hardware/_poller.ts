@@ -7,10 +7,12 @@
  * - where every input is on JACK, each input is armed (RtMidi's callback is
  *   installed on it, see `_native.ts`) and the poller sleeps: the first
  *   message rings its input's callback, which removes itself, delivers the
- *   message and wakes the poller back to full speed. A look every quarter
- *   second is the safety net: a message queued in the instant between the
- *   last read and the arming rang nothing, so each look removes the
- *   callbacks, reads, and installs them again;
+ *   message and wakes the poller back to full speed. A look one JACK period
+ *   after arming, and then every quarter second, is the safety net: a
+ *   message queued in the instant between the last read and the arming
+ *   rang nothing, so where a queue holds something (or where that cannot be
+ *   seen) the callback is removed, the queue read, and the callback
+ *   installed again;
  * - elsewhere the interval grows with the silence, up to
  *   {@linkcode IDLE_INTERVAL}.
  *
@@ -39,6 +41,11 @@ export interface Polled {
   readonly armable: boolean;
   /** Whether its ring callback is installed. */
   readonly armed: boolean;
+  /**
+   * Whether RtMidi's queue holds a message, read without a call into
+   * RtMidi; `undefined` where that cannot be known.
+   */
+  readonly queued: boolean | undefined;
   /** Installs its ring callback. */
   arm(): void;
   /** Removes its ring callback, so that its queue can be read. */
@@ -198,10 +205,12 @@ class Poller {
       return intervalAfter(silence, IDLE_INTERVAL);
     }
     // What reached a queue just before its callback was installed rang
-    // nothing: read it now (quick: RtMidi only changes flags).
+    // nothing: read it now. Removing a callback from outside it races, by
+    // a few nanoseconds, with a message entering it, so it is done only
+    // where something waits (or where that cannot be seen).
     let late = 0;
     for (const port of ports) {
-      if (!port.armed) continue;
+      if (!port.armed || port.queued === false) continue;
       port.disarm();
       late += port.pump();
     }

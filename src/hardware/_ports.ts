@@ -558,6 +558,11 @@ export class Input extends InputPortBase
     return this.#lease.armed;
   }
 
+  /** Whether RtMidi's queue holds a message, where that can be read. */
+  get queued(): boolean | undefined {
+    return this.closed ? false : this.#lease.queued;
+  }
+
   /** Installs the ring callback: the next message rings. */
   arm(): void {
     if (!this.closed) this.#lease.arm();
