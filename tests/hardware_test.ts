@@ -799,3 +799,53 @@ Deno.test({
     );
   },
 });
+
+Deno.test({
+  name:
+    "a JACK input opened while JACK drops a process that just exited is connected",
+  ignore: IGNORE || API !== "jack",
+  async fn() {
+    assertAvailable();
+    for (let round = 0; round < 3; round++) {
+      // Another process leaves JACK with clients busy in a cycle.
+      const result = await runScript(
+        `
+        import { message } from "${moduleUrl("src/codec/messages.ts")}";
+        import { openInput, openOutput } from "${
+          moduleUrl("src/hardware/mod.ts")
+        }";
+        import { poller } from "${moduleUrl("src/hardware/_poller.ts")}";
+        const out = await openOutput("${uniqueName("gone")}", {
+          virtual: true,
+          api: "jack",
+        });
+        const input = await openInput(out.name, { api: "jack" });
+        (async () => { for await (const _ of input); })();
+        while (!poller.sleeping) await new Promise((r) => setTimeout(r, 20));
+        setInterval(() => out.send(message("clock")), 1);
+        await new Promise((r) => setTimeout(r, 30));
+        Deno.exit(0);
+        `,
+        ["--allow-ffi", "--allow-env"],
+      );
+      assert.equal(result.code, 0, result.stderr);
+      // Opened now, the input hears what is sent to it: RtMidi does not say
+      // when JACK did not connect it, so midisock checks, and opens again.
+      const name = uniqueName("after-exit");
+      await using out = await openOutput(name, { virtual: true, api: API });
+      const input = await openInput(name, { api: API });
+      try {
+        const deadline = Date.now() + 5000;
+        let got: unknown;
+        while (got === undefined) {
+          if (Date.now() > deadline) throw new Error(`round ${round}: deaf`);
+          await out.send(message("start"));
+          await sleep(100);
+          got = input.poll();
+        }
+      } finally {
+        await input.close();
+      }
+    }
+  },
+});

@@ -343,8 +343,8 @@ export interface Opened<P> {
   /** The port it is connected to, as listed; `undefined` for virtual ports. */
   readonly listed: ListedPort | undefined;
   /**
-   * For JACK, when asked for: the full name of this end of the connection,
-   * by which a follower sees the connection is still there.
+   * For JACK: the full name of this end of the connection, by which a
+   * follower sees the connection is still there.
    */
   readonly link?: string;
 }
@@ -361,21 +361,33 @@ interface OpenedLease {
 const LINK_WAIT_MS = 500;
 
 /**
+ * How many times a JACK port is opened before its connection is given up
+ * on: RtMidi does not say when `jack_connect` fails, which it does while
+ * the server is busy dropping a client that died.
+ */
+const CONNECT_ATTEMPTS = 3;
+
+/**
  * Finds this end of a JACK connection just made: the one port connected to
  * `remote` now that was not before. JACK applies graph changes at a cycle
  * boundary, so it is looked for until it shows, for a while.
+ *
+ * @returns This end's full name; `null` when several ports were connected
+ * meanwhile (so which is this end cannot be told), or when the remote
+ * port is gone; `undefined` when no connection showed.
  */
 async function findLink(
   remote: string,
   before: readonly string[],
-): Promise<string | undefined> {
+): Promise<string | null | undefined> {
   const deadline = performance.now() + LINK_WAIT_MS;
   for (;;) {
     const after = currentJackHelper()?.connections(remote);
-    if (after === undefined) return undefined;
+    if (after === undefined) return null;
     const added = after.filter((name) => !before.includes(name));
     if (added.length === 1) return added[0];
-    if (added.length > 1 || performance.now() > deadline) return undefined;
+    if (added.length > 1) return null;
+    if (performance.now() > deadline) return undefined;
     await sleep(5);
   }
 }
@@ -389,7 +401,6 @@ async function openLease(
   query: string | number | undefined,
   checked: Checked,
   take: (api: HardwareApi) => Promise<Lease>,
-  link = false,
 ): Promise<OpenedLease> {
   const { usable } = await candidateApis(checked.api);
   if (checked.virtual) {
@@ -416,7 +427,7 @@ async function openLease(
       }
       continue;
     }
-    const names = ports.map((p) => p.name);
+    let names = ports.map((p) => p.name);
     if (byPosition && names.length === 0) continue;
     let index: number;
     try {
@@ -428,27 +439,41 @@ async function openLease(
       seen.push(...names);
       continue;
     }
-    const lease = await take(api);
-    const before = link && api === "jack"
-      ? currentJackHelper()?.connections(names[index])
-      : undefined;
-    try {
-      await lease.open(
-        index,
-        direction === "input" ? "in" : "out",
-        names[index],
-      );
-    } catch (error) {
+    const name = names[index];
+    for (let attempt = 1;; attempt++) {
+      const lease = await take(api);
+      const before = api === "jack"
+        ? currentJackHelper()?.connections(name)
+        : undefined;
+      try {
+        await lease.open(index, direction === "input" ? "in" : "out", name);
+      } catch (error) {
+        await lease.end();
+        throw error;
+      }
+      const link = before && await findLink(name, before);
+      if (before === undefined || link !== undefined) {
+        return {
+          lease,
+          api,
+          name,
+          listed: ports[index],
+          link: link ?? undefined,
+        };
+      }
+      // Open, but not connected: a port that would never hear a thing.
       await lease.end();
-      throw error;
+      if (attempt === CONNECT_ATTEMPTS) {
+        throw new RtMidiError(
+          "open_port",
+          `JACK did not connect MIDI ${direction} port ${JSON.stringify(name)}`,
+        );
+      }
+      ports = await listPorts(api, direction, checked.clientName);
+      names = ports.map((p) => p.name);
+      index = names.indexOf(name);
+      if (index < 0) throw new PortNotFoundError(direction, name, names);
     }
-    return {
-      lease,
-      api,
-      name: names[index],
-      listed: ports[index],
-      link: before && await findLink(names[index], before),
-    };
   }
   throw new PortNotFoundError(direction, query ?? "", seen);
 }
@@ -458,13 +483,11 @@ async function openLease(
  *
  * @param name The port.
  * @param options The input's options.
- * @param link Find this end's JACK port name (for a follower).
  * @returns The port and where it is.
  */
 export async function openInputPort(
   name: string | number | undefined,
   options: InputOptions | undefined,
-  link = false,
 ): Promise<Opened<Input>> {
   const checked = checkOptions(options);
   const query = checkQuery(name, checked.virtual);
@@ -473,7 +496,7 @@ export async function openInputPort(
     const lease = await Lease.take("input", api, checked.clientName);
     lease.ignoreTypes(sysex, timing, sensing);
     return lease;
-  }, link);
+  });
   return {
     port: new Input(opened.lease, opened.name, checked.virtual, queueSize),
     api: opened.api,
@@ -487,13 +510,11 @@ export async function openInputPort(
  *
  * @param name The port.
  * @param options The output's options.
- * @param link Find this end's JACK port name (for a follower).
  * @returns The port and where it is.
  */
 export async function openOutputPort(
   name: string | number | undefined,
   options: OutputOptions | undefined,
-  link = false,
 ): Promise<Opened<Output>> {
   const checked = checkOptions(options);
   const query = checkQuery(name, checked.virtual);
@@ -503,7 +524,6 @@ export async function openOutputPort(
     query,
     checked,
     (api) => Lease.take("output", api, checked.clientName, { overflow }),
-    link,
   );
   return {
     port: new Output(opened.lease, opened.name, checked.virtual),

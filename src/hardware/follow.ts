@@ -303,13 +303,13 @@ export async function followInput(
   const query = checkFollowed(name, options);
   const interval = checkInterval(options?.interval);
   const { clientName } = checkOptions(options);
-  const first = await openInputPort(query, options, true);
+  const first = await openInputPort(query, options);
   const again = { ...options, api: first.api, interval: undefined };
   return new Follower(
     "input",
     query,
     first,
-    (found) => openInputPort(found, again, true),
+    (found) => openInputPort(found, again),
     interval,
     clientName,
     options?.signal,
@@ -349,13 +349,13 @@ export async function followOutput(
   const query = checkFollowed(name, options);
   const interval = checkInterval(options?.interval);
   const { clientName } = checkOptions(options);
-  const first = await openOutputPort(query, options, true);
+  const first = await openOutputPort(query, options);
   const again = { ...options, api: first.api, interval: undefined };
   return new Follower(
     "output",
     query,
     first,
-    (found) => openOutputPort(found, again, true),
+    (found) => openOutputPort(found, again),
     interval,
     clientName,
     options?.signal,
