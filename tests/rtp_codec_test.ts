@@ -21,7 +21,7 @@ import {
   type SessionPacket,
   splitSysex,
 } from "../mod.ts";
-import { RtpMidiReceiver, RtpMidiSender } from "../src/codec/_rtp_stream.ts";
+import { RtpMidiReceiver, RtpMidiSender } from "../src/rtp/_stream.ts";
 import { between, pureTest, random, randomMessage } from "./_util.ts";
 
 const note = (n: number, velocity = 100, channel = 0) =>

@@ -18,7 +18,7 @@ import {
 } from "../codec/apple_midi.ts";
 import { checkMessage, type Message } from "../codec/messages.ts";
 import { decodeRtpMidi } from "../codec/rtp_midi.ts";
-import { RtpMidiReceiver, RtpMidiSender } from "../codec/_rtp_stream.ts";
+import { RtpMidiReceiver, RtpMidiSender } from "./_stream.ts";
 import { PortClosedError } from "../errors.ts";
 import {
   DEFAULT_QUEUE_SIZE,
