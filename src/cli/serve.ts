@@ -582,12 +582,11 @@ class Serve {
       host: this.#config.hostname,
       port: rtp.port,
       name: rtp.name,
-      gate: this.#hub.gate,
-      maxSysexLength: this.#hub.maxSysexLength,
     });
     this.#rtp = session;
     try {
-      await session.ready;
+      // Each participant joins the hub as a client, under its gate.
+      await this.#hub.attach(session);
     } catch (error) {
       if (error instanceof Deno.errors.NotCapable) throw error;
       throw new CliError(
@@ -602,19 +601,6 @@ class Serve {
         formatAddress({ hostname: this.#config.hostname, port: session.port })
       } (data ${session.port + 1})`,
     );
-    (async () => {
-      for await (const participant of session) {
-        if (this.#hub.closed) {
-          await participant.close();
-          continue;
-        }
-        this.#hub.add(participant, {
-          kind: "client",
-          transport: "rtp",
-          name: `rtp ${JSON.stringify(participant.name)}`,
-        });
-      }
-    })();
     if (rtp.bonjour) {
       // Loaded only now: a session without Bonjour never loads mDNS.
       const { advertiseRtpMidi } = await import("../rtp/bonjour.ts");
