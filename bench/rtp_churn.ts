@@ -1,6 +1,7 @@
 // Live heap kept per RTP-MIDI join and leave (issue 21, item 11).
 //
 // Run:   deno run -A --v8-flags=--expose-gc bench/rtp_churn.ts [--cycles=20000]
+//        [--warmup=2000] [--json]   (--json: one line of figures, for tests)
 //
 // A hub with an RTP-MIDI session attached, as `serve --rtp` runs it, and one
 // raw AppleMIDI peer in the same process that joins and leaves over and
@@ -28,6 +29,7 @@ const { values } = parseArgs({
   options: {
     cycles: { type: "string", default: "20000" },
     warmup: { type: "string", default: "2000" },
+    json: { type: "boolean", default: false },
   },
 });
 const CYCLES = Number(values.cycles);
@@ -210,14 +212,24 @@ for (let i = 0; i < CYCLES; i++) await churner.cycle(token++);
 const seconds = (performance.now() - started) / 1000;
 const after = liveHeap();
 const grown = after - before;
-console.log(
-  `${CYCLES} join/BY cycles in ${seconds.toFixed(1)} s: live heap ${
-    (before / 2 ** 20).toFixed(1)
-  } -> ${(after / 2 ** 20).toFixed(1)} MiB, ${
-    (grown / 1024 / CYCLES).toFixed(3)
-  } KiB per cycle (${(grown / 2 ** 20).toFixed(2)} MiB)`,
-);
-console.log(`hub endpoints left: ${hub.endpoints.length}`);
+if (values.json) {
+  console.log(JSON.stringify({
+    cycles: CYCLES,
+    seconds,
+    before,
+    after,
+    perCycle: grown / CYCLES,
+  }));
+} else {
+  console.log(
+    `${CYCLES} join/BY cycles in ${seconds.toFixed(1)} s: live heap ${
+      (before / 2 ** 20).toFixed(1)
+    } -> ${(after / 2 ** 20).toFixed(1)} MiB, ${
+      (grown / 1024 / CYCLES).toFixed(3)
+    } KiB per cycle (${(grown / 2 ** 20).toFixed(2)} MiB)`,
+  );
+  console.log(`hub endpoints left: ${hub.endpoints.length}`);
+}
 churner.control.close();
 churner.data.close();
 await hub.close();

@@ -473,6 +473,9 @@ export class Participant extends InputPortBase implements RtpMidiParticipant {
     let wait: number;
     if (this.initiator && this.#syncs < SYNC_BURST) {
       wait = SYNC_BURST_INTERVAL;
+    } else if (!this.initiator && !this.proven) {
+      // A peer not proved yet may be a forged address: ask less and less.
+      wait = PROBE_DELAY * 2 ** this.#syncs;
     } else if (stale >= due || this.#latency === undefined) {
       wait = SYNC_RETRY;
     } else {
