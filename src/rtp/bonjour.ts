@@ -195,6 +195,8 @@ export async function advertiseRtpMidi(
     (everywhere ? machineAddresses() : [bound]);
   // A specifier Deno cannot read ahead of time: it fetches the package only
   // now, not on the first run of every program that imports this module.
+  // (`deno publish` warns that it cannot analyse it: a full npm: specifier,
+  // it resolves at run time without an import map.)
   const { default: factory } = await import(MULTICAST_DNS) as {
     default: Factory;
   };
