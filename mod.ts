@@ -104,7 +104,7 @@ export {
   type HubOptions,
 } from "./src/hub.ts";
 export { type Transport } from "./src/transport.ts";
-export { type Clock, type ClockTimer, systemClock } from "./src/clock.ts";
+export { type ClockTimer, systemClock, type TimeSource } from "./src/clock.ts";
 export * from "./src/hardware/mod.ts";
 export {
   formatNatsLinkEvent,

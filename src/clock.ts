@@ -1,13 +1,14 @@
 /**
  * Time, as midisock reads it: one seam for every module that measures time
  * or waits. The hub, its transports and the playout of timed messages take
- * a {@linkcode Clock} option; tests hand them a clock they step by hand, or
- * clocks that differ by seconds and drift apart.
+ * a `clock` option (a {@linkcode TimeSource}); tests hand them a clock they
+ * step by hand, or clocks that differ by seconds and drift apart. (The MIDI
+ * clock message is another thing: the codec's `Clock` type.)
  *
  * @module
  */
 
-/** A timer set on a {@linkcode Clock}. */
+/** A timer set on a {@linkcode TimeSource}. */
 export interface ClockTimer {
   /** Cancels the timer. Cancelling twice, or after it fired, does nothing. */
   cancel(): void;
@@ -19,16 +20,16 @@ export interface ClockTimer {
  * @example A clock that runs a second ahead of the system's
  * ```ts
  * import assert from "node:assert/strict";
- * import { type Clock, systemClock } from "@x/midisock";
+ * import { systemClock, type TimeSource } from "@x/midisock";
  *
- * const ahead: Clock = {
+ * const ahead: TimeSource = {
  *   now: () => systemClock.now() + 1000,
  *   setTimer: (callback, delay) => systemClock.setTimer(callback, delay),
  * };
  * assert.ok(ahead.now() - systemClock.now() >= 999);
  * ```
  */
-export interface Clock {
+export interface TimeSource {
   /** Milliseconds on a monotonic scale with an arbitrary origin. */
   now(): number;
   /**
@@ -54,7 +55,7 @@ export interface Clock {
  * assert.ok(systemClock.now() >= before);
  * ```
  */
-export const systemClock: Clock = Object.freeze({
+export const systemClock: TimeSource = Object.freeze({
   now: (): number => performance.now(),
   setTimer(callback: () => void, delay: number): ClockTimer {
     const id = setTimeout(callback, Math.max(0, delay));
@@ -62,3 +63,6 @@ export const systemClock: Clock = Object.freeze({
     return { cancel: () => clearTimeout(id) };
   },
 });
+
+/** Internal: the name helpers used first; the same as {@linkcode TimeSource}. */
+export type Clock = TimeSource;
