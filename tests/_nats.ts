@@ -63,20 +63,30 @@ export function freePort(): number {
 export class NatsServer implements AsyncDisposable {
   readonly port: number;
   #args: string[];
+  readonly #env: Record<string, string>;
   #child: Deno.ChildProcess | undefined;
   #log = "";
 
-  private constructor(port: number, args: string[]) {
+  private constructor(
+    port: number,
+    args: string[],
+    env: Record<string, string>,
+  ) {
     this.port = port;
     this.#args = args;
+    this.#env = env;
   }
 
   /**
    * Starts a server on a free loopback port with extra flags (`--user`,
-   * `--tls`...), once it says it is ready.
+   * `--tls`...) and environment variables (which a config file can name
+   * as `$NAME`), once it says it is ready.
    */
-  static async start(args: string[] = []): Promise<NatsServer> {
-    const server = new NatsServer(freePort(), args);
+  static async start(
+    args: string[] = [],
+    env: Record<string, string> = {},
+  ): Promise<NatsServer> {
+    const server = new NatsServer(freePort(), args, env);
     await server.restart();
     return server;
   }
@@ -96,6 +106,7 @@ export class NatsServer implements AsyncDisposable {
     this.#args = args;
     const child = new Deno.Command(NATS_SERVER, {
       args: ["-a", "127.0.0.1", "-p", String(this.port), ...args],
+      env: this.#env,
       stdout: "null",
       stderr: "piped",
     }).spawn();

@@ -198,19 +198,25 @@ natsTest(
   },
 );
 
-/** A nats-server config: users a, b and mallory, each allowed to publish only under its own id in room "stage". */
-const PER_HUB_CONFIG = `
-authorization {
-  users = [
-    { user: "a", password: "pa",
-      permissions: { publish: "midisock.*.stage.a", subscribe: "midisock.*.stage.*" } }
-    { user: "b", password: "pb",
-      permissions: { publish: "midisock.*.stage.b", subscribe: "midisock.*.stage.*" } }
-    { user: "mallory", password: "pm",
-      permissions: { publish: "midisock.*.stage.mallory", subscribe: "midisock.*.stage.*" } }
-  ]
+/**
+ * The config docs/scaling-out.md gives: users studio-1, studio-2 and
+ * studio-3, each allowed to publish only under its own id in room "stage",
+ * their passwords from the environment.
+ */
+async function documentedConfig(): Promise<string> {
+  const doc = await Deno.readTextFile(
+    new URL("../docs/scaling-out.md", import.meta.url),
+  );
+  const block = doc.match(/```conf\n([^]*?)```/);
+  assert.ok(block, "docs/scaling-out.md has a ```conf block");
+  return block[1];
 }
-`;
+
+const PASSWORDS = {
+  STUDIO_1_PASSWORD: "one-secret",
+  STUDIO_2_PASSWORD: "two-secret",
+  STUDIO_3_PASSWORD: "three-secret",
+};
 
 /** Writes text to a file in a new temporary directory (the tests may not write). */
 async function tempFile(name: string, text: string): Promise<string> {
@@ -229,43 +235,46 @@ async function tempFile(name: string, text: string): Promise<string> {
 natsTest(
   "with per-hub permissions, a member cannot speak for another hub: forged goodbyes, jumps and beats are refused, and a killed hub's notes end within 1 s",
   async () => {
-    const conf = await tempFile("nats.conf", PER_HUB_CONFIG);
+    const conf = await tempFile("nats.conf", await documentedConfig());
     try {
-      await using nats = await NatsServer.start(["-c", conf]);
-      const url = (user: string, pass: string) =>
-        `nats://${user}:${pass}@127.0.0.1:${nats.port}`;
+      await using nats = await NatsServer.start(["-c", conf], PASSWORDS);
+      const url = (user: number) =>
+        `nats://studio-${user}:${
+          Object.values(PASSWORDS)[user - 1]
+        }@127.0.0.1:${nats.port}`;
       // A is a serve process, so that it can be killed.
-      await using a = new HubProcess(url("a", "pa"), "stage", "A", [
+      await using a = new HubProcess(url(1), "stage", "A", [
         "--nats-id",
-        "a",
+        "studio-1",
       ]);
-      const { link: b, events } = await link(url("b", "pb"), {
+      const { link: b, events } = await link(url(2), {
         room: "stage",
-        id: "b",
+        id: "studio-2",
         name: "B",
       });
+      // Studio 3 is a member that tries to speak for studio 1.
       await using mallory = await RawNatsClient.connect(nats.port, {
-        user: "mallory",
-        pass: "pm",
+        user: "studio-3",
+        pass: PASSWORDS.STUDIO_3_PASSWORD,
       });
       try {
         const a1 = await a.client();
-        await mallory.subscribe("midisock.presence.stage.a");
+        await mallory.subscribe("midisock.presence.stage.studio-1");
         await until(() => b.remotes.length === 1, 10000, "A joined");
         const { instance, seq } = learn(await mallory.next());
         await a1.send(note(60));
         assert.deepEqual(await take(b, 1), [note(60)]);
         // Mallory tries everything under A's id: NATS refuses each.
         await mallory.publish(
-          "midisock.presence.stage.a",
+          "midisock.presence.stage.studio-1",
           encodeBye(instance, seq),
         );
         await mallory.publish(
-          "midisock.room.stage.a",
+          "midisock.room.stage.studio-1",
           encodeMidiFrame(instance, (seq + 2 ** 31 - 1) >>> 0, [note(1)]),
         );
         await mallory.publish(
-          "midisock.presence.stage.a",
+          "midisock.presence.stage.studio-1",
           encodeBeat(instance, seq, 60_000, nameBytes("A")),
         );
         await mallory.flush();
@@ -273,7 +282,7 @@ natsTest(
         assert.match(mallory.errors[0], /Permissions Violation for Publish/);
         // Under its own id, Mallory is heard as itself.
         await mallory.publish(
-          "midisock.room.stage.mallory",
+          "midisock.room.stage.studio-3",
           encodeMidiFrame(new Uint8Array(8), 0, [note(2)]),
         );
         assert.deepEqual(await take(b, 1), [note(2)]);
@@ -284,7 +293,7 @@ natsTest(
         // Killed, A is gone within a second, whatever Mallory sends for it.
         const forging = setInterval(() => {
           mallory.publish(
-            "midisock.presence.stage.a",
+            "midisock.presence.stage.studio-1",
             encodeBeat(instance, seq + 2, 60_000, nameBytes("A")),
           ).catch(() => {});
         }, 50);
@@ -302,7 +311,7 @@ natsTest(
             events.find((e) => e.type === "left")?.type === "left"
               ? formatNatsLinkEvent(events.find((e) => e.type === "left")!)
               : "",
-            /^hub "A" \(a\) left: missed its heartbeats; 2 notes ended$/,
+            /^hub "A" \(studio-1\) left: missed its heartbeats; 2 notes ended$/,
           );
         } finally {
           clearInterval(forging);
@@ -310,10 +319,10 @@ natsTest(
         }
         // Nor can a member take another's id: its link fails at start.
         await assert.rejects(
-          NatsLink.connect(url("b", "pb"), { room: "stage", id: "a" }),
+          NatsLink.connect(url(2), { room: "stage", id: "studio-1" }),
           (error: unknown) =>
             error instanceof NatsLinkError &&
-            /does not allow this user on the room's subjects .*midisock\.(room|presence)\.stage\.a/
+            /does not allow this user on the room's subjects .*midisock\.(room|presence)\.stage\.studio-1/
               .test(error.message),
         );
       } finally {

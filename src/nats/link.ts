@@ -1332,6 +1332,13 @@ export class NatsLink extends InputPortBase implements IOPort, Transport {
  *   formatNatsLinkEvent({ type: "disconnected", server: "127.0.0.1:4222" }),
  *   "NATS link down (127.0.0.1:4222): serving local clients, reconnecting",
  * );
+ * assert.equal(
+ *   formatNatsLinkEvent({ type: "unreported", joined: 40, left: 38, released: 12 }, { room: "stage" }),
+ *   "40 more hubs joined and 38 left (room stage), not shown one by one; 12 notes ended",
+ * );
+ * // A name is another hub's text: nothing in it can steer the terminal.
+ * const sly = { ...hub, name: "\u009b2J\u202e" };
+ * assert.equal(formatNatsLinkEvent({ type: "joined", hub: sly }), 'hub "\\u009b2J\\u202e" (0123456789abcdef) joined');
  * ```
  */
 export function formatNatsLinkEvent(
