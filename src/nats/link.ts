@@ -1336,6 +1336,10 @@ export class NatsLink extends InputPortBase implements IOPort, Transport {
  *   formatNatsLinkEvent({ type: "unreported", joined: 40, left: 38, released: 12 }, { room: "stage" }),
  *   "40 more hubs joined and 38 left (room stage), not shown one by one; 12 notes ended",
  * );
+ * assert.equal(
+ *   formatNatsLinkEvent({ type: "full", maxRemotes: 256 }, { room: "stage" }),
+ *   "room stage is full: frames of more than 256 other hubs are refused",
+ * );
  * // A name is another hub's text: nothing in it can steer the terminal.
  * const sly = { ...hub, name: "\u009b2J\u202e" };
  * assert.equal(formatNatsLinkEvent({ type: "joined", hub: sly }), 'hub "\\u009b2J\\u202e" (0123456789abcdef) joined');
@@ -1368,9 +1372,13 @@ export function formatNatsLinkEvent(
       } ended`;
     }
     case "full":
-      return `room${where} full: frames of more than ${event.maxRemotes} other hubs are refused`;
+      return `${
+        link === undefined ? "the room" : `room ${link.room}`
+      } is full: frames of more than ${event.maxRemotes} other hubs are refused`;
     case "conflict":
-      return `another hub publishes under this hub's id ${event.id}${where}: give each hub its own`;
+      return `another hub publishes under this hub's id ${event.id}${
+        link === undefined ? "" : ` in room ${link.room}`
+      }: give each hub its own`;
     case "disconnected":
       return `NATS link down (${event.server}): serving local clients, reconnecting`;
     case "reconnected":
