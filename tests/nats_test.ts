@@ -37,6 +37,7 @@ import { noMido, runPython } from "./_mido.ts";
 
 const note = (n: number, velocity = 64) =>
   message("note_on", { note: n, velocity });
+const off = (n: number) => message("note_off", { note: n, velocity: 0 });
 
 /** Permissions of these tests: loopback, nats-server and deno, reading files. */
 const PERMISSIONS: Deno.PermissionOptionsObject = {
@@ -856,6 +857,84 @@ natsTest(
       /as hub "hub-([0-9a-f]{6})" \(([0-9a-f]{16})\)$/,
     )!;
     assert.equal(prefix, id.slice(0, 6));
+  },
+);
+
+natsTest(
+  "a hub restarted under the same id: the others end its old notes as soon as the new one speaks",
+  async () => {
+    await using nats = await NatsServer.start();
+    // B would wait 10 s for a silent hub: only the restart explains an end
+    // sooner.
+    const { link: b, events } = await link(nats.url, {
+      name: "B",
+      missedBeats: 40,
+    });
+    try {
+      const args = ["--nats-id", "stage-left"];
+      await using first = new HubProcess(nats.url, "test", "A", args);
+      const a1 = await first.client();
+      await until(() => b.remotes.length === 1, 10000, "A joined");
+      await a1.send(note(60));
+      await a1.send(note(64));
+      assert.deepEqual(await take(b, 2), [note(60), note(64)]);
+      await first[Symbol.asyncDispose](); // SIGKILL: no goodbye
+      await a1.close();
+      const started = performance.now();
+      await using second = new HubProcess(nats.url, "test", "A", args);
+      const offs = await take(b, 2, 8000);
+      assert.deepEqual(offs, [off(60), off(64)]);
+      assert.ok(performance.now() - started < 8000);
+      await until(() => b.remotes.length === 1, 5000, "A back");
+      const a2 = await second.client();
+      await a2.send(note(67));
+      assert.deepEqual(await take(b, 1), [note(67)]);
+      await a2.close();
+      assert.deepEqual(
+        events.filter((e) => e.type === "left").map((e) =>
+          formatNatsLinkEvent(e)
+        ),
+        ['hub "A" (stage-left) left: restarted; 2 notes ended'],
+      );
+    } finally {
+      await b.close();
+    }
+  },
+);
+
+natsTest(
+  "two links with the same id: each says so once and delivers nothing of the other",
+  async () => {
+    await using nats = await NatsServer.start();
+    const { link: a, events: aEvents } = await link(nats.url, { id: "twin" });
+    const { link: b, events: bEvents } = await link(nats.url, { id: "twin" });
+    const { link: c } = await link(nats.url, { name: "C" });
+    try {
+      await until(() => c.remotes.length === 1, 5000, "C sees one twin");
+      await a.send(note(1));
+      await b.send(note(2));
+      await until(
+        () =>
+          aEvents.some((e) => e.type === "conflict") &&
+          bEvents.some((e) => e.type === "conflict"),
+        5000,
+        "each twin told",
+      );
+      // Sentinel from C: the twins heard C, and nothing of each other.
+      await c.send(note(3));
+      assert.deepEqual(await take(a, 1), [note(3)]);
+      assert.deepEqual(await take(b, 1), [note(3)]);
+      for (const events of [aEvents, bEvents]) {
+        const conflicts = events.filter((e) => e.type === "conflict");
+        assert.equal(conflicts.length, 1);
+        assert.equal(
+          formatNatsLinkEvent(conflicts[0], { room: "test" }),
+          "another hub publishes under this hub's id twin in room test: give each hub its own",
+        );
+      }
+    } finally {
+      for (const l of [a, b, c]) await l.close();
+    }
   },
 );
 
