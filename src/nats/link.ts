@@ -740,7 +740,12 @@ export class NatsLink extends InputPortBase implements IOPort, Transport {
     options: NatsLinkOptions,
   ): Promise<NatsLink> {
     const link = new NatsLink(url, options);
-    await link.#connect();
+    try {
+      await link.#connect();
+    } catch (error) {
+      await link.close();
+      throw error;
+    }
     return link;
   }
 
