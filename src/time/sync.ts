@@ -216,9 +216,8 @@ export class ClockSync {
   #fit(): void {
     const points = this.#points;
     const last = points[points.length - 1];
-    if (last.at - points[0].at >= MIN_DRIFT_SPAN_MS) {
-      this.#slope = this.#drift();
-    }
+    const early = last.at - points[0].at < MIN_DRIFT_SPAN_MS;
+    this.#slope = early ? 0 : this.#drift();
     // Each way's least delay among the newest exchanges, drift taken out.
     let there = Infinity;
     let back = -Infinity;
@@ -228,6 +227,7 @@ export class ClockSync {
       i++
     ) {
       const point = points[i];
+      if (early && last.at - point.at > EARLY_MS) continue;
       const trend = this.#slope * (point.at - last.at);
       there = Math.min(there, point.there - trend);
       back = Math.max(back, point.back - trend);
