@@ -82,6 +82,7 @@ pureTest(
         parts.push(pongFrame(pong.id, pong.received, pong.sent, pong.count));
         frames.push(pong);
       }
+      parts.push(encode(msg));
       const bytes = [...encode(msg)];
       const last = expected.at(-1);
       if (last !== undefined && last.time === time) last.bytes.push(...bytes);
