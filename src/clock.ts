@@ -33,18 +33,23 @@ export interface TimeSource {
   /** Milliseconds on a monotonic scale with an arbitrary origin. */
   now(): number;
   /**
-   * Calls `callback` once, `delay` milliseconds from now. Timers never keep
-   * the process alive.
+   * Calls `callback` once, `delay` milliseconds from now.
    *
    * @param callback What to call.
    * @param delay How long from now, in milliseconds (0 or more).
+   * @param keepAlive Whether the timer keeps the process alive (work that
+   * must be done, as a message to deliver), or not (a periodic check).
    * @returns The timer, to cancel it.
    */
-  setTimer(callback: () => void, delay: number): ClockTimer;
+  setTimer(
+    callback: () => void,
+    delay: number,
+    keepAlive?: boolean,
+  ): ClockTimer;
 }
 
 /**
- * The system's clock: `performance.now()` and unreferenced timers.
+ * The system's clock: `performance.now()` and `setTimeout`.
  *
  * @example Reading the time
  * ```ts
@@ -57,9 +62,13 @@ export interface TimeSource {
  */
 export const systemClock: TimeSource = Object.freeze({
   now: (): number => performance.now(),
-  setTimer(callback: () => void, delay: number): ClockTimer {
+  setTimer(
+    callback: () => void,
+    delay: number,
+    keepAlive = false,
+  ): ClockTimer {
     const id = setTimeout(callback, Math.max(0, delay));
-    Deno.unrefTimer(id);
+    if (!keepAlive) Deno.unrefTimer(id);
     return { cancel: () => clearTimeout(id) };
   },
 });
