@@ -1191,7 +1191,9 @@ export class RtpMidiSession
    * implementation does. Once it accepts, this session runs the clock
    * synchronisation, and the peer joins once it has answered it (and the
    * gate let it in). The participant is also given by `accept()` and
-   * iteration (or joins the hub), like one that invited this session.
+   * iteration, like one that invited this session; in a session attached
+   * to a hub it joins the hub instead (reach it through the hub: the hub
+   * reads its input).
    *
    * @param host The peer's host name or IP address; a name is resolved
    * once, now.
