@@ -102,7 +102,7 @@ export {
   Hub,
   type HubEvent,
   type HubOptions,
-} from "./src/hub.ts";
+} from "./src/hub/mod.ts";
 export { type Transport } from "./src/transport.ts";
 export { type Clock, type ClockTimer, systemClock } from "./src/clock.ts";
 export * from "./src/hardware/mod.ts";

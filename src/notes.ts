@@ -1,16 +1,27 @@
 /**
  * Which notes are held, so that none is left sounding when a source goes
- * away.
+ * away, and so that no policy drops the message that ends one.
  *
  * @module
  */
 
 import type { Message, NoteOff } from "./codec/messages.ts";
 
+/** The controls that end every note of their channel (see `#endsAll`). */
+const ENDS_ALL = new Uint8Array(128);
+for (const control of [120, 123, 124, 125, 126, 127]) ENDS_ALL[control] = 1;
+
 /**
  * Follows a stream of messages and remembers which notes are on (a note_on
  * with velocity above 0 and no note_off since). `release()` gives the
  * note_off messages that end them all.
+ *
+ * What ends a note, as MIDI 1.0 says: a note_off or a note_on of velocity 0
+ * for it; on its channel, all sound off (control 120), all notes off
+ * (control 123), and omni off, omni on, mono on and poly on (controls
+ * 124-127), which a receiver must treat as all notes off too; and a system
+ * reset, which ends every note. Reset all controllers (control 121) ends
+ * none.
  *
  * @example Ending what a client left on
  * ```ts
@@ -30,6 +41,8 @@ import type { Message, NoteOff } from "./codec/messages.ts";
 export class NoteTracker {
   /** One byte a note, indexed `channel * 128 + note`: 1 when held. */
   #held = new Uint8Array(16 * 128);
+  /** How many notes each channel holds. */
+  #perChannel = new Uint8Array(16);
   #size = 0;
 
   /** How many notes are held now. */
@@ -38,9 +51,8 @@ export class NoteTracker {
   }
 
   /**
-   * Takes one message into account. All notes off (control 123) and all
-   * sounds off (control 120) end every note of their channel; a system
-   * reset ends every note.
+   * Takes one message into account (see the class doc for what ends a
+   * note).
    *
    * @param msg The message, as it goes by.
    */
@@ -68,22 +80,54 @@ export class NoteTracker {
   trackBytes(status: number, data1: number, data2: number): void {
     const kind = status & 0xf0;
     if (kind === 0x90 || kind === 0x80) {
-      const key = ((status & 15) << 7) | data1;
+      const channel = status & 15;
+      const key = (channel << 7) | data1;
       const on = kind === 0x90 && data2 > 0 ? 1 : 0;
-      this.#size += on - this.#held[key];
+      const change = on - this.#held[key];
+      this.#size += change;
+      this.#perChannel[channel] += change;
       this.#held[key] = on;
     } else if (kind === 0xb0) {
-      if ((data1 === 123 || data1 === 120) && this.#size > 0) {
-        const from = (status & 15) << 7;
-        for (let key = from; key < from + 128; key++) {
-          this.#size -= this.#held[key];
-          this.#held[key] = 0;
-        }
-      }
+      if (ENDS_ALL[data1] === 1) this.#endChannel(status & 15);
     } else if (status === 0xff) {
       this.#held.fill(0);
+      this.#perChannel.fill(0);
       this.#size = 0;
     }
+  }
+
+  /**
+   * Tells whether a message would end a note held now (see the class doc),
+   * without taking it into account: what a policy asks before dropping it.
+   *
+   * @param status The status byte.
+   * @param data1 The first data byte (0 when there is none).
+   * @param data2 The second data byte (0 when there is none).
+   * @returns Whether it ends at least one held note.
+   *
+   * @example A note_off that ends a held note, and one that does not
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { NoteTracker } from "@x/midisock";
+   *
+   * const notes = new NoteTracker();
+   * notes.trackBytes(0x90, 60, 100);
+   * assert.equal(notes.ends(0x80, 60, 0), true);
+   * assert.equal(notes.ends(0x80, 61, 0), false);
+   * assert.equal(notes.ends(0xb0, 123, 0), true); // all notes off
+   * assert.equal(notes.ends(0xb1, 123, 0), false); // another channel
+   * ```
+   */
+  ends(status: number, data1: number, data2: number): boolean {
+    if (this.#size === 0) return false;
+    const kind = status & 0xf0;
+    if (kind === 0x80 || (kind === 0x90 && data2 === 0)) {
+      return this.#held[((status & 15) << 7) | data1] === 1;
+    }
+    if (kind === 0xb0) {
+      return ENDS_ALL[data1] === 1 && this.#perChannel[status & 15] > 0;
+    }
+    return status === 0xff;
   }
 
   /**
@@ -106,7 +150,25 @@ export class NoteTracker {
         time: 0,
       });
     }
+    this.#perChannel.fill(0);
     this.#size = 0;
     return out;
+  }
+
+  /**
+   * Ends every note of a channel. MIDI 1.0 makes all sound off (120) and
+   * all notes off (123) end the channel's notes, and a receiver that gets
+   * omni off, omni on, mono on or poly on (124-127) must end them as all
+   * notes off does: whatever sounds on that channel stops. The tracker
+   * follows the receiver, so that it never counts as held a note the
+   * receiver has ended (its note_off would then be released twice, and
+   * let past a policy as if it ended something).
+   */
+  #endChannel(channel: number): void {
+    if (this.#perChannel[channel] === 0) return;
+    const from = channel << 7;
+    this.#held.fill(0, from, from + 128);
+    this.#size -= this.#perChannel[channel];
+    this.#perChannel[channel] = 0;
   }
 }
