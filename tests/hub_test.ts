@@ -774,6 +774,39 @@ hubTest(
   },
 );
 
+hubTest(
+  "while a reader holds a flood back, inputs within their share go on",
+  async () => {
+    const clock = new ManualClock();
+    await using hub = new Hub({ clock, maxQueuedBytes: 30_000, maxLag: 1000 });
+    const reader = new Reader("reader");
+    const flooder = new Local("flooder", 60_000);
+    const player = new Local("player");
+    hub.add(reader);
+    const flooding = hub.add(flooder, { output: false });
+    const playing = hub.add(player, { output: false });
+    for (let j = 0; j < 50_000; j++) flooder.play(note(j % 128, 1));
+    // Past half of its bound, the reader holds the flood back...
+    await until(() => reader.queued > 15_000);
+    const before = flooding.stats.received;
+    assert.ok(before < 50_000);
+    // ...but not the player, far within its share: its notes go through,
+    // one read after another, and the flood has had no read since.
+    player.play(note(0, 126));
+    await until(() => playing.stats.received === 1);
+    player.play(note(0, 127));
+    await until(() => playing.stats.received === 2);
+    assert.equal(flooding.stats.received, before);
+    // Once the reader has caught up, the flood goes on.
+    reader.read(reader.queued);
+    await until(() => flooding.stats.received > before);
+    assert.ok(
+      findNote(reader.got, [0x90, 0, 127], 0) >= 0,
+      "the player's note reached the reader",
+    );
+  },
+);
+
 /** Where the three bytes `part` start in `bytes`, from `from`, or -1. */
 function findNote(bytes: number[], part: number[], from: number): number {
   for (let i = Math.max(0, from); i + 2 < bytes.length; i++) {
@@ -1129,7 +1162,15 @@ boundedTest(
       while (performance.now() < end && reader.closedAt === undefined) {
         await new Promise((resolve) => setTimeout(resolve, 100));
       }
-      assert.equal(reader.closedAt, undefined, "the reader was dropped");
+      assert.equal(
+        reader.closedAt,
+        undefined,
+        `the reader was dropped: ${
+          serve.lines.find((l) =>
+            l.startsWith(`disconnect 127.0.0.1:${reader.conn.localAddr.port} `)
+          )
+        }`,
+      );
       assert.ok(reader.bytes > from, "the reader heard the flood");
       // The player leaves while the flood goes on: its note is released to
       // the reader.

@@ -2,18 +2,25 @@
  * Internal: what the hub does when readers fall behind, and its periodic
  * check, all on the hub's clock.
  *
- * - A reader that keeps taking (at least `maxQueuedBytes` every `maxLag`)
- *   and has more than half of `maxQueuedBytes` waiting holds the hub's
- *   inputs back: no input is read until it is down to a quarter. Inputs
- *   then go on a read each, in turn, so every sender gets a fair share of
- *   what the readers take, and a flood slows its senders instead of costing
- *   the readers their connection.
- * - A reader in this process (a `"wait"` sink) holds the inputs back until
- *   it has caught up, however slow it is.
- * - Any other reader that stays more than `maxQueuedBytes` behind for
- *   `maxLag`, or takes nothing while 64 KiB or more wait (after maxLag to 4
- *   x maxLag, the less waits the longer), or is far over its bound at once,
- *   is dropped.
+ * - Each input has a fair share of what one reader that keeps up takes
+ *   (`maxQueuedBytes` every `maxLag`, split between the inputs, counted
+ *   over each check interval). A remote reader with more than half of
+ *   `maxQueuedBytes` waiting holds back every input past its share, until
+ *   it is down to a quarter: a flood slows its senders (TCP slows them in
+ *   turn) instead of costing the readers their connection, and inputs
+ *   within their share (a player, a paced client) go on as if nothing
+ *   happened. When the readers let go, every input held back gets one read
+ *   in turn.
+ * - A reader keeps up while it catches up within `maxLag` of holding the
+ *   inputs back. One that does not holds nothing back until it has caught
+ *   up again once (a reader that stopped reading holds the flood back for
+ *   `maxLag` at most, once).
+ * - A reader in this process (a `"wait"` sink) holds every input back until
+ *   it has caught up, however slow it is: it must lose nothing.
+ * - A reader that stays more than `maxQueuedBytes` behind for `maxLag`, or
+ *   takes nothing while 64 KiB or more wait (after maxLag to 4 x maxLag,
+ *   the less waits the longer), or is far over its bound at once, is
+ *   dropped.
  * - Past `maxQueuedTotal` for everyone together, readers are shed: those
  *   that took nothing lately first, those that keep up last.
  * - Clients idle past `idleTimeout` are dropped.
@@ -39,8 +46,6 @@ const STALL_PATIENCE = 4;
 const HARD_FACTOR = 8;
 /** How often a reader that holds the inputs back is looked at, in ms. */
 const POLL_MS = 5;
-/** The shortest hold over which a reader's rate is judged, in ms. */
-const JUDGE_MS = 50;
 
 /** What the backpressure part needs of its hub. */
 export interface BackpressureHost {
@@ -59,7 +64,7 @@ export class Backpressure {
   readonly #holdAt: number;
   /** ...and ends at or under this. */
   readonly #resumeAt: number;
-  /** Bytes a ms a reader must take to keep up: `maxQueuedBytes / maxLag`. */
+  /** Bytes a ms one reader that keeps up takes: `maxQueuedBytes / maxLag`. */
   readonly #keepUpRate: number;
   readonly #hardBound: number;
   readonly #copiedBound: number;
@@ -72,9 +77,20 @@ export class Backpressure {
   #shedding = false;
   #timer: ClockTimer | undefined;
   #checkedAt = 0;
-  #paused: PromiseWithResolvers<void> | undefined;
-  /** The readers the inputs wait for. */
+  /**
+   * Readers that hold inputs back: remote ones that keep up hold the
+   * inputs that send more than their share; readers in this process
+   * (`"wait"` sinks) hold every input.
+   */
   readonly #holders = new Set<Member>();
+  #waiters = 0;
+  #paused: PromiseWithResolvers<void> | undefined;
+  /**
+   * An input's fair share of what a reader that keeps up takes in a check
+   * interval: that, split between the inputs.
+   */
+  #shareBytes: number;
+  #inputs = 0;
   #stopped = false;
 
   constructor(settings: HubSettings, host: BackpressureHost) {
@@ -87,14 +103,25 @@ export class Backpressure {
     this.#keepUpRate = bound / settings.maxLag;
     this.#hardBound = bound * HARD_FACTOR;
     this.#copiedBound = bound * 2;
+    this.#shareBytes = this.#keepUpRate * CHECK_MS;
   }
 
   /**
-   * While readers hold the inputs back: a promise of the moment they let
-   * go (every input waits for it before its next read).
+   * While readers hold `member`'s input back: a promise of the moment they
+   * may let go (look again then); else undefined. An input that sent no
+   * more than its share since the last check goes on, unless a reader in
+   * this process holds every input.
    */
-  get paused(): Promise<void> | undefined {
-    return this.#paused?.promise;
+  pausedFor(member: Member): Promise<void> | undefined {
+    const paused = this.#paused;
+    if (
+      paused === undefined ||
+      (this.#waiters === 0 &&
+        member.inputBytes - member.inputSeen <= this.#shareBytes)
+    ) {
+      return undefined;
+    }
+    return paused.promise;
   }
 
   /** Starts the periodic check (once). */
@@ -117,6 +144,7 @@ export class Backpressure {
     this.#stopped = true;
     this.#timer?.cancel();
     this.#holders.clear();
+    this.#waiters = 0;
     this.#resume();
   }
 
@@ -129,9 +157,7 @@ export class Backpressure {
       if (sink.queuedBytes > 0) this.#hold(to);
       return;
     }
-    const size = share.bytes.length;
-    to.wrote += size;
-    this.#estimate += size;
+    this.#estimate += share.bytes.length;
     const queued = sink.queuedBytes;
     if (queued <= this.#holdAt) return;
     if (queued > this.#hardBound || sink.copiedBytes > this.#copiedBound) {
@@ -149,15 +175,32 @@ export class Backpressure {
     }
   }
 
+  /** An endpoint joined: its input has a share from now on. */
+  joined(member: Member): void {
+    if (member.input !== undefined) this.#setInputs(this.#inputs + 1);
+  }
+
   /** The endpoint is gone (or its output is): it holds nothing back. */
   forget(member: Member): void {
     this.#release(member);
   }
 
+  /** The endpoint has left: its input has no share any more. */
+  left(member: Member): void {
+    this.#release(member);
+    if (member.input !== undefined) this.#setInputs(this.#inputs - 1);
+  }
+
+  #setInputs(inputs: number): void {
+    this.#inputs = inputs;
+    this.#shareBytes = this.#keepUpRate * CHECK_MS / Math.max(1, inputs);
+  }
+
   #hold(member: Member): void {
     if (this.#stopped || this.#holders.has(member)) return;
     this.#holders.add(member);
-    this.#measureFrom(member, member.sink!.queuedBytes);
+    if (member.sink!.slow === "wait") this.#waiters++;
+    member.held = 0;
     this.#paused ??= Promise.withResolvers<void>();
     member.sink!.drained().then(
       () => this.#recheck(member),
@@ -179,17 +222,12 @@ export class Backpressure {
     this.#clock.setTimer(() => this.#recheck(member), POLL_MS);
   }
 
-  /** Starts measuring what `member` takes while it holds the inputs. */
-  #measureFrom(member: Member, queued: number): void {
-    member.holdSince = this.#clock.now();
-    member.holdQueued = queued;
-    member.holdWrote = member.wrote;
-  }
-
   #release(member: Member): void {
-    if (this.#holders.delete(member) && this.#holders.size === 0) {
-      this.#resume();
-    }
+    if (!this.#holders.delete(member)) return;
+    if (member.sink?.slow === "wait") this.#waiters--;
+    // Every waiting input looks again: it may go on now.
+    this.#resume();
+    if (this.#holders.size > 0) this.#paused = Promise.withResolvers<void>();
   }
 
   #resume(): void {
@@ -207,7 +245,9 @@ export class Backpressure {
     const counted = Math.min(now - this.#checkedAt, CHECK_MS + LATE_MS);
     this.#checkedAt = now;
     const { maxQueuedBytes, maxLag, idleTimeout } = this.#settings;
-    for (const member of this.#host.members()) {
+    const members = this.#host.members();
+    for (const member of members) member.inputSeen = member.inputBytes;
+    for (const member of members) {
       const sink = member.sink;
       if (sink !== undefined && sink.slow === "drop" && !member.outputDead) {
         const queued = sink.queuedBytes;
@@ -215,32 +255,19 @@ export class Backpressure {
         const moved = progress !== member.progressSeen;
         member.progressSeen = progress;
         member.idle = !moved;
-        // Whether it keeps up: it takes at least maxQueuedBytes every
-        // maxLag. That is judged while it holds the inputs back (the hub
-        // then has time for it, whatever floods), and proven again by any
-        // check interval in which it took that much.
-        const taken = member.queuedSeen + member.wrote - member.wroteSeen -
-          queued;
-        member.queuedSeen = queued;
-        member.wroteSeen = member.wrote;
+        // Whether it keeps up: it catches up within maxLag of holding the
+        // inputs back (the hub then has time for it, whatever floods); once
+        // it has not, when it has caught up again.
         if (this.#holders.has(member)) {
-          const held = Math.min(now - member.holdSince, CHECK_MS + LATE_MS);
-          if (held >= JUDGE_MS) {
-            const took = member.holdQueued + member.wrote - member.holdWrote -
-              queued;
-            if (took < this.#keepUpRate * held && queued > this.#resumeAt) {
-              member.keepsUp = false;
-              this.#release(member);
-            } else {
-              this.#measureFrom(member, queued);
-            }
+          member.held += counted;
+          if (member.held >= maxLag) {
+            member.keepsUp = false;
+            this.#release(member);
           }
-        } else if (counted > 0 && taken >= this.#keepUpRate * counted) {
+        } else if (queued <= this.#resumeAt) {
           member.keepsUp = true;
         }
-        member.behind = queued > maxQueuedBytes && !member.keepsUp
-          ? member.behind + counted
-          : 0;
+        member.behind = queued > maxQueuedBytes ? member.behind + counted : 0;
         // A few bytes that do not move cost nothing: a reader counts as
         // stalled only with a real amount waiting.
         member.stalled = queued >= STALL_BYTES && !moved

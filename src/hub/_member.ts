@@ -50,6 +50,9 @@ export class Member implements Endpoint {
   sent = 0;
   dropped = 0;
   warned = false;
+  /** Bytes taken from its input, in all, and at the last check. */
+  inputBytes = 0;
+  inputSeen = 0;
   /** The hub's time of its last input. */
   lastInput: number;
   /** When its active sensing was last answered. */
@@ -64,21 +67,14 @@ export class Member implements Endpoint {
   progressSeen = 0;
   /** Whether it took nothing during the last check's interval. */
   idle = false;
-  /** Bytes written to its sink, in all. */
-  wrote = 0;
-  /** `wrote` and what waited for it, at the last check. */
-  wroteSeen = 0;
-  queuedSeen = 0;
   /**
-   * Whether it keeps up: until it is seen holding the inputs back while
-   * taking less than `maxQueuedBytes` every `maxLag`, and again once it
-   * takes that much. Such a reader is waited for rather than dropped.
+   * Whether it keeps up: it caught up within `maxLag` whenever it held the
+   * inputs back (or has caught up since it last did not). Such a reader is
+   * waited for rather than left behind.
    */
   keepsUp = true;
-  /** Since when, and from what, its rate is measured while it holds. */
-  holdSince = 0;
-  holdQueued = 0;
-  holdWrote = 0;
+  /** How long it has held the inputs back, this time, in counted time. */
+  held = 0;
 
   /** Set when its output stops: dropped, or closed. */
   reason: unknown;

@@ -79,10 +79,12 @@ export interface HubOptions extends GateOptions {
    * default sysex bounds, 2,097,156 bytes (2 x (1 MiB + 2)).
    *
    * A reader that keeps taking is not dropped for others' floods: past half
-   * of this, while it takes at least `maxQueuedBytes` every `maxLag`, the
-   * hub stops reading every input until it has caught up, and gives each
-   * input one read a turn (each sender a fair share of what the readers
-   * take).
+   * of this waiting for it, the hub stops reading every input that sent
+   * more than its fair share (what one reader takes at `maxQueuedBytes`
+   * every `maxLag`, split between the inputs) until the reader is down to a
+   * quarter, then gives each of them a read in turn. Inputs within their
+   * share go on meanwhile. A reader keeps up while it catches up within
+   * `maxLag` whenever it holds inputs back like this.
    * @default {max(1048576, 2 x (largest sysex let out + 2))}
    */
   maxQueuedBytes?: number;

@@ -78,6 +78,7 @@ export class Router {
   ): void {
     const now = this.#clock.now();
     from.lastInput = now;
+    from.inputBytes += bytes.length;
     const sensing = from.client && this.#sensingIsLink;
     const sysexIn = from.client ? this.#sysexIn : Infinity;
     const bucket = from.bucket;
@@ -141,9 +142,7 @@ export class Router {
   #answer(from: Member, now: number): void {
     if (from.sink === undefined || now - from.answeredAt < ANSWER_MS) return;
     from.answeredAt = now;
-    if (from.sink.write(new FramedBatch(SENSING_BYTES, [ACTIVE_SENSING]))) {
-      from.wrote += SENSING_BYTES.length;
-    }
+    from.sink.write(new FramedBatch(SENSING_BYTES, [ACTIVE_SENSING]));
   }
 
   /** Sends a batch everywhere `from`'s route allows. */

@@ -119,11 +119,12 @@ export interface Transport extends AsyncDisposable {
  * - held notes: an endpoint that leaves with notes on gets a note_off for
  *   each, sent where its messages went;
  * - readers that fall behind: one that keeps taking is waited for (the hub
- *   stops reading its inputs, then gives each a read in turn); one that
- *   stays more than `maxQueuedBytes` behind for `maxLag`, or takes nothing
- *   at all for about that long (see `maxLag`), is dropped, so it never
- *   slows the others and memory stays bounded. A reader in this process (a
- *   `"wait"` sink) is always waited for;
+ *   stops reading the inputs that send more than their fair share, then
+ *   gives each a read in turn; see `maxQueuedBytes`); one that stays more
+ *   than `maxQueuedBytes` behind for `maxLag`, or takes nothing at all for
+ *   about that long (see `maxLag`), is dropped, so it never slows the
+ *   others and memory stays bounded. A reader in this process (a `"wait"`
+ *   sink) is always waited for, by every input;
  * - fairness: each endpoint's input is taken a read at a time, so a flood
  *   from one delays the others by a turn at most;
  * - events (join, leave, refuse, message, warning) and counters;
@@ -284,6 +285,7 @@ export class Hub implements AsyncDisposable {
       member.progressSeen = member.sink.progress;
     }
     this.#members = [...this.#members, member];
+    this.#backpressure.joined(member);
     this.#events.emit({ type: "join", endpoint: member });
     if (input !== undefined && hasSource(input)) {
       member.source = true;
@@ -450,8 +452,13 @@ export class Hub implements AsyncDisposable {
     let cause: unknown;
     try {
       for (;;) {
-        const paused = this.#backpressure.paused;
-        if (paused !== undefined) await paused;
+        for (
+          let paused = this.#backpressure.pausedFor(member);
+          paused !== undefined && !this.#stopping;
+          paused = this.#backpressure.pausedFor(member)
+        ) {
+          await paused;
+        }
         if (this.#stopping) return;
         const next = await Promise.race([messages.next(), stopped]);
         if (next === undefined) return;
@@ -480,7 +487,18 @@ export class Hub implements AsyncDisposable {
   #fromSource(member: Member, framed: Uint8Array): Promise<void> | undefined {
     if (this.#stopping || member.left) return undefined;
     this.#router.take(member, framed, undefined, true);
-    return this.#backpressure.paused;
+    return this.#backpressure.pausedFor(member) && this.#whenFree(member);
+  }
+
+  /** Resolves once no reader holds `member`'s input back. */
+  async #whenFree(member: Member): Promise<void> {
+    for (
+      let paused = this.#backpressure.pausedFor(member);
+      paused !== undefined && !this.#stopping && !member.left;
+      paused = this.#backpressure.pausedFor(member)
+    ) {
+      await paused;
+    }
   }
 
   /**
@@ -503,7 +521,7 @@ export class Hub implements AsyncDisposable {
     member.left = true;
     member.outputDead = true;
     this.#members = this.#members.filter((m) => m !== member);
-    this.#backpressure.forget(member);
+    this.#backpressure.left(member);
     const released = this.#releaseNotes(member);
     if (member.closePort) this.#track(member.port.close().catch(() => {}));
     this.#left(member, released);
