@@ -50,7 +50,13 @@ export class Flood implements AsyncDisposable {
 
   async [Symbol.asyncDispose](): Promise<void> {
     await this.#child.stdin.close().catch(() => {});
-    const timer = setTimeout(() => this.#child.kill("SIGKILL"), 5000);
+    const timer = setTimeout(() => {
+      try {
+        this.#child.kill("SIGKILL");
+      } catch {
+        // It ended just now.
+      }
+    }, 5000);
     await this.#child.status;
     clearTimeout(timer);
   }
