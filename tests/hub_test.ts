@@ -775,6 +775,51 @@ hubTest(
 );
 
 hubTest(
+  "a link's flood is held back for local readers that keep up, like any input's",
+  async () => {
+    const clock = new ManualClock();
+    const left: string[] = [];
+    await using hub = new Hub({
+      clock,
+      maxQueuedBytes: 30_000,
+      maxLag: 1000,
+      onEvent: (e) => {
+        if (e.type === "leave") left.push(e.endpoint.name);
+      },
+    });
+    const reader = new Reader("reader");
+    const keys = new Local("keys");
+    const link = new Local("link", 200_000);
+    hub.add(reader);
+    const keyboard = hub.add(keys, { kind: "device", output: false });
+    // A room floods in: 65,535 notes, as one big NATS frame brings them.
+    for (let i = 0; i < 65_535; i++) link.play(note(i % 128, 1));
+    const linked = hub.add(link, { kind: "link", output: false });
+    // The local reader takes 10 KB every 50 ms (the flood is 196 KB); the
+    // keyboard plays a note every 100 ms.
+    let mostWaiting = 0;
+    for (let ms = 0; ms < 3000; ms += 50) {
+      if (ms % 100 === 0) {
+        const played = keyboard.stats.received;
+        keys.play(note(ms / 100, 127));
+        await until(() => keyboard.stats.received === played + 1);
+      }
+      mostWaiting = Math.max(mostWaiting, reader.queued);
+      reader.read(10_000);
+      clock.advance(50);
+      for (let i = 0; i < 4; i++) await turn();
+    }
+    // Nobody was dropped, nothing was lost: what waited for the reader
+    // stayed under half its bound and one turn of the link.
+    assert.deepEqual(left, []);
+    assert.ok(mostWaiting <= 15_000 + 4096 * 3, `${mostWaiting} waited`);
+    assert.equal(linked.stats.received, 65_535);
+    assert.equal(keyboard.stats.received, 30);
+    assert.equal(reader.got.length, (65_535 + 30) * 3);
+  },
+);
+
+hubTest(
   "while a reader holds a flood back, inputs within their share go on",
   async () => {
     const clock = new ManualClock();
