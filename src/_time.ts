@@ -1,24 +1,13 @@
 /**
  * Internal: the wait helpers every module uses, so that each wait and
- * deadline is written once. Both take a {@linkcode Clock}: tests hand in a
- * clock they step by hand. On the system clock (the default) a wait keeps
- * the process alive, as an awaited timer should; a clock of one's own
- * decides that itself.
+ * deadline is written once. Both take a {@linkcode TimeSource} (tests hand
+ * in a clock they step by hand); their timers keep the process alive, as a
+ * wait someone awaits should.
  *
  * @module
  */
 
-import { type Clock, systemClock } from "./clock.ts";
-
-/** Calls `callback` after `ms`; returns the cancel. */
-function timer(clock: Clock, callback: () => void, ms: number): () => void {
-  if (clock === systemClock) {
-    const id = setTimeout(callback, Math.max(0, ms));
-    return () => clearTimeout(id);
-  }
-  const set = clock.setTimer(callback, Math.max(0, ms));
-  return () => set.cancel();
-}
+import { systemClock, type TimeSource } from "./clock.ts";
 
 /**
  * Waits `ms` milliseconds, or less if `signal` aborts first.
@@ -31,16 +20,16 @@ function timer(clock: Clock, callback: () => void, ms: number): () => void {
 export function sleep(
   ms: number,
   signal?: AbortSignal,
-  clock: Clock = systemClock,
+  clock: TimeSource = systemClock,
 ): Promise<void> {
   return new Promise((resolve) => {
     if (signal?.aborted) return resolve();
     const done = () => {
-      cancel();
+      timer.cancel();
       signal?.removeEventListener("abort", done);
       resolve();
     };
-    const cancel = timer(clock, done, ms);
+    const timer = clock.setTimer(done, Math.max(0, ms), true);
     signal?.addEventListener("abort", done, { once: true });
   });
 }
@@ -57,17 +46,17 @@ export function sleep(
 export async function atMost(
   promise: Promise<unknown>,
   ms: number,
-  clock: Clock = systemClock,
+  clock: TimeSource = systemClock,
 ): Promise<boolean> {
-  let cancel: (() => void) | undefined;
+  let timer: { cancel(): void } | undefined;
   try {
     return await Promise.race([
       promise.then(() => false, () => false),
       new Promise<boolean>((resolve) => {
-        cancel = timer(clock, () => resolve(true), ms);
+        timer = clock.setTimer(() => resolve(true), Math.max(0, ms), true);
       }),
     ]);
   } finally {
-    cancel?.();
+    timer?.cancel();
   }
 }

@@ -3,7 +3,7 @@
 // A timer set by a timer that runs is run too when it falls due within the
 // same advance.
 
-import type { Clock, ClockTimer } from "../mod.ts";
+import type { ClockTimer, TimeSource } from "../mod.ts";
 
 interface Timer {
   readonly at: number;
@@ -11,8 +11,8 @@ interface Timer {
   readonly callback: () => void;
 }
 
-/** A `Clock` whose time moves only when told to. */
-export class ManualClock implements Clock {
+/** A `TimeSource` whose time moves only when told to. */
+export class ManualClock implements TimeSource {
   #now: number;
   #seq = 0;
   #timers: Timer[] = [];

@@ -28,7 +28,7 @@
  * @module
  */
 
-import type { Clock, ClockTimer } from "../clock.ts";
+import type { ClockTimer, TimeSource } from "../clock.ts";
 import { FellBehindError } from "../errors.ts";
 import type { Batch, Sink } from "../sink.ts";
 import type { Member } from "./_member.ts";
@@ -59,7 +59,7 @@ export interface BackpressureHost {
 export class Backpressure {
   readonly #settings: HubSettings;
   readonly #host: BackpressureHost;
-  readonly #clock: Clock;
+  readonly #clock: TimeSource;
   /** Waiting for a reader that keeps up starts past this... */
   readonly #holdAt: number;
   /** ...and ends at or under this. */

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { type Clock, systemClock } from "../clock.ts";
+import { systemClock, type TimeSource } from "../clock.ts";
 import type { GateOptions } from "../gate.ts";
 import {
   checkMaxSysexLength,
@@ -133,7 +133,7 @@ export interface HubOptions extends GateOptions {
    * deadline) reads this clock. Tests hand in one they step by hand.
    * @default {systemClock}
    */
-  clock?: Clock;
+  clock?: TimeSource;
 }
 
 /** The defaults of a hub's options that do not depend on others. */
@@ -166,7 +166,7 @@ export interface HubSettings {
   readonly maxLag: number;
   readonly idleTimeout: number | undefined;
   readonly sensingIsLink: boolean;
-  readonly clock: Clock;
+  readonly clock: TimeSource;
 }
 
 /** The routing by kinds (see `EndpointKind`). */

@@ -9,7 +9,7 @@
  */
 
 import type { Message } from "../codec/messages.ts";
-import type { Clock } from "../clock.ts";
+import type { TimeSource } from "../clock.ts";
 import { countFramed, FramedBatch, sizeAt } from "./_batch.ts";
 import type { Backpressure } from "./_backpressure.ts";
 import type { Events } from "./_events.ts";
@@ -39,7 +39,7 @@ export class Router {
   readonly #sysexIn: number;
   readonly #sysexOut: number;
   readonly #sensingIsLink: boolean;
-  readonly #clock: Clock;
+  readonly #clock: TimeSource;
   readonly #backpressure: Backpressure;
   readonly #events: Events;
   readonly #host: RouterHost;

@@ -7,7 +7,7 @@
 
 import { setImmediate } from "node:timers";
 import { checkMessage, type Message } from "../codec/messages.ts";
-import type { Clock } from "../clock.ts";
+import type { TimeSource } from "../clock.ts";
 import { PortClosedError } from "../errors.ts";
 import { Gate } from "../gate.ts";
 import type { InputPort, OutputPort, Port } from "../port.ts";
@@ -223,7 +223,7 @@ export class Hub implements AsyncDisposable {
   }
 
   /** The hub's time: what its checks and waits read. */
-  get clock(): Clock {
+  get clock(): TimeSource {
     return this.#settings.clock;
   }
 
