@@ -117,15 +117,27 @@ async function round(flooders: number): Promise<string> {
     await flood.started;
     floodStart = Date.now();
     const before = reader.bytes;
+    let playerDropped = "";
     for (let i = 0; Date.now() - floodStart < seconds * 1000; i++) {
       const id = 1 + i % 127;
       sentAt.set(id, Date.now());
-      await player.write(new Uint8Array([0x90, 61, id]));
+      try {
+        await player.write(new Uint8Array([0x90, 61, id]));
+      } catch {
+        playerDropped = `; the player was DROPPED after ${
+          Date.now() - floodStart
+        } ms`;
+        break;
+      }
       await sleep(100);
     }
     readerBytes = reader.bytes - before;
     const closedAt = Date.now();
-    player.close();
+    try {
+      player.close();
+    } catch {
+      // Closed by the hub.
+    }
     await discard;
     const released = await reader.until(/^released /, 10000);
     const closed = reader.lines.find((l) => l.startsWith("closed "));
@@ -146,7 +158,7 @@ async function round(flooders: number): Promise<string> {
     return [
       `${flooders} flooders: reader ${readerAt}; read ${
         (readerBytes / 1e6 / seconds).toFixed(1)
-      } MB/s`,
+      } MB/s${playerDropped}`,
       `  paced notes (every 100 ms): ${paced}`,
       `  held note released to the reader: ${
         released === undefined
