@@ -87,9 +87,11 @@ export class NoteTracker {
       const key = (channel << 7) | data1;
       const on = kind === 0x90 && data2 > 0 ? 1 : 0;
       const change = on - this.#held[key];
-      this.#size += change;
-      this.#perChannel[channel] += change;
-      this.#held[key] = on;
+      if (change !== 0) {
+        this.#size += change;
+        this.#perChannel[channel] += change;
+        this.#held[key] = on;
+      }
     } else if (kind === 0xb0) {
       if (ENDS_ALL[data1] === 1) this.#endChannel(status & 15);
     } else if (status === 0xff) {
