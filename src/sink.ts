@@ -53,6 +53,12 @@ export interface Batch {
    * mido sends them (shared: read only).
    */
   readonly bytes: Uint8Array;
+  /**
+   * When the messages happened, on the hub's clock (ms): when they entered
+   * this process, or their sender's own time where the transport carries
+   * one. The hub sets it on every batch it routes.
+   */
+  readonly at?: number;
 }
 
 /** What the hub writes a member's share of the traffic to. */
@@ -89,6 +95,13 @@ export interface Sink {
    * cannot tell may resolve at once, and the hub looks again now and then.
    */
   drained(): Promise<void>;
+  /**
+   * Whether the endpoint carries each batch's time (`at`) on to its peer,
+   * which then plays it out itself: the hub's playout delay leaves such an
+   * endpoint alone and writes to it at once.
+   * @default {false}
+   */
+  readonly timed?: boolean;
 }
 
 /** A port that offers a sink. */
@@ -129,13 +142,15 @@ export interface Source {
    * Hands the input over, once.
    *
    * @param take Called with each piece, in order; the bytes are the
-   * callee's to keep. When it returns a promise, the port reads nothing
-   * more until it settles.
+   * callee's to keep. `at` is when the piece's messages happened, on the
+   * hub's clock, where the port knows it (a timed peer's own time); left
+   * out, it is now. When it returns a promise, the port reads nothing more
+   * until it settles.
    * @param end Called once when the input ends, with why when it was an
    * error.
    */
   attach(
-    take: (framed: Uint8Array) => void | Promise<void>,
+    take: (framed: Uint8Array, at?: number) => void | Promise<void>,
     end: (cause?: unknown) => void,
   ): void;
 }

@@ -15,15 +15,19 @@ export class FramedBatch implements Batch {
   #messages: readonly Message[] | undefined;
   #bytes: Uint8Array | undefined;
   #count: number | undefined;
+  /** When its messages happened, on the hub's clock. */
+  at: number | undefined;
 
   constructor(
     bytes?: Uint8Array,
     messages?: readonly Message[],
     count?: number,
+    at?: number,
   ) {
     this.#bytes = bytes;
     this.#messages = messages;
     this.#count = count ?? messages?.length;
+    this.at = at;
   }
 
   /** How many messages it holds. */

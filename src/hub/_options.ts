@@ -134,6 +134,21 @@ export interface HubOptions extends GateOptions {
    * @default {systemClock}
    */
   clock?: TimeSource;
+  /**
+   * A playout delay, in milliseconds, or `"auto"`: each message is
+   * delivered to the endpoints that do not play out time themselves
+   * (mido and other plain TCP clients, hardware, pages without their own
+   * scheduling) at the time it happened plus this delay, so that network
+   * jitter under the delay disappears and only a steady latency is left.
+   * A message due before it arrives goes at once and counts as late
+   * (`hub.timing`). Each source's order is kept. `"auto"` picks the
+   * smallest delay that keeps late messages under 0.1% from the delays
+   * measured, adapts slowly, and reports each change as a `latency`
+   * event. Timed endpoints (a timed TCP link, NATS, RTP-MIDI, pages that
+   * schedule) get each message at once with its time.
+   * @default {0} (deliver at once)
+   */
+  latency?: number | "auto";
 }
 
 /** The defaults of a hub's options that do not depend on others. */
@@ -148,6 +163,7 @@ export const HUB_DEFAULTS = Object.freeze(
     minQueuedTotal: 64 << 20,
     queuedTotalFactor: 4,
     activeSensing: "link",
+    latency: 0,
   } as const,
 );
 
@@ -167,6 +183,8 @@ export interface HubSettings {
   readonly idleTimeout: number | undefined;
   readonly sensingIsLink: boolean;
   readonly clock: TimeSource;
+  /** The playout delay (ms, 0 for none), or "auto". */
+  readonly latency: number | "auto";
 }
 
 /** The routing by kinds (see `EndpointKind`). */
@@ -249,5 +267,21 @@ export function resolveHubOptions(options: HubOptions): HubSettings {
       : positiveMs("idleTimeout", options.idleTimeout),
     sensingIsLink: sensing === "link",
     clock,
+    latency: checkLatency(options.latency ?? HUB_DEFAULTS.latency),
   });
+}
+
+/** Checks a playout delay: a number of ms (0 or more), or "auto". */
+function checkLatency(latency: unknown): number | "auto" {
+  if (latency === "auto") return latency;
+  if (
+    typeof latency !== "number" || !(latency >= 0) || !Number.isFinite(latency)
+  ) {
+    throw new RangeError(
+      `latency must be a number of ms (0 or more) or "auto": got ${
+        typeof latency === "string" ? JSON.stringify(latency) : latency
+      }`,
+    );
+  }
+  return latency;
 }

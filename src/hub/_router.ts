@@ -10,6 +10,8 @@
 
 import type { Message } from "../codec/messages.ts";
 import type { TimeSource } from "../clock.ts";
+import { Playout, type PlayoutStats } from "../time/playout.ts";
+import { Scheduler } from "../time/scheduler.ts";
 import { countFramed, FramedBatch, sizeAt } from "./_batch.ts";
 import type { Backpressure } from "./_backpressure.ts";
 import type { Events } from "./_events.ts";
@@ -43,6 +45,8 @@ export class Router {
   readonly #backpressure: Backpressure;
   readonly #events: Events;
   readonly #host: RouterHost;
+  /** The playout delay of plain endpoints, when there is one. */
+  readonly #playout: Playout<[Member, FramedBatch][]> | undefined;
 
   constructor(
     settings: HubSettings,
@@ -58,6 +62,26 @@ export class Router {
     this.#backpressure = backpressure;
     this.#events = events;
     this.#host = host;
+    const latency = settings.latency;
+    if (latency !== 0) {
+      this.#playout = new Playout((writes) => this.#late(writes), {
+        latency,
+        clock: this.#clock,
+        scheduler: new Scheduler({ clock: this.#clock }),
+        onLatency: (ms) => events.emit({ type: "latency", latency: ms }),
+      });
+    }
+  }
+
+  /** What the playout delay did so far, when there is one. */
+  get timing(): PlayoutStats | undefined {
+    return this.#playout?.stats;
+  }
+
+  /** Writes everything the playout delay holds, now (the hub is closing). */
+  flush(): void {
+    this.#playout?.flush();
+    this.#playout?.close();
   }
 
   /**
@@ -69,14 +93,18 @@ export class Router {
    * through lets its note_off through too.
    *
    * @param counted Whether the messages count as received (not injected).
+   * @param at When they happened, on the hub's clock, where the transport
+   * knows (never later than now); else now.
    */
   take(
     from: Member,
     bytes: Uint8Array,
     known: FramedBatch | undefined,
     counted: boolean,
+    at?: number,
   ): void {
     const now = this.#clock.now();
+    const when = at === undefined || !(at < now) ? now : at;
     from.lastInput = now;
     from.inputBytes += bytes.length;
     const sensing = from.client && this.#sensingIsLink;
@@ -130,6 +158,7 @@ export class Router {
     const batch = kept === undefined
       ? known ?? new FramedBatch(bytes, undefined, count)
       : new FramedBatch(kept.subarray(0, keptLength), undefined, count);
+    batch.at = when;
     if (this.#events.wantMessages) {
       for (const message of batch.messages) {
         this.#events.emit({ type: "message", endpoint: from, message });
@@ -145,8 +174,15 @@ export class Router {
     from.sink.write(new FramedBatch(SENSING_BYTES, [ACTIVE_SENSING]));
   }
 
-  /** Sends a batch everywhere `from`'s route allows. */
+  /**
+   * Sends a batch everywhere `from`'s route allows: at once to timed
+   * endpoints (and to all without a playout delay), at its time plus the
+   * delay to the others.
+   */
   deliver(from: Member, batch: FramedBatch): void {
+    batch.at ??= this.#clock.now();
+    const playout = this.#playout;
+    let later: [Member, FramedBatch][] | undefined;
     let toClients: FramedBatch | undefined;
     for (const to of this.#host.members()) {
       if (to === from || to.sink === undefined || to.outputDead) continue;
@@ -157,15 +193,32 @@ export class Router {
         share = toClients;
         if (share.bytes.length === 0) continue;
       }
-      const sink = to.sink;
-      if (!sink.write(share)) {
-        this.#host.drop(to, undefined);
-        continue;
+      if (playout !== undefined && to.sink.timed !== true) {
+        (later ??= []).push([to, share]);
+      } else {
+        this.#write(to, share);
       }
-      to.sent += share.count;
-      this.#backpressure.wrote(to, sink, share);
+    }
+    if (later !== undefined) playout!.push(from, batch.at, later);
+    this.#backpressure.delivered();
+  }
+
+  /** Writes what the playout delay held, now that it is due. */
+  #late(writes: [Member, FramedBatch][]): void {
+    for (const [to, share] of writes) {
+      if (to.sink !== undefined && !to.outputDead) this.#write(to, share);
     }
     this.#backpressure.delivered();
+  }
+
+  #write(to: Member, share: FramedBatch): void {
+    const sink = to.sink!;
+    if (!sink.write(share)) {
+      this.#host.drop(to, undefined);
+      return;
+    }
+    to.sent += share.count;
+    this.#backpressure.wrote(to, sink, share);
   }
 
   /** The batch without the sysex `sysexOut` keeps from clients. */
@@ -182,6 +235,11 @@ export class Router {
       }
       i += size;
     }
-    return new FramedBatch(kept.subarray(0, length));
+    return new FramedBatch(
+      kept.subarray(0, length),
+      undefined,
+      undefined,
+      batch.at,
+    );
   }
 }

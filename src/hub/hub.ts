@@ -25,6 +25,7 @@ import {
 } from "./_options.ts";
 import { PortSink } from "./_port_sink.ts";
 import { Router } from "./_router.ts";
+import type { PlayoutStats } from "../time/playout.ts";
 import type {
   AddOptions,
   Endpoint,
@@ -229,6 +230,15 @@ export class Hub implements AsyncDisposable {
   }
 
   /**
+   * What the playout delay did so far (see `latency`): messages delivered,
+   * those that came late, the worst lateness and the delay now; undefined
+   * without a playout delay.
+   */
+  get timing(): PlayoutStats | undefined {
+    return this.#router.timing;
+  }
+
+  /**
    * The longest sysex kept, in data bytes: what transports give their
    * parsers.
    */
@@ -293,7 +303,7 @@ export class Hub implements AsyncDisposable {
       let end!: () => void;
       member.pump = new Promise<void>((resolve) => end = resolve);
       input[SOURCE].attach(
-        (framed) => this.#fromSource(member, framed),
+        (framed, at) => this.#fromSource(member, framed, at),
         (cause) => {
           if (!this.#stopping) {
             member.reason ??= cause;
@@ -494,9 +504,13 @@ export class Hub implements AsyncDisposable {
     this.#leave(member);
   }
 
-  #fromSource(member: Member, framed: Uint8Array): Promise<void> | undefined {
+  #fromSource(
+    member: Member,
+    framed: Uint8Array,
+    at: number | undefined,
+  ): Promise<void> | undefined {
     if (this.#stopping || member.left) return undefined;
-    this.#router.take(member, framed, undefined, true);
+    this.#router.take(member, framed, undefined, true, at);
     return this.#backpressure.pausedFor(member) && this.#whenFree(member);
   }
 
@@ -588,6 +602,8 @@ export class Hub implements AsyncDisposable {
     // Stop reading first, then let go of every held note where it belongs,
     // then close: gracefully while the deadline lasts, then at once.
     const released = members.map((member) => this.#releaseNotes(member));
+    // What the playout delay holds goes now, before the ports close.
+    this.#router.flush();
     const closing = members.filter((m) => m.closePort).map((m) => m.port);
     const late = await atMost(
       Promise.all(closing.map((port) => port.close())),

@@ -131,6 +131,12 @@ export type HubEvent =
     readonly message: string;
   }
   | {
+    /** The playout delay chosen (with `latency: "auto"`) changed. */
+    readonly type: "latency";
+    /** The delay now, in whole ms. */
+    readonly latency: number;
+  }
+  | {
     /** A listener fell behind and missed events. */
     readonly type: "missed";
     /** How many. */
