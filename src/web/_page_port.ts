@@ -65,7 +65,7 @@ export class PagePort extends InputPortBase implements IOPort {
   #held: Uint8Array[] = [];
   #heldBytes = 0;
   #paused = false;
-  #progressAt = performance.now();
+  #progress = 0;
   #lastBuffered = 0;
   /** Batches for the page the socket has no room for yet. */
   #waiting: Uint8Array[] = [];
@@ -155,9 +155,9 @@ export class PagePort extends InputPortBase implements IOPort {
       get copiedBytes() {
         return port.#inSocket();
       },
-      get progressAt() {
+      get progress() {
         port.#inSocket();
-        return port.#progressAt;
+        return port.#progress;
       },
       slow: "drop",
       drained: () => RESOLVED,
@@ -171,7 +171,7 @@ export class PagePort extends InputPortBase implements IOPort {
   #inSocket(): number {
     const buffered = this.#socket.bufferedAmount;
     if (buffered < this.#lastBuffered || buffered === 0) {
-      this.#progressAt = performance.now();
+      this.#progress++;
     }
     this.#lastBuffered = buffered;
     return buffered;
@@ -205,7 +205,7 @@ export class PagePort extends InputPortBase implements IOPort {
       const parts = this.#waiting.splice(0, count);
       this.#waitingBytes -= size;
       this.#socket.send(count === 1 ? parts[0] : join(parts, size));
-      this.#progressAt = performance.now();
+      this.#progress++;
     }
     if (this.#waiting.length > 0) this.#pumpSoon();
   }

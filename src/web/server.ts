@@ -7,7 +7,7 @@
 
 import type { Message } from "../codec/messages.ts";
 import type { Peer, RefusalCode, Ticket } from "../gate.ts";
-import type { Endpoint, Hub, HubEvent } from "../hub.ts";
+import type { Endpoint, Hub, HubEvent } from "../hub/mod.ts";
 import { checkPort, formatAddress } from "../address.ts";
 import { positiveInteger } from "../_policy.ts";
 import { atMost } from "../_time.ts";
