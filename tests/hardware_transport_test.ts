@@ -14,7 +14,7 @@ import {
   PortLostError,
   PortNotFoundError,
 } from "../src/hardware/mod.ts";
-import { Hub, type HubEvent } from "../src/hub.ts";
+import { Hub, type HubEvent } from "../src/hub/mod.ts";
 import { connect } from "../src/net/connect.ts";
 import { PortServer } from "../src/net/server.ts";
 import { take, until } from "./_net.ts";

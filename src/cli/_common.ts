@@ -9,7 +9,7 @@
 import { AddressList } from "../access.ts";
 import denoJson from "../../deno.json" with { type: "json" };
 import { parseAddress } from "../address.ts";
-import type { AddOptions, Endpoint, Hub } from "../hub.ts";
+import type { AddOptions, Endpoint, Hub } from "../hub/mod.ts";
 import type { Port } from "../port.ts";
 
 /** The package version, from deno.json. */

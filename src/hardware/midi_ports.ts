@@ -8,7 +8,7 @@
 
 import { callBack } from "../_call.ts";
 import { PortClosedError } from "../errors.ts";
-import type { Endpoint, Hub } from "../hub.ts";
+import type { Endpoint, Hub } from "../hub/mod.ts";
 import type { Port } from "../port.ts";
 import type { Transport } from "../transport.ts";
 import { checkInterval } from "./_census.ts";
