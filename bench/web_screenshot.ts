@@ -56,7 +56,7 @@ function free(port: number): number {
 
 await using hub = new Hub();
 await using server = new PortServer("127.0.0.1", free(8080), { hub });
-await using web = new WebServer(hub, { port: free(8081) });
+const web = await hub.attach(new WebServer({ port: free(8081) }));
 const device = new Device();
 hub.add(device, { kind: "device", transport: "midi" });
 await using mido = await connect("127.0.0.1", server.port);

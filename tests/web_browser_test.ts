@@ -39,10 +39,21 @@ class TestHub implements AsyncDisposable {
   readonly server: PortServer;
   readonly web: WebServer;
 
-  constructor(options: ConstructorParameters<typeof Hub>[0] = {}, webPort = 0) {
-    this.hub = new Hub(options);
-    this.server = new PortServer("127.0.0.1", 0, { hub: this.hub });
-    this.web = new WebServer(this.hub, { port: webPort });
+  private constructor(hub: Hub, server: PortServer, web: WebServer) {
+    this.hub = hub;
+    this.server = server;
+    this.web = web;
+  }
+
+  /** A hub with a TCP port, and its page on `webPort`. */
+  static async open(
+    options: ConstructorParameters<typeof Hub>[0] = {},
+    webPort = 0,
+  ): Promise<TestHub> {
+    const hub = new Hub(options);
+    const server = new PortServer("127.0.0.1", 0, { hub });
+    const web = await hub.attach(new WebServer({ port: webPort }));
+    return new TestHub(hub, server, web);
   }
 
   /** A TCP client, once the hub has it. */
@@ -129,7 +140,9 @@ browserTest("over HTTPS the page plays through WSS", async () => {
   const { cert, key: privateKey } = await testCertificates();
   const hub = new Hub();
   const server = new PortServer("127.0.0.1", 0, { hub });
-  const web = new WebServer(hub, { port: 0, tls: { cert, key: privateKey } });
+  const web = await hub.attach(
+    new WebServer({ port: 0, tls: { cert, key: privateKey } }),
+  );
   try {
     const tcp = await connect("127.0.0.1", server.port);
     await until(() => hub.endpoints.length === 1);
@@ -153,7 +166,7 @@ browserTest("over HTTPS the page plays through WSS", async () => {
 browserTest(
   "1000 messages from a TCP client all appear in the monitor",
   async () => {
-    await using hub = new TestHub();
+    await using hub = await TestHub.open();
     await using browser = new Browser();
     const page = await openPage(browser, hub.web.url);
     const tcp = await hub.client();
@@ -230,7 +243,7 @@ browserTest(
 browserTest(
   "a wrong token shows the refusal and nothing is relayed",
   async () => {
-    await using hub = new TestHub({ token: TOKEN });
+    await using hub = await TestHub.open({ token: TOKEN });
     const tcp = await hub.client();
     await using browser = new Browser();
     const page = await openPage(browser, hub.web.url, { wait: false });
@@ -271,7 +284,7 @@ browserTest(
 browserTest(
   "a token in the link's fragment is used and leaves the address bar",
   async () => {
-    await using hub = new TestHub({ token: TOKEN });
+    await using hub = await TestHub.open({ token: TOKEN });
     await using browser = new Browser();
     const page = await openPage(browser, `${hub.web.url}#token=${TOKEN}`);
     assert.equal(await page.evaluate(`() => location.hash`), "");
@@ -279,7 +292,7 @@ browserTest(
 );
 
 browserTest("a page whose hub restarts reconnects by itself", async () => {
-  const first = new TestHub();
+  const first = await TestHub.open();
   const port = first.web.port;
   await using browser = new Browser();
   const page = await openPage(browser, first.web.url);
@@ -292,7 +305,7 @@ browserTest("a page whose hub restarts reconnects by itself", async () => {
     /hub closing · retrying in \d+ s/,
   );
   // The same address, a new hub.
-  await using second = new TestHub({}, port);
+  await using second = await TestHub.open({}, port);
   const tcp = await second.client();
   await connected(page);
   await key(page, "E4");
@@ -306,7 +319,7 @@ browserTest("a page whose hub restarts reconnects by itself", async () => {
 browserTest(
   "the computer keyboard plays on the chosen channel and velocity",
   async () => {
-    await using hub = new TestHub();
+    await using hub = await TestHub.open();
     const tcp = await hub.client();
     await using browser = new Browser();
     const page = await openPage(browser, hub.web.url);
@@ -348,7 +361,7 @@ browserTest(
 browserTest(
   "the endpoint list follows clients as they come and go",
   async () => {
-    await using hub = new TestHub();
+    await using hub = await TestHub.open();
     await using browser = new Browser();
     const page = await openPage(browser, hub.web.url);
     await page.waitFor(
@@ -388,7 +401,7 @@ const FAKE_MIDI = `
 browserTest(
   "the Web MIDI bridge plays a browser input into the hub and the hub on its output",
   async () => {
-    await using hub = new TestHub();
+    await using hub = await TestHub.open();
     const tcp = await hub.client();
     await using browser = new Browser();
     const page = await openPage(browser, hub.web.url, { init: FAKE_MIDI });
@@ -425,7 +438,7 @@ browserTest(
 browserTest(
   "a phone without Web MIDI plays by touch and says why it cannot bridge",
   async () => {
-    await using hub = new TestHub();
+    await using hub = await TestHub.open();
     const tcp = await hub.client();
     await using browser = new Browser();
     const page = await openPage(

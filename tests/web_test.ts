@@ -104,11 +104,11 @@ class TestPage {
 async function withHub(
   options: ConstructorParameters<typeof Hub>[0],
   fn: (hub: HubType, server: PortServer, web: WebServer) => Promise<void>,
-  webOptions: ConstructorParameters<typeof WebServer>[1] = {},
+  webOptions: ConstructorParameters<typeof WebServer>[0] = {},
 ): Promise<void> {
   const hub = new Hub(options);
   const server = new PortServer("127.0.0.1", 0, { hub });
-  const web = new WebServer(hub, { port: 0, ...webOptions });
+  const web = await hub.attach(new WebServer({ port: 0, ...webOptions }));
   try {
     await fn(hub, server, web);
   } finally {
@@ -409,7 +409,7 @@ netTest(
   async () => {
     // A server read as a port makes the hub wait for its reader.
     const server = new PortServer("127.0.0.1", 0, { queueSize: 100 });
-    const web = new WebServer(server.hub, { port: 0 });
+    const web = await server.hub.attach(new WebServer({ port: 0 }));
     try {
       assert.equal(server.poll(), undefined);
       const page = await TestPage.join(web.url);
@@ -838,7 +838,7 @@ netTest(
   async () => {
     const hub = new Hub();
     const server = new PortServer("127.0.0.1", 0, { hub });
-    const web = new WebServer(hub, { port: 0 });
+    const web = await hub.attach(new WebServer({ port: 0 }));
     const page = await TestPage.join(web.url);
     await web.close();
     const event = await within(page.closed, 5000, "the close");
@@ -862,7 +862,7 @@ netTest(
   "closing the hub closes the pages, which hear it is closing",
   async () => {
     const hub = new Hub();
-    const web = new WebServer(hub, { port: 0 });
+    const web = await hub.attach(new WebServer({ port: 0 }));
     const page = await TestPage.join(web.url);
     await hub.close();
     const event = await within(page.closed, 5000, "the close");
