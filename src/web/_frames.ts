@@ -146,6 +146,10 @@ export class FrameReader {
     while (this.#at < chunk.length) {
       head[this.#headLength++] = chunk[this.#at++];
       if (this.#headLength < 2) continue;
+      if (this.#headLength === 2) {
+        const wrong = this.#checkStart(head[0], head[1]);
+        if (wrong !== undefined) return wrong;
+      }
       const code = head[1] & 0x7f;
       const need = 2 + (code === 126 ? 2 : code === 127 ? 8 : 0) + 4;
       if (this.#headLength < need) continue;
@@ -164,16 +168,39 @@ export class FrameReader {
       : { kind: "error", code, reason, size };
   }
 
+  /** The checks the first two bytes of a header allow. */
+  #checkStart(first: number, second: number): FrameEvent | undefined {
+    if ((first & 0x70) !== 0) {
+      return this.#fail(STATUS.protocol, "reserved bits set");
+    }
+    if ((second & 0x80) === 0) {
+      return this.#fail(STATUS.protocol, "unmasked frame from a client");
+    }
+    const opcode = first & 0x0f;
+    if (
+      opcode > OPCODE.binary && opcode < OPCODE.close || opcode > OPCODE.pong
+    ) {
+      return this.#fail(STATUS.protocol, `unknown opcode ${opcode}`);
+    }
+    if (opcode >= OPCODE.close) {
+      if ((first & 0x80) === 0) {
+        return this.#fail(STATUS.protocol, "fragmented control frame");
+      }
+      if ((second & 0x7f) > MAX_CONTROL) {
+        return this.#fail(STATUS.protocol, "control frame over 125 bytes");
+      }
+    } else if (opcode === OPCODE.continuation && this.#message === 0) {
+      return this.#fail(STATUS.protocol, "continuation of no message");
+    } else if (opcode !== OPCODE.continuation && this.#message !== 0) {
+      return this.#fail(STATUS.protocol, "new message inside a fragmented one");
+    }
+    return undefined;
+  }
+
   #startFrame(headSize: number): FrameEvent | undefined {
     const head = this.#head;
     const fin = (head[0] & 0x80) !== 0;
     const opcode = head[0] & 0x0f;
-    if ((head[0] & 0x70) !== 0) {
-      return this.#fail(STATUS.protocol, "reserved bits set");
-    }
-    if ((head[1] & 0x80) === 0) {
-      return this.#fail(STATUS.protocol, "unmasked frame from a client");
-    }
     let length = head[1] & 0x7f;
     if (length === 126) {
       length = (head[2] << 8) | head[3];
@@ -191,32 +218,9 @@ export class FrameReader {
         : high * 2 ** 32 + low;
     }
     this.#mask.set(head.subarray(headSize - 4, headSize));
-    const control = opcode >= 0x8;
-    if (control) {
-      if (
-        opcode !== OPCODE.close && opcode !== OPCODE.ping &&
-        opcode !== OPCODE.pong
-      ) {
-        return this.#fail(STATUS.protocol, `unknown opcode ${opcode}`);
-      }
-      if (!fin) return this.#fail(STATUS.protocol, "fragmented control frame");
-      if (length > MAX_CONTROL) {
-        return this.#fail(STATUS.protocol, "control frame over 125 bytes");
-      }
+    if (opcode >= OPCODE.close) {
       this.#payload = new Uint8Array(length);
     } else {
-      if (opcode > OPCODE.binary) {
-        return this.#fail(STATUS.protocol, `unknown opcode ${opcode}`);
-      }
-      if (opcode === OPCODE.continuation && this.#message === 0) {
-        return this.#fail(STATUS.protocol, "continuation of no message");
-      }
-      if (opcode !== OPCODE.continuation && this.#message !== 0) {
-        return this.#fail(
-          STATUS.protocol,
-          "new message inside a fragmented one",
-        );
-      }
       if (opcode !== OPCODE.continuation) this.#message = opcode;
       if (this.discard) {
         this.#payload = undefined;
