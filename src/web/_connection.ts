@@ -8,7 +8,7 @@
  * @module
  */
 
-import { ByteTransport } from "../net/_transport.ts";
+import { ByteTransport, closeQuietly } from "../net/_transport.ts";
 import {
   closeFrame,
   type FrameEvent,
@@ -104,6 +104,8 @@ const latin1 = (bytes: Uint8Array) => String.fromCharCode(...bytes);
 const SHARE_FROM = 4096;
 /** Past this many bytes waiting to be written, pings go unanswered. */
 const PONG_LIMIT = 64 * 1024;
+/** What a closing connection reads and drops before it is cut off. */
+const MAX_DISCARDED = 64 * 1024;
 /** Requests answered on one connection before it is closed. */
 const MAX_REQUESTS = 100;
 
@@ -120,6 +122,8 @@ export class WebConnection {
   /** Whether it was upgraded (what it reads is frames). */
   #frames = false;
   #requests = 0;
+  /** Bytes read and dropped since this side began to close. */
+  #discarded = 0;
   /** The request head read so far. */
   #head: Uint8Array | undefined;
   #headLength = 0;
@@ -228,7 +232,13 @@ export class WebConnection {
         return this.#readFrames();
       case "closing":
         // A closing WebSocket waits for the peer's close frame; a closing
-        // HTTP connection reads nothing more.
+        // HTTP connection reads nothing more. A peer that keeps sending
+        // after the close is not waiting for it: it is cut off.
+        this.#discarded += chunk.length;
+        if (this.#discarded > MAX_DISCARDED) {
+          this.abort();
+          return;
+        }
         if (!this.#frames) return;
         this.#reader.feed(chunk);
         return this.#readFrames();
@@ -358,12 +368,17 @@ export class WebConnection {
 
   async #readFrames(): Promise<void> {
     const reader = this.#reader;
+    let pong: Uint8Array | undefined;
     for (
       let event = reader.next();
       event !== undefined;
       event = reader.next()
     ) {
       if (this.#state === "gone") return;
+      if (pong !== undefined && event.kind !== "ping") {
+        this.#pong(pong);
+        pong = undefined;
+      }
       switch (event.kind) {
         case "binary": {
           if (this.#state !== "websocket") break;
@@ -375,13 +390,9 @@ export class WebConnection {
           if (this.#state === "websocket") this.#handler.text(event.text);
           break;
         case "ping":
-          // A peer that pings without reading the answers gets no more.
-          if (
-            this.#state === "websocket" &&
-            this.#transport.queuedBytes < PONG_LIMIT
-          ) {
-            this.#send(OPCODE.pong, event.data);
-          }
+          // Answered once the pings that came together are read: the RFC
+          // lets a pong answer only the latest.
+          pong = event.data;
           break;
         case "pong":
           break;
@@ -403,6 +414,16 @@ export class WebConnection {
           this.close(event.code, event.reason);
           return;
       }
+    }
+    if (pong !== undefined) this.#pong(pong);
+  }
+
+  /** Answers a ping, unless the peer does not read the answers. */
+  #pong(payload: Uint8Array): void {
+    if (
+      this.#state === "websocket" && this.#transport.queuedBytes < PONG_LIMIT
+    ) {
+      this.#send(OPCODE.pong, payload);
     }
   }
 
@@ -482,6 +503,8 @@ export class WebConnection {
   abort(): Promise<void> {
     if (this.#state !== "gone") this.#state = "closing";
     this.#transport.abort();
+    // Also when a graceful close waits for the peer: now.
+    closeQuietly(this.#transport.conn);
     return this.#done;
   }
 }

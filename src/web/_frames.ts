@@ -219,7 +219,7 @@ export class FrameReader {
     }
     this.#mask.set(head.subarray(headSize - 4, headSize));
     if (opcode >= OPCODE.close) {
-      this.#payload = new Uint8Array(length);
+      this.#payload = length === 0 ? EMPTY : new Uint8Array(length);
     } else {
       if (opcode !== OPCODE.continuation) this.#message = opcode;
       if (this.discard) {

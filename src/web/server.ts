@@ -5,6 +5,7 @@
  * @module
  */
 
+import { setImmediate } from "node:timers";
 import type { Message } from "../codec/messages.ts";
 import { PortClosedError } from "../errors.ts";
 import { Gate, type Peer, type RefusalCode, type Ticket } from "../gate.ts";
@@ -100,16 +101,18 @@ export interface WebServerOptions {
    */
   keepAlive?: number;
   /**
-   * Most connections at once that are not (yet) a page's admitted
-   * WebSocket: page loads, requests under way, idle keep-alive connections
-   * and WebSockets in their handshake. Past it, the oldest is closed to
-   * make room, so connections that send nothing cannot lock out those
-   * that do.
+   * Most connections at once that have not sent a whole request yet (TLS
+   * and the request head under way, or nothing at all). Past it, the oldest
+   * of them is closed to make room: a client that sends its request at
+   * once is never the oldest for long, one that holds a connection without
+   * a word soon is. The same number bounds the connections kept open for
+   * a further request.
    * @default {256}
    */
   maxConnections?: number;
   /**
-   * The same bound for one address.
+   * Most connections from one address that have not sent a whole request
+   * yet; past it, the oldest from there is closed to make room.
    * @default {32}
    */
   maxConnectionsPerAddress?: number;
@@ -158,8 +161,13 @@ interface Served {
 class Visitor {
   readonly peer: Peer;
   connection!: WebConnection;
-  /** Its place among the server's connections, until it is admitted. */
+  /**
+   * Its place among the connections that have not sent a whole request
+   * yet (the ones a slowloris holds).
+   */
   door: Ticket | undefined;
+  /** Whether it is kept open for another request (counted in `#kept`). */
+  kept = false;
   /** Its place at the hub's gate, once it asked for the WebSocket. */
   ticket: Ticket | undefined;
   state: "http" | "token" | "admitted" | "gone" = "http";
@@ -274,8 +282,10 @@ export class WebServer implements Transport {
   #listener: Deno.TcpListener | undefined;
   #secure: ((raw: Deno.TcpConn) => Deno.Conn) | undefined;
   #assets: Map<string, Served> | undefined;
-  /** Bounds the connections that are not (yet) admitted pages. */
+  /** Bounds the connections that have not sent a whole request yet. */
   #doors: Gate | undefined;
+  /** Connections kept open after an answer, waiting for another request. */
+  #kept = 0;
   #maxFrameBytes = 0;
   #accepting: Promise<void> | undefined;
   #stopListening: (() => void) | undefined;
@@ -450,6 +460,10 @@ export class WebServer implements Transport {
         // A connection that failed at once (reset before it was read).
         closeQuietly(conn);
       }
+      // Let what the connections accepted so far sent be read before the
+      // next is taken: under a flood of connections, a client that sends
+      // its request at once is then read before newer ones push it out.
+      await new Promise(setImmediate);
     }
   }
 
@@ -524,6 +538,13 @@ export class WebServer implements Transport {
   }
 
   #request(visitor: Visitor, head: RequestHead): void | Promise<void> {
+    // A whole request: no longer one of those that may be slow.
+    visitor.door?.leave();
+    visitor.door = undefined;
+    if (visitor.kept) {
+      visitor.kept = false;
+      this.#kept--;
+    }
     const host = head.fields.get("host");
     if (host === undefined) {
       return this.#plain(visitor, head, 400, "A request needs a Host field");
@@ -579,7 +600,14 @@ export class WebServer implements Transport {
     fields: Record<string, string>,
     body: Uint8Array | undefined,
   ): void {
-    const close = hasBody(head) || !keepsAlive(head);
+    // Kept open for another request while few are: beyond that, clients
+    // open a new connection (and a busy server has room for them).
+    const close = hasBody(head) || !keepsAlive(head) ||
+      this.#kept >= this.#settings.maxConnections;
+    if (!close) {
+      visitor.kept = true;
+      this.#kept++;
+    }
     visitor.connection.respond(
       status,
       fields,
@@ -741,6 +769,10 @@ export class WebServer implements Transport {
   #gone(visitor: Visitor, cause: unknown, clean: boolean): void {
     this.#visitors.delete(visitor);
     visitor.door?.leave();
+    if (visitor.kept) {
+      visitor.kept = false;
+      this.#kept--;
+    }
     switch (visitor.state) {
       case "http":
       case "token":
@@ -769,9 +801,6 @@ export class WebServer implements Transport {
       visitor.state = "gone";
       return tellAndClose(connection, full.code, full.reason);
     }
-    // A page now: no longer among the connections still arriving.
-    visitor.door?.leave();
-    visitor.door = undefined;
     connection.limit = this.#maxFrameBytes;
     const port = new PagePort(connection, {
       name: `web ${formatAddress(peer as Deno.NetAddr)}`,
