@@ -136,6 +136,35 @@ browserTest(
   },
 );
 
+browserTest(
+  "serve --web --idle-timeout 2: an open page stays connected",
+  async () => {
+    await using serve = spawn("serve", [
+      "127.0.0.1:0",
+      "--web",
+      "127.0.0.1:0",
+      "--idle-timeout",
+      "2",
+      "--monitor",
+    ], [NET]);
+    await serve.listening();
+    const [, url] = await serve.waitFor(/^web page on (http:\/\/\S+)$/);
+    await using browser = new Browser();
+    const page = await openPage(browser, url);
+    const [, name] = await serve.waitFor(/^connect (web \S+) \(1 client\)$/);
+    // Three idle timeouts, then a key: the line it makes is the sentinel.
+    const start = Date.now();
+    await until(() => Date.now() - start > 6000, 10_000, "three timeouts");
+    await key(page, "C4");
+    await serve.waitFor(new RegExp(`^[\\d:.]+ ${name} note_on `));
+    assert.deepEqual(serve.lines.filter((l) => l.startsWith("disconnect")), []);
+    assert.equal(
+      serve.lines.filter((l) => l.startsWith("connect web")).length,
+      1,
+    );
+  },
+);
+
 browserTest("over HTTPS the page plays through WSS", async () => {
   const { cert, key: privateKey } = await testCertificates();
   const hub = new Hub();
@@ -463,9 +492,120 @@ browserTest(
       message("note_on", { note: 69, velocity: 100 }),
       message("note_off", { note: 69, velocity: 0 }),
     ]);
-    // The keyboard fits the phone's width.
+    // The keyboard fits the phone's width, with keys a finger wide.
     const box = await page.box("#keyboard");
     assert.ok(box.x >= 0 && box.x + box.width <= 390, JSON.stringify(box));
+    const widths = await whiteKeys(page);
+    assert.ok(widths.length >= 7, `${widths.length} white keys`);
+    assert.ok(widths.every((w) => w >= 44), JSON.stringify(widths));
+    await assertQuiet(page);
+    await tcp.close();
+  },
+);
+
+/** The widths of the white keys on the screen, in CSS pixels. */
+async function whiteKeys(page: Page): Promise<number[]> {
+  return await page.evaluate<number[]>(
+    `() => [...document.querySelectorAll("#keyboard .key.white")].map((key) =>
+      key.getBoundingClientRect().width)`,
+  );
+}
+
+browserTest(
+  "the keyboard shows as many finger-wide keys as fit, and follows the width",
+  async () => {
+    await using hub = await TestHub.open({ token: TOKEN });
+    await using browser = new Browser();
+    // A phone, upright: an octave of keys at least 44 px wide; the token
+    // card as wide as the cards below it.
+    const phone = await openPage(browser, hub.web.url, {
+      viewport: { width: 390, height: 844 },
+      hasTouch: true,
+      wait: false,
+    });
+    await phone.waitFor(`() => !document.querySelector("#token-form").hidden`);
+    const upright = await whiteKeys(phone);
+    assert.equal(upright.length, 7);
+    assert.ok(upright.every((w) => w >= 44), JSON.stringify(upright));
+    assert.equal(
+      await phone.evaluate(
+        `() => document.querySelector("#keyboard").getAttribute("aria-label")`,
+      ),
+      "Piano keyboard, C4 to B4",
+    );
+    const token = await phone.box("#token-form");
+    const card = await phone.box(".card.play");
+    assert.equal(Math.round(token.x), Math.round(card.x));
+    assert.equal(Math.round(token.width), Math.round(card.width));
+    // The octave buttons move the shorter keyboard by octaves too.
+    await phone.tap("#octave-up");
+    assert.equal(await phone.text("#octave-value"), "C5");
+    // Turned sideways, and on a desktop: two octaves and a C.
+    const sideways = await openPage(browser, hub.web.url, {
+      viewport: { width: 844, height: 390 },
+      hasTouch: true,
+      wait: false,
+    });
+    await sideways.waitFor(
+      `() => document.querySelectorAll("#keyboard .key.white").length === 15`,
+    );
+    assert.ok((await whiteKeys(sideways)).every((w) => w >= 44));
+    // A window made narrow rebuilds the keyboard.
+    await sideways.evaluate(`() => {
+      document.querySelector("#keyboard").style.width = "300px";
+    }`);
+    await sideways.waitFor(
+      `() => document.querySelectorAll("#keyboard .key.white").length === 7`,
+    );
+    await assertQuiet(phone);
+    await assertQuiet(sideways);
+  },
+);
+
+browserTest(
+  "an open page is never dropped as idle, however short the idle timeout",
+  async () => {
+    await using hub = await TestHub.open({ idleTimeout: 1000 });
+    const left: string[] = [];
+    hub.hub.listen((event) => {
+      if (event.type === "leave") left.push(event.endpoint.name);
+    });
+    // A TCP client that keeps itself alive as a midisock client does.
+    const tcp = await hub.client();
+    const alive = setInterval(() => {
+      tcp.send(message("active_sensing")).catch(() => {});
+    }, 250);
+    await using browser = new Browser();
+    const page = await openPage(browser, hub.web.url);
+    const endpoint = hub.hub.endpoints.find((e) => e.transport === "web")!;
+    // Four idle timeouts with nobody playing: the page says it is alive.
+    await until(
+      () => Date.now() - endpoint.joinedAt > 4000,
+      10_000,
+      "four idle timeouts",
+    );
+    assert.ok(hub.hub.endpoints.includes(endpoint));
+    assert.equal(
+      await page.evaluate(
+        `() => document.querySelector("#status").dataset.state`,
+      ),
+      "connected",
+    );
+    // Its keep-alive is answered by the hub, not passed on: past the hub's
+    // own answers to the TCP client, the first thing it hears is the key
+    // played now.
+    await key(page, "F4");
+    const heard: Message[] = [];
+    while (heard.length < 2) {
+      const [msg] = await take(tcp, 1);
+      if (msg.type !== "active_sensing") heard.push(msg);
+    }
+    assert.deepEqual(heard, [
+      message("note_on", { note: 65, velocity: 100 }),
+      message("note_off", { note: 65, velocity: 0 }),
+    ]);
+    assert.deepEqual(left, []);
+    clearInterval(alive);
     await assertQuiet(page);
     await tcp.close();
   },
