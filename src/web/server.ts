@@ -762,6 +762,8 @@ export class WebServer implements Transport {
       port.end(new Error(`Sent a frame over ${max} bytes`));
       return;
     }
+    // The close frame first: ending the port makes the hub close it too.
+    connection.close(error.code, error.reason);
     port.end(new Error(`Broke the WebSocket protocol: ${error.reason}`));
   }
 
