@@ -445,13 +445,17 @@ export class WebConnection {
   }
 
   /**
-   * Sends a text frame.
+   * Sends a text frame: a string, or its UTF-8 bytes (4 KiB or more are
+   * queued by reference: nobody may change them).
    *
    * @returns `false` once the connection takes no more.
    */
-  sendText(text: string): boolean {
+  sendText(text: string | Uint8Array): boolean {
     return this.#state === "websocket" &&
-      this.#send(OPCODE.text, encoder.encode(text));
+      this.#send(
+        OPCODE.text,
+        typeof text === "string" ? encoder.encode(text) : text,
+      );
   }
 
   /**

@@ -35,8 +35,8 @@ export interface PageSocket {
   drained(): Promise<void>;
   /** Queues a binary frame (large bytes by reference). */
   sendBinary(bytes: Uint8Array): boolean;
-  /** Queues a text frame. */
-  sendText(text: string): boolean;
+  /** Queues a text frame (its UTF-8 bytes by reference, from 4 KiB). */
+  sendText(text: string | Uint8Array): boolean;
   /** Closes with a close frame, after what waits; resolves once closed. */
   close(code: number, reason: string): Promise<void>;
   /** Closes the socket at once; resolves once closed. */
@@ -170,11 +170,12 @@ export class PagePort extends InputPortBase implements IOPort {
   }
 
   /**
-   * Sends a text frame (the web server's control messages).
+   * Sends a text frame (the web server's control messages): a string, or
+   * its UTF-8 bytes, shared with other pages (never changed afterwards).
    *
    * @returns Whether it went out (`false` once the socket is closing).
    */
-  text(frame: string): boolean {
+  text(frame: string | Uint8Array): boolean {
     return this.#socket.sendText(frame);
   }
 
