@@ -106,6 +106,12 @@ const SHARE_FROM = 4096;
 const PONG_LIMIT = 64 * 1024;
 /** What a closing connection reads and drops before it is cut off. */
 const MAX_DISCARDED = 64 * 1024;
+/**
+ * Connections that are not admitted pages, closing gracefully now (each for
+ * two seconds at most), across servers; past the bound, they close at once.
+ */
+let lingering = 0;
+const MAX_LINGERING = 256;
 /** Requests answered on one connection before it is closed. */
 const MAX_REQUESTS = 100;
 
@@ -161,6 +167,12 @@ export class WebConnection {
       },
     );
   }
+
+  /**
+   * Whether a graceful close is always given its time (a page admitted to
+   * the hub): others are closed at once while many are closing.
+   */
+  patient = false;
 
   /** Whether frames and responses can still be sent. */
   get open(): boolean {
@@ -491,12 +503,24 @@ export class WebConnection {
     return this.#done;
   }
 
-  /** Ends reading requests and closes once what waits is out. */
+  /**
+   * Ends reading requests and closes once what waits is out, and the peer
+   * had a moment to read it. Past `MAX_LINGERING` connections doing so at
+   * once, a connection that is not `patient` is closed at once instead.
+   */
   #shut(): void {
     if (this.#state === "http" || this.#state === "upgrading") {
       this.#state = "closing";
     }
-    this.#closing ??= this.#transport.close();
+    if (this.#closing !== undefined) return;
+    if (this.patient) {
+      this.#closing = this.#transport.close();
+    } else if (lingering >= MAX_LINGERING) {
+      this.#closing = this.abort();
+    } else {
+      lingering++;
+      this.#closing = this.#transport.close().finally(() => lingering--);
+    }
   }
 
   /**
@@ -506,6 +530,7 @@ export class WebConnection {
    */
   abort(): Promise<void> {
     if (this.#state !== "gone") this.#state = "closing";
+    this.#closing ??= this.#done;
     this.#transport.abort();
     // Also when a graceful close waits for the peer: now.
     closeQuietly(this.#transport.conn);

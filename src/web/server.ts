@@ -15,7 +15,7 @@ import { checkPort, formatAddress } from "../address.ts";
 import { positiveInteger } from "../_policy.ts";
 import { exponentialBackoff } from "../backoff.ts";
 import { atMost, sleep } from "../_time.ts";
-import { ByteTransport, closeQuietly } from "../net/_transport.ts";
+import { closeQuietly } from "../net/_transport.ts";
 import { loadTls, secureContext, ServerTlsConn } from "../net/_tls.ts";
 import { type ConnectionHandler, WebConnection } from "./_connection.ts";
 import { type FrameEvent, STATUS } from "./_frames.ts";
@@ -137,8 +137,6 @@ const PING_AFTER_MS = 15_000;
 const SILENT_MS = 30_000;
 /** `drained()` of a connection waits under this many bytes. */
 const HIGH_WATER = 64 * 1024;
-/** Refused connections told why at once, at most; others are closed. */
-const MAX_TURNED_AWAY = 64;
 /** How long `close()` waits for connections to close. */
 const SHUTDOWN_MS = 2000;
 /** How often to say that descriptors ran out, at most. */
@@ -235,8 +233,16 @@ function settings(options: WebServerOptions): Settings {
   };
 }
 
-/** Connections told why they are refused, now (they close within 2 s). */
-let turnedAway = 0;
+/** The handler of a connection that is only told why it is refused. */
+const IGNORE: ConnectionHandler = {
+  request: () => {},
+  badRequest: () => {},
+  text: () => {},
+  binary: () => {},
+  closed: () => {},
+  failed: () => {},
+  gone: () => {},
+};
 
 /**
  * Serves a hub's web page at `/` and its WebSocket at `/midi`: a transport
@@ -503,25 +509,20 @@ export class WebServer implements Transport {
    * where it can, and closes it; a TLS one is closed at once.
    */
   #turnAway(raw: Deno.TcpConn, status: number, text: string): void {
-    if (this.#secure !== undefined || turnedAway >= MAX_TURNED_AWAY) {
-      return closeQuietly(raw);
-    }
-    turnedAway++;
-    const transport = new ByteTransport(raw, {
+    if (this.#secure !== undefined) return closeQuietly(raw);
+    const connection = new WebConnection(raw, IGNORE, {
       name: formatAddress(raw.remoteAddr),
       highWater: HIGH_WATER,
     });
-    const body = encoder.encode(`${text}\n`);
-    transport.push(responseHead(status, {
-      ...SECURITY_HEADERS,
-      "content-type": "text/plain; charset=utf-8",
-      "content-length": String(body.length),
-      connection: "close",
-    }));
-    transport.push(body);
-    // What the peer sends meanwhile is read and dropped.
-    transport.read(() => {});
-    transport.close().finally(() => turnedAway--);
+    connection.respond(
+      status,
+      {
+        ...SECURITY_HEADERS,
+        "content-type": "text/plain; charset=utf-8",
+      },
+      encoder.encode(`${text}\n`),
+      true,
+    );
   }
 
   /** The next request must come within the handshake timeout. */
@@ -809,6 +810,7 @@ export class WebServer implements Transport {
       return tellAndClose(connection, full.code, full.reason);
     }
     connection.limit = this.#maxFrameBytes;
+    connection.patient = true;
     const port = new PagePort(connection, {
       name: `web ${formatAddress(peer as Deno.NetAddr)}`,
       maxSysexLength: hub.maxSysexLength,
