@@ -89,12 +89,9 @@ function putFrame(target: Uint8Array, offset: number, what: FrameParts): void {
   target.set(what.payload, at);
 }
 
-function putHeader(
-  target: Uint8Array,
-  offset: number,
-  what: { opcode: number; length: number },
-): void {
-  writeHeader(target, offset, what.opcode, what.length);
+/** The header of a frame: opcode in the low byte, the length above it. */
+function putHeader(target: Uint8Array, offset: number, what: number): void {
+  writeHeader(target, offset, what % 16, Math.floor(what / 16));
 }
 
 const encoder = new TextEncoder();
@@ -449,10 +446,12 @@ export class WebConnection {
         { opcode, payload },
       );
     }
-    this.#transport.append(headerSize(payload.length), putHeader, {
-      opcode,
-      length: payload.length,
-    });
+    // One number, not an object: this runs for every batch to every page.
+    this.#transport.append(
+      headerSize(payload.length),
+      putHeader,
+      payload.length * 16 + opcode,
+    );
     return this.#transport.push(payload);
   }
 
