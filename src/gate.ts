@@ -257,6 +257,11 @@ export class Gate {
     return this.#clients;
   }
 
+  /** Whether every client place is taken (`maxClients` reached). */
+  get full(): boolean {
+    return this.#clients >= this.#maxClients;
+  }
+
   /** Connections in their handshake now. */
   get pending(): number {
     return this.#pendingAll.size;

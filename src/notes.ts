@@ -21,6 +21,7 @@ import type { Message, NoteOff } from "./codec/messages.ts";
  * notes.track(message("note_on", { note: 60 }));
  * notes.track(message("note_on", { channel: 9, note: 36 }));
  * notes.track(message("note_off", { note: 60 }));
+ * assert.ok(notes.has(9, 36) && !notes.has(0, 60));
  * assert.deepEqual(notes.release(), [
  *   message("note_off", { channel: 9, note: 36, velocity: 0 }),
  * ]);
@@ -84,6 +85,17 @@ export class NoteTracker {
       this.#held.fill(0);
       this.#size = 0;
     }
+  }
+
+  /**
+   * Tells whether a note is held now.
+   *
+   * @param channel The channel, 0-15.
+   * @param note The note, 0-127.
+   * @returns Whether it is on.
+   */
+  has(channel: number, note: number): boolean {
+    return this.#held[((channel & 15) << 7) | (note & 127)] === 1;
   }
 
   /**
