@@ -28,7 +28,7 @@ import type { Message } from "./codec/messages.ts";
  *   },
  *   queuedBytes: 0,
  *   copiedBytes: 0,
- *   progressAt: 0,
+ *   progress: 0,
  *   slow: "drop",
  *   drained: () => Promise.resolve(),
  * };
@@ -67,15 +67,27 @@ export interface Sink {
   readonly queuedBytes: number;
   /** Of those, the ones held for this endpoint alone (not shared). */
   readonly copiedBytes: number;
-  /** When the queue last moved (`performance.now()` ms). */
-  readonly progressAt: number;
+  /**
+   * A count that changes whenever the queue moves: each time bytes leave it
+   * for the endpoint, and when a write finds it empty. The hub compares it
+   * between its checks: an endpoint whose count stayed the same while bytes
+   * waited took nothing meanwhile. No clock is needed to keep it (the hub
+   * keeps the time). Only read for `slow: "drop"` sinks.
+   */
+  readonly progress: number;
   /**
    * What the hub does when this endpoint falls behind: `"drop"` it (a remote
    * peer), or `"wait"`, pausing every input until it catches up (a reader
-   * in this process, which must not lose messages).
+   * in this process, which must not lose messages). A `"drop"` endpoint
+   * that keeps taking is waited for too, for a while: see the hub's
+   * `maxLag`.
    */
   readonly slow: "drop" | "wait";
-  /** Resolves once the queue is back under its high water mark. */
+  /**
+   * Resolves once the queue is back under its high water mark. A hub that
+   * waits for the endpoint then looks at `queuedBytes` again; a sink that
+   * cannot tell may resolve at once, and the hub looks again now and then.
+   */
   drained(): Promise<void>;
 }
 

@@ -33,7 +33,7 @@
 import { parseArgs } from "node:util";
 import { formatMessage } from "../codec/text.ts";
 import { MIN_TOKEN_LENGTH } from "../gate.ts";
-import { Hub, type HubEvent, type HubOptions } from "../hub.ts";
+import { Hub, type HubEvent, type HubOptions } from "../hub/mod.ts";
 import { AddressList } from "../access.ts";
 import { formatAddress, parseAddress } from "../address.ts";
 import { PortServer } from "../net/server.ts";

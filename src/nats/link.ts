@@ -27,7 +27,7 @@ import { encodedLength, encodeInto } from "../codec/encode.ts";
 import { checkMessage, type Message } from "../codec/messages.ts";
 import { checkMessages } from "../codec/_check.ts";
 import { PortClosedError } from "../errors.ts";
-import type { Hub } from "../hub.ts";
+import type { Hub } from "../hub/mod.ts";
 import type { Transport } from "../transport.ts";
 import { callBack } from "../_call.ts";
 import { atMost } from "../_time.ts";

@@ -244,7 +244,8 @@ export class Participant extends InputPortBase implements RtpMidiParticipant {
   #outBytes = 0;
   #inFlight = 0;
   #inFlightBytes = 0;
-  #progressAt = performance.now();
+  /** Moves each time bytes leave, and when a write finds nothing waiting. */
+  #progress = 0;
   #drain: PromiseWithResolvers<void> | undefined;
   #lastSend = 0;
   #sink: Sink | undefined;
@@ -569,6 +570,7 @@ export class Participant extends InputPortBase implements RtpMidiParticipant {
     return {
       write: (batch: Batch): boolean => {
         if (this.#left) return false;
+        if (this.#outBytes + this.#inFlightBytes === 0) this.#progress++;
         this.#queue(batch.messages, batch.bytes.length);
         return true;
       },
@@ -578,8 +580,8 @@ export class Participant extends InputPortBase implements RtpMidiParticipant {
       get copiedBytes() {
         return self.#outBytes;
       },
-      get progressAt() {
-        return self.#progressAt;
+      get progress() {
+        return self.#progress;
       },
       slow: "drop",
       drained: () => this.#drained(),
@@ -623,7 +625,7 @@ export class Participant extends InputPortBase implements RtpMidiParticipant {
   /** A packet went out: once all have, send what queued meanwhile. */
   #sent(length: number): void {
     this.#inFlightBytes -= length;
-    this.#progressAt = performance.now();
+    this.#progress++;
     if (--this.#inFlight > 0) return;
     if (this.#out.length > 0 && !this.#left) this.#flush();
     if (this.#out.length < HIGH_WATER && this.#drain) {

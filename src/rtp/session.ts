@@ -24,7 +24,7 @@ import {
   type Refusal,
   type Ticket,
 } from "../gate.ts";
-import type { Hub } from "../hub.ts";
+import type { Hub } from "../hub/mod.ts";
 import type { Transport } from "../transport.ts";
 import { callBack } from "../_call.ts";
 import { atMost } from "../_time.ts";

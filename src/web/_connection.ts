@@ -202,9 +202,9 @@ export class WebConnection {
     return this.#transport.copiedBytes;
   }
 
-  /** When the write queue last moved (`performance.now()` ms). */
-  get progressAt(): number {
-    return this.#transport.progressAt;
+  /** A count that changes whenever the write queue moves. */
+  get progress(): number {
+    return this.#transport.progress;
   }
 
   /** Resolves once the connection is closed and its owner was told. */

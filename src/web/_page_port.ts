@@ -29,8 +29,8 @@ export interface PageSocket {
   readonly queuedBytes: number;
   /** Of those, the ones copied for this socket alone. */
   readonly copiedBytes: number;
-  /** When the write queue last moved (`performance.now()` ms). */
-  readonly progressAt: number;
+  /** A count that changes whenever the write queue moves. */
+  readonly progress: number;
   /** Resolves once the write queue is back under its high water mark. */
   drained(): Promise<void>;
   /** Queues a binary frame (large bytes by reference). */
@@ -94,8 +94,8 @@ export class PagePort extends InputPortBase implements IOPort {
       get copiedBytes() {
         return port.copiedBytes;
       },
-      get progressAt() {
-        return port.progressAt;
+      get progress() {
+        return port.progress;
       },
       slow: "drop",
       drained: () => port.drained(),

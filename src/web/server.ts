@@ -9,7 +9,7 @@ import { setImmediate } from "node:timers";
 import type { Message } from "../codec/messages.ts";
 import { PortClosedError } from "../errors.ts";
 import { Gate, type Peer, type RefusalCode, type Ticket } from "../gate.ts";
-import type { Endpoint, Hub, HubEvent } from "../hub.ts";
+import type { Endpoint, Hub, HubEvent } from "../hub/mod.ts";
 import type { Transport } from "../transport.ts";
 import { checkPort, formatAddress } from "../address.ts";
 import { positiveInteger } from "../_policy.ts";
