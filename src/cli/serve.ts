@@ -652,10 +652,9 @@ class Serve {
     // Loaded only now: serving without --web never loads the page.
     const { WebServer } = await import("../web/server.ts");
     try {
-      this.#web = new WebServer(this.#hub, {
-        ...address,
-        tls: this.#config.tls,
-      });
+      this.#web = await this.#hub.attach(
+        new WebServer({ ...address, tls: this.#config.tls }),
+      );
     } catch (error) {
       const where = formatAddress(address);
       if (error instanceof Deno.errors.AddrInUse) {
