@@ -23,7 +23,7 @@ export async function startLinkedHub(
   const hub = new Hub();
   const link = await NatsLink.connect(url, { room, name });
   hub.add(link, { kind: "link", transport: "nats" });
-  const server = new PortServer("127.0.0.1", 0, { hub });
+  const server = await hub.attach(new PortServer("127.0.0.1", 0));
   let closing: Promise<void> | undefined;
   const close = () =>
     closing ??= (async () => {

@@ -30,7 +30,7 @@ function endsWith(bytes: Uint8Array, tail: Uint8Array): boolean {
 }
 
 const hub = new Hub();
-const server = new PortServer("127.0.0.1", 0, { hub });
+const server = await hub.attach(new PortServer("127.0.0.1", 0));
 const web = new WebServer(hub, { port: 0, maxFrameBytes: 65536 });
 const tcp = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
 const sentinel = encode(message("sysex", { data: [1, 2, 3, 4, 5, 6, 7] }));

@@ -415,7 +415,7 @@ netTest(
         if (e.type === "leave") left.push(e.reason);
       },
     });
-    await using server = new PortServer("127.0.0.1", 0, { hub });
+    await using server = await hub.attach(new PortServer("127.0.0.1", 0));
     await using sender = await connect("127.0.0.1", server.port);
     const readers = await Promise.all(
       Array.from({ length: 10 }, () => connect("127.0.0.1", server.port)),

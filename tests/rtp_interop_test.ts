@@ -54,7 +54,7 @@ async function exchange(
   // TCP client <-> hub <-> participant <-> rtpmidi, as serve --rtp joins
   // them.
   await using hub = new Hub();
-  await using server = new PortServer("127.0.0.1", 0, { hub });
+  await using server = await hub.attach(new PortServer("127.0.0.1", 0));
   hub.add(participant, { transport: "rtp" });
   await using client = await connect("127.0.0.1", server.port);
   await until(() => hub.endpoints.length === 2);

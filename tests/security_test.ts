@@ -117,7 +117,7 @@ netTest(
     // The peer is told why, in a line MIDI parsers skip, and closed.
     assert.equal(
       new TextDecoder().decode(await readAll(raw)),
-      "MIDISOCK-REFUSED address not in the allow list\n",
+      "MIDISOCK-REFUSED not-allowed: address not in the allow list\n",
     );
     assert.deepEqual(refused, ["127.0.0.1 address not in the allow list"]);
     assert.equal(server.clients.length, 0);
@@ -205,18 +205,24 @@ netTest(
       connect("127.0.0.1", server.port, { token: "s3cret-and-more" }),
       (e: unknown) => e instanceof RefusedError && e.reason === "wrong token",
     );
-    // A plain MIDI client (mido) sends no token: closed after the timeout.
+    // A client without a token is refused at once, and learns why.
     const plain = await connect("127.0.0.1", server.port);
-    await plain.send(note(2));
+    await assert.rejects(plain.admitted, RefusedError);
+    await assert.rejects(plain.send(note(2)), /is closed/);
     assert.deepEqual(await drain(plain), []);
+    assert.equal(plain.refused?.code, "no-token");
+    // One that says nothing is told why at the deadline, then closed.
     const silent = await Deno.connect({
       hostname: "127.0.0.1",
       port: server.port,
     });
-    assert.deepEqual(await readAll(silent), new Uint8Array(0));
+    assert.equal(
+      new TextDecoder().decode(await readAll(silent)),
+      "MIDISOCK-REFUSED timeout: no token within 300 ms\n",
+    );
     assert.deepEqual(refused.sort(), [
       "no token within 300 ms",
-      "no token within 300 ms",
+      "no token: this server wants one",
       "wrong token",
       "wrong token",
     ]);

@@ -41,7 +41,8 @@ class TestHub implements AsyncDisposable {
 
   constructor(options: ConstructorParameters<typeof Hub>[0] = {}, webPort = 0) {
     this.hub = new Hub(options);
-    this.server = new PortServer("127.0.0.1", 0, { hub: this.hub });
+    this.server = new PortServer("127.0.0.1", 0);
+    void this.hub.attach(this.server);
     this.web = new WebServer(this.hub, { port: webPort });
   }
 
@@ -128,7 +129,7 @@ browserTest(
 browserTest("over HTTPS the page plays through WSS", async () => {
   const { cert, key: privateKey } = await testCertificates();
   const hub = new Hub();
-  const server = new PortServer("127.0.0.1", 0, { hub });
+  const server = await hub.attach(new PortServer("127.0.0.1", 0));
   const web = new WebServer(hub, { port: 0, tls: { cert, key: privateKey } });
   try {
     const tcp = await connect("127.0.0.1", server.port);

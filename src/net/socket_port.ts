@@ -20,20 +20,23 @@ import { sysexAllowed, TokenBucket } from "../_policy.ts";
 import { type Batch, SINK, type Sink, SOURCE, type Source } from "../sink.ts";
 import { formatAddress } from "../address.ts";
 import {
-  OK_BYTES,
-  type Preamble,
+  HTTP_ON_MIDI,
+  HTTP_REFUSAL,
+  okLine,
   readReply,
   readRequest,
+  SERVER_FEATURES,
+  TLS_NOT_SERVED,
   TLS_ON_PLAIN,
-} from "./_handshake.ts";
+} from "./_hello.ts";
 import {
   resolveSocketOptions,
   type SocketOptions,
   type SocketSettings,
 } from "./_settings.ts";
-import { ByteTransport } from "./_transport.ts";
+import { ByteTransport, type Preamble } from "./_transport.ts";
 
-export type { PendingRead, Preamble } from "./_handshake.ts";
+export type { PendingRead, Preamble } from "./_transport.ts";
 export { DEFAULT_MAX_QUEUED_BYTES, type SocketOptions } from "./_settings.ts";
 export type { SysexPolicy } from "../_policy.ts";
 
@@ -51,8 +54,9 @@ export interface SocketPortOptions extends SocketOptions {
   preamble?: Preamble;
   /**
    * Which end of the connection this port is. A client reads a server's
-   * refusal line at the start of the stream; a server answers a token it
-   * did not ask for, and closes a connection that starts a TLS handshake.
+   * answer (`MIDISOCK-OK` or `MIDISOCK-REFUSED`) at the start of the
+   * stream; a server answers a hello, and closes a connection that starts
+   * a TLS handshake or an HTTP request.
    * @default {"client"}
    */
   side?: "client" | "server";
@@ -71,8 +75,10 @@ const RESOLVED = Promise.resolve();
  * bounded queue; iterate with `for await`, or use `receive()`, `poll()`,
  * `iterPending()`. When the peer goes away, iteration ends after the
  * messages that came before; a message it left unfinished is dropped. A
- * server's refusal line (`MIDISOCK-REFUSED reason`) at the start of the
- * stream closes the port with a {@linkcode RefusedError} as the cause.
+ * server's refusal line (`MIDISOCK-REFUSED code: reason`) at the start of
+ * the stream closes the port with a {@linkcode RefusedError} as the cause
+ * (and `refused` says it); `admitted` tells when a server took the
+ * connection in.
  *
  * Writing: `send` writes each message whole; messages sent while a write is
  * under way go out together in the next one. TCP_NODELAY is on, so nothing
@@ -95,8 +101,9 @@ export class SocketPort extends InputPortBase implements IOPort {
   readonly #bucket: TokenBucket | undefined;
   readonly #reading: Promise<unknown>;
   readonly #finished: Promise<void>;
-  /** The start of the stream while it may still be a reply line. */
+  /** The start of the stream while it may still be a line. */
   #start: Uint8Array | undefined = new Uint8Array(0);
+  readonly #admitted = Promise.withResolvers<readonly string[]>();
   #refusal: RefusedError | undefined;
   #protocolError: Error | undefined;
   readonly #server: boolean;
@@ -130,9 +137,21 @@ export class SocketPort extends InputPortBase implements IOPort {
       highWater: Math.min(HIGH_WATER, settings.maxQueuedBytes),
     });
     this.#sink = this.#makeSink();
+    this.#admitted.promise.catch(() => {});
+    const admitted = options.preamble?.admitted;
+    if (admitted !== undefined || this.#server) {
+      this.#admitted.resolve(admitted ?? []);
+      if (admitted !== undefined) this.#start = undefined;
+    }
     this.#reading = this.#transport.read((chunk) => this.#read(chunk));
     this.#finished = this.#reading.then((cause) => {
       cause = this.#refusal ?? this.#protocolError ?? cause;
+      this.#admitted.reject(
+        new PortClosedError(
+          this.#name,
+          cause === undefined ? undefined : { cause },
+        ),
+      );
       this.finish(cause);
       this.#ended = { cause };
       this.#end?.(this.#ended.cause);
@@ -174,6 +193,30 @@ export class SocketPort extends InputPortBase implements IOPort {
    */
   get refused(): RefusedError | undefined {
     return this.#refusal;
+  }
+
+  /**
+   * Resolves once the server has taken this connection in, to the features
+   * agreed on; rejects with the server's {@linkcode RefusedError} when it
+   * refused. A midisock server answers a client's hello at once (`connect`
+   * says hello). A server that answers no hello (mido's) never says either:
+   * the promise then resolves when it first sends something, and waits
+   * while it sends nothing. Rejects with a {@linkcode PortClosedError} when
+   * the connection ends before any of that. On the server's end of a
+   * connection, it is resolved already.
+   *
+   * @example Waiting to be let in
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { connect, PortServer } from "@x/midisock";
+   *
+   * await using server = new PortServer("127.0.0.1", 0);
+   * await using port = await connect("127.0.0.1", server.port);
+   * assert.deepEqual(await port.admitted, []);
+   * ```
+   */
+  get admitted(): Promise<readonly string[]> {
+    return this.#admitted.promise;
   }
 
   /**
@@ -233,6 +276,8 @@ export class SocketPort extends InputPortBase implements IOPort {
 
   /** Parses one chunk; waits only when the reader's queue is full. */
   #read(chunk: Uint8Array): void | Promise<void> {
+    // A connection refused for what it started with: nothing more of it.
+    if (this.#protocolError !== undefined) return;
     if (this.#start !== undefined) {
       const rest = this.#startOfStream(chunk);
       if (rest === undefined) return;
@@ -269,7 +314,15 @@ export class SocketPort extends InputPortBase implements IOPort {
     for (let i = from; i < messages.length && !this.closed; i++) {
       // The first passed the policies already, and found no room.
       if (i > from && !this.#admit(messages[i])) continue;
-      while (!this.deliver(messages[i]) && !this.closed) {
+      for (;;) {
+        // A hub took the input over meanwhile (it read what was queued):
+        // the rest goes to it.
+        const take = this.#take;
+        if (take !== undefined) {
+          const rest = messages.slice(i + 1).filter((m) => this.#admit(m));
+          return take(encodeFramed([messages[i], ...rest]));
+        }
+        if (this.deliver(messages[i]) || this.closed) break;
         await this.roomForMore();
       }
     }
@@ -304,19 +357,23 @@ export class SocketPort extends InputPortBase implements IOPort {
         return undefined;
       case "ok":
         this.#start = undefined;
+        this.#admitted.resolve(reply.features);
         return reply.rest;
       case "midi":
+        // A server that answers no hello (mido): it sends MIDI, so it let
+        // the connection in.
         this.#start = undefined;
+        this.#admitted.resolve([]);
         return seen;
       case "refused":
       case "tls":
         this.#start = undefined;
-        this.#refusal = new RefusedError(
-          this.#name,
-          reply.kind === "tls"
-            ? "it speaks TLS: connect with TLS"
-            : reply.reason,
-        );
+        this.#refusal = reply.kind === "tls"
+          ? new RefusedError(this.#name, "it speaks TLS: connect with TLS", {
+            code: "protocol",
+          })
+          : new RefusedError(this.#name, reply.reason, { code: reply.code });
+        this.#admitted.reject(this.#refusal);
         this.finish(this.#refusal);
         this.#transport.abort();
         return undefined;
@@ -330,20 +387,29 @@ export class SocketPort extends InputPortBase implements IOPort {
       case "partial":
         this.#start = seen;
         return undefined;
-      case "token":
-        // A token this server did not ask for: let the client in as it is,
-        // and say so, so that it need not wait for an answer.
+      case "hello":
+        // Said after the server took the client in (a server that wants no
+        // token does not wait for it): answered all the same.
         this.#start = undefined;
-        this.#transport.push(OK_BYTES);
+        this.#transport.push(
+          okLine(request.features.filter((f) => SERVER_FEATURES.includes(f))),
+        );
         return request.rest;
       case "midi":
         this.#start = undefined;
         return seen;
       case "tls":
+      case "http":
+        // Told why in its own protocol, then closed; nothing of it parsed.
         this.#start = undefined;
-        this.#protocolError = new Error(TLS_ON_PLAIN);
+        this.#protocolError = new Error(
+          request.kind === "tls" ? TLS_ON_PLAIN : HTTP_ON_MIDI,
+        );
+        this.#transport.push(
+          request.kind === "tls" ? TLS_NOT_SERVED : HTTP_REFUSAL,
+        );
         this.finish(this.#protocolError);
-        this.#transport.abort();
+        this.#transport.close();
         return undefined;
     }
   }
