@@ -284,6 +284,9 @@ export type Reply =
  */
 export function readReply(bytes: Uint8Array): Reply {
   if (bytes.length === 0) return { kind: "partial" };
+  if (bytes.length === 1 && (bytes[0] === 0x15 || bytes[0] === 0x16)) {
+    return { kind: "partial" };
+  }
   if (isTlsRecord(bytes, 0x15) || isTlsHello(bytes)) return { kind: "tls" };
   if (!startsAlike(bytes, PREFIX)) return { kind: "midi", rest: bytes };
   const line = firstLine(bytes);

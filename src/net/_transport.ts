@@ -30,6 +30,12 @@ export interface Preamble {
    * features agreed on (see `SocketPort.admitted`).
    */
   readonly admitted?: readonly string[];
+  /**
+   * Called on the server's end when the stream turns out to be another
+   * protocol (a TLS hello, an HTTP request) only after the handshake handed
+   * it over: how the refusal still reaches the gate.
+   */
+  readonly refuse?: (reason: string, detail?: string) => void;
 }
 
 /** A connection reads into a small buffer, grown while reads fill it. */

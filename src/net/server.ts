@@ -488,7 +488,10 @@ export class PortServer extends InputPortBase implements IOPort, Transport {
         closeQuietly(conn);
         return;
       }
-      this.#place(conn, ticket, result);
+      this.#place(conn, ticket, {
+        ...result,
+        refuse: (reason, detail) => ticket.refuse("protocol", reason, detail),
+      });
     }, () => {
       this.#handshakes.delete(conn);
       ticket.leave();

@@ -35,6 +35,7 @@ import {
   type SocketSettings,
 } from "./_settings.ts";
 import { ByteTransport, type Preamble } from "./_transport.ts";
+import { callBack } from "../_call.ts";
 
 export type { PendingRead, Preamble } from "./_transport.ts";
 export { DEFAULT_MAX_QUEUED_BYTES, type SocketOptions } from "./_settings.ts";
@@ -106,6 +107,7 @@ export class SocketPort extends InputPortBase implements IOPort {
   readonly #admitted = Promise.withResolvers<readonly string[]>();
   #refusal: RefusedError | undefined;
   #protocolError: Error | undefined;
+  readonly #onProtocolError: Preamble["refuse"];
   readonly #server: boolean;
   #droppedIn = 0;
   readonly #sink: Sink;
@@ -137,6 +139,7 @@ export class SocketPort extends InputPortBase implements IOPort {
       highWater: Math.min(HIGH_WATER, settings.maxQueuedBytes),
     });
     this.#sink = this.#makeSink();
+    this.#onProtocolError = options.preamble?.refuse;
     this.#admitted.promise.catch(() => {});
     const admitted = options.preamble?.admitted;
     if (admitted !== undefined || this.#server) {
@@ -404,6 +407,11 @@ export class SocketPort extends InputPortBase implements IOPort {
         this.#start = undefined;
         this.#protocolError = new Error(
           request.kind === "tls" ? TLS_ON_PLAIN : HTTP_ON_MIDI,
+        );
+        callBack(
+          this.#onProtocolError,
+          this.#protocolError.message,
+          request.kind === "http" ? request.line : undefined,
         );
         this.#transport.push(
           request.kind === "tls" ? TLS_NOT_SERVED : HTTP_REFUSAL,
