@@ -114,7 +114,22 @@ export {
   type HubOptions,
 } from "./src/hub.ts";
 export { type Transport } from "./src/transport.ts";
-export { type Clock, type ClockTimer, systemClock } from "./src/clock.ts";
+export { type ClockTimer, systemClock, type TimeSource } from "./src/clock.ts";
+export {
+  type ScheduledCall,
+  Scheduler,
+  type SchedulerOptions,
+} from "./src/time/scheduler.ts";
+export {
+  ClockSync,
+  type ClockSyncOptions,
+  type SyncSample,
+} from "./src/time/sync.ts";
+export {
+  Playout,
+  type PlayoutOptions,
+  type PlayoutStats,
+} from "./src/time/playout.ts";
 export * from "./src/hardware/mod.ts";
 export {
   formatNatsLinkEvent,

@@ -1,13 +1,14 @@
 /**
  * Time, as midisock reads it: one seam for every module that measures time
  * or waits. The hub, its transports and the playout of timed messages take
- * a {@linkcode Clock} option; tests hand them a clock they step by hand, or
- * clocks that differ by seconds and drift apart.
+ * a `clock` option (a {@linkcode TimeSource}); tests hand them a clock they
+ * step by hand, or clocks that differ by seconds and drift apart. (The MIDI
+ * clock message is another thing: the codec's `Clock` type.)
  *
  * @module
  */
 
-/** A timer set on a {@linkcode Clock}. */
+/** A timer set on a {@linkcode TimeSource}. */
 export interface ClockTimer {
   /** Cancels the timer. Cancelling twice, or after it fired, does nothing. */
   cancel(): void;
@@ -19,31 +20,36 @@ export interface ClockTimer {
  * @example A clock that runs a second ahead of the system's
  * ```ts
  * import assert from "node:assert/strict";
- * import { type Clock, systemClock } from "@x/midisock";
+ * import { systemClock, type TimeSource } from "@x/midisock";
  *
- * const ahead: Clock = {
+ * const ahead: TimeSource = {
  *   now: () => systemClock.now() + 1000,
  *   setTimer: (callback, delay) => systemClock.setTimer(callback, delay),
  * };
  * assert.ok(ahead.now() - systemClock.now() >= 999);
  * ```
  */
-export interface Clock {
+export interface TimeSource {
   /** Milliseconds on a monotonic scale with an arbitrary origin. */
   now(): number;
   /**
-   * Calls `callback` once, `delay` milliseconds from now. Timers never keep
-   * the process alive.
+   * Calls `callback` once, `delay` milliseconds from now.
    *
    * @param callback What to call.
    * @param delay How long from now, in milliseconds (0 or more).
+   * @param keepAlive Whether the timer keeps the process alive (work that
+   * must be done, as a message to deliver), or not (a periodic check).
    * @returns The timer, to cancel it.
    */
-  setTimer(callback: () => void, delay: number): ClockTimer;
+  setTimer(
+    callback: () => void,
+    delay: number,
+    keepAlive?: boolean,
+  ): ClockTimer;
 }
 
 /**
- * The system's clock: `performance.now()` and unreferenced timers.
+ * The system's clock: `performance.now()` and `setTimeout`.
  *
  * @example Reading the time
  * ```ts
@@ -54,11 +60,18 @@ export interface Clock {
  * assert.ok(systemClock.now() >= before);
  * ```
  */
-export const systemClock: Clock = Object.freeze({
+export const systemClock: TimeSource = Object.freeze({
   now: (): number => performance.now(),
-  setTimer(callback: () => void, delay: number): ClockTimer {
+  setTimer(
+    callback: () => void,
+    delay: number,
+    keepAlive = false,
+  ): ClockTimer {
     const id = setTimeout(callback, Math.max(0, delay));
-    Deno.unrefTimer(id);
+    if (!keepAlive) Deno.unrefTimer(id);
     return { cancel: () => clearTimeout(id) };
   },
 });
+
+/** Internal: the name helpers used first; the same as {@linkcode TimeSource}. */
+export type Clock = TimeSource;

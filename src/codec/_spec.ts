@@ -13,7 +13,7 @@ import type {
   Songpos,
   SongSelect,
   Sysex,
-} from "./messages.ts";
+} from "./types.ts";
 
 /** A numeric field's name. */
 export type FieldName =
