@@ -10,7 +10,7 @@
 import { AddressList } from "./access.ts";
 import { positiveInteger, positiveMs } from "./_policy.ts";
 import { callBack } from "./_call.ts";
-import { type Clock, type ClockTimer, systemClock } from "./clock.ts";
+import { type ClockTimer, systemClock, type TimeSource } from "./clock.ts";
 import type { RefusalCode } from "./errors.ts";
 
 export { REFUSAL_CODES, type RefusalCode } from "./errors.ts";
@@ -73,7 +73,7 @@ export interface GateOptions {
    * The clock that handshake deadlines and waits run on.
    * @default {systemClock}
    */
-  clock?: Clock;
+  clock?: TimeSource;
   /** Called for each connection refused. */
   onRefuse?: (refusal: Refusal) => void;
 }
@@ -285,7 +285,7 @@ export class Gate {
   readonly #maxPending: number;
   readonly #maxPendingPerAddress: number;
   readonly #failuresBeforeWait: number;
-  readonly #clock: Clock;
+  readonly #clock: TimeSource;
   readonly #onRefuse: ((refusal: Refusal) => void) | undefined;
   #clients = 0;
   /**
@@ -356,7 +356,7 @@ export class Gate {
   }
 
   /** The clock deadlines run on. */
-  get clock(): Clock {
+  get clock(): TimeSource {
     return this.#clock;
   }
 

@@ -1,6 +1,6 @@
 // Helpers for network tests: bounded waits only, so no test can hang.
 
-import type { Clock, ClockTimer, InputPort, Message } from "../mod.ts";
+import type { ClockTimer, InputPort, Message, TimeSource } from "../mod.ts";
 import { concat } from "./_util.ts";
 
 /** Rejects if `promise` takes longer than `ms`. */
@@ -102,7 +102,7 @@ export function netTest(name: string, fn: () => Promise<void>): void {
 }
 
 /** A clock that moves only when told: for gate deadlines and waits. */
-export class ManualClock implements Clock {
+export class ManualClock implements TimeSource {
   #now = 0;
   #timers: { at: number; callback: () => void; cancelled: boolean }[] = [];
 
