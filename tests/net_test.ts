@@ -751,3 +751,45 @@ pureTest("the start of a stream reads the same however it is cut", () => {
     }
   }
 });
+
+netTest(
+  "a client offers features in its hello; the server takes those it knows",
+  async () => {
+    await using server = new PortServer("127.0.0.1", 0, {
+      features: ["timed"],
+    });
+    server.poll();
+    await using client = await connect("127.0.0.1", server.port, {
+      features: ["timed", "something-else"],
+    });
+    assert.deepEqual(await client.admitted, ["timed"]);
+    assert.deepEqual(client.features, ["timed"]);
+    await until(() => server.clients.length === 1);
+    assert.deepEqual(server.clients[0].features, ["timed"]);
+    await using plain = await connect("127.0.0.1", server.port);
+    assert.deepEqual(await plain.admitted, []);
+    // A hello said late (the server had taken the client in as one that
+    // only listens) is answered all the same.
+    const raw = await Deno.connect({
+      hostname: "127.0.0.1",
+      port: server.port,
+    });
+    await until(() => server.clients.length === 3);
+    await raw.write(helloLine(["timed"]));
+    const answer = new Uint8Array(64);
+    const n = await within(raw.read(answer), 5000, "the answer");
+    assert.equal(
+      new TextDecoder().decode(answer.subarray(0, n!)),
+      "MIDISOCK-OK timed\n",
+    );
+    raw.close();
+    assert.throws(
+      () => new PortServer("127.0.0.1", 0, { features: ["two words"] }),
+      TypeError,
+    );
+    await assert.rejects(
+      connect("127.0.0.1", server.port, { features: ["token=x"] }),
+      TypeError,
+    );
+  },
+);

@@ -47,18 +47,17 @@ export const MAX_LINE = 512;
 /** The longest HTTP method taken for one. */
 const MAX_METHOD = 12;
 
-/**
- * The features this server takes from a hello. None yet: the timed mode of
- * the timing work will be the first.
- */
-export const SERVER_FEATURES: readonly string[] = Object.freeze([]);
-
 const NEWLINE = 0x0a;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-/** A feature word: printable ASCII, no spaces. */
-function checkFeature(feature: string): string {
+/**
+ * Checks a feature word: 1-64 printable ASCII characters, no spaces, not
+ * a token.
+ *
+ * @throws {TypeError} Naming it.
+ */
+export function checkFeature(feature: string): string {
   if (!/^[\x21-\x7e]{1,64}$/.test(feature) || feature.startsWith(TOKEN_WORD)) {
     throw new TypeError(
       `A feature must be 1-64 printable ASCII characters without spaces, not starting with "${TOKEN_WORD}": got ${

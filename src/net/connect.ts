@@ -40,8 +40,9 @@ export interface ConnectOptions extends SocketOptions {
   caCerts?: string[];
   /**
    * Features to offer the server in the hello: words a midisock server
-   * takes or ignores (`port.admitted` resolves to those it took). None is
-   * defined yet; the timed mode of a later version will be the first.
+   * takes or ignores (`port.admitted` resolves to those it took, and
+   * `port.features` holds them). None is defined yet: the timed mode will
+   * be the first.
    * @default {[]}
    */
   features?: readonly string[];
@@ -178,7 +179,12 @@ export async function connect(
           );
       }
     }
-    return new SocketPort(conn, { ...options, name, preamble });
+    return new SocketPort(conn, {
+      ...options,
+      features: undefined,
+      name,
+      preamble,
+    });
   } catch (error) {
     closeQuietly(conn);
     if (options.signal?.aborted) throw options.signal.reason;

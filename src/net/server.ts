@@ -24,7 +24,7 @@ import { refuse, serverHandshake } from "./_handshake.ts";
 import {
   ALERT_ACCESS_DENIED,
   ALERT_INTERNAL_ERROR,
-  SERVER_FEATURES,
+  checkFeature,
   tlsAlert,
 } from "./_hello.ts";
 import { resolveSocketOptions, type SocketOptions } from "./_settings.ts";
@@ -67,6 +67,13 @@ export interface PortServerOptions
   /** Serve TLS with this certificate chain and private key (PEM). */
   tls?: Deno.TlsCertifiedKeyPem;
   /**
+   * The features the server takes from a midisock client's hello; each
+   * client's `features` says which it agreed on. None is defined yet: the
+   * timed mode will be the first.
+   * @default {[]}
+   */
+  features?: readonly string[];
+  /**
    * When a client the server manages leaves with notes still on, deliver a
    * note_off for each into the server's input, after that client's last
    * message. Off by default, as in mido.
@@ -93,6 +100,7 @@ const OWN_OPTIONS: ReadonlySet<string> = new Set(
     {
       backlog: true,
       tls: true,
+      features: true,
       queueSize: true,
       maxQueuedBytes: true,
       onConnect: true,
@@ -190,6 +198,7 @@ export class PortServer extends InputPortBase implements IOPort, Transport {
   #ownHub = true;
   readonly #options: PortServerOptions;
   readonly #tls: boolean;
+  readonly #features: readonly string[];
   readonly #backlog: number;
   readonly #clients = new Set<SocketPort>();
   readonly #waiting: SocketPort[] = [];
@@ -231,6 +240,7 @@ export class PortServer extends InputPortBase implements IOPort, Transport {
       );
     }
     this.#backlog = positiveInteger("backlog", options.backlog ?? 64);
+    this.#features = Object.freeze((options.features ?? []).map(checkFeature));
     this.#hub = new Hub({
       ...options,
       relay: false,
@@ -478,7 +488,7 @@ export class PortServer extends InputPortBase implements IOPort, Transport {
     serverHandshake(conn, ticket, {
       gate,
       tls: secure !== undefined,
-      features: SERVER_FEATURES,
+      features: this.#features,
       signal: stop.signal,
     }).then((result) => {
       this.#handshakes.delete(conn);
@@ -512,6 +522,7 @@ export class PortServer extends InputPortBase implements IOPort, Transport {
             queueSize: this.#options.queueSize,
             maxQueuedBytes: this.#options.maxQueuedBytes,
             maxSysexLength: this.#hub.maxSysexLength,
+            features: this.#features,
             preamble,
             side: "server",
           }

@@ -25,7 +25,6 @@ import {
   okLine,
   readReply,
   readRequest,
-  SERVER_FEATURES,
   TLS_NOT_SERVED,
   TLS_ON_PLAIN,
 } from "./_hello.ts";
@@ -53,6 +52,12 @@ export interface SocketPortOptions extends SocketOptions {
    * handshake that read past its end): parsed before anything else.
    */
   preamble?: Preamble;
+  /**
+   * On the server's end: the features it takes from a client's hello
+   * (those it offers and the server names here).
+   * @default {[]}
+   */
+  features?: readonly string[];
   /**
    * Which end of the connection this port is. A client reads a server's
    * answer (`MIDISOCK-OK` or `MIDISOCK-REFUSED`) at the start of the
@@ -105,6 +110,9 @@ export class SocketPort extends InputPortBase implements IOPort {
   /** The start of the stream while it may still be a line. */
   #start: Uint8Array | undefined = new Uint8Array(0);
   readonly #admitted = Promise.withResolvers<readonly string[]>();
+  /** The features agreed on, and those this end takes (server). */
+  #features: readonly string[] = [];
+  readonly #takes: readonly string[];
   #refusal: RefusedError | undefined;
   #protocolError: Error | undefined;
   readonly #onProtocolError: Preamble["refuse"];
@@ -141,9 +149,10 @@ export class SocketPort extends InputPortBase implements IOPort {
     this.#sink = this.#makeSink();
     this.#onProtocolError = options.preamble?.refuse;
     this.#admitted.promise.catch(() => {});
+    this.#takes = options.features ?? [];
     const admitted = options.preamble?.admitted;
     if (admitted !== undefined || this.#server) {
-      this.#admitted.resolve(admitted ?? []);
+      this.#agree(admitted ?? []);
       if (admitted !== undefined) this.#start = undefined;
     }
     this.#reading = this.#transport.read((chunk) => this.#read(chunk));
@@ -220,6 +229,20 @@ export class SocketPort extends InputPortBase implements IOPort {
    */
   get admitted(): Promise<readonly string[]> {
     return this.#admitted.promise;
+  }
+
+  /**
+   * The features both ends agreed on at the start of the connection (the
+   * client offered them in its hello, the server took them): none until
+   * then, and none with a peer that says no hello (mido).
+   */
+  get features(): readonly string[] {
+    return this.#features;
+  }
+
+  #agree(features: readonly string[]): void {
+    this.#features = Object.freeze([...features]);
+    this.#admitted.resolve(this.#features);
   }
 
   /**
@@ -360,13 +383,13 @@ export class SocketPort extends InputPortBase implements IOPort {
         return undefined;
       case "ok":
         this.#start = undefined;
-        this.#admitted.resolve(reply.features);
+        this.#agree(reply.features);
         return reply.rest;
       case "midi":
         // A server that answers no hello (mido): it sends MIDI, so it let
         // the connection in.
         this.#start = undefined;
-        this.#admitted.resolve([]);
+        this.#agree([]);
         return seen;
       case "refused":
       case "tls":
@@ -394,9 +417,10 @@ export class SocketPort extends InputPortBase implements IOPort {
         // Said after the server took the client in (a server that wants no
         // token does not wait for it): answered all the same.
         this.#start = undefined;
-        this.#transport.push(
-          okLine(request.features.filter((f) => SERVER_FEATURES.includes(f))),
+        this.#features = Object.freeze(
+          request.features.filter((f) => this.#takes.includes(f)),
         );
+        this.#transport.push(okLine(this.#features));
         return request.rest;
       case "midi":
         this.#start = undefined;
