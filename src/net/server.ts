@@ -15,7 +15,11 @@ import {
   RESET_MESSAGES,
 } from "../port.ts";
 import type { Transport } from "../transport.ts";
-import { positiveInteger } from "../_policy.ts";
+import {
+  positiveInteger,
+  type RateLimit,
+  type SysexPolicy,
+} from "../_policy.ts";
 import { sleep } from "../_time.ts";
 import { exponentialBackoff } from "../backoff.ts";
 import { type Batch, SINK, type Sink } from "../sink.ts";
@@ -41,6 +45,26 @@ import { callBack } from "../_call.ts";
  */
 export interface PortServerOptions
   extends SocketOptions, Omit<GateOptions, "onRefuse"> {
+  /**
+   * Sysex from clients that join the server: `"allow"`, `"drop"`, or the
+   * longest let through, in data bytes (as a `Hub`'s).
+   * Connections taken with `accept()` are yours, as in mido: no policy
+   * applies to them (add them to a `Hub` for that).
+   * @default {"allow"}
+   */
+  sysexIn?: SysexPolicy;
+  /**
+   * Sysex to clients that join the server: `"allow"`, `"drop"`, or the
+   * longest let through.
+   * @default {"allow"}
+   */
+  sysexOut?: SysexPolicy;
+  /**
+   * Most messages per second from each client that joins the server, with
+   * bursts; the excess is dropped and counted (never a note's end).
+   * @default {undefined} (no limit)
+   */
+  rateLimit?: RateLimit;
   /**
    * How many connections may wait for `accept()` before the oldest waiting
    * one is closed to make room.

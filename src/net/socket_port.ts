@@ -16,7 +16,6 @@ import {
   PANIC_MESSAGES,
   RESET_MESSAGES,
 } from "../port.ts";
-import { sysexAllowed, TokenBucket } from "../_policy.ts";
 import { type Batch, SINK, type Sink, SOURCE, type Source } from "../sink.ts";
 import { formatAddress } from "../address.ts";
 import {
@@ -104,7 +103,6 @@ export class SocketPort extends InputPortBase implements IOPort {
   readonly #name: string;
   readonly #framer: Framer;
   readonly #settings: SocketSettings;
-  readonly #bucket: TokenBucket | undefined;
   readonly #reading: Promise<unknown>;
   readonly #finished: Promise<void>;
   /** The start of the stream while it may still be a line. */
@@ -117,7 +115,6 @@ export class SocketPort extends InputPortBase implements IOPort {
   #protocolError: Error | undefined;
   readonly #onProtocolError: Preamble["refuse"];
   readonly #server: boolean;
-  #droppedIn = 0;
   readonly #sink: Sink;
   /** Where framed input goes once a hub took it over. */
   #take: ((framed: Uint8Array) => void | Promise<void>) | undefined;
@@ -137,7 +134,6 @@ export class SocketPort extends InputPortBase implements IOPort {
     super(settings.queueSize);
     this.#settings = settings;
     this.#server = options.side === "server";
-    this.#bucket = settings.rate && new TokenBucket(settings.rate);
     this.#framer = new Framer(settings.maxSysexLength);
     this.#name = options.name ??
       formatAddress(conn.remoteAddr as Deno.NetAddr);
@@ -193,10 +189,10 @@ export class SocketPort extends InputPortBase implements IOPort {
 
   /**
    * How many messages from the peer were dropped: unfinished, cut short or
-   * oversized, or refused by a policy.
+   * oversized.
    */
   get dropped(): number {
-    return this.#framer.dropped + this.#droppedIn;
+    return this.#framer.dropped;
   }
 
   /**
@@ -279,13 +275,8 @@ export class SocketPort extends InputPortBase implements IOPort {
 
   #makeSink(): Sink {
     const transport = this.#transport;
-    const sysexOut = this.#settings.sysexOut;
     return {
-      write: (batch: Batch): boolean => {
-        if (sysexOut === Infinity) return transport.push(batch.bytes);
-        const kept = batch.messages.filter((m) => sysexAllowed(m, sysexOut));
-        return kept.length === 0 || this.#enqueue(kept) !== undefined;
-      },
+      write: (batch: Batch): boolean => transport.push(batch.bytes),
       get queuedBytes() {
         return transport.queuedBytes;
       },
@@ -312,22 +303,10 @@ export class SocketPort extends InputPortBase implements IOPort {
     const framed = this.#framer.frame(chunk);
     if (framed.length === 0) return;
     const take = this.#take;
-    if (
-      take !== undefined && this.#bucket === undefined &&
-      this.#settings.sysexIn === Infinity
-    ) {
-      return take(framed.slice());
-    }
+    if (take !== undefined) return take(framed.slice());
     const messages = decodeFramed(framed, []);
-    this.#bucket?.arrive(messages.length);
-    if (take !== undefined) {
-      const kept = messages.filter((msg) => this.#admit(msg));
-      return kept.length > 0 ? take(encodeFramed(kept)) : undefined;
-    }
     for (let i = 0; i < messages.length; i++) {
-      const msg = messages[i];
-      if (!this.#admit(msg)) continue;
-      if (!this.deliver(msg)) {
+      if (!this.deliver(messages[i])) {
         // After a close on this side, read on until the peer answers with
         // its own close, but keep nothing.
         if (this.closed) return;
@@ -338,32 +317,15 @@ export class SocketPort extends InputPortBase implements IOPort {
 
   async #deliverSlowly(messages: Message[], from: number): Promise<void> {
     for (let i = from; i < messages.length && !this.closed; i++) {
-      // The first passed the policies already, and found no room.
-      if (i > from && !this.#admit(messages[i])) continue;
       for (;;) {
         // A hub took the input over meanwhile (it read what was queued):
         // the rest goes to it.
         const take = this.#take;
-        if (take !== undefined) {
-          const rest = messages.slice(i + 1).filter((m) => this.#admit(m));
-          return take(encodeFramed([messages[i], ...rest]));
-        }
+        if (take !== undefined) return take(encodeFramed(messages.slice(i)));
         if (this.deliver(messages[i]) || this.closed) break;
         await this.roomForMore();
       }
     }
-  }
-
-  /** Applies this port's own input policies to one message. */
-  #admit(msg: Message): boolean {
-    if (
-      !sysexAllowed(msg, this.#settings.sysexIn) ||
-      (this.#bucket !== undefined && !this.#bucket.take())
-    ) {
-      this.#droppedIn++;
-      return false;
-    }
-    return true;
   }
 
   /**
@@ -491,7 +453,6 @@ export class SocketPort extends InputPortBase implements IOPort {
     } catch (error) {
       return Promise.reject(error);
     }
-    if (!sysexAllowed(msg, this.#settings.sysexOut)) return RESOLVED;
     const transport = this.#transport;
     if (!transport.writable) return Promise.reject(this.#closedError());
     const size = encodedLength(msg);
@@ -515,15 +476,11 @@ export class SocketPort extends InputPortBase implements IOPort {
    * @throws {QueueFullError} When more than `maxQueuedBytes` wait already.
    */
   sendAll(messages: Iterable<Message>): Promise<void> {
-    let list: Message[];
+    let list: readonly Message[];
     try {
       list = checkMessages(messages);
     } catch (error) {
       return Promise.reject(error);
-    }
-    const sysexOut = this.#settings.sysexOut;
-    if (sysexOut !== Infinity) {
-      list = list.filter((m) => sysexAllowed(m, sysexOut));
     }
     if (list.length === 0) return RESOLVED;
     return this.#enqueue(list) ?? Promise.reject(this.#closedError());
