@@ -96,7 +96,12 @@ export class StartReader {
     let n: number | null | "stopped" | "late";
     try {
       const race = Promise.race([read, stop.then(() => "stopped" as const)]);
-      n = ms !== Infinity && await atMost(race, ms) ? "late" : await race;
+      // Late only if the read is still not done a turn of the event loop
+      // after the time ran out: a process busy past the time runs its
+      // timers before it looks at what the network brought meanwhile.
+      n = ms !== Infinity && await atMost(race, ms) && await atMost(race, 0)
+        ? "late"
+        : await race;
     } catch {
       n = null;
     }
