@@ -1,6 +1,6 @@
 // Helpers for network tests: bounded waits only, so no test can hang.
 
-import type { ClockTimer, InputPort, Message, TimeSource } from "../mod.ts";
+import type { InputPort, Message } from "../mod.ts";
 import { concat } from "./_util.ts";
 
 /** Rejects if `promise` takes longer than `ms`. */
@@ -99,44 +99,4 @@ export function boundedTest(
 /** Registers a loopback-only network test that must end within 20 s. */
 export function netTest(name: string, fn: () => Promise<void>): void {
   boundedTest(name, fn, { permissions: LOOPBACK, ms: 20000 });
-}
-
-/** A clock that moves only when told: for gate deadlines and waits. */
-export class ManualClock implements TimeSource {
-  #now = 0;
-  #timers: { at: number; callback: () => void; cancelled: boolean }[] = [];
-
-  now(): number {
-    return this.#now;
-  }
-
-  setTimer(callback: () => void, delay: number): ClockTimer {
-    const timer = {
-      at: this.#now + Math.max(0, delay),
-      callback,
-      cancelled: false,
-    };
-    this.#timers.push(timer);
-    return { cancel: () => timer.cancelled = true };
-  }
-
-  /** Timers set and not yet fired or cancelled. */
-  get timers(): number {
-    return this.#timers.filter((t) => !t.cancelled).length;
-  }
-
-  /** Moves the clock on, firing the timers due, in order. */
-  advance(ms: number): void {
-    const end = this.#now + ms;
-    for (;;) {
-      this.#timers = this.#timers.filter((t) => !t.cancelled);
-      const due = this.#timers.filter((t) => t.at <= end)
-        .sort((a, b) => a.at - b.at)[0];
-      if (due === undefined) break;
-      this.#timers.splice(this.#timers.indexOf(due), 1);
-      this.#now = Math.max(this.#now, due.at);
-      due.callback();
-    }
-    this.#now = end;
-  }
 }

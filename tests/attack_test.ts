@@ -19,15 +19,8 @@ import {
   WAITING_CHECKS_PER_SECOND,
 } from "../mod.ts";
 import { hasOpenssl, testCertificates } from "./_tls.ts";
-import {
-  boundedTest,
-  LOOPBACK,
-  ManualClock,
-  readAll,
-  take,
-  until,
-  within,
-} from "./_net.ts";
+import { boundedTest, LOOPBACK, readAll, take, until, within } from "./_net.ts";
+import { ManualClock } from "./_clock.ts";
 import { pureTest } from "./_util.ts";
 import { spawn } from "./_cli.ts";
 
@@ -294,7 +287,7 @@ pureTest(
       20 - guesses + 1,
     );
     assert.equal(gate.pending, 0);
-    assert.equal(clock.timers, 0, "no timer left behind");
+    assert.equal(clock.pending, 0, "no timer left behind");
   },
 );
 
@@ -327,7 +320,7 @@ pureTest(
     assert.equal(await ticket.present(TOKEN), closed[0]);
     assert.equal(quiet.enter()?.code, "timeout");
     assert.equal(refused.length, 2);
-    assert.equal(clock.timers, 0);
+    assert.equal(clock.pending, 0);
   },
 );
 
