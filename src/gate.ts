@@ -400,7 +400,9 @@ export class Gate {
    *
    * @param peer Who.
    * @param long Whether its handshake may take long.
-   * @param onEvict How to close the connection at once.
+   * @param onEvict How to close the connection at once: called when it is
+   * closed to make room, or its deadline passes (the `close` of
+   * {@linkcode ArriveOptions}).
    * @returns A ticket, or the refusal.
    */
   arrive(peer: Peer, long?: boolean, onEvict?: () => void): Ticket | Refusal;
