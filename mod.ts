@@ -112,7 +112,7 @@ export {
   Hub,
   type HubEvent,
   type HubOptions,
-} from "./src/hub.ts";
+} from "./src/hub/mod.ts";
 export { type Transport } from "./src/transport.ts";
 export { type ClockTimer, systemClock, type TimeSource } from "./src/clock.ts";
 export {

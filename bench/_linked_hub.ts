@@ -21,8 +21,7 @@ export async function startLinkedHub(
   name: string,
 ): Promise<LinkedHub> {
   const hub = new Hub();
-  const link = await NatsLink.connect(url, { room, name });
-  hub.add(link, { kind: "link", transport: "nats" });
+  const link = await hub.attach(new NatsLink(url, { room, name }));
   const server = await hub.attach(new PortServer("127.0.0.1", 0));
   let closing: Promise<void> | undefined;
   const close = () =>

@@ -105,7 +105,10 @@ class HubProcess {
       const reader = child.stdout.pipeThrough(new TextDecoderStream())
         .getReader();
       // Ready once it says where it listens and that the link is up.
-      const ready = () => /^NATS link up: /m.test(text) ? text : undefined;
+      const ready = () =>
+        /^NATS link up: /m.test(text) && /^listening on /m.test(text)
+          ? text
+          : undefined;
       while (ready() === undefined) {
         const { value, done } = await reader.read();
         if (done) throw new Error(`hub ${name} ended`);

@@ -1,7 +1,8 @@
 // Makes docs/web.png: the hub's page in headless Chromium, with a device,
-// a mido program and a phone on the hub, and traffic in the monitor.
+// a mido program and a phone on the hub, and traffic in the monitor; and
+// docs/web-phone.png, the same page on the phone (390 x 844, upright).
 //
-// Run:   deno run -A bench/web_screenshot.ts [PATH [dark|light]]
+// Run:   deno run -A bench/web_screenshot.ts [PATH [dark|light [PHONE_PATH]]]
 //        (needs chromium and playwright-core, as the browser tests do)
 
 import {
@@ -17,6 +18,8 @@ import { Browser, noBrowser } from "../tests/_browser.ts";
 
 const OUT = Deno.args[0] ??
   new URL("../docs/web.png", import.meta.url).pathname;
+const PHONE_OUT = Deno.args[2] ??
+  new URL("../docs/web-phone.png", import.meta.url).pathname;
 
 if (noBrowser) {
   console.log("no browser here: see tests/_browser.ts");
@@ -56,7 +59,7 @@ function free(port: number): number {
 
 await using hub = new Hub();
 await using server = await hub.attach(new PortServer("127.0.0.1", free(8080)));
-await using web = new WebServer(hub, { port: free(8081) });
+const web = await hub.attach(new WebServer({ port: free(8081) }));
 const device = new Device();
 hub.add(device, { kind: "device", transport: "midi" });
 await using mido = await connect("127.0.0.1", server.port);
@@ -94,7 +97,8 @@ for (const [i, chord] of chords.entries()) {
   }
 }
 await mido.send(message("sysex", { data: [0x7e, 0x7f, 0x06, 0x01] }));
-await phone.tap(`#keyboard button[aria-label="E5"]`);
+// A phone upright shows one octave, C4 to B4.
+await phone.tap(`#keyboard button[aria-label="E4"]`);
 await pause(40);
 // Lit keys from the device (the last chord is held), pressed ones here.
 await page.click("#play-title");
@@ -104,5 +108,6 @@ await pause(1200);
 // The viewport holds the whole page (a full-page capture resizes it, and
 // the log loses its place).
 await page.screenshot(OUT, false);
+await phone.screenshot(PHONE_OUT, false);
 for (const key of ["z", "c", "b"]) await page.key("up", key);
-console.log(`wrote ${OUT}`);
+console.log(`wrote ${OUT} and ${PHONE_OUT}`);

@@ -1,11 +1,61 @@
 /**
- * Internal: what may pass through a port or a hub, checked once and frozen:
- * sysex policies, rate limits (a token bucket) and bounds.
+ * Internal: the one option checker of midisock. What may pass through a port
+ * or a hub (sysex policies, rate limits and their token bucket), bounds and
+ * durations, tokens, and the defaults transports share, each defined once.
+ * The hub resolves its own options with these (src/hub/_options.ts); every
+ * transport checks its options with the same functions, so that a value
+ * means the same and is refused with the same words everywhere.
  *
  * @module
  */
 
 import type { Message } from "./codec/messages.ts";
+import { DEFAULT_MAX_SYSEX_LENGTH } from "./codec/parser.ts";
+
+export { DEFAULT_MAX_SYSEX_LENGTH };
+
+/**
+ * What may wait to be written to one peer when no option says otherwise:
+ * a socket's `maxQueuedBytes` (1 MiB). A hub's own default is larger when
+ * its sysex policies let a larger message through (see
+ * {@linkcode defaultMaxQueuedBytes}).
+ */
+export const DEFAULT_MAX_QUEUED_BYTES = 1 << 20;
+
+/**
+ * A hub's `maxQueuedBytes` when none is given: {@linkcode
+ * DEFAULT_MAX_QUEUED_BYTES} or twice the largest message let through,
+ * whichever is more, so that one big message passing is never taken for
+ * lag. With the default sysex bounds: 2 x (1 MiB + 2) = 2,097,156 bytes.
+ *
+ * @param largestSysex The longest sysex let out, in data bytes.
+ */
+export function defaultMaxQueuedBytes(largestSysex: number): number {
+  return Math.max(DEFAULT_MAX_QUEUED_BYTES, 2 * (largestSysex + 2));
+}
+
+/**
+ * Checks `maxSysexLength` (the longest sysex a parser keeps, in data bytes)
+ * and fills in its default: what every transport gives its parser.
+ *
+ * @param value The option as given.
+ * @param sysexIn The input sysex policy's limit from {@linkcode sysexLimit},
+ * which lowers it (a parser need not keep what the policy drops).
+ * @returns The bound.
+ * @throws {RangeError} Unless it is a non-negative integer.
+ */
+export function checkMaxSysexLength(
+  value: number | undefined,
+  sysexIn: number = Infinity,
+): number {
+  const max = value ?? DEFAULT_MAX_SYSEX_LENGTH;
+  if (!Number.isSafeInteger(max) || max < 0) {
+    throw new RangeError(
+      `maxSysexLength must be a non-negative integer: got ${max}`,
+    );
+  }
+  return Math.min(max, Math.max(sysexIn, 0));
+}
 
 /**
  * What a port does with sysex in one direction: let it through, drop it, or
@@ -85,17 +135,19 @@ export interface Rate {
 /**
  * Checks a rate limit.
  *
+ * @param limit The limit.
+ * @param what What it is, for errors: `"Rate limit"`, `"Link rate limit"`.
  * @throws {RangeError} For a rate or burst that is not positive.
  */
-export function checkRate(limit: RateLimit): Rate {
+export function checkRate(limit: RateLimit, what = "Rate limit"): Rate {
   const burst = limit.burst ?? limit.messages;
   if (!(limit.messages > 0) || !Number.isFinite(limit.messages)) {
     throw new RangeError(
-      `Rate limit messages must be a positive number: got ${limit.messages}`,
+      `${what} messages must be a positive number: got ${limit.messages}`,
     );
   }
   if (!(burst >= 1) || !Number.isFinite(burst)) {
-    throw new RangeError(`Rate limit burst must be at least 1: got ${burst}`);
+    throw new RangeError(`${what} burst must be at least 1: got ${burst}`);
   }
   return Object.freeze({ perMs: limit.messages / 1000, burst });
 }
@@ -122,18 +174,20 @@ export class TokenBucket {
    * Makes a full bucket.
    *
    * @param rate The checked rate.
+   * @param now The time now (ms, on the clock `arrive` is given).
    */
-  constructor(rate: Rate) {
+  constructor(rate: Rate, now: number = performance.now()) {
     this.#rate = rate;
     this.#tokens = rate.burst;
-    this.#filled = this.#lastRead = this.#at = performance.now();
+    this.#filled = this.#lastRead = this.#at = now;
   }
 
   /**
    * Says that `count` messages were just read, at `now`.
    *
    * @param count How many.
-   * @param now When (ms, `performance.now()`).
+   * @param now When (ms, `performance.now()` unless the owner keeps its own
+   * clock).
    */
   arrive(count: number, now: number = performance.now()): void {
     this.#at = Math.max(this.#lastRead, this.#filled);

@@ -212,6 +212,8 @@ interface Entry {
   readonly long: boolean;
   readonly close: ((refusal: Refusal) => void) | undefined;
   readonly deadline: number;
+  /** Whether the gate keeps its deadline (not so in the older form). */
+  readonly timed: boolean;
   state: State;
   /** Why the gate refused it, once it has. */
   refusal: Refusal | undefined;
@@ -370,6 +372,11 @@ export class Gate {
     return this.#clients;
   }
 
+  /** Whether every client place is taken (`maxClients` reached). */
+  get full(): boolean {
+    return this.#clients >= this.#maxClients;
+  }
+
   /** Connections in their handshake now. */
   get pending(): number {
     return this.#pendingAll.size;
@@ -396,13 +403,14 @@ export class Gate {
    */
   arrive(peer: Peer, options?: ArriveOptions): Ticket | Refusal;
   /**
-   * The older form of `arrive(peer, { long, close })`.
+   * The older form of `arrive(peer, { long, close })`, for transports that
+   * keep their handshake deadline themselves: the gate sets none for the
+   * ticket, and calls `onEvict` only to make room.
    *
    * @param peer Who.
    * @param long Whether its handshake may take long.
-   * @param onEvict How to close the connection at once: called when it is
-   * closed to make room, or its deadline passes (the `close` of
-   * {@linkcode ArriveOptions}).
+   * @param onEvict How to close the connection at once, when it is closed
+   * to make room.
    * @returns A ticket, or the refusal.
    */
   arrive(peer: Peer, long?: boolean, onEvict?: () => void): Ticket | Refusal;
@@ -411,6 +419,7 @@ export class Gate {
     options?: ArriveOptions | boolean,
     onEvict?: () => void,
   ): Ticket | Refusal {
+    const timed = typeof options === "object" || options === undefined;
     const { long = this.wantsToken, close } = typeof options === "object"
       ? options
       : { long: options, close: onEvict && (() => onEvict()) };
@@ -437,6 +446,7 @@ export class Gate {
       long,
       close,
       deadline: this.#clock.now() + this.#handshakeTimeout,
+      timed,
       state: "pending",
       refusal: undefined,
       owes: this.wantsToken ? "token" : "handshake",
@@ -474,7 +484,7 @@ export class Gate {
   #arm(): void {
     if (this.#timer !== undefined) return;
     for (const entry of this.#pendingAll) {
-      if (entry.held !== undefined) continue;
+      if (!entry.timed || entry.held !== undefined) continue;
       this.#timer = this.#clock.setTimer(() => {
         this.#timer = undefined;
         this.#expire();
@@ -487,7 +497,7 @@ export class Gate {
   #expire(): void {
     const now = this.#clock.now();
     for (const entry of this.#pendingAll) {
-      if (entry.held !== undefined) continue;
+      if (!entry.timed || entry.held !== undefined) continue;
       if (entry.deadline > now) break;
       this.#end(
         entry,

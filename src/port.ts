@@ -17,6 +17,20 @@ export interface Port extends AsyncDisposable {
   readonly closed: boolean;
   /** Closes the port. Closing twice does nothing. */
   close(): Promise<void>;
+  /**
+   * Optional: closes the port at once, dropping what waits to be sent (a
+   * peer that stopped reading is not waited for). A hub uses it for the
+   * endpoints it drops; a port without it is closed with `close()`.
+   *
+   * @param reason Why, for the port's own records.
+   */
+  abort?(reason?: unknown): Promise<void>;
+  /**
+   * Optional: how many messages the port dropped on its own since it opened
+   * (unfinished, oversized or malformed input, a full queue, its own
+   * policies). A hub adds it to the endpoint's `stats.dropped`.
+   */
+  readonly dropped?: number;
 }
 
 /**
@@ -48,6 +62,14 @@ export interface OutputPort extends Port {
    * @throws {PortClosedError} When the port is closed.
    */
   send(msg: Message): Promise<void>;
+  /**
+   * Optional: sends several messages at once, in order (on a socket, in one
+   * write). A hub hands a port that has it everything that waits for it in
+   * one call; others get one `send` per message.
+   * @throws {TypeError | RangeError} For a malformed message (none is sent).
+   * @throws {PortClosedError} When the port is closed.
+   */
+  sendAll?(messages: Iterable<Message>): Promise<void>;
   /**
    * Sends mido's reset set: on each channel, all notes off (control 123)
    * then reset all controllers (control 121). Does nothing on a closed port.

@@ -28,7 +28,7 @@ import type { Message } from "./codec/messages.ts";
  *   },
  *   queuedBytes: 0,
  *   copiedBytes: 0,
- *   progressAt: 0,
+ *   progress: 0,
  *   slow: "drop",
  *   drained: () => Promise.resolve(),
  * };
@@ -53,6 +53,12 @@ export interface Batch {
    * mido sends them (shared: read only).
    */
   readonly bytes: Uint8Array;
+  /**
+   * When the messages happened, on the hub's clock (ms): when they entered
+   * this process, or their sender's own time where the transport carries
+   * one. The hub sets it on every batch it routes.
+   */
+  readonly at?: number;
 }
 
 /** What the hub writes a member's share of the traffic to. */
@@ -67,16 +73,35 @@ export interface Sink {
   readonly queuedBytes: number;
   /** Of those, the ones held for this endpoint alone (not shared). */
   readonly copiedBytes: number;
-  /** When the queue last moved (`performance.now()` ms). */
-  readonly progressAt: number;
+  /**
+   * A count that changes whenever the queue moves: each time bytes leave it
+   * for the endpoint, and when a write finds it empty. The hub compares it
+   * between its checks: an endpoint whose count stayed the same while bytes
+   * waited took nothing meanwhile. No clock is needed to keep it (the hub
+   * keeps the time). Only read for `slow: "drop"` sinks.
+   */
+  readonly progress: number;
   /**
    * What the hub does when this endpoint falls behind: `"drop"` it (a remote
    * peer), or `"wait"`, pausing every input until it catches up (a reader
-   * in this process, which must not lose messages).
+   * in this process, which must not lose messages). A `"drop"` endpoint
+   * that keeps taking is waited for too, for a while: see the hub's
+   * `maxLag`.
    */
   readonly slow: "drop" | "wait";
-  /** Resolves once the queue is back under its high water mark. */
+  /**
+   * Resolves once the queue is back under its high water mark. A hub that
+   * waits for the endpoint then looks at `queuedBytes` again; a sink that
+   * cannot tell may resolve at once, and the hub looks again now and then.
+   */
   drained(): Promise<void>;
+  /**
+   * Whether the endpoint carries each batch's time (`at`) on to its peer,
+   * which then plays it out itself: the hub's playout delay leaves such an
+   * endpoint alone and writes to it at once.
+   * @default {false}
+   */
+  readonly timed?: boolean;
 }
 
 /** A port that offers a sink. */
@@ -117,13 +142,15 @@ export interface Source {
    * Hands the input over, once.
    *
    * @param take Called with each piece, in order; the bytes are the
-   * callee's to keep. When it returns a promise, the port reads nothing
-   * more until it settles.
+   * callee's to keep. `at` is when the piece's messages happened, on the
+   * hub's clock, where the port knows it (a timed peer's own time); left
+   * out, it is now. When it returns a promise, the port reads nothing more
+   * until it settles.
    * @param end Called once when the input ends, with why when it was an
    * error.
    */
   attach(
-    take: (framed: Uint8Array) => void | Promise<void>,
+    take: (framed: Uint8Array, at?: number) => void | Promise<void>,
     end: (cause?: unknown) => void,
   ): void;
 }

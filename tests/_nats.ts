@@ -2,6 +2,7 @@
 // loopback port and stopped by its pid. Tests that need it are ignored with
 // a reason when it is missing, unless MIDISOCK_REQUIRE_NATS=1.
 
+import { connect, type SocketPort } from "../mod.ts";
 import { within } from "./_net.ts";
 
 /** The nats-server binary: on PATH, or where Debian puts it. */
@@ -62,20 +63,30 @@ export function freePort(): number {
 export class NatsServer implements AsyncDisposable {
   readonly port: number;
   #args: string[];
+  readonly #env: Record<string, string>;
   #child: Deno.ChildProcess | undefined;
   #log = "";
 
-  private constructor(port: number, args: string[]) {
+  private constructor(
+    port: number,
+    args: string[],
+    env: Record<string, string>,
+  ) {
     this.port = port;
     this.#args = args;
+    this.#env = env;
   }
 
   /**
    * Starts a server on a free loopback port with extra flags (`--user`,
-   * `--tls`...), once it says it is ready.
+   * `--tls`...) and environment variables (which a config file can name
+   * as `$NAME`), once it says it is ready.
    */
-  static async start(args: string[] = []): Promise<NatsServer> {
-    const server = new NatsServer(freePort(), args);
+  static async start(
+    args: string[] = [],
+    env: Record<string, string> = {},
+  ): Promise<NatsServer> {
+    const server = new NatsServer(freePort(), args, env);
     await server.restart();
     return server;
   }
@@ -95,6 +106,7 @@ export class NatsServer implements AsyncDisposable {
     this.#args = args;
     const child = new Deno.Command(NATS_SERVER, {
       args: ["-a", "127.0.0.1", "-p", String(this.port), ...args],
+      env: this.#env,
       stdout: "null",
       stderr: "piped",
     }).spawn();
@@ -147,29 +159,200 @@ export class NatsServer implements AsyncDisposable {
   }
 }
 
+/** A `serve --nats` process and what it prints. */
+export class HubProcess implements AsyncDisposable {
+  readonly #child: Deno.ChildProcess;
+  readonly lines: string[] = [];
+  readonly ready: Promise<{ port: number; id: string }>;
+  readonly exited: Promise<Deno.CommandStatus>;
+  stderr = "";
+
+  /**
+   * Starts `serve 127.0.0.1:0 --nats URL --room ROOM`, with `--nats-name`
+   * when a name is given, then `args`; Deno may only reach loopback, and
+   * do what `allow` adds.
+   */
+  constructor(
+    url: string,
+    room: string,
+    name: string | undefined,
+    args: string[] = [],
+    allow: string[] = [],
+  ) {
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--quiet",
+        "--allow-net=127.0.0.1",
+        ...allow,
+        new URL("../src/cli/serve.ts", import.meta.url).pathname,
+        "127.0.0.1:0",
+        "--nats",
+        url,
+        "--room",
+        room,
+        ...(name === undefined ? [] : ["--nats-name", name]),
+        ...args,
+      ],
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    this.#child = child;
+    let readyNow = (_: { port: number; id: string }): void => {};
+    this.ready = new Promise((resolve) => readyNow = resolve);
+    let port = 0;
+    let id = "";
+    const out = (async () => {
+      let buffer = "";
+      for await (
+        const chunk of child.stdout.pipeThrough(new TextDecoderStream())
+      ) {
+        buffer += chunk;
+        let newline;
+        while ((newline = buffer.indexOf("\n")) >= 0) {
+          const line = buffer.slice(0, newline);
+          buffer = buffer.slice(newline + 1);
+          this.lines.push(line);
+          const listening = line.match(/^listening on 127\.0\.0\.1:(\d+) /);
+          if (listening) port = Number(listening[1]);
+          const up = line.match(/^NATS link up: .* \(([A-Za-z0-9_-]+)\)$/);
+          if (up) id = up[1];
+          if (port !== 0 && id !== "") readyNow({ port, id });
+        }
+      }
+    })();
+    const err = (async () => {
+      for await (
+        const chunk of child.stderr.pipeThrough(new TextDecoderStream())
+      ) {
+        this.stderr += chunk;
+      }
+    })();
+    this.exited = Promise.all([out, err]).then(() => child.status);
+  }
+
+  /** Connects a TCP client to the hub. */
+  async client(): Promise<SocketPort> {
+    const { port } = await within(this.ready, 15000, "a hub process starting");
+    return await connect("127.0.0.1", port);
+  }
+
+  /** Sends it a signal. */
+  kill(signal: Deno.Signal): void {
+    try {
+      this.#child.kill(signal);
+    } catch {
+      // Gone already.
+    }
+  }
+
+  /** Kills it, for `await using`. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.kill("SIGKILL");
+    await this.exited;
+  }
+}
+
+/** A message a {@linkcode RawNatsClient} received. */
+export interface RawMessage {
+  subject: string;
+  payload: Uint8Array;
+}
+
 /**
  * A bare NATS protocol client on a raw TCP connection: publishes any
- * payload, as a foreign or broken peer would.
+ * payload, as a foreign or broken peer would, and reads what it subscribed
+ * to.
  */
 export class RawNatsClient implements AsyncDisposable {
   readonly #conn: Deno.TcpConn;
   readonly #reader: ReadableStreamDefaultReader<Uint8Array>;
-  #text = "";
+  #buffer = new Uint8Array(0);
+  #pongs = 0;
+  #errors: string[] = [];
+  #messages: RawMessage[] = [];
+  #wake: (() => void) | undefined;
+  #ended = false;
+  #sid = 0;
 
   private constructor(conn: Deno.TcpConn) {
     this.#conn = conn;
     this.#reader = conn.readable.getReader();
   }
 
-  /** Connects and says hello. */
-  static async connect(port: number): Promise<RawNatsClient> {
+  /** Connects and says hello, as `user` with `pass` if given. */
+  static async connect(
+    port: number,
+    credentials: { user?: string; pass?: string } = {},
+  ): Promise<RawNatsClient> {
     const conn = await Deno.connect({ hostname: "127.0.0.1", port });
     const client = new RawNatsClient(conn);
-    await client.#until("INFO");
+    client.#read();
     await client.#write(
-      new TextEncoder().encode('CONNECT {"verbose":false}\r\n'),
+      new TextEncoder().encode(
+        `CONNECT ${
+          JSON.stringify({ verbose: false, pedantic: false, ...credentials })
+        }\r\n`,
+      ),
     );
+    await client.flush();
     return client;
+  }
+
+  /** Errors the server sent (`-ERR ...`), so far. */
+  get errors(): readonly string[] {
+    return this.#errors;
+  }
+
+  async #read(): Promise<void> {
+    try {
+      for (;;) {
+        const { value, done } = await this.#reader.read();
+        if (done) break;
+        const joined = new Uint8Array(this.#buffer.length + value.length);
+        joined.set(this.#buffer);
+        joined.set(value, this.#buffer.length);
+        this.#buffer = joined;
+        this.#parse();
+        this.#wake?.();
+      }
+    } catch {
+      // Closed.
+    }
+    this.#ended = true;
+    this.#wake?.();
+  }
+
+  #parse(): void {
+    const text = new TextDecoder();
+    for (;;) {
+      const buffer = this.#buffer;
+      let end = -1;
+      for (let i = 0; i + 1 < buffer.length; i++) {
+        if (buffer[i] === 13 && buffer[i + 1] === 10) {
+          end = i;
+          break;
+        }
+      }
+      if (end < 0) return;
+      const line = text.decode(buffer.subarray(0, end));
+      if (line.startsWith("MSG ")) {
+        const parts = line.split(" ");
+        const size = Number(parts.at(-1));
+        if (buffer.length < end + 2 + size + 2) return;
+        this.#messages.push({
+          subject: parts[1],
+          payload: buffer.slice(end + 2, end + 2 + size),
+        });
+        this.#buffer = buffer.subarray(end + 2 + size + 2);
+        continue;
+      }
+      this.#buffer = buffer.subarray(end + 2);
+      if (line === "PING") {
+        this.#write(new TextEncoder().encode("PONG\r\n")).catch(() => {});
+      } else if (line === "PONG") this.#pongs++;
+      else if (line.startsWith("-ERR")) this.#errors.push(line);
+    }
   }
 
   async #write(bytes: Uint8Array): Promise<void> {
@@ -178,18 +361,16 @@ export class RawNatsClient implements AsyncDisposable {
     }
   }
 
-  async #until(word: string): Promise<void> {
+  async #until(ready: () => boolean, what: string, ms = 5000): Promise<void> {
     await within(
       (async () => {
-        while (!this.#text.includes(word)) {
-          const { value, done } = await this.#reader.read();
-          if (done) throw new Error(`NATS connection closed: ${this.#text}`);
-          this.#text += new TextDecoder().decode(value);
+        while (!ready()) {
+          if (this.#ended) throw new Error(`NATS connection closed: ${what}`);
+          await new Promise<void>((resolve) => this.#wake = resolve);
         }
-        this.#text = this.#text.slice(this.#text.indexOf(word) + word.length);
       })(),
-      5000,
-      `waiting for ${word} from nats-server`,
+      ms,
+      what,
     );
   }
 
@@ -205,19 +386,43 @@ export class RawNatsClient implements AsyncDisposable {
     return this.#write(out);
   }
 
+  /** Subscribes to a subject (wildcards allowed). */
+  async subscribe(subject: string): Promise<void> {
+    await this.#write(
+      new TextEncoder().encode(`SUB ${subject} ${++this.#sid}\r\n`),
+    );
+    await this.flush();
+  }
+
+  /** The next message received, in order. */
+  async next(ms = 5000): Promise<RawMessage> {
+    await this.#until(
+      () => this.#messages.length > 0,
+      "waiting for a message from nats-server",
+      ms,
+    );
+    return this.#messages.shift()!;
+  }
+
+  /** Messages received and not taken yet, taken now. */
+  takeAll(): RawMessage[] {
+    return this.#messages.splice(0);
+  }
+
   /** Waits until the server has processed everything sent so far. */
   async flush(): Promise<void> {
+    const want = this.#pongs + 1;
     await this.#write(new TextEncoder().encode("PING\r\n"));
-    await this.#until("PONG");
+    await this.#until(() => this.#pongs >= want, "waiting for PONG");
   }
 
   /** Closes the connection. */
   async [Symbol.asyncDispose](): Promise<void> {
-    await this.#reader.cancel().catch(() => {});
     try {
       this.#conn.close();
     } catch {
       // Closed already.
     }
+    await this.#reader.cancel().catch(() => {});
   }
 }

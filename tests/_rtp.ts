@@ -9,6 +9,7 @@ import {
   encodeSessionPacket,
   isSessionPacket,
   type SessionPacket,
+  type SyncPacket,
 } from "../mod.ts";
 import { within } from "./_net.ts";
 
@@ -172,6 +173,52 @@ export class RawPeer {
       }, kind === "control" ? port : port + 1);
       await this.command(kind, "OK");
     }
+  }
+
+  /**
+   * Proves to a session that this peer receives at its data port: a clock
+   * exchange it starts (CK0, the session's CK1, its CK2), as Apple's
+   * initiators do.
+   */
+  async prove(port: number, t1 = 1): Promise<void> {
+    this.sendPacket("data", {
+      command: "CK",
+      ssrc: this.ssrc,
+      count: 0,
+      timestamps: [t1, 0, 0],
+    }, port + 1);
+    const answer = await this.take(
+      (d) =>
+        d.kind === "data" && d.packet?.command === "CK" &&
+        d.packet.count === 1 && d.packet.timestamps[0] === t1,
+      5000,
+      "CK1",
+    );
+    const [, t2] = (answer.packet as SyncPacket).timestamps;
+    this.sendPacket("data", {
+      command: "CK",
+      ssrc: this.ssrc,
+      count: 2,
+      timestamps: [t1, t2, t1 + 1],
+    }, port + 1);
+  }
+
+  /** Answers the next CK0 the session sends, as every peer does. */
+  async answerClock(port: number): Promise<void> {
+    const ck0 = await this.command("data", "CK");
+    const [t1] = (ck0.packet as SyncPacket).timestamps;
+    this.sendPacket("data", {
+      command: "CK",
+      ssrc: this.ssrc,
+      count: 1,
+      timestamps: [t1, 7, 0],
+    }, port + 1);
+  }
+
+  /** Invites a session and proves it receives: it joins. */
+  async join(port: number, token = 1234, name = "raw"): Promise<void> {
+    await this.invite(port, token, name);
+    await this.prove(port);
   }
 
   async close(): Promise<void> {

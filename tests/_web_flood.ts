@@ -31,7 +31,9 @@ function endsWith(bytes: Uint8Array, tail: Uint8Array): boolean {
 
 const hub = new Hub();
 const server = await hub.attach(new PortServer("127.0.0.1", 0));
-const web = new WebServer(hub, { port: 0, maxFrameBytes: 65536 });
+const web = await hub.attach(
+  new WebServer({ port: 0, maxFrameBytes: 65536 }),
+);
 const tcp = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
 const sentinel = encode(message("sysex", { data: [1, 2, 3, 4, 5, 6, 7] }));
 let relayed = 0;

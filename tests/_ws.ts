@@ -8,6 +8,16 @@ import { concat } from "./_util.ts";
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
+/** Writes all of `bytes`: a write may take only part of them. */
+export async function writeAll(
+  conn: Deno.Conn,
+  bytes: Uint8Array,
+): Promise<void> {
+  for (let at = 0; at < bytes.length;) {
+    at += await conn.write(bytes.subarray(at));
+  }
+}
+
 /** A frame as the server sent it. */
 export interface Frame {
   opcode: number;
@@ -38,7 +48,7 @@ export async function openRaw(
     "Sec-WebSocket-Version: 13",
     ...Object.entries(headers).map(([name, value]) => `${name}: ${value}`),
   ];
-  await conn.write(encoder.encode(`${lines.join("\r\n")}\r\n\r\n`));
+  await writeAll(conn, encoder.encode(`${lines.join("\r\n")}\r\n\r\n`));
   const socket = new RawWebSocket(conn);
   const head = await within(socket.readHead(), 5000, "the handshake answer");
   const status = Number(head.split(" ")[1]);
@@ -108,7 +118,7 @@ export class RawWebSocket {
     for (let i = 0; i < length; i++) {
       frame[head.length + i] = masked ? bytes[i] ^ key[i & 3] : bytes[i];
     }
-    await this.conn.write(frame);
+    await writeAll(this.conn, frame);
   }
 
   /** Reads the next frame, or undefined when the connection ends. */

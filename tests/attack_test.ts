@@ -296,7 +296,7 @@ pureTest(
   async () => {
     const clock = new ManualClock();
     const refused: Refusal[] = [];
-    const closed: Refusal[] = [];
+    const closed: unknown[] = [];
     const gate = new Gate({
       token: TOKEN,
       handshakeTimeout: 300,
@@ -307,20 +307,26 @@ pureTest(
     const ticket = ticketOf(
       gate.arrive(peer, { close: (r) => closed.push(r) }),
     );
-    const quiet = ticketOf(gate.arrive(peer, false));
+    const quiet = ticketOf(gate.arrive(peer, { long: false }));
+    // The older form: the transport keeps the deadline, the gate none.
+    const own = ticketOf(gate.arrive(peer, false, () => closed.push(own)));
     clock.advance(299);
     assert.equal(closed.length, 0);
     clock.advance(1);
     assert.equal(closed.length, 1);
-    assert.equal(closed[0].reason, "no token within 300 ms");
+    assert.equal((closed[0] as Refusal).reason, "no token within 300 ms");
     // One without `close` times out too: its slot is free.
-    assert.equal(gate.pending, 0);
+    assert.equal(gate.pending, 1);
     assert.equal(ticket.enter(), closed[0]);
     assert.equal(ticket.refuse("wrong-token", "late"), closed[0]);
     assert.equal(await ticket.present(TOKEN), closed[0]);
     assert.equal(quiet.enter()?.code, "timeout");
     assert.equal(refused.length, 2);
     assert.equal(clock.pending, 0);
+    clock.advance(10_000);
+    assert.equal(own.state, "pending");
+    assert.equal(own.enter(), undefined);
+    own.leave();
   },
 );
 

@@ -131,7 +131,8 @@ interface Record {
 boundedTest(
   "serve --rtp-bonjour: a browser on another network finds the session, its port and address, and sees it leave",
   async () => {
-    // The network namespaces cannot reach the npm registry: fetch first.
+    // The network namespaces cannot reach the npm registry: fetch first
+    // (the browser imports the package serve loads only when advertising).
     const cache = await new Deno.Command(DENO, {
       args: ["cache", "src/rtp/bonjour.ts", "tests/_mdns_browse.ts"],
       cwd: ROOT,
@@ -269,6 +270,31 @@ boundedTest(
     ms: 60000,
     ignore: reason !== undefined,
   },
+);
+
+boundedTest(
+  "the RTP-MIDI module and its session need no npm package until Bonjour is used",
+  async () => {
+    for (const file of ["src/rtp/mod.ts", "src/rtp/session.ts"]) {
+      const { success, stdout, stderr } = await new Deno.Command(DENO, {
+        args: ["info", "--json", file],
+        cwd: ROOT,
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      assert.ok(success, new TextDecoder().decode(stderr));
+      // (Its npmPackages are the lock file's, used or not.)
+      const info = JSON.parse(new TextDecoder().decode(stdout)) as {
+        modules: { specifier: string }[];
+      };
+      assert.deepEqual(
+        info.modules.filter((m) => m.specifier.startsWith("npm:")),
+        [],
+        file,
+      );
+    }
+  },
+  { permissions: { run: true, read: true }, ms: 30000 },
 );
 
 boundedTest(

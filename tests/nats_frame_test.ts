@@ -1,9 +1,10 @@
 // The NATS link's pure parts: the frame codec (every cut, random and
 // mutated payloads) and the room's bookkeeping (order, gaps, echoes,
-// goodbyes, timeouts, released notes). No NATS server needed.
+// goodbyes, restarts, timeouts, released notes, the cap on hubs, the bound
+// on what waits). No NATS server needed.
 
 import assert from "node:assert/strict";
-import { encode, type Message, message, type NoteOff } from "../mod.ts";
+import { encode, type Message, message } from "../mod.ts";
 import {
   encodeBeat,
   encodeBye,
@@ -17,7 +18,7 @@ import {
   nameBytes,
   randomId,
 } from "../src/nats/_frame.ts";
-import { type LeaveReason, type Remote, Room } from "../src/nats/_room.ts";
+import { type LeaveReason, Room } from "../src/nats/_room.ts";
 import { between, concat, pureTest, random, randomMessage } from "./_util.ts";
 
 const A = new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8]);
@@ -40,30 +41,43 @@ pureTest("a MIDI frame carries every message type whole and in order", () => {
     );
     const frame = reader.read(encodeMidiFrame(A, round * 7919, messages));
     assert.ok(frame?.kind === KIND_MIDI, `round ${round}`);
-    assert.equal(frame.origin, idToHex(A));
+    assert.equal(frame.instance, idToHex(A));
     assert.equal(frame.seq, (round * 7919) >>> 0);
     assert.deepEqual(frame.messages, withoutTime(messages));
   }
 });
 
 pureTest(
-  "beat and bye frames carry the origin, number, interval and name",
+  "beat and bye frames carry the instance, number, interval, name and extensions",
   () => {
     const reader = new FrameReader();
     const beat = reader.read(encodeBeat(A, 42, 250, nameBytes("stage ♪")));
     assert.deepEqual(beat, {
       kind: KIND_BEAT,
-      origin: "0102030405060708",
+      instance: "0102030405060708",
       seq: 42,
       interval: 250,
       name: "stage ♪",
+      reads: 1,
     });
     const bye = reader.read(encodeBye(A, 0xffffffff));
     assert.deepEqual(bye, {
       kind: KIND_BYE,
-      origin: "0102030405060708",
+      instance: "0102030405060708",
       seq: 0xffffffff,
     });
+    // Extensions a later version adds are skipped; a beat without any
+    // reads version 1.
+    const later = reader.read(
+      encodeBeat(A, 1, 250, nameBytes("x"), new Uint8Array([2, 9, 9, 9])),
+    );
+    assert.ok(later?.kind === KIND_BEAT);
+    assert.deepEqual([later.name, later.reads], ["x", 2]);
+    const bare = reader.read(
+      encodeBeat(A, 1, 250, nameBytes("x"), new Uint8Array()),
+    );
+    assert.ok(bare?.kind === KIND_BEAT);
+    assert.equal(bare.reads, 1);
   },
 );
 
@@ -76,7 +90,7 @@ pureTest("every cut of a valid frame is refused", () => {
       message("clock"),
       message("pitchwheel", { pitch: -8192 }),
     ]),
-    encodeBeat(A, 1, 250, nameBytes("hub")),
+    encodeBeat(A, 1, 250, nameBytes("hub"), new Uint8Array()),
     encodeBye(A, 1),
   ];
   for (const frame of frames) {
@@ -122,12 +136,13 @@ pureTest("frames that break the format are refused", () => {
       () => encodeBeat(A, 0, 5, new Uint8Array()),
     ],
     [
-      "a beat whose name is longer than said",
+      "a beat whose name is longer than the bytes",
       () =>
-        concat([
-          encodeBeat(A, 0, 250, nameBytes("ab")),
-          new Uint8Array([0x61]),
-        ]),
+        encodeBeat(A, 0, 250, nameBytes("ab"), new Uint8Array()).slice(0, -1),
+    ],
+    [
+      "a beat that says it reads version 0",
+      () => encodeBeat(A, 0, 250, nameBytes("ab"), new Uint8Array([0])),
     ],
     [
       "a beat whose name is not UTF-8",
@@ -191,106 +206,174 @@ pureTest("names are cut at 255 bytes, never inside a character", () => {
   assert.equal(randomId().length, 8);
 });
 
-/** A room with its decisions written down. */
-function room(missed = 3, interval = 100) {
-  const delivered: [string, Message[]][] = [];
+/** A room with its decisions written down and its messages taken at once. */
+function room(
+  {
+    missed = 3,
+    interval = 100,
+    maxRemotes = 256,
+    capacity = 65536,
+    take = true,
+  } = {},
+) {
+  const delivered: Message[] = [];
   const joined: string[] = [];
-  const left: [string, LeaveReason, NoteOff[]][] = [];
-  const state = new Room(idToHex(ME), interval, missed, {
-    deliver(from: Remote, messages: Message[]) {
-      delivered.push([from.id, messages]);
-      for (const msg of messages) from.notes.track(msg);
+  const left: [string, LeaveReason, number][] = [];
+  const told: string[] = [];
+  const state: Room = new Room(
+    {
+      own: "me",
+      ownInstance: idToHex(ME),
+      interval,
+      missed,
+      maxRemotes,
+      capacity,
     },
-    joined: (remote: Remote) => joined.push(`${remote.name}:${remote.id}`),
-    left: (remote: Remote, reason: LeaveReason, notes: NoteOff[]) =>
-      left.push([remote.id, reason, notes]),
-  });
-  const reader = new FrameReader();
-  const feed = (bytes: Uint8Array, now = 0) =>
-    state.receive(reader.read(bytes), now);
-  return { state, delivered, joined, left, feed };
+    {
+      wake() {
+        if (!take) return;
+        for (let m = state.peek(); m !== undefined; m = state.peek()) {
+          delivered.push(m);
+          state.shift();
+        }
+      },
+      joined: (remote) => joined.push(`${remote.name}:${remote.id}`),
+      left: (remote, reason, released) =>
+        left.push([remote.id, reason, released]),
+      full: () => told.push("full"),
+      conflict: (instance) => told.push(`conflict ${instance}`),
+    },
+  );
+  /** A payload under hub id `id`, on the subject its kind goes on. */
+  const feed = (id: string, bytes: Uint8Array, now = 0) =>
+    state.receive(id, bytes[3] !== KIND_MIDI, bytes, now);
+  /** Takes what waits, as the link does when its input has room. */
+  const drain = () => {
+    for (let m = state.peek(); m !== undefined; m = state.peek()) {
+      delivered.push(m);
+      state.shift();
+    }
+  };
+  return { state, delivered, joined, left, told, feed, drain };
 }
 
-const notesOf = (delivered: [string, Message[]][]) =>
-  delivered.flatMap(([, ms]) => ms.map((m) => (m as { note: number }).note));
+const notesOf = (messages: Message[]) =>
+  messages.map((m) => (m as { note: number }).note);
+const offs = (...notes: number[]) =>
+  notes.map((n) => message("note_off", { note: n, velocity: 0 }));
 
-pureTest("a room never delivers frames of its own id", () => {
+pureTest("a room never delivers frames under its own id", () => {
   const r = room();
-  r.feed(encodeBeat(ME, 0, 100, nameBytes("me")));
-  r.feed(encodeMidiFrame(ME, 0, [note(1)]));
-  r.feed(encodeMidiFrame(A, 0, [note(2)]));
+  r.feed("me", encodeBeat(ME, 0, 100, nameBytes("me")));
+  r.feed("me", encodeMidiFrame(ME, 0, [note(1)]));
+  r.feed("a", encodeMidiFrame(A, 0, [note(2)]));
   assert.deepEqual(notesOf(r.delivered), [2]);
   assert.deepEqual(r.joined, []);
-  assert.deepEqual(r.state.hubs.map((h) => h.id), []);
+  assert.deepEqual(r.told, []);
+  // Another instance under our id: said, never delivered.
+  r.feed("me", encodeMidiFrame(B, 0, [note(3)]));
+  assert.deepEqual(r.told, [`conflict ${idToHex(B)}`]);
+  assert.deepEqual(notesOf(r.delivered), [2]);
+  assert.equal(r.state.counts.dropped, 3);
 });
 
 pureTest(
-  "a room delivers each hub in order and counts gaps and late frames",
+  "a room delivers each hub in order, counts gaps, late frames and jumps, and never mutes",
   () => {
     const r = room();
-    r.feed(encodeBeat(A, 5, 100, nameBytes("a")));
-    r.feed(encodeMidiFrame(A, 5, [note(1)]));
-    r.feed(encodeMidiFrame(B, 70, [note(50)])); // first sight: no gap
-    r.feed(encodeMidiFrame(A, 6, [note(2), note(3)]));
-    r.feed(encodeMidiFrame(A, 9, [note(4)])); // 7 and 8 missing
-    r.feed(encodeMidiFrame(A, 9, [note(5)])); // repeated: late
-    r.feed(encodeMidiFrame(A, 3, [note(6)])); // older: late
-    r.feed(encodeMidiFrame(B, 71, [note(51)]));
-    r.feed(encodeBeat(A, 12, 100, nameBytes("a"))); // 10 and 11 never came
-    r.feed(new Uint8Array([1, 2, 3]));
-    assert.deepEqual(notesOf(r.delivered), [1, 50, 2, 3, 4, 51]);
+    r.feed("a", encodeBeat(A, 5, 100, nameBytes("a")));
+    r.feed("a", encodeMidiFrame(A, 5, [note(1)]));
+    r.feed("b", encodeMidiFrame(B, 70, [note(50)])); // first sight: no gap
+    r.feed("a", encodeMidiFrame(A, 6, [note(2), note(3)]));
+    r.feed("a", encodeMidiFrame(A, 9, [note(4)])); // 7 and 8 missing
+    r.feed("a", encodeMidiFrame(A, 9, [note(5)])); // repeated: late
+    r.feed("a", encodeMidiFrame(A, 3, [note(6)])); // older: late
+    r.feed("b", encodeMidiFrame(B, 71, [note(51)]));
+    r.feed("a", encodeBeat(A, 12, 100, nameBytes("a"))); // 10, 11 never came
+    r.feed("a", encodeMidiFrame(A, 12 + 2 ** 31, [note(7)])); // a jump
+    r.feed("a", encodeMidiFrame(A, 13, [note(8)])); // and back: a jump
+    r.feed("a", encodeMidiFrame(A, 14, [note(9)]));
+    r.feed("a", new Uint8Array([1, 2, 3]));
+    r.feed("a.b", encodeMidiFrame(A, 15, [note(10)])); // not an id
+    assert.deepEqual(notesOf(r.delivered), [1, 50, 2, 3, 4, 5, 6, 51, 7, 8, 9]);
     assert.deepEqual(r.state.counts, {
-      frames: 10,
-      dropped: 1,
+      frames: 14,
+      dropped: 2,
       late: 2,
       gaps: 4,
+      jumps: 2,
+      refused: 0,
+      overflowed: 0,
     });
-    assert.deepEqual(r.joined, ["a:0102030405060708"]);
+    assert.deepEqual(r.joined, ["a:a"]);
   },
 );
 
 pureTest("sequence numbers wrap around without a gap", () => {
   const r = room();
-  r.feed(encodeMidiFrame(A, 0xffffffff, [note(1)]));
-  r.feed(encodeMidiFrame(A, 0, [note(2)]));
+  r.feed("a", encodeMidiFrame(A, 0xffffffff, [note(1)]));
+  r.feed("a", encodeMidiFrame(A, 0, [note(2)]));
   assert.deepEqual(notesOf(r.delivered), [1, 2]);
   assert.equal(r.state.counts.gaps, 0);
 });
 
-pureTest("a goodbye releases the hub's notes and later frames are late", () => {
+pureTest(
+  "a goodbye releases the hub's notes; a frame or beat after it rejoins",
+  () => {
+    const r = room();
+    r.feed("a", encodeBeat(A, 0, 100, nameBytes("a")));
+    r.feed("a", encodeMidiFrame(A, 0, [note(60), note(62), note(64, 0)]));
+    r.feed(
+      "a",
+      encodeMidiFrame(A, 1, [message("note_off", { note: 62 }), note(67)]),
+    );
+    r.feed("a", encodeBye(A, 2));
+    assert.deepEqual(r.left, [["a", "goodbye", 2]]);
+    assert.deepEqual(r.delivered.slice(-2), offs(60, 67));
+    assert.equal(r.state.hubs.length, 0);
+    // A second goodbye finds no one; a goodbye of another instance neither.
+    r.feed("a", encodeBye(A, 2));
+    r.feed("b", encodeBye(B, 0));
+    assert.equal(r.state.counts.late, 2);
+    // The goodbye was forged: the hub goes on, and is heard again at once.
+    r.feed("a", encodeMidiFrame(A, 2, [note(70)]));
+    assert.deepEqual(r.delivered.at(-1), note(70));
+    r.feed("a", encodeBeat(A, 3, 100, nameBytes("a")));
+    assert.deepEqual(r.joined, ["a:a", "a:a"]);
+    assert.deepEqual(r.state.hubs.map((h) => h.id), ["a"]);
+  },
+);
+
+pureTest("a new instance under a hub's id is the hub restarted", () => {
   const r = room();
-  r.feed(encodeBeat(A, 0, 100, nameBytes("a")));
-  r.feed(encodeMidiFrame(A, 0, [note(60), note(62), note(64, 0)]));
-  r.feed(encodeMidiFrame(A, 1, [message("note_off", { note: 62 }), note(67)]));
-  r.feed(encodeBye(A, 2));
-  r.feed(encodeMidiFrame(A, 2, [note(70)]));
-  assert.equal(r.left.length, 1);
-  const [id, reason, notes] = r.left[0];
-  assert.equal(id, idToHex(A));
-  assert.equal(reason, "goodbye");
-  assert.deepEqual(notes.map((n) => n.note), [60, 67]);
-  assert.equal(r.state.counts.late, 1);
-  assert.deepEqual(r.state.hubs, []);
+  r.feed("a", encodeBeat(A, 0, 100, nameBytes("a")));
+  r.feed("a", encodeMidiFrame(A, 0, [note(60)]));
+  r.feed("a", encodeBeat(B, 0, 100, nameBytes("a again")));
+  assert.deepEqual(r.left, [["a", "restart", 1]]);
+  assert.deepEqual(r.joined, ["a:a", "a again:a"]);
+  r.feed("a", encodeMidiFrame(B, 0, [note(61)]));
+  assert.deepEqual(r.delivered, [note(60), ...offs(60), note(61)]);
+  // The old instance's goodbye, late, changes nothing.
+  r.feed("a", encodeBye(A, 1));
+  assert.deepEqual(r.state.hubs.map((h) => h.name), ["a again"]);
 });
 
 pureTest(
   "a hub silent for its missed beats leaves; heard again, it rejoins",
   () => {
-    const r = room(3, 100);
-    r.feed(encodeBeat(A, 0, 50, nameBytes("a")), 0);
-    r.feed(encodeMidiFrame(A, 0, [note(60)]), 10);
-    r.feed(encodeBeat(B, 0, 100, nameBytes("b")), 0);
-    r.state.sweep(160); // A: 150 ms allowed since 10
-    assert.equal(r.left.length, 0);
-    r.state.sweep(161);
-    assert.deepEqual(r.left.map(([id, why, n]) => [id, why, n.length]), [
-      [idToHex(A), "timeout", 1],
-    ]);
-    r.state.sweep(300);
-    assert.equal(r.left.length, 1, "B has 300 ms");
-    r.state.sweep(301);
+    const r = room({ missed: 3, interval: 100 });
+    r.feed("a", encodeBeat(A, 0, 50, nameBytes("a")), 0);
+    r.feed("a", encodeMidiFrame(A, 0, [note(60)]), 10);
+    r.feed("b", encodeBeat(B, 0, 100, nameBytes("b")), 0);
+    assert.deepEqual(r.state.overdue(160), []); // A: 150 ms allowed since 10
+    const overdue = r.state.overdue(161);
+    assert.deepEqual(overdue.map((o) => o.id), ["a"]);
+    r.state.expire(overdue, 161);
+    assert.deepEqual(r.left, [["a", "timeout", 1]]);
+    assert.deepEqual(r.state.overdue(300), [], "B has 300 ms");
+    r.state.expire(r.state.overdue(301), 301);
     assert.equal(r.left.length, 2);
-    r.feed(encodeBeat(A, 9, 50, nameBytes("a")), 400);
+    r.feed("a", encodeBeat(A, 9, 50, nameBytes("a")), 400);
     assert.deepEqual(r.joined.length, 3);
     assert.equal(
       r.state.counts.gaps,
@@ -300,13 +383,93 @@ pureTest(
   },
 );
 
+pureTest(
+  "a hub heard while its timeout was being confirmed stays",
+  () => {
+    const r = room({ missed: 3, interval: 100 });
+    r.feed("a", encodeBeat(A, 0, 100, nameBytes("a")), 0);
+    const overdue = r.state.overdue(301);
+    assert.equal(overdue.length, 1);
+    // Its beat was read behind a flood, before the ping's answer.
+    r.feed("a", encodeBeat(A, 0, 100, nameBytes("a")), 305);
+    r.state.expire(overdue, 301);
+    assert.deepEqual(r.left, []);
+    assert.deepEqual(r.state.hubs.map((h) => h.id), ["a"]);
+  },
+);
+
 pureTest("a hub heard only through MIDI leaves without having joined", () => {
-  const r = room(3, 100);
-  r.feed(encodeMidiFrame(A, 0, [note(60)]), 0);
-  r.state.sweep(301);
+  const r = room({ missed: 3, interval: 100 });
+  r.feed("a", encodeMidiFrame(A, 0, [note(60)]), 0);
+  r.state.expire(r.state.overdue(301), 301);
   assert.deepEqual(r.joined, []);
-  assert.deepEqual(r.left.map(([, why, n]) => [why, n.length]), [[
-    "timeout",
-    1,
-  ]]);
+  assert.deepEqual(r.left, [["a", "timeout", 1]]);
+});
+
+pureTest(
+  "a room keeps at most maxRemotes hubs, says so once, and has room again when one leaves",
+  () => {
+    const r = room({ maxRemotes: 3 });
+    const instance = (i: number) => new Uint8Array([0, 0, 0, 0, 0, 0, 0, i]);
+    for (let i = 0; i < 1000; i++) {
+      r.feed(`h${i}`, encodeBeat(instance(i), 0, 100, nameBytes(`h${i}`)));
+    }
+    assert.equal(r.state.size, 3);
+    assert.equal(r.joined.length, 3);
+    assert.equal(r.state.counts.refused, 997);
+    assert.deepEqual(r.told, ["full"]);
+    r.feed("h0", encodeBye(instance(0), 0));
+    r.feed("late", encodeBeat(instance(99), 0, 100, nameBytes("late")));
+    assert.deepEqual(r.state.hubs.map((h) => h.id), ["h1", "h2", "late"]);
+    r.feed("more", encodeBeat(instance(98), 0, 100, nameBytes("more")));
+    assert.deepEqual(r.told, ["full", "full"]);
+  },
+);
+
+pureTest(
+  "what waits is bounded: one hub fills half, a frame that does not fit is dropped unread and its hub's notes end",
+  () => {
+    const r = room({ capacity: 100, take: false });
+    const burst = (from: number, n: number) =>
+      Array.from({ length: n }, (_, i) => note((from + i) % 128));
+    const range = (from: number, n: number) =>
+      Array.from({ length: n }, (_, i) => from + i);
+    r.feed("a", encodeMidiFrame(A, 0, burst(0, 30)));
+    r.feed("b", encodeMidiFrame(B, 0, burst(100, 10)));
+    // A has 30 waiting: 21 more would pass its half. Dropped unread, and
+    // its notes end (after what it sent): the frame may have ended them.
+    r.feed("a", encodeMidiFrame(A, 1, burst(30, 21)));
+    assert.equal(r.state.counts.overflowed, 21);
+    assert.equal(r.state.waiting, 30 + 10 + 30);
+    r.feed("b", encodeMidiFrame(B, 1, burst(110, 20)));
+    assert.equal(r.state.waiting, 90, "B had room in its half");
+    r.feed("b", encodeMidiFrame(B, 2, burst(0, 11)));
+    assert.equal(r.state.counts.overflowed, 32, "the whole is full");
+    r.drain();
+    assert.deepEqual(r.delivered, [
+      ...burst(0, 30),
+      ...offs(...range(0, 30)),
+      ...burst(100, 10),
+      ...burst(110, 20),
+      ...offs(0, 1, ...range(100, 28)),
+    ]);
+    assert.equal(r.state.waiting, 0);
+    // Empty, a frame of any size fits.
+    r.feed("a", encodeMidiFrame(A, 2, burst(0, 1000)));
+    assert.equal(r.state.waiting, 1000);
+  },
+);
+
+pureTest("hubs with messages waiting take turns of 64", () => {
+  const r = room({ take: false });
+  const burst = (from: number, n: number) =>
+    Array.from({ length: n }, (_, i) => note((from + i) % 128));
+  r.feed("a", encodeMidiFrame(A, 0, burst(0, 100)));
+  r.feed("b", encodeMidiFrame(B, 0, burst(0, 100)));
+  r.drain();
+  assert.equal(r.delivered.length, 200);
+  assert.deepEqual(r.delivered.slice(0, 64), burst(0, 64));
+  assert.deepEqual(r.delivered.slice(64, 128), burst(0, 64));
+  assert.deepEqual(r.delivered.slice(128, 164), burst(64, 36));
+  assert.deepEqual(r.delivered.slice(164), burst(64, 36));
 });

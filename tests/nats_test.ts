@@ -7,6 +7,7 @@ import {
   connect,
   formatMessage,
   formatNatsLinkEvent,
+  Hub,
   type Message,
   message,
   NatsLink,
@@ -14,7 +15,7 @@ import {
   type NatsLinkEvent,
   type NatsLinkOptions,
   PortClosedError,
-  type SocketPort,
+  PortServer,
 } from "../mod.ts";
 import {
   encodeBeat,
@@ -23,13 +24,20 @@ import {
   nameBytes,
 } from "../src/nats/_frame.ts";
 import { boundedTest, LOOPBACK, take, until, within } from "./_net.ts";
-import { NatsServer, noNats, noOpenssl, RawNatsClient } from "./_nats.ts";
+import {
+  HubProcess,
+  NatsServer,
+  noNats,
+  noOpenssl,
+  RawNatsClient,
+} from "./_nats.ts";
 import { between, random } from "./_util.ts";
 import { nkeys } from "npm:@nats-io/transport-node@3.4.0";
 import { noMido, runPython } from "./_mido.ts";
 
 const note = (n: number, velocity = 64) =>
   message("note_on", { note: n, velocity });
+const off = (n: number) => message("note_off", { note: n, velocity: 0 });
 
 /** Permissions of these tests: loopback, nats-server and deno, reading files. */
 const PERMISSIONS: Deno.PermissionOptionsObject = {
@@ -58,86 +66,6 @@ async function link(
 }
 
 const types = (events: NatsLinkEvent[]) => events.map((e) => e.type);
-
-/** A `serve --nats` process and what it prints. */
-class HubProcess implements AsyncDisposable {
-  readonly #child: Deno.ChildProcess;
-  readonly lines: string[] = [];
-  readonly ready: Promise<{ port: number; id: string }>;
-  readonly exited: Promise<Deno.CommandStatus>;
-  stderr = "";
-
-  constructor(url: string, room: string, name: string) {
-    const child = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "--quiet",
-        "--allow-net=127.0.0.1",
-        new URL("../src/cli/serve.ts", import.meta.url).pathname,
-        "127.0.0.1:0",
-        "--nats",
-        url,
-        "--room",
-        room,
-        "--nats-name",
-        name,
-      ],
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    this.#child = child;
-    let readyNow = (_: { port: number; id: string }): void => {};
-    this.ready = new Promise((resolve) => readyNow = resolve);
-    let port = 0;
-    let id = "";
-    const out = (async () => {
-      let buffer = "";
-      for await (
-        const chunk of child.stdout.pipeThrough(new TextDecoderStream())
-      ) {
-        buffer += chunk;
-        let newline;
-        while ((newline = buffer.indexOf("\n")) >= 0) {
-          const line = buffer.slice(0, newline);
-          buffer = buffer.slice(newline + 1);
-          this.lines.push(line);
-          const listening = line.match(/^listening on 127\.0\.0\.1:(\d+) /);
-          if (listening) port = Number(listening[1]);
-          const up = line.match(/^NATS link up: .* \(([0-9a-f]+)\)$/);
-          if (up) id = up[1];
-          if (port !== 0 && id !== "") readyNow({ port, id });
-        }
-      }
-    })();
-    const err = (async () => {
-      for await (
-        const chunk of child.stderr.pipeThrough(new TextDecoderStream())
-      ) {
-        this.stderr += chunk;
-      }
-    })();
-    this.exited = Promise.all([out, err]).then(() => child.status);
-  }
-
-  /** Connects a TCP client to the hub. */
-  async client(): Promise<SocketPort> {
-    const { port } = await within(this.ready, 15000, "a hub process starting");
-    return await connect("127.0.0.1", port);
-  }
-
-  kill(signal: Deno.Signal): void {
-    try {
-      this.#child.kill(signal);
-    } catch {
-      // Gone already.
-    }
-  }
-
-  async [Symbol.asyncDispose](): Promise<void> {
-    this.kill("SIGKILL");
-    await this.exited;
-  }
-}
 
 /**
  * A mido client: connects, says hello, prints the next N messages in mido's
@@ -678,16 +606,16 @@ natsTest(
       wrongVersion[2] = 2;
       bad.push(wrongVersion);
       for (const payload of bad) {
-        await raw.publish("midisock.room.test", payload);
+        await raw.publish("midisock.room.test.x", payload);
       }
       // A MIDI frame on the presence subject and a beat on the room's.
-      await raw.publish("midisock.presence.test", valid);
+      await raw.publish("midisock.presence.test.x", valid);
       await raw.publish(
-        "midisock.room.test",
+        "midisock.room.test.x",
         encodeBeat(origin, 0, 250, nameBytes("x")),
       );
       // The sentinel: a valid frame, after which everything bad was read.
-      await raw.publish("midisock.room.test", valid);
+      await raw.publish("midisock.room.test.x", valid);
       await raw.flush();
       assert.deepEqual(await take(b, 3), [note(60), note(61), note(62)]);
       const expected = bad.length + 2;
@@ -695,8 +623,8 @@ natsTest(
       assert.equal(b.stats.dropped, expected);
       assert.equal(b.stats.received, 3);
       assert.equal(b.poll(), undefined);
-      // A goodbye of that origin ends its notes.
-      await raw.publish("midisock.presence.test", encodeBye(origin, 1));
+      // A goodbye of that hub ends its notes.
+      await raw.publish("midisock.presence.test.x", encodeBye(origin, 1));
       assert.deepEqual(
         await take(b, 3),
         [60, 61, 62].map((n) => message("note_off", { note: n, velocity: 0 })),
@@ -828,6 +756,188 @@ natsTest(
   },
 );
 
+natsTest(
+  "hub.attach(new NatsLink(...)) joins the room as the hub's link endpoint, and hub.close() leaves it",
+  async () => {
+    await using nats = await NatsServer.start();
+    const { link: b, events } = await link(nats.url, { name: "B" });
+    try {
+      const hub = new Hub();
+      const a = new NatsLink(nats.url, {
+        room: "test",
+        name: "A",
+        id: "hub-a",
+      });
+      assert.equal(a.connected, false);
+      assert.equal(await hub.attach(a), a);
+      assert.ok(a.connected);
+      assert.deepEqual(hub.transports, [a]);
+      assert.deepEqual(
+        hub.endpoints.map((e) => [e.kind, e.transport, e.name, e.port === a]),
+        [["link", "nats", "room test", true]],
+      );
+      assert.deepEqual(a.subjects, [
+        "midisock.room.test.hub-a",
+        "midisock.presence.test.hub-a",
+      ]);
+      await until(() => b.remotes.length === 1);
+      assert.deepEqual(b.remotes.map((h) => [h.id, h.name]), [["hub-a", "A"]]);
+      // Both ways through the hub: a local client of the hub plays, B hears;
+      // B plays, the client hears.
+      await using server = await hub.attach(new PortServer("127.0.0.1", 0));
+      const client = await connect("127.0.0.1", server.port);
+      await until(() => hub.endpoints.length === 2);
+      await client.send(note(60));
+      assert.deepEqual(await take(b, 1), [note(60)]);
+      await b.send(note(61));
+      assert.deepEqual(await take(client, 1), [note(61)]);
+      // Closing the hub ends the client's note at B, says goodbye, closes
+      // the link.
+      await hub.close();
+      assert.ok(a.closed);
+      assert.deepEqual(await take(b, 1), [
+        message("note_off", { note: 60, velocity: 0 }),
+      ]);
+      await until(() => events.some((e) => e.type === "left"));
+      const left = events.find((e) => e.type === "left");
+      assert.ok(left?.type === "left" && left.reason === "goodbye");
+    } finally {
+      await b.close();
+    }
+  },
+);
+
+natsTest(
+  "a link that cannot join is closed, and hub.attach throws its error with nothing added",
+  async () => {
+    await using nats = await NatsServer.start(["--user", "u", "--pass", "p"]);
+    await using hub = new Hub();
+    const link = new NatsLink(`nats://u:wrong@127.0.0.1:${nats.port}`, {
+      room: "r",
+    });
+    await assert.rejects(hub.attach(link), NatsLinkError);
+    assert.ok(link.closed);
+    assert.deepEqual(hub.endpoints, []);
+    assert.deepEqual(hub.transports, []);
+    // A link closed before it is attached is not connected then.
+    const early = new NatsLink(nats.url, { room: "r", user: "u", pass: "p" });
+    await early.close();
+    await assert.rejects(hub.attach(early), PortClosedError);
+    assert.equal(early.connected, false);
+  },
+);
+
+natsTest(
+  "serve names its hub after the host when it may read the host name, else hub- and its id",
+  async () => {
+    await using nats = await NatsServer.start();
+    const host = new TextDecoder().decode(
+      (await new Deno.Command("hostname", { stdout: "piped" }).output())
+        .stdout,
+    ).trim();
+    await using named = new HubProcess(nats.url, "r", undefined, [], [
+      "--allow-sys=hostname",
+    ]);
+    await using unnamed = new HubProcess(nats.url, "r", undefined, [
+      "--nats-id",
+      "studio-2",
+    ]);
+    await using anonymous = new HubProcess(nats.url, "r", undefined);
+    const up = async (hub: HubProcess) => {
+      await within(hub.ready, 15000, "a hub process starting");
+      return hub.lines.find((l) => l.startsWith("NATS link up"))!;
+    };
+    assert.match(
+      await up(named),
+      new RegExp(`as hub "${host.replace(/[.]/g, "\\.")}" \\([0-9a-f]{16}\\)$`),
+    );
+    assert.match(await up(unnamed), /as hub "studio-2" \(studio-2\)$/);
+    const line = await up(anonymous);
+    const [, prefix, id] = line.match(
+      /as hub "hub-([0-9a-f]{6})" \(([0-9a-f]{16})\)$/,
+    )!;
+    assert.equal(prefix, id.slice(0, 6));
+  },
+);
+
+natsTest(
+  "a hub restarted under the same id: the others end its old notes as soon as the new one speaks",
+  async () => {
+    await using nats = await NatsServer.start();
+    // B would wait 10 s for a silent hub: only the restart explains an end
+    // sooner.
+    const { link: b, events } = await link(nats.url, {
+      name: "B",
+      missedBeats: 40,
+    });
+    try {
+      const args = ["--nats-id", "stage-left"];
+      await using first = new HubProcess(nats.url, "test", "A", args);
+      const a1 = await first.client();
+      await until(() => b.remotes.length === 1, 10000, "A joined");
+      await a1.send(note(60));
+      await a1.send(note(64));
+      assert.deepEqual(await take(b, 2), [note(60), note(64)]);
+      await first[Symbol.asyncDispose](); // SIGKILL: no goodbye
+      await a1.close();
+      const started = performance.now();
+      await using second = new HubProcess(nats.url, "test", "A", args);
+      const offs = await take(b, 2, 8000);
+      assert.deepEqual(offs, [off(60), off(64)]);
+      assert.ok(performance.now() - started < 8000);
+      await until(() => b.remotes.length === 1, 5000, "A back");
+      const a2 = await second.client();
+      await a2.send(note(67));
+      assert.deepEqual(await take(b, 1), [note(67)]);
+      await a2.close();
+      assert.deepEqual(
+        events.filter((e) => e.type === "left").map((e) =>
+          formatNatsLinkEvent(e)
+        ),
+        ['hub "A" (stage-left) left: restarted; 2 notes ended'],
+      );
+    } finally {
+      await b.close();
+    }
+  },
+);
+
+natsTest(
+  "two links with the same id: each says so once and delivers nothing of the other",
+  async () => {
+    await using nats = await NatsServer.start();
+    const { link: a, events: aEvents } = await link(nats.url, { id: "twin" });
+    const { link: b, events: bEvents } = await link(nats.url, { id: "twin" });
+    const { link: c } = await link(nats.url, { name: "C" });
+    try {
+      await until(() => c.remotes.length === 1, 5000, "C sees one twin");
+      await a.send(note(1));
+      await b.send(note(2));
+      await until(
+        () =>
+          aEvents.some((e) => e.type === "conflict") &&
+          bEvents.some((e) => e.type === "conflict"),
+        5000,
+        "each twin told",
+      );
+      // Sentinel from C: the twins heard C, and nothing of each other.
+      await c.send(note(3));
+      assert.deepEqual(await take(a, 1), [note(3)]);
+      assert.deepEqual(await take(b, 1), [note(3)]);
+      for (const events of [aEvents, bEvents]) {
+        const conflicts = events.filter((e) => e.type === "conflict");
+        assert.equal(conflicts.length, 1);
+        assert.equal(
+          formatNatsLinkEvent(conflicts[0], { room: "test" }),
+          "another hub publishes under this hub's id twin in room test: give each hub its own",
+        );
+      }
+    } finally {
+      for (const l of [a, b, c]) await l.close();
+    }
+  },
+);
+
 natsTest("reset and panic reach the other hubs as mido's sets", async () => {
   await using nats = await NatsServer.start();
   const { link: a } = await link(nats.url);
@@ -877,8 +987,26 @@ Deno.test({
         TypeError,
       ],
       [{ room: "r", onEvent: 5 }, /onEvent must be a function/, TypeError],
+      [
+        { room: "r", id: "a.b" },
+        /id must be 1-64 letters, digits, _ or -: got "a\.b"/,
+        RangeError,
+      ],
+      [{ room: "r", id: 7 }, /id must be .*got 7/, TypeError],
+      [
+        { room: "r", maxRemotes: 0 },
+        /maxRemotes must be an integer in 1\.\.65536: got 0/,
+        RangeError,
+      ],
     ];
     for (const [options, pattern, type] of cases) {
+      // At once, by the constructor, and through connect.
+      assert.throws(
+        () => new NatsLink(url, options as NatsLinkOptions),
+        (error: unknown) =>
+          error instanceof type && pattern.test((error as Error).message),
+        JSON.stringify(options),
+      );
       await assert.rejects(
         NatsLink.connect(url, options as NatsLinkOptions),
         (error: unknown) =>

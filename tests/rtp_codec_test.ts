@@ -21,7 +21,7 @@ import {
   type SessionPacket,
   splitSysex,
 } from "../mod.ts";
-import { RtpMidiReceiver, RtpMidiSender } from "../src/codec/_rtp_stream.ts";
+import { RtpMidiReceiver, RtpMidiSender } from "../src/rtp/_stream.ts";
 import { between, pureTest, random, randomMessage } from "./_util.ts";
 
 const note = (n: number, velocity = 100, channel = 0) =>
@@ -789,6 +789,43 @@ pureTest("late and repeated packets are dropped", () => {
   assert.equal(receiver.receive(decodeRtpMidi(b)), undefined);
   assert.equal(receiver.late, 2);
 });
+
+pureTest(
+  "a peer that repeats or restarts sequence numbers is still heard",
+  () => {
+    const receiver = new RtpMidiReceiver();
+    const packet = (sequence: number, msg: Message) => {
+      const bytes = encodeRtpMidi({
+        sequence,
+        timestamp: 0,
+        ssrc: 1,
+        commands: [{ delta: 0, message: msg }],
+      });
+      return receiver.receive(decodeRtpMidi(bytes), bytes)?.messages ?? [];
+    };
+    assert.deepEqual(packet(100, note(60)), [note(60)]);
+    // The same number, other content: taken. The same bytes: a duplicate.
+    assert.deepEqual(packet(100, off(60)), [off(60)]);
+    assert.deepEqual(packet(100, off(60)), []);
+    assert.equal(receiver.late, 1);
+    assert.equal(receiver.repeated, 1);
+    // Far behind the newest: the peer started again.
+    assert.deepEqual(packet(5, note(61)), [note(61)]);
+    assert.deepEqual(packet(6, off(61)), [off(61)]);
+    assert.equal(receiver.repeated, 2);
+    // A little behind: late, until the fourth in a row.
+    assert.deepEqual(packet(3, note(62)), []);
+    assert.deepEqual(packet(4, note(62)), []);
+    assert.deepEqual(packet(5, note(62)), []);
+    assert.deepEqual(packet(2, note(63)), [note(63)]);
+    assert.equal(receiver.repeated, 3);
+    assert.equal(receiver.late, 4);
+    assert.equal(receiver.held, 1);
+    // And on from there, with losses counted as usual.
+    assert.deepEqual(packet(3, off(63)), [off(63)]);
+    assert.equal(receiver.lost, 0);
+  },
+);
 
 pureTest(
   "without a journal that reaches the loss, every held note is ended",

@@ -49,13 +49,11 @@ function notes(count = 1000, channel = 0): Message[] {
 
 async function exchange(
   peer: NodePeer,
+  hub: Hub,
   participant: RtpMidiParticipant,
 ): Promise<void> {
-  // TCP client <-> hub <-> participant <-> rtpmidi, as serve --rtp joins
-  // them.
-  await using hub = new Hub();
+  // TCP client <-> hub <-> participant <-> rtpmidi.
   await using server = await hub.attach(new PortServer("127.0.0.1", 0));
-  hub.add(participant, { transport: "rtp" });
   await using client = await connect("127.0.0.1", server.port);
   await until(() => hub.endpoints.length === 2);
   await peer.wait("synced", 15000);
@@ -80,14 +78,21 @@ async function exchange(
 rtpmidiTest(
   "rtpmidi invites midisock: 1000 notes each way reach a TCP client in order",
   async () => {
-    await using session = new RtpMidiSession({ port: 0, name: "midisock" });
-    await session.ready;
+    // As serve --rtp does it: the session attached to the hub.
+    await using hub = new Hub();
+    const session = await hub.attach(
+      new RtpMidiSession({ port: 0, name: "midisock" }),
+    );
     const peer = await NodePeer.start("invite", session.port);
     try {
-      const participant = await within(session.accept(), 15000, "invitation");
+      await until(() => hub.endpoints.length === 1, 15000, "invitation");
+      const [endpoint] = hub.endpoints;
+      assert.equal(endpoint.transport, "rtp");
+      const participant = endpoint.port as RtpMidiParticipant;
       assert.equal(participant.peerName, "node-rtpmidi");
       assert.equal(participant.initiator, false);
-      await exchange(peer, participant);
+      await exchange(peer, hub, participant);
+      await hub.close();
       await peer.wait("left", 5000);
     } finally {
       await peer.close();
@@ -104,7 +109,10 @@ rtpmidiTest(
       const participant = await session.invite("127.0.0.1", peer.port);
       assert.equal(participant.initiator, true);
       await peer.wait("joined");
-      await exchange(peer, participant);
+      // A session used alone: its participant added to a hub by hand.
+      await using hub = new Hub();
+      hub.add(participant, { transport: "rtp" });
+      await exchange(peer, hub, participant);
     } finally {
       await peer.close();
     }

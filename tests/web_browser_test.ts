@@ -39,11 +39,21 @@ class TestHub implements AsyncDisposable {
   readonly server: PortServer;
   readonly web: WebServer;
 
-  constructor(options: ConstructorParameters<typeof Hub>[0] = {}, webPort = 0) {
-    this.hub = new Hub(options);
-    this.server = new PortServer("127.0.0.1", 0);
-    void this.hub.attach(this.server);
-    this.web = new WebServer(this.hub, { port: webPort });
+  private constructor(hub: Hub, server: PortServer, web: WebServer) {
+    this.hub = hub;
+    this.server = server;
+    this.web = web;
+  }
+
+  /** A hub with a TCP port, and its page on `webPort`. */
+  static async open(
+    options: ConstructorParameters<typeof Hub>[0] = {},
+    webPort = 0,
+  ): Promise<TestHub> {
+    const hub = new Hub(options);
+    const server = await hub.attach(new PortServer("127.0.0.1", 0));
+    const web = await hub.attach(new WebServer({ port: webPort }));
+    return new TestHub(hub, server, web);
   }
 
   /** A TCP client, once the hub has it. */
@@ -126,11 +136,42 @@ browserTest(
   },
 );
 
+browserTest(
+  "serve --web --idle-timeout 2: an open page stays connected",
+  async () => {
+    await using serve = spawn("serve", [
+      "127.0.0.1:0",
+      "--web",
+      "127.0.0.1:0",
+      "--idle-timeout",
+      "2",
+      "--monitor",
+    ], [NET]);
+    await serve.listening();
+    const [, url] = await serve.waitFor(/^web page on (http:\/\/\S+)$/);
+    await using browser = new Browser();
+    const page = await openPage(browser, url);
+    const [, name] = await serve.waitFor(/^connect (web \S+) \(1 client\)$/);
+    // Three idle timeouts, then a key: the line it makes is the sentinel.
+    const start = Date.now();
+    await until(() => Date.now() - start > 6000, 10_000, "three timeouts");
+    await key(page, "C4");
+    await serve.waitFor(new RegExp(`^[\\d:.]+ ${name} note_on `));
+    assert.deepEqual(serve.lines.filter((l) => l.startsWith("disconnect")), []);
+    assert.equal(
+      serve.lines.filter((l) => l.startsWith("connect web")).length,
+      1,
+    );
+  },
+);
+
 browserTest("over HTTPS the page plays through WSS", async () => {
   const { cert, key: privateKey } = await testCertificates();
   const hub = new Hub();
   const server = await hub.attach(new PortServer("127.0.0.1", 0));
-  const web = new WebServer(hub, { port: 0, tls: { cert, key: privateKey } });
+  const web = await hub.attach(
+    new WebServer({ port: 0, tls: { cert, key: privateKey } }),
+  );
   try {
     const tcp = await connect("127.0.0.1", server.port);
     await until(() => hub.endpoints.length === 1);
@@ -154,7 +195,7 @@ browserTest("over HTTPS the page plays through WSS", async () => {
 browserTest(
   "1000 messages from a TCP client all appear in the monitor",
   async () => {
-    await using hub = new TestHub();
+    await using hub = await TestHub.open();
     await using browser = new Browser();
     const page = await openPage(browser, hub.web.url);
     const tcp = await hub.client();
@@ -231,7 +272,7 @@ browserTest(
 browserTest(
   "a wrong token shows the refusal and nothing is relayed",
   async () => {
-    await using hub = new TestHub({ token: TOKEN });
+    await using hub = await TestHub.open({ token: TOKEN });
     const tcp = await hub.client();
     await using browser = new Browser();
     const page = await openPage(browser, hub.web.url, { wait: false });
@@ -272,7 +313,7 @@ browserTest(
 browserTest(
   "a token in the link's fragment is used and leaves the address bar",
   async () => {
-    await using hub = new TestHub({ token: TOKEN });
+    await using hub = await TestHub.open({ token: TOKEN });
     await using browser = new Browser();
     const page = await openPage(browser, `${hub.web.url}#token=${TOKEN}`);
     assert.equal(await page.evaluate(`() => location.hash`), "");
@@ -280,7 +321,7 @@ browserTest(
 );
 
 browserTest("a page whose hub restarts reconnects by itself", async () => {
-  const first = new TestHub();
+  const first = await TestHub.open();
   const port = first.web.port;
   await using browser = new Browser();
   const page = await openPage(browser, first.web.url);
@@ -293,7 +334,7 @@ browserTest("a page whose hub restarts reconnects by itself", async () => {
     /hub closing · retrying in \d+ s/,
   );
   // The same address, a new hub.
-  await using second = new TestHub({}, port);
+  await using second = await TestHub.open({}, port);
   const tcp = await second.client();
   await connected(page);
   await key(page, "E4");
@@ -307,7 +348,7 @@ browserTest("a page whose hub restarts reconnects by itself", async () => {
 browserTest(
   "the computer keyboard plays on the chosen channel and velocity",
   async () => {
-    await using hub = new TestHub();
+    await using hub = await TestHub.open();
     const tcp = await hub.client();
     await using browser = new Browser();
     const page = await openPage(browser, hub.web.url);
@@ -349,7 +390,7 @@ browserTest(
 browserTest(
   "the endpoint list follows clients as they come and go",
   async () => {
-    await using hub = new TestHub();
+    await using hub = await TestHub.open();
     await using browser = new Browser();
     const page = await openPage(browser, hub.web.url);
     await page.waitFor(
@@ -389,7 +430,7 @@ const FAKE_MIDI = `
 browserTest(
   "the Web MIDI bridge plays a browser input into the hub and the hub on its output",
   async () => {
-    await using hub = new TestHub();
+    await using hub = await TestHub.open();
     const tcp = await hub.client();
     await using browser = new Browser();
     const page = await openPage(browser, hub.web.url, { init: FAKE_MIDI });
@@ -426,7 +467,7 @@ browserTest(
 browserTest(
   "a phone without Web MIDI plays by touch and says why it cannot bridge",
   async () => {
-    await using hub = new TestHub();
+    await using hub = await TestHub.open();
     const tcp = await hub.client();
     await using browser = new Browser();
     const page = await openPage(
@@ -451,9 +492,120 @@ browserTest(
       message("note_on", { note: 69, velocity: 100 }),
       message("note_off", { note: 69, velocity: 0 }),
     ]);
-    // The keyboard fits the phone's width.
+    // The keyboard fits the phone's width, with keys a finger wide.
     const box = await page.box("#keyboard");
     assert.ok(box.x >= 0 && box.x + box.width <= 390, JSON.stringify(box));
+    const widths = await whiteKeys(page);
+    assert.ok(widths.length >= 7, `${widths.length} white keys`);
+    assert.ok(widths.every((w) => w >= 44), JSON.stringify(widths));
+    await assertQuiet(page);
+    await tcp.close();
+  },
+);
+
+/** The widths of the white keys on the screen, in CSS pixels. */
+async function whiteKeys(page: Page): Promise<number[]> {
+  return await page.evaluate<number[]>(
+    `() => [...document.querySelectorAll("#keyboard .key.white")].map((key) =>
+      key.getBoundingClientRect().width)`,
+  );
+}
+
+browserTest(
+  "the keyboard shows as many finger-wide keys as fit, and follows the width",
+  async () => {
+    await using hub = await TestHub.open({ token: TOKEN });
+    await using browser = new Browser();
+    // A phone, upright: an octave of keys at least 44 px wide; the token
+    // card as wide as the cards below it.
+    const phone = await openPage(browser, hub.web.url, {
+      viewport: { width: 390, height: 844 },
+      hasTouch: true,
+      wait: false,
+    });
+    await phone.waitFor(`() => !document.querySelector("#token-form").hidden`);
+    const upright = await whiteKeys(phone);
+    assert.equal(upright.length, 7);
+    assert.ok(upright.every((w) => w >= 44), JSON.stringify(upright));
+    assert.equal(
+      await phone.evaluate(
+        `() => document.querySelector("#keyboard").getAttribute("aria-label")`,
+      ),
+      "Piano keyboard, C4 to B4",
+    );
+    const token = await phone.box("#token-form");
+    const card = await phone.box(".card.play");
+    assert.equal(Math.round(token.x), Math.round(card.x));
+    assert.equal(Math.round(token.width), Math.round(card.width));
+    // The octave buttons move the shorter keyboard by octaves too.
+    await phone.tap("#octave-up");
+    assert.equal(await phone.text("#octave-value"), "C5");
+    // Turned sideways, and on a desktop: two octaves and a C.
+    const sideways = await openPage(browser, hub.web.url, {
+      viewport: { width: 844, height: 390 },
+      hasTouch: true,
+      wait: false,
+    });
+    await sideways.waitFor(
+      `() => document.querySelectorAll("#keyboard .key.white").length === 15`,
+    );
+    assert.ok((await whiteKeys(sideways)).every((w) => w >= 44));
+    // A window made narrow rebuilds the keyboard.
+    await sideways.evaluate(`() => {
+      document.querySelector("#keyboard").style.width = "300px";
+    }`);
+    await sideways.waitFor(
+      `() => document.querySelectorAll("#keyboard .key.white").length === 7`,
+    );
+    await assertQuiet(phone);
+    await assertQuiet(sideways);
+  },
+);
+
+browserTest(
+  "an open page is never dropped as idle, however short the idle timeout",
+  async () => {
+    await using hub = await TestHub.open({ idleTimeout: 1000 });
+    const left: string[] = [];
+    hub.hub.listen((event) => {
+      if (event.type === "leave") left.push(event.endpoint.name);
+    });
+    // A TCP client that keeps itself alive as a midisock client does.
+    const tcp = await hub.client();
+    const alive = setInterval(() => {
+      tcp.send(message("active_sensing")).catch(() => {});
+    }, 250);
+    await using browser = new Browser();
+    const page = await openPage(browser, hub.web.url);
+    const endpoint = hub.hub.endpoints.find((e) => e.transport === "web")!;
+    // Four idle timeouts with nobody playing: the page says it is alive.
+    await until(
+      () => Date.now() - endpoint.joinedAt > 4000,
+      10_000,
+      "four idle timeouts",
+    );
+    assert.ok(hub.hub.endpoints.includes(endpoint));
+    assert.equal(
+      await page.evaluate(
+        `() => document.querySelector("#status").dataset.state`,
+      ),
+      "connected",
+    );
+    // Its keep-alive is answered by the hub, not passed on: past the hub's
+    // own answers to the TCP client, the first thing it hears is the key
+    // played now.
+    await key(page, "F4");
+    const heard: Message[] = [];
+    while (heard.length < 2) {
+      const [msg] = await take(tcp, 1);
+      if (msg.type !== "active_sensing") heard.push(msg);
+    }
+    assert.deepEqual(heard, [
+      message("note_on", { note: 65, velocity: 100 }),
+      message("note_off", { note: 65, velocity: 0 }),
+    ]);
+    assert.deepEqual(left, []);
+    clearInterval(alive);
     await assertQuiet(page);
     await tcp.close();
   },

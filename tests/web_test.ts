@@ -14,9 +14,9 @@ import {
   PortServer,
   WebServer,
 } from "../mod.ts";
-import { LOOPBACK, netTest, take, until, within } from "./_net.ts";
+import { LOOPBACK, netTest, readAll, take, until, within } from "./_net.ts";
 import { between, concat, pureTest, random, randomMessage } from "./_util.ts";
-import { openRaw, type RawWebSocket } from "./_ws.ts";
+import { openRaw, type RawWebSocket, writeAll } from "./_ws.ts";
 import { NET, run, spawn } from "./_cli.ts";
 import { noOpenssl, testCertificateFiles, testCertificates } from "./_tls.ts";
 import { ASSETS_MODULE, PAGE_DIR, renderAssets } from "../src/web/_embed.ts";
@@ -104,11 +104,11 @@ class TestPage {
 async function withHub(
   options: ConstructorParameters<typeof Hub>[0],
   fn: (hub: HubType, server: PortServer, web: WebServer) => Promise<void>,
-  webOptions: ConstructorParameters<typeof WebServer>[1] = {},
+  webOptions: ConstructorParameters<typeof WebServer>[0] = {},
 ): Promise<void> {
   const hub = new Hub(options);
   const server = await hub.attach(new PortServer("127.0.0.1", 0));
-  const web = new WebServer(hub, { port: 0, ...webOptions });
+  const web = await hub.attach(new WebServer({ port: 0, ...webOptions }));
   try {
     await fn(hub, server, web);
   } finally {
@@ -409,7 +409,7 @@ netTest(
   async () => {
     // A server read as a port makes the hub wait for its reader.
     const server = new PortServer("127.0.0.1", 0, { queueSize: 100 });
-    const web = new WebServer(server.hub, { port: 0 });
+    const web = await server.hub.attach(new WebServer({ port: 0 }));
     try {
       assert.equal(server.poll(), undefined);
       const page = await TestPage.join(web.url);
@@ -838,7 +838,7 @@ netTest(
   async () => {
     const hub = new Hub();
     const server = await hub.attach(new PortServer("127.0.0.1", 0));
-    const web = new WebServer(hub, { port: 0 });
+    const web = await hub.attach(new WebServer({ port: 0 }));
     const page = await TestPage.join(web.url);
     await web.close();
     const event = await within(page.closed, 5000, "the close");
@@ -862,7 +862,7 @@ netTest(
   "closing the hub closes the pages, which hear it is closing",
   async () => {
     const hub = new Hub();
-    const web = new WebServer(hub, { port: 0 });
+    const web = await hub.attach(new WebServer({ port: 0 }));
     const page = await TestPage.join(web.url);
     await hub.close();
     const event = await within(page.closed, 5000, "the close");
@@ -873,6 +873,318 @@ netTest(
     await web.close();
   },
 );
+
+// --- HTTP and WebSocket, as the server speaks them ---------------------------
+
+const encoder = new TextEncoder();
+
+netTest(
+  "a web server is a transport: attached it serves, closed with the hub",
+  async () => {
+    const web = new WebServer({ port: 0 });
+    assert.equal(web.name, "web 127.0.0.1:0");
+    assert.throws(() => web.port, /not serving: attach it to a hub first/);
+    assert.equal(web.hub, undefined);
+    const hub = new Hub();
+    assert.equal(await hub.attach(web), web);
+    assert.equal(web.hub, hub);
+    assert.equal(web.name, `web 127.0.0.1:${web.port}`);
+    await assert.rejects(
+      web.attach(new Hub()),
+      /attached to a hub already/,
+    );
+    const page = await fetch(web.url);
+    assert.equal(page.status, 200);
+    await page.body?.cancel();
+    // A port taken: attach fails, and the transport is closed.
+    const taken = new WebServer({ port: web.port });
+    await assert.rejects(hub.attach(taken), Deno.errors.AddrInUse);
+    assert.ok(taken.closed);
+    await hub.close();
+    assert.ok(web.closed);
+    await assert.rejects(
+      Deno.connect({ hostname: "127.0.0.1", port: web.port }),
+    );
+    // Bad options are refused at once.
+    assert.throws(() => new WebServer({ port: 70000 }), RangeError);
+    assert.throws(() => new WebServer({ keepAlive: -1 }), /keepAlive/);
+    assert.throws(() => new WebServer({ maxConnections: 0 }), RangeError);
+    assert.throws(
+      () => new WebServer({ hostname: 1 as unknown as string }),
+      TypeError,
+    );
+  },
+);
+
+/** Reads HTTP answers from a raw connection until `count` have come. */
+async function answers(
+  conn: Deno.Conn,
+  count: number,
+): Promise<{ statuses: number[]; closed: boolean; text: string }> {
+  let text = "";
+  let closed = false;
+  const buffer = new Uint8Array(65536);
+  const decoder = new TextDecoder("latin1");
+  const statuses = () => [...text.matchAll(/HTTP\/1\.1 (\d{3}) /g)];
+  await within(
+    (async () => {
+      while (statuses().length < count) {
+        const n = await conn.read(buffer);
+        if (n === null) {
+          closed = true;
+          return;
+        }
+        text += decoder.decode(buffer.subarray(0, n));
+      }
+    })(),
+    5000,
+    "the answers",
+  );
+  return { statuses: statuses().map((m) => Number(m[1])), closed, text };
+}
+
+netTest(
+  "requests on one connection are answered in order; a connection serves 100",
+  async () => {
+    await withHub({}, async (_hub, _server, web) => {
+      const conn = await Deno.connect({
+        hostname: "127.0.0.1",
+        port: web.port,
+      });
+      const host = `Host: 127.0.0.1:${web.port}\r\n`;
+      await writeAll(
+        conn,
+        encoder.encode(
+          `GET / HTTP/1.1\r\n${host}\r\n` +
+            `HEAD /app.js HTTP/1.1\r\n${host}\r\n` +
+            `GET /nothing HTTP/1.1\r\n${host}\r\n`,
+        ),
+      );
+      const first = await answers(conn, 3);
+      assert.deepEqual(first.statuses, [200, 200, 404]);
+      await writeAll(
+        conn,
+        encoder.encode(`GET /icon.svg HTTP/1.1\r\n${host}\r\n`.repeat(97)),
+      );
+      const rest = await answers(conn, 98);
+      assert.equal(rest.statuses.length, 97);
+      assert.match(rest.text, /connection: close\r\n\r\n<svg[^]*<\/svg>\s*$/);
+      assert.equal((await readAll(conn)).length, 0);
+    });
+  },
+);
+
+netTest(
+  "a request head too long or malformed is answered, closed and reported",
+  async () => {
+    const events: HubEvent[] = [];
+    await withHub(
+      { onEvent: (e) => e.type === "refuse" && events.push(e) },
+      async (_hub, _server, web) => {
+        const long = await Deno.connect({
+          hostname: "127.0.0.1",
+          port: web.port,
+        });
+        await writeAll(
+          long,
+          encoder.encode(`GET / HTTP/1.1\r\nX: ${"y".repeat(9000)}`),
+        );
+        const tooLong = await answers(long, 1);
+        assert.deepEqual(tooLong.statuses, [431]);
+        assert.equal((await readAll(long)).length, 0);
+        const bad = await Deno.connect({
+          hostname: "127.0.0.1",
+          port: web.port,
+        });
+        await writeAll(bad, encoder.encode("GET \x01 nope\r\n\r\n"));
+        assert.deepEqual((await answers(bad, 1)).statuses, [400]);
+        assert.equal((await readAll(bad)).length, 0);
+        assert.deepEqual(
+          events.map((e) =>
+            e.type === "refuse" &&
+            [e.refusal.code, e.refusal.reason, e.refusal.detail]
+          ),
+          [
+            ["protocol", "request head too long", "GET / HTTP/1.1"],
+            ["protocol", "malformed request line", "GET \\x01 nope"],
+          ],
+        );
+      },
+    );
+  },
+);
+
+netTest(
+  "silent and trickling connections are closed at the deadline",
+  async () => {
+    const events: HubEvent[] = [];
+    await withHub(
+      {
+        handshakeTimeout: 300,
+        onEvent: (e) => e.type === "refuse" && events.push(e),
+      },
+      async (_hub, _server, web) => {
+        const silent = await Deno.connect({
+          hostname: "127.0.0.1",
+          port: web.port,
+        });
+        const slow = await Deno.connect({
+          hostname: "127.0.0.1",
+          port: web.port,
+        });
+        await writeAll(slow, encoder.encode("GET / HT"));
+        const started = performance.now();
+        await Promise.all([readAll(silent, 3000), readAll(slow, 3000)]);
+        const took = performance.now() - started;
+        assert.ok(took < 1300, `closed after ${Math.round(took)} ms`);
+        // Only the one that began a request is reported.
+        assert.deepEqual(
+          events.map((e) => e.type === "refuse" && e.refusal.reason),
+          ["no whole request within 300 ms"],
+        );
+      },
+    );
+  },
+);
+
+Deno.test({
+  name: "a stalled TLS handshake on the web port is closed at the deadline",
+  ignore: noOpenssl,
+  permissions: { ...LOOPBACK, run: ["sh", "openssl"] },
+  fn: async () => {
+    const { cert, key } = await testCertificates();
+    await withHub({ handshakeTimeout: 300 }, async (_hub, _server, web) => {
+      const conns = await Promise.all(
+        Array.from(
+          { length: 10 },
+          () => Deno.connect({ hostname: "127.0.0.1", port: web.port }),
+        ),
+      );
+      const started = performance.now();
+      await Promise.all(conns.map((conn) => readAll(conn, 3000)));
+      const took = performance.now() - started;
+      assert.ok(took < 1300, `closed after ${Math.round(took)} ms`);
+    }, { tls: { cert, key } });
+  },
+});
+
+netTest(
+  "past the bound per address, the oldest silent connection makes room",
+  async () => {
+    const events: HubEvent[] = [];
+    await withHub(
+      { onEvent: (e) => e.type === "refuse" && events.push(e) },
+      async (_hub, _server, web) => {
+        const silent = [];
+        for (let i = 0; i < 10; i++) {
+          silent.push(
+            await Deno.connect({ hostname: "127.0.0.1", port: web.port }),
+          );
+        }
+        // The first six are closed at once to make room for the next.
+        const closed = await Promise.all(
+          silent.slice(0, 6).map((conn) => readAll(conn, 3000)),
+        );
+        assert.equal(closed.length, 6);
+        const page = await fetch(web.url);
+        assert.equal(page.status, 200);
+        await page.body?.cancel();
+        assert.ok(
+          events.every((e) =>
+            e.type === "refuse" && /closed to make room/.test(e.refusal.reason)
+          ),
+        );
+        assert.ok(events.length >= 6);
+        for (const conn of silent.slice(6)) conn.close();
+      },
+      { maxConnectionsPerAddress: 4 },
+    );
+  },
+);
+
+netTest(
+  "a page's pings are answered, fragments joined, and its close answered",
+  async () => {
+    const left: HubEvent[] = [];
+    await withHub(
+      { onEvent: (e) => e.type === "leave" && left.push(e) },
+      async (hub, server, web) => {
+        const tcp = await rawClient(hub, server);
+        const raw = await Deno.connect({
+          hostname: "127.0.0.1",
+          port: web.port,
+        });
+        const { socket } = await openRaw(raw, `127.0.0.1:${web.port}`);
+        const page = socket!;
+        const welcome = await page.next();
+        assert.equal(
+          JSON.parse(new TextDecoder().decode(welcome!.payload)).keepAlive,
+          1000,
+        );
+        await page.send("hi", { opcode: 9 });
+        let pong;
+        do pong = await page.next(); while (pong!.opcode !== 10);
+        assert.equal(new TextDecoder().decode(pong!.payload), "hi");
+        // One message in three frames, a ping between two of them.
+        await page.send(new Uint8Array([0x90]), { fin: false });
+        await page.send("x", { opcode: 9 });
+        await page.send(new Uint8Array([60]), { opcode: 0, fin: false });
+        await page.send(new Uint8Array([100]), { opcode: 0 });
+        const bytes = await readUntil(
+          tcp,
+          (b) => endsWith(b, new Uint8Array([0x90, 60, 100])),
+        );
+        assert.deepEqual([...bytes], [0x90, 60, 100]);
+        // A close: answered with the same code, and the page left cleanly
+        // (its note released).
+        const closing = new Uint8Array([0x03, 0xe8]);
+        await page.send(closing, { opcode: 8 });
+        const close = await page.closeFrame();
+        assert.equal(close?.code, 1000);
+        assert.equal((await readAll(raw)).length, 0);
+        await until(() => left.length === 1);
+        assert.equal(left[0].type === "leave" && left[0].reason, undefined);
+        tcp.close();
+      },
+    );
+  },
+);
+
+netTest(
+  "a page that breaks the WebSocket protocol is closed with 1002",
+  async () => {
+    const left: HubEvent[] = [];
+    await withHub(
+      { onEvent: (e) => e.type === "leave" && left.push(e) },
+      async (_hub, _server, web) => {
+        const raw = await Deno.connect({
+          hostname: "127.0.0.1",
+          port: web.port,
+        });
+        const { socket } = await openRaw(raw, `127.0.0.1:${web.port}`);
+        await within(welcomed(socket!), 5000, "the welcome");
+        await socket!.send(new Uint8Array([0x90, 1, 1]), { mask: false });
+        const close = await socket!.closeFrame();
+        assert.equal(close?.code, 1002);
+        assert.equal(close?.reason, "unmasked frame from a client");
+        await until(() => left.length === 1);
+        assert.match(
+          String(left[0].type === "leave" && left[0].reason),
+          /Broke the WebSocket protocol: unmasked frame/,
+        );
+        socket!.close();
+      },
+    );
+  },
+);
+
+netTest("the welcome says how often a page keeps itself alive", async () => {
+  await withHub({}, async (_hub, _server, web) => {
+    const page = await TestPage.join(web.url);
+    assert.equal(page.of("welcome")[0].keepAlive, 0);
+    await page.close();
+  }, { keepAlive: 0 });
+});
 
 // --- serve --web --------------------------------------------------------------
 

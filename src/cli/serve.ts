@@ -33,7 +33,7 @@
 import { parseArgs } from "node:util";
 import { formatMessage } from "../codec/text.ts";
 import { MIN_TOKEN_LENGTH } from "../gate.ts";
-import { Hub, type HubEvent, type HubOptions } from "../hub.ts";
+import { Hub, type HubEvent, type HubOptions } from "../hub/mod.ts";
 import { AddressList } from "../access.ts";
 import { formatAddress, parseAddress } from "../address.ts";
 import { PortServer } from "../net/server.ts";
@@ -128,7 +128,10 @@ Options:
       --nats URL       Join other hubs through a NATS server (or cluster:
                        URL,URL); user:password@ or a token in the URL
       --room NAME      The room to share on NATS (with --nats)
-      --nats-name NAME This hub's name for the others [the host name]
+      --nats-name NAME This hub's name for the others [the host name; with
+                       no --allow-sys=hostname, hub- and 6 digits of its id]
+      --nats-id ID     This hub's id in the room: its subjects end in it, for
+                       NATS permissions (docs/scaling-out.md) [random]
       --nats-creds FILE  NATS credentials file (JWT and seed)
       --nats-ca FILE   Trust this CA for the NATS server's TLS certificate
       --nats-cert FILE Client certificate for NATS (with --nats-key)
@@ -213,6 +216,7 @@ interface NatsConfig {
   url: string;
   room: string;
   name?: string;
+  id?: string;
   credsFile?: string;
   tls?: { caFile?: string; certFile?: string; keyFile?: string };
 }
@@ -251,6 +255,7 @@ function readArgs(args: string[]): ServeConfig | "help" | "version" {
         nats: { type: "string" },
         room: { type: "string" },
         "nats-name": { type: "string" },
+        "nats-id": { type: "string" },
         "nats-creds": { type: "string" },
         "nats-ca": { type: "string" },
         "nats-cert": { type: "string" },
@@ -380,6 +385,7 @@ function readNats(values: {
   nats?: string;
   room?: string;
   "nats-name"?: string;
+  "nats-id"?: string;
   "nats-creds"?: string;
   "nats-ca"?: string;
   "nats-cert"?: string;
@@ -388,6 +394,7 @@ function readNats(values: {
   const others = [
     "room",
     "nats-name",
+    "nats-id",
     "nats-creds",
     "nats-ca",
     "nats-cert",
@@ -420,6 +427,7 @@ function readNats(values: {
     url: values.nats,
     room: values.room,
     name: values["nats-name"],
+    id: values["nats-id"],
     credsFile: values["nats-creds"],
     tls,
   };
@@ -583,12 +591,11 @@ class Serve {
       host: this.#config.hostname,
       port: rtp.port,
       name: rtp.name,
-      gate: this.#hub.gate,
-      maxSysexLength: this.#hub.maxSysexLength,
     });
     this.#rtp = session;
     try {
-      await session.ready;
+      // Each participant joins the hub as a client, under its gate.
+      await this.#hub.attach(session);
     } catch (error) {
       if (error instanceof Deno.errors.NotCapable) throw error;
       throw new CliError(
@@ -603,19 +610,6 @@ class Serve {
         formatAddress({ hostname: this.#config.hostname, port: session.port })
       } (data ${session.port + 1})`,
     );
-    (async () => {
-      for await (const participant of session) {
-        if (this.#hub.closed) {
-          await participant.close();
-          continue;
-        }
-        this.#hub.add(participant, {
-          kind: "client",
-          transport: "rtp",
-          name: `rtp ${JSON.stringify(participant.name)}`,
-        });
-      }
-    })();
     if (rtp.bonjour) {
       // Loaded only now: a session without Bonjour never loads mDNS.
       const { advertiseRtpMidi } = await import("../rtp/bonjour.ts");
@@ -644,24 +638,22 @@ class Serve {
   async #link(nats: NatsConfig): Promise<void> {
     // Loaded only now: serving without NATS never loads its client.
     const { formatNatsLinkEvent, NatsLink } = await import("../nats/link.ts");
-    const link = await NatsLink.connect(nats.url, {
-      room: nats.room,
-      name: nats.name,
-      credsFile: nats.credsFile,
-      tls: nats.tls,
-      onEvent: (event) =>
-        this.#say(formatNatsLinkEvent(event, { room: nats.room })),
-    });
+    const link = await this.#hub.attach(
+      new NatsLink(nats.url, {
+        room: nats.room,
+        name: nats.name,
+        id: nats.id,
+        credsFile: nats.credsFile,
+        tls: nats.tls,
+        onEvent: (event) =>
+          this.#say(formatNatsLinkEvent(event, { room: nats.room })),
+      }),
+    );
     this.#say(
       `NATS link up: ${link.url}, room ${link.room}, as hub ${
         JSON.stringify(link.hubName)
       } (${link.id})`,
     );
-    this.#hub.add(link, {
-      kind: "link",
-      transport: "nats",
-      name: `room ${link.room}`,
-    });
   }
 
   /** Serves the web page: each page that opens is one more endpoint. */
@@ -669,10 +661,9 @@ class Serve {
     // Loaded only now: serving without --web never loads the page.
     const { WebServer } = await import("../web/server.ts");
     try {
-      this.#web = new WebServer(this.#hub, {
-        ...address,
-        tls: this.#config.tls,
-      });
+      this.#web = await this.#hub.attach(
+        new WebServer({ ...address, tls: this.#config.tls }),
+      );
     } catch (error) {
       const where = formatAddress(address);
       if (error instanceof Deno.errors.AddrInUse) {

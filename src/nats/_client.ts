@@ -14,6 +14,13 @@ import type {
 
 export type { NatsConnection };
 
+/** The NATS client package, pinned. */
+const CLIENT: string = "npm:@nats-io/transport-node@3.4.0";
+
+type NatsPackage = typeof import("npm:@nats-io/transport-node@3.4.0");
+type NodeTransportModule =
+  typeof import("npm:@nats-io/transport-node@3.4.0/lib/node_transport.js");
+
 /** NATS servers and credentials, read from one or more URLs. */
 export interface NatsUrls {
   /** `host:port` of each server, for the client. */
@@ -174,9 +181,11 @@ let loading: Promise<NatsModule> | undefined;
  */
 function load(): Promise<NatsModule> {
   loading ??= (async () => {
-    const nats = await import("npm:@nats-io/transport-node@3.4.0");
-    const node = await import(
-      "npm:@nats-io/transport-node@3.4.0/lib/node_transport.js"
+    // Specifiers in variables: Deno fetches every import it can read ahead
+    // of running, dynamic ones too, and this one must wait for a link.
+    const nats: NatsPackage = await import(CLIENT);
+    const node: NodeTransportModule = await import(
+      `${CLIENT}/lib/node_transport.js`
     );
     const timers = await import("node:timers");
     const net = await import("node:net");

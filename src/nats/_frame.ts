@@ -1,14 +1,14 @@
 /**
  * The frames NATS links exchange: a pure codec, no I/O, so it can be fuzzed.
  *
- * Version 1, every integer big-endian:
+ * Every integer is big-endian. A frame starts with a 16-byte header:
  *
  * | offset | size | field |
  * | --- | --- | --- |
  * | 0 | 2 | magic `4D 53` ("MS") |
  * | 2 | 1 | version: 1 |
  * | 3 | 1 | kind: 1 MIDI, 2 beat, 3 bye |
- * | 4 | 8 | origin: the sending hub's random id |
+ * | 4 | 8 | instance: random for each link, new when a hub restarts |
  * | 12 | 4 | sequence: a MIDI frame's number (from 0, wrapping at 2^32); in beat and bye frames, the number of the next MIDI frame |
  *
  * then, by kind:
@@ -16,12 +16,23 @@
  *   whole with its own status byte (no running status), as the codec's
  *   `encodeInto` writes them;
  * - beat: 2 bytes, the heartbeat interval in ms; 1 byte, the length of the
- *   hub's name; the name in UTF-8;
+ *   hub's name; the name in UTF-8; then extensions, which a reader skips
+ *   when it does not know them. Version 1 writes one: 1 byte, the highest
+ *   MIDI frame version the hub reads (1). A beat without it means 1.
  * - bye: nothing.
  *
- * A frame that breaks any of this (other magic or version, cut short, a
- * count that does not match the bytes, a message cut or with a stray byte)
- * is refused whole.
+ * Who sent a frame is not in it: it is the last token of the NATS subject
+ * it came on, which NATS permissions can tie to one user.
+ *
+ * Versions: beats and byes are always written as version 1 (later fields go
+ * in the beat's extensions), so hubs of every version see each other. A hub
+ * writes MIDI frames in the highest version that every hub of the room
+ * reads, as their beats say; a reader refuses a MIDI frame of a version it
+ * does not know (whole, counted), never the hub that sent it.
+ *
+ * A frame that breaks any of this (other magic, cut short, a count that
+ * does not match the bytes, a message cut or with a stray byte) is refused
+ * whole.
  *
  * @module
  */
@@ -60,8 +71,8 @@ export const ID_SIZE = 8;
 
 /** A frame's header, as read. */
 export interface FrameHeader {
-  /** The origin's id, 16 lowercase hex digits. */
-  origin: string;
+  /** The sender's instance, 16 lowercase hex digits. */
+  instance: string;
   /** The sequence field. */
   seq: number;
 }
@@ -80,6 +91,8 @@ export interface BeatFrame extends FrameHeader {
   interval: number;
   /** The sender's name. */
   name: string;
+  /** The highest MIDI frame version the sender reads. */
+  reads: number;
 }
 
 /** A goodbye, as read. */
@@ -122,20 +135,20 @@ export function idToHex(bytes: Uint8Array, offset = 0): string {
  *
  * @param target The frame's buffer.
  * @param kind The kind.
- * @param origin The sender's id.
+ * @param instance The sender's instance id.
  * @param seq The sequence field.
  */
 export function writeHeader(
   target: Uint8Array,
   kind: number,
-  origin: Uint8Array,
+  instance: Uint8Array,
   seq: number,
 ): void {
   target[0] = MAGIC_0;
   target[1] = MAGIC_1;
   target[2] = FRAME_VERSION;
   target[3] = kind;
-  target.set(origin, 4);
+  target.set(instance, 4);
   new DataView(target.buffer, target.byteOffset, target.byteLength)
     .setUint32(12, seq >>> 0);
 }
@@ -143,20 +156,20 @@ export function writeHeader(
 /**
  * Encodes a whole MIDI frame (what a link builds piecewise in its batch).
  *
- * @param origin The sender's id.
+ * @param instance The sender's instance id.
  * @param seq The frame's number.
  * @param messages 1 to 65535 well-formed messages.
  * @returns The frame.
  */
 export function encodeMidiFrame(
-  origin: Uint8Array,
+  instance: Uint8Array,
   seq: number,
   messages: readonly Message[],
 ): Uint8Array {
   let size = MIDI_HEADER_SIZE;
   for (const msg of messages) size += encodedLength(msg);
   const frame = new Uint8Array(size);
-  writeHeader(frame, KIND_MIDI, origin, seq);
+  writeHeader(frame, KIND_MIDI, instance, seq);
   writeCount(frame, messages.length);
   let offset = MIDI_HEADER_SIZE;
   for (const msg of messages) offset = encodeInto(msg, frame, offset);
@@ -177,37 +190,45 @@ export function writeCount(frame: Uint8Array, count: number): void {
 /**
  * Encodes a heartbeat.
  *
- * @param origin The sender's id.
+ * @param instance The sender's instance id.
  * @param seq The number of the sender's next MIDI frame.
  * @param interval The sender's heartbeat interval, ms.
  * @param name The sender's name, already cut to 255 UTF-8 bytes.
+ * @param extensions What follows the name: by default, the highest MIDI
+ * frame version this codec reads.
  * @returns The frame.
  */
 export function encodeBeat(
-  origin: Uint8Array,
+  instance: Uint8Array,
   seq: number,
   interval: number,
   name: Uint8Array,
+  extensions: Uint8Array = BEAT_EXTENSIONS,
 ): Uint8Array {
-  const frame = new Uint8Array(HEADER_SIZE + 3 + name.length);
-  writeHeader(frame, KIND_BEAT, origin, seq);
+  const frame = new Uint8Array(
+    HEADER_SIZE + 3 + name.length + extensions.length,
+  );
+  writeHeader(frame, KIND_BEAT, instance, seq);
   frame[HEADER_SIZE] = interval >> 8;
   frame[HEADER_SIZE + 1] = interval & 0xff;
   frame[HEADER_SIZE + 2] = name.length;
   frame.set(name, HEADER_SIZE + 3);
+  frame.set(extensions, HEADER_SIZE + 3 + name.length);
   return frame;
 }
+
+const BEAT_EXTENSIONS = new Uint8Array([FRAME_VERSION]);
 
 /**
  * Encodes a goodbye.
  *
- * @param origin The sender's id.
+ * @param instance The sender's instance id.
  * @param seq The number of the MIDI frame the sender would have sent next.
  * @returns The frame.
  */
-export function encodeBye(origin: Uint8Array, seq: number): Uint8Array {
+export function encodeBye(instance: Uint8Array, seq: number): Uint8Array {
   const frame = new Uint8Array(HEADER_SIZE);
-  writeHeader(frame, KIND_BYE, origin, seq);
+  writeHeader(frame, KIND_BYE, instance, seq);
   return frame;
 }
 
@@ -248,17 +269,17 @@ export class FrameReader {
     ) {
       return undefined;
     }
-    const origin = idToHex(bytes, 4);
+    const instance = idToHex(bytes, 4);
     const seq = ((bytes[12] << 24) | (bytes[13] << 16) | (bytes[14] << 8) |
       bytes[15]) >>> 0;
     switch (bytes[3]) {
       case KIND_MIDI:
-        return this.#readMidi(bytes, origin, seq);
+        return this.#readMidi(bytes, instance, seq);
       case KIND_BEAT:
-        return readBeat(bytes, origin, seq);
+        return readBeat(bytes, instance, seq);
       case KIND_BYE:
         return bytes.length === HEADER_SIZE
-          ? { kind: KIND_BYE, origin, seq }
+          ? { kind: KIND_BYE, instance, seq }
           : undefined;
       default:
         return undefined;
@@ -267,7 +288,7 @@ export class FrameReader {
 
   #readMidi(
     bytes: Uint8Array,
-    origin: string,
+    instance: string,
     seq: number,
   ): MidiFrame | undefined {
     if (bytes.length <= MIDI_HEADER_SIZE) return undefined;
@@ -290,29 +311,65 @@ export class FrameReader {
     let length = 0;
     for (const msg of messages) length += encodedLength(msg);
     if (length !== bytes.length - MIDI_HEADER_SIZE) return undefined;
-    return { kind: KIND_MIDI, origin, seq, messages };
+    return { kind: KIND_MIDI, instance, seq, messages };
   }
 }
 
 function readBeat(
   bytes: Uint8Array,
-  origin: string,
+  instance: string,
   seq: number,
 ): BeatFrame | undefined {
   if (bytes.length < HEADER_SIZE + 3) return undefined;
   const interval = (bytes[HEADER_SIZE] << 8) | bytes[HEADER_SIZE + 1];
-  const nameLength = bytes[HEADER_SIZE + 2];
+  const nameEnd = HEADER_SIZE + 3 + bytes[HEADER_SIZE + 2];
   if (
     interval < MIN_INTERVAL || interval > MAX_INTERVAL ||
-    bytes.length !== HEADER_SIZE + 3 + nameLength
+    bytes.length < nameEnd
   ) {
     return undefined;
   }
   let name: string;
   try {
-    name = utf8.decode(bytes.subarray(HEADER_SIZE + 3));
+    name = utf8.decode(bytes.subarray(HEADER_SIZE + 3, nameEnd));
   } catch {
     return undefined;
   }
-  return { kind: KIND_BEAT, origin, seq, interval, name };
+  // Extensions: the versions it reads, then what later versions add.
+  const reads = bytes.length > nameEnd ? bytes[nameEnd] : 1;
+  if (reads < 1) return undefined;
+  return { kind: KIND_BEAT, instance, seq, interval, name, reads };
+}
+
+/**
+ * The kind of a frame of a version this codec reads, from its header
+ * alone.
+ *
+ * @param bytes A payload.
+ * @returns The kind, or 0 when the payload has no such header.
+ */
+export function frameKind(bytes: Uint8Array): number {
+  return bytes.length >= HEADER_SIZE && bytes[0] === MAGIC_0 &&
+      bytes[1] === MAGIC_1 && bytes[2] === FRAME_VERSION
+    ? bytes[3]
+    : 0;
+}
+
+/**
+ * The message count a MIDI frame announces, read before the frame is
+ * parsed (to decide whether it is worth parsing).
+ *
+ * @param bytes A payload.
+ * @returns The count, or 0 when the payload is no MIDI frame of a version
+ * this codec reads.
+ */
+export function announcedCount(bytes: Uint8Array): number {
+  if (
+    bytes.length <= MIDI_HEADER_SIZE || bytes[0] !== MAGIC_0 ||
+    bytes[1] !== MAGIC_1 || bytes[2] !== FRAME_VERSION ||
+    bytes[3] !== KIND_MIDI
+  ) {
+    return 0;
+  }
+  return (bytes[HEADER_SIZE] << 8) | bytes[HEADER_SIZE + 1];
 }

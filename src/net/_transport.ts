@@ -108,7 +108,7 @@ export class ByteTransport {
   /** Bytes waiting or in flight, and how many of them were copied. */
   #queued = 0;
   #copied = 0;
-  #progressAt = 0;
+  #progress = 0;
   #written = 0;
   #writing: Promise<void> | undefined;
   #drain: PromiseWithResolvers<void> | undefined;
@@ -150,11 +150,11 @@ export class ByteTransport {
   }
 
   /**
-   * When the queue last moved: the last write that completed, or when the
-   * queue went from empty to not empty (`performance.now()` ms).
+   * A count that changes whenever the queue moves: at each write that
+   * completes, and when the queue goes from empty to not empty.
    */
-  get progressAt(): number {
-    return this.#progressAt;
+  get progress(): number {
+    return this.#progress;
   }
 
   /** Whether the connection can still take writes. */
@@ -290,7 +290,7 @@ export class ByteTransport {
   }
 
   #grew(size: number): void {
-    if (this.#queued === 0) this.#progressAt = performance.now();
+    if (this.#queued === 0) this.#progress++;
     this.#queued += size;
     this.#writing ??= this.#flush();
   }
@@ -322,7 +322,7 @@ export class ByteTransport {
           this.#written += n;
           this.#queued -= n;
           if (copied) this.#copied -= n;
-          this.#progressAt = performance.now();
+          this.#progress++;
         }
         if (this.#drain !== undefined && this.#queued <= this.#highWater) {
           this.#drain.resolve();

@@ -7,7 +7,7 @@
 import { checkMessage, type Message } from "../codec/messages.ts";
 import { PortClosedError } from "../errors.ts";
 import type { GateOptions, Ticket } from "../gate.ts";
-import { type Endpoint, Hub } from "../hub.ts";
+import { type Endpoint, Hub } from "../hub/mod.ts";
 import {
   InputPortBase,
   type IOPort,
@@ -413,9 +413,8 @@ export class PortServer extends InputPortBase implements IOPort, Transport {
       get copiedBytes() {
         return server.#overflow.length;
       },
-      get progressAt() {
-        return performance.now();
-      },
+      // A waited-for sink: the hub never looks at its progress.
+      progress: 0,
       slow: "wait",
       drained: () => this.#flushing ?? Promise.resolve(),
     };

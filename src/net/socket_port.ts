@@ -283,8 +283,8 @@ export class SocketPort extends InputPortBase implements IOPort {
       get copiedBytes() {
         return transport.copiedBytes;
       },
-      get progressAt() {
-        return transport.progressAt;
+      get progress() {
+        return transport.progress;
       },
       slow: "drop",
       drained: () => transport.drained(),

@@ -9,6 +9,12 @@
  * @module
  */
 
+/**
+ * The multicast DNS package, as a computed specifier: a literal one in a
+ * dynamic import is fetched by Deno when the program starts, used or not.
+ */
+const MULTICAST_DNS = ["npm:multicast-dns", "7.2.5"].join("@");
+
 /** The DNS-SD service type of RTP-MIDI sessions. */
 export const APPLE_MIDI_SERVICE = "_apple-midi._udp.local";
 const SERVICES = "_services._dns-sd._udp.local";
@@ -44,8 +50,8 @@ export interface BonjourOptions {
 
 /** What a session needs to be advertised. */
 export interface AdvertisedSession {
-  /** The session's name. */
-  readonly name: string;
+  /** The session's name, as peers show it. */
+  readonly sessionName: string;
   /** The control port (the data port is the next one). */
   readonly port: number;
   /** Resolves once the port is bound. */
@@ -162,7 +168,7 @@ export async function advertiseRtpMidi(
 ): Promise<BonjourAdvertisement> {
   await session.ready;
   const instance = `${
-    label(options.name ?? session.name)
+    label(options.name ?? session.sessionName)
   }.${APPLE_MIDI_SERVICE}`;
   const host = `${label(options.hostname ?? machineName())}.local`;
   const bound = session.address?.hostname ?? "";
@@ -187,9 +193,13 @@ export async function advertiseRtpMidi(
   }
   const addresses = options.addresses ??
     (everywhere ? machineAddresses() : [bound]);
-  const { default: factory } = await import(
-    "npm:multicast-dns@7.2.5"
-  ) as { default: Factory };
+  // A specifier Deno cannot read ahead of time: it fetches the package only
+  // now, not on the first run of every program that imports this module.
+  // (`deno publish` warns that it cannot analyse it: a full npm: specifier,
+  // it resolves at run time without an import map.)
+  const { default: factory } = await import(MULTICAST_DNS) as {
+    default: Factory;
+  };
   const mdns = factory({ interface: iface, bind: "0.0.0.0", reuseAddr: true });
   try {
     await new Promise<void>((resolve, reject) => {

@@ -31,8 +31,13 @@ export {
   RtpMidiSession,
   type RtpMidiSessionOptions,
   type RtpMidiSessionStats,
+  type RtpMidiWarning,
 } from "./session.ts";
-export { InvitationError, ParticipantTimeoutError } from "./errors.ts";
+export {
+  InvitationError,
+  type InvitationFailure,
+  ParticipantTimeoutError,
+} from "./errors.ts";
 export {
   type AdvertisedSession,
   advertiseRtpMidi,

@@ -1,7 +1,7 @@
 /**
  * `RtpMidiSession`: an AppleMIDI / RTP-MIDI session (RFC 6295 and Apple's
  * MIDI Network Driver Protocol) on a UDP port pair, where each participant
- * is a port of its own.
+ * is a port of its own, and a transport a hub attaches.
  *
  * @module
  */
@@ -14,30 +14,39 @@ import {
   type InvitationPacket,
   isSessionPacket,
   type SessionPacket,
-  type SyncPacket,
 } from "../codec/apple_midi.ts";
-import { checkMessage, type Message } from "../codec/messages.ts";
-import { decodeRtpMidi } from "../codec/rtp_midi.ts";
-import { RtpMidiReceiver, RtpMidiSender } from "../codec/_rtp_stream.ts";
 import { PortClosedError } from "../errors.ts";
-import {
-  DEFAULT_QUEUE_SIZE,
-  InputPortBase,
-  type IOPort,
-  PANIC_MESSAGES,
-  RESET_MESSAGES,
-} from "../port.ts";
-import { AddressList } from "../access.ts";
+import { DEFAULT_QUEUE_SIZE } from "../port.ts";
 import { type Address, checkPort, formatAddress } from "../address.ts";
-import { InvitationError, ParticipantTimeoutError } from "./errors.ts";
-import type { Gate, Ticket } from "../gate.ts";
+import {
+  Gate,
+  type Peer as GatePeer,
+  type Refusal,
+  type Ticket,
+} from "../gate.ts";
+import type { Hub } from "../hub/mod.ts";
+import type { Transport } from "../transport.ts";
 import { callBack } from "../_call.ts";
+import { atMost } from "../_time.ts";
+import { InvitationError, ParticipantTimeoutError } from "./errors.ts";
+import {
+  type Link,
+  Participant,
+  type Peer,
+  type RtpMidiParticipant,
+  type RtpMidiParticipantStats,
+  type RtpMidiWarning,
+  samePeer,
+} from "./_participant.ts";
+
+export type { RtpMidiParticipant, RtpMidiParticipantStats, RtpMidiWarning };
 
 /** Options for {@linkcode RtpMidiSession}. */
 export interface RtpMidiSessionOptions {
   /**
    * Address to listen on: `""` for every interface (IPv6 and IPv4).
-   * Anyone who can reach it may join unless `allow` says otherwise.
+   * Anyone who can reach it may join unless `allow` (or the gate of the
+   * hub it is attached to) says otherwise.
    * @default {"127.0.0.1"}
    */
   host?: string;
@@ -56,12 +65,15 @@ export interface RtpMidiSessionOptions {
   /**
    * Addresses and CIDR ranges (IPv4 and IPv6) whose invitations are
    * accepted; others get NO. RTP-MIDI has no authentication: on any
-   * network but loopback, set this.
+   * network but loopback, set this. Only for a session used alone: one
+   * attached to a hub is admitted by the hub's gate (its `allow`).
    * @default {undefined} (everyone)
    */
-  allow?: Iterable<string> | AddressList;
+  allow?: Iterable<string>;
   /**
-   * Most participants at once; invitations beyond it get NO.
+   * Most participants at once; invitations beyond it get NO. Only for a
+   * session used alone: in a hub, participants count against the hub's
+   * `maxClients`.
    * @default {64}
    */
   maxParticipants?: number;
@@ -74,20 +86,23 @@ export interface RtpMidiSessionOptions {
   queueSize?: number;
   /**
    * The longest sysex reassembled from a peer, in data bytes; longer ones
-   * are dropped.
+   * are dropped. In a hub, the hub's `maxSysexLength` when that is lower.
    * @default {1048576}
    */
   maxSysexLength?: number;
   /**
    * Milliseconds between clock synchronisations (CK) with the peers this
-   * session invited, after the first few.
+   * session invited, after the first few. A peer that invited this session
+   * runs its own; it is asked only when it has not answered one for half
+   * as long again.
    * @default {10000}
    */
   syncInterval?: number;
   /**
-   * A participant that sends nothing (no MIDI, no CK, no RS) for this many
-   * milliseconds is dropped. Keep it above the peers' sync interval
-   * (Apple's and rtpMIDI's is about 10 s).
+   * A participant that answers no clock synchronisation for this many
+   * milliseconds is dropped: it no longer proves that it receives at its
+   * address. Keep it well above `syncInterval` and the peers' own (Apple's
+   * and rtpMIDI's is about 10 s).
    * @default {30000}
    */
   timeout?: number;
@@ -102,39 +117,16 @@ export interface RtpMidiSessionOptions {
    */
   inviteInterval?: number;
   /**
-   * Called for each invitation refused, with the peer's address and why.
+   * Called for each invitation refused (by the gate, or as malformed),
+   * attached or not.
    */
-  onRefuse?: (peer: Address, reason: string) => void;
+  onRefuse?: (refusal: Refusal) => void;
   /**
-   * A hub's gate: when given, it decides who may join (its allow list, and
-   * its client bound, which participants count against), and hears every
-   * refusal, as the hub's other transports do. `allow` must then be left
-   * out.
+   * Called with what is odd about a participant but does not stop it,
+   * once per participant. Attached to a hub, it is also a `warning` event
+   * of the hub.
    */
-  gate?: Gate;
-}
-
-/** Counters of one participant, updated as packets come and go. */
-export interface RtpMidiParticipantStats {
-  /** RTP-MIDI packets taken from the peer (late ones not counted). */
-  packetsIn: number;
-  /** RTP-MIDI packets sent to the peer, guard packets included. */
-  packetsOut: number;
-  /** Messages delivered from the peer, repairs included. */
-  received: number;
-  /** Messages sent to the peer. */
-  sent: number;
-  /** Packets from the peer found missing. */
-  lost: number;
-  /** Packets from the peer that came late or twice, dropped. */
-  late: number;
-  /** Messages made up from the peer's recovery journal after a loss. */
-  repaired: number;
-  /**
-   * Messages from the peer dropped: input queue full, or a sysex cut by a
-   * loss or longer than `maxSysexLength`.
-   */
-  dropped: number;
+  onWarning?: (warning: RtpMidiWarning) => void;
 }
 
 /** Counters of a session. */
@@ -143,56 +135,16 @@ export interface RtpMidiSessionStats {
   datagrams: number;
   /** Datagrams that were not well-formed session or RTP-MIDI packets. */
   malformed: number;
-  /** Well-formed packets from no known participant, ignored. */
+  /**
+   * Well-formed packets ignored: from no known participant, or from an
+   * address that is not the participant's own, or clock answers to nothing
+   * this session sent.
+   */
   unknown: number;
-  /** Invitations refused (allow list, participant limit). */
+  /** Invitations refused (gate, malformed). */
   refused: number;
 }
 
-/**
- * One peer of an RTP-MIDI session, as a port: iterate it (or `receive()`)
- * for what the peer sends; `send` goes to this peer only. Closing it ends
- * the session with that peer (BY).
- *
- * Messages come in the order the peer sent them: packets are taken in
- * sequence order, and one that arrives after a newer one is dropped (and
- * counted as late), since the newer one's journal has repaired what it
- * carried. Messages repaired after a loss come before the messages of the
- * packet that revealed the loss.
- */
-export interface RtpMidiParticipant extends IOPort {
-  /** `host:port (peer name)`: the peer's control address and name. */
-  readonly name: string;
-  /** The name the peer gave in its invitation or answer. */
-  readonly peerName: string;
-  /** The peer's control port address; its data port is the next one. */
-  readonly address: Address;
-  /** The peer's RTP synchronisation source. */
-  readonly ssrc: number;
-  /** Whether this session invited the peer (`invite`), not the reverse. */
-  readonly initiator: boolean;
-  /**
-   * One-way latency to the peer estimated by the last clock
-   * synchronisation, in milliseconds, or `undefined` before one completed.
-   */
-  readonly latency: number | undefined;
-  /** Live counters. */
-  readonly stats: Readonly<RtpMidiParticipantStats>;
-  /** Resolves once the participant has left (either side ended it). */
-  readonly finished: Promise<void>;
-}
-
-const RESOLVED = Promise.resolve();
-/** Messages waiting to be packed before `send` makes callers wait. */
-const HIGH_WATER = 4096;
-/** First guard packet after the last send, ms; each next one waits twice as long. */
-const GUARD_FIRST = 100;
-const GUARD_COUNT = 6;
-/** Receiver feedback (RS) follows received data after this many ms. */
-const FEEDBACK_DELAY = 50;
-/** Clock synchronisations right after joining, this far apart (ms). */
-const SYNC_BURST = 3;
-const SYNC_BURST_INTERVAL = 250;
 /**
  * Receive buffer size asked of each socket. Deno's node:dgram reads every
  * datagram into a fresh buffer of twice this size (64 KiB by default, and
@@ -202,350 +154,71 @@ const SYNC_BURST_INTERVAL = 250;
  * cut short and counted as malformed.
  */
 const RECEIVE_BUFFER = 4096;
-/** A CK0 unanswered for this long is sent again (ms). */
-const SYNC_RETRY = 1000;
-
-interface Peer {
-  host: string;
-  port: number;
-}
-
-/** What a participant needs from its session: the seam between the two. */
-interface Link {
-  readonly ssrc: number;
-  readonly sessionName: string;
-  readonly syncInterval: number;
-  now(): number;
-  send(socket: "control" | "data", bytes: Uint8Array, to: Peer): Promise<void>;
-  /** Sends MIDI on the data port; `done` runs once it is handed over. */
-  sendMidi(bytes: Uint8Array, to: Peer, done: () => void): void;
-  left(participant: Participant): void;
-}
+/** How long closing waits for the BYs to go out (ms). */
+const BYE_WAIT = 250;
+/** An invitation repeated (its OK lost) is answered this many times. */
+const REPEATED_ANSWERS = 4;
 
 function randomUint32(): number {
   return crypto.getRandomValues(new Uint32Array(1))[0];
 }
 
-class Participant extends InputPortBase implements RtpMidiParticipant {
-  readonly peerName: string;
-  readonly ssrc: number;
-  readonly initiator: boolean;
-  readonly token: number;
-  readonly control: Peer;
-  readonly dataPeer: Peer;
-  readonly stats: RtpMidiParticipantStats = {
-    packetsIn: 0,
-    packetsOut: 0,
-    received: 0,
-    sent: 0,
-    lost: 0,
-    late: 0,
-    repaired: 0,
-    dropped: 0,
-  };
-  readonly #link: Link;
-  readonly #name: string;
-  readonly #sender: RtpMidiSender;
-  readonly #receiver: RtpMidiReceiver;
-  readonly #finished = Promise.withResolvers<void>();
-  #out: Message[] = [];
-  #queueFull = 0;
-  #inFlight = 0;
-  #drain: PromiseWithResolvers<void> | undefined;
-  #lastHeard = performance.now();
-  #lastSend = 0;
-  #guardTimer: ReturnType<typeof setTimeout> | undefined;
-  #guardDelay = GUARD_FIRST;
-  #guards = 0;
-  #feedbackTimer: ReturnType<typeof setTimeout> | undefined;
-  #syncTimer: ReturnType<typeof setTimeout> | undefined;
-  #syncs = 0;
-  #latency: number | undefined;
-  #left = false;
-
-  constructor(
-    link: Link,
-    init: {
-      peerName: string;
-      ssrc: number;
-      token: number;
-      initiator: boolean;
-      control: Peer;
-      data: Peer;
-      queueSize: number;
-      maxSysexLength: number;
-    },
-  ) {
-    super(init.queueSize);
-    this.#link = link;
-    this.peerName = init.peerName;
-    this.ssrc = init.ssrc;
-    this.token = init.token;
-    this.initiator = init.initiator;
-    this.control = init.control;
-    this.dataPeer = init.data;
-    const address = formatAddress({
-      hostname: init.control.host,
-      port: init.control.port,
-    });
-    this.#name = init.peerName === ""
-      ? address
-      : `${address} (${init.peerName})`;
-    this.#sender = new RtpMidiSender({
-      ssrc: link.ssrc,
-      sequence: randomUint32() & 0xffff,
-    });
-    this.#receiver = new RtpMidiReceiver({
-      maxSysexLength: init.maxSysexLength,
-    });
-    if (this.initiator) this.#sync();
+function checkPositive(name: string, value: number): number {
+  if (typeof value !== "number" || !(value > 0) || !Number.isFinite(value)) {
+    throw new RangeError(`${name} must be a positive number: got ${value}`);
   }
+  return value;
+}
 
-  get name(): string {
-    return this.#name;
+function checkCount(name: string, value: number): number {
+  if (!Number.isSafeInteger(value) || value < 1) {
+    throw new RangeError(`${name} must be a positive integer: got ${value}`);
   }
+  return value;
+}
 
-  get address(): Address {
-    return { hostname: this.control.host, port: this.control.port };
-  }
+const IPV4 =
+  /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/;
+const HOST_NAME =
+  /^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62}))*\.?$/;
 
-  get latency(): number | undefined {
-    return this.#latency;
-  }
-
-  get finished(): Promise<void> {
-    return this.#finished.promise;
-  }
-
-  /** Milliseconds since the peer last sent anything. */
-  silence(now: number): number {
-    return now - this.#lastHeard;
-  }
-
-  heard(): void {
-    this.#lastHeard = performance.now();
-  }
-
-  // Receiving.
-
-  /** Takes one RTP-MIDI datagram from the peer. */
-  take(bytes: Uint8Array): void {
-    // The journal is read only after a loss: most packets never need it.
-    const packet = decodeRtpMidi(bytes, { journal: false });
-    this.heard();
-    const result = this.#receiver.receive(packet);
-    if (result === undefined) {
-      this.stats.late = this.#receiver.late;
-      return;
-    }
-    this.stats.packetsIn++;
-    this.stats.lost = this.#receiver.lost;
-    this.stats.repaired = this.#receiver.repaired;
-    let dropped = this.#receiver.dropped;
-    for (const msg of result.messages) {
-      if (this.deliver(msg)) this.stats.received++;
-      else if (!this.closed) this.#queueFull++;
-    }
-    dropped += this.#queueFull;
-    this.stats.dropped = dropped;
-    this.#feedbackTimer ??= setTimeout(() => {
-      this.#feedbackTimer = undefined;
-      this.#feedback();
-    }, FEEDBACK_DELAY);
-  }
-
-  #feedback(): void {
-    const sequence = this.#receiver.sequence;
-    if (this.#left || sequence < 0) return;
-    void this.#link.send(
-      "control",
-      encodeSessionPacket({ command: "RS", ssrc: this.#link.ssrc, sequence }),
-      this.control,
+/** A host `invite` accepts: an IP address or a DNS name. */
+function checkHost(host: unknown): string {
+  if (typeof host !== "string" || host === "") {
+    throw new TypeError(
+      `Host must be a non-empty string: got ${
+        typeof host === "string" ? '""' : String(host)
+      }`,
     );
   }
+  const bare = host.startsWith("[") && host.endsWith("]")
+    ? host.slice(1, -1)
+    : host;
+  if (IPV4.test(bare) || HOST_NAME.test(bare)) return bare;
+  if (bare.includes(":") && /^[0-9A-Fa-f:.]+$/.test(bare)) return bare;
+  throw new TypeError(
+    `Host must be an IP address or a host name: got ${JSON.stringify(host)}`,
+  );
+}
 
-  feedback(sequence: number): void {
-    this.heard();
-    this.#sender.feedback(sequence);
-  }
-
-  // Clock synchronisation.
-
-  #sync(): void {
-    if (this.#left) return;
-    this.#ck(0, [this.#link.now(), 0, 0]);
-    this.#syncs++;
-    const wait = this.#syncs < SYNC_BURST
-      ? SYNC_BURST_INTERVAL
-      : this.#latency === undefined
-      ? SYNC_RETRY
-      : this.#link.syncInterval;
-    this.#syncTimer = setTimeout(() => this.#sync(), wait);
-  }
-
-  #ck(count: 0 | 1 | 2, timestamps: [number, number, number]): void {
-    void this.#link.send(
-      "data",
-      encodeSessionPacket({
-        command: "CK",
-        ssrc: this.#link.ssrc,
-        count,
-        timestamps,
-      }),
-      this.dataPeer,
-    );
-  }
-
-  clock(packet: SyncPacket): void {
-    this.heard();
-    const now = this.#link.now();
-    const [t1, t2, t3] = packet.timestamps;
-    switch (packet.count) {
-      case 0:
-        this.#ck(1, [t1, now, 0]);
-        break;
-      case 1:
-        // Our CK0 came back: close the exchange, measure the round trip.
-        this.#ck(2, [t1, t2, now]);
-        this.#measure(now - t1);
-        break;
-      case 2:
-        this.#measure(t3 - t1);
-        break;
-    }
-  }
-
-  #measure(roundTrip: number): void {
-    if (roundTrip >= 0 && roundTrip < 600_000_000) {
-      this.#latency = roundTrip / 20;
-    }
-  }
-
-  // Sending.
-
-  send(msg: Message): Promise<void> {
-    try {
-      checkMessage(msg);
-    } catch (error) {
-      return Promise.reject(error);
-    }
-    if (this.closed || this.#left) {
-      return Promise.reject(new PortClosedError(this.#name));
-    }
-    this.#out.push(msg);
-    if (this.#inFlight === 0) this.#flush();
-    if (this.#out.length < HIGH_WATER) return RESOLVED;
-    this.#drain ??= Promise.withResolvers<void>();
-    return this.#drain.promise;
-  }
-
-  #flush(): void {
-    const messages = this.#out;
-    this.#out = [];
-    const packets = this.#sender.packets(messages, this.#link.now());
-    this.stats.sent += messages.length;
-    this.#transmit(packets);
-    this.#lastSend = performance.now();
-    this.#guardDelay = GUARD_FIRST;
-    this.#guards = 0;
-    this.#guardTimer ??= setTimeout(() => this.#guard(), GUARD_FIRST);
-  }
-
-  /** A packet went out: once all have, send what queued meanwhile. */
-  readonly #sent = (): void => {
-    if (--this.#inFlight > 0) return;
-    if (this.#out.length > 0 && !this.#left) this.#flush();
-    if (this.#out.length < HIGH_WATER && this.#drain) {
-      this.#drain.resolve();
-      this.#drain = undefined;
-    }
-  };
-
-  #transmit(packets: Uint8Array[]): void {
-    for (const bytes of packets) {
-      this.#inFlight++;
-      this.stats.packetsOut++;
-      this.#link.sendMidi(bytes, this.dataPeer, this.#sent);
-    }
-  }
-
-  /**
-   * Guard packets: while the peer has not confirmed what the journal
-   * holds, resend the journal alone after a pause, so that a loss of the
-   * last packets is repaired too.
-   */
-  #guard(): void {
-    this.#guardTimer = undefined;
-    if (this.#left || !this.#sender.unconfirmed) return;
-    const quiet = performance.now() - this.#lastSend;
-    if (quiet < this.#guardDelay) {
-      this.#guardTimer = setTimeout(
-        () => this.#guard(),
-        this.#guardDelay - quiet,
-      );
-      return;
-    }
-    if (this.#guards >= GUARD_COUNT) return;
-    this.#guards++;
-    this.#transmit([this.#sender.guard(this.#link.now())]);
-    this.#lastSend = performance.now();
-    this.#guardDelay *= 2;
-    this.#guardTimer = setTimeout(() => this.#guard(), this.#guardDelay);
-  }
-
-  reset(): Promise<void> {
-    return this.#sendSet(RESET_MESSAGES);
-  }
-
-  panic(): Promise<void> {
-    return this.#sendSet(PANIC_MESSAGES);
-  }
-
-  async #sendSet(messages: readonly Message[]): Promise<void> {
-    if (this.closed || this.#left) return;
-    for (const msg of messages) await this.send(msg);
-  }
-
-  // Ending.
-
-  /** Stops everything; `cause` says why when the peer went silent. */
-  leave(cause?: unknown, discard = false): void {
-    if (this.#left) return;
-    this.#left = true;
-    for (const timer of [this.#guardTimer, this.#feedbackTimer]) {
-      clearTimeout(timer);
-    }
-    clearTimeout(this.#syncTimer);
-    this.#out = [];
-    this.#drain?.resolve();
-    this.finish(cause, discard);
-    this.#link.left(this);
-    this.#finished.resolve();
-  }
-
-  bye(): Promise<void> {
-    return this.#link.send(
-      "control",
-      encodeSessionPacket({
-        command: "BY",
-        version: APPLE_MIDI_VERSION,
-        token: this.token,
-        ssrc: this.#link.ssrc,
-        name: this.#link.sessionName,
-      }),
-      this.control,
-    );
-  }
-
-  close(): Promise<void> {
-    if (this.#left) {
-      this.finish(undefined, true);
-      return RESOLVED;
-    }
-    const sent = this.bye();
-    this.leave(undefined, true);
-    return sent;
-  }
+/**
+ * Where a peer is in its invitation: its control port was answered (OK),
+ * its data port is awaited; then, as a participant, its proof that it
+ * receives. It holds a pending ticket at the gate all the while.
+ */
+interface Admission {
+  ticket: Ticket;
+  ssrc: number;
+  token: number;
+  name: string;
+  control: Peer;
+  /** OKs sent for its invitation. */
+  answers: number;
+  timer: ReturnType<typeof setTimeout> | undefined;
+  /** Once its data port joined. */
+  participant: Participant | undefined;
+  /** When this session invited the peer. */
+  invite: Invite | undefined;
 }
 
 interface Invite {
@@ -560,23 +233,15 @@ interface Invite {
   reject(error: unknown): void;
 }
 
-interface Pending {
-  token: number;
-  name: string;
-  control: Peer;
-  since: number;
-}
-
 interface Waiter {
   resolve(participant: RtpMidiParticipant): void;
   reject(error: unknown): void;
 }
 
-function checkPositive(name: string, value: number): number {
-  if (!(value > 0) || !Number.isFinite(value)) {
-    throw new RangeError(`${name} must be a positive number: got ${value}`);
-  }
-  return value;
+/** Whether an error is a bind failure because the address is in use. */
+function inUse(error: unknown): boolean {
+  return error instanceof Deno.errors.AddrInUse ||
+    (error as { code?: unknown })?.code === "EADDRINUSE";
 }
 
 /**
@@ -587,12 +252,30 @@ function checkPositive(name: string, value: number): number {
  * being invited with `invite`, becomes a {@linkcode RtpMidiParticipant}:
  * a port of its own.
  *
- * Take participants as they join with `accept()` or `for await`. It
- * answers clock synchronisation, sends receiver feedback, sends a recovery
- * journal with every packet (notes, controllers, program, pitch wheel and
- * channel aftertouch), repairs what lost packets carried from the peer's
- * journal so that no note stays on, and drops a peer that goes silent for
- * `timeout` ms. Bad datagrams are counted in `stats` and dropped.
+ * Attached to a hub (`await hub.attach(session)`), every participant joins
+ * the hub as a client endpoint, admitted by the hub's gate, and the hub
+ * closes the session when it closes. Used alone, take participants as
+ * they join with `accept()` or `for await`; its own gate is made from
+ * `allow` and `maxParticipants`.
+ *
+ * Admission: an invitation on the control port takes a pending place at
+ * the gate (bounded overall and per address; the oldest is dropped to
+ * make room); the invitation on the data port must follow from the same
+ * host, and then the peer must answer a clock exchange (CK) from its data
+ * address, with timestamps only a receiver of ours can know, all before
+ * the gate's handshake deadline. Only then is it a participant: before
+ * that no MIDI goes to it, and few packets of any kind, so that a forged
+ * invitation cannot turn the session on a third party. It stays one while
+ * it keeps proving that it receives (`timeout`). Session commands (BY, CK,
+ * RS) count only from the participant's own addresses, BY only with its
+ * token, and an invitation never takes the place of a participant from
+ * another address.
+ *
+ * It answers clock synchronisation, sends receiver feedback, sends a
+ * recovery journal with every packet (notes, controllers, program, pitch
+ * wheel and channel aftertouch), repairs what lost packets carried from
+ * the peer's journal so that no note stays on. Bad datagrams are counted
+ * in `stats` and dropped.
  *
  * It binds when made; `ready` says when it is listening.
  *
@@ -610,29 +293,49 @@ function checkPositive(name: string, value: number): number {
  * await toB.send(message("note_on", { note: 60 }));
  * assert.equal((await fromA.receive()).type, "note_on");
  * ```
+ *
+ * @example A session attached to a hub: its participants are clients
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Hub } from "@x/midisock";
+ * import { RtpMidiSession } from "@x/midisock/rtp";
+ *
+ * await using hub = new Hub({ allow: ["127.0.0.1"] });
+ * const session = await hub.attach(new RtpMidiSession({ port: 0 }));
+ * await using peer = new RtpMidiSession({ port: 0, name: "peer" });
+ * await peer.invite("127.0.0.1", session.port);
+ * while (hub.endpoints.length === 0) {
+ *   await new Promise((resolve) => setTimeout(resolve, 10));
+ * }
+ * assert.equal(hub.endpoints[0].transport, "rtp");
+ * ```
  */
 export class RtpMidiSession
-  implements AsyncIterable<RtpMidiParticipant>, AsyncDisposable {
+  implements Transport, AsyncIterable<RtpMidiParticipant> {
   readonly #host: string;
   readonly #requestedPort: number;
   readonly #name: string;
-  readonly #allow: AddressList | undefined;
-  readonly #maxParticipants: number;
+  readonly #ownRules: boolean;
   readonly #queueSize: number;
-  readonly #maxSysexLength: number;
+  #maxSysexLength: number;
   readonly #timeout: number;
   readonly #inviteAttempts: number;
   readonly #inviteInterval: number;
   readonly #onRefuse: RtpMidiSessionOptions["onRefuse"];
-  readonly #gate: Gate | undefined;
-  /** Gate tickets of the participants that hold one. */
-  readonly #tickets = new Map<Participant, Ticket>();
+  readonly #onWarning: RtpMidiSessionOptions["onWarning"];
+  #gate: Gate;
+  #hub: Hub | undefined;
   readonly #ssrc = randomUint32();
-  readonly #epoch = randomUint32() >>> 2;
   readonly #ready: Promise<void>;
   readonly #link: Link;
+  /** Participants by SSRC, those still proving themselves included. */
   readonly #participants = new Map<number, Participant>();
-  readonly #pending = new Map<number, Pending>();
+  /** Invitations answered on the control port, by SSRC. */
+  readonly #pending = new Map<number, Admission>();
+  /** Admissions of participants not admitted yet. */
+  readonly #admissions = new Map<Participant, Admission>();
+  /** Gate tickets of admitted participants. */
+  readonly #tickets = new Map<Participant, Ticket>();
   readonly #invites = new Map<number, Invite>();
   readonly #waiting: Participant[] = [];
   readonly #waiters: Waiter[] = [];
@@ -653,7 +356,7 @@ export class RtpMidiSession
   /**
    * Starts binding the control and data ports.
    *
-   * @param options Address, name, allow list, bounds and timings.
+   * @param options Address, name, admission, bounds and timings.
    * @throws {TypeError | RangeError} For an option out of range.
    * @throws {SyntaxError} For an allow-list rule that is no address.
    */
@@ -670,6 +373,7 @@ export class RtpMidiSession
     if (typeof name !== "string") {
       throw new TypeError(`Session name must be a string: got ${String(name)}`);
     }
+    // Throws for a name too long for a packet.
     encodeSessionPacket({
       command: "IN",
       version: APPLE_MIDI_VERSION,
@@ -677,24 +381,10 @@ export class RtpMidiSession
       ssrc: 0,
       name,
     });
-    const maxParticipants = options.maxParticipants ?? 64;
-    if (!Number.isSafeInteger(maxParticipants) || maxParticipants < 1) {
-      throw new RangeError(
-        `maxParticipants must be a positive integer: got ${maxParticipants}`,
-      );
-    }
-    const inviteAttempts = options.inviteAttempts ?? 12;
-    if (!Number.isSafeInteger(inviteAttempts) || inviteAttempts < 1) {
-      throw new RangeError(
-        `inviteAttempts must be a positive integer: got ${inviteAttempts}`,
-      );
-    }
-    this.#queueSize = options.queueSize ?? DEFAULT_QUEUE_SIZE;
-    if (!Number.isSafeInteger(this.#queueSize) || this.#queueSize < 1) {
-      throw new RangeError(
-        `queueSize must be a positive integer: got ${this.#queueSize}`,
-      );
-    }
+    this.#queueSize = checkCount(
+      "queueSize",
+      options.queueSize ?? DEFAULT_QUEUE_SIZE,
+    );
     this.#maxSysexLength = options.maxSysexLength ?? 1024 * 1024;
     if (
       !Number.isSafeInteger(this.#maxSysexLength) || this.#maxSysexLength < 0
@@ -708,33 +398,30 @@ export class RtpMidiSession
       options.syncInterval ?? 10000,
     );
     this.#timeout = checkPositive("timeout", options.timeout ?? 30000);
+    this.#inviteAttempts = checkCount(
+      "inviteAttempts",
+      options.inviteAttempts ?? 12,
+    );
     this.#inviteInterval = checkPositive(
       "inviteInterval",
       options.inviteInterval ?? 1000,
     );
+    this.#ownRules = options.allow !== undefined ||
+      options.maxParticipants !== undefined;
+    this.#gate = new Gate({
+      allow: options.allow,
+      maxClients: checkCount("maxParticipants", options.maxParticipants ?? 64),
+    });
     this.#host = host === "localhost" ? "127.0.0.1" : host;
     this.#requestedPort = port;
     this.#name = name;
-    this.#allow = options.allow === undefined
-      ? undefined
-      : options.allow instanceof AddressList
-      ? options.allow
-      : new AddressList(options.allow);
-    if (options.gate !== undefined && options.allow !== undefined) {
-      throw new TypeError(
-        "Give the allow list to the gate's hub, not to a session that uses it",
-      );
-    }
-    this.#gate = options.gate;
-    this.#maxParticipants = maxParticipants;
-    this.#inviteAttempts = inviteAttempts;
     this.#onRefuse = options.onRefuse;
-    const epoch = this.#epoch;
+    this.#onWarning = options.onWarning;
     this.#link = {
       ssrc: this.#ssrc,
       sessionName: name,
       syncInterval,
-      now: () => Math.floor(performance.now() * 10) + epoch,
+      now: () => Math.floor(performance.now() * 10),
       send: (socket, bytes, to) => this.#send(socket, bytes, to),
       sendMidi: (bytes, to, done) => {
         const data = this.#data;
@@ -745,7 +432,9 @@ export class RtpMidiSession
           done();
         }
       },
-      left: (participant) => this.#left(participant),
+      proven: (participant) => this.#proven(participant),
+      left: (participant, cause) => this.#left(participant, cause),
+      warn: (warning) => this.#warn(warning),
     };
     this.#ready = this.#start();
     // A session nobody awaits must not crash the process when binding
@@ -758,8 +447,16 @@ export class RtpMidiSession
     return this.#ready;
   }
 
-  /** The session's name, as sent to peers. */
+  /**
+   * For people: `rtp` and the bound control address, as
+   * `rtp 127.0.0.1:5004` (port 0 until `ready`).
+   */
   get name(): string {
+    return `rtp ${formatAddress(this.address)}`;
+  }
+
+  /** The session's name, as sent to peers. */
+  get sessionName(): string {
     return this.#name;
   }
 
@@ -778,9 +475,46 @@ export class RtpMidiSession
     return this.#closing !== undefined;
   }
 
-  /** The participants now in the session. */
+  /** The participants now in the session (admitted ones). */
   get participants(): readonly RtpMidiParticipant[] {
-    return [...this.#participants.values()];
+    return [...this.#participants.values()].filter((p) => p.admitted);
+  }
+
+  /**
+   * Attaches the session to a hub: from now on every participant joins it
+   * as a client endpoint (transport `"rtp"`, named `rtp "host:port (name)"`),
+   * admitted by the hub's gate, and `accept()` and iteration are no longer
+   * for the caller. Called by {@linkcode Hub.attach}.
+   *
+   * @param hub The hub.
+   * @returns A promise that resolves once both ports are bound.
+   * @throws {TypeError} When the session has an `allow` list or
+   * `maxParticipants` of its own (give them to the hub), or is attached
+   * already.
+   * @throws {PortClosedError} When the session is closed.
+   * @throws {Deno.errors.AddrInUse} When a port is taken.
+   */
+  async attach(hub: Hub): Promise<void> {
+    if (this.#hub !== undefined) {
+      throw new TypeError(`${this.name} is attached to a hub already`);
+    }
+    if (this.#ownRules) {
+      throw new TypeError(
+        "An RTP-MIDI session in a hub is admitted by the hub's gate: give " +
+          "allow and maxClients to the Hub, not allow or maxParticipants to " +
+          "the session",
+      );
+    }
+    if (this.#closing !== undefined) throw new PortClosedError(this.name);
+    this.#hub = hub;
+    this.#gate = hub.gate;
+    this.#maxSysexLength = Math.min(this.#maxSysexLength, hub.maxSysexLength);
+    const error = new TypeError(
+      `${this.name} is attached to a hub: its participants join the hub`,
+    );
+    for (const waiter of this.#waiters.splice(0)) waiter.reject(error);
+    for (const participant of this.#waiting.splice(0)) this.#join(participant);
+    await this.#ready;
   }
 
   async #start(): Promise<void> {
@@ -803,15 +537,33 @@ export class RtpMidiSession
           resolve(socket);
         });
       });
+    const where = (port: number) =>
+      formatAddress({ hostname: bindAddress, port });
     let control: Socket | undefined;
     let data: Socket | undefined;
     if (this.#requestedPort !== 0) {
-      control = await open(this.#requestedPort);
+      const port = this.#requestedPort;
       try {
-        data = await open(this.#requestedPort + 1);
+        control = await open(port);
+      } catch (error) {
+        if (!inUse(error)) throw error;
+        throw new Deno.errors.AddrInUse(
+          `UDP ${where(port)}, the RTP-MIDI control port, is already in use ` +
+            "(another session?): choose another port pair",
+          { cause: error },
+        );
+      }
+      try {
+        data = await open(port + 1);
       } catch (error) {
         control.close();
-        throw error;
+        if (!inUse(error)) throw error;
+        throw new Deno.errors.AddrInUse(
+          `UDP ${where(port + 1)}, the RTP-MIDI data port (the control port ` +
+            `${port} + 1), is already in use: choose a control port whose ` +
+            "next port is free too",
+          { cause: error },
+        );
       }
     } else {
       // Any free even port whose successor is free too.
@@ -877,7 +629,7 @@ export class RtpMidiSession
     to: Peer,
   ): Promise<void> {
     const target = socket === "control" ? this.#control : this.#data;
-    if (target === undefined) return RESOLVED;
+    if (target === undefined) return Promise.resolve();
     const sent = new Promise<void>((resolve) => {
       try {
         target.send(bytes, to.port, to.host, () => resolve());
@@ -910,32 +662,39 @@ export class RtpMidiSession
       this.stats.malformed++;
       return;
     }
+    const participant = this.#participants.get(packet.ssrc);
+    // Session commands count only from the participant's own addresses.
+    const own = participant !== undefined &&
+      (samePeer(participant.control, from) ||
+        samePeer(participant.dataPeer, from));
     switch (packet.command) {
       case "IN":
-        this.#invitation(kind, packet, from);
-        break;
+        if (kind === "control") this.#controlInvitation(packet, from);
+        else this.#dataInvitation(packet, from);
+        return;
       case "OK":
       case "NO":
         this.#answer(kind, packet, from);
-        break;
+        return;
       case "BY":
-        this.#bye(packet);
-        break;
-      case "CK": {
-        const participant = this.#participants.get(packet.ssrc);
-        if (participant && kind === "data") participant.clock(packet);
+        this.#bye(packet, from);
+        return;
+      case "CK":
+        if (
+          kind !== "data" || participant === undefined ||
+          !samePeer(participant.dataPeer, from) || !participant.clock(packet)
+        ) {
+          this.stats.unknown++;
+        }
+        return;
+      case "RS":
+        if (own) participant.feedback(packet.sequence);
         else this.stats.unknown++;
-        break;
-      }
-      case "RS": {
-        const participant = this.#participants.get(packet.ssrc);
-        if (participant) participant.feedback(packet.sequence);
-        else this.stats.unknown++;
-        break;
-      }
+        return;
       case "RL":
-        this.#participants.get(packet.ssrc)?.heard();
-        break;
+        // A bitrate limit: nothing to do (and no sign of life either).
+        if (!own) this.stats.unknown++;
+        return;
     }
   }
 
@@ -947,8 +706,7 @@ export class RtpMidiSession
     const ssrc = new DataView(bytes.buffer, bytes.byteOffset, 12).getUint32(8);
     const participant = this.#participants.get(ssrc);
     if (
-      participant === undefined || participant.dataPeer.port !== from.port ||
-      participant.dataPeer.host !== from.host
+      participant === undefined || !samePeer(participant.dataPeer, from)
     ) {
       this.stats.unknown++;
       return;
@@ -960,25 +718,15 @@ export class RtpMidiSession
     }
   }
 
-  #allowed(host: string): boolean {
-    if (this.#gate !== undefined) return this.#gate.allows(host);
-    return this.#allow === undefined || this.#allow.includes(host);
+  #gatePeer(from: Peer): GatePeer {
+    return { transport: "rtp", hostname: from.host, port: from.port };
   }
 
-  /**
-   * Takes a client slot at the gate, where there is one.
-   *
-   * @returns Why not, when the gate refuses (reported to it already).
-   */
-  #admit(participant: Participant, from: Peer): string | undefined {
-    if (this.#gate === undefined) return undefined;
-    const peer = { transport: "rtp", hostname: from.host, port: from.port };
-    const ticket = this.#gate.arrive(peer, false);
-    if ("code" in ticket) return ticket.reason;
-    const refusal = ticket.enter();
-    if (refusal !== undefined) return refusal.reason;
-    this.#tickets.set(participant, ticket);
-    return undefined;
+  /** Counts a refusal and tells `onRefuse` (the gate told the hub). */
+  #refused(refusal: Refusal): Refusal {
+    this.stats.refused++;
+    callBack(this.#onRefuse, refusal);
+    return refusal;
   }
 
   #answerWith(
@@ -1000,95 +748,248 @@ export class RtpMidiSession
     );
   }
 
+  /** NO to an invitation, with the refusal counted and reported. */
   #refuse(
     kind: "control" | "data",
     packet: InvitationPacket,
     from: Peer,
-    reason: string,
-    reported = false,
+    refusal: Refusal,
   ): void {
-    this.stats.refused++;
+    this.#refused(refusal);
     this.#answerWith(kind, "NO", packet.token, from);
-    callBack(this.#onRefuse, { hostname: from.host, port: from.port }, reason);
-    if (this.#gate !== undefined && !reported) {
-      const peer = { transport: "rtp", hostname: from.host, port: from.port };
-      this.#gate.refuse(
-        peer,
-        reason === "not in the allow list" ? "not-allowed" : "full",
-        reason === "not in the allow list"
-          ? "address not in the allow list"
-          : reason,
-      );
-    }
   }
 
-  #invitation(
-    kind: "control" | "data",
-    packet: InvitationPacket,
-    from: Peer,
-  ): void {
-    if (!this.#allowed(from.host)) {
-      this.#refuse(kind, packet, from, "not in the allow list");
-      return;
-    }
+  #controlInvitation(packet: InvitationPacket, from: Peer): void {
     const existing = this.#participants.get(packet.ssrc);
-    if (existing?.token === packet.token) {
-      // A repeated invitation whose answer was lost.
-      this.#answerWith(kind, "OK", packet.token, from);
-      return;
-    }
-    if (kind === "control") {
-      // A peer that invites again with a new token starts over.
-      existing?.leave();
-      if (
-        this.#participants.size + this.#pending.size >= this.#maxParticipants &&
-        !this.#pending.has(packet.ssrc)
-      ) {
-        this.#refuse(kind, packet, from, "too many participants");
+    if (existing !== undefined) {
+      if (!samePeer(existing.control, from)) {
+        this.#refuse(
+          "control",
+          packet,
+          from,
+          this.#gate.refuse(
+            this.#gatePeer(from),
+            "protocol",
+            "invitation with the SSRC of a participant at another address",
+          ),
+        );
         return;
       }
-      this.#pending.set(packet.ssrc, {
-        token: packet.token,
-        name: packet.name,
-        control: from,
-        since: performance.now(),
-      });
-      this.#answerWith(kind, "OK", packet.token, from);
-      return;
+      if (existing.token === packet.token) {
+        // A repeated invitation whose answer was lost.
+        const admission = this.#admissions.get(existing);
+        if (
+          admission === undefined || admission.answers++ < REPEATED_ANSWERS
+        ) {
+          this.#answerWith("control", "OK", packet.token, from);
+        }
+        return;
+      }
+      // The same peer invites again with a new token: it started over.
+      existing.leave();
     }
     const pending = this.#pending.get(packet.ssrc);
-    if (pending === undefined || pending.token !== packet.token) {
-      this.#refuse(kind, packet, from, "no invitation on the control port");
+    if (pending !== undefined) {
+      if (!samePeer(pending.control, from)) {
+        this.#refuse(
+          "control",
+          packet,
+          from,
+          this.#gate.refuse(
+            this.#gatePeer(from),
+            "protocol",
+            "invitation with the SSRC of another address's invitation",
+          ),
+        );
+        return;
+      }
+      pending.token = packet.token;
+      pending.name = packet.name;
+      if (pending.answers++ < REPEATED_ANSWERS) {
+        this.#answerWith("control", "OK", packet.token, from);
+      }
+      return;
+    }
+    if (this.#gate.full && this.#gate.allows(from.host)) {
+      // Said now rather than after the peer proved itself; the gate still
+      // decides when it enters.
+      this.#refuse(
+        "control",
+        packet,
+        from,
+        this.#gate.refuse(this.#gatePeer(from), "full", "server full"),
+      );
+      return;
+    }
+    const admission: Admission = {
+      ticket: undefined as unknown as Ticket,
+      ssrc: packet.ssrc,
+      token: packet.token,
+      name: packet.name,
+      control: from,
+      answers: 1,
+      timer: undefined,
+      participant: undefined,
+      invite: undefined,
+    };
+    const ticket = this.#gate.arrive(
+      this.#gatePeer(from),
+      true,
+      () => this.#evicted(admission),
+    );
+    if ("code" in ticket) {
+      this.#refuse("control", packet, from, ticket);
+      return;
+    }
+    admission.ticket = ticket;
+    this.#deadline(admission);
+    this.#pending.set(packet.ssrc, admission);
+    this.#answerWith("control", "OK", packet.token, from);
+  }
+
+  #dataInvitation(packet: InvitationPacket, from: Peer): void {
+    const existing = this.#participants.get(packet.ssrc);
+    if (
+      existing !== undefined && existing.token === packet.token &&
+      samePeer(existing.dataPeer, from)
+    ) {
+      // A repeated invitation whose answer was lost.
+      const admission = this.#admissions.get(existing);
+      if (admission !== undefined && admission.answers++ < REPEATED_ANSWERS) {
+        this.#answerWith("data", "OK", packet.token, from);
+      }
+      return;
+    }
+    const admission = this.#pending.get(packet.ssrc);
+    if (
+      admission === undefined || admission.token !== packet.token ||
+      admission.control.host !== from.host
+    ) {
+      this.#refuse(
+        "data",
+        packet,
+        from,
+        this.#gate.refuse(
+          this.#gatePeer(from),
+          "protocol",
+          "invitation on the data port without one on the control port",
+        ),
+      );
       return;
     }
     this.#pending.delete(packet.ssrc);
     const participant = new Participant(this.#link, {
-      peerName: pending.name,
+      peerName: admission.name,
       ssrc: packet.ssrc,
       token: packet.token,
       initiator: false,
-      control: pending.control,
+      control: admission.control,
       data: from,
       queueSize: this.#queueSize,
       maxSysexLength: this.#maxSysexLength,
     });
-    const refused = this.#admit(participant, from);
-    if (refused !== undefined) {
-      this.#refuse(kind, packet, from, refused, true);
+    admission.participant = participant;
+    admission.answers = 1;
+    this.#admissions.set(participant, admission);
+    this.#participants.set(packet.ssrc, participant);
+    this.#answerWith("data", "OK", packet.token, from);
+  }
+
+  /** Ends an admission at the gate's deadline for its handshake. */
+  #deadline(admission: Admission): void {
+    const wait = Math.max(0, admission.ticket.deadline - performance.now());
+    admission.timer = setTimeout(() => {
+      admission.timer = undefined;
+      const reason = admission.participant === undefined
+        ? "invitation not followed on the data port in time"
+        : "did not answer the clock exchange from its data port in time";
+      const refusal = admission.ticket.refuse("timeout", reason);
+      this.#refused(refusal);
+      this.#drop(admission, refusal);
+    }, wait);
+  }
+
+  /** The gate closed a pending admission to make room (and reported it). */
+  #evicted(admission: Admission): void {
+    // The ticket gives back the refusal the gate reported.
+    const refusal = admission.ticket.refuse("timeout", "evicted");
+    this.#drop(admission, this.#refused(refusal));
+  }
+
+  /** Forgets an admission that did not complete; nothing goes to the peer. */
+  #drop(admission: Admission, refusal: Refusal): void {
+    clearTimeout(admission.timer);
+    admission.ticket.leave();
+    if (this.#pending.get(admission.ssrc) === admission) {
+      this.#pending.delete(admission.ssrc);
+    }
+    const { invite, participant } = admission;
+    admission.invite = undefined;
+    if (participant !== undefined) participant.leave();
+    invite?.reject(
+      new InvitationError(this.#describe(invite.peer), "unanswered", {
+        cause: refusal,
+      }),
+    );
+  }
+
+  /** A participant proved it receives: it enters through the gate. */
+  #proven(participant: Participant): void {
+    const admission = this.#admissions.get(participant);
+    if (admission === undefined) return;
+    this.#admissions.delete(participant);
+    clearTimeout(admission.timer);
+    const refusal = admission.ticket.enter();
+    const invite = admission.invite;
+    if (refusal !== undefined) {
+      this.#refused(refusal);
+      void participant.bye();
+      participant.leave();
+      invite?.reject(
+        new InvitationError(this.#describe(invite.peer), "not-admitted", {
+          cause: refusal,
+        }),
+      );
       return;
     }
-    this.#answerWith(kind, "OK", packet.token, from);
+    this.#tickets.set(participant, admission.ticket);
+    participant.admitted = true;
     this.#join(participant);
+    invite?.resolve(participant);
   }
 
   #join(participant: Participant): void {
-    this.#participants.set(participant.ssrc, participant);
+    const hub = this.#hub;
+    if (hub !== undefined) {
+      try {
+        hub.add(participant, {
+          kind: "client",
+          transport: "rtp",
+          name: `rtp ${JSON.stringify(participant.name)}`,
+        });
+      } catch {
+        // The hub is closing.
+        void participant.close();
+      }
+      return;
+    }
     const waiter = this.#waiters.shift();
     if (waiter) waiter.resolve(participant);
     else this.#waiting.push(participant);
   }
 
-  #left(participant: Participant): void {
+  #left(participant: Participant, _cause: unknown): void {
+    const admission = this.#admissions.get(participant);
+    if (admission !== undefined) {
+      // It left before it was admitted (a BY, or a new invitation).
+      this.#admissions.delete(participant);
+      clearTimeout(admission.timer);
+      admission.ticket.leave();
+      const invite = admission.invite;
+      invite?.reject(
+        new InvitationError(this.#describe(invite.peer), "refused"),
+      );
+    }
     this.#tickets.get(participant)?.leave();
     this.#tickets.delete(participant);
     if (this.#participants.get(participant.ssrc) === participant) {
@@ -1098,21 +999,31 @@ export class RtpMidiSession
     if (at >= 0) this.#waiting.splice(at, 1);
   }
 
+  #warn(warning: RtpMidiWarning): void {
+    callBack(this.#onWarning, warning);
+    this.#hub?.warn(warning.message);
+  }
+
+  #describe(peer: Peer): string {
+    return formatAddress({ hostname: peer.host, port: peer.port });
+  }
+
   #answer(
     kind: "control" | "data",
     packet: InvitationPacket,
     from: Peer,
   ): void {
     const invite = this.#invites.get(packet.token);
-    if (invite === undefined || invite.phase !== kind) {
+    if (
+      invite === undefined || invite.phase !== kind ||
+      from.host !== invite.peer.host ||
+      (kind === "control" && from.port !== invite.peer.port)
+    ) {
       this.stats.unknown++;
       return;
     }
     clearTimeout(invite.timer);
-    const peer = formatAddress({
-      hostname: invite.peer.host,
-      port: invite.peer.port,
-    });
+    const peer = this.#describe(invite.peer);
     if (packet.command === "NO") {
       this.#invites.delete(packet.token);
       invite.reject(new InvitationError(peer, "refused"));
@@ -1127,41 +1038,94 @@ export class RtpMidiSession
       return;
     }
     this.#invites.delete(packet.token);
-    if (
-      this.#participants.size + this.#pending.size >= this.#maxParticipants
-    ) {
-      invite.reject(new InvitationError(peer, "refused"));
+    const existing = this.#participants.get(invite.ssrc) ??
+      this.#pending.get(invite.ssrc);
+    const bye = () =>
+      void this.#send(
+        "control",
+        encodeSessionPacket({
+          command: "BY",
+          version: APPLE_MIDI_VERSION,
+          token: invite.token,
+          ssrc: this.#ssrc,
+          name: this.#name,
+        }),
+        invite.peer,
+      );
+    if (existing !== undefined) {
+      if (!samePeer(existing.control, invite.peer)) {
+        bye();
+        invite.reject(
+          new InvitationError(peer, "not-admitted", {
+            cause: this.#refused(this.#gate.refuse(
+              this.#gatePeer(invite.peer),
+              "protocol",
+              "its SSRC belongs to a participant at another address",
+            )),
+          }),
+        );
+        return;
+      }
+      // The same peer, started over.
+      if (existing instanceof Participant) existing.leave();
+      else {
+        this.#drop(
+          existing,
+          this.#gate.refuse(
+            this.#gatePeer(invite.peer),
+            "protocol",
+            "invited while inviting",
+          ),
+        );
+      }
+    }
+    const admission: Admission = {
+      ticket: undefined as unknown as Ticket,
+      ssrc: invite.ssrc,
+      token: invite.token,
+      name: invite.name,
+      control: invite.peer,
+      answers: REPEATED_ANSWERS,
+      timer: undefined,
+      participant: undefined,
+      invite,
+    };
+    const ticket = this.#gate.arrive(
+      this.#gatePeer(invite.peer),
+      true,
+      () => this.#evicted(admission),
+    );
+    if ("code" in ticket) {
+      bye();
+      invite.reject(
+        new InvitationError(peer, "not-admitted", {
+          cause: this.#refused(ticket),
+        }),
+      );
       return;
     }
-    this.#participants.get(invite.ssrc)?.leave();
+    admission.ticket = ticket;
     const participant = new Participant(this.#link, {
       peerName: invite.name,
       ssrc: invite.ssrc,
       token: invite.token,
       initiator: true,
       control: invite.peer,
-      data: { host: from.host, port: from.port },
+      data: from,
       queueSize: this.#queueSize,
       maxSysexLength: this.#maxSysexLength,
     });
-    const refused = this.#admit(participant, from);
-    if (refused !== undefined) {
-      participant.leave();
-      invite.reject(new InvitationError(peer, "refused"));
-      return;
-    }
-    this.#join(participant);
-    invite.resolve(participant);
+    admission.participant = participant;
+    this.#admissions.set(participant, admission);
+    this.#participants.set(invite.ssrc, participant);
+    this.#deadline(admission);
   }
 
   #attempt(invite: Invite): void {
     if (invite.attempts >= this.#inviteAttempts) {
       this.#invites.delete(invite.token);
       invite.reject(
-        new InvitationError(
-          formatAddress({ hostname: invite.peer.host, port: invite.peer.port }),
-          "unanswered",
-        ),
+        new InvitationError(this.#describe(invite.peer), "unanswered"),
       );
       return;
     }
@@ -1186,28 +1150,38 @@ export class RtpMidiSession
     );
   }
 
-  #bye(packet: InvitationPacket): void {
-    this.#pending.delete(packet.ssrc);
+  #bye(packet: InvitationPacket, from: Peer): void {
     const participant = this.#participants.get(packet.ssrc);
-    if (participant === undefined) {
-      this.stats.unknown++;
+    if (
+      participant !== undefined && participant.token === packet.token &&
+      (samePeer(participant.control, from) ||
+        samePeer(participant.dataPeer, from))
+    ) {
+      participant.leave();
       return;
     }
-    participant.leave();
+    const pending = this.#pending.get(packet.ssrc);
+    if (
+      pending !== undefined && pending.token === packet.token &&
+      samePeer(pending.control, from)
+    ) {
+      clearTimeout(pending.timer);
+      pending.ticket.leave();
+      this.#pending.delete(packet.ssrc);
+      return;
+    }
+    this.stats.unknown++;
   }
 
   #sweep(): void {
     const now = performance.now();
     for (const participant of [...this.#participants.values()]) {
-      if (participant.silence(now) > this.#timeout) {
+      if (participant.admitted && participant.silence(now) > this.#timeout) {
         void participant.bye();
         participant.leave(
           new ParticipantTimeoutError(participant.name, this.#timeout),
         );
       }
-    }
-    for (const [ssrc, pending] of this.#pending) {
-      if (now - pending.since > this.#timeout) this.#pending.delete(ssrc);
     }
   }
 
@@ -1215,29 +1189,37 @@ export class RtpMidiSession
    * Invites a peer: IN on its control port, then on its data port, each
    * sent up to `inviteAttempts` times, `inviteInterval` apart, as Apple's
    * implementation does. Once it accepts, this session runs the clock
-   * synchronisation. The participant is also given by `accept()` and
-   * iteration, like one that invited this session.
+   * synchronisation, and the peer joins once it has answered it (and the
+   * gate let it in). The participant is also given by `accept()` and
+   * iteration, like one that invited this session; in a session attached
+   * to a hub it joins the hub instead (reach it through the hub: the hub
+   * reads its input).
    *
-   * @param host The peer's host name or IP address.
+   * @param host The peer's host name or IP address; a name is resolved
+   * once, now.
    * @param port The peer's control port; its data port is the next one.
-   * @returns The participant, once both ports accepted.
-   * @throws {InvitationError} When the peer answers NO or never answers.
+   * @returns The participant, once it joined.
+   * @throws {InvitationError} When the host name does not resolve
+   * (`"unresolved"`, at once), the peer answers NO (`"refused"`), never
+   * answers (`"unanswered"`), or the gate refuses it (`"not-admitted"`).
    * @throws {PortClosedError} When the session closes first.
-   * @throws {TypeError | RangeError} For a port that is not 0-65534.
+   * @throws {TypeError | RangeError} For a host that is no address or
+   * name, or a port that is not 1-65534.
+   * @throws {Deno.errors.NotCapable} When resolving the name needs a
+   * permission not granted.
    */
   async invite(host: string, port: number): Promise<RtpMidiParticipant> {
+    const bare = checkHost(host);
     checkPort(port);
-    if (port === 65535) {
-      throw new RangeError("Port must leave room for the data port: got 65535");
-    }
-    if (typeof host !== "string" || host === "") {
-      throw new TypeError(
-        `Host must be a non-empty string: got ${String(host)}`,
+    if (port === 0 || port === 65535) {
+      throw new RangeError(
+        `Port must be 1-65534 (the data port is the next one): got ${port}`,
       );
     }
     await this.#ready;
-    if (this.#closing !== undefined) throw new PortClosedError(this.#name);
-    const target = this.#resolve(host);
+    if (this.#closing !== undefined) throw new PortClosedError(this.name);
+    const target = await this.#resolve(bare, port);
+    if (this.#closing !== undefined) throw new PortClosedError(this.name);
     let token = randomUint32();
     while (this.#invites.has(token)) token = randomUint32();
     return new Promise<RtpMidiParticipant>((resolve, reject) => {
@@ -1258,11 +1240,33 @@ export class RtpMidiSession
   }
 
   /** The address to send to, in the family of our sockets. */
-  #resolve(host: string): string {
+  async #resolve(host: string, port: number): Promise<string> {
     const ipv6 = this.#host === "" || this.#host.includes(":");
-    if (host === "localhost") return ipv6 ? "::1" : "127.0.0.1";
-    if (ipv6 && /^\d+\.\d+\.\d+\.\d+$/.test(host)) return `::ffff:${host}`;
-    return host;
+    const v6Only = ipv6 && this.#host !== "" && this.#host !== "::";
+    let address = host;
+    if (!IPV4.test(host) && !host.includes(":")) {
+      const { lookup } = await import("node:dns/promises");
+      try {
+        ({ address } = await lookup(host, {
+          family: v6Only ? 6 : ipv6 ? 0 : 4,
+        }));
+      } catch (error) {
+        const code = (error as { code?: unknown }).code;
+        if (code === "EPERM" || error instanceof Deno.errors.NotCapable) {
+          throw new Deno.errors.NotCapable(
+            `Resolving ${host} needs net permission for it (--allow-net)`,
+            { cause: error },
+          );
+        }
+        throw new InvitationError(
+          formatAddress({ hostname: host, port }),
+          "unresolved",
+          { cause: error },
+        );
+      }
+    }
+    if (ipv6 && IPV4.test(address)) return `::ffff:${address}`;
+    return address;
   }
 
   /**
@@ -1271,6 +1275,8 @@ export class RtpMidiSession
    *
    * @returns The participant.
    * @throws {PortClosedError} Once the session is closed.
+   * @throws {TypeError} When the session is attached to a hub (its
+   * participants join the hub).
    */
   accept(): Promise<RtpMidiParticipant>;
   /**
@@ -1288,7 +1294,14 @@ export class RtpMidiSession
     if (options?.block === false) return waiting;
     if (waiting) return Promise.resolve(waiting);
     if (this.#closing !== undefined) {
-      return Promise.reject(new PortClosedError(this.#name));
+      return Promise.reject(new PortClosedError(this.name));
+    }
+    if (this.#hub !== undefined) {
+      return Promise.reject(
+        new TypeError(
+          `${this.name} is attached to a hub: its participants join the hub`,
+        ),
+      );
     }
     return new Promise((resolve, reject) =>
       this.#waiters.push({ resolve, reject })
@@ -1325,16 +1338,25 @@ export class RtpMidiSession
 
   async #shutdown(): Promise<void> {
     clearInterval(this.#housekeeping);
-    const closed = new PortClosedError(this.#name);
+    const closed = new PortClosedError(this.name);
     for (const waiter of this.#waiters.splice(0)) waiter.reject(closed);
     for (const invite of this.#invites.values()) {
       clearTimeout(invite.timer);
       invite.reject(closed);
     }
     this.#invites.clear();
+    for (const admission of this.#pending.values()) {
+      clearTimeout(admission.timer);
+      admission.ticket.leave();
+    }
     this.#pending.clear();
+    for (const admission of this.#admissions.values()) {
+      admission.invite?.reject(closed);
+      admission.invite = undefined;
+    }
     for (const participant of [...this.#participants.values()]) {
-      void participant.close();
+      if (participant.admitted) void participant.close();
+      else participant.leave(undefined, true);
     }
     this.#waiting.length = 0;
     try {
@@ -1343,12 +1365,7 @@ export class RtpMidiSession
       return;
     }
     // Let the BYs go out (briefly) before the sockets close.
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([
-      Promise.all(this.#sends),
-      new Promise((resolve) => (timer = setTimeout(resolve, 250))),
-    ]);
-    clearTimeout(timer);
+    await atMost(Promise.all(this.#sends), BYE_WAIT);
     await Promise.all(
       [this.#control, this.#data].map((socket) =>
         new Promise<void>((resolve) => {

@@ -10,7 +10,14 @@
  */
 
 import { systemClock, type TimeSource } from "../clock.ts";
-import { Scheduler } from "./scheduler.ts";
+import { type ScheduledCall, Scheduler } from "./scheduler.ts";
+
+interface Waiting<T> {
+  readonly source: unknown;
+  readonly due: number;
+  readonly item: T;
+  call: ScheduledCall | undefined;
+}
 
 /** Options for {@linkcode Playout}. */
 export interface PlayoutOptions {
@@ -94,7 +101,8 @@ export class Playout<T> {
   #latency: number;
   /** The due time of the last item of each source still waiting. */
   readonly #lastDue = new Map<unknown, number>();
-  #waiting = 0;
+  /** What waits, in the order it was taken. */
+  readonly #waiting = new Set<Waiting<T>>();
   #delivered = 0;
   #late = 0;
   #worstLate = 0;
@@ -134,7 +142,7 @@ export class Playout<T> {
 
   /** Items waiting for their time. */
   get waiting(): number {
-    return this.#waiting;
+    return this.#waiting.size;
   }
 
   /** What it did so far. */
@@ -176,12 +184,29 @@ export class Playout<T> {
       return;
     }
     this.#lastDue.set(source, due);
-    this.#waiting++;
-    this.#scheduler.at(due, () => {
-      this.#waiting--;
-      if (this.#lastDue.get(source) === due) this.#lastDue.delete(source);
-      if (!this.#closed) this.#send(item);
-    });
+    const waiting: Waiting<T> = { source, due, item, call: undefined };
+    this.#waiting.add(waiting);
+    waiting.call = this.#scheduler.at(due, () => this.#play(waiting));
+  }
+
+  #play(waiting: Waiting<T>): void {
+    if (!this.#waiting.delete(waiting)) return;
+    if (this.#lastDue.get(waiting.source) === waiting.due) {
+      this.#lastDue.delete(waiting.source);
+    }
+    this.#send(waiting.item);
+  }
+
+  /**
+   * Delivers everything that waits now, in due order (order per source
+   * kept): what a hub does before it closes.
+   */
+  flush(): void {
+    const all = [...this.#waiting].sort((a, b) => a.due - b.due);
+    for (const waiting of all) {
+      waiting.call?.cancel();
+      this.#play(waiting);
+    }
   }
 
   #send(item: T): void {
@@ -196,6 +221,8 @@ export class Playout<T> {
   /** Drops what waits and takes nothing more. */
   close(): void {
     this.#closed = true;
+    for (const waiting of this.#waiting) waiting.call?.cancel();
+    this.#waiting.clear();
     this.#lastDue.clear();
   }
 }

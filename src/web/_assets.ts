@@ -15,7 +15,7 @@ export interface Asset {
 export const ASSETS: Readonly<Record<string, Asset>> = {
   "/": {
     type: "text/html; charset=utf-8",
-    hash: "a9739a33f6a45acb",
+    hash: "d69d9223ae31aa3a",
     body: `<!doctype html>
 <html lang="en">
   <head>
@@ -88,7 +88,7 @@ export const ASSETS: Readonly<Record<string, Asset>> = {
           </div>
         </div>
         <div id="keyboard" class="keyboard" role="group"
-          aria-label="Piano keyboard, two octaves"></div>
+          aria-label="Piano keyboard"></div>
         <p class="hint muted keys-hint">
           Play with the mouse, a finger, or the computer keyboard:
           <kbd>Z</kbd>–<kbd>M</kbd> and <kbd>Q</kbd>–<kbd>U</kbd> rows; <kbd>-</kbd>
@@ -174,12 +174,14 @@ export const ASSETS: Readonly<Record<string, Asset>> = {
   },
   "/app.js": {
     type: "text/javascript; charset=utf-8",
-    hash: "14be257730a2bdc1",
+    hash: "c14585c83cc1cdc9",
     body: `/**
  * The hub's page: a live monitor, the endpoints, a keyboard and a Web MIDI
  * bridge, over the WebSocket at \`/midi\`. Binary frames carry MIDI both ways
  * (whole messages, raw bytes); text frames carry the server's JSON: \`token\`
- * (send it now), \`welcome\`, \`refused\`, \`endpoints\`, \`monitor\`.
+ * (send it now), \`welcome\` (with how often to send active sensing, so that
+ * an open page never counts as idle), \`refused\`, \`endpoints\`, \`monitor\`.
+ * Frames and fields the page does not know are ignored.
  *
  * Plain JavaScript for the browser, with JSDoc types that
  * \`tests/web_test.ts\` checks against the DOM's (\`deno check\` with
@@ -187,8 +189,15 @@ export const ASSETS: Readonly<Record<string, Asset>> = {
  */
 
 const NAMES = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"];
-/** Keys on the screen: two octaves and the C above. */
-const KEYS = 25;
+/**
+ * White keys on the screen: two octaves and the C above where there is
+ * room, at least an octave; a white key is never narrower than a finger
+ * while there are more than 7.
+ */
+const MOST_WHITES = 15;
+const LEAST_WHITES = 7;
+/** The narrowest white key, in CSS pixels (a fingertip). */
+const FINGER_PX = 44;
 /** Monitor lines shown at most. */
 const KEEP = 1000;
 /** How long drawing the monitor may take in one frame, in milliseconds. */
@@ -389,6 +398,10 @@ let countdownTimer;
 let waitingForUser = false;
 /** @type {{ code: string, reason: string } | undefined} */
 let refusal;
+/** Sends active sensing while the page is in, so it never counts as idle. */
+/** @type {ReturnType<typeof setInterval> | undefined} */
+let keepAliveTimer;
+const ACTIVE_SENSING = new Uint8Array([0xfe]);
 let token = sessionStorage.getItem(TOKEN_KEY) ?? "";
 
 /**
@@ -455,6 +468,13 @@ function control(ws, text) {
       admitted = true;
       selfId = msg.id;
       attempt = 0;
+      clearInterval(keepAliveTimer);
+      // The hub answers it and passes it on to no one.
+      if (typeof msg.keepAlive === "number" && msg.keepAlive > 0) {
+        keepAliveTimer = setInterval(() => {
+          if (ws === socket && admitted) ws.send(ACTIVE_SENSING);
+        }, msg.keepAlive);
+      }
       ui.tokenForm.hidden = true;
       if (token !== "") sessionStorage.setItem(TOKEN_KEY, token);
       setStatus("connected", "Connected");
@@ -474,6 +494,7 @@ function control(ws, text) {
 /** @param {CloseEvent} event */
 function closed(event) {
   admitted = false;
+  clearInterval(keepAliveTimer);
   releaseAll();
   clearLit();
   if (waitingForUser) {
@@ -592,12 +613,40 @@ ui.velocity.addEventListener("input", () => {
   ui.velocityValue.value = ui.velocity.value;
 });
 
+/** How many white keys fit the keyboard's width, each a finger wide. */
+function whitesThatFit() {
+  const width = ui.keyboard.clientWidth;
+  if (width === 0) return MOST_WHITES;
+  return Math.max(
+    LEAST_WHITES,
+    Math.min(MOST_WHITES, Math.floor(width / FINGER_PX)),
+  );
+}
+
+/**
+ * The number of keys, from a C, that holds \`whites\` white keys.
+ * @param {number} whites
+ */
+function keysFor(whites) {
+  let count = 0;
+  for (let seen = 0; seen < whites; count++) {
+    if (!NAMES[count % 12].includes("#")) seen++;
+  }
+  return count;
+}
+
+/** Keys on the screen now. */
+let keyCount = keysFor(MOST_WHITES);
+
 function buildKeyboard() {
   const focused = keys.findIndex((key) => key === document.activeElement);
   ui.keyboard.replaceChildren();
   keys = [];
+  keyCount = keysFor(whitesThatFit());
+  // Past the top of the MIDI range, the keyboard starts an octave lower.
+  while (base + keyCount - 1 > 127) base -= 12;
   let white = 0;
-  for (let i = 0; i < KEYS; i++) {
+  for (let i = 0; i < keyCount; i++) {
     const note = base + i;
     const black = NAMES[note % 12].includes("#");
     const key = document.createElement("button");
@@ -623,17 +672,26 @@ function buildKeyboard() {
     ui.keyboard.append(key);
   }
   ui.keyboard.style.setProperty("--whites", String(white));
-  if (focused >= 0) keys[focused].focus();
+  ui.keyboard.setAttribute(
+    "aria-label",
+    \`Piano keyboard, \${noteName(base)} to \${noteName(base + keyCount - 1)}\`,
+  );
+  if (focused >= 0) keys[Math.min(focused, keyCount - 1)].focus();
   ui.octaveValue.value = noteName(base);
   ui.octaveDown.disabled = base - 12 < 0;
-  ui.octaveUp.disabled = base + 12 + KEYS - 1 > 127;
+  ui.octaveUp.disabled = base + 12 + keyCount - 1 > 127;
   refreshKeys();
 }
+
+// A phone turned, a window resized: as many keys as fit, each a finger wide.
+new ResizeObserver(() => {
+  if (keysFor(whitesThatFit()) !== keyCount) buildKeyboard();
+}).observe(ui.keyboard);
 
 /** @param {number} step */
 function shiftOctave(step) {
   const next = base + 12 * step;
-  if (next < 0 || next + KEYS - 1 > 127) return;
+  if (next < 0 || next + keyCount - 1 > 127) return;
   base = next;
   buildKeyboard();
 }
@@ -650,7 +708,7 @@ function refreshKeys() {
 
 /** @param {number} note */
 function keyOf(note) {
-  return note >= base && note < base + KEYS ? keys[note - base] : undefined;
+  return note >= base && note < base + keyCount ? keys[note - base] : undefined;
 }
 
 /**
@@ -783,7 +841,7 @@ ui.keyboard.addEventListener("keydown", (event) => {
   const index = keys.findIndex((key) => key === document.activeElement);
   if (step === undefined || index < 0) return;
   event.preventDefault();
-  const next = keys[Math.min(KEYS - 1, Math.max(0, index + step))];
+  const next = keys[Math.min(keyCount - 1, Math.max(0, index + step))];
   keys.forEach((key) => key.tabIndex = key === next ? 0 : -1);
   next.focus();
 });
@@ -1214,7 +1272,7 @@ export {};
   },
   "/style.css": {
     type: "text/css; charset=utf-8",
-    hash: "c7f182074dd16fd2",
+    hash: "30af71aac7edff1c",
     body:
       `/* midisock's hub page. Dark by default, light when the system asks. */
 
@@ -1441,8 +1499,9 @@ input[type="checkbox"] {
   z-index: 10;
   display: flex;
   align-items: center;
+  flex-wrap: wrap;
   justify-content: space-between;
-  gap: 12px;
+  gap: 8px 12px;
   padding: 10px max(16px, env(safe-area-inset-right)) 10px
     max(16px, env(safe-area-inset-left));
   border-bottom: 1px solid var(--line);
@@ -1471,11 +1530,20 @@ input[type="checkbox"] {
   white-space: nowrap;
 }
 
+/* Beside the name while it fits; on a line of its own when the status is
+   long (a refusal's reason on a phone). */
 .connection {
   display: flex;
+  flex: 0 1 auto;
   align-items: center;
   gap: 8px;
   min-width: 0;
+  margin-left: auto;
+}
+
+#retry {
+  flex-shrink: 0;
+  white-space: nowrap;
 }
 
 .status {
@@ -1591,9 +1659,11 @@ main {
   font-size: 0.85rem;
 }
 
+/* As wide as the cards below it: main's width, less its padding. */
 .token {
-  max-width: 1320px;
-  margin: 16px auto 0;
+  --side: max(16px, calc((100% - 1320px) / 2 + 16px));
+  margin: 16px max(var(--side), env(safe-area-inset-right)) 0
+    max(var(--side), env(safe-area-inset-left));
   border-color: color-mix(in srgb, var(--warn) 60%, var(--line));
 }
 
@@ -2010,6 +2080,10 @@ main {
     gap: 12px;
     padding-top: 12px;
     padding-inline: max(10px, env(safe-area-inset-left));
+  }
+
+  .token {
+    margin: 12px max(10px, env(safe-area-inset-left)) 0;
   }
 
   .card {

@@ -16,8 +16,32 @@ import {
   RESET_MESSAGES,
 } from "../port.ts";
 import { type Batch, SINK, type Sink, SOURCE, type Source } from "../sink.ts";
-import { atMost } from "../_time.ts";
-import { CLOSE, closeReason } from "./_protocol.ts";
+import { CLOSE } from "./_protocol.ts";
+
+/**
+ * The WebSocket a page port speaks through (the web server's connection):
+ * frames out, a write queue as the hub measures it, and its close.
+ */
+export interface PageSocket {
+  /** Whether it still takes frames. */
+  readonly open: boolean;
+  /** Bytes waiting to be written. */
+  readonly queuedBytes: number;
+  /** Of those, the ones copied for this socket alone. */
+  readonly copiedBytes: number;
+  /** A count that changes whenever the write queue moves. */
+  readonly progress: number;
+  /** Resolves once the write queue is back under its high water mark. */
+  drained(): Promise<void>;
+  /** Queues a binary frame (large bytes by reference). */
+  sendBinary(bytes: Uint8Array): boolean;
+  /** Queues a text frame (its UTF-8 bytes by reference, from 4 KiB). */
+  sendText(text: string | Uint8Array): boolean;
+  /** Closes with a close frame, after what waits; resolves once closed. */
+  close(code: number, reason: string): Promise<void>;
+  /** Closes the socket at once; resolves once closed. */
+  abort(): Promise<void>;
+}
 
 /** What a page port is made with. */
 export interface PagePortOptions {
@@ -28,66 +52,54 @@ export interface PagePortOptions {
 }
 
 /**
- * Framed input held while the hub has paused its inputs (a WebSocket
- * cannot be paused): past this many bytes it is dropped and counted.
+ * A page dropped with less than this waiting for it is told why in a close
+ * frame (after what waits); with more, its socket is closed at once.
  */
-const MAX_HELD_BYTES = 256 * 1024;
-/**
- * Bytes handed to the socket at most (it copies them); further batches wait
- * by reference until it has written those.
- */
-const SOCKET_HIGH_WATER = 128 * 1024;
-/** Batches waiting are joined into frames of up to this many bytes. */
-const MAX_JOINED = 64 * 1024;
-/** How often waiting batches are handed on while the socket is full. */
-const PUMP_MS = 2;
-/** How long `close()` waits for the page to answer the close. */
-const CLOSE_WAIT_MS = 1000;
+const TELL_WHEN_UNDER = 16 * 1024;
 const RESOLVED = Promise.resolve();
 
 /**
- * A page's WebSocket as an `IOPort`. Each binary frame the page sends is
- * read as whole MIDI messages (what a frame leaves unfinished is dropped);
- * what the hub routes to the page goes out as one binary frame per batch.
- * Text frames are for the web server's own use (`text`).
+ * A page's WebSocket as an `IOPort`. Each binary message the page sends is
+ * read as whole MIDI messages (what a message leaves unfinished is
+ * dropped); what the hub routes to the page goes out as one binary frame
+ * per batch, queued as on a TCP connection (big batches shared, by
+ * reference), so the hub's bounds on what waits for a client hold for
+ * pages too. Text frames are the web server's (`text`).
  */
 export class PagePort extends InputPortBase implements IOPort {
-  readonly #socket: WebSocket;
+  readonly #socket: PageSocket;
   readonly #name: string;
   readonly #framer: Framer;
   readonly #sink: Sink;
-  readonly #closed: Promise<void>;
   #badFrames = 0;
-  #heldDropped = 0;
   #take: ((framed: Uint8Array) => void | Promise<void>) | undefined;
   #end: ((cause?: unknown) => void) | undefined;
   #ended: { cause: unknown } | undefined;
-  #held: Uint8Array[] = [];
-  #heldBytes = 0;
-  #paused = false;
-  #progressAt = performance.now();
-  #lastBuffered = 0;
-  /** Batches for the page the socket has no room for yet. */
-  #waiting: Uint8Array[] = [];
-  #waitingBytes = 0;
-  #pumpTimer: ReturnType<typeof setTimeout> | undefined;
 
   /**
    * Wraps an open WebSocket; the port owns it from now on. Its owner feeds
-   * it with `input` and `badFrame`; the input ends when the socket closes.
+   * it with `input` and `badFrame`, and calls `end` when the socket closes.
    */
-  constructor(socket: WebSocket, options: PagePortOptions) {
+  constructor(socket: PageSocket, options: PagePortOptions) {
     super();
     this.#socket = socket;
     this.#name = options.name;
     this.#framer = new Framer(options.maxSysexLength);
-    this.#sink = this.#makeSink();
-    this.#closed = new Promise((resolve) => {
-      socket.addEventListener("close", (event) => {
-        this.#endInput(closeCause(event));
-        resolve();
-      }, { once: true });
-    });
+    const port = socket;
+    this.#sink = {
+      write: (batch: Batch): boolean => port.sendBinary(batch.bytes),
+      get queuedBytes() {
+        return port.queuedBytes;
+      },
+      get copiedBytes() {
+        return port.copiedBytes;
+      },
+      get progress() {
+        return port.progress;
+      },
+      slow: "drop",
+      drained: () => port.drained(),
+    };
   }
 
   /** `web host:port` of the page. */
@@ -97,16 +109,15 @@ export class PagePort extends InputPortBase implements IOPort {
 
   /**
    * Messages from the page dropped: unfinished, cut short or oversized,
-   * frames that were not MIDI, and input that came while the hub was
-   * paused past the bound.
+   * and frames that were not MIDI.
    */
   get dropped(): number {
-    return this.#framer.dropped + this.#badFrames + this.#heldDropped;
+    return this.#framer.dropped + this.#badFrames;
   }
 
   /** Bytes waiting to be sent to the page (text frames included). */
-  get bufferedAmount(): number {
-    return this.#socket.bufferedAmount;
+  get queuedBytes(): number {
+    return this.#socket.queuedBytes;
   }
 
   /** What the hub writes to: one binary frame per batch. */
@@ -124,108 +135,33 @@ export class PagePort extends InputPortBase implements IOPort {
         const queued = [...this.iterPending()];
         this.#take = take;
         this.#end = end;
-        if (queued.length > 0) this.#pass(encodeFramed(queued));
+        if (queued.length > 0) take(encodeFramed(queued));
         if (this.#ended !== undefined) end(this.#ended.cause);
       },
     };
   }
 
-  #makeSink(): Sink {
-    // deno-lint-ignore no-this-alias
-    const port = this;
-    return {
-      write: (batch: Batch): boolean => {
-        if (this.#socket.readyState !== WebSocket.OPEN) return false;
-        const bytes = batch.bytes;
-        if (
-          this.#waiting.length === 0 && this.#inSocket() < SOCKET_HIGH_WATER
-        ) {
-          this.#socket.send(bytes);
-          return true;
-        }
-        // The socket has enough: keep the batch (shared, by reference).
-        this.#waiting.push(bytes);
-        this.#waitingBytes += bytes.length;
-        this.#pumpSoon();
-        return true;
-      },
-      get queuedBytes() {
-        return port.#inSocket() + port.#waitingBytes;
-      },
-      get copiedBytes() {
-        return port.#inSocket();
-      },
-      get progressAt() {
-        port.#inSocket();
-        return port.#progressAt;
-      },
-      slow: "drop",
-      drained: () => RESOLVED,
-    };
-  }
-
   /**
-   * Bytes the socket holds, not yet written; notes progress whenever the
-   * amount went down.
+   * Takes one binary message from the page: whole MIDI messages pass,
+   * anything unfinished at its end is dropped (a message never continues
+   * in the next).
+   *
+   * @returns A promise while the hub takes no more input: read nothing
+   * more from the page until it settles.
    */
-  #inSocket(): number {
-    const buffered = this.#socket.bufferedAmount;
-    if (buffered < this.#lastBuffered || buffered === 0) {
-      this.#progressAt = performance.now();
-    }
-    this.#lastBuffered = buffered;
-    return buffered;
-  }
-
-  #pumpSoon(): void {
-    this.#pumpTimer ??= setTimeout(() => {
-      this.#pumpTimer = undefined;
-      this.#pump();
-    }, PUMP_MS);
-  }
-
-  /** Hands kept batches to the socket as it empties, several per frame. */
-  #pump(): void {
-    if (this.#socket.readyState !== WebSocket.OPEN) {
-      this.#waiting = [];
-      this.#waitingBytes = 0;
-      return;
-    }
-    while (
-      this.#waiting.length > 0 && this.#inSocket() < SOCKET_HIGH_WATER
-    ) {
-      let count = 1;
-      let size = this.#waiting[0].length;
-      while (
-        count < this.#waiting.length &&
-        size + this.#waiting[count].length <= MAX_JOINED
-      ) {
-        size += this.#waiting[count++].length;
-      }
-      const parts = this.#waiting.splice(0, count);
-      this.#waitingBytes -= size;
-      this.#socket.send(count === 1 ? parts[0] : join(parts, size));
-      this.#progressAt = performance.now();
-    }
-    if (this.#waiting.length > 0) this.#pumpSoon();
-  }
-
-  /**
-   * Takes one binary frame from the page: whole messages pass, anything
-   * unfinished at its end is dropped (a frame never continues in the next).
-   */
-  input(frame: Uint8Array): void {
+  input(data: Uint8Array): void | Promise<void> {
     if (this.#ended !== undefined) return;
-    const framed = this.#framer.frame(frame);
+    const framed = this.#framer.frame(data);
     this.#framer.reset();
     if (framed.length === 0) return;
-    if (this.#take === undefined) {
+    const take = this.#take;
+    if (take === undefined) {
       for (const msg of decodeFramed(framed, [])) {
-        if (!this.deliver(msg)) this.#heldDropped++;
+        if (!this.deliver(msg)) this.#badFrames++;
       }
       return;
     }
-    this.#pass(framed.slice());
+    return take(framed.slice());
   }
 
   /** Counts a frame that was not MIDI. */
@@ -233,51 +169,20 @@ export class PagePort extends InputPortBase implements IOPort {
     this.#badFrames++;
   }
 
-  #pass(framed: Uint8Array): void {
-    if (this.#paused) {
-      if (this.#heldBytes + framed.length > MAX_HELD_BYTES) {
-        this.#heldDropped += countMessages(framed);
-        return;
-      }
-      this.#held.push(framed);
-      this.#heldBytes += framed.length;
-      return;
-    }
-    const waiting = this.#take!(framed);
-    if (waiting !== undefined) {
-      this.#paused = true;
-      waiting.then(() => this.#resume(), () => this.#resume());
-    }
-  }
-
-  #resume(): void {
-    this.#paused = false;
-    while (this.#held.length > 0 && !this.#paused) {
-      const framed = this.#held.shift()!;
-      this.#heldBytes -= framed.length;
-      this.#pass(framed);
-    }
-  }
-
   /**
-   * Sends a text frame (the web server's control messages).
+   * Sends a text frame (the web server's control messages): a string, or
+   * its UTF-8 bytes, shared with other pages (never changed afterwards).
    *
    * @returns Whether it went out (`false` once the socket is closing).
    */
-  text(frame: string): boolean {
-    if (this.#socket.readyState !== WebSocket.OPEN) return false;
-    this.#socket.send(frame);
-    return true;
+  text(frame: string | Uint8Array): boolean {
+    return this.#socket.sendText(frame);
   }
 
   /** The socket closed: input ends, with `cause` when it was an error. */
-  #endInput(cause?: unknown): void {
+  end(cause?: unknown): void {
     if (this.#ended !== undefined) return;
     this.#ended = { cause };
-    this.#held = [];
-    clearTimeout(this.#pumpTimer);
-    this.#waiting = [];
-    this.#waitingBytes = 0;
     this.finish(cause);
     this.#end?.(cause);
   }
@@ -318,10 +223,9 @@ export class PagePort extends InputPortBase implements IOPort {
   }
 
   #sendBytes(bytes: Uint8Array): Promise<void> {
-    if (this.#socket.readyState !== WebSocket.OPEN) {
+    if (!this.#socket.sendBinary(bytes)) {
       return Promise.reject(new PortClosedError(this.#name));
     }
-    this.#socket.send(bytes);
     return RESOLVED;
   }
 
@@ -344,8 +248,8 @@ export class PagePort extends InputPortBase implements IOPort {
   }
 
   /**
-   * Closes the socket with `code` and `reason`, and waits (a second at
-   * most) for the page to answer.
+   * Closes the socket with `code` and `reason`, after what waits for the
+   * page (the page has a second to answer).
    */
   async closeWith(
     code: number,
@@ -353,78 +257,40 @@ export class PagePort extends InputPortBase implements IOPort {
     cause?: unknown,
   ): Promise<void> {
     this.finish(cause, cause === undefined);
-    const state = this.#socket.readyState;
-    if (state === WebSocket.OPEN || state === WebSocket.CONNECTING) {
-      try {
-        this.#socket.close(code, closeReason(reason));
-      } catch {
-        // Closed meanwhile.
-      }
-    }
-    if (this.#socket.readyState !== WebSocket.CLOSED) {
-      await atMost(this.#closed, CLOSE_WAIT_MS);
-    }
-    // A page that never answers the close ends here all the same.
-    this.#endInput(cause);
+    await this.#socket.close(code, reason);
+    this.end(cause);
   }
 
   /**
    * Closes the page's socket: the page hears that the hub is closing, and
    * comes back later. Closing twice does nothing.
    *
-   * @returns A promise that resolves once the socket is closed (or a second
-   * has passed).
+   * @returns A promise that resolves once the socket is closed.
    */
   close(): Promise<void> {
     return this.closeWith(CLOSE.closing, "hub closing");
   }
 
   /**
-   * Drops the page: how the hub closes a page that fell behind.
+   * Drops the page: how the hub closes a page that fell behind or idled.
+   * With little waiting for it, the page is told why; else its socket is
+   * closed at once.
    *
    * @param reason Why.
-   * @returns A promise that resolves as `close()`'s does.
+   * @returns A promise that resolves once the socket is closed.
    */
-  abort(reason?: unknown): Promise<void> {
+  async abort(reason?: unknown): Promise<void> {
     const text = reason instanceof Error
       ? reason.message
       : reason === undefined
       ? "dropped"
       : String(reason);
-    return this.closeWith(CLOSE.dropped, text, reason ?? new Error(text));
+    const cause = reason ?? new Error(text);
+    if (this.#socket.queuedBytes < TELL_WHEN_UNDER) {
+      return this.closeWith(CLOSE.dropped, text, cause);
+    }
+    this.finish(cause);
+    await this.#socket.abort();
+    this.end(cause);
   }
-}
-
-/**
- * Why a page's socket closed, as a leave reason: nothing when the page
- * closed it (left, reloaded), else what happened.
- */
-function closeCause(event: CloseEvent): unknown {
-  // Normal, going away (left, reloaded), or a close with no code at all.
-  if (event.code === 1000 || event.code === 1001 || event.code === 1005) {
-    return undefined;
-  }
-  return new Error(
-    event.code === 1006
-      ? "Connection lost"
-      : `Closed with code ${event.code}${
-        event.reason === "" ? "" : `: ${event.reason}`
-      }`,
-  );
-}
-
-/** Byte arrays joined into one. */
-function join(parts: readonly Uint8Array[], size: number): Uint8Array {
-  const out = new Uint8Array(size);
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
-}
-
-/** How many messages framed bytes hold. */
-function countMessages(framed: Uint8Array): number {
-  return decodeFramed(framed, []).length;
 }

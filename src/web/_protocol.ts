@@ -7,10 +7,17 @@
  * each with its own status byte, as on the TCP socket. Text frames carry
  * JSON control messages:
  *
- * - server to page: `{"type":"token"}` (send your token now), `welcome`,
+ * - server to page: `{"type":"token"}` (send your token now), `welcome`
+ *   (with `keepAlive`: how often, in milliseconds, the page sends active
+ *   sensing so that an open page never counts as idle; 0 for never),
  *   `refused`, `endpoints`, `monitor`;
  * - page to server: `{"type":"token","token":"..."}`, first, and only when
  *   asked.
+ *
+ * Either side ignores text frames of a type it does not know and fields it
+ * does not know (the server counts them as dropped): new kinds of frames,
+ * such as timestamps, can come later without breaking older pages or
+ * servers.
  *
  * A refused or dropped page is closed with a code from {@linkcode CLOSE}
  * and the reason as the close reason.
@@ -104,9 +111,16 @@ export type MonitorLine = readonly [time: number, source: number, text: string];
 /** The frame that asks a page for its token. */
 export const TOKEN_REQUEST = '{"type":"token"}';
 
-/** The frame that tells a page it is in. */
-export function welcomeFrame(id: number, name: string): string {
-  return JSON.stringify({ type: "welcome", id, name });
+/**
+ * The frame that tells a page it is in: its endpoint's id and name, and how
+ * often to send active sensing (milliseconds; 0 for never).
+ */
+export function welcomeFrame(
+  id: number,
+  name: string,
+  keepAlive: number,
+): string {
+  return JSON.stringify({ type: "welcome", id, name, keepAlive });
 }
 
 /** The frame that tells a page why it is refused (before the close). */

@@ -1,16 +1,32 @@
 /**
- * `WebServer`: a hub's web page and its WebSocket, on `Deno.serve`. Each
- * page that connects is one endpoint of the hub.
+ * `WebServer`: a hub's web page and its WebSocket, a transport of the hub.
+ * Each page that connects is one endpoint of the hub.
  *
  * @module
  */
 
+import { setImmediate } from "node:timers";
 import type { Message } from "../codec/messages.ts";
-import type { Peer, RefusalCode, Ticket } from "../gate.ts";
-import type { Endpoint, Hub, HubEvent } from "../hub.ts";
+import { PortClosedError } from "../errors.ts";
+import { Gate, type Peer, type RefusalCode, type Ticket } from "../gate.ts";
+import type { Endpoint, Hub, HubEvent } from "../hub/mod.ts";
+import type { Transport } from "../transport.ts";
 import { checkPort, formatAddress } from "../address.ts";
 import { positiveInteger } from "../_policy.ts";
-import { atMost } from "../_time.ts";
+import { exponentialBackoff } from "../backoff.ts";
+import { atMost, sleep } from "../_time.ts";
+import { closeQuietly } from "../net/_transport.ts";
+import { loadTls, secureContext, ServerTlsConn } from "../net/_tls.ts";
+import { type ConnectionHandler, WebConnection } from "./_connection.ts";
+import { type FrameEvent, STATUS } from "./_frames.ts";
+import {
+  hasBody,
+  hasToken,
+  keepsAlive,
+  type RequestHead,
+  responseHead,
+  webSocketKeyValid,
+} from "./_http.ts";
 import { PagePort } from "./_page_port.ts";
 import {
   CLOSE,
@@ -19,6 +35,7 @@ import {
   type EndpointInfo,
   endpointsFrame,
   hostAllowed,
+  MAX_TOKEN_FRAME,
   monitorFrame,
   type MonitorLine,
   monitorText,
@@ -60,9 +77,11 @@ export interface WebServerOptions {
    */
   origins?: Iterable<string>;
   /**
-   * The largest binary frame a page may send, in bytes; a page that sends
-   * a larger one is counted and closed. The default fits the longest sysex
-   * the hub keeps.
+   * The largest message a page may send, in bytes (all the frames of a
+   * fragmented message together); a page that sends a larger one is
+   * counted and closed as soon as a frame header says so, before its bytes
+   * are kept. The default fits the longest sysex the hub keeps. Before a
+   * page has given its token, the bound is 512 bytes.
    * @default {max(65536, hub.maxSysexLength + 2)}
    */
   maxFrameBytes?: number;
@@ -73,20 +92,55 @@ export interface WebServerOptions {
    * @default {true}
    */
   monitor?: boolean;
+  /**
+   * How often an open page sends active sensing, in milliseconds (the hub
+   * answers it and does not pass it on), so that a page left open is never
+   * dropped as idle. Keep it well under the hub's `idleTimeout`; 0 turns it
+   * off.
+   * @default {1000}
+   */
+  keepAlive?: number;
+  /**
+   * Most connections at once that have not sent a whole request yet (TLS
+   * and the request head under way, or nothing at all). Past it, the oldest
+   * of them is closed to make room: a client that sends its request at
+   * once is never the oldest for long, one that holds a connection without
+   * a word soon is. The same number bounds the connections kept open for
+   * a further request.
+   * @default {256}
+   */
+  maxConnections?: number;
+  /**
+   * Most connections from one address that have not sent a whole request
+   * yet; past it, the oldest from there is closed to make room.
+   * @default {32}
+   */
+  maxConnectionsPerAddress?: number;
 }
 
-/** Monitor lines held for a page between two flushes, at most. */
-const MONITOR_QUEUE = 4096;
+/**
+ * Monitor lines held for a page between two flushes, at most: 50,000 a
+ * second, ten times what a page draws.
+ */
+const MONITOR_QUEUE = 1024;
 /** A page with more than this many bytes unsent gets no monitor lines. */
 const MONITOR_HIGH_WATER = 256 * 1024;
 /** How often monitor lines and endpoint changes go out, at most. */
 const FLUSH_MS = 20;
 /** How often the endpoint list (with its counters) is refreshed. */
 const STATS_MS = 1000;
-/** Seconds of silence before Deno pings a page (and drops it unanswered). */
-const IDLE_TIMEOUT_S = 30;
-/** How long `close()` waits for the HTTP server to finish. */
+/** How often admitted pages are checked for silence. */
+const SWEEP_MS = 5000;
+/** A page silent this long is pinged. */
+const PING_AFTER_MS = 15_000;
+/** A page silent this long (its pings unanswered) is dropped. */
+const SILENT_MS = 30_000;
+/** `drained()` of a connection waits under this many bytes. */
+const HIGH_WATER = 64 * 1024;
+/** How long `close()` waits for connections to close. */
 const SHUTDOWN_MS = 2000;
+/** How often to say that descriptors ran out, at most. */
+const WARN_EVERY_MS = 60_000;
 
 const SECURITY_HEADERS = {
   "x-content-type-options": "nosniff",
@@ -95,48 +149,127 @@ const SECURITY_HEADERS = {
   "cross-origin-resource-policy": "same-origin",
 } as const;
 
-type Listener = Deno.HttpServer<Deno.NetAddr>;
-type Handler = Deno.ServeHandler<Deno.NetAddr>;
+const encoder = new TextEncoder();
 
-/** One page's WebSocket, from the upgrade until it leaves. */
-class Session {
-  readonly socket: WebSocket;
+/** A file of the page, ready to send. */
+interface Served {
+  readonly type: string;
+  readonly etag: string;
+  readonly body: Uint8Array;
+}
+
+/** One connection, from its accept until it is closed. */
+class Visitor {
   readonly peer: Peer;
-  readonly ticket: Ticket;
-  state: "opening" | "token" | "admitted" | "gone" = "opening";
-  timer: ReturnType<typeof setTimeout> | undefined;
+  connection!: WebConnection;
+  /**
+   * Its place among the connections that have not sent a whole request
+   * yet (the ones a slowloris holds).
+   */
+  door: Ticket | undefined;
+  /** Whether it is kept open for another request (counted in `#kept`). */
+  kept = false;
+  /** Its place at the hub's gate, once it asked for the WebSocket. */
+  ticket: Ticket | undefined;
+  state: "http" | "token" | "admitted" | "gone" = "http";
   port: PagePort | undefined;
   endpoint: Endpoint | undefined;
   lines: MonitorLine[] = [];
   missed = 0;
+  /** Whether lines were left out between others since the last flush. */
+  gap = false;
   /** The endpoint list this page was sent last. */
   endpointsSent = "";
 
-  constructor(socket: WebSocket, peer: Peer, ticket: Ticket) {
-    this.socket = socket;
+  constructor(peer: Peer) {
     this.peer = peer;
-    this.ticket = ticket;
   }
 }
 
+/** The options, checked. */
+interface Settings {
+  readonly hostname: string;
+  readonly port: number;
+  readonly tls: Deno.TlsCertifiedKeyPem | undefined;
+  readonly hosts: ReadonlySet<string>;
+  readonly origins: ReadonlySet<string>;
+  readonly maxFrameBytes: number | undefined;
+  readonly monitor: boolean;
+  readonly keepAlive: number;
+  readonly maxConnections: number;
+  readonly maxConnectionsPerAddress: number;
+}
+
+function settings(options: WebServerOptions): Settings {
+  const hostname = options.hostname ?? "127.0.0.1";
+  if (typeof hostname !== "string") {
+    throw new TypeError(`Host must be a string: got ${String(hostname)}`);
+  }
+  const keepAlive = options.keepAlive ?? 1000;
+  if (!Number.isFinite(keepAlive) || keepAlive < 0) {
+    throw new RangeError(
+      `keepAlive must be 0 or a positive number of milliseconds: got ${keepAlive}`,
+    );
+  }
+  return {
+    hostname,
+    port: checkPort(options.port ?? 8081),
+    tls: options.tls,
+    hosts: new Set([...options.hosts ?? []].map((h) => h.toLowerCase())),
+    origins: new Set(options.origins ?? []),
+    maxFrameBytes: options.maxFrameBytes === undefined
+      ? undefined
+      : positiveInteger("maxFrameBytes", options.maxFrameBytes),
+    monitor: options.monitor ?? true,
+    keepAlive,
+    maxConnections: positiveInteger(
+      "maxConnections",
+      options.maxConnections ?? 256,
+    ),
+    maxConnectionsPerAddress: positiveInteger(
+      "maxConnectionsPerAddress",
+      options.maxConnectionsPerAddress ?? 32,
+    ),
+  };
+}
+
+/** The handler of a connection that is only told why it is refused. */
+const IGNORE: ConnectionHandler = {
+  request: () => {},
+  badRequest: () => {},
+  text: () => {},
+  binary: () => {},
+  closed: () => {},
+  failed: () => {},
+  gone: () => {},
+};
+
 /**
- * Serves a hub's web page at `/` and its WebSocket at `/midi`, on
- * `Deno.serve`. Each page that connects is one endpoint of the hub (kind
- * `"client"`, transport `"web"`): the hub's gate admits it (allow list,
- * client bound, token: the page sends it first when the hub wants one),
- * its policies apply, and when it leaves its held notes are released.
+ * Serves a hub's web page at `/` and its WebSocket at `/midi`: a transport
+ * of the hub, started by `hub.attach(web)` and closed with the hub. Each
+ * page that connects is one endpoint of the hub (kind `"client"`,
+ * transport `"web"`): the hub's gate admits it (allow list, client bound,
+ * token: the page sends it first when the hub wants one), its policies
+ * apply, and when it leaves its held notes are released.
  *
- * Binary frames carry MIDI both ways: one or more whole messages per frame,
- * raw bytes as on the TCP socket. Frames from pages are parsed as a MIDI
- * stream that ends with each frame, so only whole valid messages reach the
- * hub; text frames and frames over `maxFrameBytes` never do. Text frames to
- * pages carry the endpoint list and the monitor (every message that passes
- * through the hub, with its time and source), bounded per page: a page
- * that falls behind misses monitor lines and is told how many.
+ * Binary frames carry MIDI both ways: one or more whole messages per
+ * message, raw bytes as on the TCP socket. What a page sends is parsed as
+ * a MIDI stream that ends with each message, so only whole valid messages
+ * reach the hub; text frames and messages over `maxFrameBytes` never do.
+ * Text frames to pages carry the endpoint list and the monitor (every
+ * message that passes through the hub, with its time and source), bounded
+ * per page: a page that falls behind misses monitor lines and is told how
+ * many.
  *
- * Browsers may open the WebSocket only from this server's own page (or
- * `origins`), and without TLS only under an IP address or a local name
- * (see `hosts`), so that no other web site can play through the hub.
+ * The server speaks HTTP/1.1 and WebSocket (RFC 6455) itself, on its own
+ * socket, so every bound holds before anything is kept: the allow list at
+ * the connection, a request head of at most 8 KiB within the handshake
+ * timeout, a bound on connections that are not yet pages (the oldest makes
+ * room), each message bounded from its frame header, and a refused or
+ * timed-out connection closed at once. Browsers may open the WebSocket only
+ * from this server's own page (or `origins`), and without TLS only under
+ * an IP address or a local name (see `hosts`), so that no other web site
+ * can play through the hub.
  *
  * @example Serving the page of a hub
  * ```ts
@@ -144,95 +277,110 @@ class Session {
  * import { Hub, WebServer } from "@x/midisock";
  *
  * await using hub = new Hub();
- * await using web = new WebServer(hub, { port: 0 });
+ * const web = await hub.attach(new WebServer({ port: 0 }));
  * const page = await fetch(web.url);
  * assert.equal(page.status, 200);
  * assert.match(await page.text(), /midisock/);
  * ```
  */
-export class WebServer implements AsyncDisposable {
-  readonly #hub: Hub;
-  readonly #server: Listener;
-  readonly #tls: boolean;
-  readonly #hosts: ReadonlySet<string>;
-  readonly #origins: ReadonlySet<string>;
-  readonly #maxFrameBytes: number;
-  readonly #monitor: boolean;
-  readonly #sessions = new Set<Session>();
-  readonly #admitted = new Set<Session>();
-  readonly #stopListening: () => void;
+export class WebServer implements Transport {
+  readonly #settings: Settings;
+  readonly #handler: (visitor: Visitor) => ConnectionHandler;
+  readonly #visitors = new Set<Visitor>();
+  readonly #admitted = new Set<Visitor>();
+  readonly #stop = new AbortController();
+  #hub: Hub | undefined;
+  #listener: Deno.TcpListener | undefined;
+  #secure: ((raw: Deno.TcpConn) => Deno.Conn) | undefined;
+  #assets: Map<string, Served> | undefined;
+  /** Bounds the connections that have not sent a whole request yet. */
+  #doors: Gate | undefined;
+  /** Connections kept open after an answer, waiting for another request. */
+  #kept = 0;
+  #maxFrameBytes = 0;
+  #accepting: Promise<void> | undefined;
+  #stopListening: (() => void) | undefined;
   #stopMessages: (() => void) | undefined;
   #flushTimer: ReturnType<typeof setTimeout> | undefined;
   /** Whether pages are owed the endpoint list (joins, leaves, counters). */
   #listDue = false;
   #statsTimer: ReturnType<typeof setInterval> | undefined;
+  #sweepTimer: ReturnType<typeof setInterval> | undefined;
   #closing: Promise<void> | undefined;
 
   /**
-   * Binds the server and starts serving.
+   * Makes a web server; `hub.attach(web)` binds it and starts serving.
    *
-   * @param hub The hub pages join; its gate and policies apply to them.
    * @param options Where to listen, TLS, and bounds.
-   * @throws {Deno.errors.AddrInUse} When the port is taken.
-   * @throws {Deno.errors.NotCapable} Without `--allow-net` for the address.
    * @throws {TypeError | RangeError} For a port that is not 0-65535, or a
    * bad option.
    */
-  constructor(hub: Hub, options: WebServerOptions = {}) {
-    const hostname = options.hostname ?? "127.0.0.1";
-    if (typeof hostname !== "string") {
-      throw new TypeError(`Host must be a string: got ${String(hostname)}`);
-    }
-    const port = checkPort(options.port ?? 8081);
-    this.#hub = hub;
-    this.#tls = options.tls !== undefined;
-    this.#hosts = new Set([...options.hosts ?? []].map((h) => h.toLowerCase()));
-    this.#origins = new Set(options.origins ?? []);
-    this.#maxFrameBytes = positiveInteger(
-      "maxFrameBytes",
-      options.maxFrameBytes ?? Math.max(65536, hub.maxSysexLength + 2),
-    );
-    this.#monitor = options.monitor ?? true;
-    this.#server = listen(
-      hostname,
-      port,
-      options.tls,
-      (request, info) => this.#handle(request, info),
-    );
-    this.#stopListening = hub.listen((event) => this.#onEvent(event));
+  constructor(options: WebServerOptions = {}) {
+    this.#settings = settings(options);
+    this.#handler = (visitor) => ({
+      request: (head) => this.#request(visitor, head),
+      badRequest: (reason, line) =>
+        this.#hub!.gate.refuse(visitor.peer, "protocol", reason, line),
+      text: (text) => this.#text(visitor, text),
+      binary: (data) => this.#binary(visitor, data),
+      closed: (code, reason) => this.#closed(visitor, code, reason),
+      failed: (error) => this.#failed(visitor, error),
+      gone: (cause, clean) => this.#gone(visitor, cause, clean),
+    });
   }
 
-  /** The address the server is bound to. */
-  get addr(): Deno.NetAddr {
-    return this.#server.addr;
-  }
-
-  /** The TCP port the server is bound to. */
-  get port(): number {
-    return this.#server.addr.port;
-  }
-
-  /** `host:port` of the bound address. */
+  /**
+   * For people: `web host:port`, the bound address once attached.
+   */
   get name(): string {
-    return formatAddress(this.#server.addr);
+    const addr = this.#listener?.addr ??
+      { hostname: this.#settings.hostname, port: this.#settings.port };
+    return `web ${formatAddress(addr)}`;
+  }
+
+  #bound(): Deno.NetAddr {
+    if (this.#listener === undefined) {
+      throw new Error(`${this.name} is not serving: attach it to a hub first`);
+    }
+    return this.#listener.addr;
+  }
+
+  /**
+   * The address the server is bound to.
+   *
+   * @throws {Error} Before it is attached to a hub.
+   */
+  get addr(): Deno.NetAddr {
+    return this.#bound();
+  }
+
+  /**
+   * The TCP port the server is bound to.
+   *
+   * @throws {Error} Before it is attached to a hub.
+   */
+  get port(): number {
+    return this.#bound().port;
   }
 
   /**
    * The page's address, to open from this machine: `http://host:port/`
    * (`https` with TLS; loopback when bound to every interface).
+   *
+   * @throws {Error} Before it is attached to a hub.
    */
   get url(): string {
-    const { hostname, port } = this.#server.addr;
+    const { hostname, port } = this.#bound();
     const host = hostname === "0.0.0.0" || hostname === "::"
       ? "127.0.0.1"
       : hostname;
-    return `${this.#tls ? "https" : "http"}://${
+    return `${this.#settings.tls ? "https" : "http"}://${
       formatAddress({ hostname: host, port })
     }/`;
   }
 
-  /** The hub pages join. */
-  get hub(): Hub {
+  /** The hub pages join, once attached. */
+  get hub(): Hub | undefined {
     return this.#hub;
   }
 
@@ -241,196 +389,459 @@ export class WebServer implements AsyncDisposable {
     return this.#closing !== undefined;
   }
 
-  #handle(
-    request: Request,
-    info: Deno.ServeHandlerInfo<Deno.NetAddr>,
-  ): Response | Promise<Response> {
-    // HTTP/2 (over TLS) names the host in the URL, not in a header.
-    const host = request.headers.get("host") ?? new URL(request.url).host;
-    if (!hostAllowed(host, this.#hosts, this.#tls)) {
-      return plain(
+  /**
+   * Binds the server and starts serving `hub`'s page. Called by
+   * {@linkcode Hub.attach}.
+   *
+   * @param hub The hub pages join; its gate and policies apply to them.
+   * @throws {Deno.errors.AddrInUse} When the port is taken.
+   * @throws {Deno.errors.NotCapable} Without `--allow-net` for the address.
+   * @throws {Error} For a certificate or key `node:tls` refuses, or a
+   * server attached already.
+   */
+  async attach(hub: Hub): Promise<void> {
+    if (this.#hub !== undefined) {
+      throw new Error(`${this.name} is attached to a hub already`);
+    }
+    if (this.#closing !== undefined) throw new PortClosedError(this.name);
+    this.#hub = hub;
+    const s = this.#settings;
+    this.#maxFrameBytes = s.maxFrameBytes ??
+      Math.max(65536, hub.maxSysexLength + 2);
+    if (s.tls !== undefined) {
+      const tls = await loadTls();
+      const context = secureContext(tls, s.tls);
+      this.#secure = (raw) =>
+        new ServerTlsConn(tls, raw, context) as unknown as Deno.Conn;
+    }
+    const { ASSETS } = await import("./_assets.ts");
+    this.#assets = new Map(
+      Object.entries(ASSETS).map(([path, asset]) => [path, {
+        type: asset.type,
+        etag: `"${asset.hash}"`,
+        body: encoder.encode(asset.body),
+      }]),
+    );
+    if (this.#closing !== undefined) throw new PortClosedError(this.name);
+    this.#doors = new Gate({
+      maxPending: s.maxConnections,
+      maxPendingPerAddress: s.maxConnectionsPerAddress,
+      handshakeTimeout: hub.gate.handshakeTimeout,
+      onRefuse: (r) => hub.gate.refuse(r.peer, r.code, r.reason, r.detail),
+    });
+    const listener = listen(s.hostname, s.port);
+    this.#listener = listener;
+    this.#stopListening = hub.listen((event) => this.#onEvent(event));
+    this.#accepting = this.#acceptLoop(listener);
+  }
+
+  async #acceptLoop(listener: Deno.TcpListener): Promise<void> {
+    const wait = exponentialBackoff({ first: 50, max: 1000, jitter: 0 });
+    let failures = 0;
+    let warned = -Infinity;
+    for (;;) {
+      let conn: Deno.TcpConn;
+      try {
+        conn = await listener.accept();
+        failures = 0;
+      } catch (error) {
+        if (this.#closing !== undefined) return;
+        if (error instanceof Deno.errors.BadResource) return;
+        if (outOfDescriptors(error)) {
+          // The kernel keeps the connection queued and accept fails again
+          // at once: wait instead of spinning, and say so (once a minute at
+          // most).
+          const now = performance.now();
+          if (failures === 0 && now - warned > WARN_EVERY_MS) {
+            warned = now;
+            this.#hub!.warn(
+              `${this.name}: cannot accept connections: the process has ` +
+                "no file descriptors left; waiting for some to close",
+            );
+          }
+          await sleep(wait(++failures), this.#stop.signal);
+        }
+        // Any other failure of one accept (a peer that reset at once) must
+        // not stop the server.
+        continue;
+      }
+      try {
+        this.#arrive(conn);
+      } catch {
+        // A connection that failed at once (reset before it was read).
+        closeQuietly(conn);
+      }
+      // Let what the connections accepted so far sent be read before the
+      // next is taken: under a flood of connections, a client that sends
+      // its request at once is then read before newer ones push it out.
+      await new Promise(setImmediate);
+    }
+  }
+
+  #arrive(raw: Deno.TcpConn): void {
+    const { hostname, port } = raw.remoteAddr;
+    const peer: Peer = { transport: "web", hostname, port };
+    const hub = this.#hub!;
+    if (this.#closing !== undefined) return closeQuietly(raw);
+    if (!hub.gate.allows(hostname)) {
+      hub.gate.refuse(peer, "not-allowed", "address not in the allow list");
+      return this.#turnAway(raw, 403, "Forbidden");
+    }
+    const visitor = new Visitor(peer);
+    const door = this.#doors!.arrive(
+      peer,
+      true,
+      () => visitor.connection.abort(),
+    );
+    if ("code" in door) return closeQuietly(raw);
+    visitor.door = door;
+    const conn = this.#secure?.(raw) ?? raw;
+    visitor.connection = new WebConnection(conn, this.#handler(visitor), {
+      name: formatAddress(peer as Deno.NetAddr),
+      highWater: HIGH_WATER,
+    });
+    this.#visitors.add(visitor);
+    this.#awaitRequest(visitor);
+  }
+
+  /**
+   * Answers a connection refused before it said anything, in plain HTTP
+   * where it can, and closes it; a TLS one is closed at once.
+   */
+  #turnAway(raw: Deno.TcpConn, status: number, text: string): void {
+    if (this.#secure !== undefined) return closeQuietly(raw);
+    const connection = new WebConnection(raw, IGNORE, {
+      name: formatAddress(raw.remoteAddr),
+      highWater: HIGH_WATER,
+    });
+    connection.respond(
+      status,
+      {
+        ...SECURITY_HEADERS,
+        "content-type": "text/plain; charset=utf-8",
+      },
+      encoder.encode(`${text}\n`),
+      true,
+    );
+  }
+
+  /** The next request must come within the handshake timeout. */
+  #awaitRequest(visitor: Visitor): void {
+    const ms = this.#hub!.gate.handshakeTimeout;
+    visitor.connection.deadline(ms, () => {
+      // A connection that sent part of a request is a slow one; one that
+      // sent nothing (a browser's spare connection, an idle keep-alive) is
+      // closed without a word.
+      if (visitor.connection.started) {
+        this.#hub!.gate.refuse(
+          visitor.peer,
+          "timeout",
+          `no whole request within ${ms} ms`,
+        );
+      }
+      visitor.connection.abort();
+    });
+  }
+
+  #request(visitor: Visitor, head: RequestHead): void | Promise<void> {
+    // A whole request: no longer one of those that may be slow.
+    visitor.door?.leave();
+    visitor.door = undefined;
+    if (visitor.kept) {
+      visitor.kept = false;
+      this.#kept--;
+    }
+    const host = head.fields.get("host");
+    if (host === undefined) {
+      return this.#plain(visitor, head, 400, "A request needs a Host field");
+    }
+    if (
+      !hostAllowed(host, this.#settings.hosts, this.#settings.tls !== undefined)
+    ) {
+      return this.#plain(
+        visitor,
+        head,
         421,
         "Unknown host name: open the page by this machine's address",
       );
     }
-    const { hostname, port } = info.remoteAddr;
-    if (!this.#hub.gate.allows(hostname)) return plain(403, "Forbidden");
-    const path = new URL(request.url).pathname;
-    if (path === "/midi") {
-      return this.#upgrade(
-        request,
-        { transport: "web", hostname, port },
-        host!,
-      );
+    if (head.path === "/midi") return this.#upgrade(visitor, head, host);
+    if (head.method !== "GET" && head.method !== "HEAD") {
+      return this.#plain(visitor, head, 405, "Method not allowed", {
+        allow: "GET, HEAD",
+      });
     }
-    if (request.method !== "GET" && request.method !== "HEAD") {
-      return plain(405, "Method not allowed", { allow: "GET, HEAD" });
+    const asset = this.#assets!.get(head.path);
+    if (asset === undefined) {
+      return this.#plain(visitor, head, 404, "Not found");
     }
-    return this.#asset(request, path, host!);
-  }
-
-  async #asset(
-    request: Request,
-    path: string,
-    host: string,
-  ): Promise<Response> {
-    const { ASSETS } = await import("./_assets.ts");
-    const asset = Object.hasOwn(ASSETS, path) ? ASSETS[path] : undefined;
-    if (asset === undefined) return plain(404, "Not found");
-    const headers: Record<string, string> = {
+    const fields: Record<string, string> = {
       ...SECURITY_HEADERS,
       "content-type": asset.type,
       "cache-control": "no-cache",
-      etag: `"${asset.hash}"`,
+      etag: asset.etag,
     };
     if (asset.type.startsWith("text/html")) {
-      const ws = `ws${this.#tls ? "s" : ""}://${host}`;
-      headers["content-security-policy"] = "default-src 'none'; " +
+      const ws = `ws${this.#settings.tls ? "s" : ""}://${host}`;
+      fields["content-security-policy"] = "default-src 'none'; " +
         "script-src 'self'; style-src 'self'; img-src 'self' data:; " +
         `connect-src 'self' ${ws}; base-uri 'none'; form-action 'none'; ` +
         "frame-ancestors 'none'";
     }
-    if (request.headers.get("if-none-match") === `"${asset.hash}"`) {
-      return new Response(null, { status: 304, headers });
-    }
-    return new Response(request.method === "HEAD" ? null : asset.body, {
-      headers,
-    });
+    const fresh = head.fields.get("if-none-match") === asset.etag;
+    this.#respond(
+      visitor,
+      head,
+      fresh ? 304 : 200,
+      fields,
+      fresh ? undefined : asset.body,
+    );
   }
 
-  #upgrade(request: Request, peer: Peer, host: string): Response {
+  /** Answers a request; the next must come within the timeout. */
+  #respond(
+    visitor: Visitor,
+    head: RequestHead,
+    status: number,
+    fields: Record<string, string>,
+    body: Uint8Array | undefined,
+  ): void {
+    // Kept open for another request while few are: beyond that, clients
+    // open a new connection (and a busy server has room for them).
+    const close = hasBody(head) || !keepsAlive(head) ||
+      this.#kept >= this.#settings.maxConnections;
+    if (!close) {
+      visitor.kept = true;
+      this.#kept++;
+    }
+    visitor.connection.respond(
+      status,
+      fields,
+      body,
+      close,
+      head.method === "HEAD",
+    );
+    if (!close) this.#awaitRequest(visitor);
+  }
+
+  #plain(
+    visitor: Visitor,
+    head: RequestHead,
+    status: number,
+    text: string,
+    fields: Record<string, string> = {},
+  ): void {
+    this.#respond(visitor, head, status, {
+      ...SECURITY_HEADERS,
+      ...fields,
+      "content-type": "text/plain; charset=utf-8",
+    }, encoder.encode(`${text}\n`));
+  }
+
+  async #upgrade(
+    visitor: Visitor,
+    head: RequestHead,
+    host: string,
+  ): Promise<void> {
+    const { fields } = head;
     if (
-      request.method !== "GET" ||
-      request.headers.get("upgrade")?.toLowerCase() !== "websocket"
+      head.method !== "GET" || !hasToken(fields.get("upgrade"), "websocket")
     ) {
-      return plain(426, "This is a WebSocket", { upgrade: "websocket" });
+      return this.#plain(visitor, head, 426, "This is a WebSocket", {
+        upgrade: "websocket",
+      });
     }
-    const gate = this.#hub.gate;
-    const origin = request.headers.get("origin");
-    if (!originAllowed(origin, host, this.#tls, this.#origins)) {
-      gate.refuse(peer, "not-allowed", `a page from ${origin} may not connect`);
-      return plain(403, "Forbidden origin");
+    const key = fields.get("sec-websocket-key");
+    if (
+      !hasToken(fields.get("connection"), "upgrade") ||
+      !webSocketKeyValid(key) || hasBody(head)
+    ) {
+      return this.#plain(visitor, head, 400, "Bad WebSocket request");
     }
-    if (this.#closing !== undefined || this.#hub.closed) {
-      return plain(503, "The hub is closing");
+    if (fields.get("sec-websocket-version") !== "13") {
+      return this.#plain(visitor, head, 426, "WebSocket version 13 only", {
+        "sec-websocket-version": "13",
+      });
     }
-    let socket: WebSocket;
-    let response: Response;
-    try {
-      ({ socket, response } = Deno.upgradeWebSocket(request, {
-        idleTimeout: IDLE_TIMEOUT_S,
-      }));
-    } catch {
-      return plain(400, "Bad WebSocket request");
+    const hub = this.#hub!;
+    const gate = hub.gate;
+    const origin = fields.get("origin") ?? null;
+    const tls = this.#settings.tls !== undefined;
+    if (!originAllowed(origin, host, tls, this.#settings.origins)) {
+      // The origin is the peer's text: it goes in the detail, never the
+      // reason, so that refusals group by address and reason.
+      gate.refuse(
+        visitor.peer,
+        "not-allowed",
+        "a page from another origin may not connect",
+        origin!,
+      );
+      return this.#plain(visitor, head, 403, "Forbidden origin");
     }
-    socket.binaryType = "arraybuffer";
-    const ticket = gate.arrive(peer);
+    if (this.#closing !== undefined || hub.closed) {
+      return this.#plain(visitor, head, 503, "The hub is closing");
+    }
+    const ticket = gate.arrive(
+      visitor.peer,
+      gate.wantsToken,
+      () => visitor.connection.abort(),
+    );
+    const open = await visitor.connection.upgrade(key, MAX_TOKEN_FRAME);
     if ("code" in ticket) {
       // Opened only to say why: a browser shows no HTTP error of a WebSocket.
-      socket.onopen = () => tellAndClose(socket, ticket.code, ticket.reason);
-      return response;
+      visitor.state = "gone";
+      if (open) tellAndClose(visitor.connection, ticket.code, ticket.reason);
+      return;
     }
-    const session = new Session(socket, peer, ticket);
-    this.#sessions.add(session);
-    socket.onopen = () => this.#open(session);
-    socket.onmessage = (event) => this.#frame(session, event.data);
-    socket.onclose = () => this.#gone(session);
-    socket.onerror = () => {};
-    return response;
-  }
-
-  #open(session: Session): void {
-    if (session.state !== "opening") return;
-    const { ticket } = session;
-    if (!this.#hub.gate.wantsToken) return this.#admit(session);
-    session.state = "token";
-    session.socket.send(TOKEN_REQUEST);
-    session.timer = setTimeout(() => {
+    visitor.ticket = ticket;
+    if (!open) return ticket.leave();
+    if (!gate.wantsToken) return this.#admit(visitor);
+    visitor.state = "token";
+    visitor.connection.sendText(TOKEN_REQUEST);
+    visitor.connection.deadline(ticket.deadline - performance.now(), () => {
       this.#refuse(
-        session,
+        visitor,
         "timeout",
-        `no token within ${this.#hub.gate.handshakeTimeout} ms`,
+        `no token within ${gate.handshakeTimeout} ms`,
       );
-    }, Math.max(0, ticket.deadline - performance.now()));
-  }
-
-  #frame(session: Session, data: unknown): void {
-    switch (session.state) {
-      case "token": {
-        clearTimeout(session.timer);
-        const token = typeof data === "string"
-          ? readTokenFrame(data)
-          : undefined;
-        if (token === undefined) {
-          return this.#refuse(session, "no-token", "no token sent");
-        }
-        if (!session.ticket.checkToken(token)) {
-          return this.#refuse(session, "wrong-token", "wrong token");
-        }
-        return this.#admit(session);
-      }
-      case "admitted": {
-        const port = session.port!;
-        if (!(data instanceof ArrayBuffer)) return port.badFrame();
-        if (data.byteLength > this.#maxFrameBytes) {
-          port.badFrame();
-          port.closeWith(
-            CLOSE.tooBig,
-            `frame of ${data.byteLength} bytes: at most ${this.#maxFrameBytes}`,
-            new Error(`Sent a frame over ${this.#maxFrameBytes} bytes`),
-          );
-          return;
-        }
-        return port.input(new Uint8Array(data));
-      }
-    }
-  }
-
-  #refuse(session: Session, code: RefusalCode, reason: string): void {
-    clearTimeout(session.timer);
-    session.state = "gone";
-    this.#sessions.delete(session);
-    session.ticket.refuse(code, reason);
-    tellAndClose(session.socket, code, reason);
-  }
-
-  #admit(session: Session): void {
-    clearTimeout(session.timer);
-    const { ticket, socket, peer } = session;
-    const full = ticket.enter();
-    if (full !== undefined) {
-      session.state = "gone";
-      this.#sessions.delete(session);
-      return tellAndClose(socket, full.code, full.reason);
-    }
-    const port = new PagePort(socket, {
-      name: `web ${
-        formatAddress({ hostname: peer.hostname, port: peer.port! })
-      }`,
-      maxSysexLength: this.#hub.maxSysexLength,
     });
-    session.port = port;
-    session.state = "admitted";
+  }
+
+  #text(visitor: Visitor, text: string): void {
+    switch (visitor.state) {
+      case "token": {
+        const token = readTokenFrame(text);
+        if (token === undefined) {
+          return this.#refuse(visitor, "no-token", "no token sent");
+        }
+        if (!visitor.ticket!.checkToken(token)) {
+          return this.#refuse(visitor, "wrong-token", "wrong token");
+        }
+        return this.#admit(visitor);
+      }
+      case "admitted":
+        // Control messages of later pages, or not MIDI: counted, ignored.
+        return visitor.port!.badFrame();
+    }
+  }
+
+  #binary(visitor: Visitor, data: Uint8Array): void | Promise<void> {
+    switch (visitor.state) {
+      case "token":
+        return this.#refuse(visitor, "no-token", "no token sent");
+      case "admitted":
+        return visitor.port!.input(data);
+    }
+  }
+
+  /** The page sent a close frame. */
+  #closed(visitor: Visitor, code: number | undefined, reason: string): void {
+    if (visitor.state === "admitted") {
+      visitor.port!.end(closeCause(code, reason));
+    }
+  }
+
+  /** The page broke the protocol, or sent a message over the bound. */
+  #failed(visitor: Visitor, error: Extract<FrameEvent, { kind: "error" }>) {
+    const connection = visitor.connection;
+    if (visitor.state === "token") {
+      if (error.code === STATUS.tooBig) {
+        return this.#refuse(visitor, "no-token", "no token sent");
+      }
+      visitor.ticket!.refuse(
+        "protocol",
+        "broke the WebSocket protocol",
+        error.reason,
+      );
+      visitor.state = "gone";
+      return;
+    }
+    if (visitor.state !== "admitted") return;
+    const port = visitor.port!;
+    if (error.code === STATUS.tooBig) {
+      const max = this.#maxFrameBytes;
+      port.badFrame();
+      connection.close(
+        CLOSE.tooBig,
+        `frame of ${error.size} bytes: at most ${max}`,
+      );
+      port.end(new Error(`Sent a frame over ${max} bytes`));
+      return;
+    }
+    // The close frame first: ending the port makes the hub close it too.
+    connection.close(error.code, error.reason);
+    port.end(new Error(`Broke the WebSocket protocol: ${error.reason}`));
+  }
+
+  /** The connection is closed. */
+  #gone(visitor: Visitor, cause: unknown, clean: boolean): void {
+    this.#visitors.delete(visitor);
+    visitor.door?.leave();
+    if (visitor.kept) {
+      visitor.kept = false;
+      this.#kept--;
+    }
+    switch (visitor.state) {
+      case "http":
+      case "token":
+        visitor.ticket?.leave();
+        break;
+      case "admitted":
+        // Whoever closed it cleanly ended the port already.
+        if (!clean) visitor.port!.end(cause ?? new Error("Connection lost"));
+        return;
+    }
+    visitor.state = "gone";
+  }
+
+  #refuse(visitor: Visitor, code: RefusalCode, reason: string): void {
+    visitor.state = "gone";
+    visitor.ticket!.refuse(code, reason);
+    tellAndClose(visitor.connection, code, reason);
+  }
+
+  #admit(visitor: Visitor): void {
+    const { ticket, connection, peer } = visitor;
+    const hub = this.#hub!;
+    connection.deadline(undefined);
+    const full = ticket!.enter();
+    if (full !== undefined) {
+      visitor.state = "gone";
+      return tellAndClose(connection, full.code, full.reason);
+    }
+    connection.limit = this.#maxFrameBytes;
+    connection.patient = true;
+    const port = new PagePort(connection, {
+      name: `web ${formatAddress(peer as Deno.NetAddr)}`,
+      maxSysexLength: hub.maxSysexLength,
+    });
+    visitor.port = port;
+    visitor.state = "admitted";
     try {
-      session.endpoint = this.#hub.add(port, {
+      visitor.endpoint = hub.add(port, {
         kind: "client",
         transport: "web",
         onLeave: () => {
-          ticket.leave();
-          this.#gone(session);
+          ticket!.leave();
+          this.#left(visitor);
         },
       });
     } catch {
-      ticket.leave();
-      session.state = "gone";
-      this.#sessions.delete(session);
+      ticket!.leave();
+      visitor.state = "gone";
       port.closeWith(CLOSE.closing, "hub closing");
       return;
     }
-    port.text(welcomeFrame(session.endpoint.id, session.endpoint.name));
-    this.#admitted.add(session);
-    if (this.#monitor && this.#stopMessages === undefined) {
-      this.#stopMessages = this.#hub.listen(
+    port.text(
+      welcomeFrame(
+        visitor.endpoint.id,
+        visitor.endpoint.name,
+        this.#settings.keepAlive,
+      ),
+    );
+    this.#admitted.add(visitor);
+    if (this.#settings.monitor && this.#stopMessages === undefined) {
+      this.#stopMessages = hub.listen(
         (event) => {
           if (event.type === "message") this.#onMessage(event);
         },
@@ -438,32 +849,38 @@ export class WebServer implements AsyncDisposable {
       );
     }
     this.#statsTimer ??= startTimer(() => this.#listChanged(), STATS_MS);
+    this.#sweepTimer ??= startTimer(() => this.#sweep(), SWEEP_MS);
     this.#listChanged();
   }
 
-  /** The socket closed, or the endpoint left: forget the page. */
-  #gone(session: Session): void {
-    clearTimeout(session.timer);
-    if (session.state === "token" || session.state === "opening") {
-      session.ticket.leave();
-    }
-    session.state = "gone";
-    this.#sessions.delete(session);
-    // An admitted page is forgotten once it has left the hub (`onLeave`).
-    if (session.endpoint !== undefined && !this.#hasLeft(session.endpoint)) {
-      return;
-    }
-    this.#admitted.delete(session);
-    if (this.#admitted.size === 0) {
-      this.#stopMessages?.();
-      this.#stopMessages = undefined;
-      clearInterval(this.#statsTimer);
-      this.#statsTimer = undefined;
-    }
+  /** The page left the hub: forget it. */
+  #left(visitor: Visitor): void {
+    this.#admitted.delete(visitor);
+    if (this.#admitted.size > 0) return;
+    this.#stopMessages?.();
+    this.#stopMessages = undefined;
+    clearInterval(this.#statsTimer);
+    this.#statsTimer = undefined;
+    clearInterval(this.#sweepTimer);
+    this.#sweepTimer = undefined;
   }
 
-  #hasLeft(endpoint: Endpoint): boolean {
-    return !this.#hub.endpoints.includes(endpoint);
+  /**
+   * Pings pages that have been silent for a while, and drops those that
+   * stay silent (a phone gone out of range answers nothing).
+   */
+  #sweep(): void {
+    const now = performance.now();
+    for (const visitor of this.#admitted) {
+      const silent = now - visitor.connection.lastInput;
+      if (silent >= SILENT_MS) {
+        visitor.port!.abort(
+          new Error(`Silent for ${Math.round(silent / 1000)} s`),
+        );
+      } else if (silent >= PING_AFTER_MS) {
+        visitor.connection.ping();
+      }
+    }
   }
 
   #onEvent(event: HubEvent): void {
@@ -476,15 +893,22 @@ export class WebServer implements AsyncDisposable {
   }
 
   #onMessage(event: { endpoint: Endpoint; message: Message }): void {
-    let text: string | undefined;
-    const time = Date.now();
-    for (const session of this.#admitted) {
-      if (session.lines.length >= MONITOR_QUEUE) {
-        session.missed++;
+    // One line for every page that has room for it; a page behind on its
+    // socket or its lines is only told how many it missed.
+    let line: MonitorLine | undefined;
+    for (const visitor of this.#admitted) {
+      if (visitor.lines.length >= MONITOR_QUEUE) {
+        visitor.missed++;
         continue;
       }
-      text ??= monitorText(event.message);
-      session.lines.push([time, event.endpoint.id, text]);
+      if (visitor.connection.queuedBytes > MONITOR_HIGH_WATER) {
+        // A gap in its lines: they are no longer the same as other pages'.
+        visitor.missed++;
+        visitor.gap = true;
+        continue;
+      }
+      line ??= [Date.now(), event.endpoint.id, monitorText(event.message)];
+      visitor.lines.push(line);
     }
     this.#schedule();
   }
@@ -497,28 +921,50 @@ export class WebServer implements AsyncDisposable {
     }, FLUSH_MS);
   }
 
-  /** Sends each page its endpoint list (when changed) and monitor lines. */
+  /**
+   * Sends each page its endpoint list (when changed) and monitor lines. A
+   * frame is made once for the pages that get the same, and shared.
+   */
   #flush(): void {
     const endpoints = this.#listDue
-      ? endpointsFrame(this.#hub.endpoints.map(describe))
+      ? endpointsFrame(this.#hub!.endpoints.map(describe))
       : undefined;
+    const endpointBytes = endpoints && encoder.encode(endpoints);
     this.#listDue = false;
     let behind = false;
-    for (const session of this.#admitted) {
-      const port = session.port!;
+    // Monitor frames made, by their first line, then by how many lines and
+    // how many missed: without a gap, a page's lines are all the lines since
+    // its first one (up to the bound), so those three tell them apart.
+    const frames = new Map<MonitorLine | undefined, Map<string, Uint8Array>>();
+    const frameFor = (visitor: Visitor): Uint8Array => {
+      const { lines, missed } = visitor;
+      if (visitor.gap) return encoder.encode(monitorFrame(lines, missed));
+      let made = frames.get(lines[0]);
+      if (made === undefined) frames.set(lines[0], made = new Map());
+      const key = `${lines.length} ${missed}`;
+      let bytes = made.get(key);
+      if (bytes === undefined) {
+        bytes = encoder.encode(monitorFrame(lines, missed));
+        made.set(key, bytes);
+      }
+      return bytes;
+    };
+    for (const visitor of this.#admitted) {
+      const port = visitor.port!;
       if (port.closed) continue;
-      if (port.bufferedAmount > MONITOR_HIGH_WATER) {
+      if (port.queuedBytes > MONITOR_HIGH_WATER) {
         behind = true;
         continue;
       }
-      if (endpoints !== undefined && session.endpointsSent !== endpoints) {
-        session.endpointsSent = endpoints;
-        port.text(endpoints);
+      if (endpoints !== undefined && visitor.endpointsSent !== endpoints) {
+        visitor.endpointsSent = endpoints;
+        port.text(endpointBytes!);
       }
-      if (session.lines.length > 0 || session.missed > 0) {
-        port.text(monitorFrame(session.lines, session.missed));
-        session.lines = [];
-        session.missed = 0;
+      if (visitor.lines.length > 0 || visitor.missed > 0) {
+        port.text(frameFor(visitor));
+        visitor.lines = [];
+        visitor.missed = 0;
+        visitor.gap = false;
       }
     }
     if (behind) {
@@ -529,8 +975,9 @@ export class WebServer implements AsyncDisposable {
 
   /**
    * Stops serving: every page is closed (it hears that the hub is closing,
-   * and comes back on its own when a server answers again), then the HTTP
-   * server stops. The hub stays open. Closing twice does nothing.
+   * and comes back on its own when a server answers again), then every
+   * other connection and the listener. The hub stays open. Closing twice
+   * does nothing.
    *
    * @returns A promise that resolves once everything is closed.
    */
@@ -540,22 +987,36 @@ export class WebServer implements AsyncDisposable {
   }
 
   async #shutdown(): Promise<void> {
-    this.#stopListening();
+    this.#stop.abort();
+    try {
+      this.#listener?.close();
+    } catch {
+      // Closed already.
+    }
+    await this.#accepting;
+    this.#stopListening?.();
     this.#stopMessages?.();
     clearTimeout(this.#flushTimer);
     clearInterval(this.#statsTimer);
-    const endpoints = [...this.#admitted].map((s) => s.endpoint!);
-    for (const session of this.#sessions) {
-      if (session.state === "admitted") continue;
-      clearTimeout(session.timer);
-      session.ticket.leave();
-      session.state = "gone";
-      tellAndClose(session.socket, "closing", "hub closing");
+    clearInterval(this.#sweepTimer);
+    const endpoints = [...this.#admitted].map((v) => v.endpoint!);
+    const closing: Promise<void>[] = [];
+    for (const visitor of this.#visitors) {
+      if (visitor.state === "admitted") continue;
+      visitor.ticket?.leave();
+      if (visitor.state === "token") {
+        visitor.state = "gone";
+        tellAndClose(visitor.connection, "closing", "hub closing");
+        closing.push(visitor.connection.done);
+      } else {
+        closing.push(visitor.connection.abort());
+      }
     }
-    this.#sessions.clear();
-    await Promise.all(endpoints.map((e) => this.#hub.remove(e)));
+    if (this.#hub !== undefined) {
+      await Promise.all(endpoints.map((e) => this.#hub!.remove(e)));
+    }
     this.#admitted.clear();
-    await atMost(this.#server.shutdown(), SHUTDOWN_MS);
+    await atMost(Promise.all(closing), SHUTDOWN_MS);
   }
 
   /** Closes the server, for `await using`. */
@@ -577,35 +1038,32 @@ function describe(endpoint: Endpoint): EndpointInfo {
   };
 }
 
-/** Sends a page why it is refused, then closes its socket. */
+/** Tells a page why it is refused, then closes its socket. */
 function tellAndClose(
-  socket: WebSocket,
+  connection: WebConnection,
   code: RefusalCode,
   reason: string,
 ): void {
-  try {
-    if (socket.readyState === WebSocket.OPEN) {
-      socket.send(refusedFrame(code, reason));
-    }
-    socket.close(closeCodeFor(code), closeReason(reason));
-  } catch {
-    // Gone already.
-  }
+  connection.sendText(refusedFrame(code, reason));
+  connection.close(closeCodeFor(code), closeReason(reason));
 }
 
-function plain(
-  status: number,
-  text: string,
-  headers: Record<string, string> = {},
-): Response {
-  return new Response(`${text}\n`, {
-    status,
-    headers: {
-      ...SECURITY_HEADERS,
-      ...headers,
-      "content-type": "text/plain; charset=utf-8",
-    },
-  });
+/**
+ * Why a page's socket closed, as a leave reason: nothing when the page
+ * closed it (left, reloaded), else what it said.
+ */
+function closeCause(code: number | undefined, reason: string): unknown {
+  // Normal, going away (left, reloaded), or a close with no code at all.
+  if (code === undefined || code === 1000 || code === 1001) return undefined;
+  return new Error(
+    `Closed with code ${code}${reason === "" ? "" : `: ${reason}`}`,
+  );
+}
+
+/** Whether an accept failed because the process is out of descriptors. */
+function outOfDescriptors(error: unknown): boolean {
+  return error instanceof Error &&
+    /too many open files|os error 2[34]\b/i.test(error.message);
 }
 
 function startTimer(
@@ -618,23 +1076,11 @@ function startTimer(
 }
 
 /**
- * Starts `Deno.serve`; the host `""` listens on every interface, IPv6 and
- * IPv4 where the system has both.
+ * Listens; the host `""` listens on every interface, IPv6 and IPv4 where
+ * the system has both.
  */
-function listen(
-  host: string,
-  port: number,
-  tls: Deno.TlsCertifiedKeyPem | undefined,
-  handler: Handler,
-): Listener {
-  const open = (hostname: string): Listener =>
-    Deno.serve({
-      hostname,
-      port,
-      ...(tls === undefined ? {} : { cert: tls.cert, key: tls.key }),
-      onListen: () => {},
-      onError: () => plain(500, "Internal error"),
-    }, handler);
+function listen(host: string, port: number): Deno.TcpListener {
+  const open = (hostname: string) => Deno.listen({ hostname, port });
   if (host !== "") return open(host);
   try {
     return open("::");

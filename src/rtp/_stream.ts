@@ -11,21 +11,22 @@ import {
   type NoteOff,
   type NoteOn,
   type Sysex,
-} from "./messages.ts";
-import { encodedLength } from "./encode.ts";
-import { channelStatusOf } from "./_spec.ts";
+} from "../codec/messages.ts";
+import { encodedLength } from "../codec/encode.ts";
+import { channelStatusOf } from "../codec/_spec.ts";
 import {
   encodeRtpMidi,
   type RtpMidiCommand,
   type RtpMidiPacket,
   type SysexSegment,
-} from "./rtp_midi.ts";
+} from "../codec/rtp_midi.ts";
 import {
   type ChannelJournal,
   decodeJournal,
   type RecoveryJournal,
-} from "./rtp_journal.ts";
-import { RtpMidiDecodeError } from "./rtp_error.ts";
+} from "../codec/rtp_journal.ts";
+import { RtpMidiDecodeError } from "../codec/rtp_error.ts";
+import { NoteTracker } from "../notes.ts";
 
 /** Largest datagram a sender makes, header and journal included. */
 export const DEFAULT_MAX_PACKET = 1400;
@@ -69,8 +70,6 @@ class History {
   program: Entry | undefined;
   pitch: Entry | undefined;
   pressure: Entry | undefined;
-  /** Notes on as far as the sender knows: never trimmed. */
-  readonly sounding = new Set<number>();
 
   get empty(): boolean {
     return this.notes.size === 0 && this.controls.size === 0 &&
@@ -107,10 +106,6 @@ function put(map: Map<number, Entry>, entry: Entry): void {
   map.set(entry.key, entry);
 }
 
-function isAllNotesOff(control: number): boolean {
-  return control === 120 || control >= 123;
-}
-
 /**
  * Packs messages into RTP-MIDI packets with a recovery journal (chapters
  * P, C, W, N, T) that covers everything the receiver has not confirmed.
@@ -125,6 +120,8 @@ export class RtpMidiSender {
   /** Entries of packets before this one are confirmed or given up. */
   #floor: number;
   readonly #channels: (History | undefined)[] = new Array(16);
+  /** Notes on as far as the sender knows: never trimmed. */
+  readonly #sounding = new NoteTracker();
   /** A sysex being sent in pieces, and how much of it went out. */
   #sysex: Uint8Array | undefined;
   #sysexAt = 0;
@@ -294,24 +291,22 @@ export class RtpMidiSender {
         const history = this.#history(msg.channel);
         const velocity = msg.type === "note_on" ? msg.velocity : 0;
         put(history.notes, { key: msg.note, seq, value: velocity, time });
-        if (velocity > 0) history.sounding.add(msg.note);
-        else history.sounding.delete(msg.note);
+        this.#sounding.track(msg);
         break;
       }
-      case "control_change": {
-        const history = this.#history(msg.channel);
+      case "control_change":
         if (msg.control < 120) {
-          put(history.controls, {
+          put(this.#history(msg.channel).controls, {
             key: msg.control,
             seq,
             value: msg.value,
             time,
           });
-        } else if (isAllNotesOff(msg.control)) {
-          this.#allOff(history, seq, time);
+        } else {
+          // A channel mode message: the note tracker knows which end notes.
+          this.#ending(msg, msg.channel, msg.channel + 1, seq, time);
         }
         break;
-      }
       case "program_change":
         this.#history(msg.channel).program = {
           key: 0,
@@ -337,19 +332,37 @@ export class RtpMidiSender {
         };
         break;
       case "reset":
-        for (const history of this.#channels) {
-          if (history) this.#allOff(history, seq, time);
-        }
+        this.#ending(msg, 0, 16, seq, time);
         break;
     }
   }
 
-  /** Every note on ends: the journal then codes each as a note off. */
-  #allOff(history: History, seq: number, time: number): void {
-    for (const note of history.sounding) {
-      put(history.notes, { key: note, seq, value: 0, time });
+  /**
+   * Tracks a message that may end notes on channels `from` to `to` - 1:
+   * the journal codes each note it ended as a note off.
+   */
+  #ending(
+    msg: Message,
+    from: number,
+    to: number,
+    seq: number,
+    time: number,
+  ): void {
+    const sounding = this.#sounding;
+    if (sounding.size === 0) return;
+    const before: number[] = [];
+    for (let channel = from; channel < to; channel++) {
+      for (let note = 0; note < 128; note++) {
+        if (sounding.has(channel, note)) before.push((channel << 7) | note);
+      }
     }
-    history.sounding.clear();
+    sounding.track(msg);
+    for (const key of before) {
+      const channel = key >> 7;
+      const note = key & 127;
+      if (sounding.has(channel, note)) continue;
+      put(this.#history(channel).notes, { key: note, seq, value: 0, time });
+    }
   }
 
   /**
@@ -544,11 +557,6 @@ export interface Received {
   repaired: number;
 }
 
-interface Held {
-  velocity: number;
-  seq: number;
-}
-
 function noteOff(channel: number, note: number): NoteOff {
   return { type: "note_off", channel, note, velocity: 0, time: 0 };
 }
@@ -572,16 +580,43 @@ function control(
 }
 
 /**
+ * A packet this far behind the newest (in sequence numbers) is not late:
+ * the peer started its numbering again.
+ */
+const REORDER_WINDOW = 64;
+/** This many packets behind the newest in a row: the peer started again. */
+const BEHIND_IN_A_ROW = 4;
+
+function sameBytes(a: Uint8Array, b: Uint8Array | undefined): boolean {
+  if (b === undefined || a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/**
  * The receiving end of one RTP-MIDI stream: drops late and duplicate
  * packets, reassembles sysex segments, tracks the state the stream set,
  * and after lost packets repairs it from the next packet's journal. Without
  * a journal that covers the loss, it ends every note it had let through.
+ *
+ * A peer that repeats sequence numbers (or starts them again) is not
+ * silenced: a packet with the newest one's number but other bytes, one far
+ * behind it, or the fourth behind it in a row, is taken as new and counted
+ * in `repeated`.
  */
 export class RtpMidiReceiver {
   readonly #maxSysex: number;
   /** Extended sequence number of the newest packet taken, or -1. */
   #ext = -1;
-  readonly #held = new Map<number, Held>();
+  /** The newest packet's bytes, when the caller gave them. */
+  #last: Uint8Array | undefined;
+  /** Packets behind the newest, in a row. */
+  #behind = 0;
+  /** Which notes the stream has on. */
+  readonly #notes = new NoteTracker();
+  /** For each note on (`channel << 7 | note`): its velocity and packet. */
+  readonly #velocity = new Uint8Array(16 * 128);
+  readonly #onSeq = new Float64Array(16 * 128);
   readonly #controls = new Map<number, number>();
   readonly #program: (number | undefined)[] = new Array(16);
   readonly #pitch: (number | undefined)[] = new Array(16);
@@ -599,6 +634,11 @@ export class RtpMidiReceiver {
   repaired = 0;
   /** Sysex dropped: cut by a loss or another command, or too long. */
   dropped = 0;
+  /**
+   * Packets taken though their sequence number did not move on: repeated
+   * with other content, or started again.
+   */
+  repeated = 0;
 
   constructor(options: ReceiverOptions = {}) {
     this.#maxSysex = options.maxSysexLength ?? 1024 * 1024;
@@ -611,27 +651,50 @@ export class RtpMidiReceiver {
 
   /** How many notes the stream has on now. */
   get held(): number {
-    return this.#held.size;
+    return this.#notes.size;
   }
 
   /**
    * Takes one packet.
    *
+   * @param packet The packet, decoded.
+   * @param bytes Its bytes, kept (not copied) until the next packet: with
+   * them, a packet that repeats the newest one's sequence number is told
+   * from a duplicate by its content. Without them, it is a duplicate.
    * @returns What to deliver, or `undefined` for a late or repeated packet.
    */
-  receive(packet: RtpMidiPacket): Received | undefined {
+  receive(packet: RtpMidiPacket, bytes?: Uint8Array): Received | undefined {
     let lost = 0;
     if (this.#ext < 0) {
       this.#ext = packet.sequence;
     } else {
       const delta = ((packet.sequence - this.#ext + 0x8000) & 0xffff) - 0x8000;
-      if (delta <= 0) {
+      if (delta > 0) {
+        lost = delta - 1;
+        this.#ext += delta;
+        this.#behind = 0;
+      } else if (delta === 0) {
+        if (bytes === undefined || sameBytes(bytes, this.#last)) {
+          this.late++;
+          return undefined;
+        }
+        // The same number on other content: a peer that does not count.
+        this.repeated++;
+      } else if (
+        delta >= -REORDER_WINDOW && ++this.#behind < BEHIND_IN_A_ROW
+      ) {
         this.late++;
         return undefined;
+      } else {
+        // The peer started its numbering again: go on from here, in a new
+        // 16-bit cycle so that nothing taken before counts as newer.
+        this.repeated++;
+        this.#behind = 0;
+        this.#ext = this.#ext - (this.#ext & 0xffff) + 0x10000 +
+          packet.sequence;
       }
-      lost = delta - 1;
-      this.#ext += delta;
     }
+    this.#last = bytes;
     const messages: Message[] = [];
     let repaired = 0;
     if (lost > 0) {
@@ -654,16 +717,13 @@ export class RtpMidiReceiver {
 
   /** Note offs for every note the stream left on; forgets them. */
   release(): NoteOff[] {
-    const out: NoteOff[] = [];
-    this.#releaseAll(out);
-    return out;
+    return this.#notes.release();
   }
 
   #releaseAll(out: Message[]): number {
-    const keys = [...this.#held.keys()].sort((a, b) => a - b);
-    this.#held.clear();
-    for (const key of keys) out.push(noteOff(key >> 7, key & 127));
-    return keys.length;
+    const offs = this.#notes.release();
+    for (const off of offs) out.push(off);
+    return offs.length;
   }
 
   #dropSysex(): void {
@@ -732,25 +792,19 @@ export class RtpMidiReceiver {
   #track(msg: Message, seq: number): void {
     switch (msg.type) {
       case "note_on":
+        this.#notes.track(msg);
         if (msg.velocity > 0) {
-          this.#held.set((msg.channel << 7) | msg.note, {
-            velocity: msg.velocity,
-            seq,
-          });
-          break;
+          const key = (msg.channel << 7) | msg.note;
+          this.#velocity[key] = msg.velocity;
+          this.#onSeq[key] = seq;
         }
-        this.#held.delete((msg.channel << 7) | msg.note);
         break;
       case "note_off":
-        this.#held.delete((msg.channel << 7) | msg.note);
+        this.#notes.track(msg);
         break;
       case "control_change":
         this.#controls.set((msg.channel << 7) | msg.control, msg.value);
-        if (isAllNotesOff(msg.control)) {
-          for (const key of this.#held.keys()) {
-            if (key >> 7 === msg.channel) this.#held.delete(key);
-          }
-        }
+        this.#notes.track(msg);
         break;
       case "program_change":
         this.#program[msg.channel] = msg.program;
@@ -762,7 +816,7 @@ export class RtpMidiReceiver {
         this.#pressure[msg.channel] = msg.value;
         break;
       case "reset":
-        this.#held.clear();
+        this.#notes.track(msg);
         break;
     }
   }
@@ -830,23 +884,25 @@ export class RtpMidiReceiver {
       });
     }
     const notes = journal.notes;
+    const held = this.#notes;
     if (notes) {
       for (const note of notes.offs) {
-        if (this.#held.has((channel << 7) | note)) emit(noteOff(channel, note));
+        if (held.has(channel, note)) emit(noteOff(channel, note));
       }
       for (const log of notes.logs) {
         if (log.velocity === 0) {
-          if (this.#held.has((channel << 7) | log.note)) {
-            emit(noteOff(channel, log.note));
-          }
+          if (held.has(channel, log.note)) emit(noteOff(channel, log.note));
           continue;
         }
-        const held = this.#held.get((channel << 7) | log.note);
-        if (held !== undefined) {
+        if (held.has(channel, log.note)) {
           // On here too: if ours is older than the checkpoint, or another
           // velocity, the journal's note on is a newer one and a note off
           // went missing between them.
-          if (held.seq >= checkpoint && held.velocity === log.velocity) {
+          const key = (channel << 7) | log.note;
+          if (
+            this.#onSeq[key] >= checkpoint &&
+            this.#velocity[key] === log.velocity
+          ) {
             continue;
           }
           emit(noteOff(channel, log.note));

@@ -1,0 +1,27 @@
+/**
+ * The hub: one router that every transport hands its endpoints to. TCP
+ * clients, hardware ports, web pages, RTP-MIDI participants and links to
+ * other hubs are all endpoints: anything with the port interfaces.
+ *
+ * Its parts, one job a file: `hub.ts` (the `Hub`: add, remove, attach,
+ * inject, close, and the `Transport` contract), `_options.ts` (options,
+ * checked once, every default), `_router.ts` (routing and policies),
+ * `_backpressure.ts` (readers that fall behind, the budget, the periodic
+ * check), `_port_sink.ts` (the queue for ports without a sink of their own),
+ * `_events.ts` (listeners and feeds), `_member.ts` and `_batch.ts` (what the
+ * hub keeps for an endpoint and for a batch).
+ *
+ * @module
+ */
+
+export { Hub, type Transport } from "./hub.ts";
+export type { HubOptions } from "./_options.ts";
+export type {
+  AddOptions,
+  Endpoint,
+  EndpointKind,
+  EndpointStats,
+  EventFeed,
+  EventOptions,
+  HubEvent,
+} from "./types.ts";

@@ -1,0 +1,722 @@
+/**
+ * Internal: one peer of an RTP-MIDI session, as a port. It runs the clock
+ * exchange (CK) by which a peer proves, again and again, that it receives
+ * what is sent to its address; the recovery journal and receiver feedback
+ * (RS); and hands its input to a hub as framed bytes and takes the hub's
+ * batches without a promise per message.
+ *
+ * @module
+ */
+
+import {
+  APPLE_MIDI_VERSION,
+  encodeSessionPacket,
+  type SyncPacket,
+} from "../codec/apple_midi.ts";
+import { checkMessage, type Message } from "../codec/messages.ts";
+import { encodedLength } from "../codec/encode.ts";
+import { decodeRtpMidi } from "../codec/rtp_midi.ts";
+import { encodeFramed } from "../codec/_framer.ts";
+import { PortClosedError } from "../errors.ts";
+import {
+  InputPortBase,
+  type IOPort,
+  PANIC_MESSAGES,
+  RESET_MESSAGES,
+} from "../port.ts";
+import { type Address, formatAddress } from "../address.ts";
+import { printable } from "../gate.ts";
+import { type Batch, SINK, type Sink, SOURCE, type Source } from "../sink.ts";
+import { RtpMidiReceiver, RtpMidiSender } from "./_stream.ts";
+
+/** Counters of one participant, updated as packets come and go. */
+export interface RtpMidiParticipantStats {
+  /** RTP-MIDI packets taken from the peer (late ones not counted). */
+  packetsIn: number;
+  /** RTP-MIDI packets sent to the peer, guard packets included. */
+  packetsOut: number;
+  /** Messages delivered from the peer, repairs included. */
+  received: number;
+  /** Messages sent to the peer. */
+  sent: number;
+  /** Packets from the peer found missing. */
+  lost: number;
+  /** Packets from the peer that came late or twice, dropped. */
+  late: number;
+  /**
+   * Packets from the peer taken though their sequence number did not move
+   * on: the number of the packet before with other content, or a number
+   * far behind (the peer started counting again). See
+   * {@linkcode RtpMidiWarning}.
+   */
+  repeated: number;
+  /** Messages made up from the peer's recovery journal after a loss. */
+  repaired: number;
+  /**
+   * Messages from the peer dropped: input queue full, or a sysex cut by a
+   * loss or longer than `maxSysexLength`.
+   */
+  dropped: number;
+}
+
+/**
+ * One peer of an RTP-MIDI session, as a port: iterate it (or `receive()`)
+ * for what the peer sends; `send` goes to this peer only. Closing it ends
+ * the session with that peer (BY).
+ *
+ * Messages come in the order the peer sent them: packets are taken in
+ * sequence order, and one that arrives after a newer one is dropped (and
+ * counted as late), since the newer one's journal has repaired what it
+ * carried. Messages repaired after a loss come before the messages of the
+ * packet that revealed the loss.
+ */
+export interface RtpMidiParticipant extends IOPort {
+  /**
+   * `host:port (peer name)`: the peer's control address and name (its
+   * control characters escaped, cut short).
+   */
+  readonly name: string;
+  /** The name the peer gave in its invitation or answer, as it gave it. */
+  readonly peerName: string;
+  /** The peer's control port address. */
+  readonly address: Address;
+  /** The peer's data port address. */
+  readonly dataAddress: Address;
+  /** The peer's RTP synchronisation source. */
+  readonly ssrc: number;
+  /** Whether this session invited the peer (`invite`), not the reverse. */
+  readonly initiator: boolean;
+  /**
+   * One-way latency to the peer estimated by the last clock
+   * synchronisation, in milliseconds, or `undefined` before one completed.
+   */
+  readonly latency: number | undefined;
+  /** Live counters. */
+  readonly stats: Readonly<RtpMidiParticipantStats>;
+  /** Resolves once the participant has left (either side ended it). */
+  readonly finished: Promise<void>;
+}
+
+/**
+ * Something odd about a participant that does not stop it, said once per
+ * participant: its packets repeat sequence numbers (a peer that does not
+ * count them, or starts again without a new SSRC). They are taken in the
+ * order they come, not dropped as duplicates.
+ */
+export interface RtpMidiWarning {
+  /** What, in a word. */
+  readonly code: "repeated-sequence";
+  /** Who. */
+  readonly participant: RtpMidiParticipant;
+  /** How many packets so far. */
+  readonly count: number;
+  /** What, for people (no text the peer chose beyond its escaped name). */
+  readonly message: string;
+}
+
+/** An address and port to send to. */
+export interface Peer {
+  readonly host: string;
+  readonly port: number;
+}
+
+/** Whether two peers are the same address and port. */
+export function samePeer(a: Peer, b: Peer): boolean {
+  return a.port === b.port && a.host === b.host;
+}
+
+/** What a participant needs from its session: the seam between the two. */
+export interface Link {
+  readonly ssrc: number;
+  readonly sessionName: string;
+  readonly syncInterval: number;
+  /** The session's clock, in 100 microsecond units. */
+  now(): number;
+  send(socket: "control" | "data", bytes: Uint8Array, to: Peer): Promise<void>;
+  /** Sends MIDI on the data port; `done` runs once it is handed over. */
+  sendMidi(bytes: Uint8Array, to: Peer, done: () => void): void;
+  /** The peer answered a clock exchange from its data address, first time. */
+  proven(participant: Participant): void;
+  left(participant: Participant, cause: unknown): void;
+  warn(warning: RtpMidiWarning): void;
+}
+
+const RESOLVED = Promise.resolve();
+/** Messages waiting to be packed before `send` makes callers wait. */
+const HIGH_WATER = 4096;
+/** First guard packet after the last send, ms; each next one waits twice as long. */
+const GUARD_FIRST = 100;
+const GUARD_COUNT = 6;
+/** Receiver feedback (RS) follows received data after this many ms. */
+const FEEDBACK_DELAY = 50;
+/** Clock synchronisations right after joining, this far apart (ms). */
+const SYNC_BURST = 3;
+const SYNC_BURST_INTERVAL = 250;
+/** A CK0 unanswered for this long is sent again (ms). */
+const SYNC_RETRY = 1000;
+/**
+ * A peer that invited us usually starts the clock exchange itself; if it
+ * has not proved it receives this long after joining, we ask (ms).
+ */
+const PROBE_DELAY = 500;
+/** CK0s answered before the peer has proved it receives: a cap on echoes. */
+const UNPROVEN_ANSWERS = 8;
+/** Our timestamps remembered, to recognise an answer to them. */
+const REMEMBERED = 4;
+/** Repeated sequence numbers are reported this long after the first (ms). */
+const REPEAT_REPORT_DELAY = 1000;
+/** The longest peer name shown in a participant's name. */
+const NAME_LENGTH = 64;
+
+function randomUint32(): number {
+  return crypto.getRandomValues(new Uint32Array(1))[0];
+}
+
+function remember(list: number[], value: number): void {
+  list.push(value);
+  if (list.length > REMEMBERED) list.shift();
+}
+
+/** How a participant starts. */
+export interface ParticipantInit {
+  peerName: string;
+  ssrc: number;
+  token: number;
+  initiator: boolean;
+  control: Peer;
+  data: Peer;
+  queueSize: number;
+  maxSysexLength: number;
+}
+
+/**
+ * One peer of a session. It joins its session (and hub) only once it has
+ * proved it receives at its data address: it answered a clock exchange
+ * with timestamps only a receiver of ours could know. Before that nothing
+ * but session packets goes to it, and few of those.
+ */
+export class Participant extends InputPortBase implements RtpMidiParticipant {
+  readonly peerName: string;
+  readonly ssrc: number;
+  readonly initiator: boolean;
+  readonly token: number;
+  readonly control: Peer;
+  readonly dataPeer: Peer;
+  readonly stats: RtpMidiParticipantStats = {
+    packetsIn: 0,
+    packetsOut: 0,
+    received: 0,
+    sent: 0,
+    lost: 0,
+    late: 0,
+    repeated: 0,
+    repaired: 0,
+    dropped: 0,
+  };
+  /** Set by the session once the gate let it in. */
+  admitted = false;
+  readonly #link: Link;
+  readonly #name: string;
+  readonly #queueSize: number;
+  readonly #sender: RtpMidiSender;
+  readonly #receiver: RtpMidiReceiver;
+  readonly #finished = Promise.withResolvers<void>();
+  /**
+   * Added to the session's clock in every timestamp sent to this peer
+   * (CK and RTP alike): random, so that only a peer that receives what we
+   * send can echo our timestamps back.
+   */
+  readonly #offset = randomUint32() >>> 2;
+  /** Our CK0 timestamps (t1) and CK1 timestamps (t2), newest last. */
+  readonly #asked: number[] = [];
+  readonly #answered: number[] = [];
+  #unprovenAnswers = 0;
+  /** When the peer last proved it receives (`performance.now()`). */
+  #provenAt = -Infinity;
+  // Input.
+  #take: ((framed: Uint8Array) => void | Promise<void>) | undefined;
+  #end: ((cause?: unknown) => void) | undefined;
+  #blocked = false;
+  #backlog: Message[] = [];
+  #queueFull = 0;
+  // Output.
+  #out: Message[] = [];
+  #outBytes = 0;
+  #inFlight = 0;
+  #inFlightBytes = 0;
+  /** Moves each time bytes leave, and when a write finds nothing waiting. */
+  #progress = 0;
+  #drain: PromiseWithResolvers<void> | undefined;
+  #lastSend = 0;
+  #sink: Sink | undefined;
+  // Timers.
+  #guardTimer: ReturnType<typeof setTimeout> | undefined;
+  #guardDelay = GUARD_FIRST;
+  #guards = 0;
+  #feedbackTimer: ReturnType<typeof setTimeout> | undefined;
+  #syncTimer: ReturnType<typeof setTimeout> | undefined;
+  #repeatTimer: ReturnType<typeof setTimeout> | undefined;
+  #repeatReported = false;
+  #syncs = 0;
+  #latency: number | undefined;
+  #left = false;
+  #cause: unknown;
+
+  constructor(link: Link, init: ParticipantInit) {
+    super(init.queueSize);
+    this.#link = link;
+    this.#queueSize = init.queueSize;
+    this.peerName = init.peerName;
+    this.ssrc = init.ssrc;
+    this.token = init.token;
+    this.initiator = init.initiator;
+    this.control = init.control;
+    this.dataPeer = init.data;
+    const address = formatAddress({
+      hostname: init.control.host,
+      port: init.control.port,
+    });
+    this.#name = init.peerName === ""
+      ? address
+      : `${address} (${printable(init.peerName, NAME_LENGTH)})`;
+    this.#sender = new RtpMidiSender({
+      ssrc: link.ssrc,
+      sequence: randomUint32() & 0xffff,
+    });
+    this.#receiver = new RtpMidiReceiver({
+      maxSysexLength: init.maxSysexLength,
+    });
+    // The initiator runs the clock exchange; the other side asks only if
+    // the peer has not proved itself a moment later.
+    this.#syncTimer = setTimeout(
+      this.#tick,
+      this.initiator ? 0 : PROBE_DELAY,
+    );
+  }
+
+  get name(): string {
+    return this.#name;
+  }
+
+  get address(): Address {
+    return { hostname: this.control.host, port: this.control.port };
+  }
+
+  get dataAddress(): Address {
+    return { hostname: this.dataPeer.host, port: this.dataPeer.port };
+  }
+
+  get latency(): number | undefined {
+    return this.#latency;
+  }
+
+  get finished(): Promise<void> {
+    return this.#finished.promise;
+  }
+
+  /** Whether the peer has ever proved it receives. */
+  get proven(): boolean {
+    return this.#provenAt > -Infinity;
+  }
+
+  /** Whether it has left. */
+  get left(): boolean {
+    return this.#left;
+  }
+
+  /** Milliseconds since the peer last proved it receives. */
+  silence(now: number): number {
+    return now - this.#provenAt;
+  }
+
+  /** This peer's view of our clock. */
+  #now(): number {
+    return this.#link.now() + this.#offset;
+  }
+
+  // Receiving.
+
+  /** Takes one RTP-MIDI datagram from the peer's data address. */
+  take(bytes: Uint8Array): void {
+    // The journal is read only after a loss: most packets never need it.
+    const packet = decodeRtpMidi(bytes, { journal: false });
+    if (this.#left) return;
+    const receiver = this.#receiver;
+    const result = receiver.receive(packet, bytes);
+    if (result === undefined) {
+      this.stats.late = receiver.late;
+      return;
+    }
+    this.stats.packetsIn++;
+    this.stats.lost = receiver.lost;
+    this.stats.repaired = receiver.repaired;
+    if (receiver.repeated !== this.stats.repeated) {
+      this.stats.repeated = receiver.repeated;
+      this.#repeatTimer ??= setTimeout(
+        () => this.#reportRepeats(),
+        REPEAT_REPORT_DELAY,
+      );
+    }
+    this.#emit(result.messages, true);
+    this.stats.dropped = receiver.dropped + this.#queueFull;
+    this.#feedbackTimer ??= setTimeout(() => {
+      this.#feedbackTimer = undefined;
+      this.#feedback();
+    }, FEEDBACK_DELAY);
+  }
+
+  /** Hands messages to the hub, or queues them for a reader. */
+  #emit(messages: Message[], arriving: boolean): void {
+    if (messages.length === 0) return;
+    const take = this.#take;
+    if (take !== undefined && !this.#blocked) {
+      if (arriving) this.stats.received += messages.length;
+      const wait = take(encodeFramed(messages));
+      if (wait !== undefined) {
+        // The hub waits for a reader: hold what comes meanwhile (bounded;
+        // UDP cannot make the peer wait).
+        this.#blocked = true;
+        const resume = () => {
+          this.#blocked = false;
+          const backlog = this.#backlog;
+          this.#backlog = [];
+          if (!this.#left) this.#emit(backlog, false);
+        };
+        wait.then(resume, resume);
+      }
+      return;
+    }
+    for (const msg of messages) {
+      const kept = take === undefined
+        ? this.deliver(msg)
+        : this.#backlog.length < this.#queueSize && !!this.#backlog.push(msg);
+      if (kept) {
+        if (arriving) this.stats.received++;
+      } else if (!this.closed) {
+        this.#queueFull++;
+      }
+    }
+  }
+
+  /**
+   * What a hub reads from: the input as framed bytes, in place of the
+   * queue (messages queued already go first).
+   */
+  get [SOURCE](): Source {
+    return {
+      attach: (take, end) => {
+        if (this.#take !== undefined) {
+          throw new Error(`The input of ${this.#name} is taken already`);
+        }
+        const queued = [...this.iterPending()];
+        this.#take = take;
+        this.#end = end;
+        this.#emit(queued, false);
+        if (this.#left) {
+          this.#end = undefined;
+          end(this.#cause);
+        }
+      },
+    };
+  }
+
+  #feedback(): void {
+    const sequence = this.#receiver.sequence;
+    // Nothing but the clock exchange goes to a peer not proved yet.
+    if (this.#left || !this.proven || sequence < 0) return;
+    void this.#link.send(
+      "control",
+      encodeSessionPacket({ command: "RS", ssrc: this.#link.ssrc, sequence }),
+      this.control,
+    );
+  }
+
+  /** Receiver feedback from the peer: what it has of ours. */
+  feedback(sequence: number): void {
+    this.#sender.feedback(sequence);
+  }
+
+  #reportRepeats(): void {
+    clearTimeout(this.#repeatTimer);
+    if (this.#repeatReported) return;
+    this.#repeatReported = true;
+    const count = this.stats.repeated;
+    this.#link.warn({
+      code: "repeated-sequence",
+      participant: this,
+      count,
+      message: `RTP-MIDI participant ${this.#name} repeats sequence numbers ` +
+        `(${count} packet${count === 1 ? "" : "s"} so far): its packets are ` +
+        "taken as they come, not dropped as duplicates",
+    });
+  }
+
+  // Clock synchronisation, and proof that the peer receives.
+
+  /**
+   * Sends CK0 when due: the initiator's schedule (a burst, then every
+   * `syncInterval`, every second while unanswered); for a peer that
+   * invited us (and runs the exchange itself), only when it has not proved
+   * it receives for half as long again (before its first proof: at once).
+   */
+  readonly #tick = (): void => {
+    this.#syncTimer = undefined;
+    if (this.#left) return;
+    const interval = this.#link.syncInterval;
+    const due = this.initiator ? interval : interval * 1.5;
+    const stale = performance.now() - this.#provenAt;
+    if (this.initiator || stale >= due) {
+      const t1 = this.#now();
+      remember(this.#asked, t1);
+      this.#ck(0, [t1, 0, 0]);
+      this.#syncs++;
+    }
+    let wait: number;
+    if (this.initiator && this.#syncs < SYNC_BURST) {
+      wait = SYNC_BURST_INTERVAL;
+    } else if (!this.initiator && !this.proven) {
+      // A peer not proved yet may be a forged address: ask less and less.
+      wait = PROBE_DELAY * 2 ** this.#syncs;
+    } else if (stale >= due || this.#latency === undefined) {
+      wait = SYNC_RETRY;
+    } else {
+      wait = due - stale;
+    }
+    this.#syncTimer = setTimeout(this.#tick, wait);
+  };
+
+  #ck(count: 0 | 1 | 2, timestamps: [number, number, number]): void {
+    void this.#link.send(
+      "data",
+      encodeSessionPacket({
+        command: "CK",
+        ssrc: this.#link.ssrc,
+        count,
+        timestamps,
+      }),
+      this.dataPeer,
+    );
+  }
+
+  /**
+   * A CK from the peer's data address. An answer that carries one of our
+   * timestamps proves the peer receives there.
+   *
+   * @returns Whether it was taken (not an answer to nothing we sent).
+   */
+  clock(packet: SyncPacket): boolean {
+    if (this.#left) return false;
+    const now = this.#now();
+    const [t1, t2, t3] = packet.timestamps;
+    switch (packet.count) {
+      case 0:
+        if (!this.proven && ++this.#unprovenAnswers > UNPROVEN_ANSWERS) {
+          return false;
+        }
+        remember(this.#answered, now);
+        this.#ck(1, [t1, now, 0]);
+        return true;
+      case 1:
+        // Our CK0 came back: close the exchange, measure the round trip.
+        if (!this.#asked.includes(t1)) return false;
+        this.#ck(2, [t1, t2, now]);
+        this.#measure(now - t1);
+        this.#prove();
+        return true;
+      case 2:
+        if (!this.#answered.includes(t2)) return false;
+        this.#measure(t3 - t1);
+        this.#prove();
+        return true;
+    }
+  }
+
+  #measure(roundTrip: number): void {
+    if (roundTrip >= 0 && roundTrip < 600_000_000) {
+      this.#latency = roundTrip / 20;
+    }
+  }
+
+  #prove(): void {
+    const first = !this.proven;
+    this.#provenAt = performance.now();
+    if (first && !this.#left) this.#link.proven(this);
+  }
+
+  // Sending.
+
+  send(msg: Message): Promise<void> {
+    try {
+      checkMessage(msg);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    if (this.closed || this.#left) {
+      return Promise.reject(new PortClosedError(this.#name));
+    }
+    this.#queue([msg], encodedLength(msg));
+    if (this.#out.length < HIGH_WATER) return RESOLVED;
+    return this.#drained();
+  }
+
+  /** What the hub writes to: its batches, queued without a promise. */
+  get [SINK](): Sink {
+    return this.#sink ??= this.#makeSink();
+  }
+
+  #makeSink(): Sink {
+    // deno-lint-ignore no-this-alias
+    const self = this;
+    return {
+      write: (batch: Batch): boolean => {
+        if (this.#left) return false;
+        if (this.#outBytes + this.#inFlightBytes === 0) this.#progress++;
+        this.#queue(batch.messages, batch.bytes.length);
+        return true;
+      },
+      get queuedBytes() {
+        return self.#outBytes + self.#inFlightBytes;
+      },
+      get copiedBytes() {
+        return self.#outBytes;
+      },
+      get progress() {
+        return self.#progress;
+      },
+      slow: "drop",
+      drained: () => this.#drained(),
+    };
+  }
+
+  #drained(): Promise<void> {
+    if (this.#out.length < HIGH_WATER || this.#left) return RESOLVED;
+    this.#drain ??= Promise.withResolvers<void>();
+    return this.#drain.promise;
+  }
+
+  #queue(messages: readonly Message[], bytes: number): void {
+    for (const msg of messages) this.#out.push(msg);
+    this.#outBytes += bytes;
+    if (this.#inFlight === 0) this.#flush();
+  }
+
+  #flush(): void {
+    const messages = this.#out;
+    this.#out = [];
+    this.#outBytes = 0;
+    const packets = this.#sender.packets(messages, this.#now());
+    this.stats.sent += messages.length;
+    this.#transmit(packets);
+    this.#lastSend = performance.now();
+    this.#guardDelay = GUARD_FIRST;
+    this.#guards = 0;
+    this.#guardTimer ??= setTimeout(() => this.#guard(), GUARD_FIRST);
+  }
+
+  #transmit(packets: Uint8Array[]): void {
+    for (const bytes of packets) {
+      this.#inFlight++;
+      this.#inFlightBytes += bytes.length;
+      this.stats.packetsOut++;
+      this.#link.sendMidi(bytes, this.dataPeer, () => this.#sent(bytes.length));
+    }
+  }
+
+  /** A packet went out: once all have, send what queued meanwhile. */
+  #sent(length: number): void {
+    this.#inFlightBytes -= length;
+    this.#progress++;
+    if (--this.#inFlight > 0) return;
+    if (this.#out.length > 0 && !this.#left) this.#flush();
+    if (this.#out.length < HIGH_WATER && this.#drain) {
+      this.#drain.resolve();
+      this.#drain = undefined;
+    }
+  }
+
+  /**
+   * Guard packets: while the peer has not confirmed what the journal
+   * holds, resend the journal alone after a pause, so that a loss of the
+   * last packets is repaired too.
+   */
+  #guard(): void {
+    this.#guardTimer = undefined;
+    if (this.#left || !this.#sender.unconfirmed) return;
+    const quiet = performance.now() - this.#lastSend;
+    if (quiet < this.#guardDelay) {
+      this.#guardTimer = setTimeout(
+        () => this.#guard(),
+        this.#guardDelay - quiet,
+      );
+      return;
+    }
+    if (this.#guards >= GUARD_COUNT) return;
+    this.#guards++;
+    this.#transmit([this.#sender.guard(this.#now())]);
+    this.#lastSend = performance.now();
+    this.#guardDelay *= 2;
+    this.#guardTimer = setTimeout(() => this.#guard(), this.#guardDelay);
+  }
+
+  reset(): Promise<void> {
+    return this.#sendSet(RESET_MESSAGES);
+  }
+
+  panic(): Promise<void> {
+    return this.#sendSet(PANIC_MESSAGES);
+  }
+
+  async #sendSet(messages: readonly Message[]): Promise<void> {
+    if (this.closed || this.#left) return;
+    for (const msg of messages) await this.send(msg);
+  }
+
+  // Ending.
+
+  /** Stops everything; `cause` says why when the peer went silent. */
+  leave(cause?: unknown, discard = false): void {
+    if (this.#left) return;
+    if (this.#repeatTimer !== undefined) this.#reportRepeats();
+    this.#left = true;
+    this.#cause = cause;
+    for (const timer of [this.#guardTimer, this.#feedbackTimer]) {
+      clearTimeout(timer);
+    }
+    clearTimeout(this.#syncTimer);
+    this.#out = [];
+    this.#outBytes = 0;
+    this.#backlog = [];
+    this.#drain?.resolve();
+    this.#drain = undefined;
+    this.finish(cause, discard);
+    const end = this.#end;
+    this.#end = undefined;
+    end?.(cause);
+    this.#link.left(this, cause);
+    this.#finished.resolve();
+  }
+
+  bye(): Promise<void> {
+    return this.#link.send(
+      "control",
+      encodeSessionPacket({
+        command: "BY",
+        version: APPLE_MIDI_VERSION,
+        token: this.token,
+        ssrc: this.#link.ssrc,
+        name: this.#link.sessionName,
+      }),
+      this.control,
+    );
+  }
+
+  close(): Promise<void> {
+    if (this.#left) {
+      this.finish(undefined, true);
+      return RESOLVED;
+    }
+    const sent = this.bye();
+    this.leave(undefined, true);
+    return sent;
+  }
+}
