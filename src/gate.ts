@@ -159,10 +159,11 @@ export const MIN_TOKEN_LENGTH = 16;
 
 /**
  * While an address waits after wrong tokens, how many tokens from it are
- * checked a second at most (in bursts of as many); past that, connections
- * from it are refused (`waiting`) without a check.
+ * checked a second at most (in bursts of up to twice as many); past that,
+ * connections from it are refused (`waiting`) without a check.
  */
 export const WAITING_CHECKS_PER_SECOND = 5;
+const WAITING_CHECKS_BURST = 2 * WAITING_CHECKS_PER_SECOND;
 
 const FAILURE_RECORDS = 10_000;
 const FIRST_WAIT_MS = 1000;
@@ -607,7 +608,7 @@ export class Gate {
     if (record === undefined || record.until <= this.#clock.now()) return true;
     const now = this.#clock.now();
     record.checks = Math.min(
-      WAITING_CHECKS_PER_SECOND,
+      WAITING_CHECKS_BURST,
       record.checks + (now - record.checkedAt) * WAITING_CHECKS_PER_SECOND /
           1000,
     );
@@ -731,7 +732,7 @@ export class Gate {
       record = {
         count: 0,
         until: 0,
-        checks: WAITING_CHECKS_PER_SECOND,
+        checks: WAITING_CHECKS_BURST,
         checkedAt: now,
       };
     }
