@@ -40,8 +40,14 @@ export {
   PortClosedError,
   QueueFullError,
   RefusedError,
+  type RefusedErrorOptions,
 } from "./src/errors.ts";
-export { type Address, formatAddress, parseAddress } from "./src/address.ts";
+export {
+  type Address,
+  formatAddress,
+  parseAddress,
+  unmapAddress,
+} from "./src/address.ts";
 export {
   DEFAULT_MAX_QUEUED_BYTES,
   type PendingRead,
@@ -68,18 +74,22 @@ export {
 } from "./src/backoff.ts";
 export { NoteTracker } from "./src/notes.ts";
 export { AddressList } from "./src/access.ts";
-export { TOKEN_PREFIX } from "./src/net/_handshake.ts";
+export { TOKEN_PREFIX } from "./src/net/_hello.ts";
 export type { RateLimit } from "./src/_policy.ts";
 export {
+  type ArriveOptions,
   Gate,
   type GateOptions,
+  isToken,
   MAX_DETAIL_LENGTH,
   MIN_TOKEN_LENGTH,
   type Peer,
   printable,
   type Refusal,
+  REFUSAL_CODES,
   type RefusalCode,
   type Ticket,
+  WAITING_CHECKS_PER_SECOND,
 } from "./src/gate.ts";
 export {
   type Batch,

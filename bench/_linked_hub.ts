@@ -22,7 +22,7 @@ export async function startLinkedHub(
 ): Promise<LinkedHub> {
   const hub = new Hub();
   const link = await hub.attach(new NatsLink(url, { room, name }));
-  const server = new PortServer("127.0.0.1", 0, { hub });
+  const server = await hub.attach(new PortServer("127.0.0.1", 0));
   let closing: Promise<void> | undefined;
   const close = () =>
     closing ??= (async () => {

@@ -58,7 +58,7 @@ function free(port: number): number {
 }
 
 await using hub = new Hub();
-await using server = new PortServer("127.0.0.1", free(8080), { hub });
+await using server = await hub.attach(new PortServer("127.0.0.1", free(8080)));
 const web = await hub.attach(new WebServer({ port: free(8081) }));
 const device = new Device();
 hub.add(device, { kind: "device", transport: "midi" });

@@ -214,13 +214,3 @@ export class TokenBucket {
     return true;
   }
 }
-
-/** Checks a token: 1-200 printable ASCII characters, no spaces. */
-export function checkToken(token: unknown): string {
-  if (typeof token !== "string" || !/^[\x21-\x7e]{1,200}$/.test(token)) {
-    throw new TypeError(
-      "Token must be 1-200 printable ASCII characters without spaces",
-    );
-  }
-  return token;
-}

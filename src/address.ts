@@ -86,7 +86,33 @@ export function parseAddress(text: string, defaultPort?: number): Address {
 }
 
 /**
+ * An IPv4 address seen through an IPv6 socket (`::ffff:127.0.0.1`, what a
+ * dual-stack server sees of IPv4 peers) as plain IPv4; any other address as
+ * it is.
+ *
+ * @param hostname An IP address or host name.
+ * @returns The address, IPv4-mapped ones as IPv4.
+ *
+ * @example Unmapping a dual-stack peer
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { unmapAddress } from "@x/midisock";
+ *
+ * assert.equal(unmapAddress("::ffff:127.0.0.1"), "127.0.0.1");
+ * assert.equal(unmapAddress("::1"), "::1");
+ * ```
+ */
+export function unmapAddress(hostname: string): string {
+  const mapped = /^(?:0{0,4}:){0,5}:?ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i.exec(
+    hostname,
+  );
+  return mapped === null ? hostname : mapped[1];
+}
+
+/**
  * Writes an address back as text: `host:port`, `[ipv6]:port`, `:port`.
+ * IPv4 peers of a dual-stack server show as IPv4 (`127.0.0.1:60448`, not
+ * `[::ffff:127.0.0.1]:60448`).
  *
  * @param address The host and port (a `Deno.NetAddr` will do).
  * @returns The text.
@@ -97,10 +123,15 @@ export function parseAddress(text: string, defaultPort?: number): Address {
  * import { formatAddress } from "@x/midisock";
  *
  * assert.equal(formatAddress({ hostname: "::1", port: 8080 }), "[::1]:8080");
+ * assert.equal(
+ *   formatAddress({ hostname: "::ffff:10.0.0.2", port: 60448 }),
+ *   "10.0.0.2:60448",
+ * );
  * ```
  */
 export function formatAddress(address: Address): string {
-  const { hostname, port } = address;
+  const { port } = address;
+  const hostname = unmapAddress(address.hostname);
   return hostname.includes(":")
     ? `[${hostname}]:${port}`
     : `${hostname}:${port}`;

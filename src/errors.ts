@@ -92,6 +92,37 @@ export class QueueFullError extends Error {
 }
 
 /**
+ * Every {@linkcode RefusalCode}, as the wire names them (a TCP server's
+ * `MIDISOCK-REFUSED code: reason` line).
+ */
+export const REFUSAL_CODES = [
+  "not-allowed",
+  "full",
+  "busy",
+  "wrong-token",
+  "no-token",
+  "timeout",
+  "waiting",
+  "protocol",
+  "closing",
+] as const;
+
+/**
+ * Why a connection was refused, in a word: not on the allow list, the
+ * server full, too many handshakes under way, a wrong or missing token, a
+ * handshake that took too long (or was closed to make room), an address
+ * that must wait after wrong tokens, bytes of another protocol (TLS on a
+ * plain port or the reverse, HTTP), or a hub closing.
+ */
+export type RefusalCode = typeof REFUSAL_CODES[number];
+
+/** Options for {@linkcode RefusedError}. */
+export interface RefusedErrorOptions extends ErrorOptions {
+  /** Why, in a word, when the server said it. */
+  code?: RefusalCode;
+}
+
+/**
  * Thrown when a server refuses a connection and says why (its reason line),
  * or when a connection cannot be the kind asked for (a plain connection to a
  * TLS server, or the reverse). Ports closed this way report it as the
@@ -102,9 +133,12 @@ export class QueueFullError extends Error {
  * import assert from "node:assert/strict";
  * import { RefusedError } from "@x/midisock";
  *
- * const error = new RefusedError("127.0.0.1:8080", "wrong token");
+ * const error = new RefusedError("127.0.0.1:8080", "wrong token", {
+ *   code: "wrong-token",
+ * });
  * assert.equal(error.message, "Refused by 127.0.0.1:8080 (wrong token)");
  * assert.equal(error.reason, "wrong token");
+ * assert.equal(error.code, "wrong-token");
  * ```
  */
 export class RefusedError extends Error {
@@ -112,19 +146,23 @@ export class RefusedError extends Error {
   readonly server: string;
   /** Why, as the server (or the TLS layer) said. */
   readonly reason: string;
+  /** Why, in a word, when the server (or the TLS layer) said it. */
+  readonly code: RefusalCode | undefined;
 
   /**
    * Makes the error.
    *
    * @param server The server's address.
    * @param reason Why it refused.
-   * @param options `cause`: the underlying error, where there is one.
+   * @param options `code`: why, in a word; `cause`: the underlying error,
+   * where there is one.
    */
-  constructor(server: string, reason: string, options?: ErrorOptions) {
+  constructor(server: string, reason: string, options?: RefusedErrorOptions) {
     super(`Refused by ${server} (${reason})`, options);
     this.name = "RefusedError";
     this.server = server;
     this.reason = reason;
+    this.code = options?.code;
   }
 }
 

@@ -30,7 +30,7 @@ function endsWith(bytes: Uint8Array, tail: Uint8Array): boolean {
 }
 
 const hub = new Hub();
-const server = new PortServer("127.0.0.1", 0, { hub });
+const server = await hub.attach(new PortServer("127.0.0.1", 0));
 const web = await hub.attach(
   new WebServer({ port: 0, maxFrameBytes: 65536 }),
 );

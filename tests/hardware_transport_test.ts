@@ -144,7 +144,7 @@ async function rig(py: PyRtMidi) {
   const hub = new Hub();
   const hubEvents: HubEvent[] = [];
   hub.listen((event) => hubEvents.push(event));
-  const server = new PortServer("127.0.0.1", 0, { hub });
+  const server = await hub.attach(new PortServer("127.0.0.1", 0));
   const client = await connect("127.0.0.1", server.port);
   await until(() => hub.endpoints.length === 1, 5000, "the client");
   return { keys, synth, hub, hubEvents, server, client };

@@ -1130,7 +1130,7 @@ netTest(
 
 netTest("a dropped TCP client's own messages still go through", async () => {
   await using hub = new Hub({ maxLag: 200 });
-  await using server = new PortServer("127.0.0.1", 0, { hub });
+  await using server = await hub.attach(new PortServer("127.0.0.1", 0));
   await using listener = await connect("127.0.0.1", server.port);
   // A raw client that sends, then never reads while a flood goes to it.
   const raw = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
@@ -1157,7 +1157,7 @@ netTest(
       rateLimit: { messages: 100, burst: 100 },
       releaseNotes: false,
     });
-    await using server = new PortServer("127.0.0.1", 0, { hub });
+    await using server = await hub.attach(new PortServer("127.0.0.1", 0));
     await using listener = await connect("127.0.0.1", server.port);
     await using other = await connect("127.0.0.1", server.port);
     const player = await Deno.connect({

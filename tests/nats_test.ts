@@ -784,7 +784,7 @@ natsTest(
       assert.deepEqual(b.remotes.map((h) => [h.id, h.name]), [["hub-a", "A"]]);
       // Both ways through the hub: a local client of the hub plays, B hears;
       // B plays, the client hears.
-      await using server = new PortServer("127.0.0.1", 0, { hub });
+      await using server = await hub.attach(new PortServer("127.0.0.1", 0));
       const client = await connect("127.0.0.1", server.port);
       await until(() => hub.endpoints.length === 2);
       await client.send(note(60));

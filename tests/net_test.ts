@@ -12,8 +12,17 @@ import {
   QueueFullError,
   RESET_MESSAGES,
   type SocketPort,
+  TOKEN_PREFIX,
 } from "../mod.ts";
-import { concat, random, randomMessage } from "./_util.ts";
+import {
+  helloLine,
+  MAX_LINE,
+  okLine,
+  readReply,
+  readRequest,
+  refusedLine,
+} from "../src/net/_hello.ts";
+import { concat, pureTest, random, randomMessage } from "./_util.ts";
 import { drain, netTest, readAll, take, until, within } from "./_net.ts";
 
 const note = (n: number) => message("note_on", { note: n % 128, velocity: 1 });
@@ -415,7 +424,7 @@ netTest(
         if (e.type === "leave") left.push(e.reason);
       },
     });
-    await using server = new PortServer("127.0.0.1", 0, { hub });
+    await using server = await hub.attach(new PortServer("127.0.0.1", 0));
     await using sender = await connect("127.0.0.1", server.port);
     const readers = await Promise.all(
       Array.from({ length: 10 }, () => connect("127.0.0.1", server.port)),
@@ -574,5 +583,213 @@ netTest(
       message("active_sensing"),
       note(1),
     ]);
+  },
+);
+
+netTest(
+  "a PortServer attached to a hub: clients join it, under its gate, and the hub closes it",
+  async () => {
+    const refused: string[] = [];
+    const hub = new Hub({
+      token: "correct-horse-battery",
+      onRefuse: (r) => refused.push(r.code),
+    });
+    const server = new PortServer("127.0.0.1", 0);
+    assert.equal(await hub.attach(server), server);
+    assert.equal(server.hub, hub);
+    assert.deepEqual(hub.transports, [server]);
+    const token = "correct-horse-battery";
+    const a = await connect("127.0.0.1", server.port, { token });
+    const b = await connect("127.0.0.1", server.port, { token });
+    await until(() => hub.endpoints.length === 2);
+    // The hub relays between them (a PortServer on its own would not).
+    await a.send(note(1));
+    assert.deepEqual(await take(b, 1), [note(1)]);
+    // Its gate applies.
+    const stranger = await connect("127.0.0.1", server.port);
+    await assert.rejects(stranger.admitted, /no token/);
+    assert.deepEqual(refused, ["no-token"]);
+    await hub.close();
+    assert.ok(server.closed);
+    // The hub released a's note, then closed b.
+    assert.deepEqual(await drain(b), [
+      message("note_off", { note: 1, velocity: 0 }),
+    ]);
+    await assert.rejects(
+      connect("127.0.0.1", server.port),
+      Deno.errors.ConnectionRefused,
+    );
+    await Promise.all([a, b, stranger].map((p) => p.close()));
+  },
+);
+
+netTest(
+  "attaching refuses the hub's options, a server in use, and the old hub option",
+  async () => {
+    await using hub = new Hub();
+    await using withToken = new PortServer("127.0.0.1", 0, {
+      token: "correct-horse-battery",
+      sysexIn: "drop",
+      backlog: 8,
+    });
+    await assert.rejects(
+      withToken.attach(hub),
+      (e: unknown) =>
+        e instanceof TypeError &&
+        e.message ===
+          "token, sysexIn are options of the hub when a PortServer is " +
+            "attached to one: give them to the Hub",
+    );
+    await using used = new PortServer("127.0.0.1", 0);
+    used.poll();
+    await assert.rejects(used.attach(hub), /is in use on its own already/);
+    // hub.attach closes a transport that cannot start.
+    await assert.rejects(hub.attach(used), /is in use on its own already/);
+    assert.ok(used.closed);
+    assert.throws(
+      // @ts-expect-error: the option is gone
+      () => new PortServer("127.0.0.1", 0, { hub }),
+      /attach it instead, with await hub.attach\(server\)/,
+    );
+    // Own options are kept.
+    const own = new PortServer("127.0.0.1", 0, {
+      backlog: 8,
+      queueSize: 16,
+      onConnect: () => {},
+    });
+    await hub.attach(own);
+    assert.equal(own.hub, hub);
+  },
+);
+
+netTest("a dual-stack server names IPv4 peers as IPv4", async () => {
+  // An IPv6 socket that takes IPv4 connections, as a server on "" does.
+  const refused: string[] = [];
+  await using server = new PortServer("::ffff:127.0.0.1", 0, {
+    maxClients: 1,
+    onRefuse: (peer) => refused.push(peer.hostname),
+  });
+  assert.equal(server.addr.hostname, "::ffff:127.0.0.1");
+  assert.equal(server.name, `127.0.0.1:${server.port}`);
+  server.poll();
+  await using client = await connect("127.0.0.1", server.port);
+  await until(() => server.clients.length === 1);
+  assert.equal(server.clients[0].name, `127.0.0.1:${client.localAddr.port}`);
+  assert.deepEqual(
+    server.hub.endpoints.map((e) => e.name).filter((n) => n !== server.name),
+    [`127.0.0.1:${client.localAddr.port}`],
+  );
+  await using other = await connect("127.0.0.1", server.port);
+  await assert.rejects(other.admitted, /server full/);
+  assert.deepEqual(refused, ["127.0.0.1"]);
+});
+
+pureTest("the start of a stream reads the same however it is cut", () => {
+  const text = (s: string) => new TextEncoder().encode(s);
+  const requests: [Uint8Array, string][] = [
+    [concat([helloLine(["timed", "x=1"], "s3cret"), encode(note(1))]), "hello"],
+    [text(`${TOKEN_PREFIX}s3cret\n`), "hello"],
+    [text("POST / HTTP/1.1\r\nHost: x\r\n\r\n"), "http"],
+    [text("GET /midi HTTP/1.1\r\n"), "http"],
+    [new Uint8Array([0x16, 0x03, 0x01, 0x00, 0x05, 1, 2, 3, 4, 5]), "tls"],
+    [encode(note(2)), "midi"],
+    [text("MIDISOCK-WHO\n"), "midi"],
+    [text("Mx"), "midi"],
+    [new Uint8Array([0x41, 0x42, 0x43, 0x44]), "partial"],
+  ];
+  for (const [bytes, kind] of requests) {
+    const whole = readRequest(bytes);
+    assert.equal(whole.kind, kind, new TextDecoder().decode(bytes));
+    for (let cut = 0; cut < bytes.length; cut++) {
+      const part = readRequest(bytes.subarray(0, cut)).kind;
+      assert.ok(part === "partial" || part === kind, `${kind} cut at ${cut}`);
+    }
+  }
+  const hello = readRequest(helloLine(["timed"], "s3cret"));
+  assert.ok(hello.kind === "hello");
+  assert.deepEqual([hello.features, hello.token], [["timed"], "s3cret"]);
+  assert.throws(() => helloLine(["token=x"]), TypeError);
+  assert.throws(() => helloLine(["two words"]), TypeError);
+  const replies: [Uint8Array, string][] = [
+    [concat([okLine(["timed"]), encode(note(3))]), "ok"],
+    [refusedLine("wrong-token", "wrong token"), "refused"],
+    [text("MIDISOCK-REFUSED an older reason\n"), "refused"],
+    [new Uint8Array([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x46]), "tls"],
+    [encode(note(4)), "midi"],
+  ];
+  for (const [bytes, kind] of replies) {
+    assert.equal(readReply(bytes).kind, kind);
+    for (let cut = 0; cut < bytes.length; cut++) {
+      const part = readReply(bytes.subarray(0, cut)).kind;
+      assert.ok(part === "partial" || part === kind, `${kind} cut at ${cut}`);
+    }
+  }
+  const ok = readReply(concat([okLine(["timed"]), encode(note(3))]));
+  assert.ok(ok.kind === "ok");
+  assert.deepEqual([ok.features, [...ok.rest]], [["timed"], [
+    ...encode(note(3)),
+  ]]);
+  assert.deepEqual(readReply(refusedLine("full", "server full: 8")), {
+    kind: "refused",
+    code: "full",
+    reason: "server full: 8",
+  });
+  assert.deepEqual(readReply(text("MIDISOCK-REFUSED no: such code\n")), {
+    kind: "refused",
+    code: undefined,
+    reason: "no: such code",
+  });
+  // Random bytes: never a throw, never undecided past a line's length.
+  const next = random(7);
+  for (let i = 0; i < 2000; i++) {
+    const bytes = Uint8Array.from(
+      { length: Math.floor(next() * 600) },
+      () => Math.floor(next() * (next() < 0.5 ? 128 : 256)),
+    );
+    for (const kind of [readRequest(bytes).kind, readReply(bytes).kind]) {
+      assert.ok(kind !== "partial" || bytes.length < MAX_LINE, kind);
+    }
+  }
+});
+
+netTest(
+  "a client offers features in its hello; the server takes those it knows",
+  async () => {
+    await using server = new PortServer("127.0.0.1", 0, {
+      features: ["timed"],
+    });
+    server.poll();
+    await using client = await connect("127.0.0.1", server.port, {
+      features: ["timed", "something-else"],
+    });
+    assert.deepEqual(await client.admitted, ["timed"]);
+    assert.deepEqual(client.features, ["timed"]);
+    await until(() => server.clients.length === 1);
+    assert.deepEqual(server.clients[0].features, ["timed"]);
+    await using plain = await connect("127.0.0.1", server.port);
+    assert.deepEqual(await plain.admitted, []);
+    // A hello said late (the server had taken the client in as one that
+    // only listens) is answered all the same.
+    const raw = await Deno.connect({
+      hostname: "127.0.0.1",
+      port: server.port,
+    });
+    await until(() => server.clients.length === 3);
+    await raw.write(helloLine(["timed"]));
+    const answer = new Uint8Array(64);
+    const n = await within(raw.read(answer), 5000, "the answer");
+    assert.equal(
+      new TextDecoder().decode(answer.subarray(0, n!)),
+      "MIDISOCK-OK timed\n",
+    );
+    raw.close();
+    assert.throws(
+      () => new PortServer("127.0.0.1", 0, { features: ["two words"] }),
+      TypeError,
+    );
+    await assert.rejects(
+      connect("127.0.0.1", server.port, { features: ["token=x"] }),
+      TypeError,
+    );
   },
 );

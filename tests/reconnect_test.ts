@@ -142,7 +142,10 @@ netTest("bad connection options are refused at construction", () => {
         { maxQueuedBytes: 0 },
         /maxQueuedBytes must be a positive integer: got 0/,
       ],
-      [{ sysexIn: "none" as never }, /sysexIn must be "allow", "drop"/],
+      [
+        { maxSysexLength: -1 },
+        /maxSysexLength must be a non-negative integer: got -1/,
+      ],
     ] as const
   ) {
     assert.throws(() => new ReconnectingPort("127.0.0.1", 9, options), pattern);

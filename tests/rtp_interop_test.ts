@@ -53,7 +53,7 @@ async function exchange(
   participant: RtpMidiParticipant,
 ): Promise<void> {
   // TCP client <-> hub <-> participant <-> rtpmidi.
-  await using server = new PortServer("127.0.0.1", 0, { hub });
+  await using server = await hub.attach(new PortServer("127.0.0.1", 0));
   await using client = await connect("127.0.0.1", server.port);
   await until(() => hub.endpoints.length === 2);
   await peer.wait("synced", 15000);

@@ -2,14 +2,20 @@ import assert from "node:assert/strict";
 import {
   AddressList,
   connect,
+  type ConnectOptions,
   type Message,
   message,
   NoteTracker,
+  PortClosedError,
   PortServer,
+  type PortServerOptions,
+  type RefusalCode,
   RefusedError,
+  type SocketPort,
   TOKEN_PREFIX,
 } from "../mod.ts";
 import { hasOpenssl, testCertificates } from "./_tls.ts";
+import { noMido, runPython } from "./_mido.ts";
 import { pureTest } from "./_util.ts";
 import {
   drain,
@@ -117,7 +123,7 @@ netTest(
     // The peer is told why, in a line MIDI parsers skip, and closed.
     assert.equal(
       new TextDecoder().decode(await readAll(raw)),
-      "MIDISOCK-REFUSED address not in the allow list\n",
+      "MIDISOCK-REFUSED not-allowed: address not in the allow list\n",
     );
     assert.deepEqual(refused, ["127.0.0.1 address not in the allow list"]);
     assert.equal(server.clients.length, 0);
@@ -205,18 +211,24 @@ netTest(
       connect("127.0.0.1", server.port, { token: "s3cret-and-more" }),
       (e: unknown) => e instanceof RefusedError && e.reason === "wrong token",
     );
-    // A plain MIDI client (mido) sends no token: closed after the timeout.
+    // A client without a token is refused at once, and learns why.
     const plain = await connect("127.0.0.1", server.port);
-    await plain.send(note(2));
+    await assert.rejects(plain.admitted, RefusedError);
+    await assert.rejects(plain.send(note(2)), /is closed/);
     assert.deepEqual(await drain(plain), []);
+    assert.equal(plain.refused?.code, "no-token");
+    // One that says nothing is told why at the deadline, then closed.
     const silent = await Deno.connect({
       hostname: "127.0.0.1",
       port: server.port,
     });
-    assert.deepEqual(await readAll(silent), new Uint8Array(0));
+    assert.equal(
+      new TextDecoder().decode(await readAll(silent)),
+      "MIDISOCK-REFUSED timeout: no token within 300 ms\n",
+    );
     assert.deepEqual(refused.sort(), [
       "no token within 300 ms",
-      "no token within 300 ms",
+      "no token: this server wants one",
       "wrong token",
       "wrong token",
     ]);
@@ -255,13 +267,13 @@ netTest("sysexIn drops or bounds incoming sysex and counts it", async () => {
     ]] as const
   ) {
     await using server = new PortServer("127.0.0.1", 0, { sysexIn: policy });
-    const accepting = server.accept();
+    server.poll();
     const client = await connect("127.0.0.1", server.port);
-    await using accepted = await accepting;
     for (const msg of [big, small, note(1)]) await client.send(msg);
+    assert.deepEqual(await take(server, expected.length), expected);
+    const [endpoint] = server.hub.endpoints.filter((e) => e.kind === "client");
+    assert.equal(endpoint.stats.dropped, 3 - expected.length, String(policy));
     await client.close();
-    assert.deepEqual(await drain(accepted), expected, String(policy));
-    assert.equal(accepted.dropped, 3 - expected.length);
   }
   assert.throws(
     () => new PortServer("127.0.0.1", 0, { sysexIn: -1 }),
@@ -269,26 +281,19 @@ netTest("sysexIn drops or bounds incoming sysex and counts it", async () => {
   );
 });
 
-netTest(
-  "sysexOut keeps sysex from clients, for one port and a whole server",
-  async () => {
-    await using server = new PortServer("127.0.0.1", 0, { sysexOut: "drop" });
-    server.poll();
-    await using client = await connect("127.0.0.1", server.port, {
-      sysexOut: 1,
-    });
-    await until(() => server.clients.length === 1);
-    await server.send(message("sysex", { data: [1] }));
-    await server.send(note(8));
-    assert.deepEqual(await take(client, 1), [note(8)]);
-    await client.send(message("sysex", { data: [1, 2] }));
-    await client.sendAll([message("sysex", { data: [3] }), note(9)]);
-    assert.deepEqual(await take(server, 2), [
-      message("sysex", { data: [3] }),
-      note(9),
-    ]);
-  },
-);
+netTest("sysexOut keeps sysex from a whole server's clients", async () => {
+  await using server = new PortServer("127.0.0.1", 0, { sysexOut: 1 });
+  server.poll();
+  await using client = await connect("127.0.0.1", server.port);
+  await until(() => server.clients.length === 1);
+  await server.send(message("sysex", { data: [1, 2] }));
+  await server.send(message("sysex", { data: [3] }));
+  await server.send(note(8));
+  assert.deepEqual(await take(client, 2), [
+    message("sysex", { data: [3] }),
+    note(8),
+  ]);
+});
 
 netTest(
   "a client over its rate limit loses the excess, not the connection",
@@ -296,18 +301,25 @@ netTest(
     await using server = new PortServer("127.0.0.1", 0, {
       rateLimit: { messages: 1, burst: 10 },
     });
-    const accepting = server.accept();
+    server.poll();
     const client = await connect("127.0.0.1", server.port);
-    await using accepted = await accepting;
     await client.sendAll(Array.from({ length: 100 }, (_, i) => note(i)));
-    await client.close();
-    const got = await drain(accepted);
-    assert.ok(got.length >= 10 && got.length <= 11, `${got.length} passed`);
+    const counted = () =>
+      server.hub.endpoints.find((e) => e.kind === "client")?.stats;
+    await until(() => {
+      const stats = counted();
+      return stats !== undefined && stats.received + stats.dropped === 100;
+    });
+    const passed = counted()!.received;
+    assert.ok(passed >= 10 && passed <= 11, `${passed} passed`);
     assert.deepEqual(
-      got.slice(0, 10),
-      Array.from({ length: 10 }, (_, i) => note(i)),
+      await take(server, passed),
+      Array.from({ length: passed }, (_, i) => note(i)),
     );
-    assert.equal(accepted.dropped, 100 - got.length);
+    // The connection stays.
+    assert.equal(server.clients.length, 1);
+    assert.equal(client.closed, false);
+    await client.close();
     assert.throws(
       () => new PortServer("127.0.0.1", 0, { rateLimit: { messages: 0 } }),
       /Rate limit messages must be a positive number: got 0/,
@@ -418,3 +430,251 @@ netTest(
     assert.deepEqual(await readAll(silent), new Uint8Array(0));
   },
 );
+
+/** A proxy that holds what the client sends for `delay` ms: a slow link. */
+function slowLink(
+  port: number,
+  delay: number,
+): AsyncDisposable & { port: number } {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const conns: Deno.Conn[] = [];
+  const pipe = async (from: Deno.Conn, to: Deno.Conn, wait: number) => {
+    const buffer = new Uint8Array(4096);
+    try {
+      for (;;) {
+        const n = await from.read(buffer);
+        if (n === null) break;
+        const bytes = buffer.slice(0, n);
+        if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+        await to.write(bytes);
+      }
+      await to.closeWrite();
+    } catch {
+      // Closed.
+    }
+  };
+  const pipes: Promise<void>[] = [];
+  const accepting = (async () => {
+    for await (const conn of listener) {
+      const upstream = await Deno.connect({ hostname: "127.0.0.1", port });
+      conns.push(conn, upstream);
+      pipes.push(pipe(conn, upstream, delay), pipe(upstream, conn, 0));
+    }
+  })().catch(() => {});
+  return {
+    port: (listener.addr as Deno.NetAddr).port,
+    async [Symbol.asyncDispose]() {
+      listener.close();
+      await accepting;
+      for (const conn of conns) {
+        try {
+          conn.close();
+        } catch {
+          // Closed already.
+        }
+      }
+      await Promise.all(pipes);
+    },
+  };
+}
+
+/**
+ * What a midisock client learns of a refusal: `connect` rejects with it,
+ * or the port does as soon as the server says so (`admitted` rejects,
+ * `refused` says it, `send` throws, iteration ends with it as the cause).
+ */
+async function refusalOf(attempt: Promise<SocketPort>): Promise<RefusedError> {
+  let port: SocketPort;
+  try {
+    port = await attempt;
+  } catch (error) {
+    assert.ok(error instanceof RefusedError, String(error));
+    return error;
+  }
+  try {
+    const refusal = await within(
+      port.admitted.then(() => assert.fail("admitted"), (e) => e),
+      5000,
+      "the answer",
+    );
+    assert.ok(refusal instanceof RefusedError, String(refusal));
+    assert.equal(port.refused, refusal);
+    await assert.rejects(
+      port.send(note(1)),
+      (e: unknown) => e instanceof PortClosedError && e.cause === refusal,
+    );
+    await assert.rejects(
+      port.receive(),
+      (e: unknown) => e instanceof PortClosedError && e.cause === refusal,
+    );
+    return refusal;
+  } finally {
+    await port.close();
+  }
+}
+
+/** A mido client's view of a refusal: the raw bytes, and what mido parses. */
+const MIDO_REFUSED = `
+import sys, mido
+from mido.sockets import connect
+port = connect("127.0.0.1", int(sys.argv[1]))
+if sys.argv[2] == "send":
+    port.send(mido.Message("note_on", note=60))
+data = b""
+while True:
+    chunk = port._socket.recv(4096)
+    if not chunk:
+        break
+    data += chunk
+parser = mido.Parser()
+parser.feed(data)
+print(data.decode("ascii").strip())
+print(len(list(parser)))
+`;
+
+interface RefusalCase {
+  /** What is refused. */
+  what: string;
+  /** The server's options (`tls: true` for the test certificate). */
+  server: Omit<PortServerOptions, "tls"> & { tls?: true };
+  /** The client's (`tls: true` trusts the test CA). */
+  client: Omit<ConnectOptions, "caCerts">;
+  /** The code and reason the client learns. */
+  code: RefusalCode;
+  reason: RegExp;
+  /** How mido's client meets it, where it can: sending, or silent. */
+  mido?: "send" | "silent";
+  /** Fill the server before (for "full"). */
+  full?: true;
+  /** Through a link that holds the client's bytes this long (ms). */
+  slow?: number;
+}
+
+const SECRET = "correct-horse-battery";
+const REFUSALS: RefusalCase[] = [
+  {
+    what: "no token",
+    server: { token: SECRET },
+    client: {},
+    code: "no-token",
+    reason: /this server wants one/,
+    mido: "send",
+  },
+  {
+    what: "a wrong token",
+    server: { token: SECRET },
+    client: { token: "a-wrong-guess" },
+    code: "wrong-token",
+    reason: /^wrong token$/,
+  },
+  {
+    what: "an address not on the allow list",
+    server: { allow: ["10.0.0.0/8"] },
+    client: {},
+    code: "not-allowed",
+    reason: /allow list/,
+    mido: "silent",
+  },
+  {
+    what: "an address not on the allow list, with a token",
+    server: { allow: ["10.0.0.0/8"], token: SECRET },
+    client: { token: SECRET },
+    code: "not-allowed",
+    reason: /allow list/,
+  },
+  {
+    what: "a full server",
+    server: { maxClients: 1 },
+    client: {},
+    code: "full",
+    reason: /server full \(1 client\)/,
+    mido: "silent",
+    full: true,
+  },
+  {
+    what: "a full server, with a token",
+    server: { maxClients: 1, token: SECRET },
+    client: { token: SECRET },
+    code: "full",
+    reason: /server full/,
+    full: true,
+  },
+  {
+    what: "a handshake past its deadline",
+    server: { token: SECRET, handshakeTimeout: 300 },
+    client: { token: SECRET },
+    code: "timeout",
+    reason: /no token within 300 ms/,
+    mido: "silent",
+    slow: 600,
+  },
+  {
+    what: "TLS to a plain port",
+    server: {},
+    client: { tls: true },
+    code: "protocol",
+    reason: /does not serve TLS/,
+  },
+  {
+    what: "plain to a TLS port",
+    server: { tls: true },
+    client: {},
+    code: "protocol",
+    reason: /serves TLS/,
+  },
+  {
+    what: "TLS from an address not on the allow list",
+    server: { tls: true, allow: ["10.0.0.0/8"] },
+    client: { tls: true },
+    code: "not-allowed",
+    reason: /allow list/,
+  },
+];
+
+Deno.test({
+  name: "every refusal reaches a midisock client, and mido's, with its reason",
+  permissions: { ...LOOPBACK, run: true },
+  fn: () =>
+    within(
+      (async () => {
+        const pem = hasOpenssl ? await testCertificates() : undefined;
+        for (const c of REFUSALS) {
+          if ((c.server.tls || c.client.tls) && pem === undefined) continue;
+          const told: RefusalCode[] = [];
+          await using server = new PortServer("127.0.0.1", 0, {
+            ...c.server,
+            tls: c.server.tls && { cert: pem!.cert, key: pem!.key },
+            onRefuse: (_peer, reason) => told.push(reason as RefusalCode),
+          });
+          server.poll();
+          const first = c.full
+            ? await connect("127.0.0.1", server.port, c.client)
+            : undefined;
+          if (first !== undefined) await first.admitted;
+          await using link = slowLink(server.port, c.slow ?? 0);
+          const port = c.slow === undefined ? server.port : link.port;
+          const refusal = await refusalOf(
+            connect("127.0.0.1", port, {
+              ...c.client,
+              caCerts: c.client.tls ? [pem!.ca] : undefined,
+            }),
+          );
+          assert.equal(refusal.code, c.code, c.what);
+          assert.match(refusal.reason, c.reason, c.what);
+          assert.equal(told.length, 1, `${c.what}: ${told}`);
+          if (c.mido !== undefined && !noMido) {
+            const [line, parsed] = (await runPython(MIDO_REFUSED, "", [
+              String(port),
+              c.mido,
+            ])).trim().split("\n");
+            assert.match(line, new RegExp(`^MIDISOCK-REFUSED ${c.code}: `));
+            assert.match(line, c.reason, `mido: ${c.what}`);
+            assert.equal(parsed, "0", "mido skips the line");
+          }
+          await first?.close();
+        }
+      })(),
+      60000,
+      "the refusals",
+    ),
+});

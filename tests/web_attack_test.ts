@@ -490,7 +490,7 @@ async function tokenHub(
   fn: (ports: { tcp: number; web: number }, hub: Hub) => Promise<void>,
 ) {
   await using hub = new Hub({ token: TOKEN });
-  const server = new PortServer("127.0.0.1", 0, { hub });
+  const server = await hub.attach(new PortServer("127.0.0.1", 0));
   const web = await hub.attach(new WebServer({ port: 0 }));
   try {
     await fn({ tcp: server.port, web: web.port }, hub);

@@ -51,7 +51,7 @@ class TestHub implements AsyncDisposable {
     webPort = 0,
   ): Promise<TestHub> {
     const hub = new Hub(options);
-    const server = new PortServer("127.0.0.1", 0, { hub });
+    const server = await hub.attach(new PortServer("127.0.0.1", 0));
     const web = await hub.attach(new WebServer({ port: webPort }));
     return new TestHub(hub, server, web);
   }
@@ -168,7 +168,7 @@ browserTest(
 browserTest("over HTTPS the page plays through WSS", async () => {
   const { cert, key: privateKey } = await testCertificates();
   const hub = new Hub();
-  const server = new PortServer("127.0.0.1", 0, { hub });
+  const server = await hub.attach(new PortServer("127.0.0.1", 0));
   const web = await hub.attach(
     new WebServer({ port: 0, tls: { cert, key: privateKey } }),
   );

@@ -107,7 +107,7 @@ async function withHub(
   webOptions: ConstructorParameters<typeof WebServer>[0] = {},
 ): Promise<void> {
   const hub = new Hub(options);
-  const server = new PortServer("127.0.0.1", 0, { hub });
+  const server = await hub.attach(new PortServer("127.0.0.1", 0));
   const web = await hub.attach(new WebServer({ port: 0, ...webOptions }));
   try {
     await fn(hub, server, web);
@@ -837,7 +837,7 @@ netTest(
   "closing the web server closes its pages and leaves the hub running",
   async () => {
     const hub = new Hub();
-    const server = new PortServer("127.0.0.1", 0, { hub });
+    const server = await hub.attach(new PortServer("127.0.0.1", 0));
     const web = await hub.attach(new WebServer({ port: 0 }));
     const page = await TestPage.join(web.url);
     await web.close();

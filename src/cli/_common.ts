@@ -10,6 +10,7 @@ import { AddressList } from "../access.ts";
 import denoJson from "../../deno.json" with { type: "json" };
 import { parseAddress } from "../address.ts";
 import type { AddOptions, Endpoint, Hub } from "../hub/mod.ts";
+import { isToken } from "../gate.ts";
 import type { Port } from "../port.ts";
 
 /** The package version, from deno.json. */
@@ -410,7 +411,7 @@ export function readApi(
  */
 export function readToken(flag: string | undefined): string | undefined {
   const token = flag ?? envToken();
-  if (token !== undefined && !/^[\x21-\x7e]{1,200}$/.test(token)) {
+  if (token !== undefined && !isToken(token)) {
     throw new UsageError(
       "--token must be 1-200 printable ASCII characters without spaces",
     );

@@ -8,7 +8,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { checkToken } from "../_policy.ts";
+import { checkToken } from "../gate.ts";
 import type { RateLimit } from "../_policy.ts";
 
 /** A flag: its name, its letter, its value's name (none: a switch), its help. */
@@ -96,7 +96,11 @@ export function parseFlags(
       ? [{ name: token.name, value: token.value }]
       : []
   );
-  return { values: parsed.values, positionals: parsed.positionals, order };
+  return {
+    values: parsed.values as Parsed["values"],
+    positionals: parsed.positionals,
+    order,
+  };
 }
 
 /** The `Options:` lines of `--help`, aligned. */

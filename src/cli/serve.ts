@@ -554,7 +554,7 @@ class Serve {
       }
     }
     try {
-      this.#server = new PortServer(hostname, port, { hub: this.#hub, tls });
+      this.#server = new PortServer(hostname, port, { tls });
     } catch (error) {
       if (error instanceof Deno.errors.AddrInUse) {
         throw new CliError(
@@ -568,6 +568,7 @@ class Serve {
         cause: error,
       });
     }
+    await this.#hub.attach(this.#server);
     if (this.#config.web !== undefined) await this.#serveWeb(this.#config.web);
     // Each hardware port is a device endpoint, again each time it is back.
     this.#ports = await openPorts(this.#config, this.#say, this.#hub);

@@ -1,231 +1,163 @@
 /**
- * Internal: what a midisock connection says before MIDI flows. All of it is
- * 7-bit ASCII sent at the start of the stream, which MIDI parsers (mido's
- * among them) skip as stray data bytes:
- *
- * - a client that has a token sends `MIDISOCK-TOKEN <token>\n` first; the
- *   server answers `MIDISOCK-OK\n`;
- * - a server that refuses a connection sends `MIDISOCK-REFUSED <reason>\n`,
- *   then closes.
- *
- * And two things that are not MIDI at all: a TLS handshake record sent to a
- * plain port, and a TLS alert a TLS server answers plain bytes with.
+ * Internal: the start of a midisock connection, as I/O: the server's side
+ * (TLS, then the client's hello or token, then the client bound, with a
+ * refusal line where the peer can read one) and the client's reading of
+ * the answer. The lines themselves are in `_hello.ts`.
  *
  * @module
  */
 
 import type { Gate, Refusal, Ticket } from "../gate.ts";
-import { checkToken } from "../_policy.ts";
 import { atMost } from "../_time.ts";
-import { closeQuietly } from "./_transport.ts";
+import {
+  HTTP_ON_MIDI,
+  HTTP_REFUSAL,
+  MAX_LINE,
+  okLine,
+  readReply,
+  readRequest,
+  refusedLine,
+  type Reply,
+  TLS_NOT_SERVED,
+  TLS_ON_PLAIN,
+} from "./_hello.ts";
+import { closeQuietly, type PendingRead, type Preamble } from "./_transport.ts";
 import { PLAIN_ON_TLS } from "./_tls.ts";
 
-/**
- * The start of the line a client sends first when the server wants a token:
- * `MIDISOCK-TOKEN <token>\n`.
- */
-export const TOKEN_PREFIX = "MIDISOCK-TOKEN ";
-const OK_LINE = "MIDISOCK-OK\n";
-const REFUSED_PREFIX = "MIDISOCK-REFUSED ";
-const REPLY_PREFIX = "MIDISOCK-";
-/** The longest answer line a client reads. */
-const MAX_REPLY = 512;
 /** How long a refused peer has to read the reason before the close. */
 const REFUSAL_LINGER_MS = 1000;
 const LINGER_BYTES = 64 * 1024;
+/**
+ * How long a server that wants no token waits for a client's first bytes
+ * before it takes the client in as one that only listens (a mido client
+ * may never send anything). A midisock client says hello at once.
+ */
+export const FIRST_BYTES_MS = 50;
 
-const NEWLINE = 0x0a;
-const encoder = new TextEncoder();
-const decoder = new TextDecoder();
-
-/** The header line for a token. */
-export function tokenHeader(token: string): Uint8Array {
-  return encoder.encode(`${TOKEN_PREFIX}${checkToken(token)}\n`);
-}
-
-/** Whether bytes start like a TLS record of the given content type. */
-function isTlsRecord(bytes: Uint8Array, type: number): boolean {
-  return bytes.length >= 2 && bytes[0] === type && bytes[1] === 0x03;
-}
-
-/** A TLS handshake record: what a TLS client sends first. */
-export function isTlsHello(bytes: Uint8Array): boolean {
-  return isTlsRecord(bytes, 0x16);
-}
-
-/** A read still under way, handed on to whoever reads next. */
-export interface PendingRead {
-  /** The read. */
-  readonly read: Promise<number | null>;
-  /** The buffer it reads into. */
-  readonly buffer: Uint8Array;
-}
-
-/** What a connection brought before the port took it over. */
-export interface Preamble {
-  /** Bytes read already, to be parsed first. */
-  readonly bytes?: Uint8Array;
-  /** A read under way, whose bytes come next. */
-  readonly pending?: PendingRead;
+/** Resolves when `signal` aborts; one listener for a whole handshake. */
+function abortion(signal: AbortSignal): Promise<"aborted"> {
+  return new Promise((resolve) => {
+    if (signal.aborted) resolve("aborted");
+    else {signal.addEventListener("abort", () => resolve("aborted"), {
+        once: true,
+      });}
+  });
 }
 
 /**
- * Reads until `done(bytes)` holds, the peer closes, `limit` bytes are read
- * or `deadline` passes. A read still under way at the deadline is handed
- * back, so no byte is lost.
+ * The start of a stream, read in pieces while it may still be a line: one
+ * read at a time, and the read under way is handed on to whoever reads the
+ * connection next, so no byte is lost.
  */
-async function readUntil(
-  conn: Deno.Conn,
-  limit: number,
-  deadline: number,
-  done: (bytes: Uint8Array) => boolean,
-): Promise<{ bytes: Uint8Array; closed: boolean; pending?: PendingRead }> {
-  const bytes = new Uint8Array(limit);
-  let length = 0;
-  for (;;) {
-    const view = bytes.subarray(0, length);
-    if (length >= limit || done(view)) return { bytes: view, closed: false };
-    const buffer = bytes.subarray(length);
-    const read = conn.read(buffer);
-    const wait = deadline - performance.now();
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const n = await Promise.race([
-      read,
-      new Promise<"late">((resolve) => {
-        timer = setTimeout(() => resolve("late"), Math.max(0, wait));
-      }),
-    ]);
-    clearTimeout(timer);
-    if (n === "late") {
-      return { bytes: view, closed: false, pending: { read, buffer } };
-    }
-    if (n === null) return { bytes: view, closed: true };
-    length += n;
-  }
-}
+export class StartReader {
+  readonly #conn: Deno.Conn;
+  #bytes: Uint8Array = new Uint8Array(0);
+  #pending: PendingRead | undefined;
 
-/** Options of the server side of a handshake. */
-export interface ServerHandshake {
-  /** The gate's rules. */
-  readonly gate: Gate;
-  /** Whether the port serves TLS (a TLS hello is then expected). */
-  readonly tls: boolean;
-}
+  /**
+   * Reads the start of `conn`.
+   *
+   * @param conn The connection.
+   */
+  constructor(conn: Deno.Conn) {
+    this.#conn = conn;
+  }
 
-/**
- * Runs the server side: TLS handshake (with the deadline), token, then the
- * client bound. Refuses with a reason line where the peer can read one.
- *
- * @returns What the connection sent past the handshake, or the refusal.
- */
-export async function serverHandshake(
-  conn: Deno.Conn,
-  ticket: Ticket,
-  options: ServerHandshake,
-): Promise<Preamble | Refusal> {
-  const { gate } = options;
-  const deadline = ticket.deadline;
-  if (options.tls) {
-    let failure: unknown;
-    const late = await atMost(
-      (conn as Deno.TlsConn).handshake().catch((error) => failure = error),
-      deadline - performance.now(),
-    );
-    if (late || failure !== undefined) {
-      if (late) closeQuietly(conn);
-      return late
-        ? ticket.refuse(
-          "timeout",
-          `no TLS handshake within ${gate.handshakeTimeout} ms`,
-        )
-        : ticket.refuse(
-          "protocol",
-          failure instanceof Error && failure.message === PLAIN_ON_TLS
-            ? PLAIN_ON_TLS
-            : "TLS handshake failed",
-        );
-    }
+  /** Everything read so far. */
+  get bytes(): Uint8Array {
+    return this.#bytes;
   }
-  let preamble: Preamble = {};
-  if (gate.wantsToken) {
-    const want = gate.tokenLength + TOKEN_PREFIX.length + 1;
-    const { bytes, closed, pending } = await readUntil(
-      conn,
-      want,
-      deadline,
-      (seen) => seen.includes(NEWLINE) || isTlsHello(seen),
-    );
-    if (pending !== undefined || closed) {
-      if (pending !== undefined) pending.read.catch(() => {});
-      closeQuietly(conn);
-      return pending !== undefined
-        ? ticket.refuse(
-          "timeout",
-          `no token within ${gate.handshakeTimeout} ms`,
-        )
-        : ticket.refuse("no-token", "closed before sending a token");
-    }
-    if (!options.tls && isTlsHello(bytes)) {
-      return refuse(conn, ticket.refuse("protocol", TLS_ON_PLAIN));
-    }
-    const line = bytes.indexOf(NEWLINE);
-    const header = decoder.decode(line < 0 ? bytes : bytes.subarray(0, line));
-    if (!header.startsWith(TOKEN_PREFIX)) {
-      return refuse(conn, ticket.refuse("no-token", "no token sent"));
-    }
-    // A line longer than the token can be is a wrong token too.
-    if (line < 0 || !ticket.checkToken(header.slice(TOKEN_PREFIX.length))) {
-      if (line < 0) ticket.checkToken("");
-      return refuse(conn, ticket.refuse("wrong-token", "wrong token"));
-    }
-    preamble = { bytes: bytes.slice(line + 1) };
+
+  /** The read under way, if any. */
+  get pending(): PendingRead | undefined {
+    return this.#pending;
   }
-  const full = ticket.enter();
-  if (full !== undefined) return refuse(conn, full);
-  if (gate.wantsToken) {
+
+  /**
+   * Waits for more bytes.
+   *
+   * @param stop Resolves to end the wait early.
+   * @param ms How long to wait at most.
+   * @returns `"more"` when bytes came, `"end"` when the peer closed (or the
+   * read failed), `"stopped"` when `stop` resolved first, `"late"` when the
+   * time ran out first (the read stays under way).
+   */
+  async more(
+    stop: Promise<unknown>,
+    ms = Infinity,
+  ): Promise<"more" | "end" | "stopped" | "late"> {
+    if (this.#pending === undefined) {
+      const buffer = new Uint8Array(MAX_LINE);
+      const read = this.#conn.read(buffer);
+      read.catch(() => {});
+      this.#pending = { read, buffer };
+    }
+    const { read, buffer } = this.#pending;
+    let n: number | null | "stopped" | "late";
     try {
-      await conn.write(OK_BYTES);
+      const race = Promise.race([read, stop.then(() => "stopped" as const)]);
+      // Late only if the read is still not done a turn of the event loop
+      // after the time ran out: a process busy past the time runs its
+      // timers before it looks at what the network brought meanwhile.
+      n = ms !== Infinity && await atMost(race, ms) && await atMost(race, 0)
+        ? "late"
+        : await race;
     } catch {
-      // The peer left; its port will find out.
+      n = null;
+    }
+    if (n === "stopped" || n === "late") return n;
+    this.#pending = undefined;
+    if (n === null) return "end";
+    const bytes = new Uint8Array(this.#bytes.length + n);
+    bytes.set(this.#bytes);
+    bytes.set(buffer.subarray(0, n), this.#bytes.length);
+    this.#bytes = bytes;
+    return "more";
+  }
+
+  /** Reads and drops what comes, until the peer closes or `ms` pass. */
+  async drain(ms: number): Promise<void> {
+    const deadline = performance.now() + ms;
+    const never = new Promise<never>(() => {});
+    for (let read = 0; read < LINGER_BYTES;) {
+      const before = this.#bytes.length;
+      const got = await this.more(never, deadline - performance.now());
+      if (got !== "more") return;
+      read += this.#bytes.length - before;
+      this.#bytes = new Uint8Array(0);
     }
   }
-  return preamble;
 }
-
-/** Why a plain port closes a connection that starts a TLS handshake. */
-export const TLS_ON_PLAIN =
-  "sent a TLS handshake to a port that does not serve TLS";
 
 let lingering = 0;
 const MAX_LINGERING = 64;
 
 /**
- * Tells a refused peer why, then closes: the reason line, our FIN, and a
- * short wait for the peer to close (reading and dropping what it sends), so
- * the close does not reset the connection before the peer reads the line.
+ * Tells a refused peer why, then closes: the reason (by default a
+ * `MIDISOCK-REFUSED` line; a TLS alert or an HTTP response for such
+ * peers), our FIN, and a short wait for the peer to close (reading and
+ * dropping what it sends), so the close does not reset the connection
+ * before the peer reads the reason.
  *
+ * @param telling What to send; `null` for nothing.
  * @returns The refusal, for chaining.
  */
-export function refuse(conn: Deno.Conn, refusal: Refusal): Refusal {
-  if (lingering >= MAX_LINGERING) {
+export function refuse(
+  conn: Deno.Conn,
+  refusal: Refusal,
+  reader: StartReader = new StartReader(conn),
+  telling: Uint8Array | null = refusedLine(refusal.code, refusal.reason),
+): Refusal {
+  if (lingering >= MAX_LINGERING || telling === null) {
     closeQuietly(conn);
     return refusal;
   }
   lingering++;
-  const line = encoder.encode(`${REFUSED_PREFIX}${refusal.reason}\n`);
   (async () => {
     try {
-      await atMost(conn.write(line), REFUSAL_LINGER_MS);
+      await atMost(conn.write(telling), REFUSAL_LINGER_MS);
       await conn.closeWrite();
-      await atMost(
-        readUntil(
-          conn,
-          LINGER_BYTES,
-          performance.now() + REFUSAL_LINGER_MS,
-          () => false,
-        ).then((r) => r.pending?.read),
-        REFUSAL_LINGER_MS,
-      );
+      await reader.drain(REFUSAL_LINGER_MS);
     } catch {
       // Gone already.
     } finally {
@@ -236,75 +168,149 @@ export function refuse(conn: Deno.Conn, refusal: Refusal): Refusal {
   return refusal;
 }
 
-/** What a server said at the start of a connection, as a client reads it. */
-export type Reply =
-  | { kind: "ok"; rest: Uint8Array }
-  | { kind: "refused"; reason: string }
-  | { kind: "tls" }
-  | { kind: "midi"; rest: Uint8Array }
-  | { kind: "partial" };
-
-/**
- * Reads the start of what a server sent: an answer line, a TLS alert (the
- * server speaks TLS), or MIDI.
- *
- * @param bytes Everything received so far.
- * @returns What it is; `"partial"` when an answer line is not complete yet.
- */
-export function readReply(bytes: Uint8Array): Reply {
-  if (bytes.length === 0) return { kind: "partial" };
-  if (isTlsRecord(bytes, 0x15) || isTlsHello(bytes)) return { kind: "tls" };
-  const start = decoder.decode(bytes.subarray(0, REPLY_PREFIX.length));
-  if (!REPLY_PREFIX.startsWith(start)) return { kind: "midi", rest: bytes };
-  const line = bytes.indexOf(NEWLINE);
-  if (line < 0) {
-    return bytes.length >= MAX_REPLY
-      ? { kind: "midi", rest: bytes }
-      : { kind: "partial" };
-  }
-  const text = decoder.decode(bytes.subarray(0, line)).replace(/\r$/, "");
-  if (`${text}\n` === OK_LINE) {
-    return { kind: "ok", rest: bytes.slice(line + 1) };
-  }
-  if (text.startsWith(REFUSED_PREFIX)) {
-    return { kind: "refused", reason: text.slice(REFUSED_PREFIX.length) };
-  }
-  return { kind: "midi", rest: bytes };
+/** Why a handshake was stopped: the gate's refusal, or a server closing. */
+function stopped(ticket: Ticket): Refusal {
+  return ticket.refusal ?? ticket.refuse("closing", "the server is closing");
 }
 
-/** What a client sent at the start of a connection, as a server reads it. */
-export type Request =
-  | { kind: "token"; rest: Uint8Array }
-  | { kind: "tls" }
-  | { kind: "midi"; rest: Uint8Array }
-  | { kind: "partial" };
-
-/**
- * Reads the start of what a client sent to a server that wants no token: a
- * token line anyway (answered, and skipped), a TLS hello, or MIDI.
- *
- * @param bytes Everything received so far.
- * @returns What it is; `"partial"` while a token line is not complete.
- */
-export function readRequest(bytes: Uint8Array): Request {
-  if (bytes.length === 0) return { kind: "partial" };
-  if (isTlsHello(bytes)) return { kind: "tls" };
-  const start = decoder.decode(bytes.subarray(0, TOKEN_PREFIX.length));
-  if (!TOKEN_PREFIX.startsWith(start)) return { kind: "midi", rest: bytes };
-  const line = bytes.indexOf(NEWLINE);
-  if (line < 0) {
-    return bytes.length >= MAX_REPLY
-      ? { kind: "midi", rest: bytes }
-      : { kind: "partial" };
-  }
-  return { kind: "token", rest: bytes.slice(line + 1) };
+/** Options of the server side of a handshake. */
+export interface ServerHandshake {
+  /** The gate's rules. */
+  readonly gate: Gate;
+  /** Whether the port serves TLS (the connection is a TLS one). */
+  readonly tls: boolean;
+  /** The features the server takes from a hello. */
+  readonly features: readonly string[];
+  /**
+   * Aborted by the gate (through the ticket's `close`) when the ticket's
+   * deadline passes or it is closed to make room: the handshake then tells
+   * the peer why and closes.
+   */
+  readonly signal: AbortSignal;
 }
 
-/** The line a server answers a token with. */
-export const OK_BYTES: Uint8Array = encoder.encode(OK_LINE);
+/**
+ * Runs the server side: TLS handshake, then the start of the stream (a
+ * hello and the token when one is wanted), then the client bound. Refuses
+ * with the reason where the peer can read one: a line, a TLS alert to a
+ * TLS client, an HTTP response to an HTTP client. A server that wants no
+ * token takes a client in at once, and reads its first bytes for a moment
+ * (to answer a hello, and to refuse TLS and HTTP before any of it is
+ * relayed).
+ *
+ * @returns What the connection sent past the handshake; the refusal; or
+ * `undefined` when the peer left before saying anything (the ticket is
+ * then gone and the connection closed).
+ */
+export async function serverHandshake(
+  conn: Deno.Conn,
+  ticket: Ticket,
+  options: ServerHandshake,
+): Promise<Preamble | Refusal | undefined> {
+  const { gate } = options;
+  const stop = abortion(options.signal);
+  if (options.tls) {
+    ticket.owes("TLS handshake");
+    let failure: unknown;
+    const done = await Promise.race([
+      (conn as Deno.TlsConn).handshake().then(
+        () => "done" as const,
+        (error) => (failure = error, "failed" as const),
+      ),
+      stop,
+    ]);
+    if (done !== "done") {
+      closeQuietly(conn);
+      if (done === "aborted") return stopped(ticket);
+      // A plain client was told why by the TLS connection itself.
+      return ticket.refuse(
+        "protocol",
+        failure instanceof Error && failure.message === PLAIN_ON_TLS
+          ? PLAIN_ON_TLS
+          : "TLS handshake failed",
+      );
+    }
+  }
+  const reader = new StartReader(conn);
+  const wantsToken = gate.wantsToken;
+  if (wantsToken) ticket.owes("token");
+  else {
+    const full = ticket.enter();
+    if (full !== undefined) return refuse(conn, full, reader);
+  }
+  const until = wantsToken ? Infinity : performance.now() + FIRST_BYTES_MS;
+  for (;;) {
+    const request = readRequest(reader.bytes);
+    switch (request.kind) {
+      case "partial": {
+        const got = await reader.more(stop, until - performance.now());
+        if (got === "more") continue;
+        if (got === "stopped") return refuse(conn, stopped(ticket), reader);
+        if (got === "late") {
+          // A client that only listens, or one slow to speak: its port
+          // reads on, and still answers a hello or refuses TLS and HTTP.
+          return { bytes: reader.bytes, pending: reader.pending };
+        }
+        closeQuietly(conn);
+        if (!wantsToken) {
+          ticket.leave();
+          return undefined;
+        }
+        return ticket.refuse("no-token", "closed before sending a token");
+      }
+      case "tls":
+        return refuse(
+          conn,
+          ticket.refuse("protocol", TLS_ON_PLAIN),
+          reader,
+          options.tls ? null : TLS_NOT_SERVED,
+        );
+      case "http":
+        return refuse(
+          conn,
+          ticket.refuse("protocol", HTTP_ON_MIDI, request.line),
+          reader,
+          HTTP_REFUSAL,
+        );
+      case "midi":
+        if (wantsToken) {
+          return refuse(
+            conn,
+            ticket.refuse("no-token", "no token: this server wants one"),
+            reader,
+          );
+        }
+        return { bytes: request.rest, admitted: [] };
+      case "hello": {
+        if (wantsToken) {
+          if (request.token === undefined) {
+            return refuse(
+              conn,
+              ticket.refuse("no-token", "no token: this server wants one"),
+              reader,
+            );
+          }
+          const wrong = await ticket.present(request.token);
+          if (wrong !== undefined) return refuse(conn, wrong, reader);
+          const full = ticket.enter();
+          if (full !== undefined) return refuse(conn, full, reader);
+        }
+        const features = request.features.filter((f) =>
+          options.features.includes(f)
+        );
+        try {
+          await conn.write(okLine(features));
+        } catch {
+          // The peer left; its port will find out.
+        }
+        return { bytes: request.rest, admitted: features };
+      }
+    }
+  }
+}
 
 /**
- * Reads a server's answer to a token, within `ms`.
+ * Reads a server's answer to a hello, within `ms`.
  *
  * @returns The answer, with `"timeout"` and `"closed"` for none.
  */
@@ -312,19 +318,14 @@ export async function readAnswer(
   conn: Deno.Conn,
   ms: number,
 ): Promise<Reply | { kind: "timeout" | "closed" }> {
-  const { bytes, closed, pending } = await readUntil(
-    conn,
-    MAX_REPLY,
-    performance.now() + ms,
-    (seen) => readReply(seen).kind !== "partial",
-  );
-  if (pending !== undefined) {
-    pending.read.catch(() => {});
-    return { kind: "timeout" };
+  const reader = new StartReader(conn);
+  const deadline = performance.now() + ms;
+  const never = new Promise<never>(() => {});
+  for (;;) {
+    const reply = readReply(reader.bytes);
+    if (reply.kind !== "partial") return reply;
+    const got = await reader.more(never, deadline - performance.now());
+    if (got === "late") return { kind: "timeout" };
+    if (got === "end") return { kind: "closed" };
   }
-  const reply = readReply(bytes);
-  if (reply.kind === "partial" || (reply.kind === "midi" && closed)) {
-    return { kind: closed ? "closed" : "timeout" };
-  }
-  return reply;
 }

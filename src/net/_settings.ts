@@ -7,16 +7,12 @@
 
 import { DEFAULT_MAX_SYSEX_LENGTH } from "../codec/parser.ts";
 import { DEFAULT_QUEUE_SIZE } from "../port.ts";
-import {
-  checkRate,
-  positiveInteger,
-  type Rate,
-  type RateLimit,
-  sysexLimit,
-  type SysexPolicy,
-} from "../_policy.ts";
+import { positiveInteger } from "../_policy.ts";
 
-/** Options every socket port takes. */
+/**
+ * Options every socket port takes. What may pass (sysex, rates) is a hub's
+ * business: a hub's options (`HubOptions`), and a `PortServer`'s own.
+ */
 export interface SocketOptions {
   /**
    * How many received messages wait for the reader at most. When full, the
@@ -33,30 +29,10 @@ export interface SocketOptions {
   maxQueuedBytes?: number;
   /**
    * The longest sysex accepted from the peer, in data bytes; a longer one
-   * is dropped.
+   * is dropped (and counted in `dropped`), and memory stays flat.
    * @default {1048576}
    */
   maxSysexLength?: number;
-  /**
-   * What to do with sysex from the peer: `"allow"`, `"drop"`, or a number,
-   * the longest sysex let through (data bytes; longer ones are dropped).
-   * Dropped messages count in `dropped`.
-   * @default {"allow"}
-   */
-  sysexIn?: SysexPolicy;
-  /**
-   * What to do with sysex sent to the peer: `"allow"`, `"drop"` (skipped
-   * silently, so one policy serves a whole server), or the longest sysex
-   * let through, in data bytes.
-   * @default {"allow"}
-   */
-  sysexOut?: SysexPolicy;
-  /**
-   * Most messages per second accepted from the peer, with bursts; messages
-   * over it are dropped (and counted in `dropped`), the connection stays.
-   * @default {undefined} (no limit)
-   */
-  rateLimit?: RateLimit;
 }
 
 /** The send queue's bound when no option says otherwise: 1 MiB. */
@@ -66,18 +42,14 @@ export const DEFAULT_MAX_QUEUED_BYTES = 1 << 20;
 export interface SocketSettings {
   readonly queueSize: number;
   readonly maxQueuedBytes: number;
-  /** The parser's bound: `maxSysexLength`, lowered by `sysexIn`. */
+  /** The parser's bound. */
   readonly maxSysexLength: number;
-  /** Longest sysex let in, out: -1 none, Infinity any. */
-  readonly sysexIn: number;
-  readonly sysexOut: number;
-  readonly rate: Rate | undefined;
 }
 
 /**
  * Checks socket options and fills in their defaults.
  *
- * @throws {RangeError} For a bound or policy out of range.
+ * @throws {RangeError} For a bound out of range.
  */
 export function resolveSocketOptions(options: SocketOptions): SocketSettings {
   const queueSize = positiveInteger(
@@ -94,14 +66,5 @@ export function resolveSocketOptions(options: SocketOptions): SocketSettings {
       `maxSysexLength must be a non-negative integer: got ${maxSysexLength}`,
     );
   }
-  const sysexIn = sysexLimit("sysexIn", options.sysexIn ?? "allow");
-  const sysexOut = sysexLimit("sysexOut", options.sysexOut ?? "allow");
-  return Object.freeze({
-    queueSize,
-    maxQueuedBytes,
-    maxSysexLength: Math.min(maxSysexLength, Math.max(sysexIn, 0)),
-    sysexIn,
-    sysexOut,
-    rate: options.rateLimit && checkRate(options.rateLimit),
-  });
+  return Object.freeze({ queueSize, maxQueuedBytes, maxSysexLength });
 }

@@ -12,6 +12,9 @@
 
 import type { SecureContext, TLSSocket } from "node:tls";
 import { Duplex } from "node:stream";
+import { sleep } from "../_time.ts";
+import { refusedLine } from "./_hello.ts";
+import { closeQuietly } from "./_transport.ts";
 
 type NodeTls = typeof import("node:tls");
 
@@ -76,15 +79,10 @@ async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
 
 /** Why a TLS port closes a connection that starts with plain bytes. */
 export const PLAIN_ON_TLS = "sent plain bytes to a port that serves TLS";
-const REFUSED_LINE = "MIDISOCK-REFUSED this port serves TLS: connect with TLS";
-
-function closeRaw(conn: Deno.Conn): void {
-  try {
-    conn.close();
-  } catch {
-    // Closed already.
-  }
-}
+const REFUSED_LINE = refusedLine(
+  "protocol",
+  "this port serves TLS: connect with TLS",
+);
 
 /** How much a TLS connection reads ahead of its reader. */
 const READ_AHEAD = 64 * 1024;
@@ -173,17 +171,16 @@ export class ServerTlsConn {
    * why, in plain text it can read, before the close.
    */
   #closeRaw(): void {
-    if (!this.#plain || this.#secured) return closeRaw(this.#raw);
-    const line = new TextEncoder().encode(`${REFUSED_LINE}\n`);
+    if (!this.#plain || this.#secured) return closeQuietly(this.#raw);
     (async () => {
       try {
-        await writeAll(this.#raw, line);
+        await writeAll(this.#raw, REFUSED_LINE);
         await this.#raw.closeWrite();
-        await new Promise((resolve) => setTimeout(resolve, 100));
+        await sleep(100);
       } catch {
         // Gone already.
       }
-      closeRaw(this.#raw);
+      closeQuietly(this.#raw);
     })();
   }
 
@@ -251,7 +248,7 @@ export class ServerTlsConn {
   close(): void {
     this.#plain = false;
     this.#socket.destroy();
-    closeRaw(this.#raw);
+    closeQuietly(this.#raw);
     this.#ended = true;
     this.#wake();
   }

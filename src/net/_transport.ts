@@ -9,8 +9,34 @@
  */
 
 import { PortClosedError } from "../errors.ts";
-import type { Preamble } from "./_handshake.ts";
 import { atMost } from "../_time.ts";
+
+/** A read still under way, handed on to whoever reads next. */
+export interface PendingRead {
+  /** The read. */
+  readonly read: Promise<number | null>;
+  /** The buffer it reads into. */
+  readonly buffer: Uint8Array;
+}
+
+/** What a connection brought before the port took it over. */
+export interface Preamble {
+  /** Bytes read already, to be parsed first. */
+  readonly bytes?: Uint8Array;
+  /** A read under way, whose bytes come next. */
+  readonly pending?: PendingRead;
+  /**
+   * Set when a handshake has admitted the connection already: the
+   * features agreed on (see `SocketPort.admitted`).
+   */
+  readonly admitted?: readonly string[];
+  /**
+   * Called on the server's end when the stream turns out to be another
+   * protocol (a TLS hello, an HTTP request) only after the handshake handed
+   * it over: how the refusal still reaches the gate.
+   */
+  readonly refuse?: (reason: string, detail?: string) => void;
+}
 
 /** A connection reads into a small buffer, grown while reads fill it. */
 const READ_FIRST = 2 * 1024;

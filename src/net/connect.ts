@@ -5,23 +5,28 @@
  */
 
 import { RefusedError } from "../errors.ts";
-import { checkToken } from "../_policy.ts";
+import { checkToken } from "../gate.ts";
+import { positiveMs } from "../_policy.ts";
+import { atMost } from "../_time.ts";
 import { checkPort, formatAddress } from "../address.ts";
-import { readAnswer, tokenHeader } from "./_handshake.ts";
+import { readAnswer } from "./_handshake.ts";
+import { helloLine } from "./_hello.ts";
 import type { SocketOptions } from "./_settings.ts";
-import { closeQuietly } from "./_transport.ts";
+import { closeQuietly, type Preamble } from "./_transport.ts";
 import { SocketPort } from "./socket_port.ts";
 
 /** Options for {@linkcode connect}. */
 export interface ConnectOptions extends SocketOptions {
   /**
-   * The server's shared secret: sent first, as one line of 7-bit ASCII;
-   * `connect` then waits for the server's answer (see `handshakeTimeout`).
+   * The server's shared secret, sent in the hello (one line of 7-bit ASCII
+   * before any MIDI); `connect` then waits for the server's answer (see
+   * `handshakeTimeout`).
    * @default {undefined} (none)
    */
   token?: string;
   /**
-   * How long to wait for the server to answer a token, in milliseconds.
+   * How long to wait for the TLS handshake, and for the server's answer to
+   * a token, in milliseconds.
    * @default {5000}
    */
   handshakeTimeout?: number;
@@ -33,6 +38,14 @@ export interface ConnectOptions extends SocketOptions {
   tls?: boolean;
   /** Extra trusted certificate authorities (PEM), for TLS. */
   caCerts?: string[];
+  /**
+   * Features to offer the server in the hello: words a midisock server
+   * takes or ignores (`port.admitted` resolves to those it took, and
+   * `port.features` holds them). None is defined yet: the timed mode will
+   * be the first.
+   * @default {[]}
+   */
+  features?: readonly string[];
   /** Aborts the connection attempt (TCP connect, TLS and token handshakes). */
   signal?: AbortSignal;
 }
@@ -41,13 +54,36 @@ export interface ConnectOptions extends SocketOptions {
 const NOT_TLS =
   /InvalidContentType|corrupt message|InvalidMessage|invalid ?message|unexpected ?eof|peer closed connection without sending TLS close_notify|connection reset/i;
 
+/** What a midisock server's TLS alerts mean, before any TLS. */
+const ALERTS: readonly [RegExp, RefusedError["code"], string][] = [
+  [
+    /fatal alert: ProtocolVersion/i,
+    "protocol",
+    "it does not serve TLS: connect without TLS",
+  ],
+  [
+    /fatal alert: AccessDenied/i,
+    "not-allowed",
+    "address not in the allow list",
+  ],
+  [
+    /fatal alert: InternalError/i,
+    "busy",
+    "it cannot take the connection now; try again",
+  ],
+];
+
 /**
  * Connects to a midisock or mido socket server.
  *
- * With a `token`, it waits for the server to accept it. Without one, a
- * server that refuses the connection (not on its allow list, full) says so
- * in a line the port reads first: the port then closes, with a
- * {@linkcode RefusedError} as the cause of its `PortClosedError`.
+ * It says hello first (a line of 7-bit ASCII that a mido server skips), so
+ * that a midisock server answers at once: `MIDISOCK-OK`, or why it refuses.
+ * With a `token`, `connect` waits for that answer: it rejects with a
+ * {@linkcode RefusedError} when refused. Without one, it resolves as soon
+ * as the connection is up (a mido server never answers), and the port
+ * learns the answer as it comes: `port.admitted` resolves, or the port
+ * closes with the {@linkcode RefusedError} as the cause of its
+ * `PortClosedError` (`port.refused` says it; `send` then throws).
  *
  * @param host Host name or IP address.
  * @param port TCP port.
@@ -55,10 +91,11 @@ const NOT_TLS =
  * @returns The connected port.
  * @throws {Deno.errors.ConnectionRefused} When nothing listens there.
  * @throws {Deno.errors.NotCapable} Without `--allow-net` for the address.
- * @throws {RefusedError} When the server refuses the token, or the
- * connection is not the kind asked for (TLS to a plain server, or the
- * reverse).
- * @throws {Deno.errors.TimedOut} When the server does not answer a token.
+ * @throws {RefusedError} When the server refuses the token (or the
+ * connection, with TLS), or the connection is not the kind asked for (TLS
+ * to a plain server, or the reverse).
+ * @throws {Deno.errors.TimedOut} When the server does not answer a token,
+ * or finish a TLS handshake, within `handshakeTimeout`.
  * @throws {TypeError | RangeError} For a bad port, token or option.
  *
  * @example Sending a note to a server
@@ -68,6 +105,25 @@ const NOT_TLS =
  * await using output = await connect("localhost", 8080);
  * await output.send(message("note_on", { note: 60 }));
  * ```
+ *
+ * @example A refusal, told at once
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { connect, PortServer, RefusedError } from "@x/midisock";
+ *
+ * await using server = new PortServer("127.0.0.1", 0, {
+ *   token: "correct-horse-battery",
+ * });
+ * await assert.rejects(
+ *   connect("127.0.0.1", server.port, { token: "a-wrong-guess" }),
+ *   (e: unknown) => e instanceof RefusedError && e.code === "wrong-token",
+ * );
+ * await using plain = await connect("127.0.0.1", server.port);
+ * await assert.rejects(
+ *   plain.admitted,
+ *   (e: unknown) => e instanceof RefusedError && e.code === "no-token",
+ * );
+ * ```
  */
 export async function connect(
   host: string,
@@ -76,12 +132,11 @@ export async function connect(
 ): Promise<SocketPort> {
   checkPort(port);
   if (options.token !== undefined) checkToken(options.token);
-  const handshakeTimeout = options.handshakeTimeout ?? 5000;
-  if (!(handshakeTimeout > 0)) {
-    throw new RangeError(
-      `handshakeTimeout must be a positive number of ms: got ${handshakeTimeout}`,
-    );
-  }
+  const handshakeTimeout = positiveMs(
+    "handshakeTimeout",
+    options.handshakeTimeout ?? 5000,
+  );
+  const hello = helloLine(options.features ?? [], options.token);
   const name = formatAddress({ hostname: host, port });
   const hostname = host === "" ? "127.0.0.1" : host;
   const tcp = await Deno.connect({ hostname, port, signal: options.signal });
@@ -94,29 +149,27 @@ export async function connect(
       tcp.setNoDelay(true);
       tcp.setKeepAlive(true);
       conn = await Deno.startTls(tcp, { hostname, caCerts: options.caCerts });
-      try {
-        await (conn as Deno.TlsConn).handshake();
-      } catch (error) {
-        if (options.signal?.aborted) throw options.signal.reason;
-        if (error instanceof Error && NOT_TLS.test(error.message)) {
-          throw new RefusedError(name, "not a TLS server", { cause: error });
-        }
-        throw error;
-      }
+      await tlsHandshake(conn as Deno.TlsConn, name, handshakeTimeout);
     }
-    let preamble;
+    await conn.write(hello);
+    let preamble: Preamble | undefined;
     if (options.token !== undefined) {
-      await conn.write(tokenHeader(options.token));
       const answer = await readAnswer(conn, handshakeTimeout);
       if (options.signal?.aborted) throw options.signal.reason;
       switch (answer.kind) {
         case "ok":
-          preamble = { bytes: answer.rest };
+          preamble = { bytes: answer.rest, admitted: answer.features };
+          break;
+        case "midi":
+          // A server that answers no hello, and let us in (mido's).
+          preamble = { bytes: answer.rest, admitted: [] };
           break;
         case "refused":
-          throw new RefusedError(name, answer.reason);
+          throw new RefusedError(name, answer.reason, { code: answer.code });
         case "tls":
-          throw new RefusedError(name, "it speaks TLS: connect with TLS");
+          throw new RefusedError(name, "it speaks TLS: connect with TLS", {
+            code: "protocol",
+          });
         case "closed":
           throw new RefusedError(name, "closed the connection at the token");
         default:
@@ -126,11 +179,49 @@ export async function connect(
           );
       }
     }
-    return new SocketPort(conn, { ...options, name, preamble });
+    return new SocketPort(conn, {
+      ...options,
+      features: undefined,
+      name,
+      preamble,
+    });
   } catch (error) {
     closeQuietly(conn);
+    if (options.signal?.aborted) throw options.signal.reason;
     throw error;
   } finally {
     options.signal?.removeEventListener("abort", abandon);
   }
+}
+
+/** Runs a client's TLS handshake, within `ms`, naming why it failed. */
+async function tlsHandshake(
+  conn: Deno.TlsConn,
+  name: string,
+  ms: number,
+): Promise<void> {
+  let failure: unknown;
+  const late = await atMost(
+    conn.handshake().catch((error) => failure = error ?? new Error()),
+    ms,
+  );
+  if (late) {
+    throw new Deno.errors.TimedOut(
+      `No TLS handshake from ${name} within ${ms} ms (is it a TLS server?)`,
+    );
+  }
+  if (failure === undefined) return;
+  const message = failure instanceof Error ? failure.message : "";
+  for (const [pattern, code, reason] of ALERTS) {
+    if (pattern.test(message)) {
+      throw new RefusedError(name, reason, { code, cause: failure });
+    }
+  }
+  if (NOT_TLS.test(message)) {
+    throw new RefusedError(name, "not a TLS server", {
+      code: "protocol",
+      cause: failure,
+    });
+  }
+  throw failure;
 }

@@ -17,7 +17,8 @@ import {
   RESET_MESSAGES,
 } from "../port.ts";
 import { type Backoff, exponentialBackoff } from "../backoff.ts";
-import { checkToken, positiveMs } from "../_policy.ts";
+import { positiveMs } from "../_policy.ts";
+import { checkToken } from "../gate.ts";
 import { sleep } from "../_time.ts";
 import { checkPort, formatAddress } from "../address.ts";
 import { connect, type ConnectOptions } from "./connect.ts";

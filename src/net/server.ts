@@ -14,25 +14,57 @@ import {
   PANIC_MESSAGES,
   RESET_MESSAGES,
 } from "../port.ts";
-import { positiveInteger } from "../_policy.ts";
+import type { Transport } from "../transport.ts";
+import {
+  positiveInteger,
+  type RateLimit,
+  type SysexPolicy,
+} from "../_policy.ts";
+import { sleep } from "../_time.ts";
+import { exponentialBackoff } from "../backoff.ts";
 import { type Batch, SINK, type Sink } from "../sink.ts";
-import { checkPort, formatAddress } from "../address.ts";
-import { type Preamble, refuse, serverHandshake } from "./_handshake.ts";
+import { checkPort, formatAddress, unmapAddress } from "../address.ts";
+import { refuse, serverHandshake } from "./_handshake.ts";
+import {
+  ALERT_ACCESS_DENIED,
+  ALERT_INTERNAL_ERROR,
+  checkFeature,
+  tlsAlert,
+} from "./_hello.ts";
 import { resolveSocketOptions, type SocketOptions } from "./_settings.ts";
-import { closeQuietly } from "./_transport.ts";
+import { closeQuietly, type Preamble } from "./_transport.ts";
 import { loadTls, secureContext, ServerTlsConn } from "./_tls.ts";
 import { SocketPort } from "./socket_port.ts";
 import { callBack } from "../_call.ts";
 
-/** Options for {@linkcode PortServer}. */
+/**
+ * Options for {@linkcode PortServer}. A server on its own takes every
+ * option. Attached to a hub (`await hub.attach(server)`), it takes only its
+ * own (`backlog`, `tls`, `queueSize`, `maxQueuedBytes` and the callbacks):
+ * the gate, policies and bounds are the hub's.
+ */
 export interface PortServerOptions
   extends SocketOptions, Omit<GateOptions, "onRefuse"> {
   /**
-   * A hub for the connections to join, instead of the server's own: its
-   * gate and policies apply, and clients hear whatever the hub routes to
-   * them. The gate and policy options of this server must then be left out.
+   * Sysex from clients that join the server: `"allow"`, `"drop"`, or the
+   * longest let through, in data bytes (as a `Hub`'s).
+   * Connections taken with `accept()` are yours, as in mido: no policy
+   * applies to them (add them to a `Hub` for that).
+   * @default {"allow"}
    */
-  hub?: Hub;
+  sysexIn?: SysexPolicy;
+  /**
+   * Sysex to clients that join the server: `"allow"`, `"drop"`, or the
+   * longest let through.
+   * @default {"allow"}
+   */
+  sysexOut?: SysexPolicy;
+  /**
+   * Most messages per second from each client that joins the server, with
+   * bursts; the excess is dropped and counted (never a note's end).
+   * @default {undefined} (no limit)
+   */
+  rateLimit?: RateLimit;
   /**
    * How many connections may wait for `accept()` before the oldest waiting
    * one is closed to make room.
@@ -59,6 +91,13 @@ export interface PortServerOptions
   /** Serve TLS with this certificate chain and private key (PEM). */
   tls?: Deno.TlsCertifiedKeyPem;
   /**
+   * The features the server takes from a midisock client's hello; each
+   * client's `features` says which it agreed on. None is defined yet: the
+   * timed mode will be the first.
+   * @default {[]}
+   */
+  features?: readonly string[];
+  /**
    * When a client the server manages leaves with notes still on, deliver a
    * note_off for each into the server's input, after that client's last
    * message. Off by default, as in mido.
@@ -76,26 +115,28 @@ export interface AcceptOptions {
   block?: boolean;
 }
 
-/** Options of a `PortServer` that belong to the hub when one is given. */
-const HUB_OPTIONS = [
-  "allow",
-  "maxClients",
-  "token",
-  "handshakeTimeout",
-  "tokenTimeout",
-  "maxPending",
-  "maxPendingPerAddress",
-  "failuresBeforeWait",
-  "sysexIn",
-  "sysexOut",
-  "rateLimit",
-  "releaseNotes",
-  "maxSysexLength",
-] as const;
+/**
+ * The options a server keeps when it is attached to a hub; any other is
+ * the hub's, and is refused then.
+ */
+const OWN_OPTIONS: ReadonlySet<string> = new Set(
+  Object.keys(
+    {
+      backlog: true,
+      tls: true,
+      features: true,
+      queueSize: true,
+      maxQueuedBytes: true,
+      onConnect: true,
+      onDisconnect: true,
+      onRefuse: true,
+    } satisfies { [K in keyof PortServerOptions]?: true },
+  ),
+);
 
-const FIRST_BACKOFF_MS = 50;
+/** Waits at the descriptor limit: 50 ms doubling to a second. */
+const ACCEPT_BACKOFF = exponentialBackoff({ first: 50, max: 1000, jitter: 0 });
 const WARN_EVERY_MS = 60_000;
-const LONGEST_BACKOFF_MS = 1000;
 
 type Listener = Deno.TcpListener;
 
@@ -133,14 +174,17 @@ interface Waiter {
  * Or call `accept()` to take connections one by one and manage them
  * yourself. A connection goes to one or the other, never both: a waiting
  * `accept()` gets the next one first; once the server has been used as a
- * port, every other connection joins it. With a `hub` option, connections
- * join that hub instead.
+ * port, every other connection joins it.
  *
- * Underneath, the server is a {@linkcode Hub}: clients that leave are
- * dropped without disturbing the others, a client that falls behind is
- * dropped so it never slows the server or the other clients, and memory
- * stays bounded. A reader of the server itself is never dropped: clients
- * wait for it (TCP slows them down).
+ * Underneath, the server is a {@linkcode Hub} of its own: clients that
+ * leave are dropped without disturbing the others, a client that falls
+ * behind is dropped so it never slows the server or the other clients, and
+ * memory stays bounded. A reader of the server itself is never dropped:
+ * clients wait for it (TCP slows them down).
+ *
+ * It is also a {@linkcode Transport}: `await hub.attach(server)` (before
+ * any other use) makes its connections join that hub instead, under the
+ * hub's gate and policies, and the hub closes the server when it closes.
  *
  * The host `""` listens on every interface (anyone who can reach the
  * machine may connect and send anything, sysex included: see the README's
@@ -154,20 +198,40 @@ interface Waiter {
  *   console.log(formatMessage(msg));
  * }
  * ```
+ *
+ * @example A server whose clients join a hub
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { connect, Hub, message, PortServer } from "@x/midisock";
+ *
+ * await using hub = new Hub({ token: "correct-horse-battery" });
+ * const server = await hub.attach(new PortServer("127.0.0.1", 0));
+ * const options = { token: "correct-horse-battery" };
+ * await using a = await connect("127.0.0.1", server.port, options);
+ * await using b = await connect("127.0.0.1", server.port, options);
+ * while (hub.endpoints.length < 2) {
+ *   await new Promise((resolve) => setTimeout(resolve, 5));
+ * }
+ * await a.send(message("note_on", { note: 60 }));
+ * assert.deepEqual(await b.receive(), message("note_on", { note: 60 }));
+ * ```
  */
-export class PortServer extends InputPortBase implements IOPort {
+export class PortServer extends InputPortBase implements IOPort, Transport {
   readonly #listener: Listener;
-  readonly #hub: Hub;
-  readonly #ownHub: boolean;
+  #hub: Hub;
+  #ownHub = true;
   readonly #options: PortServerOptions;
   readonly #tls: boolean;
+  readonly #features: readonly string[];
   readonly #backlog: number;
   readonly #clients = new Set<SocketPort>();
   readonly #waiting: SocketPort[] = [];
   readonly #waiters: Waiter[] = [];
-  readonly #handshakes = new Set<Deno.Conn>();
+  /** Connections in their handshake, with their tickets. */
+  readonly #handshakes = new Map<Deno.Conn, Ticket>();
   readonly #accepting: Promise<void>;
-  readonly #stopListening: () => void;
+  readonly #stop = new AbortController();
+  #stopListening: () => void;
   readonly #sink: Sink;
   #overflow: Message[] = [];
   #flushing: Promise<void> | undefined;
@@ -193,35 +257,37 @@ export class PortServer extends InputPortBase implements IOPort {
     if (typeof host !== "string") {
       throw new TypeError(`Host must be a string: got ${String(host)}`);
     }
-    this.#backlog = positiveInteger("backlog", options.backlog ?? 64);
-    if (options.hub !== undefined) {
-      for (const key of HUB_OPTIONS) {
-        if (options[key] !== undefined) {
-          throw new TypeError(
-            `${key} is an option of the hub when a PortServer joins one: ` +
-              "give it to the Hub",
-          );
-        }
-      }
-      this.#hub = options.hub;
-    } else {
-      this.#hub = new Hub({
-        ...options,
-        relay: false,
-        // As in mido: what clients send reaches the reader as it is.
-        releaseNotes: options.releaseNotes ?? false,
-        activeSensing: "relay",
-        handshakeTimeout: options.handshakeTimeout ?? options.tokenTimeout,
-        maxQueuedBytes: settings.maxQueuedBytes,
-        onRefuse: undefined,
-        onEvent: undefined,
-      });
+    if ("hub" in options) {
+      throw new TypeError(
+        "PortServer takes no hub option: attach it instead, with " +
+          "await hub.attach(server)",
+      );
     }
-    this.#ownHub = options.hub === undefined;
+    this.#backlog = positiveInteger("backlog", options.backlog ?? 64);
+    this.#features = Object.freeze((options.features ?? []).map(checkFeature));
+    this.#hub = new Hub({
+      ...options,
+      relay: false,
+      // As in mido: what clients send reaches the reader as it is.
+      releaseNotes: options.releaseNotes ?? false,
+      activeSensing: "relay",
+      handshakeTimeout: options.handshakeTimeout ?? options.tokenTimeout,
+      maxQueuedBytes: settings.maxQueuedBytes,
+      onRefuse: undefined,
+      onEvent: undefined,
+    });
     this.#options = options;
     this.#tls = options.tls !== undefined;
     this.#sink = this.#makeSink();
-    this.#stopListening = this.#hub.listen((event) => {
+    this.#stopListening = this.#follow(this.#hub);
+    this.#listener = listen(host, port);
+    this.#accepting = this.#acceptLoop(options.tls);
+  }
+
+  /** Calls the server's callbacks from the events of the hub it is on. */
+  #follow(hub: Hub): () => void {
+    const options = this.#options;
+    return hub.listen((event) => {
       if (event.type === "refuse" && event.refusal.peer.transport === "tcp") {
         const { hostname, port } = event.refusal.peer;
         callBack(
@@ -236,8 +302,6 @@ export class PortServer extends InputPortBase implements IOPort {
         }
       }
     });
-    this.#listener = listen(host, port);
-    this.#accepting = this.#acceptLoop(options.tls);
   }
 
   /** The address the server is bound to. */
@@ -260,9 +324,62 @@ export class PortServer extends InputPortBase implements IOPort {
     return [...this.#clients];
   }
 
-  /** The hub the server's clients join. */
+  /** The hub the server's clients join: its own, or the one it is attached to. */
   get hub(): Hub {
     return this.#hub;
+  }
+
+  /**
+   * Makes the server's connections join `hub` from now on, under its gate
+   * and policies; the hub closes the server when it closes. Called by
+   * {@linkcode Hub.attach}: use that. Connections still in their handshake
+   * at the server's own gate are closed.
+   *
+   * @param hub The hub.
+   * @returns A promise that resolves once the server is on the hub.
+   * @throws {TypeError} When the server was made with options that belong
+   * to the hub (give them to the `Hub`).
+   * @throws {Error} When the server is in use on its own already (as a
+   * port, or holding connections for `accept()`), or on another hub.
+   * @throws {PortClosedError} When the server is closed.
+   */
+  async attach(hub: Hub): Promise<void> {
+    if (this.#closing !== undefined) throw new PortClosedError(this.name);
+    if (hub === this.#hub) return;
+    const hubs = Object.entries(this.#options).flatMap(([key, value]) =>
+      value === undefined || OWN_OPTIONS.has(key) ? [] : [key]
+    );
+    if (hubs.length > 0) {
+      throw new TypeError(
+        `${hubs.join(", ")} ${
+          hubs.length === 1 ? "is an option" : "are options"
+        } ` +
+          "of the hub when a PortServer is attached to one: give " +
+          `${hubs.length === 1 ? "it" : "them"} to the Hub`,
+      );
+    }
+    if (!this.#ownHub) {
+      throw new Error(`PortServer ${this.name} is attached to a hub already`);
+    }
+    if (
+      this.#local !== undefined || this.#waiting.length > 0 ||
+      this.#hub.endpoints.length > 0
+    ) {
+      throw new Error(
+        `PortServer ${this.name} is in use on its own already: attach it ` +
+          "to a hub before using it as a port or accepting connections",
+      );
+    }
+    const own = this.#hub;
+    for (const [conn, ticket] of this.#handshakes) {
+      ticket.leave();
+      closeQuietly(conn);
+    }
+    this.#stopListening();
+    this.#hub = hub;
+    this.#ownHub = false;
+    this.#stopListening = this.#follow(hub);
+    await own.close();
   }
 
   /**
@@ -331,13 +448,13 @@ export class PortServer extends InputPortBase implements IOPort {
         return;
       }
     }
-    let backoff = 0;
+    let failures = 0;
     let warned = -Infinity;
     for (;;) {
-      let conn: Deno.Conn<Deno.NetAddr>;
+      let conn: Deno.TcpConn;
       try {
         conn = await this.#listener.accept();
-        backoff = 0;
+        failures = 0;
       } catch (error) {
         if (this.#closing !== undefined) return;
         if (error instanceof Deno.errors.BadResource) return;
@@ -346,56 +463,73 @@ export class PortServer extends InputPortBase implements IOPort {
           // at once: wait instead of spinning, and say so (once a minute at
           // most).
           const now = performance.now();
-          if (backoff === 0 && now - warned > WARN_EVERY_MS) {
+          if (failures === 0 && now - warned > WARN_EVERY_MS) {
             warned = now;
             this.#hub.warn(
               `${this.name}: cannot accept connections: the process has ` +
                 "no file descriptors left; waiting for some to close",
             );
           }
-          backoff = Math.min(
-            Math.max(backoff * 2, FIRST_BACKOFF_MS),
-            LONGEST_BACKOFF_MS,
-          );
-          await new Promise((resolve) => setTimeout(resolve, backoff));
+          await sleep(ACCEPT_BACKOFF(++failures), this.#stop.signal);
         }
         // Any other failure of one accept (a peer that reset at once) must
         // not stop the server.
         continue;
       }
-      this.#arrive(secure === undefined ? conn : secure(conn as Deno.TcpConn));
+      this.#arrive(conn, secure);
     }
   }
 
-  #arrive(conn: Deno.Conn<Deno.NetAddr>): void {
-    const { hostname, port } = conn.remoteAddr;
+  #arrive(
+    raw: Deno.TcpConn,
+    secure: ((raw: Deno.TcpConn) => Deno.Conn<Deno.NetAddr>) | undefined,
+  ): void {
+    const { port } = raw.remoteAddr;
+    const hostname = unmapAddress(raw.remoteAddr.hostname);
     const gate = this.#hub.gate;
-    const ticket = gate.arrive(
-      { transport: "tcp", hostname, port },
-      this.#tls || gate.wantsToken,
-      () => closeQuietly(conn),
-    );
+    const stop = new AbortController();
+    const ticket = gate.arrive({ transport: "tcp", hostname, port }, {
+      long: secure !== undefined || gate.wantsToken,
+      close: () => stop.abort(),
+    });
     if ("code" in ticket) {
-      if (this.#tls) closeQuietly(conn);
-      else refuse(conn, ticket);
+      // A TLS client can read no plain line: it is told by a TLS alert.
+      refuse(
+        raw,
+        ticket,
+        undefined,
+        secure === undefined ? undefined : tlsAlert(
+          ticket.code === "not-allowed"
+            ? ALERT_ACCESS_DENIED
+            : ALERT_INTERNAL_ERROR,
+        ),
+      );
       return;
     }
-    this.#handshakes.add(conn);
-    serverHandshake(conn, ticket, { gate: this.#hub.gate, tls: this.#tls })
-      .then((result) => {
-        this.#handshakes.delete(conn);
-        if ("code" in result) return;
-        if (this.#closing !== undefined) {
-          ticket.leave();
-          closeQuietly(conn);
-          return;
-        }
-        this.#place(conn, ticket, result);
-      }, () => {
-        this.#handshakes.delete(conn);
+    const conn = secure === undefined ? raw : secure(raw);
+    this.#handshakes.set(conn, ticket);
+    serverHandshake(conn, ticket, {
+      gate,
+      tls: secure !== undefined,
+      features: this.#features,
+      signal: stop.signal,
+    }).then((result) => {
+      this.#handshakes.delete(conn);
+      if (result === undefined || "code" in result) return;
+      if (this.#closing !== undefined || ticket.state === "gone") {
         ticket.leave();
         closeQuietly(conn);
+        return;
+      }
+      this.#place(conn, ticket, {
+        ...result,
+        refuse: (reason, detail) => ticket.refuse("protocol", reason, detail),
       });
+    }, () => {
+      this.#handshakes.delete(conn);
+      ticket.leave();
+      closeQuietly(conn);
+    });
   }
 
   #place(conn: Deno.Conn<Deno.NetAddr>, ticket: Ticket, preamble: Preamble) {
@@ -411,6 +545,7 @@ export class PortServer extends InputPortBase implements IOPort {
             queueSize: this.#options.queueSize,
             maxQueuedBytes: this.#options.maxQueuedBytes,
             maxSysexLength: this.#hub.maxSysexLength,
+            features: this.#features,
             preamble,
             side: "server",
           }
@@ -631,15 +766,21 @@ export class PortServer extends InputPortBase implements IOPort {
 
   async #shutdown(): Promise<void> {
     this.finish(undefined, true);
+    this.#stop.abort();
     this.#listener.close();
     await this.#accepting;
-    for (const conn of this.#handshakes) closeQuietly(conn);
+    for (const [conn, ticket] of this.#handshakes) {
+      ticket.leave();
+      closeQuietly(conn);
+    }
     const closed = new PortClosedError(this.name);
     for (const waiter of this.#waiters.splice(0)) waiter.reject(closed);
     const waiting = this.#waiting.splice(0);
     if (this.#ownHub) {
       await this.#hub.close();
-    } else {
+    } else if (!this.#hub.closed) {
+      // Closed on its own, the server takes its clients off the hub; when
+      // the hub closes it, the hub has them in hand.
       const mine = this.#hub.endpoints.filter((e) =>
         this.#clients.has(e.port as SocketPort) || e === this.#local
       );

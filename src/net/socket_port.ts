@@ -16,24 +16,26 @@ import {
   PANIC_MESSAGES,
   RESET_MESSAGES,
 } from "../port.ts";
-import { sysexAllowed, TokenBucket } from "../_policy.ts";
 import { type Batch, SINK, type Sink, SOURCE, type Source } from "../sink.ts";
 import { formatAddress } from "../address.ts";
 import {
-  OK_BYTES,
-  type Preamble,
+  HTTP_ON_MIDI,
+  HTTP_REFUSAL,
+  okLine,
   readReply,
   readRequest,
+  TLS_NOT_SERVED,
   TLS_ON_PLAIN,
-} from "./_handshake.ts";
+} from "./_hello.ts";
 import {
   resolveSocketOptions,
   type SocketOptions,
   type SocketSettings,
 } from "./_settings.ts";
-import { ByteTransport } from "./_transport.ts";
+import { ByteTransport, type Preamble } from "./_transport.ts";
+import { callBack } from "../_call.ts";
 
-export type { PendingRead, Preamble } from "./_handshake.ts";
+export type { PendingRead, Preamble } from "./_transport.ts";
 export { DEFAULT_MAX_QUEUED_BYTES, type SocketOptions } from "./_settings.ts";
 export type { SysexPolicy } from "../_policy.ts";
 
@@ -50,9 +52,16 @@ export interface SocketPortOptions extends SocketOptions {
    */
   preamble?: Preamble;
   /**
+   * On the server's end: the features it takes from a client's hello
+   * (those it offers and the server names here).
+   * @default {[]}
+   */
+  features?: readonly string[];
+  /**
    * Which end of the connection this port is. A client reads a server's
-   * refusal line at the start of the stream; a server answers a token it
-   * did not ask for, and closes a connection that starts a TLS handshake.
+   * answer (`MIDISOCK-OK` or `MIDISOCK-REFUSED`) at the start of the
+   * stream; a server answers a hello, and closes a connection that starts
+   * a TLS handshake or an HTTP request.
    * @default {"client"}
    */
   side?: "client" | "server";
@@ -71,8 +80,10 @@ const RESOLVED = Promise.resolve();
  * bounded queue; iterate with `for await`, or use `receive()`, `poll()`,
  * `iterPending()`. When the peer goes away, iteration ends after the
  * messages that came before; a message it left unfinished is dropped. A
- * server's refusal line (`MIDISOCK-REFUSED reason`) at the start of the
- * stream closes the port with a {@linkcode RefusedError} as the cause.
+ * server's refusal line (`MIDISOCK-REFUSED code: reason`) at the start of
+ * the stream closes the port with a {@linkcode RefusedError} as the cause
+ * (and `refused` says it); `admitted` tells when a server took the
+ * connection in.
  *
  * Writing: `send` writes each message whole; messages sent while a write is
  * under way go out together in the next one. TCP_NODELAY is on, so nothing
@@ -92,15 +103,18 @@ export class SocketPort extends InputPortBase implements IOPort {
   readonly #name: string;
   readonly #framer: Framer;
   readonly #settings: SocketSettings;
-  readonly #bucket: TokenBucket | undefined;
   readonly #reading: Promise<unknown>;
   readonly #finished: Promise<void>;
-  /** The start of the stream while it may still be a reply line. */
+  /** The start of the stream while it may still be a line. */
   #start: Uint8Array | undefined = new Uint8Array(0);
+  readonly #admitted = Promise.withResolvers<readonly string[]>();
+  /** The features agreed on, and those this end takes (server). */
+  #features: readonly string[] = [];
+  readonly #takes: readonly string[];
   #refusal: RefusedError | undefined;
   #protocolError: Error | undefined;
+  readonly #onProtocolError: Preamble["refuse"];
   readonly #server: boolean;
-  #droppedIn = 0;
   readonly #sink: Sink;
   /** Where framed input goes once a hub took it over. */
   #take: ((framed: Uint8Array) => void | Promise<void>) | undefined;
@@ -120,7 +134,6 @@ export class SocketPort extends InputPortBase implements IOPort {
     super(settings.queueSize);
     this.#settings = settings;
     this.#server = options.side === "server";
-    this.#bucket = settings.rate && new TokenBucket(settings.rate);
     this.#framer = new Framer(settings.maxSysexLength);
     this.#name = options.name ??
       formatAddress(conn.remoteAddr as Deno.NetAddr);
@@ -130,9 +143,23 @@ export class SocketPort extends InputPortBase implements IOPort {
       highWater: Math.min(HIGH_WATER, settings.maxQueuedBytes),
     });
     this.#sink = this.#makeSink();
+    this.#onProtocolError = options.preamble?.refuse;
+    this.#admitted.promise.catch(() => {});
+    this.#takes = options.features ?? [];
+    const admitted = options.preamble?.admitted;
+    if (admitted !== undefined || this.#server) {
+      this.#agree(admitted ?? []);
+      if (admitted !== undefined) this.#start = undefined;
+    }
     this.#reading = this.#transport.read((chunk) => this.#read(chunk));
     this.#finished = this.#reading.then((cause) => {
       cause = this.#refusal ?? this.#protocolError ?? cause;
+      this.#admitted.reject(
+        new PortClosedError(
+          this.#name,
+          cause === undefined ? undefined : { cause },
+        ),
+      );
       this.finish(cause);
       this.#ended = { cause };
       this.#end?.(this.#ended.cause);
@@ -162,10 +189,10 @@ export class SocketPort extends InputPortBase implements IOPort {
 
   /**
    * How many messages from the peer were dropped: unfinished, cut short or
-   * oversized, or refused by a policy.
+   * oversized.
    */
   get dropped(): number {
-    return this.#framer.dropped + this.#droppedIn;
+    return this.#framer.dropped;
   }
 
   /**
@@ -174,6 +201,44 @@ export class SocketPort extends InputPortBase implements IOPort {
    */
   get refused(): RefusedError | undefined {
     return this.#refusal;
+  }
+
+  /**
+   * Resolves once the server has taken this connection in, to the features
+   * agreed on; rejects with the server's {@linkcode RefusedError} when it
+   * refused. A midisock server answers a client's hello at once (`connect`
+   * says hello). A server that answers no hello (mido's) never says either:
+   * the promise then resolves when it first sends something, and waits
+   * while it sends nothing. Rejects with a {@linkcode PortClosedError} when
+   * the connection ends before any of that. On the server's end of a
+   * connection, it is resolved already.
+   *
+   * @example Waiting to be let in
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { connect, PortServer } from "@x/midisock";
+   *
+   * await using server = new PortServer("127.0.0.1", 0);
+   * await using port = await connect("127.0.0.1", server.port);
+   * assert.deepEqual(await port.admitted, []);
+   * ```
+   */
+  get admitted(): Promise<readonly string[]> {
+    return this.#admitted.promise;
+  }
+
+  /**
+   * The features both ends agreed on at the start of the connection (the
+   * client offered them in its hello, the server took them): none until
+   * then, and none with a peer that says no hello (mido).
+   */
+  get features(): readonly string[] {
+    return this.#features;
+  }
+
+  #agree(features: readonly string[]): void {
+    this.#features = Object.freeze([...features]);
+    this.#admitted.resolve(this.#features);
   }
 
   /**
@@ -210,13 +275,8 @@ export class SocketPort extends InputPortBase implements IOPort {
 
   #makeSink(): Sink {
     const transport = this.#transport;
-    const sysexOut = this.#settings.sysexOut;
     return {
-      write: (batch: Batch): boolean => {
-        if (sysexOut === Infinity) return transport.push(batch.bytes);
-        const kept = batch.messages.filter((m) => sysexAllowed(m, sysexOut));
-        return kept.length === 0 || this.#enqueue(kept) !== undefined;
-      },
+      write: (batch: Batch): boolean => transport.push(batch.bytes),
       get queuedBytes() {
         return transport.queuedBytes;
       },
@@ -233,6 +293,8 @@ export class SocketPort extends InputPortBase implements IOPort {
 
   /** Parses one chunk; waits only when the reader's queue is full. */
   #read(chunk: Uint8Array): void | Promise<void> {
+    // A connection refused for what it started with: nothing more of it.
+    if (this.#protocolError !== undefined) return;
     if (this.#start !== undefined) {
       const rest = this.#startOfStream(chunk);
       if (rest === undefined) return;
@@ -241,22 +303,10 @@ export class SocketPort extends InputPortBase implements IOPort {
     const framed = this.#framer.frame(chunk);
     if (framed.length === 0) return;
     const take = this.#take;
-    if (
-      take !== undefined && this.#bucket === undefined &&
-      this.#settings.sysexIn === Infinity
-    ) {
-      return take(framed.slice());
-    }
+    if (take !== undefined) return take(framed.slice());
     const messages = decodeFramed(framed, []);
-    this.#bucket?.arrive(messages.length);
-    if (take !== undefined) {
-      const kept = messages.filter((msg) => this.#admit(msg));
-      return kept.length > 0 ? take(encodeFramed(kept)) : undefined;
-    }
     for (let i = 0; i < messages.length; i++) {
-      const msg = messages[i];
-      if (!this.#admit(msg)) continue;
-      if (!this.deliver(msg)) {
+      if (!this.deliver(messages[i])) {
         // After a close on this side, read on until the peer answers with
         // its own close, but keep nothing.
         if (this.closed) return;
@@ -267,24 +317,15 @@ export class SocketPort extends InputPortBase implements IOPort {
 
   async #deliverSlowly(messages: Message[], from: number): Promise<void> {
     for (let i = from; i < messages.length && !this.closed; i++) {
-      // The first passed the policies already, and found no room.
-      if (i > from && !this.#admit(messages[i])) continue;
-      while (!this.deliver(messages[i]) && !this.closed) {
+      for (;;) {
+        // A hub took the input over meanwhile (it read what was queued):
+        // the rest goes to it.
+        const take = this.#take;
+        if (take !== undefined) return take(encodeFramed(messages.slice(i)));
+        if (this.deliver(messages[i]) || this.closed) break;
         await this.roomForMore();
       }
     }
-  }
-
-  /** Applies this port's own input policies to one message. */
-  #admit(msg: Message): boolean {
-    if (
-      !sysexAllowed(msg, this.#settings.sysexIn) ||
-      (this.#bucket !== undefined && !this.#bucket.take())
-    ) {
-      this.#droppedIn++;
-      return false;
-    }
-    return true;
   }
 
   /**
@@ -304,19 +345,23 @@ export class SocketPort extends InputPortBase implements IOPort {
         return undefined;
       case "ok":
         this.#start = undefined;
+        this.#agree(reply.features);
         return reply.rest;
       case "midi":
+        // A server that answers no hello (mido): it sends MIDI, so it let
+        // the connection in.
         this.#start = undefined;
+        this.#agree([]);
         return seen;
       case "refused":
       case "tls":
         this.#start = undefined;
-        this.#refusal = new RefusedError(
-          this.#name,
-          reply.kind === "tls"
-            ? "it speaks TLS: connect with TLS"
-            : reply.reason,
-        );
+        this.#refusal = reply.kind === "tls"
+          ? new RefusedError(this.#name, "it speaks TLS: connect with TLS", {
+            code: "protocol",
+          })
+          : new RefusedError(this.#name, reply.reason, { code: reply.code });
+        this.#admitted.reject(this.#refusal);
         this.finish(this.#refusal);
         this.#transport.abort();
         return undefined;
@@ -330,20 +375,35 @@ export class SocketPort extends InputPortBase implements IOPort {
       case "partial":
         this.#start = seen;
         return undefined;
-      case "token":
-        // A token this server did not ask for: let the client in as it is,
-        // and say so, so that it need not wait for an answer.
+      case "hello":
+        // Said after the server took the client in (a server that wants no
+        // token does not wait for it): answered all the same.
         this.#start = undefined;
-        this.#transport.push(OK_BYTES);
+        this.#features = Object.freeze(
+          request.features.filter((f) => this.#takes.includes(f)),
+        );
+        this.#transport.push(okLine(this.#features));
         return request.rest;
       case "midi":
         this.#start = undefined;
         return seen;
       case "tls":
+      case "http":
+        // Told why in its own protocol, then closed; nothing of it parsed.
         this.#start = undefined;
-        this.#protocolError = new Error(TLS_ON_PLAIN);
+        this.#protocolError = new Error(
+          request.kind === "tls" ? TLS_ON_PLAIN : HTTP_ON_MIDI,
+        );
+        callBack(
+          this.#onProtocolError,
+          this.#protocolError.message,
+          request.kind === "http" ? request.line : undefined,
+        );
+        this.#transport.push(
+          request.kind === "tls" ? TLS_NOT_SERVED : HTTP_REFUSAL,
+        );
         this.finish(this.#protocolError);
-        this.#transport.abort();
+        this.#transport.close();
         return undefined;
     }
   }
@@ -393,7 +453,6 @@ export class SocketPort extends InputPortBase implements IOPort {
     } catch (error) {
       return Promise.reject(error);
     }
-    if (!sysexAllowed(msg, this.#settings.sysexOut)) return RESOLVED;
     const transport = this.#transport;
     if (!transport.writable) return Promise.reject(this.#closedError());
     const size = encodedLength(msg);
@@ -417,15 +476,11 @@ export class SocketPort extends InputPortBase implements IOPort {
    * @throws {QueueFullError} When more than `maxQueuedBytes` wait already.
    */
   sendAll(messages: Iterable<Message>): Promise<void> {
-    let list: Message[];
+    let list: readonly Message[];
     try {
       list = checkMessages(messages);
     } catch (error) {
       return Promise.reject(error);
-    }
-    const sysexOut = this.#settings.sysexOut;
-    if (sysexOut !== Infinity) {
-      list = list.filter((m) => sysexAllowed(m, sysexOut));
     }
     if (list.length === 0) return RESOLVED;
     return this.#enqueue(list) ?? Promise.reject(this.#closedError());
