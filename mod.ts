@@ -140,6 +140,7 @@ export {
   type NatsLinkOptions,
   type NatsLinkStats,
   type NatsTlsOptions,
+  type RemoteClock,
   type RemoteHub,
 } from "./src/nats/link.ts";
 export * from "./src/rtp/mod.ts";

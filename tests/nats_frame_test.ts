@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { encode, type Message, message } from "../mod.ts";
 import {
+  beatExtensions,
   encodeBeat,
   encodeBye,
   encodeMidiFrame,
@@ -58,7 +59,7 @@ pureTest(
       seq: 42,
       interval: 250,
       name: "stage ♪",
-      reads: 1,
+      reads: 2,
     });
     const bye = reader.read(encodeBye(A, 0xffffffff));
     assert.deepEqual(bye, {
@@ -66,18 +67,33 @@ pureTest(
       instance: "0102030405060708",
       seq: 0xffffffff,
     });
-    // Extensions a later version adds are skipped; a beat without any
-    // reads version 1.
+    // Extensions a later version adds after the time are skipped; a beat
+    // without any reads version 1, a beat of version 1 says no time.
+    const time = {
+      sent: -12.5,
+      answers: [{ instance: idToHex(B), t1: 3, t2: 4 }],
+    };
     const later = reader.read(
-      encodeBeat(A, 1, 250, nameBytes("x"), new Uint8Array([2, 9, 9, 9])),
+      encodeBeat(
+        A,
+        1,
+        250,
+        nameBytes("x"),
+        concat([beatExtensions(3, time), new Uint8Array([9, 9, 9])]),
+      ),
     );
     assert.ok(later?.kind === KIND_BEAT);
-    assert.deepEqual([later.name, later.reads], ["x", 2]);
+    assert.deepEqual([later.name, later.reads, later.time], ["x", 3, time]);
     const bare = reader.read(
       encodeBeat(A, 1, 250, nameBytes("x"), new Uint8Array()),
     );
     assert.ok(bare?.kind === KIND_BEAT);
     assert.equal(bare.reads, 1);
+    const old = reader.read(
+      encodeBeat(A, 1, 250, nameBytes("x"), new Uint8Array([1])),
+    );
+    assert.ok(old?.kind === KIND_BEAT);
+    assert.deepEqual([old.reads, old.time], [1, undefined]);
   },
 );
 
@@ -110,7 +126,7 @@ pureTest("frames that break the format are refused", () => {
   const good = encodeMidiFrame(A, 0, [note(60), note(61)]);
   const variants: [string, (bytes: Uint8Array) => Uint8Array][] = [
     ["other magic", (b) => (b[0] = 0x4e, b)],
-    ["version 2", (b) => (b[2] = 2, b)],
+    ["version 3", (b) => (b[2] = 3, b)],
     ["unknown kind", (b) => (b[3] = 9, b)],
     ["count too high", (b) => (b[17] = 3, b)],
     ["count too low", (b) => (b[17] = 1, b)],
@@ -232,9 +248,8 @@ function room(
     {
       wake() {
         if (!take) return;
-        for (let m = state.peek(); m !== undefined; m = state.peek()) {
-          delivered.push(m);
-          state.shift();
+        for (let p = state.next(); p !== undefined; p = state.next()) {
+          delivered.push(...p.messages);
         }
       },
       joined: (remote) => joined.push(`${remote.name}:${remote.id}`),
@@ -249,9 +264,8 @@ function room(
     state.receive(id, bytes[3] !== KIND_MIDI, bytes, now);
   /** Takes what waits, as the link does when its input has room. */
   const drain = () => {
-    for (let m = state.peek(); m !== undefined; m = state.peek()) {
-      delivered.push(m);
-      state.shift();
+    for (let p = state.next(); p !== undefined; p = state.next()) {
+      delivered.push(...p.messages);
     }
   };
   return { state, delivered, joined, left, told, feed, drain };
@@ -304,6 +318,7 @@ pureTest(
       jumps: 2,
       refused: 0,
       overflowed: 0,
+      syncs: 0,
     });
     assert.deepEqual(r.joined, ["a:a"]);
   },

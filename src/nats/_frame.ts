@@ -6,19 +6,31 @@
  * | offset | size | field |
  * | --- | --- | --- |
  * | 0 | 2 | magic `4D 53` ("MS") |
- * | 2 | 1 | version: 1 |
+ * | 2 | 1 | version: 1, or 2 for a MIDI frame with times |
  * | 3 | 1 | kind: 1 MIDI, 2 beat, 3 bye |
  * | 4 | 8 | instance: random for each link, new when a hub restarts |
  * | 12 | 4 | sequence: a MIDI frame's number (from 0, wrapping at 2^32); in beat and bye frames, the number of the next MIDI frame |
  *
  * then, by kind:
- * - MIDI: 2 bytes, the count of messages (1-65535), then the messages, each
- *   whole with its own status byte (no running status), as the codec's
- *   `encodeInto` writes them;
+ * - MIDI, version 1: 2 bytes, the count of messages (1-65535), then the
+ *   messages, each whole with its own status byte (no running status), as
+ *   the codec's `encodeInto` writes them;
+ * - MIDI, version 2: the count (2 bytes); the base time (8 bytes, an IEEE
+ *   754 double: ms on the sending hub's clock); the number of runs (2
+ *   bytes, 1 to the count); for each run, its time as a signed offset from
+ *   the base in microseconds (4 bytes) and its message count (2 bytes, 1 or
+ *   more; the runs' counts add up to the count); then the messages, as in
+ *   version 1, the runs' in turn. A run is messages that happened at one
+ *   time: a batch the hub routed;
  * - beat: 2 bytes, the heartbeat interval in ms; 1 byte, the length of the
  *   hub's name; the name in UTF-8; then extensions, which a reader skips
- *   when it does not know them. Version 1 writes one: 1 byte, the highest
- *   MIDI frame version the hub reads (1). A beat without it means 1.
+ *   when it does not know them: 1 byte, the highest MIDI frame version the
+ *   hub reads (a beat without it means 1); then (version 2) the time: 8
+ *   bytes, a double, the sender's clock as it sent the beat; 1 byte, a count
+ *   of answers; each answer 24 bytes: the instance of a hub whose beat it
+ *   answers (8), that beat's time (a double) and when that beat arrived
+ *   here (a double, this hub's clock). A beat and its answer make an
+ *   NTP-style exchange between two hubs;
  * - bye: nothing.
  *
  * Who sent a frame is not in it: it is the last token of the NATS subject
@@ -31,8 +43,8 @@
  * does not know (whole, counted), never the hub that sent it.
  *
  * A frame that breaks any of this (other magic, cut short, a count that
- * does not match the bytes, a message cut or with a stray byte) is refused
- * whole.
+ * does not match the bytes, a message cut or with a stray byte, a time that
+ * is not a finite number, a time extension cut short) is refused whole.
  *
  * @module
  */
@@ -41,12 +53,22 @@ import { encodedLength, encodeInto } from "../codec/encode.ts";
 import type { Message } from "../codec/messages.ts";
 import { Parser } from "../codec/parser.ts";
 
-/** The version this codec writes and reads. */
-export const FRAME_VERSION = 1;
+/** The highest MIDI frame version this codec writes and reads. */
+export const FRAME_VERSION = 2;
+/** The version of beats and byes, and of MIDI frames without times. */
+export const PLAIN_VERSION = 1;
 /** Bytes before a frame's body. */
 export const HEADER_SIZE = 16;
 /** Bytes before the MIDI bytes of a MIDI frame. */
 export const MIDI_HEADER_SIZE = HEADER_SIZE + 2;
+/** Bytes before the run table of a version 2 MIDI frame. */
+export const TIMED_HEADER_SIZE = MIDI_HEADER_SIZE + 10;
+/** Bytes of one entry of a version 2 frame's run table. */
+export const RUN_SIZE = 6;
+/** The most answers one beat carries. */
+export const MAX_ANSWERS = 32;
+/** Bytes of one answer in a beat. */
+export const ANSWER_SIZE = 24;
 /** The most messages one MIDI frame holds. */
 export const MAX_FRAME_MESSAGES = 0xffff;
 /** The longest hub name a beat carries, in UTF-8 bytes. */
@@ -77,11 +99,43 @@ export interface FrameHeader {
   seq: number;
 }
 
+/** Messages of a MIDI frame that happened at one time. */
+export interface MidiRun {
+  /** When, on the sender's clock (ms); undefined in a version 1 frame. */
+  at: number | undefined;
+  /** The messages, in order. */
+  messages: Message[];
+  /** Their bytes, each message whole (the reader's copy, to keep). */
+  bytes: Uint8Array;
+}
+
 /** A MIDI frame, as read. */
 export interface MidiFrame extends FrameHeader {
   kind: typeof KIND_MIDI;
+  /** 1, or 2 with times. */
+  version: number;
   /** The messages, in order. */
   messages: Message[];
+  /** The same messages, by the time they happened (one run in version 1). */
+  runs: MidiRun[];
+}
+
+/** One hub's answer to another's beat, carried in its own beat. */
+export interface Answer {
+  /** The instance of the hub whose beat is answered (16 hex digits). */
+  instance: string;
+  /** The time that beat carried (its sender's clock). */
+  t1: number;
+  /** When it arrived (the answering hub's clock). */
+  t2: number;
+}
+
+/** What a beat of version 2 says of time. */
+export interface BeatTime {
+  /** The sender's clock as it sent the beat. */
+  sent: number;
+  /** Its answers to other hubs' beats. */
+  answers: Answer[];
 }
 
 /** A heartbeat, as read. */
@@ -93,6 +147,8 @@ export interface BeatFrame extends FrameHeader {
   name: string;
   /** The highest MIDI frame version the sender reads. */
   reads: number;
+  /** Its time and answers, when it carries them. */
+  time?: BeatTime;
 }
 
 /** A goodbye, as read. */
@@ -131,30 +187,48 @@ export function idToHex(bytes: Uint8Array, offset = 0): string {
 }
 
 /**
+ * Writes an id spelt in hex as bytes.
+ *
+ * @param hex 16 hex digits, as {@linkcode idToHex} spells them.
+ * @param target Where to write.
+ * @param offset Where in `target`.
+ */
+export function writeId(hex: string, target: Uint8Array, offset: number): void {
+  for (let i = 0; i < ID_SIZE; i++) {
+    target[offset + i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
+  }
+}
+
+function view(bytes: Uint8Array): DataView {
+  return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/**
  * Writes a frame's header.
  *
  * @param target The frame's buffer.
  * @param kind The kind.
  * @param instance The sender's instance id.
  * @param seq The sequence field.
+ * @param version The version (MIDI frames with times: 2).
  */
 export function writeHeader(
   target: Uint8Array,
   kind: number,
   instance: Uint8Array,
   seq: number,
+  version: number = PLAIN_VERSION,
 ): void {
   target[0] = MAGIC_0;
   target[1] = MAGIC_1;
-  target[2] = FRAME_VERSION;
+  target[2] = version;
   target[3] = kind;
   target.set(instance, 4);
-  new DataView(target.buffer, target.byteOffset, target.byteLength)
-    .setUint32(12, seq >>> 0);
+  view(target).setUint32(12, seq >>> 0);
 }
 
 /**
- * Encodes a whole MIDI frame (what a link builds piecewise in its batch).
+ * Encodes a whole MIDI frame of version 1 (no times).
  *
  * @param instance The sender's instance id.
  * @param seq The frame's number.
@@ -177,6 +251,39 @@ export function encodeMidiFrame(
 }
 
 /**
+ * Encodes a whole MIDI frame of version 2: messages with their times.
+ *
+ * @param instance The sender's instance id.
+ * @param seq The frame's number.
+ * @param runs Messages by the time they happened (the sender's clock, ms):
+ * 1 to 65535 well-formed messages in all, each run within 35 minutes of
+ * the first.
+ * @returns The frame.
+ */
+export function encodeTimedFrame(
+  instance: Uint8Array,
+  seq: number,
+  runs: readonly { at: number; messages: readonly Message[] }[],
+): Uint8Array {
+  let size = 0;
+  for (const run of runs) {
+    for (const msg of run.messages) size += encodedLength(msg);
+  }
+  const builder = new FrameBuilder(
+    TIMED_HEADER_SIZE + RUN_SIZE * runs.length + size,
+  );
+  for (const run of runs) {
+    const bytes = new Uint8Array(
+      run.messages.reduce((n, msg) => n + encodedLength(msg), 0),
+    );
+    let offset = 0;
+    for (const msg of run.messages) offset = encodeInto(msg, bytes, offset);
+    builder.push(bytes, 0, bytes.length, run.messages.length, run.at);
+  }
+  return builder.build(FRAME_VERSION, instance, seq);
+}
+
+/**
  * Writes a MIDI frame's message count.
  *
  * @param frame The frame.
@@ -187,6 +294,118 @@ export function writeCount(frame: Uint8Array, count: number): void {
   frame[HEADER_SIZE + 1] = count & 0xff;
 }
 
+/** The most a run's time may be from the base, in microseconds. */
+const MAX_DELTA_US = 0x7fffffff;
+
+/**
+ * Builds one MIDI frame from messages as they come, each run with its time,
+ * and writes it in the version asked for when it is done: a link's batch.
+ */
+export class FrameBuilder {
+  readonly #limit: number;
+  readonly #midi: Uint8Array;
+  #length = 0;
+  #count = 0;
+  #base = 0;
+  #deltas: number[] = [];
+  #counts: number[] = [];
+
+  /**
+   * @param limit The most bytes a frame may take, in version 2 (version 1
+   * takes less).
+   */
+  constructor(limit: number) {
+    this.#limit = limit;
+    this.#midi = new Uint8Array(Math.max(0, limit - TIMED_HEADER_SIZE));
+  }
+
+  /** Messages in the frame so far. */
+  get count(): number {
+    return this.#count;
+  }
+
+  /**
+   * Whether `size` more bytes of `count` messages that happened at `at`
+   * fit in the frame.
+   */
+  fits(size: number, count: number, at: number): boolean {
+    if (this.#count + count > MAX_FRAME_MESSAGES) return false;
+    let runs = this.#deltas.length + 1;
+    if (this.#count > 0) {
+      const delta = this.#delta(at);
+      if (!(Math.abs(delta) <= MAX_DELTA_US)) return false;
+      if (delta === this.#deltas[runs - 2]) runs--;
+    }
+    return TIMED_HEADER_SIZE + RUN_SIZE * runs + this.#length + size <=
+      this.#limit;
+  }
+
+  #delta(at: number): number {
+    return Math.round((at - this.#base) * 1000);
+  }
+
+  /**
+   * Adds messages (checked to fit with `fits`): `bytes` from `start` to
+   * `end`, `count` whole messages that happened at `at`.
+   */
+  push(
+    bytes: Uint8Array,
+    start: number,
+    end: number,
+    count: number,
+    at: number,
+  ): void {
+    if (this.#count === 0) this.#base = at;
+    const delta = this.#delta(at);
+    const last = this.#deltas.length - 1;
+    if (last >= 0 && this.#deltas[last] === delta) this.#counts[last] += count;
+    else {
+      this.#deltas.push(delta);
+      this.#counts.push(count);
+    }
+    this.#midi.set(bytes.subarray(start, end), this.#length);
+    this.#length += end - start;
+    this.#count += count;
+  }
+
+  /**
+   * Writes the frame (a new buffer).
+   *
+   * @param version 1 (no times) or 2.
+   * @param instance The sender's instance id.
+   * @param seq The frame's number.
+   * @returns The frame.
+   */
+  build(version: number, instance: Uint8Array, seq: number): Uint8Array {
+    const runs = this.#deltas.length;
+    const start = version === PLAIN_VERSION
+      ? MIDI_HEADER_SIZE
+      : TIMED_HEADER_SIZE + RUN_SIZE * runs;
+    const frame = new Uint8Array(start + this.#length);
+    writeHeader(frame, KIND_MIDI, instance, seq, version);
+    writeCount(frame, this.#count);
+    if (version !== PLAIN_VERSION) {
+      const data = view(frame);
+      data.setFloat64(MIDI_HEADER_SIZE, this.#base);
+      data.setUint16(MIDI_HEADER_SIZE + 8, runs);
+      for (let i = 0; i < runs; i++) {
+        data.setInt32(TIMED_HEADER_SIZE + RUN_SIZE * i, this.#deltas[i]);
+        data.setUint16(TIMED_HEADER_SIZE + RUN_SIZE * i + 4, this.#counts[i]);
+      }
+    }
+    frame.set(this.#midi.subarray(0, this.#length), start);
+    return frame;
+  }
+
+  /** Empties it for the next frame. */
+  clear(): void {
+    this.#length = 0;
+    this.#count = 0;
+    this.#deltas = [];
+    this.#counts = [];
+  }
+}
+
 /**
  * Encodes a heartbeat.
  *
@@ -195,7 +414,8 @@ export function writeCount(frame: Uint8Array, count: number): void {
  * @param interval The sender's heartbeat interval, ms.
  * @param name The sender's name, already cut to 255 UTF-8 bytes.
  * @param extensions What follows the name: by default, the highest MIDI
- * frame version this codec reads.
+ * frame version this codec reads (and no time): see
+ * {@linkcode beatExtensions}.
  * @returns The frame.
  */
 export function encodeBeat(
@@ -218,6 +438,31 @@ export function encodeBeat(
 }
 
 const BEAT_EXTENSIONS = new Uint8Array([FRAME_VERSION]);
+
+/**
+ * A beat's extensions: the highest MIDI frame version the hub reads, then
+ * its time and answers, when given.
+ *
+ * @param reads The version.
+ * @param time The sender's clock now, and its answers (at most 255).
+ * @returns The bytes.
+ */
+export function beatExtensions(reads: number, time?: BeatTime): Uint8Array {
+  if (time === undefined) return new Uint8Array([reads]);
+  const answers = time.answers;
+  const out = new Uint8Array(10 + ANSWER_SIZE * answers.length);
+  const data = view(out);
+  out[0] = reads;
+  data.setFloat64(1, time.sent);
+  out[9] = answers.length;
+  answers.forEach((answer, i) => {
+    const at = 10 + ANSWER_SIZE * i;
+    writeId(answer.instance, out, at);
+    data.setFloat64(at + 8, answer.t1);
+    data.setFloat64(at + 16, answer.t2);
+  });
+  return out;
+}
 
 /**
  * Encodes a goodbye.
@@ -263,18 +508,16 @@ export class FrameReader {
    * @returns The frame, or `undefined` when it is foreign or malformed.
    */
   read(bytes: Uint8Array): Frame | undefined {
-    if (
-      bytes.length < HEADER_SIZE || bytes[0] !== MAGIC_0 ||
-      bytes[1] !== MAGIC_1 || bytes[2] !== FRAME_VERSION
-    ) {
-      return undefined;
-    }
+    const kind = frameKind(bytes);
+    if (kind === 0) return undefined;
     const instance = idToHex(bytes, 4);
     const seq = ((bytes[12] << 24) | (bytes[13] << 16) | (bytes[14] << 8) |
       bytes[15]) >>> 0;
-    switch (bytes[3]) {
+    switch (kind) {
       case KIND_MIDI:
-        return this.#readMidi(bytes, instance, seq);
+        return bytes[2] === PLAIN_VERSION
+          ? this.#readMidi(bytes, instance, seq)
+          : this.#readTimed(bytes, instance, seq);
       case KIND_BEAT:
         return readBeat(bytes, instance, seq);
       case KIND_BYE:
@@ -293,13 +536,90 @@ export class FrameReader {
   ): MidiFrame | undefined {
     if (bytes.length <= MIDI_HEADER_SIZE) return undefined;
     const count = (bytes[HEADER_SIZE] << 8) | bytes[HEADER_SIZE + 1];
-    if (count === 0 || bytes[MIDI_HEADER_SIZE] < 0x80) return undefined;
+    const midi = bytes.subarray(MIDI_HEADER_SIZE);
+    const messages = this.#messages(midi, count);
+    if (messages === undefined) return undefined;
+    const run = { at: undefined, messages, bytes: midi.slice() };
+    return {
+      kind: KIND_MIDI,
+      version: PLAIN_VERSION,
+      instance,
+      seq,
+      messages,
+      runs: [run],
+    };
+  }
+
+  #readTimed(
+    bytes: Uint8Array,
+    instance: string,
+    seq: number,
+  ): MidiFrame | undefined {
+    if (bytes.length < TIMED_HEADER_SIZE + RUN_SIZE + 1) return undefined;
+    const data = view(bytes);
+    const count = data.getUint16(HEADER_SIZE);
+    const base = data.getFloat64(MIDI_HEADER_SIZE);
+    const runCount = data.getUint16(MIDI_HEADER_SIZE + 8);
+    const start = TIMED_HEADER_SIZE + RUN_SIZE * runCount;
+    if (
+      runCount === 0 || runCount > count || !Number.isFinite(base) ||
+      bytes.length <= start
+    ) {
+      return undefined;
+    }
+    const counts: number[] = [];
+    const times: number[] = [];
+    let sum = 0;
+    for (let i = 0; i < runCount; i++) {
+      const entry = TIMED_HEADER_SIZE + RUN_SIZE * i;
+      const n = data.getUint16(entry + 4);
+      if (n === 0) return undefined;
+      sum += n;
+      counts.push(n);
+      times.push(base + data.getInt32(entry) / 1000);
+    }
+    if (sum !== count) return undefined;
+    const midi = bytes.subarray(start);
+    const messages = this.#messages(midi, count);
+    if (messages === undefined) return undefined;
+    const copy = midi.slice();
+    const runs: MidiRun[] = [];
+    let first = 0;
+    let offset = 0;
+    for (let i = 0; i < runCount; i++) {
+      const these = messages.slice(first, first + counts[i]);
+      let length = 0;
+      for (const msg of these) length += encodedLength(msg);
+      runs.push({
+        at: times[i],
+        messages: these,
+        bytes: copy.subarray(offset, offset + length),
+      });
+      first += counts[i];
+      offset += length;
+    }
+    return {
+      kind: KIND_MIDI,
+      version: FRAME_VERSION,
+      instance,
+      seq,
+      messages,
+      runs,
+    };
+  }
+
+  /**
+   * The messages of a frame's MIDI bytes, when they are exactly `count`
+   * whole messages.
+   */
+  #messages(midi: Uint8Array, count: number): Message[] | undefined {
+    if (count === 0 || midi[0] < 0x80) return undefined;
     // Each frame is parsed from a clean state: no running status or
     // unfinished message carries over from the one before.
     const parser = this.#parser;
     parser.reset();
     const dropped = parser.dropped;
-    const messages = parser.feed(bytes.subarray(MIDI_HEADER_SIZE));
+    const messages = parser.feed(midi);
     // Whole messages only: nothing left unfinished or dropped, the count as
     // announced, and every byte accounted for (which refuses stray data
     // bytes and running status, both of which a sender never writes).
@@ -310,8 +630,7 @@ export class FrameReader {
     }
     let length = 0;
     for (const msg of messages) length += encodedLength(msg);
-    if (length !== bytes.length - MIDI_HEADER_SIZE) return undefined;
-    return { kind: KIND_MIDI, instance, seq, messages };
+    return length === midi.length ? messages : undefined;
   }
 }
 
@@ -335,24 +654,65 @@ function readBeat(
   } catch {
     return undefined;
   }
-  // Extensions: the versions it reads, then what later versions add.
+  // Extensions: the versions it reads, then its time (version 2), then
+  // what later versions add.
   const reads = bytes.length > nameEnd ? bytes[nameEnd] : 1;
   if (reads < 1) return undefined;
-  return { kind: KIND_BEAT, instance, seq, interval, name, reads };
+  const beat: BeatFrame = {
+    kind: KIND_BEAT,
+    instance,
+    seq,
+    interval,
+    name,
+    reads,
+  };
+  const timeAt = nameEnd + 1;
+  if (bytes.length <= timeAt) return beat;
+  const time = readTime(bytes, timeAt);
+  if (time === undefined) return undefined;
+  beat.time = time;
+  return beat;
+}
+
+/** A beat's time and answers, from `at`; undefined when malformed. */
+function readTime(bytes: Uint8Array, at: number): BeatTime | undefined {
+  if (bytes.length < at + 9) return undefined;
+  const data = view(bytes);
+  const sent = data.getFloat64(at);
+  const count = bytes[at + 8];
+  if (
+    !Number.isFinite(sent) || bytes.length < at + 9 + ANSWER_SIZE * count
+  ) {
+    return undefined;
+  }
+  const answers: Answer[] = [];
+  for (let i = 0; i < count; i++) {
+    const entry = at + 9 + ANSWER_SIZE * i;
+    const t1 = data.getFloat64(entry + 8);
+    const t2 = data.getFloat64(entry + 16);
+    if (!Number.isFinite(t1) || !Number.isFinite(t2)) return undefined;
+    answers.push({ instance: idToHex(bytes, entry), t1, t2 });
+  }
+  return { sent, answers };
 }
 
 /**
  * The kind of a frame of a version this codec reads, from its header
- * alone.
+ * alone: MIDI frames of version 1 or 2, beats and byes of version 1.
  *
  * @param bytes A payload.
  * @returns The kind, or 0 when the payload has no such header.
  */
 export function frameKind(bytes: Uint8Array): number {
-  return bytes.length >= HEADER_SIZE && bytes[0] === MAGIC_0 &&
-      bytes[1] === MAGIC_1 && bytes[2] === FRAME_VERSION
-    ? bytes[3]
-    : 0;
+  if (
+    bytes.length < HEADER_SIZE || bytes[0] !== MAGIC_0 || bytes[1] !== MAGIC_1
+  ) {
+    return 0;
+  }
+  const version = bytes[2];
+  const kind = bytes[3];
+  if (version === PLAIN_VERSION) return kind;
+  return version === FRAME_VERSION && kind === KIND_MIDI ? kind : 0;
 }
 
 /**
@@ -364,11 +724,7 @@ export function frameKind(bytes: Uint8Array): number {
  * this codec reads.
  */
 export function announcedCount(bytes: Uint8Array): number {
-  if (
-    bytes.length <= MIDI_HEADER_SIZE || bytes[0] !== MAGIC_0 ||
-    bytes[1] !== MAGIC_1 || bytes[2] !== FRAME_VERSION ||
-    bytes[3] !== KIND_MIDI
-  ) {
+  if (bytes.length <= MIDI_HEADER_SIZE || frameKind(bytes) !== KIND_MIDI) {
     return 0;
   }
   return (bytes[HEADER_SIZE] << 8) | bytes[HEADER_SIZE + 1];

@@ -11,20 +11,35 @@
  * stop a frame from being delivered, so no frame, forged or not, can mute a
  * hub that goes on sending.
  *
+ * Time: each hub's beats carry its clock and its answers to the others'
+ * beats; a beat of ours answered in another hub's beat is one NTP-style
+ * exchange with it, which feeds that hub's {@linkcode ClockSync}. What it
+ * sends in frames of version 2 comes with the time it happened on its
+ * clock, mapped to ours once an exchange has been made; messages of
+ * version 1 frames (and of version 2 before the first exchange) carry the
+ * time they arrived.
+ *
  * @module
  */
 
+import { encodeFramed } from "../codec/_framer.ts";
+import { encodedLength } from "../codec/encode.ts";
 import type { Message } from "../codec/messages.ts";
 import { NoteTracker } from "../notes.ts";
+import { ClockSync } from "../time/sync.ts";
 import {
   announcedCount,
+  type Answer,
+  type BeatFrame,
   type Frame,
+  FRAME_VERSION,
   frameKind,
   FrameReader,
   idToHex,
   KIND_BEAT,
   KIND_BYE,
   KIND_MIDI,
+  PLAIN_VERSION,
 } from "./_frame.ts";
 
 /** Why a hub left the room. */
@@ -40,15 +55,28 @@ export interface RemoteHub {
   readonly since: number;
 }
 
+/**
+ * Messages for the hub that happened at one time: their framed bytes (each
+ * message whole), the messages, and when (this hub's clock; undefined:
+ * when handed on).
+ */
+export interface Piece {
+  readonly messages: Message[];
+  readonly bytes: Uint8Array;
+  readonly at: number | undefined;
+}
+
 /** What waits for the hub from one hub id, and the notes it holds. */
 class Lane {
   readonly id: string;
   /** Notes on at our endpoints once what waits is delivered. */
   readonly notes = new NoteTracker();
-  /** Frames' messages, oldest first; `#head`/`#at` mark the next one. */
-  #chunks: Message[][] = [];
+  /** Pieces, oldest first; `#head`/`#taken`/`#offset` mark what is next. */
+  #pieces: Piece[] = [];
   #head = 0;
-  #at = 0;
+  /** Messages and bytes of the head piece taken already. */
+  #taken = 0;
+  #offset = 0;
   waiting = 0;
   /** The hub using this lane now, if it is still in the room. */
   remote: Remote | undefined;
@@ -59,37 +87,59 @@ class Lane {
     this.id = id;
   }
 
-  push(messages: Message[]): void {
-    if (messages.length === 0) return;
-    this.#chunks.push(messages);
-    this.waiting += messages.length;
+  push(piece: Piece): void {
+    if (piece.messages.length === 0) return;
+    this.#pieces.push(piece);
+    this.waiting += piece.messages.length;
   }
 
-  peek(): Message | undefined {
-    return this.#chunks[this.#head]?.[this.#at];
-  }
-
-  shift(): void {
-    this.waiting--;
-    if (++this.#at < this.#chunks[this.#head].length) return;
-    this.#at = 0;
-    this.#chunks[this.#head++] = [];
-    if (this.#head === this.#chunks.length) {
-      this.#chunks = [];
+  /** The next piece, or its next `max` messages. */
+  take(max: number): Piece | undefined {
+    const piece = this.#pieces[this.#head];
+    if (piece === undefined) return undefined;
+    const total = piece.messages.length;
+    let out = piece;
+    if (this.#taken > 0 || total > max) {
+      const end = Math.min(total, this.#taken + max);
+      const messages = piece.messages.slice(this.#taken, end);
+      let length = 0;
+      for (const msg of messages) length += encodedLength(msg);
+      out = {
+        messages,
+        bytes: piece.bytes.subarray(this.#offset, this.#offset + length),
+        at: piece.at,
+      };
+      this.#offset += length;
+      this.#taken = end;
+      if (end < total) {
+        this.waiting -= messages.length;
+        return out;
+      }
+    }
+    this.waiting -= out.messages.length;
+    this.#taken = 0;
+    this.#offset = 0;
+    this.#pieces[this.#head++] = EMPTY;
+    if (this.#head === this.#pieces.length) {
+      this.#pieces = [];
       this.#head = 0;
-    } else if (this.#head >= 64 && this.#head * 2 >= this.#chunks.length) {
-      this.#chunks = this.#chunks.slice(this.#head);
+    } else if (this.#head >= 64 && this.#head * 2 >= this.#pieces.length) {
+      this.#pieces = this.#pieces.slice(this.#head);
       this.#head = 0;
     }
+    return out;
   }
 
   clear(): void {
-    this.#chunks = [];
+    this.#pieces = [];
     this.#head = 0;
-    this.#at = 0;
+    this.#taken = 0;
+    this.#offset = 0;
     this.waiting = 0;
   }
 }
+
+const EMPTY: Piece = { messages: [], bytes: new Uint8Array(0), at: undefined };
 
 /** A hub of the room, with what is tracked about it. */
 export class Remote {
@@ -106,7 +156,15 @@ export class Remote {
   /** Whether its heartbeat was seen (and `joined` told). */
   announced = false;
   /** The highest MIDI frame version it reads. */
-  reads = 1;
+  reads: number = PLAIN_VERSION;
+  /** Whether its beats carry its clock (it takes part in exchanges). */
+  timed = false;
+  /** How its clock reads against ours. */
+  readonly sync: ClockSync = new ClockSync();
+  /** Its latest beat's time, and when it came: for our next beat to answer. */
+  unanswered: { t1: number; t2: number } | undefined;
+  /** The newest beat of ours it answered: an answer to an older one is old. */
+  lastAnswered = -Infinity;
   readonly lane: Lane;
   readonly since: number = Date.now();
 
@@ -130,11 +188,22 @@ export class Remote {
   get hub(): RemoteHub {
     return Object.freeze({ id: this.id, name: this.name, since: this.since });
   }
+
+  /**
+   * A time of its clock, on ours: mapped once an exchange was made, and
+   * never later than `arrival` (a time cannot be after it came); before
+   * that, `arrival`.
+   */
+  toLocal(remote: number, arrival: number): number {
+    if (!this.sync.synced) return arrival;
+    const local = this.sync.toLocal(remote);
+    return local < arrival ? local : arrival;
+  }
 }
 
 /** Where a room's decisions go. */
 export interface RoomSink {
-  /** Messages wait: take them with `peek`/`shift`. */
+  /** Messages wait: take them with `next`. */
   wake(): void;
   /** A hub announced itself for the first time. */
   joined(remote: Remote): void;
@@ -162,6 +231,8 @@ export interface RoomCounts {
   refused: number;
   /** Messages of frames dropped because their hub had too many waiting. */
   overflowed: number;
+  /** Clock exchanges taken (answers to our beats). */
+  syncs: number;
 }
 
 /** What a room is told at its start. */
@@ -183,6 +254,8 @@ export interface RoomOptions {
 /** A well-formed id: what `subjectPrefix`, `room` and a hub's `id` allow. */
 export const TOKEN: RegExp = /^[A-Za-z0-9_-]{1,64}$/;
 
+/** Our beats' times kept, to know an answer to one of them. */
+const SENT_KEPT = 32;
 /** Gaps above this are a jump, not losses. */
 const MAX_GAP = 65_536;
 /** Messages one lane gives before the next lane's turn. */
@@ -201,6 +274,14 @@ export class Room {
   #given = 0;
   #waiting = 0;
   #full = false;
+  /** Hubs that read only version 1 frames (or were not heard to read more). */
+  #older = 0;
+  /** Hubs whose beats carry their clock. */
+  #timed = 0;
+  /** Our newest beats' times. */
+  readonly #sent: number[] = [];
+  /** Where the next beat's answers start among the hubs. */
+  #answerFrom = 0;
   readonly counts: RoomCounts = {
     frames: 0,
     dropped: 0,
@@ -209,6 +290,7 @@ export class Room {
     jumps: 0,
     refused: 0,
     overflowed: 0,
+    syncs: 0,
   };
 
   constructor(options: RoomOptions, sink: RoomSink) {
@@ -234,14 +316,72 @@ export class Room {
   }
 
   /**
+   * The MIDI frame version to write: the highest that every hub known reads
+   * (a hub heard only through version 1 frames so far counts as reading
+   * version 1).
+   */
+  get version(): number {
+    return this.#older === 0 ? FRAME_VERSION : PLAIN_VERSION;
+  }
+
+  /** How many hubs' beats carry their clock: exchanges to keep up. */
+  get timedHubs(): number {
+    return this.#timed;
+  }
+
+  /** The hub known under `id` now, if any. */
+  remote(id: string): Remote | undefined {
+    return this.#remotes.get(id);
+  }
+
+  /**
+   * Notes the time a beat of ours carries, to know answers to it.
+   *
+   * @param t1 The time, on our clock.
+   */
+  sent(t1: number): void {
+    this.#sent.push(t1);
+    if (this.#sent.length > SENT_KEPT) this.#sent.shift();
+  }
+
+  /**
+   * The answers our next beat carries: for the hubs whose latest beat is
+   * not answered yet, at most `max` (the next beat goes on from there).
+   *
+   * @param max How many at most.
+   * @returns The answers.
+   */
+  answers(max: number): Answer[] {
+    const out: Answer[] = [];
+    const remotes = [...this.#remotes.values()];
+    const n = remotes.length;
+    for (let k = 0; k < n && out.length < max; k++) {
+      const remote = remotes[(this.#answerFrom + k) % n];
+      const beat = remote.unanswered;
+      if (beat === undefined) continue;
+      remote.unanswered = undefined;
+      out.push({ instance: remote.instance, t1: beat.t1, t2: beat.t2 });
+      if (out.length === max) this.#answerFrom = (this.#answerFrom + k + 1) % n;
+    }
+    return out;
+  }
+
+  /**
    * Takes one payload.
    *
    * @param id The last token of the subject it came on.
    * @param presence Whether it came on the presence subject (else MIDI's).
    * @param bytes The payload.
    * @param now The time, ms, on the clock `overdue` and `expire` get.
+   * @param at The time on the hub's clock, ms: when it arrived.
    */
-  receive(id: string, presence: boolean, bytes: Uint8Array, now: number): void {
+  receive(
+    id: string,
+    presence: boolean,
+    bytes: Uint8Array,
+    now: number,
+    at: number = now,
+  ): void {
     this.counts.frames++;
     const kind = frameKind(bytes);
     const count = kind === KIND_MIDI ? announcedCount(bytes) : 0;
@@ -279,8 +419,8 @@ export class Room {
       }
       return;
     }
-    if (count > 0) this.#midi(id, remote, instance, count, bytes, now);
-    else this.#presence(id, remote, this.#reader.read(bytes), now);
+    if (count > 0) this.#midi(id, remote, instance, count, bytes, now, at);
+    else this.#presence(id, remote, this.#reader.read(bytes), now, at);
   }
 
   #midi(
@@ -290,6 +430,7 @@ export class Room {
     count: number,
     bytes: Uint8Array,
     now: number,
+    at: number,
   ): void {
     const lane = known?.lane ?? this.#lanes.get(id);
     const { capacity } = this.#options;
@@ -302,7 +443,7 @@ export class Room {
       this.counts.overflowed += count;
       if (known === undefined) return;
       known.lastSeen = now;
-      this.#queue(known.lane, known.lane.notes.release());
+      this.#release(known.lane);
       return;
     }
     const frame = this.#reader.read(bytes);
@@ -324,9 +465,17 @@ export class Room {
       this.counts.jumps++;
       remote.nextSeq = (frame.seq + 1) >>> 0;
     }
+    // A hub that writes a version reads it.
+    if (frame.version > remote.reads) this.#setReads(remote, frame.version);
     const notes = remote.lane.notes;
     for (const msg of frame.messages) notes.track(msg);
-    this.#queue(remote.lane, frame.messages);
+    for (const run of frame.runs) {
+      this.#queue(remote.lane, {
+        messages: run.messages,
+        bytes: run.bytes,
+        at: run.at === undefined ? at : remote.toLocal(run.at, at),
+      });
+    }
   }
 
   #presence(
@@ -334,6 +483,7 @@ export class Room {
     known: Remote | undefined,
     frame: Frame | undefined,
     now: number,
+    at: number,
   ): void {
     if (frame === undefined || frame.kind === KIND_MIDI) {
       this.counts.dropped++;
@@ -361,11 +511,48 @@ export class Room {
     }
     remote.name = frame.name;
     remote.interval = frame.interval;
-    remote.reads = frame.reads;
+    this.#setReads(remote, frame.reads);
+    this.#time(remote, frame, at);
     if (!remote.announced) {
       remote.announced = true;
       this.#sink.joined(remote);
     }
+  }
+
+  /** A beat's time: keep it to answer, and take the answer to ours. */
+  #time(remote: Remote, beat: BeatFrame, at: number): void {
+    const time = beat.time;
+    if ((time !== undefined) !== remote.timed) {
+      remote.timed = time !== undefined;
+      this.#timed += remote.timed ? 1 : -1;
+    }
+    if (time === undefined) return;
+    remote.unanswered = { t1: time.sent, t2: at };
+    const own = this.#options.ownInstance;
+    for (const answer of time.answers) {
+      // Only an answer to one of our newest beats, each beat once: a
+      // replayed or made-up answer gives nothing.
+      if (
+        answer.instance !== own || !(answer.t1 > remote.lastAnswered) ||
+        !this.#sent.includes(answer.t1)
+      ) {
+        continue;
+      }
+      remote.lastAnswered = answer.t1;
+      const used = remote.sync.add({
+        t1: answer.t1,
+        t2: answer.t2,
+        t3: time.sent,
+        t4: at,
+      });
+      if (used) this.counts.syncs++;
+    }
+  }
+
+  #setReads(remote: Remote, reads: number): void {
+    const older = remote.reads < FRAME_VERSION;
+    remote.reads = reads;
+    this.#older += (reads < FRAME_VERSION ? 1 : 0) - (older ? 1 : 0);
   }
 
   #add(id: string, instance: string, seq: number, now: number): Remote {
@@ -384,23 +571,39 @@ export class Room {
     );
     lane.remote = remote;
     this.#remotes.set(id, remote);
+    this.#older++;
     return remote;
   }
 
   #leave(remote: Remote, reason: LeaveReason): void {
     this.#remotes.delete(remote.id);
     if (this.#remotes.size < this.#options.maxRemotes) this.#full = false;
+    if (remote.reads < FRAME_VERSION) this.#older--;
+    if (remote.timed) this.#timed--;
     const lane = remote.lane;
     lane.remote = undefined;
-    const notes = lane.notes.release();
-    this.#queue(lane, notes);
+    const released = this.#release(lane);
     this.#dropIfIdle(lane);
-    this.#sink.left(remote, reason, notes.length);
+    this.#sink.left(remote, reason, released);
   }
 
-  #queue(lane: Lane, messages: Message[]): void {
+  /** Queues a note_off for each note the lane's hub holds; how many. */
+  #release(lane: Lane): number {
+    const notes: Message[] = lane.notes.release();
+    if (notes.length > 0) {
+      this.#queue(lane, {
+        messages: notes,
+        bytes: encodeFramed(notes),
+        at: undefined,
+      });
+    }
+    return notes.length;
+  }
+
+  #queue(lane: Lane, piece: Piece): void {
+    const messages = piece.messages;
     if (messages.length === 0) return;
-    lane.push(messages);
+    lane.push(piece);
     this.#waiting += messages.length;
     if (!lane.inRing) {
       lane.inRing = true;
@@ -416,29 +619,33 @@ export class Room {
   }
 
   /**
-   * The next message for the hub, each hub in turn; `undefined` when none
-   * waits. Take it with `shift`.
+   * The next messages for the hub that happened at one time, each hub in
+   * turn (turns of at most 64 messages while several hubs have messages
+   * waiting); `undefined` when none waits.
+   *
+   * @param max The most messages to take (1 or more).
    */
-  peek(): Message | undefined {
-    const lane = this.#ring[this.#turn];
-    return lane?.peek();
-  }
-
-  /** Takes the message `peek` gave. */
-  shift(): void {
-    const lane = this.#ring[this.#turn];
-    lane.shift();
-    this.#waiting--;
+  next(max: number = Infinity): Piece | undefined {
+    const ring = this.#ring;
+    const lane = ring[this.#turn];
+    if (lane === undefined) return undefined;
+    const piece = lane.take(
+      Math.min(max, ring.length > 1 ? QUANTUM - this.#given : Infinity),
+    )!;
+    this.#waiting -= piece.messages.length;
     if (lane.waiting === 0) {
       lane.inRing = false;
-      this.#ring.splice(this.#turn, 1);
+      ring.splice(this.#turn, 1);
       this.#given = 0;
-      if (this.#turn >= this.#ring.length) this.#turn = 0;
+      if (this.#turn >= ring.length) this.#turn = 0;
       this.#dropIfIdle(lane);
-    } else if (++this.#given >= QUANTUM) {
+    } else if (
+      ring.length > 1 && (this.#given += piece.messages.length) >= QUANTUM
+    ) {
       this.#given = 0;
-      this.#turn = (this.#turn + 1) % this.#ring.length;
+      this.#turn = (this.#turn + 1) % ring.length;
     }
+    return piece;
   }
 
   /** Forgets every waiting message (the link closed). */

@@ -11,6 +11,13 @@
  * gone (3 missed beats, or its goodbye), the link ends every note it left
  * on.
  *
+ * Time: the link is a timed endpoint of its hub. It publishes each message
+ * with the time it happened (the hub's clock), and the hubs of a room
+ * synchronise their clocks with each other (an NTP-style exchange carried
+ * by their heartbeats), so that each hub hands its own the other hubs'
+ * messages with the time they happened on its clock: a hub with a playout
+ * delay (`latency`) plays them at that time plus the delay.
+ *
  * Each hub publishes only under its own id (`PREFIX.room.ROOM.ID`,
  * `PREFIX.presence.ROOM.ID`), so NATS permissions can make sure that a hub
  * speaks only for itself (see the package's `docs/scaling-out.md`).
@@ -23,10 +30,12 @@
  * @module
  */
 
-import { encodedLength, encodeInto } from "../codec/encode.ts";
 import { checkMessage, type Message } from "../codec/messages.ts";
 import { checkMessages } from "../codec/_check.ts";
+import { encodeFramed, FRAMED_SIZE } from "../codec/_framer.ts";
+import { systemClock, type TimeSource } from "../clock.ts";
 import { PortClosedError } from "../errors.ts";
+import { type Batch, SINK, type Sink, SOURCE, type Source } from "../sink.ts";
 import type { Hub } from "../hub/mod.ts";
 import type { Transport } from "../transport.ts";
 import { callBack } from "../_call.ts";
@@ -49,21 +58,27 @@ import {
   type TlsMaterial,
 } from "./_client.ts";
 import {
+  beatExtensions,
   encodeBeat,
   encodeBye,
-  encodeMidiFrame,
+  FRAME_VERSION,
+  FrameBuilder,
   idToHex,
-  KIND_MIDI,
-  MAX_FRAME_MESSAGES,
+  MAX_ANSWERS,
   MAX_INTERVAL,
-  MIDI_HEADER_SIZE,
   MIN_INTERVAL,
   nameBytes,
   randomId,
-  writeCount,
-  writeHeader,
+  RUN_SIZE,
+  TIMED_HEADER_SIZE,
 } from "./_frame.ts";
-import { type LeaveReason, type Remote, Room, TOKEN } from "./_room.ts";
+import {
+  type LeaveReason,
+  type Piece,
+  type Remote,
+  Room,
+  TOKEN,
+} from "./_room.ts";
 
 export type { LeaveReason, RemoteHub } from "./_room.ts";
 import type { RemoteHub } from "./_room.ts";
@@ -123,6 +138,15 @@ export interface NatsLinkOptions {
    * @default {3}
    */
   missedBeats?: number;
+  /**
+   * How often clocks are compared with the other hubs, in ms (10-60000):
+   * while another hub whose beats carry its clock is in the room, this
+   * hub beats this often (if `heartbeat` is longer), each beat answering
+   * theirs. Every 100 ms keeps two clocks within a fraction of a
+   * millisecond over Wi-Fi; every 250 ms, about twice as far apart.
+   * @default {100}
+   */
+  syncInterval?: number;
   /**
    * The most other hubs the link keeps track of; frames of more are
    * refused (and said once, with a `full` event).
@@ -274,6 +298,20 @@ export interface NatsLinkStats {
   overflowed: number;
   /** note_off messages delivered for hubs that left. */
   released: number;
+  /** Clock exchanges with other hubs taken (answers to this hub's beats). */
+  syncs: number;
+}
+
+/** How another hub's clock reads against a link's: see {@linkcode NatsLink.clockOf}. */
+export interface RemoteClock {
+  /** Its clock minus this hub's, now, in ms. */
+  readonly offset: number;
+  /** How much faster it runs, as a fraction (2e-4: 200 ppm). */
+  readonly drift: number;
+  /** The shortest round trip of the exchanges kept, in ms. */
+  readonly roundTrip: number;
+  /** How many exchanges are kept. */
+  readonly samples: number;
 }
 
 /**
@@ -314,6 +352,12 @@ const DONE: Promise<void> = Promise.resolve();
 const CLOSE_FLUSH_MS = 1000;
 /** The most messages in the link's own input queue; the rest wait per hub. */
 const PORT_QUEUE = 4096;
+/**
+ * The most messages handed to the hub in one turn of the event loop: past
+ * it, the rest waits (per hub, bounded) for the next turn, so that a flood
+ * fills the lanes and is dropped unread instead of being routed whole.
+ */
+const FEED_TURN = 4096;
 /** Joined and left events told one by one at once, then 2 a second. */
 const EVENT_BURST = 20;
 const EVENT_REFILL_MS = 500;
@@ -332,6 +376,7 @@ interface Settings {
   presencePrefix: string;
   heartbeat: number;
   missedBeats: number;
+  syncInterval: number;
   maxRemotes: number;
   maxFrameBytes: number;
   queueSize: number;
@@ -452,6 +497,13 @@ function readOptions(
       MAX_INTERVAL,
     ),
     missedBeats: integer("missedBeats", options.missedBeats, 3, 1, 1000),
+    syncInterval: integer(
+      "syncInterval",
+      options.syncInterval,
+      100,
+      MIN_INTERVAL,
+      MAX_INTERVAL,
+    ),
     maxRemotes: integer("maxRemotes", options.maxRemotes, 256, 1, 1 << 16),
     maxFrameBytes: integer(
       "maxFrameBytes",
@@ -569,8 +621,25 @@ async function clientSettings(settings: Settings): Promise<ClientSettings> {
 interface Open {
   nc: NatsConnection;
   nextTurn: NextTurn;
-  /** The batch being built, as large as a frame may be. */
-  batch: Uint8Array;
+  /** The frame being built, as large as a frame may be. */
+  builder: FrameBuilder;
+  /** The largest payload the server takes. */
+  maxPayload: number;
+}
+
+/** The length of the framed message at `i`. */
+function sizeAt(bytes: Uint8Array, i: number): number {
+  const status = bytes[i];
+  return status === 0xf0
+    ? bytes.indexOf(0xf7, i + 1) - i + 1
+    : FRAMED_SIZE[status - 0x80];
+}
+
+/** Counts the framed messages in `bytes`. */
+function countFramed(bytes: Uint8Array): number {
+  let count = 0;
+  for (let i = 0; i < bytes.length; i += sizeAt(bytes, i)) count++;
+  return count;
 }
 
 /**
@@ -583,16 +652,30 @@ interface Open {
  * {@linkcode NatsLink.connect} gives a connected link to read and write
  * directly.
  *
- * - `send(msg)`: a message from a local endpoint. It is published on the
- *   hub's subject of the room; messages sent in one burst (before the event
- *   loop turns) share one NATS message, so an idle link adds no delay and a
+ * - Output: what the hub's endpoints send. The hub hands it each batch at
+ *   once with the time it happened (the link is a timed endpoint: the
+ *   hub's playout delay leaves it alone); `send(msg)` does the same with
+ *   the time of the call. It is published on the hub's subject of the
+ *   room, with its time; messages sent in one burst (before the event loop
+ *   turns) share one NATS message, so an idle link adds no delay and a
  *   busy one publishes few, large messages.
- * - input (`for await`, `receive()`, ...): what the other hubs' endpoints
- *   sent, each hub's messages in its order, whole messages only, never this
- *   hub's own; hubs take turns when several send at once. When a hub
- *   leaves (goodbye, `missedBeats` beats missed, or a restart), a note_off
- *   comes for each note it left on.
- * - While NATS is unreachable the link stays open: `send` drops messages
+ * - Input: what the other hubs' endpoints sent, each hub's messages in its
+ *   order, whole messages only, never this hub's own; hubs take turns when
+ *   several send at once. In a hub, each batch comes with the time it
+ *   happened at its hub, mapped to this hub's clock (its arrival, until
+ *   the two hubs have compared clocks, and for hubs that send no times);
+ *   without a hub, `for await`, `receive()` and the rest read it. When a
+ *   hub leaves (goodbye, `missedBeats` beats missed, or a restart), a
+ *   note_off comes for each note it left on.
+ * - Clocks: while other hubs whose beats carry their clock are in the
+ *   room, the link beats every `syncInterval` (100 ms), each beat carrying
+ *   its clock and answering theirs: each beat and its answer is an
+ *   NTP-style exchange, and a `ClockSync` per hub turns them into that
+ *   hub's offset and drift.
+ * - Versions: MIDI frames go out in version 2 (with times) while every hub
+ *   of the room reads it, as their beats say, and in version 1 (no times)
+ *   while one does not; frames of both versions are read.
+ * - While NATS is unreachable the link stays open: messages are dropped
  *   (counted in `stats.unsent`), the client reconnects by itself, and
  *   `onEvent` hears `disconnected` then `reconnected`. On reconnecting, the
  *   link first ends the notes it had published as on (their note_off may
@@ -607,7 +690,7 @@ interface Open {
  * ```ts ignore
  * import { Hub, NatsLink } from "@x/midisock";
  *
- * await using hub = new Hub();
+ * await using hub = new Hub({ latency: 40 });
  * await hub.attach(new NatsLink("nats://127.0.0.1:4222", { room: "studio" }));
  * console.log(hub.endpoints.map((e) => e.name)); // [ "room studio" ]
  * ```
@@ -624,21 +707,40 @@ export class NatsLink extends InputPortBase implements IOPort, Transport {
     received: 0,
     released: 0,
   };
+  /** Where times are read: the hub's clock once attached. */
+  #clock: TimeSource = systemClock;
   #open: Open | undefined;
   #opening: Promise<void> | undefined;
   #connected = false;
   #server = "";
   #seq = 0;
-  #batchLength = MIDI_HEADER_SIZE;
-  #batchCount = 0;
   #flushQueued = false;
   #busy = false;
   #cancelTurn: (() => void) | undefined;
   #unflushed = 0;
   #flushing: Promise<void> | undefined;
-  /** Waiting for room in the input queue. */
+  /** Flushes completed, and writes that found nothing waiting: the sink's progress. */
+  #progress = 0;
+  #sink: Sink | undefined;
+  /** The hub's intake, once it took the input over (see `SOURCE`). */
+  #take:
+    | ((framed: Uint8Array, at?: number) => void | Promise<void>)
+    | undefined;
+  #end: ((cause?: unknown) => void) | undefined;
+  /** Set once the input ended: why (undefined: closed). */
+  #ended: { cause: unknown } | undefined;
+  /** Waiting for the reader (the hub, or the input queue). */
   #stalled = false;
-  #beatTimer: ReturnType<typeof setInterval> | undefined;
+  /** A piece the input queue had no room for, from message `#heldAt` on. */
+  #held: Piece | undefined;
+  #heldAt = 0;
+  /** Messages handed to the hub this turn of the event loop. */
+  #handed = 0;
+  /** Ends the turn's count (set while it counts). */
+  #turnEnd: (() => void) | undefined;
+  /** Whether the hub's share of this turn is used up. */
+  #turnFull = false;
+  #beatTimer: ReturnType<typeof setTimeout> | undefined;
   #sweepTimer: ReturnType<typeof setInterval> | undefined;
   #answerTimer: ReturnType<typeof setTimeout> | undefined;
   #lastBeat = -Infinity;
@@ -751,7 +853,8 @@ export class NatsLink extends InputPortBase implements IOPort, Transport {
 
   /**
    * Connects (once) and adds the link to `hub` as its `link` endpoint;
-   * called by {@linkcode Hub.attach}.
+   * called by {@linkcode Hub.attach}. From then on the link reads and
+   * writes times on the hub's clock.
    *
    * @param hub The hub.
    * @returns A promise that resolves once the link is in the room and in
@@ -760,6 +863,7 @@ export class NatsLink extends InputPortBase implements IOPort, Transport {
    * @throws {PortClosedError} When the link was closed meanwhile.
    */
   async attach(hub: Hub): Promise<void> {
+    this.#clock = hub.clock;
     await this.#connect();
     if (this.closed) throw new PortClosedError(this.name);
     hub.add(this, {
@@ -789,17 +893,18 @@ export class NatsLink extends InputPortBase implements IOPort, Transport {
         await nc.close().catch(() => {});
         throw new PortClosedError(this.name);
       }
-      // A batch never outgrows what the server takes in one message.
-      const limit = nc.info?.max_payload ?? settings.maxFrameBytes;
+      // A frame never outgrows what the server takes in one message.
+      const maxPayload = nc.info?.max_payload ?? Infinity;
       this.#open = {
         nc,
         nextTurn,
-        batch: new Uint8Array(
+        builder: new FrameBuilder(
           Math.max(
-            MIDI_HEADER_SIZE + 3,
-            Math.min(settings.maxFrameBytes, limit),
+            TIMED_HEADER_SIZE + RUN_SIZE + 3,
+            Math.min(settings.maxFrameBytes, maxPayload),
           ),
         ),
+        maxPayload,
       };
       this.#server = nc.getServer();
       this.#connected = true;
@@ -831,6 +936,7 @@ export class NatsLink extends InputPortBase implements IOPort, Transport {
         presence,
         msg.data,
         performance.now(),
+        this.#clock.now(),
       );
     };
     nc.subscribe(`${dataPrefix}*`, { callback: onFrame(dataPrefix, false) });
@@ -844,7 +950,6 @@ export class NatsLink extends InputPortBase implements IOPort, Transport {
     // flush's pong; its status event reaches #watch a few microtasks later.
     await new Promise<void>((resolve) => this.#open!.nextTurn(resolve));
     if (this.#denied !== undefined) throw this.#denied;
-    this.#beatTimer = setInterval(() => this.#beat(), heartbeat);
     const sweepEvery = Math.max(5, Math.floor(heartbeat / 10));
     this.#sweepTimer = setInterval(() => this.#sweep(), sweepEvery);
   }
@@ -862,8 +967,10 @@ export class NatsLink extends InputPortBase implements IOPort, Transport {
       } else if (status.type === "disconnect") {
         if (!this.#connected) continue;
         this.#connected = false;
-        this.#stats.unsent += this.#batchCount;
-        this.#resetBatch();
+        const builder = this.#open!.builder;
+        this.#stats.sent -= builder.count;
+        this.#stats.unsent += builder.count;
+        builder.clear();
         // Nothing is published while down: no backpressure to wait for.
         this.#unflushed = 0;
         this.#emit({ type: "disconnected", server: status.server });
@@ -886,9 +993,20 @@ export class NatsLink extends InputPortBase implements IOPort, Transport {
     if (this.#closing !== undefined || this.closed) return;
     this.#stopTimers();
     this.#connected = false;
-    this.finish(error);
+    this.#endInput(error, false);
     this.#room.clear();
     this.#emit({ type: "failed", error });
+  }
+
+  /** The input ends: the reader (queue or hub) is told, once. */
+  #endInput(cause: unknown, discard: boolean): void {
+    this.finish(cause, discard);
+    this.#held = undefined;
+    if (this.#ended !== undefined) return;
+    this.#ended = { cause };
+    const end = this.#end;
+    this.#end = undefined;
+    end?.(cause);
   }
 
   #emit(event: NatsLinkEvent): void {
@@ -974,6 +1092,44 @@ export class NatsLink extends InputPortBase implements IOPort, Transport {
     return this.#room.hubs;
   }
 
+  /**
+   * The MIDI frame version the link writes now: 2 (with times) while every
+   * hub of the room reads it, else 1.
+   */
+  get frameVersion(): number {
+    return this.#room.version;
+  }
+
+  /**
+   * How another hub's clock reads against this link's (the hub's clock),
+   * once the two have compared clocks.
+   *
+   * @param id The other hub's id (see `remotes`).
+   * @returns Its clock minus ours now (ms), how much faster it runs (2e-4:
+   * 200 ppm), the shortest round trip seen (ms) and the exchanges kept; or
+   * undefined for a hub not in the room or not compared yet.
+   *
+   * @example Before any other hub is heard
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { NatsLink } from "@x/midisock";
+   *
+   * const link = new NatsLink("nats://127.0.0.1:4222", { room: "stage" });
+   * assert.equal(link.clockOf("studio-2"), undefined);
+   * await link.close();
+   * ```
+   */
+  clockOf(id: string): RemoteClock | undefined {
+    const sync = this.#room.remote(id)?.sync;
+    if (sync === undefined || !sync.synced) return undefined;
+    return {
+      offset: sync.offsetAt(this.#clock.now()),
+      drift: sync.drift,
+      roundTrip: sync.roundTrip,
+      samples: sync.samples,
+    };
+  }
+
   /** Payloads refused as foreign or malformed: `stats.dropped`. */
   get dropped(): number {
     return this.#room.counts.dropped;
@@ -991,29 +1147,107 @@ export class NatsLink extends InputPortBase implements IOPort, Transport {
       jumps: counts.jumps,
       refused: counts.refused,
       overflowed: counts.overflowed,
+      syncs: counts.syncs,
     };
   }
 
-  /** Moves waiting messages into the input queue, hubs in turn, while it has room. */
+  /**
+   * What a hub reads from: the other hubs' messages as framed bytes, each
+   * piece with the time it happened on the hub's clock, in place of the
+   * input queue (messages queued already go first).
+   */
+  get [SOURCE](): Source {
+    return {
+      attach: (take, end) => {
+        if (this.#take !== undefined || this.#end !== undefined) {
+          throw new Error(`The input of ${this.name} is taken already`);
+        }
+        const queued = [...this.iterPending()];
+        this.#take = take;
+        if (this.#ended !== undefined) {
+          end(this.#ended.cause);
+          return;
+        }
+        this.#end = end;
+        const held = this.#held;
+        this.#held = undefined;
+        if (held !== undefined) {
+          for (const msg of held.messages.slice(this.#heldAt)) queued.push(msg);
+        }
+        if (queued.length > 0) take(encodeFramed(queued));
+        if (!this.#stalled) this.#feed();
+      },
+    };
+  }
+
+  /** Moves what waits to the reader, hubs in turn, while it takes more. */
   #feed(): void {
     if (this.#stalled) return;
     const room = this.#room;
-    for (let msg = room.peek(); msg !== undefined; msg = room.peek()) {
-      if (!this.deliver(msg)) {
-        if (this.closed) {
-          room.clear();
+    const take = this.#take;
+    if (take !== undefined) {
+      while (room.waiting > 0 && this.#ended === undefined) {
+        if (this.#handed >= FEED_TURN) {
+          // This turn's share is used up: the rest waits for the next.
+          this.#stalled = this.#turnFull = true;
           return;
         }
-        this.#stalled = true;
-        this.roomForMore().then(() => {
-          this.#stalled = false;
-          this.#feed();
-        });
-        return;
+        const piece = room.next(FEED_TURN - this.#handed)!;
+        if (this.#handed === 0) this.#countTurn();
+        this.#handed += piece.messages.length;
+        this.#stats.received += piece.messages.length;
+        const wait = take(piece.bytes, piece.at);
+        if (wait !== undefined) {
+          // The hub holds its inputs back: read on once it lets go.
+          this.#stalled = true;
+          const resume = () => {
+            this.#stalled = false;
+            this.#feed();
+          };
+          wait.then(resume, resume);
+          return;
+        }
       }
-      room.shift();
-      this.#stats.received++;
+      return;
     }
+    for (;;) {
+      const piece = this.#held ?? room.next();
+      if (piece === undefined) return;
+      this.#held = undefined;
+      const messages = piece.messages;
+      for (let i = this.#heldAt; i < messages.length; i++) {
+        if (!this.deliver(messages[i])) {
+          if (this.closed) {
+            room.clear();
+            return;
+          }
+          this.#held = piece;
+          this.#heldAt = i;
+          this.#stalled = true;
+          this.roomForMore().then(() => {
+            this.#stalled = false;
+            this.#feed();
+          });
+          return;
+        }
+        this.#stats.received++;
+      }
+      this.#heldAt = 0;
+    }
+  }
+
+  /** Counts what is handed to the hub until the event loop turns. */
+  #countTurn(): void {
+    const open = this.#open;
+    if (this.#turnEnd !== undefined || open === undefined) return;
+    this.#turnEnd = open.nextTurn(() => {
+      this.#turnEnd = undefined;
+      this.#handed = 0;
+      if (this.#turnFull) {
+        this.#turnFull = this.#stalled = false;
+        this.#feed();
+      }
+    });
   }
 
   #left(remote: Remote, reason: LeaveReason, released: number): void {
@@ -1048,13 +1282,33 @@ export class NatsLink extends InputPortBase implements IOPort, Transport {
     });
   }
 
+  /**
+   * Sends a beat, with this hub's clock and its answers to the others'
+   * beats, and sets the next: every `heartbeat`, or every `syncInterval`
+   * while hubs that compare clocks are in the room.
+   */
   #beat(): void {
-    if (!this.#connected || this.closed || this.#open === undefined) return;
-    const { heartbeat, name } = this.#settings;
+    if (this.closed || this.#closing !== undefined) return;
+    clearTimeout(this.#beatTimer);
+    const { heartbeat, syncInterval, name } = this.#settings;
+    const every = this.#room.timedHubs > 0
+      ? Math.min(heartbeat, syncInterval)
+      : heartbeat;
+    this.#beatTimer = setTimeout(() => this.#beat(), every);
+    if (!this.#connected || this.#open === undefined) return;
     this.#lastBeat = performance.now();
+    const sent = this.#clock.now();
+    this.#room.sent(sent);
+    const time = { sent, answers: this.#room.answers(MAX_ANSWERS) };
     this.#publish(
       this.#settings.presenceSubject,
-      encodeBeat(this.#instance, this.#seq, heartbeat, nameBytes(name)),
+      encodeBeat(
+        this.#instance,
+        this.#seq,
+        heartbeat,
+        nameBytes(name),
+        beatExtensions(FRAME_VERSION, time),
+      ),
     );
   }
 
@@ -1083,9 +1337,42 @@ export class NatsLink extends InputPortBase implements IOPort, Transport {
     return true;
   }
 
+  /** What the hub writes to: each batch at once, with its time. */
+  get [SINK](): Sink {
+    return this.#sink ??= this.#makeSink();
+  }
+
+  #makeSink(): Sink {
+    // deno-lint-ignore no-this-alias
+    const self = this;
+    return {
+      write: (batch: Batch): boolean => {
+        if (this.#closing !== undefined || this.closed) return false;
+        if (this.#flushing === undefined) this.#progress++;
+        this.#append(batch.bytes, batch.at);
+        this.#pace();
+        return true;
+      },
+      // What is known to wait: published, while a flush asks the server
+      // whether it has it all.
+      get queuedBytes() {
+        return self.#flushing === undefined ? 0 : self.#unflushed;
+      },
+      get copiedBytes() {
+        return self.#flushing === undefined ? 0 : self.#unflushed;
+      },
+      get progress() {
+        return self.#progress;
+      },
+      slow: "drop",
+      drained: () => this.#flushing ?? DONE,
+      timed: true,
+    };
+  }
+
   /**
-   * Publishes one message from a local endpoint (see the class doc for
-   * batching and what happens while NATS is down).
+   * Publishes one message from a local endpoint, as having happened now
+   * (see the class doc for batching and what happens while NATS is down).
    *
    * @param msg The message.
    * @returns A promise that resolves at once, or once the NATS client has
@@ -1099,15 +1386,12 @@ export class NatsLink extends InputPortBase implements IOPort, Transport {
     } catch (error) {
       return Promise.reject(error);
     }
-    if (this.#closing !== undefined || this.closed) {
-      return Promise.reject(new PortClosedError(this.name));
-    }
-    this.#add(msg);
-    return this.#pace();
+    return this.#sendChecked([msg]);
   }
 
   /**
-   * Publishes several messages, in order, checked first.
+   * Publishes several messages, in order, checked first, as having
+   * happened now.
    *
    * @param messages The messages.
    * @returns A promise, as `send` gives.
@@ -1121,39 +1405,75 @@ export class NatsLink extends InputPortBase implements IOPort, Transport {
     } catch (error) {
       return Promise.reject(error);
     }
+    return this.#sendChecked(list);
+  }
+
+  #sendChecked(messages: readonly Message[]): Promise<void> {
     if (this.#closing !== undefined || this.closed) {
       return Promise.reject(new PortClosedError(this.name));
     }
-    for (const msg of list) this.#add(msg);
+    if (messages.length > 0) this.#append(encodeFramed(messages), undefined);
     return this.#pace();
   }
 
-  #add(msg: Message): void {
+  /**
+   * Adds framed messages that happened at `at` (the hub's clock; now when
+   * not a finite number) to the frame being built: published when the
+   * event loop turns (see `#settle`), or at once where the frame is full.
+   */
+  #append(bytes: Uint8Array, at: number | undefined): void {
     const open = this.#open;
     if (!this.#connected || open === undefined) {
-      this.#stats.unsent++;
+      this.#stats.unsent += countFramed(bytes);
       return;
     }
-    const batch = open.batch;
-    const size = encodedLength(msg);
-    if (
-      this.#batchLength + size > batch.length ||
-      this.#batchCount === MAX_FRAME_MESSAGES
-    ) {
-      this.#flush();
+    const when = at !== undefined && Number.isFinite(at)
+      ? at
+      : this.#clock.now();
+    const builder = open.builder;
+    const published = this.#published;
+    let start = 0;
+    let count = 0;
+    const length = bytes.length;
+    for (let i = 0; i < length;) {
+      const status = bytes[i];
+      const size = sizeAt(bytes, i);
+      if (status < 0xc0 || status === 0xff) {
+        published.trackBytes(status, bytes[i + 1], bytes[i + 2]);
+      }
+      if (!builder.fits(i + size - start, count + 1, when)) {
+        // What came before it goes in this frame; it starts the next, or
+        // goes alone when no frame holds it.
+        if (count > 0) this.#push(bytes, start, i, count, when);
+        this.#flush();
+        start = i;
+        count = 0;
+        if (!builder.fits(size, 1, when)) {
+          this.#publishAlone(bytes.subarray(i, i + size), when);
+          i += size;
+          start = i;
+          continue;
+        }
+      }
+      count++;
+      i += size;
     }
-    if (MIDI_HEADER_SIZE + size > batch.length) {
-      this.#publishAlone(msg);
-      return;
-    }
-    this.#batchLength = encodeInto(msg, batch, this.#batchLength);
-    this.#batchCount++;
-    this.#published.track(msg);
-    this.#stats.sent++;
-    if (!this.#busy && !this.#flushQueued) {
+    if (count > 0) this.#push(bytes, start, length, count, when);
+    if (builder.count > 0 && !this.#busy && !this.#flushQueued) {
       this.#flushQueued = true;
       queueMicrotask(this.#settle);
     }
+  }
+
+  #push(
+    bytes: Uint8Array,
+    start: number,
+    end: number,
+    count: number,
+    at: number,
+  ): void {
+    this.#open!.builder.push(bytes, start, end, count, at);
+    this.#stats.sent += count;
   }
 
   /**
@@ -1165,7 +1485,7 @@ export class NatsLink extends InputPortBase implements IOPort, Transport {
    */
   readonly #settle = (): void => {
     this.#flushQueued = false;
-    if (this.#batchCount === 0) return;
+    if (this.#open === undefined || this.#open.builder.count === 0) return;
     this.#flush();
     this.#startTurn();
   };
@@ -1178,34 +1498,34 @@ export class NatsLink extends InputPortBase implements IOPort, Transport {
   readonly #turn = (): void => {
     this.#cancelTurn = undefined;
     this.#busy = false;
-    if (this.#batchCount === 0 || this.closed) return;
+    if (this.#open!.builder.count === 0 || this.closed) return;
     this.#flush();
     this.#startTurn();
   };
 
-  #publishAlone(msg: Message): void {
-    const frame = encodeMidiFrame(this.#instance, this.#seq, [msg]);
-    const limit = this.#open!.nc.info?.max_payload ?? Infinity;
+  /** One message longer than a frame may be: a frame of its own. */
+  #publishAlone(bytes: Uint8Array, at: number): void {
+    const alone = new FrameBuilder(TIMED_HEADER_SIZE + RUN_SIZE + bytes.length);
+    alone.push(bytes, 0, bytes.length, 1, at);
+    const frame = alone.build(this.#room.version, this.#instance, this.#seq);
     if (
-      frame.length > limit || !this.#publish(this.#settings.dataSubject, frame)
+      frame.length > this.#open!.maxPayload ||
+      !this.#publish(this.#settings.dataSubject, frame)
     ) {
       this.#stats.unsent++;
       return;
     }
     this.#seq = (this.#seq + 1) >>> 0;
-    this.#published.track(msg);
     this.#stats.sent++;
     this.#stats.framesSent++;
   }
 
   #flush(): void {
-    const count = this.#batchCount;
+    const builder = this.#open!.builder;
+    const count = builder.count;
     if (count === 0) return;
-    const batch = this.#open!.batch;
-    writeHeader(batch, KIND_MIDI, this.#instance, this.#seq);
-    writeCount(batch, count);
-    const frame = batch.slice(0, this.#batchLength);
-    this.#resetBatch();
+    const frame = builder.build(this.#room.version, this.#instance, this.#seq);
+    builder.clear();
     if (this.#publish(this.#settings.dataSubject, frame)) {
       this.#seq = (this.#seq + 1) >>> 0;
       this.#stats.framesSent++;
@@ -1213,11 +1533,6 @@ export class NatsLink extends InputPortBase implements IOPort, Transport {
       this.#stats.sent -= count;
       this.#stats.unsent += count;
     }
-  }
-
-  #resetBatch(): void {
-    this.#batchLength = MIDI_HEADER_SIZE;
-    this.#batchCount = 0;
   }
 
   /** Backpressure: past 256 KiB published and not yet confirmed, wait. */
@@ -1236,6 +1551,7 @@ export class NatsLink extends InputPortBase implements IOPort, Transport {
         },
       ).finally(() => {
         this.#flushing = undefined;
+        this.#progress++;
       });
     }
     return this.#unflushed < 2 * HIGH_WATER ? DONE : this.#flushing;
@@ -1268,8 +1584,10 @@ export class NatsLink extends InputPortBase implements IOPort, Transport {
   #stopTimers(): void {
     this.#cancelTurn?.();
     this.#cancelTurn = undefined;
+    this.#turnEnd?.();
+    this.#turnEnd = undefined;
     this.#busy = false;
-    clearInterval(this.#beatTimer);
+    clearTimeout(this.#beatTimer);
     clearInterval(this.#sweepTimer);
     clearTimeout(this.#answerTimer);
     clearTimeout(this.#summaryTimer);
@@ -1290,7 +1608,7 @@ export class NatsLink extends InputPortBase implements IOPort, Transport {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       this.#stopTimers();
-      this.finish(undefined, true);
+      this.#endInput(undefined, true);
       this.#room.clear();
       const open = this.#open;
       if (open === undefined) {
