@@ -6,10 +6,13 @@
 import assert from "node:assert/strict";
 import { encode, type Message, message } from "../mod.ts";
 import {
+  type Answer,
   beatExtensions,
   encodeBeat,
   encodeBye,
   encodeMidiFrame,
+  encodeTimedFrame,
+  FrameBuilder,
   FrameReader,
   idToHex,
   KIND_BEAT,
@@ -19,7 +22,7 @@ import {
   nameBytes,
   randomId,
 } from "../src/nats/_frame.ts";
-import { type LeaveReason, Room } from "../src/nats/_room.ts";
+import { type LeaveReason, type Piece, Room } from "../src/nats/_room.ts";
 import { between, concat, pureTest, random, randomMessage } from "./_util.ts";
 
 const A = new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8]);
@@ -206,13 +209,234 @@ pureTest("random and mutated payloads are refused or read whole", () => {
     if (frame.kind === KIND_MIDI) {
       const count = (bytes[16] << 8) | bytes[17];
       assert.equal(frame.messages.length, count);
-      const length = frame.messages.reduce((n, m) => n + encode(m).length, 0);
-      assert.equal(length, bytes.length - 18);
+      // ...and exactly as a sender writes them.
+      assert.deepEqual(
+        concat(frame.messages.map((m) => encode(m))),
+        bytes.subarray(18),
+      );
     }
   }
   // Flipping a bit inside a data byte keeps a frame valid: some pass.
   assert.ok(accepted > 0 && accepted < 10_000, `accepted ${accepted}`);
 });
+
+/** Runs of random messages at random times around `base` (ms). */
+function randomRuns(next: () => number, base: number) {
+  return Array.from({ length: between(next, 1, 6) }, () => ({
+    // Earlier or later than the first run, to the microsecond.
+    at: base + between(next, -5_000_000, 5_000_000) / 1000,
+    messages: Array.from(
+      { length: between(next, 1, 8) },
+      () => randomMessage(next, undefined, 40),
+    ),
+  }));
+}
+
+pureTest(
+  "a version 2 frame carries each run's time to the microsecond, and its messages whole and in order",
+  () => {
+    const next = random(2020);
+    const reader = new FrameReader();
+    for (let round = 0; round < 500; round++) {
+      const base = (next() - 0.5) * 1e9;
+      const runs = randomRuns(next, base);
+      const bytes = encodeTimedFrame(A, round, runs);
+      assert.equal(bytes[2], 2);
+      const frame = reader.read(bytes);
+      assert.ok(frame?.kind === KIND_MIDI, `round ${round}`);
+      assert.equal(frame.version, 2);
+      assert.deepEqual(
+        frame.messages,
+        withoutTime(runs.flatMap((run) => run.messages)),
+      );
+      // Runs at the same microsecond as the one before are one run.
+      const expected: { delta: number; at: number; messages: Message[] }[] = [];
+      for (const run of runs) {
+        const delta = Math.round((run.at - runs[0].at) * 1000);
+        const last = expected.at(-1);
+        if (last?.delta === delta) last.messages.push(...run.messages);
+        else expected.push({ delta, at: run.at, messages: [...run.messages] });
+      }
+      assert.equal(frame.runs.length, expected.length);
+      frame.runs.forEach((run, k) => {
+        assert.ok(Math.abs(run.at! - expected[k].at) < 0.001, `round ${round}`);
+        assert.deepEqual(run.messages, withoutTime(expected[k].messages));
+        assert.deepEqual(run.bytes, concat(run.messages.map((m) => encode(m))));
+      });
+    }
+  },
+);
+
+pureTest(
+  "a frame builder writes the same messages as version 1 or 2, within its limit",
+  () => {
+    const builder = new FrameBuilder(64);
+    const notes = encodeMidiFrame(A, 0, [note(1), note(2)]).subarray(18);
+    assert.ok(builder.fits(6, 2, 100));
+    builder.push(notes, 0, 6, 2, 100);
+    // 28 + 6 + 6: a second run costs 6 more bytes, the same time none.
+    assert.ok(builder.fits(24, 8, 100));
+    assert.ok(!builder.fits(25, 8, 100));
+    assert.ok(builder.fits(18, 6, 101));
+    assert.ok(!builder.fits(19, 6, 101));
+    // A run more than 35 minutes away starts another frame.
+    assert.ok(!builder.fits(3, 1, 100 + 36 * 60_000));
+    builder.push(notes, 3, 6, 1, 99.5);
+    const reader = new FrameReader();
+    const plain = reader.read(builder.build(1, A, 7));
+    const timed = reader.read(builder.build(2, A, 7));
+    assert.ok(plain?.kind === KIND_MIDI && timed?.kind === KIND_MIDI);
+    assert.deepEqual(plain.messages, [note(1), note(2), note(2)]);
+    assert.deepEqual(timed.messages, plain.messages);
+    assert.deepEqual(plain.runs.map((r) => r.at), [undefined]);
+    assert.deepEqual(timed.runs.map((r) => [r.at, r.messages.length]), [
+      [100, 2],
+      [99.5, 1],
+    ]);
+    builder.clear();
+    assert.equal(builder.count, 0);
+    assert.ok(builder.fits(30, 10, 5e9), "an empty builder takes any time");
+  },
+);
+
+pureTest(
+  "every cut of a version 2 frame or of a beat with times is refused",
+  () => {
+    const reader = new FrameReader();
+    const frames = [
+      encodeTimedFrame(A, 1, [
+        { at: 5, messages: [note(60), message("sysex", { data: [1, 2, 3] })] },
+        { at: 4.5, messages: [message("clock")] },
+      ]),
+      encodeBeat(
+        A,
+        1,
+        250,
+        nameBytes("hub"),
+        beatExtensions(2, {
+          sent: 1234.5,
+          answers: [{ instance: idToHex(B), t1: 1, t2: 2 }],
+        }),
+      ),
+    ];
+    for (const frame of frames) {
+      // A beat cut after its name or the version it reads is one without time.
+      const whole = frame[3] === KIND_BEAT ? [22, 23] : [];
+      for (let length = 0; length < frame.length; length++) {
+        if (whole.includes(length)) continue;
+        assert.equal(
+          reader.read(frame.subarray(0, length)),
+          undefined,
+          `kind ${frame[3]} cut at ${length} of ${frame.length}`,
+        );
+      }
+      assert.notEqual(reader.read(frame), undefined);
+    }
+  },
+);
+
+pureTest("version 2 frames and times that break the format are refused", () => {
+  const reader = new FrameReader();
+  const good = encodeTimedFrame(A, 0, [
+    { at: 10, messages: [note(60)] },
+    { at: 11, messages: [note(61)] },
+  ]);
+  // 16 header, 2 count, 8 base, 2 runs, 2 x (4 delta, 2 count), 6 notes.
+  const variants: [string, (bytes: Uint8Array) => Uint8Array][] = [
+    ["no runs", (b) => (b[27] = 0, b)],
+    ["more runs than messages", (b) => (b[27] = 3, b)],
+    ["a run of no message", (b) => (b[33] = 0, b)],
+    ["runs that count more", (b) => (b[39] = 2, b)],
+    ["a base that is not a number", (b) => (b.fill(0xff, 18, 26), b)],
+    ["an infinite base", (b) => (b.set([0x7f, 0xf0, 0, 0, 0, 0, 0, 0], 18), b)],
+    ["the count one less", (b) => (b[17] = 1, b)],
+    ["a stray data byte", (b) => concat([b, new Uint8Array([5])])],
+    [
+      "a beat whose time is not a number",
+      () =>
+        encodeBeat(
+          A,
+          0,
+          250,
+          nameBytes("a"),
+          beatExtensions(2, { sent: NaN, answers: [] }),
+        ),
+    ],
+    [
+      "a beat whose answer is not a number",
+      () =>
+        encodeBeat(
+          A,
+          0,
+          250,
+          nameBytes("a"),
+          beatExtensions(2, {
+            sent: 1,
+            answers: [{ instance: idToHex(B), t1: Infinity, t2: 2 }],
+          }),
+        ),
+    ],
+    [
+      "a beat that says more answers than it has",
+      () => {
+        const beat = encodeBeat(
+          A,
+          0,
+          250,
+          nameBytes("a"),
+          beatExtensions(2, { sent: 1, answers: [] }),
+        );
+        beat[beat.length - 1] = 1;
+        return beat;
+      },
+    ],
+    [
+      "a beat or bye of version 2",
+      () => {
+        const beat = encodeBeat(A, 0, 250, nameBytes("a"));
+        beat[2] = 2;
+        return beat;
+      },
+    ],
+  ];
+  for (const [what, change] of variants) {
+    assert.equal(reader.read(change(good.slice())), undefined, what);
+  }
+  const frame = reader.read(good);
+  assert.ok(frame?.kind === KIND_MIDI);
+  assert.deepEqual(frame.runs.map((r) => r.at), [10, 11]);
+});
+
+pureTest(
+  "random and mutated version 2 frames are refused or read whole",
+  () => {
+    const next = random(2121);
+    const reader = new FrameReader();
+    let accepted = 0;
+    for (let round = 0; round < 20_000; round++) {
+      let bytes = encodeTimedFrame(A, round, randomRuns(next, next() * 1e6));
+      const at = between(next, 0, bytes.length - 1);
+      const choice = next();
+      if (choice < 0.5) bytes[at] ^= 1 << between(next, 0, 7);
+      else if (choice < 0.8) bytes = bytes.subarray(0, at);
+      else bytes = concat([bytes, encode(randomMessage(next)).subarray(1)]);
+      const frame = reader.read(bytes);
+      if (frame === undefined) continue;
+      accepted++;
+      assert.ok(frame.kind === KIND_MIDI);
+      // Accepted: the runs hold every message once, in order, with a time.
+      assert.equal(frame.messages.length, (bytes[16] << 8) | bytes[17]);
+      assert.deepEqual(frame.runs.flatMap((r) => r.messages), frame.messages);
+      assert.deepEqual(
+        concat(frame.runs.map((r) => r.bytes)),
+        concat(frame.messages.map((m) => encode(m))),
+      );
+      for (const run of frame.runs) assert.ok(Number.isFinite(run.at));
+    }
+    // A flipped bit in a time or a data byte keeps a frame valid: some pass.
+    assert.ok(accepted > 0 && accepted < 10_000, `accepted ${accepted}`);
+  },
+);
 
 pureTest("names are cut at 255 bytes, never inside a character", () => {
   assert.equal(nameBytes("x".repeat(300)).length, MAX_NAME_BYTES);
@@ -488,3 +712,250 @@ pureTest("hubs with messages waiting take turns of 64", () => {
   assert.deepEqual(r.delivered.slice(128, 164), burst(64, 36));
   assert.deepEqual(r.delivered.slice(164), burst(64, 36));
 });
+
+/** A room under id `own`, whose pieces are kept as they come. */
+function timedRoom(own: string, instance: Uint8Array) {
+  const pieces: Piece[] = [];
+  const state: Room = new Room(
+    {
+      own,
+      ownInstance: idToHex(instance),
+      interval: 100,
+      missed: 3,
+      maxRemotes: 256,
+      capacity: 65536,
+    },
+    {
+      wake() {
+        for (let p = state.next(); p !== undefined; p = state.next()) {
+          pieces.push(p);
+        }
+      },
+      joined: () => {},
+      left: () => {},
+      full: () => {},
+      conflict: () => {},
+    },
+  );
+  /** Our beat now (`sent`: our clock), answering what came. */
+  const beat = (sent: number) => {
+    state.sent(sent);
+    return encodeBeat(
+      instance,
+      0,
+      100,
+      nameBytes(own),
+      beatExtensions(2, { sent, answers: state.answers(32) }),
+    );
+  };
+  return { state, pieces, beat };
+}
+
+pureTest(
+  "two rooms that answer each other's beats map each other's times, 5 s apart and drifting 200 ppm, within 0.5 ms from 2 s on and 0.1 ms once the drift is known",
+  () => {
+    const next = random(77);
+    // True time t; X's clock reads t, Y's 5 s ahead and 200 ppm fast.
+    const cx = (t: number) => t;
+    const cy = (t: number) => 5000 + t * (1 + 200e-6);
+    const x = timedRoom("x", A);
+    const y = timedRoom("y", B);
+    // 2 ms each way, plus up to 1 ms more.
+    const way = () => 2 + next();
+    for (let t = 0; t <= 6000; t += 100) {
+      const toY = t + way();
+      y.state.receive("x", true, x.beat(cx(t)), toY, cy(toY));
+      const back = t + 50;
+      const toX = back + way();
+      x.state.receive("y", true, y.beat(cy(back)), toX, cx(toX));
+      if (t < 2000) continue;
+      // From 2 s on, a time of Y's reads on X's clock within 0.5 ms (the
+      // drift is not known yet: 200 ppm is 0.2 ms a second), and within
+      // 0.1 ms once it is (from 4 s of exchanges on).
+      const bound = t < 5000 ? 0.5 : 0.1;
+      const remote = x.state.remote("y")!;
+      const error = remote.toLocal(cy(t + 20), Infinity) - cx(t + 20);
+      assert.ok(Math.abs(error) < bound, `${error} ms at ${t} ms`);
+      const mine = y.state.remote("x")!;
+      const other = mine.toLocal(cx(t + 20), Infinity) - cy(t + 20);
+      assert.ok(Math.abs(other) < bound, `${other} ms at ${t} ms (Y)`);
+    }
+    assert.ok(Math.abs(x.state.remote("y")!.sync.drift - 200e-6) < 20e-6);
+    assert.ok(x.state.counts.syncs >= 60 && y.state.counts.syncs >= 60);
+    // What Y plays goes to X's hub with its time on X's clock, and never
+    // later than it came.
+    y.state.sent(0);
+    x.state.receive(
+      "y",
+      false,
+      encodeTimedFrame(B, 0, [
+        { at: cy(7000), messages: [note(1)] },
+        { at: cy(7001.5), messages: [note(2), note(3)] },
+      ]),
+      7004,
+      cx(7004),
+    );
+    const [early, later] = x.pieces;
+    assert.deepEqual(early.messages, [note(1)]);
+    assert.ok(Math.abs(early.at! - 7000) < 0.1, `${early.at}`);
+    assert.ok(Math.abs(later.at! - 7001.5) < 0.1, `${later.at}`);
+    assert.deepEqual(later.bytes, concat([encode(note(2)), encode(note(3))]));
+    x.state.receive(
+      "y",
+      false,
+      encodeTimedFrame(B, 1, [{ at: cy(7100), messages: [note(4)] }]),
+      7050,
+      cx(7050),
+    );
+    assert.equal(x.pieces[2].at, 7050, "a time after arrival is arrival");
+  },
+);
+
+pureTest(
+  "before any exchange, and in version 1 frames, messages carry the time they arrived",
+  () => {
+    const x = timedRoom("x", A);
+    x.state.receive(
+      "y",
+      false,
+      encodeTimedFrame(B, 0, [{ at: 123456, messages: [note(1)] }]),
+      10,
+      1000,
+    );
+    x.state.receive("z", false, encodeMidiFrame(ME, 0, [note(2)]), 11, 1001);
+    assert.deepEqual(x.pieces.map((p) => [p.messages, p.at]), [
+      [[note(1)], 1000],
+      [[note(2)], 1001],
+    ]);
+  },
+);
+
+pureTest(
+  "a room writes version 2 while every hub reads it, version 1 while one does not",
+  () => {
+    const x = timedRoom("x", A);
+    assert.equal(x.state.version, 2);
+    const old = new Uint8Array([7, 7, 7, 7, 7, 7, 7, 7]);
+    x.state.receive("new", true, encodeBeat(B, 0, 100, nameBytes("new")), 0);
+    assert.equal(x.state.version, 2);
+    x.state.receive(
+      "old",
+      true,
+      encodeBeat(old, 0, 100, nameBytes("old"), new Uint8Array([1])),
+      0,
+    );
+    assert.equal(x.state.version, 1);
+    x.state.receive("old", true, encodeBye(old, 0), 0);
+    assert.equal(x.state.version, 2);
+    // Heard through a version 1 frame first: taken for a version 1 reader
+    // until its beat says more; a version 2 frame says it reads 2.
+    x.state.receive("m", false, encodeMidiFrame(ME, 0, [note(1)]), 0);
+    assert.equal(x.state.version, 1);
+    x.state.receive("m", true, encodeBeat(ME, 1, 100, nameBytes("m")), 0);
+    assert.equal(x.state.version, 2);
+    const q = new Uint8Array([5, 5, 5, 5, 5, 5, 5, 5]);
+    x.state.receive(
+      "q",
+      false,
+      encodeTimedFrame(q, 0, [{ at: 1, messages: [note(1)] }]),
+      0,
+    );
+    assert.equal(x.state.version, 2);
+    // A hub that times out takes its version with it.
+    x.state.receive(
+      "old",
+      true,
+      encodeBeat(old, 0, 100, nameBytes("old"), new Uint8Array([1])),
+      0,
+    );
+    assert.equal(x.state.version, 1);
+    x.state.expire(x.state.overdue(10_000), 10_000);
+    assert.equal(x.state.version, 2);
+    assert.equal(x.state.size, 0);
+    assert.equal(x.state.timedHubs, 0);
+  },
+);
+
+pureTest(
+  "answers to beats never sent, to another hub, or given twice are not exchanges",
+  () => {
+    const x = timedRoom("x", A);
+    const y = timedRoom("y", B);
+    const beatOfY = (sent: number, answers: Answer[]) =>
+      encodeBeat(
+        B,
+        0,
+        100,
+        nameBytes("y"),
+        beatExtensions(2, { sent, answers }),
+      );
+    x.state.sent(100);
+    x.state.sent(200);
+    const mine = idToHex(A);
+    const cases: [string, Answer][] = [
+      ["never sent", { instance: mine, t1: 150, t2: 5150 }],
+      ["another hub's", { instance: idToHex(ME), t1: 200, t2: 5200 }],
+    ];
+    for (const [what, answer] of cases) {
+      x.state.receive("y", true, beatOfY(5210, [answer]), 0, 211);
+      assert.equal(x.state.counts.syncs, 0, what);
+    }
+    x.state.receive(
+      "y",
+      true,
+      beatOfY(5210, [{ instance: mine, t1: 200, t2: 5201 }]),
+      0,
+      211,
+    );
+    assert.equal(x.state.counts.syncs, 1);
+    // The same again, or an older beat of ours after it: nothing.
+    x.state.receive(
+      "y",
+      true,
+      beatOfY(5220, [{ instance: mine, t1: 200, t2: 5201 }]),
+      0,
+      221,
+    );
+    x.state.receive(
+      "y",
+      true,
+      beatOfY(5230, [{ instance: mine, t1: 100, t2: 5101 }]),
+      0,
+      231,
+    );
+    assert.equal(x.state.counts.syncs, 1);
+    assert.equal(x.state.timedHubs, 1);
+    // Y's beats wait for an answer in ours: the latest, once.
+    const answers = x.state.answers(32);
+    assert.deepEqual(answers, [{ instance: idToHex(B), t1: 5230, t2: 231 }]);
+    assert.deepEqual(x.state.answers(32), []);
+    void y;
+  },
+);
+
+pureTest(
+  "a beat answers at most 32 hubs, and the next goes on from there",
+  () => {
+    const x = timedRoom("x", A);
+    for (let i = 0; i < 40; i++) {
+      const instance = new Uint8Array([1, 0, 0, 0, 0, 0, 0, i]);
+      x.state.receive(
+        `h${i}`,
+        true,
+        encodeBeat(
+          instance,
+          0,
+          100,
+          nameBytes(`h${i}`),
+          beatExtensions(2, { sent: i, answers: [] }),
+        ),
+        0,
+      );
+    }
+    const first = x.state.answers(32);
+    assert.equal(first.length, 32);
+    const second = x.state.answers(32);
+    assert.deepEqual(second.map((a) => a.t1), [32, 33, 34, 35, 36, 37, 38, 39]);
+    assert.equal(x.state.timedHubs, 40);
+  },
+);

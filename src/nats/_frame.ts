@@ -51,7 +51,7 @@
 
 import { encodedLength, encodeInto } from "../codec/encode.ts";
 import type { Message } from "../codec/messages.ts";
-import { Parser } from "../codec/parser.ts";
+import { decodeFramed, FRAMED_SIZE } from "../codec/_framer.ts";
 
 /** The highest MIDI frame version this codec writes and reads. */
 export const FRAME_VERSION = 2;
@@ -495,12 +495,9 @@ export function nameBytes(name: string): Uint8Array {
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
 /**
- * Reads frames, refusing any that is not exactly what the format says. One
- * reader keeps one parser, so reading allocates little.
+ * Reads frames, refusing any that is not exactly what the format says.
  */
 export class FrameReader {
-  #parser = new Parser();
-
   /**
    * Reads one frame.
    *
@@ -610,28 +607,40 @@ export class FrameReader {
 
   /**
    * The messages of a frame's MIDI bytes, when they are exactly `count`
-   * whole messages.
+   * whole messages, each with its own status byte: the bytes are then
+   * passed on as they are.
    */
   #messages(midi: Uint8Array, count: number): Message[] | undefined {
-    if (count === 0 || midi[0] < 0x80) return undefined;
-    // Each frame is parsed from a clean state: no running status or
-    // unfinished message carries over from the one before.
-    const parser = this.#parser;
-    parser.reset();
-    const dropped = parser.dropped;
-    const messages = parser.feed(midi);
-    // Whole messages only: nothing left unfinished or dropped, the count as
-    // announced, and every byte accounted for (which refuses stray data
-    // bytes and running status, both of which a sender never writes).
-    if (
-      parser.pending || parser.dropped !== dropped || messages.length !== count
-    ) {
-      return undefined;
-    }
-    let length = 0;
-    for (const msg of messages) length += encodedLength(msg);
-    return length === midi.length ? messages : undefined;
+    if (count === 0 || wholeMessages(midi) !== count) return undefined;
+    return decodeFramed(midi, []);
   }
+}
+
+/**
+ * Counts the messages of `bytes` when every byte belongs to a whole message
+ * with its own status byte, as a sender writes them (no running status, no
+ * stray or undefined byte, a sysex ended by F7 with only data bytes); else
+ * -1.
+ */
+function wholeMessages(bytes: Uint8Array): number {
+  const length = bytes.length;
+  let count = 0;
+  for (let i = 0; i < length; count++) {
+    const status = bytes[i];
+    if (status < 0x80) return -1;
+    if (status === 0xf0) {
+      let end = i + 1;
+      while (end < length && bytes[end] < 0x80) end++;
+      if (end === length || bytes[end] !== 0xf7) return -1;
+      i = end + 1;
+      continue;
+    }
+    const size = FRAMED_SIZE[status - 0x80];
+    if (size <= 0 || i + size > length) return -1;
+    for (let k = 1; k < size; k++) if (bytes[i + k] >= 0x80) return -1;
+    i += size;
+  }
+  return count;
 }
 
 function readBeat(
