@@ -1,9 +1,27 @@
 // A real NATS server for tests: Debian's nats-server, started on a free
 // loopback port and stopped by its pid. Tests that need it are ignored with
 // a reason when it is missing, unless MIDISOCK_REQUIRE_NATS=1.
+//
+// Run as a program (`deno run tests/_nats.ts CONFIG`), it is one hub of a
+// timing test in a network namespace: see `TimedPeer`.
 
-import { connect, type SocketPort } from "../mod.ts";
-import { within } from "./_net.ts";
+import {
+  connect,
+  encode,
+  type HasSink,
+  Hub,
+  type Message,
+  message,
+  NatsLink,
+  type OutputPort,
+  type Port,
+  PortServer,
+  SINK,
+  type SocketPort,
+  SOURCE,
+  type Source,
+} from "../mod.ts";
+import { until, within } from "./_net.ts";
 
 /** The nats-server binary: on PATH, or where Debian puts it. */
 export const NATS_SERVER: string = (() => {
@@ -426,3 +444,200 @@ export class RawNatsClient implements AsyncDisposable {
     await this.#reader.cancel().catch(() => {});
   }
 }
+
+/** What a {@linkcode timedPeer} does. */
+export interface TimedPeerConfig {
+  /** `send`: play `count` notes; `receive`: note when each arrives. */
+  role: "send" | "receive";
+  /** The NATS server. */
+  url: string;
+  room: string;
+  /** The hub's name in the room. */
+  name: string;
+  /** The hub's playout delay, ms. */
+  latency: number;
+  /** To send: how many notes, how far apart (ms)... */
+  count?: number;
+  every?: number;
+  /** ...once this many hubs are in the room and compared clocks, and this long after (ms). */
+  peers?: number;
+  settle?: number;
+}
+
+/** What a {@linkcode timedPeer} prints last: times in ms since the epoch. */
+export interface TimedPeerReport {
+  /** Sender: when each note was sent (its index is its number). */
+  sends?: number[];
+  /** Receiver: [number, time] of each note, in the order they came. */
+  arrivals?: [number, number][];
+  /**
+   * [number, time] of each note as its hub has it (`batch.at`: when it
+   * entered the sender's hub, on this hub's clock), as ms since the epoch.
+   */
+  ats?: [number, number][];
+  /** [number, time] of each note as the hub played it out to a plain endpoint. */
+  played?: [number, number][];
+  /** Receiver: the hub's playout counts. */
+  late?: number;
+  /** The link's clock exchanges. */
+  syncs: number;
+}
+
+/** The i-th of a numbered sequence of distinct notes (i < 16256). */
+export function numbered(i: number): Message {
+  return message("note_on", {
+    note: i % 128,
+    velocity: 1 + Math.floor(i / 128),
+  });
+}
+
+/** The number of a note {@linkcode numbered} made. */
+function numberOf(msg: Message): number {
+  return msg.type === "note_on" ? msg.note + 128 * (msg.velocity - 1) : -1;
+}
+
+/** The end of the notes: a program change on channel 16. */
+const LAST: Message = message("program_change", { channel: 15, program: 1 });
+
+/** Now, in ms since the epoch, to the microsecond: comparable between processes. */
+function wallNow(): number {
+  return performance.timeOrigin + performance.now();
+}
+
+/** A port of a hub that plays what it is given at once, as a keyboard does. */
+class Keys {
+  readonly name = "keys";
+  closed = false;
+  #take: ((framed: Uint8Array) => unknown) | undefined;
+  #end: (() => void) | undefined;
+  readonly [SOURCE]: Source = {
+    attach: (take, end) => {
+      this.#take = take;
+      this.#end = end;
+    },
+  };
+  /** Hands `msg` to the hub now. */
+  play(msg: Message): void {
+    this.#take!(encode(msg));
+  }
+  async *[Symbol.asyncIterator](): AsyncIterator<Message> {}
+  poll(): undefined {
+    return undefined;
+  }
+  close(): Promise<void> {
+    this.closed = true;
+    this.#end?.();
+    return Promise.resolve();
+  }
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+/**
+ * An endpoint that notes each numbered note's time as its hub has it (a
+ * timed sink: it hears each batch at once, with `at`).
+ */
+function timesOf(ats: [number, number][]): Port & HasSink {
+  return {
+    name: "times",
+    closed: false,
+    [Symbol.asyncDispose]: () => Promise.resolve(),
+    [SINK]: {
+      write: (batch) => {
+        for (const msg of batch.messages) {
+          const i = numberOf(msg);
+          if (i >= 0) ats.push([i, performance.timeOrigin + batch.at!]);
+        }
+        return true;
+      },
+      queuedBytes: 0,
+      copiedBytes: 0,
+      progress: 0,
+      slow: "drop",
+      drained: () => Promise.resolve(),
+      timed: true,
+    },
+    close: () => Promise.resolve(),
+  };
+}
+
+/**
+ * One hub of a timing test, as a process of its own (in a network
+ * namespace): a `Hub` with the playout delay asked for, a `NatsLink` and a
+ * `PortServer` with one TCP client in this process. The sender plays
+ * numbered notes from a port of its hub (as a keyboard would); the
+ * receiver's TCP client notes when each arrives.
+ * Prints a line `{"ready":true}` once in the room, and its
+ * {@linkcode TimedPeerReport} as the last line.
+ */
+async function timedPeer(config: TimedPeerConfig): Promise<void> {
+  await using hub = new Hub({ latency: config.latency });
+  const link = await hub.attach(
+    new NatsLink(config.url, { room: config.room, name: config.name }),
+  );
+  const server = await hub.attach(new PortServer("127.0.0.1", 0));
+  const client = await connect("127.0.0.1", server.port);
+  const ats: [number, number][] = [];
+  hub.add(timesOf(ats), { name: "times" });
+  const played: [number, number][] = [];
+  const player: OutputPort = {
+    name: "played",
+    closed: false,
+    send(msg: Message) {
+      played.push([numberOf(msg), wallNow()]);
+      return Promise.resolve();
+    },
+    reset: () => Promise.resolve(),
+    panic: () => Promise.resolve(),
+    close: () => Promise.resolve(),
+    [Symbol.asyncDispose]: () => Promise.resolve(),
+  };
+  hub.add(player, { kind: "device" });
+  const keys = new Keys();
+  hub.add(keys, { kind: "device" });
+  const say = (line: unknown) => console.log(JSON.stringify(line));
+  say({ ready: true });
+  if (config.role === "receive") {
+    const arrivals: [number, number][] = [];
+    for await (const msg of client) {
+      const at = wallNow();
+      if (msg.type === "program_change") break;
+      arrivals.push([numberOf(msg), at]);
+    }
+    say(
+      {
+        arrivals,
+        ats,
+        played,
+        late: hub.timing?.late ?? 0,
+        syncs: link.stats.syncs,
+      } satisfies TimedPeerReport,
+    );
+  } else {
+    const { count = 0, every = 10, peers = 1, settle = 0 } = config;
+    await until(
+      () =>
+        link.remotes.length >= peers &&
+        link.remotes.every((r) => link.clockOf(r.id) !== undefined),
+      20000,
+      "the other hubs, their clocks compared",
+    );
+    await new Promise((resolve) => setTimeout(resolve, settle));
+    const sends: number[] = [];
+    const start = performance.now();
+    for (let i = 0; i < count; i++) {
+      const wait = start + i * every - performance.now();
+      if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+      sends.push(wallNow());
+      keys.play(numbered(i));
+    }
+    keys.play(LAST);
+    // Past every receiver's playout delay before leaving the room.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    say({ sends, ats, syncs: link.stats.syncs } satisfies TimedPeerReport);
+  }
+  await client.close();
+}
+
+if (import.meta.main) await timedPeer(JSON.parse(Deno.args[0]));

@@ -1,0 +1,628 @@
+// Time over NATS, against a real nats-server: hubs whose clocks differ by
+// seconds and drift apart compare them through their beats, each message
+// goes with the time it happened, a hub with a playout delay plays other
+// hubs' notes at that time plus the delay, version 1 hubs are still heard;
+// and the same over an emulated Wi-Fi link between two network namespaces.
+
+import assert from "node:assert/strict";
+import {
+  type Batch,
+  encode,
+  Hub,
+  type Message,
+  message,
+  NatsLink,
+  type OutputPort,
+  PortClosedError,
+  SINK,
+  type Sink,
+  SOURCE,
+  type Source,
+  type TimeSource,
+} from "../mod.ts";
+import {
+  encodeBeat,
+  encodeBye,
+  encodeMidiFrame,
+  FrameReader,
+  KIND_MIDI,
+  nameBytes,
+} from "../src/nats/_frame.ts";
+import { boundedTest, LOOPBACK, take, until, within } from "./_net.ts";
+import {
+  NATS_SERVER,
+  NatsServer,
+  noNats,
+  numbered,
+  RawNatsClient,
+  type TimedPeerConfig,
+  type TimedPeerReport,
+} from "./_nats.ts";
+import { readLines, type Side, WanLink, wanSkip, WIFI } from "./_wan.ts";
+
+const note = (n: number, velocity = 64) =>
+  message("note_on", { note: n, velocity });
+
+/** Permissions of these tests: loopback, processes (nats-server, ip, deno), reading files. */
+const PERMISSIONS: Deno.PermissionOptionsObject = {
+  ...LOOPBACK,
+  run: true,
+  read: true,
+  env: ["MIDISOCK_REQUIRE_NATS", "MIDISOCK_REQUIRE_NETNS"],
+};
+
+function natsTest(
+  name: string,
+  fn: () => Promise<void>,
+  ms = 30000,
+  ignore = false,
+): void {
+  boundedTest(name, fn, {
+    ignore: noNats || ignore,
+    permissions: PERMISSIONS,
+    ms,
+  });
+}
+
+/** A clock `offset` ms from the system's that runs `rate` times as fast. */
+class SkewedClock implements TimeSource {
+  readonly #offset: number;
+  readonly #rate: number;
+  constructor(offset: number, rate: number) {
+    this.#offset = offset;
+    this.#rate = rate;
+  }
+  /** What it reads at a `performance.now()` time. */
+  at(system: number): number {
+    return this.#offset + system * this.#rate;
+  }
+  now(): number {
+    return this.at(performance.now());
+  }
+  setTimer(callback: () => void, delay: number, keepAlive = false) {
+    const id = setTimeout(callback, Math.max(0, delay) / this.#rate);
+    if (!keepAlive) Deno.unrefTimer(id);
+    return { cancel: () => clearTimeout(id) };
+  }
+}
+
+/** An input that hands its hub notes with the time it says they happened. */
+class Player {
+  readonly name = "player";
+  closed = false;
+  #take: ((framed: Uint8Array, at?: number) => unknown) | undefined;
+  #end: ((cause?: unknown) => void) | undefined;
+  readonly [SOURCE]: Source = {
+    attach: (take, end) => {
+      this.#take = take;
+      this.#end = end;
+    },
+  };
+  /** Plays `msg` as having happened at `at`, on the hub's clock. */
+  play(msg: Message, at: number): void {
+    this.#take!(encode(msg), at);
+  }
+  async *[Symbol.asyncIterator](): AsyncIterator<Message> {}
+  poll(): undefined {
+    return undefined;
+  }
+  close(): Promise<void> {
+    this.closed = true;
+    this.#end?.();
+    return Promise.resolve();
+  }
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+/** An output that carries time itself: it hears each batch at once, with `at`. */
+class TimedListener {
+  readonly name = "timed";
+  /** Each message, with its batch's time and when it came (`performance.now()`). */
+  readonly heard: { msg: Message; at: number; came: number }[] = [];
+  closed = false;
+  readonly [SINK]: Sink = {
+    write: (batch: Batch) => {
+      const came = performance.now();
+      for (const msg of batch.messages) {
+        this.heard.push({ msg, at: batch.at!, came });
+      }
+      return true;
+    },
+    queuedBytes: 0,
+    copiedBytes: 0,
+    progress: 0,
+    slow: "drop",
+    drained: () => Promise.resolve(),
+    timed: true,
+  };
+  close(): Promise<void> {
+    this.closed = true;
+    return Promise.resolve();
+  }
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+/** A plain output: it hears what the hub plays out, and notes when. */
+class Listener implements OutputPort {
+  readonly name = "plain";
+  readonly heard: { msg: Message; came: number }[] = [];
+  closed = false;
+  send(msg: Message): Promise<void> {
+    if (this.closed) return Promise.reject(new PortClosedError(this.name));
+    this.heard.push({ msg, came: performance.now() });
+    return Promise.resolve();
+  }
+  reset = () => Promise.resolve();
+  panic = () => Promise.resolve();
+  close(): Promise<void> {
+    this.closed = true;
+    return Promise.resolve();
+  }
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function quantile(values: number[], q: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+}
+
+natsTest(
+  "hubs 5 s apart and drifting 200 ppm: from 2 s after they meet, the receiving hub's time of each note is the sender's within 0.5 ms, and holds",
+  async () => {
+    await using nats = await NatsServer.start();
+    // A 1 s behind and 100 ppm slow, B 4 s ahead and 100 ppm fast.
+    const clockA = new SkewedClock(-1000, 1 - 100e-6);
+    const clockB = new SkewedClock(4000, 1 + 100e-6);
+    await using a = new Hub({ clock: clockA });
+    await using b = new Hub({ clock: clockB });
+    const linkA = await a.attach(
+      new NatsLink(nats.url, { room: "t", name: "A" }),
+    );
+    const linkB = await b.attach(
+      new NatsLink(nats.url, { room: "t", name: "B" }),
+    );
+    const player = new Player();
+    a.add(player);
+    const heard = new TimedListener();
+    b.add(heard);
+    await until(() => linkA.remotes.length === 1 && linkB.remotes.length === 1);
+    const met = performance.now();
+    // A note every 20 ms for 6.5 s, each as having happened when played.
+    const played: number[] = [];
+    for (let i = 0; performance.now() - met < 6500; i++) {
+      const now = performance.now();
+      played.push(now);
+      player.play(numbered(i), clockA.at(now));
+      await sleep(20);
+    }
+    await until(() => heard.heard.length === played.length, 5000, "all heard");
+    let worst = 0;
+    heard.heard.forEach(({ msg, at }, i) => {
+      assert.deepEqual(msg, numbered(i));
+      // The same instant, on B's clock.
+      const error = at - clockB.at(played[i]);
+      if (played[i] - met < 2000) return;
+      worst = Math.max(worst, Math.abs(error));
+      assert.ok(
+        Math.abs(error) < 0.5,
+        `note ${i}, ${(played[i] - met).toFixed(0)} ms after the hubs met: ` +
+          `${error.toFixed(3)} ms off`,
+      );
+    });
+    console.log(
+      `  worst error from 2 s on: ${worst.toFixed(3)} ms over ${
+        heard.heard.filter((_, i) => played[i] - met >= 2000).length
+      } notes`,
+    );
+    // B knows A's clock: 5 s behind, 200 ppm slower.
+    const clock = linkB.clockOf(linkA.id)!;
+    assert.ok(Math.abs(clock.offset + 5000) < 10, `${clock.offset}`);
+    assert.ok(Math.abs(clock.drift + 200e-6) < 50e-6, `${clock.drift}`);
+    assert.equal(linkA.frameVersion, 2);
+    assert.ok(linkB.stats.syncs >= 40, `${linkB.stats.syncs} exchanges`);
+  },
+);
+
+natsTest(
+  "with a playout delay on the receiving hub, its plain endpoints hear another hub's notes at their time plus the delay",
+  async () => {
+    await using nats = await NatsServer.start();
+    // The sender's clock is 5 s behind and 200 ppm slow.
+    const clockA = new SkewedClock(-5000, 1 - 200e-6);
+    await using a = new Hub({ clock: clockA });
+    await using b = new Hub({ latency: 40 });
+    const linkA = await a.attach(
+      new NatsLink(nats.url, { room: "t", name: "A" }),
+    );
+    const linkB = await b.attach(
+      new NatsLink(nats.url, { room: "t", name: "B" }),
+    );
+    const player = new Player();
+    a.add(player);
+    const plain = new Listener();
+    b.add(plain, { kind: "device" });
+    await until(
+      () => (linkB.clockOf(linkA.id)?.samples ?? 0) >= 5,
+      5000,
+      "B compared clocks with A",
+    );
+    const played: number[] = [];
+    for (let i = 0; i < 100; i++) {
+      const now = performance.now();
+      played.push(now);
+      player.play(numbered(i), clockA.at(now));
+      await sleep(15);
+    }
+    await until(() => plain.heard.length === 100, 5000, "all heard");
+    const delays = plain.heard.map(({ msg, came }, i) => {
+      assert.deepEqual(msg, numbered(i));
+      return came - played[i];
+    });
+    const median = quantile(delays, 0.5);
+    console.log(
+      `  heard after ${median.toFixed(2)} ms (median), ${
+        Math.min(...delays).toFixed(2)
+      }-${Math.max(...delays).toFixed(2)} ms`,
+    );
+    // Never before time (within the clocks' agreement), at time at the
+    // median; the hub's timers wake a fraction of a millisecond late.
+    assert.ok(Math.min(...delays) > 39.5, `${Math.min(...delays)} ms`);
+    assert.ok(median > 39.8 && median < 41, `median ${median} ms`);
+    assert.deepEqual(
+      [b.timing!.late, b.timing!.delivered >= 100],
+      [0, true],
+    );
+  },
+);
+
+natsTest(
+  "a version 1 hub and version 2 hubs share a room: version 1 frames while it is there, read with their arrival time, version 2 again once it leaves",
+  async () => {
+    await using nats = await NatsServer.start();
+    await using b = new Hub();
+    const linkB = await b.attach(
+      new NatsLink(nats.url, { room: "t", name: "B" }),
+    );
+    const player = new Player();
+    b.add(player);
+    const heard = new TimedListener();
+    b.add(heard);
+    await using c = await NatsLink.connect(nats.url, { room: "t", name: "C" });
+    // The old hub: what a version 1 link writes and reads, byte for byte.
+    await using old = await RawNatsClient.connect(nats.port);
+    await old.subscribe("midisock.room.t.*");
+    const reader = new FrameReader();
+    const fromB = async () => {
+      for (;;) {
+        const { subject, payload } = await old.next();
+        if (subject === `midisock.room.t.${linkB.id}`) return payload;
+      }
+    };
+    await until(() => linkB.remotes.length === 1 && c.remotes.length === 1);
+    // Only version 2 hubs: version 2 frames.
+    player.play(note(1), b.clock.now());
+    assert.equal((await fromB())[2], 2);
+    assert.deepEqual(await take(c, 1), [note(1)]);
+    // The old hub announces itself: it reads version 1 only.
+    const instance = crypto.getRandomValues(new Uint8Array(8));
+    const beat = () =>
+      old.publish(
+        "midisock.presence.t.old",
+        encodeBeat(instance, 0, 250, nameBytes("old"), new Uint8Array([1])),
+      );
+    await beat();
+    const beating = setInterval(() => beat().catch(() => {}), 100);
+    try {
+      await until(
+        () => linkB.frameVersion === 1 && c.frameVersion === 1,
+        2000,
+        "B and C write version 1",
+      );
+      assert.deepEqual(
+        linkB.remotes.map((r) => r.name).sort(),
+        ["C", "old"],
+      );
+      player.play(note(2), b.clock.now());
+      const frame = await fromB();
+      // What a version 1 reader takes: version 1, count, the note whole.
+      assert.deepEqual([frame[2], frame[3], frame[16], frame[17]], [
+        1,
+        1,
+        0,
+        1,
+      ]);
+      assert.deepEqual(frame.subarray(18), encode(note(2)));
+      assert.deepEqual(await take(c, 1), [note(2)]);
+      // Its notes reach B's endpoints with the time they arrived.
+      const before = b.clock.now();
+      await old.publish(
+        "midisock.room.t.old",
+        encodeMidiFrame(instance, 0, [note(3)]),
+      );
+      await until(() =>
+        heard.heard.some((h) => h.msg.type === "note_on" && h.msg.note === 3)
+      );
+      const got = heard.heard.find((h) =>
+        h.msg.type === "note_on" && h.msg.note === 3
+      )!;
+      assert.ok(
+        got.at >= before && got.at <= got.came,
+        `${got.at} not within ${before}..${got.came}`,
+      );
+      assert.deepEqual(await take(c, 1), [note(3)]);
+    } finally {
+      clearInterval(beating);
+    }
+    // It leaves (C ends the note it left on): version 2 again.
+    await old.publish("midisock.presence.t.old", encodeBye(instance, 1));
+    assert.deepEqual(await take(c, 1), [
+      message("note_off", { note: 3, velocity: 0 }),
+    ]);
+    await until(
+      () => linkB.frameVersion === 2 && c.frameVersion === 2,
+      2000,
+      "B and C write version 2 again",
+    );
+    player.play(note(4), b.clock.now());
+    const again = reader.read(await fromB());
+    assert.ok(again?.kind === KIND_MIDI);
+    assert.deepEqual([again.version, again.messages], [2, [note(4)]]);
+    assert.deepEqual(await take(c, 1), [note(4)]);
+    assert.equal(linkB.stats.dropped, 0);
+  },
+);
+
+/** nats-server on port 4222 of every address of `side`, once it is ready. */
+async function natsServerIn(
+  wan: WanLink,
+  side: Side,
+): Promise<Deno.ChildProcess> {
+  const child = wan.command(
+    side,
+    NATS_SERVER,
+    ["-a", "0.0.0.0", "-p", "4222"],
+    {
+      stdout: "null",
+      stderr: "piped",
+    },
+  ).spawn();
+  const lines = readLines(child.stderr);
+  try {
+    await within(
+      (async () => {
+        for (;;) {
+          const { value, done } = await lines.next();
+          if (done) throw new Error("nats-server ended");
+          if (value.includes("Server is ready")) return;
+        }
+      })(),
+      10000,
+      "nats-server starting in its namespace",
+    );
+  } catch (error) {
+    child.kill("SIGKILL");
+    await child.status;
+    throw error;
+  }
+  // Keep reading so that the pipe never fills.
+  (async () => {
+    while (!(await lines.next().catch(() => ({ done: true }))).done) {
+      // Nothing to keep.
+    }
+  })();
+  return child;
+}
+
+/** A hub of tests/_nats.ts run as a program in `side`'s namespace. */
+class PeerProcess {
+  readonly #child: Deno.ChildProcess;
+  readonly #lines: AsyncIterator<string>;
+  stderr = "";
+  readonly #err: Promise<void>;
+
+  constructor(wan: WanLink, side: Side, config: TimedPeerConfig) {
+    this.#child = wan.command(side, Deno.execPath(), [
+      "run",
+      "--quiet",
+      "--allow-net=127.0.0.1,10.88.0.1",
+      "--allow-run",
+      "--allow-env",
+      "--allow-read",
+      new URL("./_nats.ts", import.meta.url).pathname,
+      JSON.stringify(config),
+    ], { stdout: "piped", stderr: "piped" }).spawn();
+    this.#lines = readLines(this.#child.stdout);
+    const stderr = this.#child.stderr;
+    this.#err = (async () => {
+      for await (const chunk of stderr.pipeThrough(new TextDecoderStream())) {
+        this.stderr += chunk;
+      }
+    })();
+  }
+
+  /** The next line it prints, read as JSON. */
+  async next<T>(ms: number, what: string): Promise<T> {
+    const line = await within(this.#lines.next(), ms, what).catch((error) => {
+      throw new Error(`${error.message}\n${this.stderr}`);
+    });
+    if (line.done) throw new Error(`${what}: it ended\n${this.stderr}`);
+    return JSON.parse(line.value) as T;
+  }
+
+  async kill(): Promise<void> {
+    try {
+      this.#child.kill("SIGKILL");
+    } catch {
+      // Gone already.
+    }
+    await this.#child.status;
+    await this.#lines.return?.();
+    await this.#err.catch(() => {});
+  }
+}
+
+/** Timing error of each note: arrival minus send, minus the median of that. */
+function timingErrors(
+  sends: number[],
+  arrivals: [number, number][],
+): number[] {
+  const offsets = arrivals.map(([i, at]) => at - sends[i]);
+  const median = quantile(offsets, 0.5);
+  return offsets.map((offset) => Math.abs(offset - median));
+}
+
+/** What one run over the emulated link showed, for each receiver. */
+interface WifiRun {
+  /** With a 40 ms playout delay, and without one. */
+  timed: RunSummary;
+  plain: RunSummary;
+  /** For people: every figure, and where the timed receiver's error came from. */
+  text: string;
+}
+
+interface RunSummary {
+  lost: number;
+  reordered: number;
+  late: number;
+  p50: number;
+  p99: number;
+  max: number;
+}
+
+/**
+ * One run: two receiving hubs in B's namespace (playout delay 40 ms and
+ * none) reached across the link, a sending hub beside nats-server in A's,
+ * `count` notes 10 ms apart once the hubs have compared clocks for 2.5 s.
+ */
+async function wifiRun(
+  wan: WanLink,
+  room: string,
+  count: number,
+): Promise<WifiRun> {
+  const processes: PeerProcess[] = [];
+  try {
+    const receiver = (latency: number) =>
+      new PeerProcess(wan, wan.b, {
+        role: "receive",
+        url: `nats://${wan.a.address}:4222`,
+        room,
+        name: `B${latency}`,
+        latency,
+      });
+    // Both hear the same notes over the same link.
+    const timed = receiver(40);
+    const plain = receiver(0);
+    processes.push(timed, plain);
+    await timed.next(20000, "B40 ready");
+    await plain.next(20000, "B0 ready");
+    const sender = new PeerProcess(wan, wan.a, {
+      role: "send",
+      url: "nats://127.0.0.1:4222",
+      room,
+      name: "A",
+      latency: 0,
+      count,
+      every: 10,
+      peers: 2,
+      settle: 2500,
+    });
+    processes.push(sender);
+    await sender.next(20000, "A ready");
+    const sent = await sender.next<TimedPeerReport>(30000, "A's notes");
+    const withDelay = await timed.next<TimedPeerReport>(10000, "B40's notes");
+    const without = await plain.next<TimedPeerReport>(10000, "B0's notes");
+    const sends = sent.sends!;
+    const summary = (report: TimedPeerReport): RunSummary => {
+      const arrivals = report.arrivals!;
+      const errors = timingErrors(sends, arrivals);
+      return {
+        lost: count - new Set(arrivals.map(([i]) => i)).size,
+        reordered: arrivals.filter(([i], k) =>
+          k > 0 && i < arrivals[k - 1][0]
+        ).length,
+        late: report.late!,
+        p50: round(quantile(errors, 0.5)),
+        p99: round(quantile(errors, 0.99)),
+        max: round(Math.max(...errors)),
+      };
+    };
+    // Where the timed receiver's error came from (p99 of each part minus
+    // its median): the sending hub taking the note, the clocks' agreement,
+    // the playout delay's wake-up, the hop to the TCP client.
+    const spread = (values: number[]) => {
+      const median = quantile(values, 0.5);
+      return round(quantile(values.map((v) => Math.abs(v - median)), 0.99));
+    };
+    const atA = new Map(sent.ats!);
+    const atB = new Map(withDelay.ats!);
+    const played = new Map(withDelay.played!);
+    const parts = withDelay.arrivals!.map(([i, at]) => [
+      atA.get(i)! - sends[i],
+      atB.get(i)! - atA.get(i)!,
+      played.get(i)! - atB.get(i)!,
+      at - played.get(i)!,
+    ]);
+    const part = (k: number) => spread(parts.map((p) => p[k]));
+    const run = { timed: summary(withDelay), plain: summary(without) };
+    return {
+      ...run,
+      text: `latency 40 ${JSON.stringify(run.timed)}, its p99 parts: ` +
+        `sender ${part(0)}, clocks ${part(1)}, playout ${part(2)}, ` +
+        `client ${part(3)} ms; latency 0 ${JSON.stringify(run.plain)}; ` +
+        `${sent.syncs} clock exchanges at A`,
+    };
+  } finally {
+    await Promise.all(processes.map((p) => p.kill()));
+  }
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 1000) / 1000;
+}
+
+natsTest(
+  "over emulated Wi-Fi, nats-server on the sender's side: with a 40 ms playout delay the receiver's timing error is under 1 ms at p99, none late or lost; without one it is far above",
+  async () => {
+    await using wan = await WanLink.open({ ...WIFI, seed: 20 });
+    const nats = await natsServerIn(wan, wan.a);
+    try {
+      // The machine is shared: a run whose processes were starved of CPU
+      // (its error is the machine's, not the link's) is run again, up to 3
+      // times. Every run loses and reorders nothing.
+      const runs: WifiRun[] = [];
+      for (let attempt = 1; attempt <= 3; attempt++) {
+        const run = await wifiRun(wan, `wifi-${attempt}`, 400);
+        runs.push(run);
+        console.log(`  run ${attempt}: ${run.text}`);
+        const all = runs.map((r, k) => `run ${k + 1}: ${r.text}`).join("\n");
+        for (const summary of [run.timed, run.plain]) {
+          assert.deepEqual([summary.lost, summary.reordered], [0, 0], all);
+        }
+        // Without a delay, the link's jitter and stalls are all heard.
+        assert.ok(run.plain.p99 > 5, all);
+        if (run.timed.late === 0 && run.timed.p99 < 1) break;
+        assert.ok(attempt < 3, `no run met the goal\n${all}`);
+      }
+      const stats = await wan.stats();
+      assert.deepEqual(
+        [stats.a_to_b.lost, stats.b_to_a.lost, stats.dropped_down],
+        [0, 0, 0],
+      );
+    } finally {
+      nats.kill("SIGKILL");
+      await nats.status;
+    }
+  },
+  120000,
+  wanSkip("the NATS timing test over emulated Wi-Fi"),
+);
