@@ -4,6 +4,7 @@
 // on what waits). No NATS server needed.
 
 import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
 import { encode, type Message, message } from "../mod.ts";
 import {
   type Answer,
@@ -435,6 +436,29 @@ pureTest(
     }
     // A flipped bit in a time or a data byte keeps a frame valid: some pass.
     assert.ok(accepted > 0 && accepted < 10_000, `accepted ${accepted}`);
+  },
+);
+
+pureTest(
+  "a payload in a Node buffer is copied: what was read stays when the buffer is reused",
+  () => {
+    const reader = new FrameReader();
+    const sysex = message("sysex", { data: [1, 2, 3] });
+    for (
+      const frame of [
+        encodeMidiFrame(A, 0, [note(60), sysex]),
+        encodeTimedFrame(A, 0, [{ at: 1, messages: [note(60), sysex] }]),
+      ]
+    ) {
+      const payload = Buffer.from(frame);
+      const read = reader.read(payload);
+      payload.fill(0);
+      assert.ok(read?.kind === KIND_MIDI);
+      assert.deepEqual(read.messages, [note(60), sysex]);
+      const [run] = read.runs;
+      assert.equal(Object.getPrototypeOf(run.bytes), Uint8Array.prototype);
+      assert.deepEqual(run.bytes, concat([encode(note(60)), encode(sysex)]));
+    }
   },
 );
 

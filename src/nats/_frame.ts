@@ -533,10 +533,10 @@ export class FrameReader {
   ): MidiFrame | undefined {
     if (bytes.length <= MIDI_HEADER_SIZE) return undefined;
     const count = (bytes[HEADER_SIZE] << 8) | bytes[HEADER_SIZE + 1];
-    const midi = bytes.subarray(MIDI_HEADER_SIZE);
-    const messages = this.#messages(midi, count);
-    if (messages === undefined) return undefined;
-    const run = { at: undefined, messages, bytes: midi.slice() };
+    const midi = this.#midi(bytes.subarray(MIDI_HEADER_SIZE), count);
+    if (midi === undefined) return undefined;
+    const { messages } = midi;
+    const run = { at: undefined, messages, bytes: midi.bytes };
     return {
       kind: KIND_MIDI,
       version: PLAIN_VERSION,
@@ -576,10 +576,9 @@ export class FrameReader {
       times.push(base + data.getInt32(entry) / 1000);
     }
     if (sum !== count) return undefined;
-    const midi = bytes.subarray(start);
-    const messages = this.#messages(midi, count);
-    if (messages === undefined) return undefined;
-    const copy = midi.slice();
+    const midi = this.#midi(bytes.subarray(start), count);
+    if (midi === undefined) return undefined;
+    const { messages, bytes: copy } = midi;
     const runs: MidiRun[] = [];
     let first = 0;
     let offset = 0;
@@ -607,12 +606,17 @@ export class FrameReader {
 
   /**
    * The messages of a frame's MIDI bytes, when they are exactly `count`
-   * whole messages, each with its own status byte: the bytes are then
-   * passed on as they are.
+   * whole messages, each with its own status byte, and a copy of the bytes
+   * (a plain `Uint8Array`, whatever the payload was: NATS gives Node
+   * buffers, whose `slice` is a view), passed on as they are.
    */
-  #messages(midi: Uint8Array, count: number): Message[] | undefined {
+  #midi(
+    midi: Uint8Array,
+    count: number,
+  ): { messages: Message[]; bytes: Uint8Array } | undefined {
     if (count === 0 || wholeMessages(midi) !== count) return undefined;
-    return decodeFramed(midi, []);
+    const bytes = new Uint8Array(midi);
+    return { messages: decodeFramed(bytes, []), bytes };
   }
 }
 
