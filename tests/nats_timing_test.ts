@@ -21,10 +21,13 @@ import {
   type TimeSource,
 } from "../mod.ts";
 import {
+  beatExtensions,
   encodeBeat,
   encodeBye,
   encodeMidiFrame,
+  encodeTimedFrame,
   FrameReader,
+  KIND_BEAT,
   KIND_MIDI,
   nameBytes,
 } from "../src/nats/_frame.ts";
@@ -379,6 +382,94 @@ natsTest(
     assert.deepEqual([again.version, again.messages], [2, [note(4)]]);
     assert.deepEqual(await take(c, 1), [note(4)]);
     assert.equal(linkB.stats.dropped, 0);
+  },
+);
+
+natsTest(
+  "a hub that lies about its clock only makes its own notes late, or played on arrival; another hub's keep their time",
+  async () => {
+    await using nats = await NatsServer.start();
+    await using b = new Hub({ latency: 40 });
+    const linkB = await b.attach(
+      new NatsLink(nats.url, { room: "t", name: "B" }),
+    );
+    const heard = new TimedListener();
+    b.add(heard);
+    const plain = new Listener();
+    b.add(plain, { kind: "device" });
+    await using a = await NatsLink.connect(nats.url, { room: "t", name: "A" });
+    // Mallory answers B's beats as if its clock were 1000 s ahead.
+    await using mallory = await RawNatsClient.connect(nats.port);
+    await mallory.subscribe(`midisock.presence.t.${linkB.id}`);
+    const instance = crypto.getRandomValues(new Uint8Array(8));
+    const reader = new FrameReader();
+    const ahead = 1e6;
+    let answered = 0;
+    while (linkB.clockOf("mallory") === undefined) {
+      const beat = reader.read((await mallory.next()).payload);
+      if (beat?.kind !== KIND_BEAT || beat.time === undefined) continue;
+      const now = performance.now() + ahead;
+      await mallory.publish(
+        "midisock.presence.t.mallory",
+        encodeBeat(
+          instance,
+          0,
+          250,
+          nameBytes("mallory"),
+          beatExtensions(2, {
+            sent: now,
+            answers: [{ instance: beat.instance, t1: beat.time.sent, t2: now }],
+          }),
+        ),
+      );
+      assert.ok(++answered < 20, "B took none of Mallory's answers");
+    }
+    await until(() => linkB.clockOf(a.id) !== undefined);
+    // A note stamped 10 s in Mallory's past, then one 10 s in its future.
+    const before = performance.now();
+    await mallory.publish(
+      "midisock.room.t.mallory",
+      encodeTimedFrame(instance, 0, [
+        { at: before + ahead - 10_000, messages: [note(2)] },
+      ]),
+    );
+    await until(() => plain.heard.length === 1, 2000, "the past note played");
+    const middle = performance.now();
+    await mallory.publish(
+      "midisock.room.t.mallory",
+      encodeTimedFrame(instance, 1, [
+        { at: middle + ahead + 10_000, messages: [note(1)] },
+      ]),
+    );
+    await until(() => plain.heard.length === 2, 2000, "the future note played");
+    const sent = performance.now();
+    await a.send(note(3));
+    await until(() => plain.heard.length === 3, 2000, "A's note played");
+    const [past, future, honest] = heard.heard;
+    // The past is when it says (so it is late); the future, when it came.
+    assert.deepEqual(past.msg, note(2));
+    assert.ok(Math.abs(past.at - (before - 10_000)) < 50, `${past.at}`);
+    assert.deepEqual(future.msg, note(1));
+    assert.ok(future.at >= middle && future.at <= future.came, "future");
+    assert.deepEqual(honest.msg, note(3));
+    assert.ok(Math.abs(honest.at - sent) < 1, `${honest.at - sent} ms`);
+    // Played: the past at once (late), the future 40 ms after it came, A's
+    // note 40 ms after A sent it (never before; later only by the wake-up).
+    const [playedPast, playedFuture, playedHonest] = plain.heard;
+    assert.deepEqual(
+      [playedPast.msg, playedFuture.msg, playedHonest.msg],
+      [note(2), note(1), note(3)],
+    );
+    const delays = [
+      playedPast.came - past.came,
+      playedFuture.came - future.came,
+      playedHonest.came - sent,
+    ];
+    const text = delays.map((d) => d.toFixed(2)).join(", ");
+    assert.ok(delays[0] < 20, `the late note goes at once: ${text}`);
+    assert.ok(delays[1] > 39.5 && delays[1] < 60, `the future: ${text}`);
+    assert.ok(delays[2] > 39.5 && delays[2] < 60, `A's note: ${text}`);
+    assert.equal(b.timing!.late, 1);
   },
 );
 
