@@ -164,6 +164,8 @@ async function latency(url: string): Promise<Record<string, number>> {
     const y1 = await connect("127.0.0.1", portA);
     const y2 = await connect("127.0.0.1", portB);
     clients.push(x, y1, y2);
+    // Each hub takes its clients in after their hello: none misses a message.
+    await Promise.all(clients.map((port) => port.admitted));
     const arrivals = [new Map<number, number>(), new Map<number, number>()];
     const readers = [y1, y2].map((port, which) =>
       (async () => {
@@ -243,6 +245,9 @@ async function rooms(url: string): Promise<Record<string, number>> {
       }
       clients.push(four);
     }
+    // Each hub takes its clients in after their hello: until then a client
+    // hears nothing, and the last one would miss what the others send first.
+    await Promise.all(clients.flat().map((port) => port.admitted));
     // Every client's messages carry its number as the channel.
     const got = clients.map((four) => four.map(() => [0, 0, 0, 0]));
     let outOfOrder = 0;
@@ -399,6 +404,7 @@ async function rateHubs(url: string): Promise<RateRun[]> {
     const x = await connect("127.0.0.1", portA);
     const y = await connect("127.0.0.1", portB);
     clients.push(x, y);
+    await Promise.all(clients.map((port) => port.admitted));
     let received = 0;
     let lastAt = 0;
     const reader = (async () => {
