@@ -76,6 +76,8 @@ export interface ConnectionOptions {
   readonly name: string;
   /** What a `drained()` waits under, in bytes. */
   readonly highWater: number;
+  /** The clock `lastInput` reads (the hub's), in ms. */
+  readonly now: () => number;
 }
 
 /** A frame header and what it heads, for the transport's `append`. */
@@ -132,8 +134,8 @@ export class WebConnection {
   #headLength = 0;
   /** Whether any byte of the current request came. */
   #started = false;
-  #lastInput = performance.now();
-  #deadline: ReturnType<typeof setTimeout> | undefined;
+  readonly #now: () => number;
+  #lastInput: number;
   #closing: Promise<void> | undefined;
   readonly #done: Promise<void>;
 
@@ -150,6 +152,8 @@ export class WebConnection {
     options: ConnectionOptions,
   ) {
     this.#handler = handler;
+    this.#now = options.now;
+    this.#lastInput = options.now();
     this.#transport = new ByteTransport(conn, {
       name: options.name,
       highWater: options.highWater,
@@ -158,7 +162,6 @@ export class WebConnection {
       async (cause) => {
         const clean = this.#state === "closing" || this.#state === "gone";
         this.#state = "gone";
-        clearTimeout(this.#deadline);
         await this.#transport.close();
         this.#handler.gone(clean ? undefined : cause, clean);
       },
@@ -187,7 +190,7 @@ export class WebConnection {
     return this.#started;
   }
 
-  /** When the peer last sent anything (`performance.now()` ms). */
+  /** When the peer last sent anything (on the `now` clock, in ms). */
   get lastInput(): number {
     return this.#lastInput;
   }
@@ -217,22 +220,8 @@ export class WebConnection {
     return this.#transport.drained();
   }
 
-  /**
-   * Calls `expire` in `ms` milliseconds, unless another deadline is set
-   * first or the connection is gone. `undefined` clears it.
-   */
-  deadline(ms: number | undefined, expire?: () => void): void {
-    clearTimeout(this.#deadline);
-    this.#deadline = undefined;
-    if (ms === undefined || this.#state === "gone") return;
-    this.#deadline = setTimeout(() => {
-      this.#deadline = undefined;
-      if (this.#state !== "gone") expire?.();
-    }, Math.max(0, ms));
-  }
-
   #read(chunk: Uint8Array): void | Promise<void> {
-    this.#lastInput = performance.now();
+    this.#lastInput = this.#now();
     switch (this.#state) {
       case "http":
         return this.#readHead(chunk);

@@ -8,7 +8,14 @@
 import { setImmediate } from "node:timers";
 import type { Message } from "../codec/messages.ts";
 import { PortClosedError } from "../errors.ts";
-import { Gate, type Peer, type RefusalCode, type Ticket } from "../gate.ts";
+import {
+  Gate,
+  type Peer,
+  type Refusal,
+  type RefusalCode,
+  type Ticket,
+} from "../gate.ts";
+import type { ClockTimer } from "../clock.ts";
 import type { Endpoint, Hub, HubEvent } from "../hub/mod.ts";
 import type { Transport } from "../transport.ts";
 import { checkPort, formatAddress } from "../address.ts";
@@ -169,9 +176,12 @@ class Visitor {
   door: Ticket | undefined;
   /** Whether it is kept open for another request (counted in `#kept`). */
   kept = false;
+  /** Whether a request of it was answered. */
+  served = false;
   /** Its place at the hub's gate, once it asked for the WebSocket. */
   ticket: Ticket | undefined;
-  state: "http" | "token" | "admitted" | "gone" = "http";
+  /** Where it is: `checking` while the gate checks its token. */
+  state: "http" | "token" | "checking" | "admitted" | "gone" = "http";
   port: PagePort | undefined;
   endpoint: Endpoint | undefined;
   lines: MonitorLine[] = [];
@@ -305,7 +315,8 @@ export class WebServer implements Transport {
   /** Whether pages are owed the endpoint list (joins, leaves, counters). */
   #listDue = false;
   #statsTimer: ReturnType<typeof setInterval> | undefined;
-  #sweepTimer: ReturnType<typeof setInterval> | undefined;
+  /** The next check of silent pages, on the hub's clock. */
+  #sweepTimer: ClockTimer | undefined;
   #closing: Promise<void> | undefined;
 
   /**
@@ -423,11 +434,12 @@ export class WebServer implements Transport {
       }]),
     );
     if (this.#closing !== undefined) throw new PortClosedError(this.name);
+    // Its refusals are reported through the hub's gate, by `#shutOut`.
     this.#doors = new Gate({
       maxPending: s.maxConnections,
       maxPendingPerAddress: s.maxConnectionsPerAddress,
       handshakeTimeout: hub.gate.handshakeTimeout,
-      onRefuse: (r) => hub.gate.refuse(r.peer, r.code, r.reason, r.detail),
+      clock: hub.clock,
     });
     const listener = listen(s.hostname, s.port);
     this.#listener = listener;
@@ -488,20 +500,14 @@ export class WebServer implements Transport {
       return this.#turnAway(raw, 403, "Forbidden");
     }
     const visitor = new Visitor(peer);
-    const door = this.#doors!.arrive(
-      peer,
-      true,
-      () => visitor.connection.abort(),
-    );
-    if ("code" in door) return closeQuietly(raw);
-    visitor.door = door;
+    if (!this.#awaitRequest(visitor)) return closeQuietly(raw);
     const conn = this.#secure?.(raw) ?? raw;
     visitor.connection = new WebConnection(conn, this.#handler(visitor), {
       name: formatAddress(peer as Deno.NetAddr),
       highWater: HIGH_WATER,
+      now: () => hub.clock.now(),
     });
     this.#visitors.add(visitor);
-    this.#awaitRequest(visitor);
   }
 
   /**
@@ -510,9 +516,11 @@ export class WebServer implements Transport {
    */
   #turnAway(raw: Deno.TcpConn, status: number, text: string): void {
     if (this.#secure !== undefined) return closeQuietly(raw);
+    const clock = this.#hub!.clock;
     const connection = new WebConnection(raw, IGNORE, {
       name: formatAddress(raw.remoteAddr),
       highWater: HIGH_WATER,
+      now: () => clock.now(),
     });
     connection.respond(
       status,
@@ -525,28 +533,52 @@ export class WebServer implements Transport {
     );
   }
 
-  /** The next request must come within the handshake timeout. */
-  #awaitRequest(visitor: Visitor): void {
-    const ms = this.#hub!.gate.handshakeTimeout;
-    visitor.connection.deadline(ms, () => {
-      // A connection that sent part of a request is a slow one; one that
-      // sent nothing (a browser's spare connection, an idle keep-alive) is
-      // closed without a word.
-      if (visitor.connection.started) {
-        this.#hub!.gate.refuse(
-          visitor.peer,
-          "timeout",
-          `no whole request within ${ms} ms`,
-        );
-      }
-      visitor.connection.abort();
+  /**
+   * The next request must come within the handshake timeout: the
+   * connection takes a place among those that have not sent a whole
+   * request, whose ticket keeps that deadline.
+   *
+   * @returns Whether it has a place (else close it).
+   */
+  #awaitRequest(visitor: Visitor): boolean {
+    const door = this.#doors!.arrive(visitor.peer, {
+      long: true,
+      close: (refusal) => this.#shutOut(visitor, refusal),
     });
+    if ("code" in door) return false;
+    door.owes("whole request");
+    visitor.door = door;
+    return true;
+  }
+
+  /**
+   * A connection's time for its request ran out, or it was closed to make
+   * room for a newer one. One that sent part of a request is a slow one,
+   * and reported; one that sent nothing (a browser's spare connection, an
+   * idle keep-alive) is closed without a word when its time runs out, and
+   * reported when it makes room, unless it was kept after an answer.
+   */
+  #shutOut(visitor: Visitor, refusal: Refusal): void {
+    const hub = this.#hub!;
+    const expired = hub.clock.now() >= visitor.door!.deadline;
+    visitor.door = undefined;
+    const { connection } = visitor;
+    if (connection.started || (!expired && !visitor.served)) {
+      hub.gate.refuse(
+        refusal.peer,
+        refusal.code,
+        refusal.reason,
+        refusal.detail,
+      );
+    }
+    connection.abort();
   }
 
   #request(visitor: Visitor, head: RequestHead): void | Promise<void> {
     // A whole request: no longer one of those that may be slow.
     visitor.door?.leave();
     visitor.door = undefined;
+    visitor.served = true;
     if (visitor.kept) {
       visitor.kept = false;
       this.#kept--;
@@ -621,7 +653,7 @@ export class WebServer implements Transport {
       close,
       head.method === "HEAD",
     );
-    if (!close) this.#awaitRequest(visitor);
+    if (!close && !this.#awaitRequest(visitor)) visitor.connection.abort();
   }
 
   #plain(
@@ -681,11 +713,12 @@ export class WebServer implements Transport {
     if (this.#closing !== undefined || hub.closed) {
       return this.#plain(visitor, head, 503, "The hub is closing");
     }
-    const ticket = gate.arrive(
-      visitor.peer,
-      gate.wantsToken,
-      () => visitor.connection.abort(),
-    );
+    // The ticket keeps the deadline for the token, and closes the page
+    // through `#dismiss` when it passes (or to make room).
+    const ticket = gate.arrive(visitor.peer, {
+      long: gate.wantsToken,
+      close: (refusal) => this.#dismiss(visitor, refusal),
+    });
     const open = await visitor.connection.upgrade(key, MAX_TOKEN_FRAME);
     if ("code" in ticket) {
       // Opened only to say why: a browser shows no HTTP error of a WebSocket.
@@ -697,14 +730,18 @@ export class WebServer implements Transport {
     if (!open) return ticket.leave();
     if (!gate.wantsToken) return this.#admit(visitor);
     visitor.state = "token";
+    ticket.owes("token");
     visitor.connection.sendText(TOKEN_REQUEST);
-    visitor.connection.deadline(ticket.deadline - performance.now(), () => {
-      this.#refuse(
-        visitor,
-        "timeout",
-        `no token within ${gate.handshakeTimeout} ms`,
-      );
-    });
+  }
+
+  /**
+   * The gate closes a page still in its handshake: its deadline passed, or
+   * it was closed to make room for a newer one.
+   */
+  #dismiss(visitor: Visitor, refusal: Refusal): void {
+    if (visitor.state === "admitted" || visitor.state === "gone") return;
+    visitor.state = "gone";
+    tellAndClose(visitor.connection, refusal.code, refusal.reason);
   }
 
   #text(visitor: Visitor, text: string): void {
@@ -714,10 +751,17 @@ export class WebServer implements Transport {
         if (token === undefined) {
           return this.#refuse(visitor, "no-token", "no token sent");
         }
-        if (!visitor.ticket!.checkToken(token)) {
-          return this.#refuse(visitor, "wrong-token", "wrong token");
-        }
-        return this.#admit(visitor);
+        // What the page sends while the gate checks (a wrong token is
+        // answered once its address's wait is over) is dropped: it may
+        // not play before it is in.
+        visitor.state = "checking";
+        visitor.ticket!.present(token).then((refusal) => {
+          if (visitor.state !== "checking") return;
+          if (refusal === undefined) return this.#admit(visitor);
+          visitor.state = "gone";
+          tellAndClose(visitor.connection, refusal.code, refusal.reason);
+        });
+        return;
       }
       case "admitted":
         // Control messages of later pages, or not MIDI: counted, ignored.
@@ -744,16 +788,17 @@ export class WebServer implements Transport {
   /** The page broke the protocol, or sent a message over the bound. */
   #failed(visitor: Visitor, error: Extract<FrameEvent, { kind: "error" }>) {
     const connection = visitor.connection;
-    if (visitor.state === "token") {
-      if (error.code === STATUS.tooBig) {
+    if (visitor.state === "token" || visitor.state === "checking") {
+      if (visitor.state === "token" && error.code === STATUS.tooBig) {
         return this.#refuse(visitor, "no-token", "no token sent");
       }
+      // Closed with the RFC's code for the error, after this.
+      visitor.state = "gone";
       visitor.ticket!.refuse(
         "protocol",
         "broke the WebSocket protocol",
         error.reason,
       );
-      visitor.state = "gone";
       return;
     }
     if (visitor.state !== "admitted") return;
@@ -784,6 +829,7 @@ export class WebServer implements Transport {
     switch (visitor.state) {
       case "http":
       case "token":
+      case "checking":
         visitor.ticket?.leave();
         break;
       case "admitted":
@@ -803,7 +849,6 @@ export class WebServer implements Transport {
   #admit(visitor: Visitor): void {
     const { ticket, connection, peer } = visitor;
     const hub = this.#hub!;
-    connection.deadline(undefined);
     const full = ticket!.enter();
     if (full !== undefined) {
       visitor.state = "gone";
@@ -849,7 +894,7 @@ export class WebServer implements Transport {
       );
     }
     this.#statsTimer ??= startTimer(() => this.#listChanged(), STATS_MS);
-    this.#sweepTimer ??= startTimer(() => this.#sweep(), SWEEP_MS);
+    this.#armSweep();
     this.#listChanged();
   }
 
@@ -861,8 +906,18 @@ export class WebServer implements Transport {
     this.#stopMessages = undefined;
     clearInterval(this.#statsTimer);
     this.#statsTimer = undefined;
-    clearInterval(this.#sweepTimer);
+    this.#sweepTimer?.cancel();
     this.#sweepTimer = undefined;
+  }
+
+  /** Checks for silent pages every `SWEEP_MS`, on the hub's clock. */
+  #armSweep(): void {
+    if (this.#sweepTimer !== undefined || this.#closing !== undefined) return;
+    this.#sweepTimer = this.#hub!.clock.setTimer(() => {
+      this.#sweepTimer = undefined;
+      this.#sweep();
+      if (this.#admitted.size > 0) this.#armSweep();
+    }, SWEEP_MS);
   }
 
   /**
@@ -870,7 +925,7 @@ export class WebServer implements Transport {
    * stay silent (a phone gone out of range answers nothing).
    */
   #sweep(): void {
-    const now = performance.now();
+    const now = this.#hub!.clock.now();
     for (const visitor of this.#admitted) {
       const silent = now - visitor.connection.lastInput;
       if (silent >= SILENT_MS) {
@@ -998,14 +1053,15 @@ export class WebServer implements Transport {
     this.#stopMessages?.();
     clearTimeout(this.#flushTimer);
     clearInterval(this.#statsTimer);
-    clearInterval(this.#sweepTimer);
+    this.#sweepTimer?.cancel();
     const endpoints = [...this.#admitted].map((v) => v.endpoint!);
     const closing: Promise<void>[] = [];
     for (const visitor of this.#visitors) {
       if (visitor.state === "admitted") continue;
+      const waiting = visitor.state === "token" || visitor.state === "checking";
+      if (waiting) visitor.state = "gone";
       visitor.ticket?.leave();
-      if (visitor.state === "token") {
-        visitor.state = "gone";
+      if (waiting) {
         tellAndClose(visitor.connection, "closing", "hub closing");
         closing.push(visitor.connection.done);
       } else {
