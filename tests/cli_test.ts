@@ -81,7 +81,11 @@ for (const command of ["serve", "connect", "ports"] as const) {
 
 const BAD_USAGE: [Command, string[], RegExp][] = [
   ["serve", ["nohost:notaport"], /Invalid address/],
-  ["serve", ["--port", "70000"], /invalid port "70000"/],
+  [
+    "serve",
+    ["--port", "70000"],
+    /--port must be a number in 0..65535: got "70000"/,
+  ],
   ["serve", ["127.0.0.1:0", "--port", "1"], /not both/],
   ["serve", ["a:1", "b:2"], /at most one ADDRESS/],
   ["serve", ["--monitor", "--quiet"], /cannot be used together/],
@@ -356,19 +360,49 @@ cliTest("serve --max-clients refuses one too many", async () => {
 
 // --- serve as a hub ---------------------------------------------------------
 
-cliTest("serve prints where it listens and how to connect", async () => {
-  await using serve = spawn("serve", ["127.0.0.1:0"]);
-  const port = await serve.listening();
-  assert.ok(port > 0);
-  assert.match(
-    serve.lines[0],
-    new RegExp(
-      `^listening on 127\\.0\\.0\\.1:${port} \\(hub\\); connect with: ` +
-        `deno run -A jsr:@x/midisock/connect 127\\.0\\.0\\.1:${port} ` +
-        `or mido\\.sockets\\.connect\\("127\\.0\\.0\\.1", ${port}\\)$`,
-    ),
-  );
-});
+cliTest(
+  "serve prints where it listens and a connect command that runs from here",
+  async () => {
+    await using serve = spawn("serve", ["127.0.0.1:0"]);
+    const port = await serve.listening();
+    assert.ok(port > 0);
+    // Run from a clone, the command is the file, relative to where we are.
+    assert.match(
+      serve.lines[0],
+      new RegExp(
+        `^listening on 127\\.0\\.0\\.1:${port} \\(hub\\); connect with: ` +
+          `deno run -A src/cli/connect\\.ts 127\\.0\\.0\\.1:${port} ` +
+          `or mido\\.sockets\\.connect\\("127\\.0\\.0\\.1", ${port}\\)$`,
+      ),
+    );
+    const command = serve.lines[0].split("connect with: ")[1].split(" or ")[0];
+    const [, , ...args] = command.split(" ");
+    const connect = new Deno.Command(Deno.execPath(), {
+      args: ["run", ...args, "--send", "note_on note=60"],
+      cwd: new URL("../", import.meta.url),
+      stdout: "piped",
+      stderr: "piped",
+    });
+    const out = await connect.output();
+    assert.equal(new TextDecoder().decode(out.stderr), "");
+    assert.equal(
+      new TextDecoder().decode(out.stdout).trim(),
+      `sent 1 message to 127.0.0.1:${port}`,
+    );
+    const { commandFor } = await import("../src/cli/_common.ts");
+    assert.equal(
+      commandFor(
+        "connect",
+        "https://jsr.io/@x/midisock/0.1.0/src/cli/serve.ts",
+      ),
+      "deno run -A jsr:@x/midisock/connect",
+    );
+    assert.equal(
+      commandFor("connect", "https://example.com/m/src/cli/serve.ts"),
+      "deno run -A https://example.com/m/src/cli/connect.ts",
+    );
+  },
+);
 
 cliTest("serve relays between clients, never back to the sender", async () => {
   await using serve = spawn("serve", ["127.0.0.1:0"]);

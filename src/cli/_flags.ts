@@ -11,15 +11,31 @@ import { parseArgs } from "node:util";
 import { checkToken } from "../gate.ts";
 import type { RateLimit } from "../_policy.ts";
 
-/** A flag: its name, its letter, its value's name (none: a switch), its help. */
+/** A flag: its name, its letter, its value's name (none: a switch). */
 export interface Flag {
   readonly name: string;
   readonly short?: string;
-  /** The value's name in the help (`PORT`); without it, a switch. */
   readonly value?: string;
-  readonly multiple?: boolean;
-  /** One line or more; `\n` starts a new one. */
-  readonly help: string;
+  readonly multiple: boolean;
+}
+
+/**
+ * The flags of an `Options:` help text, which declares them: a line
+ * `  -p, --port PORT   help` (or `      --port PORT`) is a flag, a value
+ * written `NAME...` may be given more than once, and lines that start with
+ * spaces only continue the help above.
+ */
+export function flagsOf(options: string): Flag[] {
+  const flags: Flag[] = [];
+  for (const line of options.split("\n")) {
+    const match = line.match(
+      /^ {2}(?:-(\w), | {4})--([\w-]+)(?: (\[?[A-Z][\w:]*\]?)(\.\.\.)?)?/,
+    );
+    if (match === null) continue;
+    const [, short, name, value, many] = match;
+    flags.push({ name, short, value, multiple: many !== undefined });
+  }
+  return flags;
 }
 
 /** Bad usage: exit code 2, with a pointer to `--help`. */
@@ -103,25 +119,6 @@ export function parseFlags(
   };
 }
 
-/** The `Options:` lines of `--help`, aligned. */
-export function helpLines(flags: readonly Flag[]): string {
-  const heads = flags.map((flag) =>
-    `${flag.short === undefined ? "    " : `-${flag.short}, `}--${flag.name}${
-      flag.value === undefined ? "" : ` ${flag.value}`
-    }`
-  );
-  const width = 21;
-  return flags.map((flag, i) => {
-    const [first, ...rest] = flag.help.split("\n");
-    const head = heads[i];
-    const lines = head.length < width
-      ? [`  ${head.padEnd(width)}${first}`]
-      : [`  ${head}`, `  ${"".padEnd(width)}${first}`];
-    for (const line of rest) lines.push(`  ${"".padEnd(width)}${line}`);
-    return lines.join("\n");
-  }).join("\n");
-}
-
 /**
  * Reads a whole number flag.
  *
@@ -202,7 +199,9 @@ export function token(flag: string | undefined): string | undefined {
   try {
     return checkToken(text);
   } catch (error) {
-    throw new UsageError(`--token: ${(error as Error).message}`);
+    throw new UsageError(
+      `--token ${(error as Error).message.replace(/^Token /, "")}`,
+    );
   }
 }
 
