@@ -93,7 +93,11 @@ const BAD_USAGE: [Command, string[], RegExp][] = [
   ["serve", ["--port"], /--port/],
   ["connect", ["--send", "note_on note=128"], /note=128/],
   ["connect", ["--send", "hello"], /unknown message type/],
-  ["connect", ["--send", "start", "--retry"], /cannot be used with/],
+  [
+    "connect",
+    ["--send", "start", "--retry"],
+    /--send and --retry cannot be used together/,
+  ],
   ["connect", ["127.0.0.1:0"], /port cannot be 0/],
   [
     "serve",

@@ -70,8 +70,6 @@ const OPTIONS = `Options:
   -h, --help              Print this help and exit
   -V, --version           Print the version and exit`;
 
-const FLAGS = flags.flagsOf(OPTIONS);
-
 const HELP =
   `midisock connect ${cli.VERSION}: a client for midisock and mido servers
 
@@ -118,19 +116,17 @@ interface ConnectConfig {
   connection: ConnectOptions;
 }
 
-function readArgs(args: string[]): ConnectConfig | "help" | "version" {
-  const { values, positionals, order } = flags.parseFlags(args, FLAGS);
-  if (values.help) return "help";
-  if (values.version) return "version";
-  const text = (name: string) => values[name] as string | undefined;
-  const list = (name: string) => (values[name] as string[] | undefined) ?? [];
-  if (positionals.length > 1) {
+function readArgs(argv: string[]): ConnectConfig | "help" | "version" {
+  const args = flags.parseFlags(argv, OPTIONS);
+  if (args.has("help")) return "help";
+  if (args.has("version")) return "version";
+  if (args.positionals.length > 1) {
     throw new cli.UsageError(
-      `expected at most one ADDRESS: got ${positionals.join(" ")}`,
+      `expected at most one ADDRESS: got ${args.positionals.join(" ")}`,
     );
   }
-  const send: Step[] = order.flatMap(({ name, value }): Step[] => {
-    if (name === "wait") return [{ wait: flags.seconds("wait", value) }];
+  const send: Step[] = args.order.flatMap(({ name, value }): Step[] => {
+    if (name === "wait") return [{ wait: flags.seconds(name, value) }];
     if (name !== "send") return [];
     try {
       return [{ message: parseMessage(value) }];
@@ -138,37 +134,29 @@ function readArgs(args: string[]): ConnectConfig | "help" | "version" {
       throw new cli.UsageError(`--send: ${(error as Error).message}`);
     }
   });
-  const messages = list("send").length;
-  if (values.wait !== undefined && messages === 0) {
-    throw new cli.UsageError("--wait goes between --send messages");
-  }
+  args.check({
+    needs: { wait: "send", heartbeat: "retry", ca: "tls" },
+    apart: [
+      ["monitor", "quiet"],
+      ...["in", "out", "virtual", "retry", "latency"].map(
+        (flag): [string, string] => ["send", flag],
+      ),
+    ],
+  });
   const hardware = {
-    inputs: list("in").map(cli.portQuery),
-    outputs: list("out").map(cli.portQuery),
-    virtual: list("virtual").map((name) => String(cli.portQuery(name))),
-    api: cli.readApi(text("api")),
+    inputs: args.list("in").map(cli.portQuery),
+    outputs: args.list("out").map(cli.portQuery),
+    virtual: args.list("virtual").map((name) => `${cli.portQuery(name)}`),
+    api: cli.readApi(args.text("api")),
   };
   const ports = hardware.inputs.length + hardware.outputs.length +
     hardware.virtual.length;
-  if (messages > 0 && (ports > 0 || values.retry || text("latency"))) {
-    throw new cli.UsageError(
-      "--send sends and exits: it cannot be used with --in, --out, " +
-        "--virtual, --retry or --latency",
-    );
-  }
-  if (text("heartbeat") !== undefined && !values.retry) {
-    throw new cli.UsageError("--heartbeat goes with --retry");
-  }
-  if (values.monitor && values.quiet) {
-    throw new cli.UsageError("--monitor and --quiet cannot be used together");
-  }
-  if (values.ca !== undefined && !values.tls) {
-    throw new cli.UsageError("--ca goes with --tls");
-  }
-  const address = cli.readAddress(positionals[0], text("host"), text("port"), {
-    hostname: HOST,
-    port: PORT,
-  });
+  const address = cli.readAddress(
+    args.positionals[0],
+    args.text("host"),
+    args.text("port"),
+    { hostname: HOST, port: PORT },
+  );
   if (address.port === 0) {
     throw new cli.UsageError("the server's port cannot be 0");
   }
@@ -176,20 +164,19 @@ function readArgs(args: string[]): ConnectConfig | "help" | "version" {
     address,
     hardware,
     send,
-    retry: values.retry === true,
-    heartbeat: text("heartbeat") === undefined
-      ? 500
-      : flags.count("heartbeat", text("heartbeat")!, 10),
-    latency: text("latency") === undefined
-      ? 0
-      : flags.latency("latency", text("latency")!),
+    retry: args.has("retry"),
+    heartbeat: args.read("heartbeat", (f, t) => flags.count(f, t, 10)) ?? 500,
+    latency: args.read("latency", flags.latency) ?? 0,
     // With no ports, printing messages is the whole point.
-    monitor: values.monitor === true || ports === 0 && messages === 0,
-    quiet: values.quiet === true,
+    monitor: args.has("monitor") || ports === 0 && send.length === 0,
+    quiet: args.has("quiet"),
     connection: {
-      token: flags.token(text("token")),
-      ...(values.tls
-        ? { tls: true, caCerts: list("ca").map((f) => cli.readFile("--ca", f)) }
+      token: flags.token(args.text("token")),
+      ...(args.has("tls")
+        ? {
+          tls: true,
+          caCerts: args.list("ca").map((file) => cli.readFile("--ca", file)),
+        }
         : {}),
     },
   };

@@ -18,7 +18,7 @@
 
 import type { PortListing } from "../hardware/listing.ts";
 import * as cli from "./_common.ts";
-import { flagsOf, parseFlags } from "./_flags.ts";
+import { parseFlags } from "./_flags.ts";
 
 export type { MainOptions } from "./_common.ts";
 
@@ -143,26 +143,24 @@ export async function main(
   options: cli.MainOptions = {},
 ): Promise<number> {
   try {
-    const { values, positionals } = parseFlags(args, flagsOf(OPTIONS));
-    if (values.help || values.version) {
-      return cli.printInfo(values.help ? "help" : "version", HELP);
+    const flags = parseFlags(args, OPTIONS);
+    if (flags.has("help") || flags.has("version")) {
+      return cli.printInfo(flags.has("help") ? "help" : "version", HELP);
     }
-    if (positionals.length > 0) {
-      throw new cli.UsageError(`unexpected argument ${positionals[0]}`);
+    if (flags.positionals.length > 0) {
+      throw new cli.UsageError(`unexpected argument ${flags.positionals[0]}`);
     }
-    const api = cli.readApi(values.api as string | undefined);
-    const text = values.interval as string | undefined;
+    flags.check({ needs: { interval: "watch" } });
+    const api = cli.readApi(flags.text("api"));
+    const text = flags.text("interval");
     const interval = Number(text ?? 250);
     if (!/^\d+(\.\d+)?$/.test(text ?? "250") || !(interval >= 1)) {
       throw new cli.UsageError(
         `--interval must be milliseconds from 1: got ${JSON.stringify(text)}`,
       );
     }
-    if (text !== undefined && !values.watch) {
-      throw new cli.UsageError("--interval needs --watch");
-    }
-    const json = values.json === true;
-    if (values.watch) {
+    const json = flags.has("json");
+    if (flags.has("watch")) {
       await watch(api, interval, json, options.signal);
       return 0;
     }

@@ -27,43 +27,16 @@ import { Hub, type HubEvent, type HubOptions } from "../hub/mod.ts";
 import { PortServer } from "../net/server.ts";
 import { checkPem } from "../net/_tls.ts";
 import type { Transport } from "../transport.ts";
-import {
-  APIS,
-  CliError,
-  clock,
-  commandFor,
-  describeError,
-  exposureWarning,
-  type MainOptions,
-  onStop,
-  PACKAGE,
-  plural,
-  portQuery,
-  printInfo,
-  readAddress,
-  readApi,
-  readFile,
-  RefusalLog,
-  report,
-  UsageError,
-  VERSION,
-} from "./_common.ts";
-import {
-  asUsage,
-  count,
-  flagsOf,
-  latency,
-  parseFlags,
-  rate,
-  seconds,
-  token,
-} from "./_flags.ts";
+import * as cli from "./_common.ts";
+import { type Args, asUsage, parseFlags, UsageError } from "./_flags.ts";
+import * as read from "./_flags.ts";
 
 export type { MainOptions } from "./_common.ts";
 
 const COMMAND = "serve";
 const HOST = "127.0.0.1";
 const PORT = 8080;
+const { APIS, PACKAGE, VERSION } = cli;
 
 const OPTIONS = `Options:
   -H, --host HOST         Host to listen on [${HOST}]
@@ -113,8 +86,6 @@ const OPTIONS = `Options:
   -h, --help              Print this help and exit
   -V, --version           Print the version and exit`;
 
-const FLAGS = flagsOf(OPTIONS);
-
 const HELP = `midisock serve ${VERSION}: a MIDI hub, compatible with mido
 
 Usage: serve [ADDRESS] [OPTIONS]
@@ -144,400 +115,262 @@ Examples:
   python3 -c "import mido, mido.sockets as s; s.connect('127.0.0.1', 8080).send(mido.Message('note_on', note=60))"
 `;
 
-/** The command line, read. */
-interface ServeConfig {
-  address: Address;
-  hub: HubOptions;
-  tls: Deno.TlsCertifiedKeyPem | undefined;
-  hardware: {
-    inputs: (string | number)[];
-    outputs: (string | number)[];
-    virtual: string[];
-    api: ReturnType<typeof readApi>;
-  };
-  web: Address | undefined;
-  rtp:
-    | { port: number; name: string; invite: Address[]; bonjour: boolean }
-    | undefined;
-  nats: {
-    url: string;
-    room: string;
-    name?: string;
-    id?: string;
-    credsFile?: string;
-    tls?: { caFile?: string; certFile?: string; keyFile?: string };
-  } | undefined;
-  monitor: boolean;
-  quiet: boolean;
-}
-
-type Values = Record<string, string | string[] | boolean | undefined>;
-
-function readArgs(args: string[]): ServeConfig | "help" | "version" {
-  // A bare --web (last, or before another flag) takes no ADDRESS.
-  const { values, positionals } = parseFlags(
-    args.map((arg, i) =>
-      arg === "--web" && (args[i + 1] === undefined || args[i + 1][0] === "-")
-        ? "--web="
-        : arg
-    ),
-    FLAGS,
-  );
-  if (values.help) return "help";
-  if (values.version) return "version";
-  const text = (name: string) => values[name] as string | undefined;
-  const list = (name: string) => (values[name] as string[] | undefined) ?? [];
-  if (positionals.length > 1) {
-    throw new UsageError(
-      `expected at most one ADDRESS: got ${positionals.join(" ")}`,
-    );
-  }
-  if (values.monitor && values.quiet) {
-    throw new UsageError("--monitor and --quiet cannot be used together");
-  }
-  if ((text("cert") === undefined) !== (text("key") === undefined)) {
-    throw new UsageError("--cert and --key go together");
-  }
-  const address = readAddress(positionals[0], text("host"), text("port"), {
-    hostname: HOST,
-    port: PORT,
-  });
-  return {
-    address,
-    hub: readPolicy(values),
-    tls: text("cert") === undefined ? undefined : {
-      cert: readFile("--cert", text("cert")!),
-      key: readFile("--key", text("key")!),
-    },
-    hardware: {
-      inputs: list("in").map(portQuery),
-      outputs: list("out").map(portQuery),
-      virtual: list("virtual").map((name) => String(portQuery(name))),
-      api: readApi(text("api")),
-    },
-    web: readWeb(text("web"), address),
-    rtp: readRtp(values),
-    nats: readNats(values),
-    monitor: values.monitor === true,
-    quiet: values.quiet === true,
-  };
-}
-
-/** The web page's address: given, or the MIDI host and the next port. */
-function readWeb(
-  value: string | undefined,
-  midi: Address,
-): Address | undefined {
-  if (value === undefined) return undefined;
-  if (midi.port === 65535 && value === "") {
-    throw new UsageError("--web needs an ADDRESS when the port is 65535");
-  }
-  return readAddress(value || undefined, undefined, undefined, {
-    hostname: midi.hostname,
-    port: midi.port === 0 ? 0 : midi.port + 1,
-  });
-}
-
-function goesWith(values: Values, flags: string[], main: string): void {
-  const stray = flags.find((flag) => values[flag] !== undefined);
-  if (stray !== undefined) {
-    throw new UsageError(`--${stray} goes with --${main}`);
-  }
-}
-
-function readRtp(values: Values): ServeConfig["rtp"] {
-  if (values.rtp === undefined) {
-    goesWith(values, ["rtp-name", "rtp-invite", "rtp-bonjour"], "rtp");
-    return undefined;
-  }
-  const port = count("rtp", values.rtp as string, 0);
-  if (port > 65534) {
-    throw new UsageError(
-      `--rtp must be a UDP port of at most 65534 (PORT+1 is data): got ${port}`,
-    );
-  }
-  const name = (values["rtp-name"] as string | undefined) ?? "midisock";
-  if (name.trim() === "") throw new UsageError("--rtp-name needs a name");
-  const invite = ((values["rtp-invite"] as string[] | undefined) ?? []).map(
-    (text) => {
-      const where = text.includes(":") ? text : "";
-      try {
-        const address = parseAddress(where, 5004);
-        if (address.hostname === "" || address.port === 0) {
-          throw new Error(`expected HOST:PORT`);
-        }
-        return address;
-      } catch (error) {
-        throw new UsageError(
-          `--rtp-invite must be HOST:PORT: got ${JSON.stringify(text)} (${
-            (error as Error).message
-          })`,
-        );
-      }
-    },
-  );
-  return { port, name, invite, bonjour: values["rtp-bonjour"] === true };
-}
-
-function readNats(values: Values): ServeConfig["nats"] {
-  const others = [
-    "room",
-    "nats-name",
-    "nats-id",
-    "nats-creds",
-    "nats-ca",
-    "nats-cert",
-    "nats-key",
-  ];
-  if (values.nats === undefined) {
-    goesWith(values, others, "nats");
-    return undefined;
-  }
-  const text = (name: string) => values[name] as string | undefined;
-  if (text("room") === undefined) {
-    throw new UsageError("--nats needs --room NAME: the room to share");
-  }
-  if ((text("nats-cert") === undefined) !== (text("nats-key") === undefined)) {
-    throw new UsageError("--nats-cert and --nats-key go together");
-  }
-  const tlsFiles = {
-    caFile: text("nats-ca"),
-    certFile: text("nats-cert"),
-    keyFile: text("nats-key"),
-  };
-  return {
-    url: text("nats")!,
-    room: text("room")!,
-    name: text("nats-name"),
-    id: text("nats-id"),
-    credsFile: text("nats-creds"),
-    tls: Object.values(tlsFiles).some((file) => file !== undefined)
-      ? tlsFiles
-      : undefined,
-  };
-}
-
-/** The security, bound and timing flags, as hub options. */
-function readPolicy(values: Values): HubOptions {
-  const text = (name: string) => values[name] as string | undefined;
-  const options: HubOptions = { relay: !values["no-hub"], releaseNotes: true };
-  if (values.allow !== undefined) {
-    const rules = (values.allow as string[]).flatMap((list) => list.split(","));
-    try {
-      for (const warning of new AddressList(rules).warnings) {
-        console.error(`midisock ${COMMAND}: warning: --allow: ${warning}`);
-      }
-    } catch (error) {
-      throw new UsageError(`--allow: ${(error as Error).message}`);
-    }
-    options.allow = rules;
-  }
-  if (values["no-sysex"] && values["max-sysex"] !== undefined) {
-    throw new UsageError("--no-sysex and --max-sysex cannot be used together");
-  }
-  if (values["no-sysex"]) options.sysexIn = options.sysexOut = "drop";
-  const read: Record<string, (value: string) => void> = {
-    "max-clients": (v) => options.maxClients = count("max-clients", v, 1),
-    "max-sysex": (v) =>
-      options.sysexIn = options.sysexOut = count("max-sysex", v, 0),
-    "rate-limit": (v) => options.rateLimit = rate("rate-limit", v),
-    "link-rate-limit": (v) =>
-      options.linkRateLimit = rate("link-rate-limit", v),
-    "handshake-timeout": (v) =>
-      options.handshakeTimeout = seconds("handshake-timeout", v),
-    "idle-timeout": (v) => options.idleTimeout = seconds("idle-timeout", v),
-    "max-queued": (v) => options.maxQueuedBytes = count("max-queued", v, 1),
-    "max-queued-total": (v) =>
-      options.maxQueuedTotal = count("max-queued-total", v, 1),
-    latency: (v) => options.latency = latency("latency", v),
-  };
-  for (const [flag, apply] of Object.entries(read)) {
-    if (text(flag) !== undefined) apply(text(flag)!);
-  }
-  options.token = token(text("token"));
-  if (options.token !== undefined && options.token.length < MIN_TOKEN_LENGTH) {
-    throw new UsageError(
-      `--token must be at least ${MIN_TOKEN_LENGTH} characters: a shorter ` +
-        `one can be guessed (got ${options.token.length})`,
-    );
-  }
-  return options;
-}
-
 /** Library option names as the flags that set them, for bad values. */
 const OPTION_FLAGS = {
   maxQueuedTotal: "--max-queued-total",
   maxQueuedBytes: "--max-queued",
-  maxClients: "--max-clients",
-  idleTimeout: "--idle-timeout",
-  handshakeTimeout: "--handshake-timeout",
-  room: "--room",
   "Room name": "--room",
+  room: "--room",
 };
 
-/** Attaches a transport, phrasing what keeps it from starting. */
+/** The flags, read and checked before anything is opened. */
+function readArgs(argv: string[]) {
+  // A bare --web (last, or before another flag) takes no ADDRESS.
+  const args = parseFlags(
+    argv.map((arg, i) =>
+      arg === "--web" && !/^[^-]/.test(argv[i + 1] ?? "") ? "--web=" : arg
+    ),
+    OPTIONS,
+  );
+  if (args.has("help") || args.has("version")) return args;
+  if (args.positionals.length > 1) {
+    throw new UsageError(
+      `expected at most one ADDRESS: got ${args.positionals.join(" ")}`,
+    );
+  }
+  const rtp = ["rtp-name", "rtp-invite", "rtp-bonjour"];
+  const nats = ["room", "nats-name", "nats-id", "nats-creds", "nats-ca"];
+  args.check({
+    needs: Object.fromEntries([
+      ...rtp.map((flag) => [flag, "rtp"]),
+      ...[...nats, "nats-cert"].map((flag) => [flag, "nats"]),
+    ]),
+    pairs: [["cert", "key"], ["nats-cert", "nats-key"]],
+    apart: [["monitor", "quiet"], ["no-sysex", "max-sysex"]],
+  });
+  if (args.has("nats") && !args.has("room")) {
+    throw new UsageError("--nats needs --room NAME: the room to share");
+  }
+  const address = cli.readAddress(
+    args.positionals[0],
+    args.text("host"),
+    args.text("port"),
+    { hostname: HOST, port: PORT },
+  );
+  const web = args.text("web");
+  if (web === "" && address.port === 65535) {
+    throw new UsageError("--web needs an ADDRESS when the port is 65535");
+  }
+  const rtpPort = args.read("rtp", read.count);
+  if (rtpPort !== undefined && rtpPort > 65534) {
+    throw new UsageError(`--rtp must be at most 65534 (PORT+1 is data)`);
+  }
+  return {
+    args,
+    address,
+    hub: readPolicy(args),
+    tls: args.has("cert")
+      ? {
+        cert: cli.readFile("--cert", args.text("cert")!),
+        key: cli.readFile("--key", args.text("key")!),
+      }
+      : undefined,
+    web: web === undefined ? undefined : cli.readAddress(
+      web || undefined,
+      undefined,
+      undefined,
+      { ...address, port: address.port === 0 ? 0 : address.port + 1 },
+    ),
+    rtp: rtpPort,
+    invite: args.list("rtp-invite").map((text) => {
+      const peer = text.includes(":") ? parseAddress(text, 0) : undefined;
+      if (!peer?.hostname || !peer.port) {
+        throw new UsageError(`--rtp-invite must be HOST:PORT: got ${text}`);
+      }
+      return peer;
+    }),
+    ports: {
+      inputs: args.list("in").map(cli.portQuery),
+      outputs: args.list("out").map(cli.portQuery),
+      virtual: args.list("virtual").map((name) => `${cli.portQuery(name)}`),
+      api: cli.readApi(args.text("api")),
+    },
+  };
+}
+
+type Config = Exclude<ReturnType<typeof readArgs>, Args>;
+
+/** The security, bound and timing flags, as hub options. */
+function readPolicy(args: Args): HubOptions {
+  const rules = args.list("allow").flatMap((list) => list.split(","));
+  try {
+    for (const warning of new AddressList(rules).warnings) {
+      console.error(`midisock ${COMMAND}: warning: --allow: ${warning}`);
+    }
+  } catch (error) {
+    throw new UsageError(`--allow: ${(error as Error).message}`);
+  }
+  const sysex = args.has("no-sysex")
+    ? "drop"
+    : args.read("max-sysex", read.count);
+  const token = read.token(args.text("token"));
+  if (token !== undefined && token.length < MIN_TOKEN_LENGTH) {
+    throw new UsageError(
+      `--token must be at least ${MIN_TOKEN_LENGTH} characters: a shorter ` +
+        `one can be guessed (got ${token.length})`,
+    );
+  }
+  const atLeast1 = (flag: string, text: string) => read.count(flag, text, 1);
+  return {
+    relay: !args.has("no-hub"),
+    releaseNotes: true,
+    allow: args.has("allow") ? rules : undefined,
+    maxClients: args.read("max-clients", atLeast1),
+    sysexIn: sysex,
+    sysexOut: sysex,
+    rateLimit: args.read("rate-limit", read.rate),
+    linkRateLimit: args.read("link-rate-limit", read.rate),
+    token,
+    handshakeTimeout: args.read("handshake-timeout", read.seconds),
+    idleTimeout: args.read("idle-timeout", read.seconds),
+    maxQueuedBytes: args.read("max-queued", atLeast1),
+    maxQueuedTotal: args.read("max-queued-total", atLeast1),
+    latency: args.read("latency", read.latency),
+  };
+}
+
+/**
+ * Attaches a transport, phrasing what keeps it from starting: `what` it
+ * could not do, and which `flag` chooses another address.
+ */
 async function attach<T extends Transport>(
   hub: Hub,
   make: () => T,
-  what: string,
-  flag: string,
+  what?: string,
+  flag?: string,
 ): Promise<T> {
   try {
     return await hub.attach(asUsage(make, OPTION_FLAGS));
   } catch (error) {
     if (
-      what === "" || error instanceof Deno.errors.NotCapable ||
-      error instanceof CliError || error instanceof UsageError
+      what === undefined || error instanceof Deno.errors.NotCapable ||
+      error instanceof UsageError
     ) throw error;
-    const why = error instanceof Deno.errors.AddrInUse && flag !== ""
-      ? `the address is already in use (is another server running? choose another with ${flag})`
-      : describeError(error);
-    throw new CliError(`cannot ${what}: ${why}`, { cause: error });
+    const why = error instanceof Deno.errors.AddrInUse && flag !== undefined
+      ? "the address is already in use (is another server running? " +
+        `choose another with ${flag})`
+      : cli.describeError(error);
+    throw new cli.CliError(`cannot ${what}: ${why}`, { cause: error });
   }
-}
-
-/** What serve says where it is. */
-interface Places {
-  server: PortServer;
-  web?: { name: string; url: string; addr: Deno.NetAddr };
 }
 
 /** Builds the hub's transports from the command line. */
-async function build(
-  config: ServeConfig,
-  hub: Hub,
-  say: (line: string) => void,
-): Promise<Places> {
-  const { address, tls } = config;
+async function build(config: Config, hub: Hub, say: (line: string) => void) {
+  const { args, address, tls } = config;
   if (tls !== undefined) {
     await checkPem(tls).catch((error) => {
-      throw new CliError(
-        `cannot serve TLS with --cert and --key: ${describeError(error)}`,
+      throw new cli.CliError(
+        `cannot serve TLS with --cert and --key: ${cli.describeError(error)}`,
       );
     });
   }
-  const where = formatAddress(address);
-  const places: Places = {
-    server: await attach(
-      hub,
-      () => new PortServer(address.hostname, address.port, { tls }),
-      `listen on ${where}`,
-      "--port",
-    ),
-  };
-  if (config.web !== undefined) {
-    // Each feature's module is loaded only when it is used.
-    const { WebServer } = await import("../web/server.ts");
-    const idle = config.hub.idleTimeout;
-    places.web = await attach(
-      hub,
-      () =>
-        new WebServer({
-          ...config.web!,
-          tls,
-          keepAlive: idle !== undefined && idle < 2000 ? idle / 2 : undefined,
-        }),
-      `serve the web page on ${formatAddress(config.web)}`,
-      "--web ADDRESS",
+  const server = await attach(
+    hub,
+    () => new PortServer(address.hostname, address.port, { tls }),
+    `listen on ${formatAddress(address)}`,
+    "--port",
+  );
+  // Each feature's module is loaded only when it is used.
+  const web = config.web &&
+    await import("../web/server.ts").then((module) =>
+      attach(
+        hub,
+        () =>
+          new module.WebServer({
+            ...config.web!,
+            tls,
+            // An open page keeps itself alive: more often than the timeout.
+            keepAlive: Math.min(1000, (config.hub.idleTimeout ?? 2000) / 2),
+          }),
+        `serve the web page on ${formatAddress(config.web!)}`,
+        "--web ADDRESS",
+      )
     );
-  }
-  const { inputs, outputs, virtual, api } = config.hardware;
+  const { inputs, outputs, virtual, api } = config.ports;
   if (inputs.length + outputs.length + virtual.length > 0) {
     const hardware = await import("../hardware/mod.ts");
-    await attach(
-      hub,
-      () =>
-        new hardware.MidiPorts({
-          inputs,
-          outputs,
-          virtual,
-          api,
-          onEvent: (event) =>
-            event.type === "error"
-              ? console.error(
-                `midisock ${COMMAND}: ${hardware.formatMidiPortsEvent(event)}`,
-              )
-              : say(hardware.formatMidiPortsEvent(event)),
-        }),
-      "",
-      "",
-    ).catch((error) => {
-      if (api !== undefined || !(error instanceof hardware.RtMidiError)) {
-        throw error;
-      }
-      throw new CliError(
-        `${describeError(error)}; choose a MIDI backend with --api`,
-        { cause: error },
-      );
-    });
+    const line = hardware.formatMidiPortsEvent;
+    await attach(hub, () =>
+      new hardware.MidiPorts({
+        ...config.ports,
+        onEvent: (event) =>
+          event.type === "error"
+            ? console.error(`midisock ${COMMAND}: ${line(event)}`)
+            : say(line(event)),
+      })).catch((error) => {
+        if (api !== undefined || !(error instanceof hardware.RtMidiError)) {
+          throw error;
+        }
+        throw new cli.CliError(
+          `${cli.describeError(error)}; choose a MIDI backend with --api`,
+        );
+      });
   }
   if (config.rtp !== undefined) await session(hub, config, say);
-  if (config.nats !== undefined) {
+  if (args.has("nats")) {
     const { formatNatsLinkEvent, NatsLink } = await import("../nats/link.ts");
-    const { url, ...nats } = config.nats;
-    const link = await attach(
-      hub,
-      () =>
-        new NatsLink(url, {
-          ...nats,
-          onEvent: (event) =>
-            say(formatNatsLinkEvent(event, { room: nats.room })),
-        }),
-      "join the NATS room",
-      "",
-    );
+    const room = args.text("room")!;
+    const files = ["nats-ca", "nats-cert", "nats-key"].map(args.text, args);
+    const link = await attach(hub, () =>
+      new NatsLink(args.text("nats")!, {
+        room,
+        name: args.text("nats-name"),
+        id: args.text("nats-id"),
+        credsFile: args.text("nats-creds"),
+        tls: files.some((file) => file !== undefined)
+          ? { caFile: files[0], certFile: files[1], keyFile: files[2] }
+          : undefined,
+        onEvent: (event) => say(formatNatsLinkEvent(event, { room })),
+      }));
     say(
       `NATS link up: ${link.url}, room ${link.room}, as hub ${
         JSON.stringify(link.hubName)
       } (${link.id})`,
     );
   }
-  return places;
+  return { server, web };
 }
 
 /** Opens the RTP-MIDI session, its Bonjour advertisement and invitations. */
-async function session(
-  hub: Hub,
-  config: ServeConfig,
-  say: (line: string) => void,
-): Promise<void> {
-  const rtp = config.rtp!;
+async function session(hub: Hub, config: Config, say: (line: string) => void) {
+  const { args, address } = config;
+  const name = args.text("rtp-name") ?? "midisock";
   const { RtpMidiSession } = await import("../rtp/session.ts");
   const session = await attach(
     hub,
     () =>
-      new RtpMidiSession({
-        host: config.address.hostname,
-        port: rtp.port,
-        name: rtp.name,
-      }),
-    `open the RTP-MIDI session on UDP ${rtp.port}`,
-    "",
+      new RtpMidiSession({ host: address.hostname, port: config.rtp!, name }),
+    `open the RTP-MIDI session on UDP ${config.rtp}`,
   );
-  const where = formatAddress({
-    hostname: config.address.hostname,
-    port: session.port,
-  });
-  say(
-    `RTP-MIDI session ${JSON.stringify(rtp.name)} on ${where} (data ${
-      session.port + 1
-    })`,
-  );
+  const where = formatAddress({ ...address, port: session.port });
+  say(`RTP-MIDI session "${name}" on ${where} (data ${session.port + 1})`);
   if (hub.gate.wantsToken) {
     console.error(
-      `midisock ${COMMAND}: warning: RTP-MIDI cannot carry a token: --token does not protect --rtp (use --allow)`,
+      `midisock ${COMMAND}: warning: RTP-MIDI carries no token: ` +
+        "--token does not protect --rtp (use --allow)",
     );
   }
-  if (rtp.bonjour) {
+  if (args.has("rtp-bonjour")) {
     const { advertiseRtpMidi } = await import("../rtp/bonjour.ts");
     try {
       const bonjour = await advertiseRtpMidi(session);
       // A transport of its own: the hub says goodbye before the session closes.
+      const close = () => bonjour.close();
       await hub.attach({
         name: "bonjour",
         attach: () => Promise.resolve(),
-        close: () => bonjour.close(),
-        [Symbol.asyncDispose]: () => bonjour.close(),
+        close,
+        [Symbol.asyncDispose]: close,
       });
       say(
         `advertising ${
@@ -546,90 +379,81 @@ async function session(
       );
     } catch (error) {
       if (error instanceof Deno.errors.NotCapable) throw error;
-      say(`cannot advertise over Bonjour: ${describeError(error)}`);
+      say(`cannot advertise over Bonjour: ${cli.describeError(error)}`);
     }
   }
-  for (const peer of rtp.invite) {
+  for (const peer of config.invite) {
     session.invite(peer.hostname, peer.port).catch((error) =>
       say(
         `rtp invitation to ${formatAddress(peer)} failed: ${
-          describeError(error)
+          cli.describeError(error)
         }`,
       )
     );
   }
 }
 
-/** Turns the hub's events into lines. */
-function printer(hub: Hub, say: (line: string) => void, refusals: RefusalLog) {
+/** Turns the hub's events into lines; counts the notes released. */
+function printer(hub: Hub, say: (line: string) => void) {
+  const refusals = new cli.RefusalLog(say);
   const clients = () =>
-    plural(hub.endpoints.filter((e) => e.kind === "client").length, "client");
+    cli.plural(
+      hub.endpoints.filter((e) => e.kind === "client").length,
+      "client",
+    );
   let released = 0;
   const print = (event: HubEvent): void => {
     switch (event.type) {
       case "join":
-        if (event.endpoint.kind === "client") {
-          say(`connect ${event.endpoint.name} (${clients()})`);
-        }
-        return;
+        if (event.endpoint.kind !== "client") return;
+        return say(`connect ${event.endpoint.name} (${clients()})`);
       case "leave": {
         released += event.released;
         // Hardware ports say "lost" themselves; links say why they close.
         if (event.endpoint.kind !== "client" || hub.closed) return;
         const notes = event.released === 0
           ? ""
-          : `, released ${plural(event.released, "held note")}`;
+          : `, released ${cli.plural(event.released, "held note")}`;
         const why = event.reason === undefined
           ? ""
-          : `: ${describeError(event.reason)}`;
-        say(`disconnect ${event.endpoint.name} (${clients()}${notes})${why}`);
-        return;
+          : `: ${cli.describeError(event.reason)}`;
+        return say(
+          `disconnect ${event.endpoint.name} (${clients()}${notes})${why}`,
+        );
       }
       case "refuse": {
-        const { peer, reason } = event.refusal;
-        refusals.add(
-          formatAddress({ hostname: peer.hostname, port: peer.port ?? 0 }),
-          peer.hostname,
-          reason,
-        );
-        return;
+        const { hostname, port = 0 } = event.refusal.peer;
+        const peer = formatAddress({ hostname, port });
+        return refusals.add(peer, hostname, event.refusal.reason);
       }
-      case "message":
-        say(
-          `${clock()} ${event.endpoint.name} ${formatMessage(event.message)}`,
-        );
-        return;
+      case "message": {
+        const text = formatMessage(event.message);
+        return say(`${cli.clock()} ${event.endpoint.name} ${text}`);
+      }
       case "latency":
-        say(`latency ${event.latency} ms (chosen from the delays measured)`);
-        return;
+        return say(`latency ${event.latency} ms (from the delays measured)`);
       case "warning":
-        console.error(`midisock ${COMMAND}: ${event.message}`);
-        return;
+        return console.error(`midisock ${COMMAND}: ${event.message}`);
     }
   };
   return {
     print,
+    refusals,
     /** Notes released since the last call. */
-    released: () => {
-      const count = released;
-      released = 0;
-      return count;
-    },
+    released: () => [released, released = 0][0],
   };
 }
 
-/** Every 10 s, says how many messages came too late for the playout delay. */
+/** Says, every 10 s, how many messages came too late for the delay. */
 function watchLate(hub: Hub, say: (line: string) => void): () => void {
   let seen = 0;
   const look = () => {
     const timing = hub.timing;
     if (timing === undefined || timing.late === seen) return;
     say(
-      `late: ${
-        plural(timing.late - seen, "message")
-      } in the last 10 s came after their time + ${
-        Math.round(timing.latency)
-      } ms (the latest ${timing.worstLateMs.toFixed(1)} ms after)`,
+      `late: ${cli.plural(timing.late - seen, "message")} came after ` +
+        `their time + ${Math.round(timing.latency)} ms (the latest ` +
+        `${timing.worstLateMs.toFixed(1)} ms after)`,
     );
     seen = timing.late;
   };
@@ -641,28 +465,49 @@ function watchLate(hub: Hub, say: (line: string) => void): () => void {
   };
 }
 
-/** How to reach this server, as serve's first line says. */
-function connectHint(server: PortServer, config: ServeConfig): string {
+/** serve's first lines: where it listens and how to connect. */
+function announce(
+  hub: Hub,
+  places: Awaited<ReturnType<typeof build>>,
+  config: Config,
+  say: (line: string) => void,
+): void {
+  const { server, web } = places;
+  for (const place of web ? [server, web] : [server]) {
+    const warning = cli.exposureWarning(
+      place.name,
+      place.addr.hostname,
+      hub.gate.hasAllowList,
+    );
+    if (warning) console.error(`midisock ${COMMAND}: ${warning}`);
+  }
   const { hostname, port } = server.addr;
-  const reachable = hostname === "::" || hostname === "0.0.0.0"
-    ? "127.0.0.1"
-    : hostname;
+  const wildcard = /^(::|0\.0\.0\.0)$/.test(hostname);
+  const reachable = wildcard ? "127.0.0.1" : hostname;
   const flags = (config.tls ? " --tls --ca CA.pem" : "") +
     (config.hub.token ? " --token TOKEN" : "");
-  const deno = `${commandFor("connect", import.meta.url)} ${
+  let hint = `${cli.commandFor("connect", import.meta.url)} ${
     formatAddress({ hostname: reachable, port })
   }${flags}`;
   // mido 1.2 connects over IPv4 only, with no token and no TLS.
-  return reachable.includes(":") || flags !== ""
-    ? deno
-    : `${deno} or mido.sockets.connect(${JSON.stringify(reachable)}, ${port})`;
+  if (!reachable.includes(":") && flags === "") {
+    hint += ` or mido.sockets.connect(${JSON.stringify(reachable)}, ${port})`;
+  }
+  const mode = config.hub.relay ? "hub" : "no hub";
+  say(`listening on ${server.name} (${mode}); connect with: ${hint}`);
+  if (web) {
+    const everywhere = /^(::|0\.0\.0\.0)$/.test(web.addr.hostname)
+      ? " (every interface: from other devices, use this machine's address)"
+      : "";
+    say(`web page on ${web.url}${everywhere}`);
+  }
 }
 
 /**
  * Runs `midisock serve` with the given command-line arguments, until
  * SIGINT/SIGTERM (or `options.signal`) stops it.
  *
- * @param args The arguments, as `Deno.args` gives them.
+ * @param argv The arguments, as `Deno.args` gives them.
  * @param options `signal`: another way to stop it.
  * @returns The exit code: 0 after a clean shutdown or `--help`, 2 for bad
  * usage, 1 for a failure (each reported in one line on stderr).
@@ -680,60 +525,39 @@ function connectHint(server: PortServer, config: ServeConfig): string {
  * ```
  */
 export async function main(
-  args: string[],
-  options: MainOptions = {},
+  argv: string[],
+  options: cli.MainOptions = {},
 ): Promise<number> {
+  const stop = Promise.withResolvers<void>();
+  const removeListeners = cli.onStop(stop.resolve, options.signal);
   let hub: Hub | undefined;
-  let config: ServeConfig;
-  const { promise: stopped, resolve: stop } = Promise.withResolvers<void>();
-  const removeListeners = onStop(stop, options.signal);
   try {
-    const read = readArgs(args);
-    if (read === "help" || read === "version") return printInfo(read, HELP);
-    config = read;
-    const say = config.quiet ? () => {} : (line: string) => console.log(line);
-    const refusals = new RefusalLog(say);
+    const config = readArgs(argv);
+    if ("has" in config) {
+      return cli.printInfo(config.has("help") ? "help" : "version", HELP);
+    }
+    const quiet = config.args.has("quiet");
+    const say = quiet ? () => {} : (line: string) => console.log(line);
     hub = asUsage(() => new Hub(config.hub), OPTION_FLAGS);
-    const events = printer(hub, say, refusals);
-    hub.listen(events.print, { messages: config.monitor });
-    const { server, web } = await build(config, hub, say);
-    for (
-      const [name, hostname] of [[server.name, server.addr.hostname], [
-        web?.name,
-        web?.addr.hostname,
-      ]]
-    ) {
-      const warning = name &&
-        exposureWarning(name, hostname!, hub.gate.hasAllowList);
-      if (warning) console.error(`midisock ${COMMAND}: ${warning}`);
-    }
-    say(
-      `listening on ${server.name} (${
-        config.hub.relay ? "hub" : "no hub"
-      }); connect with: ${connectHint(server, config)}`,
-    );
-    if (web !== undefined) {
-      const everywhere = /^(::|0\.0\.0\.0)$/.test(web.addr.hostname)
-        ? " (every interface: from other devices, use this machine's address)"
-        : "";
-      say(`web page on ${web.url}${everywhere}`);
-    }
+    const lines = printer(hub, say);
+    hub.listen(lines.print, { messages: config.args.has("monitor") });
+    announce(hub, await build(config, hub, say), config, say);
     const stopWatching = watchLate(hub, say);
-    await stopped;
-    const clients = hub.endpoints.filter((e) => e.kind === "client").length;
-    events.released();
+    await stop.promise;
+    const clients = hub.endpoints.filter((e) => e.kind === "client");
+    lines.released();
     await hub.close();
     stopWatching();
-    refusals.flush();
+    lines.refusals.flush();
     say(
-      `stopped: closed ${plural(clients, "client")}, released ${
-        plural(events.released(), "held note")
+      `stopped: closed ${cli.plural(clients.length, "client")}, released ${
+        cli.plural(lines.released(), "held note")
       }`,
     );
     return 0;
   } catch (error) {
     await hub?.close();
-    return report(COMMAND, error);
+    return cli.report(COMMAND, error);
   } finally {
     removeListeners();
   }
