@@ -2,7 +2,15 @@
 
 import assert from "node:assert/strict";
 import denoJson from "../deno.json" with { type: "json" };
-import { connect, formatMessage, type Message, message } from "../mod.ts";
+import {
+  connect,
+  formatMessage,
+  Hub,
+  type Message,
+  message,
+  PortServer,
+} from "../mod.ts";
+import { noOpenssl, testCertificates } from "./_tls.ts";
 import { noMido, runPython } from "./_mido.ts";
 import { withoutDbNoise } from "./_rtmidi.ts";
 import { boundedTest, readAll, take, within } from "./_net.ts";
@@ -118,6 +126,45 @@ const BAD_USAGE: [Command, string[], RegExp][] = [
   ["serve", ["--cert", "cert.pem"], /--cert and --key go together/],
   ["serve", ["--token", "two words"], /--token must be 1-200 printable ASCII/],
   ["connect", ["--ca", "ca.pem"], /--ca goes with --tls/],
+  // Values the library refuses are named by their flags, exit 2.
+  [
+    "serve",
+    ["127.0.0.1:0", "--rate-limit", "10/0"],
+    /--rate-limit must be MESSAGES or MESSAGES\/BURST a second, each at least 1: got "10\/0"/,
+  ],
+  [
+    "serve",
+    ["127.0.0.1:0", "--max-queued-total", "1"],
+    /^midisock serve: --max-queued-total must be at least --max-queued \(2097156\): got 1/,
+  ],
+  [
+    "serve",
+    ["127.0.0.1:0", "--nats", "nats://127.0.0.1:9", "--room", "bad room"],
+    /^midisock serve: --room /,
+  ],
+  ["serve", ["--latency", "soon"], /--latency must be milliseconds/],
+  [
+    "serve",
+    ["--rtp", "5004", "--rtp-invite", "nohostport"],
+    /--rtp-invite must be HOST:PORT: got nohostport/,
+  ],
+  // Negative numbers reach the flag's own check, one line naming it.
+  ["serve", ["--port", "-1"], /--port must be a number in 0..65535: got "-1"/],
+  [
+    "serve",
+    ["--handshake-timeout", "-1"],
+    /--handshake-timeout must be a positive number of seconds: got "-1"/,
+  ],
+  [
+    "serve",
+    ["--max-sysex", "-5"],
+    /--max-sysex must be a whole number of at least 0: got "-5"/,
+  ],
+  [
+    "connect",
+    ["--send", "start", "--wait", "-1", "--send", "stop"],
+    /--wait must be a positive number of seconds: got "-1"/,
+  ],
 ];
 
 for (const [command, args, pattern] of BAD_USAGE) {
@@ -290,6 +337,108 @@ cliTest(
     );
     assert.equal(wrong.stdout, "");
     await serve.waitFor(/^refused \S+ \(wrong token\)$/);
+  },
+);
+
+cliTest(
+  "connect --send exits 1 with the server's reason for every refusal it can meet",
+  async () => {
+    const token = "correct-horse-battery";
+    const { cert, key } = await testCertificates();
+    const servers = {
+      token: new Hub({ token }),
+      allow: new Hub({ allow: ["10.9.9.9"] }),
+      full: new Hub({ maxClients: 1 }),
+      plain: new Hub(),
+      tls: new Hub(),
+    };
+    try {
+      const ports: Record<string, number> = {};
+      for (const [name, hub] of Object.entries(servers)) {
+        const server = await hub.attach(
+          new PortServer(
+            "127.0.0.1",
+            0,
+            name === "tls" ? { tls: { cert, key } } : {},
+          ),
+        );
+        ports[name] = server.port;
+      }
+      await using occupant = await connect("127.0.0.1", ports.full);
+      await occupant.admitted;
+      const cases: [string, string[], RegExp][] = [
+        ["token", [], /\(no token: this server wants one\)$/],
+        ["token", ["--token", "a-wrong-guess-of-it"], /\(wrong token\)$/],
+        ["allow", [], /\(address not in the allow list\)$/],
+        ["full", [], /\(server full \(1 client\)\)$/],
+        ["plain", ["--tls"], /does not serve TLS: connect without TLS/],
+        ["tls", [], /serves TLS: connect with TLS/],
+      ];
+      for (const [name, extra, reason] of cases) {
+        const where = `127.0.0.1:${ports[name]}`;
+        const sent = await run("connect", [
+          where,
+          ...extra,
+          "--send",
+          "note_on note=60",
+          "--send",
+          "note_off note=60",
+        ]);
+        const what = `${name} ${extra.join(" ")}`;
+        assert.equal(sent.code, 1, `${what}: ${sent.stderr}`);
+        assert.equal(sent.stdout, "", what);
+        const line = assertOneLineError(sent.stderr, "connect");
+        assert.match(line, reason, what);
+        assert.match(line, new RegExp(`127\\.0\\.0\\.1:${ports[name]}`), what);
+      }
+    } finally {
+      await Promise.all(Object.values(servers).map((hub) => hub.close()));
+    }
+  },
+  { ignore: noOpenssl },
+);
+
+cliTest(
+  "connect says it is connected only once the server took it",
+  async () => {
+    await using hub = new Hub({ allow: ["10.9.9.9"] });
+    const server = await hub.attach(new PortServer("127.0.0.1", 0));
+    const refused = await run("connect", [`127.0.0.1:${server.port}`]);
+    assert.equal(refused.code, 1);
+    assert.equal(refused.stdout, "");
+    assert.match(
+      assertOneLineError(refused.stderr, "connect"),
+      /refused by 127\.0\.0\.1:\d+ \(address not in the allow list\)$/,
+    );
+    await using open = new Hub();
+    const other = await open.attach(new PortServer("127.0.0.1", 0));
+    await using client = spawn("connect", [`127.0.0.1:${other.port}`]);
+    await client.waitFor(
+      new RegExp(`^connected to 127\\.0\\.0\\.1:${other.port}$`),
+    );
+  },
+);
+
+cliTest(
+  "serve starts from an empty cache without fetching a package",
+  async () => {
+    // No registry can be reached: a fetch would fail the start.
+    const cache = await new Deno.Command("mktemp", {
+      args: ["-d"],
+      stdout: "piped",
+    })
+      .output();
+    const dir = new TextDecoder().decode(cache.stdout).trim();
+    try {
+      await using serve = spawn("serve", ["127.0.0.1:0"], [NET], {
+        DENO_DIR: dir,
+        NPM_CONFIG_REGISTRY: "http://127.0.0.1:9/",
+        DENO_NO_UPDATE_CHECK: "1",
+      });
+      await serve.listening();
+    } finally {
+      await new Deno.Command("rm", { args: ["-rf", dir] }).output();
+    }
   },
 );
 

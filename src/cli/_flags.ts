@@ -230,8 +230,8 @@ export function token(text: string | undefined): string | undefined {
 
 /**
  * Makes a library object from options read from flags, turning what it
- * refuses into bad usage: `flags` maps an option's name, as the library
- * says it, to its flag.
+ * refuses into bad usage: `flags` maps a pattern of an option's name, as
+ * the library's message says it, to its flag.
  *
  * @throws {UsageError} For a `TypeError`, `RangeError` or `SyntaxError`.
  */
@@ -248,7 +248,7 @@ export function asUsage<T>(
     ) throw error;
     let text = error.message;
     for (const [option, flag] of Object.entries(flags)) {
-      text = text.replaceAll(option, flag);
+      text = text.replace(new RegExp(option, "g"), flag);
     }
     throw new UsageError(text);
   }

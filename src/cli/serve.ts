@@ -117,10 +117,11 @@ Examples:
 
 /** Library option names as the flags that set them, for bad values. */
 const OPTION_FLAGS = {
-  maxQueuedTotal: "--max-queued-total",
-  maxQueuedBytes: "--max-queued",
-  "Room name": "--room",
-  room: "--room",
+  "\\bmaxQueuedTotal\\b": "--max-queued-total",
+  "\\bmaxQueuedBytes\\b": "--max-queued",
+  "^room\\b": "--room",
+  "^id\\b": "--nats-id",
+  "^name\\b": "--nats-name",
 };
 
 /** The flags, read and checked before anything is opened. */
