@@ -214,20 +214,7 @@ export function onStop(stop: () => void, signal?: AbortSignal): () => void {
   };
 }
 
-/** Local time of day with milliseconds: `14:03:27.123`. */
-export function clock(date: Date = new Date()): string {
-  const two = (n: number) => String(n).padStart(2, "0");
-  return `${two(date.getHours())}:${two(date.getMinutes())}:${
-    two(date.getSeconds())
-  }.${String(date.getMilliseconds()).padStart(3, "0")}`;
-}
-
-/** `1 client`, `2 clients`, `3,512 clients`. */
-export function plural(n: number, noun: string, many = `${noun}s`): string {
-  // Thousands separated by hand: toLocaleString costs too much per line.
-  const digits = String(n).replace(/\B(?=(\d{3})+(?!\d))/g, ",");
-  return `${digits} ${n === 1 ? noun : many}`;
-}
+export { plural, timeOfDay as clock } from "../_text.ts";
 
 /**
  * The warning for a server reachable beyond loopback with no allow list,
@@ -262,80 +249,4 @@ export function commandFor(command: string, from: string): string {
     // No read permission for the working directory: the whole path.
   }
   return `deno run -A ${/\s/.test(path) ? JSON.stringify(path) : path}`;
-}
-
-/** How long refusals of one address and reason are summed up in one line. */
-const REFUSAL_WINDOW_MS = 5000;
-/** Addresses told apart in one window; refusals past them are summed up. */
-const REFUSAL_ADDRESSES = 16;
-
-/**
- * Prints refused connections without flooding the log: the first refusal
- * of an address for a reason gets its own line, and the rest, within five
- * seconds, one summary line when the window ends; past 16 addresses in a
- * window, the others are summed up together. Reasons hold no text the peer
- * chose (the gate keeps that apart), so the peer cannot make new lines by
- * changing what it sends.
- */
-export class RefusalLog {
-  readonly #say: (line: string) => void;
-  readonly #windows = new Map<string, { count: number; line: string }>();
-  #others = 0;
-  readonly #otherAddresses = new Set<string>();
-  #timer: ReturnType<typeof setTimeout> | undefined;
-
-  constructor(say: (line: string) => void) {
-    this.#say = say;
-  }
-
-  /** Notes one refusal of `peer` (`host:port`) at `address`, and why. */
-  add(peer: string, address: string, reason: string): void {
-    const key = `${address} ${reason}`;
-    const window = this.#windows.get(key);
-    if (window !== undefined) {
-      window.count++;
-    } else if (this.#windows.size >= REFUSAL_ADDRESSES) {
-      this.#others++;
-      if (this.#otherAddresses.size < 100_000) {
-        this.#otherAddresses.add(address);
-      }
-    } else {
-      this.#say(`refused ${peer} (${reason})`);
-      this.#windows.set(key, {
-        count: 0,
-        line: `from ${address} (${reason}) in the last ${
-          REFUSAL_WINDOW_MS / 1000
-        } s`,
-      });
-    }
-    if (this.#timer === undefined) {
-      this.#timer = setTimeout(() => this.flush(), REFUSAL_WINDOW_MS);
-      Deno.unrefTimer(this.#timer as unknown as number);
-    }
-  }
-
-  /** Prints what the window summed up, and starts afresh. */
-  flush(): void {
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
-    for (const { count, line } of this.#windows.values()) {
-      if (count > 0) {
-        this.#say(`refused ${plural(count, "more connection")} ${line}`);
-      }
-    }
-    if (this.#others > 0) {
-      this.#say(
-        `refused ${plural(this.#others, "more connection")} from ${
-          plural(
-            this.#otherAddresses.size,
-            "other address",
-            "other addresses",
-          )
-        } in the last ${REFUSAL_WINDOW_MS / 1000} s`,
-      );
-    }
-    this.#windows.clear();
-    this.#others = 0;
-    this.#otherAddresses.clear();
-  }
 }

@@ -19,11 +19,10 @@
  * @module
  */
 
-import { formatMessage } from "../codec/text.ts";
 import { AddressList } from "../access.ts";
-import { type Address, formatAddress, parseAddress } from "../address.ts";
+import { formatAddress, parseAddress } from "../address.ts";
 import { MIN_TOKEN_LENGTH } from "../gate.ts";
-import { Hub, type HubEvent, type HubOptions } from "../hub/mod.ts";
+import { Hub, HubLog, type HubOptions } from "../hub/mod.ts";
 import { PortServer } from "../net/server.ts";
 import { checkPem } from "../net/_tls.ts";
 import type { Transport } from "../transport.ts";
@@ -394,78 +393,6 @@ async function session(hub: Hub, config: Config, say: (line: string) => void) {
   }
 }
 
-/** Turns the hub's events into lines; counts the notes released. */
-function printer(hub: Hub, say: (line: string) => void) {
-  const refusals = new cli.RefusalLog(say);
-  const clients = () =>
-    cli.plural(
-      hub.endpoints.filter((e) => e.kind === "client").length,
-      "client",
-    );
-  let released = 0;
-  const print = (event: HubEvent): void => {
-    switch (event.type) {
-      case "join":
-        if (event.endpoint.kind !== "client") return;
-        return say(`connect ${event.endpoint.name} (${clients()})`);
-      case "leave": {
-        released += event.released;
-        // Hardware ports say "lost" themselves; links say why they close.
-        if (event.endpoint.kind !== "client" || hub.closed) return;
-        const notes = event.released === 0
-          ? ""
-          : `, released ${cli.plural(event.released, "held note")}`;
-        const why = event.reason === undefined
-          ? ""
-          : `: ${cli.describeError(event.reason)}`;
-        return say(
-          `disconnect ${event.endpoint.name} (${clients()}${notes})${why}`,
-        );
-      }
-      case "refuse": {
-        const { hostname, port = 0 } = event.refusal.peer;
-        const peer = formatAddress({ hostname, port });
-        return refusals.add(peer, hostname, event.refusal.reason);
-      }
-      case "message": {
-        const text = formatMessage(event.message);
-        return say(`${cli.clock()} ${event.endpoint.name} ${text}`);
-      }
-      case "latency":
-        return say(`latency ${event.latency} ms (from the delays measured)`);
-      case "warning":
-        return console.error(`midisock ${COMMAND}: ${event.message}`);
-    }
-  };
-  return {
-    print,
-    refusals,
-    /** Notes released since the last call. */
-    released: () => [released, released = 0][0],
-  };
-}
-
-/** Says, every 10 s, how many messages came too late for the delay. */
-function watchLate(hub: Hub, say: (line: string) => void): () => void {
-  let seen = 0;
-  const look = () => {
-    const timing = hub.timing;
-    if (timing === undefined || timing.late === seen) return;
-    say(
-      `late: ${cli.plural(timing.late - seen, "message")} came after ` +
-        `their time + ${Math.round(timing.latency)} ms (the latest ` +
-        `${timing.worstLateMs.toFixed(1)} ms after)`,
-    );
-    seen = timing.late;
-  };
-  const timer = setInterval(look, 10_000);
-  Deno.unrefTimer(timer);
-  return () => {
-    clearInterval(timer);
-    look();
-  };
-}
-
 /** serve's first lines: where it listens and how to connect. */
 function announce(
   hub: Hub,
@@ -537,24 +464,23 @@ export async function main(
     if ("has" in config) {
       return cli.printInfo(config.has("help") ? "help" : "version", HELP);
     }
-    const quiet = config.args.has("quiet");
-    const say = quiet ? () => {} : (line: string) => console.log(line);
+    const say = config.args.has("quiet")
+      ? () => {}
+      : (line: string) => console.log(line);
     hub = asUsage(() => new Hub(config.hub), OPTION_FLAGS);
-    const lines = printer(hub, say);
-    hub.listen(lines.print, { messages: config.args.has("monitor") });
+    using log = new HubLog(hub, {
+      say,
+      warn: (line) => console.error(`midisock ${COMMAND}: ${line}`),
+      messages: config.args.has("monitor"),
+    });
     announce(hub, await build(config, hub, say), config, say);
-    const stopWatching = watchLate(hub, say);
     await stop.promise;
-    const clients = hub.endpoints.filter((e) => e.kind === "client");
-    lines.released();
+    const clients = log.clients();
+    log.takeReleased();
     await hub.close();
-    stopWatching();
-    lines.refusals.flush();
-    say(
-      `stopped: closed ${cli.plural(clients.length, "client")}, released ${
-        cli.plural(lines.released(), "held note")
-      }`,
-    );
+    log.close();
+    const notes = cli.plural(log.takeReleased(), "held note");
+    say(`stopped: closed ${clients}, released ${notes}`);
     return 0;
   } catch (error) {
     await hub?.close();
