@@ -26,6 +26,7 @@ import {
   responseHead,
   webSocketAccept,
 } from "./_http.ts";
+import { TIMED_HEAD, writeTimedHead } from "./_protocol.ts";
 
 /** What a connection tells its owner. */
 export interface ConnectionHandler {
@@ -89,6 +90,38 @@ interface FrameParts {
 function putFrame(target: Uint8Array, offset: number, what: FrameParts): void {
   const at = writeHeader(target, offset, what.opcode, what.payload.length);
   target.set(what.payload, at);
+}
+
+const EMPTY = new Uint8Array(0);
+
+/** A timed frame's parts, for the transport's `append`. */
+interface TimedParts {
+  at: number;
+  payload: Uint8Array;
+}
+
+/** The parts of the timed frame being written (no object made per frame). */
+const timed: TimedParts = { at: 0, payload: EMPTY };
+
+/** A whole timed binary frame: header, marker, time, messages. */
+function putTimed(target: Uint8Array, offset: number, what: TimedParts): void {
+  const length = TIMED_HEAD + what.payload.length;
+  const at = writeHeader(target, offset, OPCODE.binary, length);
+  target.set(what.payload, writeTimedHead(target, at, what.at));
+}
+
+/** A timed binary frame's header, marker and time; the messages follow. */
+function putTimedHead(
+  target: Uint8Array,
+  offset: number,
+  what: TimedParts,
+): void {
+  const length = TIMED_HEAD + what.payload.length;
+  writeTimedHead(
+    target,
+    writeHeader(target, offset, OPCODE.binary, length),
+    what.at,
+  );
 }
 
 /** The header of a frame: opcode in the low byte, the length above it. */
@@ -466,6 +499,28 @@ export class WebConnection {
    */
   sendBinary(bytes: Uint8Array): boolean {
     return this.#state === "websocket" && this.#send(OPCODE.binary, bytes);
+  }
+
+  /**
+   * Sends a timed binary frame: the time `at`, then `bytes` (from 4 KiB
+   * queued by reference: nobody may change them).
+   *
+   * @returns `false` once the connection takes no more.
+   */
+  sendTimed(at: number, bytes: Uint8Array): boolean {
+    if (this.#state !== "websocket" || !this.open) return false;
+    const size = headerSize(TIMED_HEAD + bytes.length) + TIMED_HEAD;
+    timed.at = at;
+    timed.payload = bytes;
+    try {
+      if (bytes.length < SHARE_FROM) {
+        return this.#transport.append(size + bytes.length, putTimed, timed);
+      }
+      return this.#transport.append(size, putTimedHead, timed) &&
+        this.#transport.push(bytes);
+    } finally {
+      timed.payload = EMPTY;
+    }
   }
 
   /** Sends a ping (how a quiet peer is asked whether it is still there). */

@@ -41,13 +41,16 @@ import {
   type EndpointInfo,
   endpointsFrame,
   hostAllowed,
+  latencyFrame,
   MAX_TOKEN_FRAME,
   monitorFrame,
   type MonitorLine,
   monitorText,
   originAllowed,
+  readControl,
   readTokenFrame,
   refusedFrame,
+  timeFrame,
   TOKEN_REQUEST,
   welcomeFrame,
 } from "./_protocol.ts";
@@ -143,6 +146,11 @@ const PING_AFTER_MS = 15_000;
 const SILENT_MS = 30_000;
 /** `drained()` of a connection waits under this many bytes. */
 const HIGH_WATER = 64 * 1024;
+/**
+ * A page with this many bytes unsent or more gets no answer to its time
+ * requests (it does not read them).
+ */
+const ANSWER_UNDER = 64 * 1024;
 /** How long `close()` waits for connections to close. */
 const SHUTDOWN_MS = 2000;
 /** How often to say that descriptors ran out, at most. */
@@ -763,8 +771,26 @@ export class WebServer implements Transport {
         return;
       }
       case "admitted":
-        // Control messages of later pages, or not MIDI: counted, ignored.
-        return visitor.port!.badFrame();
+        return this.#control(visitor, text);
+    }
+  }
+
+  /**
+   * A control message of an admitted page: a time request (answered at
+   * once, unless the page does not read its answers), or whether it
+   * schedules what it plays. Others (of later pages, or not JSON) are
+   * counted and ignored.
+   */
+  #control(visitor: Visitor, text: string): void {
+    const clock = this.#hub!.clock;
+    const t2 = clock.now();
+    const port = visitor.port!;
+    const control = readControl(text);
+    if (control === undefined) return port.badFrame();
+    if (control.type === "mode") {
+      port.timed = control.timed;
+    } else if (port.queuedBytes < ANSWER_UNDER) {
+      port.text(timeFrame(control.t1, t2, clock.now()));
     }
   }
 
@@ -855,9 +881,11 @@ export class WebServer implements Transport {
     }
     connection.limit = this.#maxFrameBytes;
     connection.patient = true;
+    const clock = hub.clock;
     const port = new PagePort(connection, {
       name: `web ${formatAddress(peer as Deno.NetAddr)}`,
       maxSysexLength: hub.maxSysexLength,
+      now: () => clock.now(),
     });
     visitor.port = port;
     visitor.state = "admitted";
@@ -881,6 +909,7 @@ export class WebServer implements Transport {
         visitor.endpoint.id,
         visitor.endpoint.name,
         this.#settings.keepAlive,
+        hub.timing?.latency ?? 0,
       ),
     );
     this.#admitted.add(visitor);
@@ -939,6 +968,10 @@ export class WebServer implements Transport {
 
   #onEvent(event: HubEvent): void {
     if (event.type === "join" || event.type === "leave") this.#listChanged();
+    if (event.type === "latency") {
+      const frame = encoder.encode(latencyFrame(event.latency));
+      for (const visitor of this.#admitted) visitor.port!.text(frame);
+    }
   }
 
   #listChanged(): void {
