@@ -3,6 +3,7 @@
 
 import assert from "node:assert/strict";
 import {
+  ClockSync,
   connect,
   encode,
   Hub,
@@ -27,7 +28,14 @@ import { ManualClock } from "./_clock.ts";
 import { OPCODE } from "../src/web/_frames.ts";
 import { NET, run, spawn } from "./_cli.ts";
 import { noOpenssl, testCertificateFiles, testCertificates } from "./_tls.ts";
-import { ASSETS_MODULE, PAGE_DIR, renderAssets } from "../src/web/_embed.ts";
+import {
+  ASSETS_MODULE,
+  PAGE_DIR,
+  renderAssets,
+  SYNC_SCRIPT,
+  SYNC_SOURCE,
+  syncStamp,
+} from "../src/web/_embed.ts";
 import {
   closeReason,
   hostAllowed,
@@ -261,6 +269,34 @@ Deno.test({
       Deno.readTextFile(new URL(name, PAGE_DIR))
     );
     assert.equal(await Deno.readTextFile(ASSETS_MODULE), expected);
+  },
+});
+
+Deno.test({
+  name:
+    "the page's clock estimator is made from src/time/sync.ts (run _embed.ts after edits), and answers as it does",
+  permissions: { read: true },
+  fn: async () => {
+    const script = await Deno.readTextFile(SYNC_SCRIPT);
+    const source = await Deno.readTextFile(SYNC_SOURCE);
+    assert.equal(script.split("\n")[0], await syncStamp(source));
+    // Fed the same exchanges (5 s apart, 200 ppm adrift, jittery), the
+    // page's copy and the library's give the same maps.
+    const { ClockSync: PageSync } = await import(SYNC_SCRIPT.href);
+    const page = new PageSync();
+    const library = new ClockSync();
+    const next = random(7);
+    const other = (t: number) => 5000 + t * (1 + 200e-6);
+    for (let t = 0; t < 10_000; t += 100) {
+      const there = t + 2 + 3 * next();
+      const back = there + 2 + 3 * next();
+      const sample = { t1: t, t2: other(there), t3: other(there), t4: back };
+      assert.equal(page.add(sample), library.add(sample));
+      assert.equal(page.toRemote(t), library.toRemote(t));
+      assert.equal(page.toLocal(other(t)), library.toLocal(other(t)));
+    }
+    assert.equal(page.drift, library.drift);
+    assert.equal(page.samples, library.samples);
   },
 });
 
