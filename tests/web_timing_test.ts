@@ -6,7 +6,6 @@
 
 import assert from "node:assert/strict";
 import {
-  type Batch,
   encode,
   Hub,
   type Message,
@@ -14,12 +13,9 @@ import {
   type OutputPort,
   Parser,
   PortClosedError,
-  SINK,
-  type Sink,
-  SOURCE,
-  type Source,
   WebServer,
 } from "../mod.ts";
+import { describe, Player, TimedListener } from "./_web_time.ts";
 import { netTest, until } from "./_net.ts";
 import { concat } from "./_util.ts";
 import { type Frame, rawPage, type RawWebSocket } from "./_ws.ts";
@@ -28,67 +24,6 @@ import { OPCODE } from "../src/web/_frames.ts";
 import { ClockSync } from "../src/web/page/sync.js";
 
 const decoder = new TextDecoder();
-
-/** An input that hands the hub framed bytes with the time it chooses. */
-class Player {
-  readonly name = "player";
-  closed = false;
-  #take: ((framed: Uint8Array, at?: number) => unknown) | undefined;
-  #end: (() => void) | undefined;
-  readonly [SOURCE]: Source;
-  constructor() {
-    this[SOURCE] = {
-      attach: (take, end) => {
-        this.#take = take;
-        this.#end = end;
-      },
-    };
-  }
-  /** Plays `msg` as having happened at `at`. */
-  play(msg: Message, at: number): void {
-    this.#take!(encode(msg), at);
-  }
-  async *[Symbol.asyncIterator](): AsyncIterator<Message> {}
-  poll(): undefined {
-    return undefined;
-  }
-  close(): Promise<void> {
-    this.closed = true;
-    this.#end?.();
-    return Promise.resolve();
-  }
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close();
-  }
-}
-
-/** An output that carries time itself: it hears at once, with `at`. */
-class TimedListener {
-  readonly name = "timed";
-  readonly heard: [string, number | undefined][] = [];
-  closed = false;
-  readonly [SINK]: Sink = {
-    write: (batch: Batch) => {
-      for (const msg of batch.messages) {
-        this.heard.push([describe(msg), batch.at]);
-      }
-      return true;
-    },
-    queuedBytes: 0,
-    copiedBytes: 0,
-    progress: 0,
-    slow: "drop",
-    drained: () => Promise.resolve(),
-    timed: true,
-  };
-  close(): Promise<void> {
-    this.closed = true;
-    return Promise.resolve();
-  }
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close();
-  }
-}
 
 /** A plain output that notes when (on the clock) it heard what. */
 class Listener implements OutputPort {
@@ -113,12 +48,6 @@ class Listener implements OutputPort {
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
   }
-}
-
-function describe(msg: Message): string {
-  return msg.type === "note_on" || msg.type === "note_off"
-    ? `${msg.type} ${msg.note}`
-    : msg.type;
 }
 
 const on = (note: number) => message("note_on", { note });
