@@ -61,9 +61,16 @@ export class Browser implements AsyncDisposable {
   #nextId = 1;
   #closing: Promise<void> | undefined;
 
-  constructor() {
-    this.#child = new Deno.Command("node", {
-      args: [DRIVER],
+  /**
+   * Starts the browser; with `netns`, inside that network namespace (root
+   * only: see tests/_wan.ts).
+   */
+  constructor(options: { netns?: string } = {}) {
+    const command = options.netns === undefined
+      ? ["node", DRIVER]
+      : ["ip", "netns", "exec", options.netns, "node", DRIVER];
+    this.#child = new Deno.Command(command[0], {
+      args: command.slice(1),
       stdin: "piped",
       stdout: "piped",
       stderr: "piped",

@@ -72,8 +72,12 @@ export function wanUnavailable(): string | undefined {
   if (!ip("-V").ok) return "iproute2 (ip) is not installed";
   try {
     Deno.statSync("/dev/net/tun");
-  } catch {
-    return "there is no /dev/net/tun";
+  } catch (error) {
+    // Deno lets only --allow-all look at a device: ask test(1) instead.
+    const device = error instanceof Deno.errors.NotCapable &&
+      new Deno.Command("test", { args: ["-c", "/dev/net/tun"] }).outputSync()
+        .success;
+    if (!device) return "there is no /dev/net/tun";
   }
   try {
     Deno.statSync(PYTHON);

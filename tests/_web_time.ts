@@ -6,6 +6,8 @@ import {
   type Batch,
   encode,
   type Message,
+  type OutputPort,
+  PortClosedError,
   SINK,
   type Sink,
   SOURCE,
@@ -49,11 +51,14 @@ export class Player {
 export class TimedListener {
   readonly name = "timed";
   readonly heard: [string, number | undefined][] = [];
+  /** What it heard, whole, with the time of each. */
+  readonly messages: [Message, number | undefined][] = [];
   closed = false;
   readonly [SINK]: Sink = {
     write: (batch: Batch) => {
       for (const msg of batch.messages) {
         this.heard.push([describe(msg), batch.at]);
+        this.messages.push([msg, batch.at]);
       }
       return true;
     },
@@ -64,6 +69,34 @@ export class TimedListener {
     drained: () => Promise.resolve(),
     timed: true,
   };
+  close(): Promise<void> {
+    this.closed = true;
+    return Promise.resolve();
+  }
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+/** A plain output (the hub delays what it sends it) that notes when it heard what. */
+export class PlainListener implements OutputPort {
+  readonly name = "plain";
+  readonly heard: [string, number][] = [];
+  /** What it heard, whole, with when (on the `now` clock). */
+  readonly messages: [Message, number][] = [];
+  closed = false;
+  readonly #now: () => number;
+  constructor(now: () => number) {
+    this.#now = now;
+  }
+  send(msg: Message): Promise<void> {
+    if (this.closed) return Promise.reject(new PortClosedError(this.name));
+    this.heard.push([describe(msg), this.#now()]);
+    this.messages.push([msg, this.#now()]);
+    return Promise.resolve();
+  }
+  reset = (): Promise<void> => Promise.resolve();
+  panic = (): Promise<void> => Promise.resolve();
   close(): Promise<void> {
     this.closed = true;
     return Promise.resolve();

@@ -474,7 +474,8 @@ const TIMING = `document.querySelector("#midi-timing").dataset`;
 /**
  * Opens the page with a fake MIDI system, bridges its input and output,
  * and waits until the page has told the hub it schedules and has mapped
- * its clock to the hub's for about two seconds (20 exchanges).
+ * its clock to the hub's for about two seconds (80 exchanges, 25 ms
+ * apart).
  */
 async function timedPage(browser: Browser, url: string): Promise<Page> {
   const page = await openPage(browser, url, { init: FAKE_MIDI });
@@ -483,7 +484,7 @@ async function timedPage(browser: Browser, url: string): Promise<Page> {
   await page.select("#midi-input", "in-1");
   await page.select("#midi-output", "out-1");
   await page.waitFor(`() => ${TIMING}.timed === "true"`);
-  await page.waitFor(`() => Number(${TIMING}.samples) >= 20`);
+  await page.waitFor(`() => Number(${TIMING}.samples) >= 80`);
   return page;
 }
 

@@ -10,12 +10,10 @@ import {
   Hub,
   type Message,
   message,
-  type OutputPort,
   Parser,
-  PortClosedError,
   WebServer,
 } from "../mod.ts";
-import { describe, Player, TimedListener } from "./_web_time.ts";
+import { describe, PlainListener, Player, TimedListener } from "./_web_time.ts";
 import { netTest, until } from "./_net.ts";
 import { concat } from "./_util.ts";
 import { type Frame, rawPage, type RawWebSocket } from "./_ws.ts";
@@ -24,31 +22,6 @@ import { OPCODE } from "../src/web/_frames.ts";
 import { ClockSync } from "../src/web/page/sync.js";
 
 const decoder = new TextDecoder();
-
-/** A plain output that notes when (on the clock) it heard what. */
-class Listener implements OutputPort {
-  readonly name = "plain";
-  readonly heard: [string, number][] = [];
-  closed = false;
-  readonly #now: () => number;
-  constructor(now: () => number) {
-    this.#now = now;
-  }
-  send(msg: Message): Promise<void> {
-    if (this.closed) return Promise.reject(new PortClosedError(this.name));
-    this.heard.push([describe(msg), this.#now()]);
-    return Promise.resolve();
-  }
-  reset = () => Promise.resolve();
-  panic = () => Promise.resolve();
-  close(): Promise<void> {
-    this.closed = true;
-    return Promise.resolve();
-  }
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close();
-  }
-}
 
 const on = (note: number) => message("note_on", { note });
 
@@ -218,7 +191,7 @@ netTest(
   async () => {
     await withClockHub({ latency: 40 }, async (hub, web, clock) => {
       const timed = new TimedListener();
-      const plain = new Listener(() => clock.now());
+      const plain = new PlainListener(() => clock.now());
       hub.add(timed, { name: "timed" });
       hub.add(plain, { name: "plain" });
       const page = (await rawPage(web.port)).socket;
@@ -263,7 +236,7 @@ netTest(
     await withClockHub({ latency: "auto" }, async (hub, web, clock) => {
       const player = new Player();
       hub.add(player, { name: "player" });
-      hub.add(new Listener(() => clock.now()), { name: "plain" });
+      hub.add(new PlainListener(() => clock.now()), { name: "plain" });
       const { socket: page, first } = await rawPage(web.port);
       const before = JSON.parse(first).latency;
       // A message that took 30 ms to come: the delay rises to fit it.
@@ -271,7 +244,7 @@ netTest(
       const frame = (await page.until(isText("latency"))).at(-1)!;
       const { latency } = JSON.parse(decoder.decode(frame.payload));
       assert.ok(latency > before && latency >= 30, `${before} -> ${latency}`);
-      assert.equal(latency, Math.round(hub.timing!.latency));
+      assert.equal(latency, hub.timing!.latency);
       page.close();
     });
   },

@@ -176,7 +176,7 @@ export const ASSETS: Readonly<Record<string, Asset>> = {
   },
   "/app.js": {
     type: "text/javascript; charset=utf-8",
-    hash: "33b921092b5ae59b",
+    hash: "832e209c8556891f",
     body: `/**
  * The hub's page: a live monitor, the endpoints, a keyboard and a Web MIDI
  * bridge, over the WebSocket at \`/midi\`. Binary frames carry MIDI both ways
@@ -230,12 +230,12 @@ const TAP_MS = 300;
 const TOKEN_KEY = "midisock-token";
 
 /**
- * How often the page asks the hub's time: at first, and once the drift
- * between the clocks is known (the estimator fits it over 4 s). Exchanges
- * every 250 ms keep the map within about half a millisecond over Wi-Fi.
+ * How often the page asks the hub's time, by how long it has asked: often
+ * at first (the estimator maps the clocks from the last second's exchanges
+ * until it has 4 s of them to fit the drift), then every 250 ms, which
+ * keeps the map within about half a millisecond over Wi-Fi.
  */
-const SYNC_FIRST_MS = 100;
-const SYNC_FIRST_FOR_MS = 5000;
+const SYNC_STEPS = [[2000, 25], [5000, 100]];
 const SYNC_EVERY_MS = 250;
 /** Exchanges before the page trusts its map of the hub's clock. */
 const SYNC_READY = 5;
@@ -714,10 +714,9 @@ function askTime() {
   if (socket === undefined || !admitted || !timeSpoken) return;
   askedAt = performance.now();
   socket.send(JSON.stringify({ type: "time", t1: askedAt }));
-  const every = askedAt - syncStart < SYNC_FIRST_FOR_MS
-    ? SYNC_FIRST_MS
-    : SYNC_EVERY_MS;
-  syncTimer = setTimeout(askTime, every);
+  const asking = askedAt - syncStart;
+  const step = SYNC_STEPS.find(([until]) => asking < until);
+  syncTimer = setTimeout(askTime, step?.[1] ?? SYNC_EVERY_MS);
 }
 
 /**

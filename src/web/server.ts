@@ -273,6 +273,16 @@ const IGNORE: ConnectionHandler = {
  * message, raw bytes as on the TCP socket. What a page sends is parsed as
  * a MIDI stream that ends with each message, so only whole valid messages
  * reach the hub; text frames and messages over `maxFrameBytes` never do.
+ *
+ * Frames may carry time: a page maps its clock to the hub's (it asks the
+ * hub's time, an NTP-style exchange) and sends what it plays with when it
+ * played it, which the hub takes as the messages' time. A page that
+ * schedules what it plays (its Web MIDI output) says so and becomes a timed
+ * endpoint: the hub sends it each batch at once, with the batch's time, and
+ * the page plays it at that time plus the hub's playout delay (`latency`,
+ * told in the welcome). Other pages, and programs that say nothing of time,
+ * are plain endpoints as before. Its deadlines (a request's, a token's)
+ * and its check for silent pages run on the hub's clock.
  * Text frames to pages carry the endpoint list and the monitor (every
  * message that passes through the hub, with its time and source), bounded
  * per page: a page that falls behind misses monitor lines and is told how
@@ -969,8 +979,13 @@ export class WebServer implements Transport {
   #onEvent(event: HubEvent): void {
     if (event.type === "join" || event.type === "leave") this.#listChanged();
     if (event.type === "latency") {
-      const frame = encoder.encode(latencyFrame(event.latency));
-      for (const visitor of this.#admitted) visitor.port!.text(frame);
+      // The delay itself, not the whole ms the event says, once the hub
+      // has taken it.
+      queueMicrotask(() => {
+        const latency = this.#hub?.timing?.latency ?? event.latency;
+        const frame = encoder.encode(latencyFrame(latency));
+        for (const visitor of this.#admitted) visitor.port!.text(frame);
+      });
     }
   }
 
