@@ -55,6 +55,7 @@ export {
   type SocketOptions,
   SocketPort,
   type SocketPortOptions,
+  type SocketTiming,
   type SysexPolicy,
 } from "./src/net/socket_port.ts";
 export {
