@@ -249,7 +249,11 @@ async function runSender(args: Record<string, string | undefined>) {
     onConnect: (socket) => {
       connection++;
       written.push([]);
-      say({ event: "connect", at: wall(), features: socket.features });
+      const at = wall();
+      socket.admitted.then(
+        (features) => say({ event: "connect", at, features }),
+        () => say({ event: "connect", at, features: null }),
+      );
     },
     onDisconnect: (reason, unconfirmed) => {
       say({
