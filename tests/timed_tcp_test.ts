@@ -23,9 +23,18 @@ import {
   type TimeSource,
 } from "../mod.ts";
 import { helloLine, okLine } from "../src/net/_hello.ts";
+import { pingFrame, PONG_FRAME_BYTES } from "../src/codec/_timed.ts";
 import { ManualClock } from "./_clock.ts";
 import { noMido, python } from "./_mido.ts";
-import { boundedTest, LOOPBACK, netTest, take, until, within } from "./_net.ts";
+import {
+  boundedTest,
+  LOOPBACK,
+  netTest,
+  readAll,
+  take,
+  until,
+  within,
+} from "./_net.ts";
 import { concat } from "./_util.ts";
 import { readLines, WanLink, wanSkip, WIFI } from "./_wan.ts";
 
@@ -629,5 +638,43 @@ boundedTest(
     ignore: wanSkip("timed TCP over an emulated Wi-Fi link"),
     permissions: { ...LOOPBACK, run: true, read: true },
     ms: 150000,
+  },
+);
+
+netTest(
+  "a client that pings in a flood gets at most one answer every 5 ms",
+  async () => {
+    await using server = new PortServer("127.0.0.1", 0);
+    const accepting = server.accept();
+    const raw = await Deno.connect({
+      hostname: "127.0.0.1",
+      port: server.port,
+    });
+    const started = performance.now();
+    const pings = new Uint8Array(4 * 50_000);
+    for (let i = 0; i < 50_000; i++) pings.set(pingFrame(i & 0x3fff), 4 * i);
+    const writing = (async () => {
+      await raw.write(helloLine(["timed"]));
+      for (let at = 0; at < pings.length;) {
+        at += await raw.write(pings.subarray(at));
+      }
+      await raw.write(encode(note(1)));
+    })();
+    await using accepted = await accepting;
+    // The sentinel: every ping before it was read.
+    assert.deepEqual(await take(accepted, 1), [note(1)]);
+    const elapsed = performance.now() - started;
+    await writing;
+    const reading = readAll(raw, 10000);
+    await accepted.close();
+    const answer = await reading;
+    const ok = okLine(["timed"]);
+    assert.deepEqual(answer.subarray(0, ok.length), ok);
+    const pongs = (answer.length - ok.length) / PONG_FRAME_BYTES;
+    assert.ok(Number.isInteger(pongs), `${answer.length} bytes`);
+    assert.ok(
+      pongs >= 1 && pongs <= elapsed / 5 + 2,
+      `${pongs} pongs in ${elapsed.toFixed(0)} ms`,
+    );
   },
 );

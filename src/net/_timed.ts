@@ -41,6 +41,13 @@ export const PING_MS = 100;
  */
 const FAST_PING_MS = 20;
 const FAST_MS = 2000;
+/**
+ * The server answers at most one ping in this many ms, and none while its
+ * port's `maxQueuedBytes` wait to be written to the client: a client that
+ * pings in a flood and reads nothing gets little, and holds no more memory
+ * than its port allows (its clock exchange just misses those answers).
+ */
+const PONG_GAP_MS = 5;
 /** Pings remembered for their answers (ids are 14 bits). */
 const PINGS_KEPT = 64;
 const ID_MASK = 0x3fff;
@@ -79,6 +86,8 @@ export interface SocketTiming {
 export interface TimedHost {
   /** Queues a frame for the peer. */
   push(frame: Uint8Array): boolean;
+  /** Whether the peer's write queue has room for an answer. */
+  readonly room: boolean;
   /**
    * Takes framed MIDI read from the peer, with when it happened on the
    * port's clock (undefined: unknown, now). The bytes are a view of a
@@ -122,6 +131,7 @@ export class TimedLink implements SocketTiming {
   // The server's end.
   /** Messages framed from the client so far. */
   #taken = 0;
+  #answeredPing = -Infinity;
   // The client's end.
   readonly #sync = new ClockSync();
   readonly #pingIds = new Int32Array(PINGS_KEPT).fill(-1);
@@ -252,6 +262,12 @@ export class TimedLink implements SocketTiming {
   readonly #control = (event: TimedEvent): void => {
     if (event.type === "ping") {
       if (!this.#server) return;
+      if (
+        this.#now - this.#answeredPing < PONG_GAP_MS || !this.#host.room
+      ) {
+        return;
+      }
+      this.#answeredPing = this.#now;
       const taken = this.#taken + this.#framer.dropped;
       this.#host.push(
         pongFrame(

@@ -315,8 +315,13 @@ export class SocketPort extends InputPortBase implements IOPort {
   }
 
   #timedLink(): TimedLink {
+    const transport = this.#transport;
+    const limit = this.#settings.maxQueuedBytes;
     return new TimedLink(this.#clock, this.#server, this.#framer, {
-      push: (frame) => this.#transport.push(frame),
+      push: (frame) => transport.push(frame),
+      get room() {
+        return transport.queuedBytes < limit;
+      },
       take: (framed, at) => {
         const take = this.#take;
         if (take !== undefined) {
