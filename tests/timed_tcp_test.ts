@@ -528,6 +528,15 @@ function centred(values: number[]): number[] {
 
 const p99 = (errors: number[]) => quantile(errors.map(Math.abs), 0.99);
 
+/** The machine's load average over the last minute, as Linux says it. */
+function loadAverage(): string {
+  try {
+    return Deno.readTextFileSync("/proc/loadavg").split(" ")[0];
+  } catch {
+    return "unknown";
+  }
+}
+
 /**
  * A hub in namespace a plays `notes` notes 10 ms apart to a client hub in
  * namespace b (playout delay `latency`), 2 s after the client came in.
@@ -628,7 +637,10 @@ boundedTest(
       kept = p99(timed.carried) < 0.5 && p99(timed.errors) < 1 &&
         timed.late === 0;
     }
-    assert.ok(kept, `no run kept time: ${seen.join("; ")}`);
+    assert.ok(
+      kept,
+      `no run kept time (load average ${loadAverage()}): ${seen.join("; ")}`,
+    );
     const bare = await timedOverWifi(0, notes);
     console.log(`latency 0: ${describe(bare)}`);
     assert.equal(bare.lost, 0);
