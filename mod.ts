@@ -55,6 +55,7 @@ export {
   type SocketOptions,
   SocketPort,
   type SocketPortOptions,
+  type SocketTiming,
   type SysexPolicy,
 } from "./src/net/socket_port.ts";
 export {
@@ -64,6 +65,7 @@ export {
 } from "./src/net/server.ts";
 export { connect, type ConnectOptions } from "./src/net/connect.ts";
 export {
+  DEFAULT_HEARTBEAT_MS,
   ReconnectingPort,
   type ReconnectOptions,
 } from "./src/net/reconnecting_port.ts";

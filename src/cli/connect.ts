@@ -28,6 +28,7 @@ import { connect, type ConnectOptions } from "../net/connect.ts";
 import { ReconnectingPort } from "../net/reconnecting_port.ts";
 import type { SocketPort } from "../net/socket_port.ts";
 import type { OutputPort } from "../port.ts";
+import type { TimeSource } from "../clock.ts";
 import { sleep } from "../_time.ts";
 import * as cli from "./_common.ts";
 import * as flags from "./_flags.ts";
@@ -182,11 +183,6 @@ function readArgs(argv: string[]): ConnectConfig | "help" | "version" {
   };
 }
 
-/** The hello's features: the timed mode when time is to be kept. */
-function timed(config: ConnectConfig): string[] {
-  return config.latency === 0 ? [] : ["timed"];
-}
-
 /** Why a connection attempt failed, phrased for people. */
 function whyNot(where: string, error: unknown): string {
   if (error instanceof RefusedError) return cli.describeError(error);
@@ -196,13 +192,19 @@ function whyNot(where: string, error: unknown): string {
   return `cannot connect to ${where}: ${why}`;
 }
 
-/** Connects once, phrasing a failure. */
-async function connectTo(config: ConnectConfig): Promise<SocketPort> {
+/**
+ * Connects once, phrasing a failure; on a hub's clock, in the timed mode
+ * (the server's times are then played out by that hub).
+ */
+async function connectTo(
+  config: ConnectConfig,
+  clock?: TimeSource,
+): Promise<SocketPort> {
   try {
     return await connect(
       config.address.hostname,
       config.address.port,
-      { ...config.connection, features: timed(config) },
+      { ...config.connection, timed: clock !== undefined, clock },
     );
   } catch (error) {
     if (error instanceof Deno.errors.NotCapable) throw error;
@@ -322,7 +324,7 @@ async function run(config: ConnectConfig, signal?: AbortSignal): Promise<void> {
         config.address.port,
         {
           ...config.connection,
-          features: timed(config),
+          clock: hub.clock,
           whileDown: "drop",
           heartbeat: config.heartbeat,
           backoff: exponentialBackoff({
@@ -354,7 +356,7 @@ async function run(config: ConnectConfig, signal?: AbortSignal): Promise<void> {
       );
       const endpoint = hub.add(link, { kind: "link", transport: "tcp" });
     } else {
-      const port = await connectTo(config);
+      const port = await connectTo(config, hub.clock);
       hub.add(port, {
         kind: "link",
         transport: "tcp",
