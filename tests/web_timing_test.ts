@@ -57,14 +57,20 @@ function send(page: RawWebSocket, value: unknown): Promise<void> {
   return page.send(JSON.stringify(value));
 }
 
-/**
- * Asks the hub's time and reads the answer: every frame read up to it, the
- * answer last. A page's frames are read in order, so whatever it sent
- * before has been taken in by then.
- */
+/** Asks the hub's time and reads the answer: every frame read up to it. */
 async function ask(page: RawWebSocket, t1 = 0): Promise<Frame[]> {
   await send(page, { type: "time", t1 });
   return await page.until(isText("time"));
+}
+
+/**
+ * Pings the server and reads its pong: every frame read up to it. A
+ * page's frames are read in order, so whatever it sent before has been
+ * taken in by then.
+ */
+async function settled(page: RawWebSocket): Promise<Frame[]> {
+  await page.send("sentinel", { opcode: OPCODE.ping });
+  return await page.until((frame) => frame.opcode === OPCODE.pong);
 }
 
 /** A hub on a clock stepped by hand, with its web server. */
@@ -112,6 +118,8 @@ netTest(
         await send(page, bad);
       }
       await page.send("not json");
+      // A request answered 5 ms after the last at the soonest.
+      clock.advance(5);
       const frames = await ask(page, 7);
       assert.equal(frames.filter(isText("time")).length, 1);
       assert.equal(
@@ -119,6 +127,14 @@ netTest(
         7,
       );
       assert.equal(hub.endpoints[0].stats.dropped, 5);
+      // Asked again at once: not answered (the ping's pong comes first).
+      await send(page, { type: "time", t1: 8 });
+      assert.ok(!(await settled(page)).some(isText("time")));
+      clock.advance(5);
+      assert.equal(
+        JSON.parse(decoder.decode((await ask(page, 9)).at(-1)!.payload)).t1,
+        9,
+      );
       page.close();
     });
   },
@@ -133,25 +149,25 @@ netTest(
       const timed = (await rawPage(web.port)).socket;
       const plain = (await rawPage(web.port)).socket;
       await send(timed, { type: "mode", timed: true });
-      await ask(timed);
+      await settled(timed);
       // Played 3 ms ago (on the hub's clock): the timed page hears it now.
       const t0 = clock.now();
       player.play(on(60), t0 - 3);
       const frame = (await timed.until(isMidi)).at(-1)!;
       assert.deepEqual(readFrame(frame), { at: t0 - 3, heard: ["note_on 60"] });
-      // The plain one not before its time (37 ms from now): its answer to
-      // a time request comes first, then the note, untimed.
+      // The plain one not before its time (37 ms from now): the pong to
+      // its ping comes first, then the note, untimed.
       clock.advance(36.5);
-      assert.ok(!(await ask(plain)).some(isMidi));
+      assert.ok(!(await settled(plain)).some(isMidi));
       clock.advance(0.5);
       assert.deepEqual(readFrame((await plain.until(isMidi)).at(-1)!), {
         heard: ["note_on 60"],
       });
       // A page that stops scheduling is delayed again.
       await send(timed, { type: "mode", timed: false });
-      await ask(timed);
+      await settled(timed);
       player.play(on(61), clock.now());
-      assert.ok(!(await ask(timed)).some(isMidi));
+      assert.ok(!(await settled(timed)).some(isMidi));
       clock.advance(40);
       assert.deepEqual(readFrame((await timed.until(isMidi)).at(-1)!), {
         heard: ["note_on 61"],
@@ -170,7 +186,7 @@ netTest(
       hub.add(player, { name: "player" });
       const page = (await rawPage(web.port)).socket;
       await send(page, { type: "mode", timed: true });
-      await ask(page);
+      await settled(page);
       const dump = message("sysex", {
         data: Array.from({ length: 6000 }, (_, i) => i % 128),
       });
@@ -278,7 +294,7 @@ netTest(
     // A note played at T on the hub plays at T + 40 ms, on the page's
     // clock, within the same millisecond.
     await send(page, { type: "mode", timed: true });
-    await ask(page);
+    await settled(page);
     const t = hubNow();
     player.play(on(64), t);
     const { at } = readFrame((await page.until(isMidi)).at(-1)!);

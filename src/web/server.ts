@@ -151,6 +151,11 @@ const HIGH_WATER = 64 * 1024;
  * requests (it does not read them).
  */
 const ANSWER_UNDER = 64 * 1024;
+/**
+ * A page's time requests are answered at most this often, in ms (the page
+ * asks every 25 ms at most): a page that asks in a flood gets little.
+ */
+const ANSWER_EVERY_MS = 5;
 /** How long `close()` waits for connections to close. */
 const SHUTDOWN_MS = 2000;
 /** How often to say that descriptors ran out, at most. */
@@ -197,6 +202,8 @@ class Visitor {
   gap = false;
   /** The endpoint list this page was sent last. */
   endpointsSent = "";
+  /** When its last time request was answered (the hub's clock). */
+  answeredAt = -Infinity;
 
   constructor(peer: Peer) {
     this.peer = peer;
@@ -787,9 +794,9 @@ export class WebServer implements Transport {
 
   /**
    * A control message of an admitted page: a time request (answered at
-   * once, unless the page does not read its answers), or whether it
-   * schedules what it plays. Others (of later pages, or not JSON) are
-   * counted and ignored.
+   * once, at most one every `ANSWER_EVERY_MS` and none while the page does
+   * not read its answers), or whether it schedules what it plays. Others
+   * (of later pages, or not JSON) are counted and ignored.
    */
   #control(visitor: Visitor, text: string): void {
     const clock = this.#hub!.clock;
@@ -799,7 +806,11 @@ export class WebServer implements Transport {
     if (control === undefined) return port.badFrame();
     if (control.type === "mode") {
       port.timed = control.timed;
-    } else if (port.queuedBytes < ANSWER_UNDER) {
+    } else if (
+      t2 - visitor.answeredAt >= ANSWER_EVERY_MS &&
+      port.queuedBytes < ANSWER_UNDER
+    ) {
+      visitor.answeredAt = t2;
       port.text(timeFrame(control.t1, t2, clock.now()));
     }
   }
