@@ -8,7 +8,6 @@ import assert from "node:assert/strict";
 import {
   type Batch,
   decodeRtpMidi,
-  encode,
   encodeRtpMidi,
   Hub,
   type Message,
@@ -17,13 +16,11 @@ import {
   RtpMidiSession,
   SINK,
   type Sink,
-  SOURCE,
-  type Source,
   systemClock,
   type TimeSource,
 } from "../mod.ts";
 import { boundedTest, until } from "./_net.ts";
-import { RawPeer } from "./_rtp.ts";
+import { Player, RawPeer } from "./_rtp.ts";
 
 /** A clock `offset` ms ahead of the system's and `drift` fast. */
 function skewed(offset: number, drift: number): TimeSource {
@@ -32,40 +29,6 @@ function skewed(offset: number, drift: number): TimeSource {
     setTimer: (callback, delay, keepAlive) =>
       systemClock.setTimer(callback, delay / (1 + drift), keepAlive),
   };
-}
-
-/** An input that hands its hub notes with the time it chooses. */
-class Player {
-  readonly name: string;
-  closed = false;
-  #take: ((framed: Uint8Array, at?: number) => unknown) | undefined;
-  #end: (() => void) | undefined;
-  readonly [SOURCE]: Source;
-  constructor(name: string) {
-    this.name = name;
-    this[SOURCE] = {
-      attach: (take, end) => {
-        this.#take = take;
-        this.#end = end;
-      },
-    };
-  }
-  play(messages: Message[], at?: number): void {
-    const framed = messages.map((m) => [...encode(m)]).flat();
-    this.#take!(new Uint8Array(framed), at);
-  }
-  async *[Symbol.asyncIterator](): AsyncIterator<Message> {}
-  poll(): undefined {
-    return undefined;
-  }
-  close(): Promise<void> {
-    this.closed = true;
-    this.#end?.();
-    return Promise.resolve();
-  }
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close();
-  }
 }
 
 /** What a listener heard: the note, its time, and when it was heard. */

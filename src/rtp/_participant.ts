@@ -172,12 +172,14 @@ const SYNC_RETRY = 1000;
  * Clock exchanges this far apart (ms) for the first `YOUNG_MS` after the
  * peer first answered, then every `syncInterval`. The estimate of the
  * peer's clock takes each way's least delay over the newest exchanges and
- * fits the drift over at least 4 s of them: simulated over Wi-Fi (4 ms +
- * exp(2 ms) each way, stalls of 20-30 ms), 100 ms apart gets it right
- * within 0.3 ms, 250 ms apart holds it within about 0.55 ms once the drift
- * is known, 500 ms apart wanders up to 1.4 ms.
+ * fits the drift once they span 4 s. Simulated over Wi-Fi (4 ms +
+ * exp(2 ms) each way, stalls of 20-30 ms) with a drift of 200 ppm, from
+ * 2 to 10 s after joining: 50 ms apart it wanders within 0.45 ms (peak to
+ * peak), 100 ms apart within 1.1 ms; later, 250 ms apart holds it within
+ * 0.35 ms (500 ms apart: 1.4 ms). An exchange is three packets of 36
+ * bytes: 60 packets a second for 10 s, then 12.
  */
-const YOUNG_SYNC_INTERVAL = 100;
+const YOUNG_SYNC_INTERVAL = 50;
 const YOUNG_MS = 10_000;
 /**
  * A peer's timestamp read as a time further than this before or after
@@ -202,9 +204,9 @@ const PROBE_DELAY = 500;
 const UNPROVEN_ANSWERS = 8;
 /**
  * Our timestamps remembered, to recognise an answer to them: 3.2 s of
- * exchanges 100 ms apart.
+ * exchanges 50 ms apart.
  */
-const REMEMBERED = 32;
+const REMEMBERED = 64;
 /** Repeated sequence numbers are reported this long after the first (ms). */
 const REPEAT_REPORT_DELAY = 1000;
 /** The longest peer name shown in a participant's name. */
@@ -590,7 +592,7 @@ export class Participant extends InputPortBase implements RtpMidiParticipant {
    * us (and runs the exchange itself) we ask only if it has not proved
    * itself a moment later, and less and less often (it may be a forged
    * address). Then every exchange, whichever side starts it, maps the
-   * peer's clock: the initiator asks every 100 ms for the first 10 s,
+   * peer's clock: the initiator asks every 50 ms for the first 10 s,
    * then every `syncInterval`; the other side asks only when the peer's
    * own exchanges come less often than that (half as long again), as
    * Apple's do (every 10 s or so).

@@ -93,7 +93,7 @@ export interface RtpMidiSessionOptions {
   maxSysexLength?: number;
   /**
    * Milliseconds between clock exchanges (CK) with each participant, once
-   * it has been in the session for 10 s (until then, every 100 ms). They
+   * it has been in the session for 10 s (until then, every 50 ms). They
    * map each peer's timestamps to this session's clock and prove that the
    * peer still receives. This session runs them with the peers it
    * invited; a peer that invited it runs its own, and is asked only when
