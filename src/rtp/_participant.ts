@@ -79,6 +79,12 @@ export interface RtpMidiParticipantStats {
  * counted as late), since the newer one's journal has repaired what it
  * carried. Messages repaired after a loss come before the messages of the
  * packet that revealed the loss.
+ *
+ * In a hub, each message comes with its time: the packet's RTP timestamp
+ * and the command's delta time, read on the hub's clock through the clock
+ * exchanges with the peer (at arrival when they do not read as a time near
+ * it; see `stats.untimed`); and what the hub sends goes out with each
+ * batch's time as its timestamp, for the peer to play out.
  */
 export interface RtpMidiParticipant extends IOPort {
   /**
@@ -97,8 +103,8 @@ export interface RtpMidiParticipant extends IOPort {
   /** Whether this session invited the peer (`invite`), not the reverse. */
   readonly initiator: boolean;
   /**
-   * One-way latency to the peer estimated by the last clock
-   * synchronisation, in milliseconds, or `undefined` before one completed.
+   * One-way latency to the peer estimated by the last clock exchange (half
+   * its round trip), in milliseconds, or `undefined` before one completed.
    */
   readonly latency: number | undefined;
   /** Live counters. */

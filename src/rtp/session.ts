@@ -275,13 +275,22 @@ function inUse(error: unknown): boolean {
  * make room); the invitation on the data port must follow from the same
  * host, and then the peer must answer a clock exchange (CK) from its data
  * address, with timestamps only a receiver of ours can know, all before
- * the gate's handshake deadline. Only then is it a participant: before
+ * the gate's handshake deadline (the gate keeps it: it refuses what is
+ * late, and the session drops it). Only then is it a participant: before
  * that no MIDI goes to it, and few packets of any kind, so that a forged
  * invitation cannot turn the session on a third party. It stays one while
  * it keeps proving that it receives (`timeout`). Session commands (BY, CK,
  * RS) count only from the participant's own addresses, BY only with its
  * token, and an invitation never takes the place of a participant from
  * another address.
+ *
+ * It keeps time: what a hub sends goes out with each batch's time as its
+ * RTP timestamp (and delta times), and each packet from a peer comes into
+ * the hub with the peer's timestamp and delta times read on the hub's
+ * clock, through clock exchanges (CK) with each participant every 50 ms
+ * for its first 10 s, then every `syncInterval`, whichever side runs them.
+ * A hub with a playout delay (`latency`) then plays each message at its
+ * time plus the delay.
  *
  * It answers clock synchronisation, sends receiver feedback, sends a
  * recovery journal with every packet (notes, controllers, program, pitch
