@@ -85,6 +85,7 @@ function tracer(timed: boolean, seen: Map<number, number>) {
   };
   return {
     name: timed ? "trace at" : "trace written",
+    closed: false,
     [SINK]: sink,
     close: () => Promise.resolve(),
     [Symbol.asyncDispose]: () => Promise.resolve(),
@@ -103,6 +104,7 @@ function player() {
   };
   return {
     name: "player",
+    closed: false,
     [SOURCE]: source,
     async *[Symbol.asyncIterator]() {},
     poll: () => undefined,

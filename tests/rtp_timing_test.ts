@@ -410,3 +410,16 @@ timingTest(
     }
   },
 );
+
+timingTest("a session's clock must be a TimeSource", () => {
+  for (const clock of [null, {}, { now: () => 0 }]) {
+    assert.throws(
+      () => new RtpMidiSession({ clock: clock as unknown as TimeSource }),
+      {
+        name: "TypeError",
+        message: /^Clock must be a TimeSource \(now and setTimer\): got /,
+      },
+    );
+  }
+  return Promise.resolve();
+});

@@ -194,6 +194,15 @@ async function run(latency: number): Promise<Run> {
 
 const ignore = wanSkip("the RTP-MIDI timing test over the emulated Wi-Fi");
 
+/** The machine's load average over the last minute, as Linux says it. */
+function loadAverage(): string {
+  try {
+    return Deno.readTextFileSync("/proc/loadavg").split(" ")[0];
+  } catch {
+    return "unknown";
+  }
+}
+
 const p99 = (errors: number[]) => quantile(errors.map(Math.abs), 0.99);
 
 function report(name: string, result: Run): void {
@@ -227,7 +236,7 @@ boundedTest(
       seen.push(
         `p99 ${p99(timed.errors).toFixed(3)} ms (carried ${
           p99(timed.carried).toFixed(3)
-        }), late ${timed.late}`,
+        }), late ${timed.late}, load ${loadAverage()}`,
       );
     }
     assert.ok(kept, `no run kept time: ${seen.join("; ")}`);

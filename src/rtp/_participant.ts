@@ -705,6 +705,14 @@ export class Participant extends InputPortBase implements RtpMidiParticipant {
     }
   }
 
+  /** The session's clock changed: what was read against the old is void. */
+  clockChanged(): void {
+    this.#sync.reset();
+    this.#asked.length = 0;
+    this.#answered.length = 0;
+    this.#syncedAt = -Infinity;
+  }
+
   /**
    * One exchange: we sent at `sent` (ms), the peer answered at `remote`
    * (its ticks), the answer came `now`.

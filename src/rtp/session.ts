@@ -430,9 +430,16 @@ export class RtpMidiSession
     );
     this.#ownRules = options.allow !== undefined ||
       options.maxParticipants !== undefined;
-    this.#clock = options.clock ?? systemClock;
-    if (typeof this.#clock?.now !== "function") {
-      throw new TypeError("clock must be a TimeSource (with now and setTimer)");
+    this.#clock = options.clock === undefined ? systemClock : options.clock;
+    if (
+      typeof this.#clock?.now !== "function" ||
+      typeof this.#clock.setTimer !== "function"
+    ) {
+      throw new TypeError(
+        `Clock must be a TimeSource (now and setTimer): got ${
+          this.#clock === null ? "null" : typeof this.#clock
+        }`,
+      );
     }
     this.#gate = new Gate({
       allow: options.allow,
@@ -535,7 +542,13 @@ export class RtpMidiSession
     if (this.#closing !== undefined) throw new PortClosedError(this.name);
     this.#hub = hub;
     this.#gate = hub.gate;
-    this.#clock = hub.clock;
+    if (hub.clock !== this.#clock) {
+      this.#clock = hub.clock;
+      // What was read of the peers' clocks was read against another.
+      for (const participant of this.#participants.values()) {
+        participant.clockChanged();
+      }
+    }
     this.#maxSysexLength = Math.min(this.#maxSysexLength, hub.maxSysexLength);
     const error = new TypeError(
       `${this.name} is attached to a hub: its participants join the hub`,
