@@ -111,6 +111,8 @@ export {
   type EventOptions,
   Hub,
   type HubEvent,
+  HubLog,
+  type HubLogOptions,
   type HubOptions,
 } from "./src/hub/mod.ts";
 export { type Transport } from "./src/transport.ts";

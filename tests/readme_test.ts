@@ -46,6 +46,54 @@ const PERMISSIONS: Deno.PermissionOptions = {
 };
 
 Deno.test({
+  name:
+    "the quick start's two commands are deno.json's tasks, and serve's runs",
+  permissions: PERMISSIONS,
+  fn: () =>
+    within(
+      (async () => {
+        const quick = README.split("## Quick start")[1].split("## ")[0];
+        const [first] = [...quick.matchAll(/```sh\n([^]*?)```/g)];
+        const commands = first[1].trim().split("\n").map((line) =>
+          line.replace(/\s+#.*$/, "")
+        );
+        assert.deepEqual(commands, ["deno task serve", "deno task test"]);
+        const { default: config } = await import("../deno.json", {
+          with: { type: "json" },
+        });
+        assert.equal(config.tasks.serve, "deno run -A src/cli/serve.ts");
+        assert.match(config.tasks.test, /^deno test /);
+        const port = freePort();
+        const child = new Deno.Command(Deno.execPath(), {
+          args: ["task", "--quiet", "serve", `127.0.0.1:${port}`],
+          cwd: new URL("../", import.meta.url),
+          stdout: "piped",
+          stderr: "inherit",
+        }).spawn();
+        const reader = child.stdout.pipeThrough(new TextDecoderStream())
+          .getReader();
+        let out = "";
+        while (!out.includes("\n")) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          out += value;
+        }
+        assert.match(out, new RegExp(`^listening on 127\\.0\\.0\\.1:${port} `));
+        child.kill("SIGTERM");
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          out += value;
+        }
+        assert.equal((await child.status).code, 0);
+        assert.match(out, /stopped: closed 0 clients/);
+      })(),
+      30000,
+      "deno task serve",
+    ),
+});
+
+Deno.test({
   name: "the quick start works as the README shows it, mido included",
   permissions: PERMISSIONS,
   fn: () =>

@@ -72,3 +72,4 @@ export {
   type MidiPortsEvent,
   type MidiPortsOptions,
 } from "./midi_ports.ts";
+export { type ListedPort, listPorts, type PortListing } from "./listing.ts";

@@ -25,3 +25,4 @@ export type {
   EventOptions,
   HubEvent,
 } from "./types.ts";
+export { HubLog, type HubLogOptions } from "./log.ts";

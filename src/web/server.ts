@@ -24,7 +24,6 @@ import {
   hasToken,
   keepsAlive,
   type RequestHead,
-  responseHead,
   webSocketKeyValid,
 } from "./_http.ts";
 import { PagePort } from "./_page_port.ts";
