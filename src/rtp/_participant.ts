@@ -60,8 +60,8 @@ export interface RtpMidiParticipantStats {
    */
   dropped: number;
   /**
-   * Packets from the peer whose time was not taken from their RTP
-   * timestamp but from their arrival: before the first clock exchange
+   * Packets from the peer (with messages) whose time was not taken from
+   * their RTP timestamp but from their arrival: before the first clock exchange
    * with the peer, or with a timestamp that does not read as a time
    * within a second or two of it (a peer that does not keep time). Only
    * counted when a hub reads the participant.
@@ -440,8 +440,9 @@ export class Participant extends InputPortBase implements RtpMidiParticipant {
         REPEAT_REPORT_DELAY,
       );
     }
-    if (this.#take === undefined) this.#emit(result.messages, true);
-    else {
+    if (this.#take === undefined || result.messages.length === 0) {
+      this.#emit(result.messages, true);
+    } else {
       this.#emit(
         result.messages,
         true,
