@@ -73,6 +73,10 @@ async function exchange(
   await peer.wait("midi", 15000, 1000);
   assert.deepEqual(peer.midi(), toPeer.map((m) => [...encode(m)]));
   assert.equal(participant.stats.lost, 0);
+  // rtpmidi stamps each packet with its session clock when it sends it
+  // (the clock of its clock exchanges), and every delta time 0: its
+  // packets are taken at the time it sent them, none at arrival.
+  assert.equal(participant.stats.untimed, 0);
 }
 
 rtpmidiTest(
