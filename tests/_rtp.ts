@@ -5,17 +5,14 @@
 
 import type { RemoteInfo, Socket } from "node:dgram";
 import dgram from "node:dgram";
+import { encode, type Message, SOURCE, type Source } from "../mod.ts";
 import {
   decodeSessionPacket,
-  encode,
   encodeSessionPacket,
   isSessionPacket,
-  type Message,
   type SessionPacket,
-  SOURCE,
-  type Source,
   type SyncPacket,
-} from "../mod.ts";
+} from "../src/rtp/mod.ts";
 import { within } from "./_net.ts";
 
 function bind(port: number): Promise<Socket> {

@@ -30,13 +30,13 @@ import {
   type Message,
   message,
   PortServer,
-  type RtpMidiParticipant,
   RtpMidiSession,
   SINK,
   type Sink,
   SOURCE,
   type Source,
 } from "../mod.ts";
+import type { RtpMidiParticipant } from "../src/rtp/mod.ts";
 
 interface Options {
   /** The RTP-MIDI session's address. */

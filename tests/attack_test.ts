@@ -5,7 +5,6 @@
 
 import assert from "node:assert/strict";
 import {
-  AddressList,
   connect,
   Gate,
   Hub,
@@ -16,8 +15,8 @@ import {
   type Refusal,
   RefusedError,
   type Ticket,
-  WAITING_CHECKS_PER_SECOND,
 } from "../mod.ts";
+import { AddressList, WAITING_CHECKS_PER_SECOND } from "../src/hub/mod.ts";
 import { hasOpenssl, testCertificates } from "./_tls.ts";
 import { boundedTest, LOOPBACK, readAll, take, until, within } from "./_net.ts";
 import { ManualClock } from "./_clock.ts";

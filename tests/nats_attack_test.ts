@@ -6,14 +6,16 @@
 
 import assert from "node:assert/strict";
 import {
-  formatNatsLinkEvent,
   type Message,
   message,
   NatsLink,
-  NatsLinkError,
-  type NatsLinkEvent,
   type NatsLinkOptions,
 } from "../mod.ts";
+import {
+  formatNatsLinkEvent,
+  NatsLinkError,
+  type NatsLinkEvent,
+} from "../src/nats/mod.ts";
 import {
   encodeBeat,
   encodeBye,

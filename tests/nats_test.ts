@@ -6,17 +6,19 @@ import assert from "node:assert/strict";
 import {
   connect,
   formatMessage,
-  formatNatsLinkEvent,
   Hub,
   type Message,
   message,
   NatsLink,
-  NatsLinkError,
-  type NatsLinkEvent,
   type NatsLinkOptions,
   PortClosedError,
   PortServer,
 } from "../mod.ts";
+import {
+  formatNatsLinkEvent,
+  NatsLinkError,
+  type NatsLinkEvent,
+} from "../src/nats/mod.ts";
 import {
   encodeBeat,
   encodeBye,

@@ -49,6 +49,10 @@ pyTest(
         JSON.stringify(new URL("../mod.ts", import.meta.url).href),
       )
       .replace(
+        '"jsr:@x/midisock/web"',
+        JSON.stringify(new URL("../src/web/mod.ts", import.meta.url).href),
+      )
+      .replace(
         'new PortServer("", 8080)',
         `new PortServer("127.0.0.1", ${tcp})`,
       )

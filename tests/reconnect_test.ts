@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import {
   type Batch,
-  DEFAULT_HEARTBEAT_MS,
   encode,
   Hub,
   type Message,
@@ -16,6 +15,7 @@ import {
   SOURCE,
   type Source,
 } from "../mod.ts";
+import { DEFAULT_HEARTBEAT_MS } from "../src/net/mod.ts";
 import { helloLine } from "../src/net/_hello.ts";
 import { ManualClock } from "./_clock.ts";
 import { drain, netTest, take, until, within } from "./_net.ts";

@@ -9,18 +9,20 @@
 
 import assert from "node:assert/strict";
 import {
-  encodeRtpMidi,
-  encodeSessionPacket,
   Hub,
   type HubEvent,
-  InvitationError,
-  isSessionPacket,
   type Message,
   message,
   RtpMidiSession,
+} from "../mod.ts";
+import {
+  encodeRtpMidi,
+  encodeSessionPacket,
+  InvitationError,
+  isSessionPacket,
   type RtpMidiWarning,
   type SessionPacket,
-} from "../mod.ts";
+} from "../src/rtp/mod.ts";
 import { boundedTest, LOOPBACK, netTest, take, until, within } from "./_net.ts";
 import { RawPeer, socketPair } from "./_rtp.ts";
 

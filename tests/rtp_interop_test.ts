@@ -11,9 +11,9 @@ import {
   message,
   NoteTracker,
   PortServer,
-  type RtpMidiParticipant,
   RtpMidiSession,
 } from "../mod.ts";
+import type { RtpMidiParticipant } from "../src/rtp/mod.ts";
 import { boundedTest, take, until, within } from "./_net.ts";
 import { LossyProxy } from "./_rtp.ts";
 import { NodePeer, REQUIRED, RTPMIDI_DIR } from "./_rtp_peers.ts";

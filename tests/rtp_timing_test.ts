@@ -7,18 +7,20 @@
 import assert from "node:assert/strict";
 import {
   type Batch,
-  decodeRtpMidi,
-  encodeRtpMidi,
   Hub,
   type Message,
   message,
-  type RtpMidiParticipant,
   RtpMidiSession,
   SINK,
   type Sink,
   systemClock,
   type TimeSource,
 } from "../mod.ts";
+import {
+  decodeRtpMidi,
+  encodeRtpMidi,
+  type RtpMidiParticipant,
+} from "../src/rtp/mod.ts";
 import { boundedTest, until } from "./_net.ts";
 import { Player, RawPeer } from "./_rtp.ts";
 

@@ -4,13 +4,8 @@
 
 import assert from "node:assert/strict";
 import dgram from "node:dgram";
-import {
-  Hub,
-  type Message,
-  message,
-  type RtpMidiParticipant,
-  RtpMidiSession,
-} from "../mod.ts";
+import { Hub, type Message, message, RtpMidiSession } from "../mod.ts";
+import type { RtpMidiParticipant } from "../src/rtp/mod.ts";
 import { take, until, within } from "./_net.ts";
 import { LossyProxy, Player } from "./_rtp.ts";
 import { HAVE_TSHARK, REQUIRED } from "./_rtp_peers.ts";

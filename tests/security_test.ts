@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
 import {
-  AddressList,
   connect,
   type ConnectOptions,
   type Message,
@@ -12,8 +11,9 @@ import {
   type RefusalCode,
   RefusedError,
   type SocketPort,
-  TOKEN_PREFIX,
 } from "../mod.ts";
+import { AddressList } from "../src/hub/mod.ts";
+import { TOKEN_PREFIX } from "../src/net/mod.ts";
 import { hasOpenssl, testCertificates } from "./_tls.ts";
 import { noMido, runPython } from "./_mido.ts";
 import { pureTest } from "./_util.ts";

@@ -3,7 +3,8 @@
 // the scheduler's precision on the system clock.
 
 import assert from "node:assert/strict";
-import { ClockSync, Playout, Scheduler, systemClock } from "../mod.ts";
+import { systemClock } from "../mod.ts";
+import { ClockSync, Playout, Scheduler } from "../src/hub/mod.ts";
 import { random } from "./_util.ts";
 import { ManualClock } from "./_clock.ts";
 

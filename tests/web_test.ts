@@ -3,7 +3,6 @@
 
 import assert from "node:assert/strict";
 import {
-  ClockSync,
   connect,
   encode,
   Hub,
@@ -15,6 +14,7 @@ import {
   PortServer,
   WebServer,
 } from "../mod.ts";
+import { ClockSync } from "../src/hub/mod.ts";
 import { LOOPBACK, netTest, readAll, take, until, within } from "./_net.ts";
 import { between, concat, pureTest, random, randomMessage } from "./_util.ts";
 import {
