@@ -140,7 +140,7 @@ export const MAX_DETAIL_LENGTH = 80;
  * @example Escaping a header value
  * ```ts
  * import assert from "node:assert/strict";
- * import { printable } from "@x/midisock";
+ * import { printable } from "@x/midisock/hub";
  *
  * assert.equal(printable("http://a\nb"), "http://a\\x0ab");
  * assert.equal(printable("x".repeat(100), 5), "xxxx…");
@@ -179,7 +179,7 @@ const LONGEST_WAIT_MS = 60_000;
  * @example Checking tokens
  * ```ts
  * import assert from "node:assert/strict";
- * import { isToken } from "@x/midisock";
+ * import { isToken } from "@x/midisock/hub";
  *
  * assert.ok(isToken("correct-horse-battery"));
  * assert.ok(!isToken("has space"));

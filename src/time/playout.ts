@@ -79,7 +79,7 @@ const AUTO_MARGIN_MS = 1;
  * @example A late item goes at once; on-time ones wait for their time
  * ```ts
  * import assert from "node:assert/strict";
- * import { Playout, systemClock } from "@x/midisock";
+ * import { Playout, systemClock } from "@x/midisock/hub";
  *
  * const heard: string[] = [];
  * const playout = new Playout<string>((item) => heard.push(item), {
