@@ -73,26 +73,4 @@ export {
 } from "../time/playout.ts";
 
 // What the API above refers to, from elsewhere in the package.
-export {
-  type ActiveSensing,
-  type Aftertouch,
-  type Clock,
-  type Continue,
-  type ControlChange,
-  type Message,
-  type MessageBase,
-  type NoteOff,
-  type NoteOn,
-  type Pitchwheel,
-  type Polytouch,
-  type ProgramChange,
-  type QuarterFrame,
-  type Reset,
-  type Songpos,
-  type SongSelect,
-  type Start,
-  type Stop,
-  type Sysex,
-  type TuneRequest,
-} from "../codec/mod.ts";
-export { type Port } from "../port.ts";
+export type * from "../_vocabulary.ts";

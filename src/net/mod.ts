@@ -54,59 +54,11 @@ export {
 } from "../backoff.ts";
 
 // What the API above refers to, from elsewhere in the package.
-export {
-  type ActiveSensing,
-  type Aftertouch,
-  type Clock,
-  type Continue,
-  type ControlChange,
-  type Message,
-  type MessageBase,
-  type NoteOff,
-  type NoteOn,
-  type Pitchwheel,
-  type Polytouch,
-  type ProgramChange,
-  type QuarterFrame,
-  type Reset,
-  type Songpos,
-  type SongSelect,
-  type Start,
-  type Stop,
-  type Sysex,
-  type TuneRequest,
-} from "../codec/mod.ts";
+export type * from "../_vocabulary.ts";
 export { RefusedError } from "../errors.ts";
 export {
-  type AddOptions,
-  type ArriveOptions,
   type Batch,
-  type ClockTimer,
-  type Endpoint,
-  type EndpointKind,
-  type EndpointStats,
-  type EventFeed,
-  type EventOptions,
-  Gate,
-  type GateOptions,
-  Hub,
-  type HubEvent,
-  type Peer,
-  type PlayoutStats,
   type RateLimit,
-  type Refusal,
-  REFUSAL_CODES,
-  type RefusalCode,
   type Sink,
   type Source,
-  type Ticket,
-  type TimeSource,
-  type Transport,
 } from "../hub/mod.ts";
-export {
-  type InputPort,
-  InputPortBase,
-  type IOPort,
-  type OutputPort,
-  type Port,
-} from "../port.ts";

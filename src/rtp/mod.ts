@@ -90,53 +90,5 @@ export {
 export { RtpMidiDecodeError } from "../codec/rtp_error.ts";
 
 // What the API above refers to, from elsewhere in the package.
-export {
-  type ActiveSensing,
-  type Aftertouch,
-  type Clock,
-  type Continue,
-  type ControlChange,
-  type Message,
-  type MessageBase,
-  type NoteOff,
-  type NoteOn,
-  type Pitchwheel,
-  type Polytouch,
-  type ProgramChange,
-  type QuarterFrame,
-  type Reset,
-  type Songpos,
-  type SongSelect,
-  type Start,
-  type Stop,
-  type Sysex,
-  type TuneRequest,
-} from "../codec/mod.ts";
-export {
-  type AddOptions,
-  type ArriveOptions,
-  type ClockTimer,
-  type Endpoint,
-  type EndpointKind,
-  type EndpointStats,
-  type EventFeed,
-  type EventOptions,
-  Gate,
-  Hub,
-  type HubEvent,
-  type Peer,
-  type PlayoutStats,
-  type Refusal,
-  REFUSAL_CODES,
-  type RefusalCode,
-  type Ticket,
-  type TimeSource,
-  type Transport,
-} from "../hub/mod.ts";
+export type * from "../_vocabulary.ts";
 export { type Address } from "../net/mod.ts";
-export {
-  type InputPort,
-  type IOPort,
-  type OutputPort,
-  type Port,
-} from "../port.ts";

@@ -20,47 +20,4 @@
 export { WebServer, type WebServerOptions } from "./server.ts";
 
 // What the API above refers to, from elsewhere in the package.
-export {
-  type ActiveSensing,
-  type Aftertouch,
-  type Clock,
-  type Continue,
-  type ControlChange,
-  type Message,
-  type MessageBase,
-  type NoteOff,
-  type NoteOn,
-  type Pitchwheel,
-  type Polytouch,
-  type ProgramChange,
-  type QuarterFrame,
-  type Reset,
-  type Songpos,
-  type SongSelect,
-  type Start,
-  type Stop,
-  type Sysex,
-  type TuneRequest,
-} from "../codec/mod.ts";
-export {
-  type AddOptions,
-  type ArriveOptions,
-  type ClockTimer,
-  type Endpoint,
-  type EndpointKind,
-  type EndpointStats,
-  type EventFeed,
-  type EventOptions,
-  Gate,
-  Hub,
-  type HubEvent,
-  type Peer,
-  type PlayoutStats,
-  type Refusal,
-  REFUSAL_CODES,
-  type RefusalCode,
-  type Ticket,
-  type TimeSource,
-  type Transport,
-} from "../hub/mod.ts";
-export { type Port } from "../port.ts";
+export type * from "../_vocabulary.ts";
