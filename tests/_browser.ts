@@ -36,6 +36,9 @@ if (UNAVAILABLE !== undefined) {
 /** Whether browser tests must be skipped here. */
 export const noBrowser: boolean = UNAVAILABLE !== undefined;
 
+/** Why browser tests are skipped here, or undefined. */
+export const BROWSER_MISSING: string | undefined = UNAVAILABLE;
+
 /** Options of a new page. */
 export interface PageOptions {
   viewport?: { width: number; height: number };

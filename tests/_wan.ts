@@ -91,17 +91,16 @@ export function wanUnavailable(): string | undefined {
 }
 
 /**
- * Skips (returns the reason) or throws when MIDISOCK_REQUIRE_NETNS=1: for
- * `ignore:` of tests that need the link.
+ * Why tests that need the link are skipped here (or undefined); throws
+ * when MIDISOCK_REQUIRE_NETNS=1 and they cannot run.
  */
-export function wanSkip(what: string): boolean {
+export function wanSkip(_what?: string): string | undefined {
   const reason = wanUnavailable();
-  if (reason === undefined) return false;
+  if (reason === undefined) return undefined;
   if (Deno.env.get("MIDISOCK_REQUIRE_NETNS") === "1") {
     throw new Error(`${reason}, but MIDISOCK_REQUIRE_NETNS=1`);
   }
-  console.warn(`${reason}: skipping ${what}`);
-  return true;
+  return `${reason} (an emulated network link needs network namespaces)`;
 }
 
 /** Two namespaces joined by the emulated link. */

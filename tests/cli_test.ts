@@ -10,8 +10,8 @@ import {
   message,
   PortServer,
 } from "../mod.ts";
-import { noOpenssl, testCertificates } from "./_tls.ts";
-import { noMido, runPython } from "./_mido.ts";
+import { OPENSSL_MISSING, testCertificates } from "./_tls.ts";
+import { MIDO_MISSING, runPython } from "./_mido.ts";
 import { withoutDbNoise } from "./_rtmidi.ts";
 import { boundedTest, readAll, take, within } from "./_net.ts";
 import {
@@ -33,7 +33,7 @@ const PERMISSIONS: Deno.PermissionOptions = {
 function cliTest(
   name: string,
   fn: () => Promise<void>,
-  options: { ignore?: boolean; permissions?: Deno.PermissionOptions } = {},
+  options: { ignore?: string; permissions?: Deno.PermissionOptions } = {},
 ): void {
   boundedTest(name, fn, {
     ignore: options.ignore,
@@ -395,7 +395,7 @@ cliTest(
       await Promise.all(Object.values(servers).map((hub) => hub.close()));
     }
   },
-  { ignore: noOpenssl },
+  { ignore: OPENSSL_MISSING },
 );
 
 cliTest(
@@ -596,7 +596,7 @@ out._socket.close()
   );
   assert.equal(output.trim(), "sent");
   assert.deepEqual(await take(receiver, sent.length), sent);
-}, { ignore: noMido });
+}, { ignore: MIDO_MISSING });
 
 cliTest("serve relays from a midisock client to a mido client", async () => {
   await using serve = spawn("serve", ["127.0.0.1:0"]);
@@ -652,7 +652,7 @@ port._socket.close()
     }
     await peer.status;
   }
-}, { ignore: noMido });
+}, { ignore: MIDO_MISSING });
 
 cliTest("serve --no-hub does not relay between clients", async () => {
   await using serve = spawn("serve", ["127.0.0.1:0", "--no-hub", "--monitor"]);
@@ -874,7 +874,7 @@ async function jackPort<T>(open: () => Promise<T>, ms = JACK_MS): Promise<T> {
 
 function jackTest(name: string, fn: () => Promise<void>): void {
   cliTest(`${name} (JACK)`, fn, {
-    ignore: noJack !== undefined,
+    ignore: noJack,
     permissions: JACK_PERMISSIONS,
   });
 }

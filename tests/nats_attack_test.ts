@@ -25,8 +25,8 @@ import {
 import { boundedTest, LOOPBACK, take, until, within } from "./_net.ts";
 import {
   HubProcess,
+  NATS_MISSING,
   NatsServer,
-  noNats,
   type RawMessage,
   RawNatsClient,
 } from "./_nats.ts";
@@ -43,7 +43,7 @@ const PERMISSIONS: Deno.PermissionOptionsObject = {
 };
 
 function natsTest(name: string, fn: () => Promise<void>, ms = 30000): void {
-  boundedTest(name, fn, { ignore: noNats, permissions: PERMISSIONS, ms });
+  boundedTest(name, fn, { ignore: NATS_MISSING, permissions: PERMISSIONS, ms });
 }
 
 /** A link whose events are kept. */

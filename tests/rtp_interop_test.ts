@@ -16,7 +16,7 @@ import {
 import type { RtpMidiParticipant } from "../src/rtp/mod.ts";
 import { boundedTest, take, until, within } from "./_net.ts";
 import { LossyProxy } from "./_rtp.ts";
-import { NodePeer, REQUIRED, RTPMIDI_DIR } from "./_rtp_peers.ts";
+import { NodePeer, RTPMIDI_MISSING } from "./_rtp_peers.ts";
 import { between, random } from "./_util.ts";
 
 const PERMISSIONS: Deno.PermissionOptionsObject = {
@@ -28,7 +28,7 @@ const PERMISSIONS: Deno.PermissionOptionsObject = {
 
 function rtpmidiTest(name: string, fn: () => Promise<void>): void {
   boundedTest(name, fn, {
-    ignore: RTPMIDI_DIR === undefined && !REQUIRED,
+    ignore: RTPMIDI_MISSING,
     permissions: PERMISSIONS,
     ms: 60000,
   });

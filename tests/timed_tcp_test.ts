@@ -25,7 +25,7 @@ import {
 import { helloLine, okLine } from "../src/net/_hello.ts";
 import { pingFrame, PONG_FRAME_BYTES } from "../src/codec/_timed.ts";
 import { ManualClock } from "./_clock.ts";
-import { noMido, python } from "./_mido.ts";
+import { MIDO_MISSING, python } from "./_mido.ts";
 import {
   boundedTest,
   LOOPBACK,
@@ -363,7 +363,7 @@ client.close()
       await lines.return?.();
     }
   },
-  { ignore: noMido, permissions: { ...LOOPBACK, run: true }, ms: 30000 },
+  { ignore: MIDO_MISSING, permissions: { ...LOOPBACK, run: true }, ms: 30000 },
 );
 
 netTest(

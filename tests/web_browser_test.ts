@@ -14,10 +14,15 @@ import {
   WebServer,
 } from "../mod.ts";
 import { boundedTest, LOOPBACK, take, until } from "./_net.ts";
-import { Browser, noBrowser, type Page, type PageOptions } from "./_browser.ts";
+import {
+  Browser,
+  BROWSER_MISSING,
+  type Page,
+  type PageOptions,
+} from "./_browser.ts";
 import { Player, TimedListener } from "./_web_time.ts";
 import { NET, spawn } from "./_cli.ts";
-import { noOpenssl, testCertificates } from "./_tls.ts";
+import { OPENSSL_MISSING, testCertificates } from "./_tls.ts";
 
 const TOKEN = "a-token-of-twenty-chars";
 
@@ -25,10 +30,10 @@ const TOKEN = "a-token-of-twenty-chars";
 function browserTest(
   name: string,
   fn: () => Promise<void>,
-  ignore = false,
+  ignore?: string,
 ): void {
   boundedTest(name, fn, {
-    ignore: noBrowser || ignore,
+    ignore: BROWSER_MISSING ?? ignore,
     permissions: { ...LOOPBACK, run: true },
     ms: 30_000,
   });
@@ -191,7 +196,7 @@ browserTest("over HTTPS the page plays through WSS", async () => {
     await server.close();
     await hub.close();
   }
-}, noOpenssl);
+}, OPENSSL_MISSING);
 
 browserTest(
   "1000 messages from a TCP client all appear in the monitor",

@@ -1,6 +1,7 @@
 // The web server as a transport of the hub, without a browser: pages are
 // Deno WebSockets, or raw ones written by hand for input no browser sends.
 
+import { skip } from "./_skip.ts";
 import assert from "node:assert/strict";
 import {
   connect,
@@ -27,7 +28,11 @@ import {
 import { ManualClock } from "./_clock.ts";
 import { OPCODE } from "../src/web/_frames.ts";
 import { NET, run, spawn } from "./_cli.ts";
-import { noOpenssl, testCertificateFiles, testCertificates } from "./_tls.ts";
+import {
+  OPENSSL_MISSING,
+  testCertificateFiles,
+  testCertificates,
+} from "./_tls.ts";
 import {
   ASSETS_MODULE,
   PAGE_DIR,
@@ -848,8 +853,10 @@ netTest(
 // --- TLS and closing --------------------------------------------------------
 
 Deno.test({
-  name: "with TLS the page is served over HTTPS and the socket over WSS",
-  ignore: noOpenssl,
+  ...skip(
+    "with TLS the page is served over HTTPS and the socket over WSS",
+    OPENSSL_MISSING,
+  ),
   permissions: { ...LOOPBACK, run: ["sh", "openssl"] },
   fn: async () => {
     const { ca, cert, key } = await testCertificates();
@@ -1092,8 +1099,10 @@ netTest(
 );
 
 Deno.test({
-  name: "a stalled TLS handshake on the web port is closed at the deadline",
-  ignore: noOpenssl,
+  ...skip(
+    "a stalled TLS handshake on the web port is closed at the deadline",
+    OPENSSL_MISSING,
+  ),
   permissions: { ...LOOPBACK, run: ["sh", "openssl"] },
   fn: async () => {
     const { cert, key } = await testCertificates();
@@ -1333,8 +1342,10 @@ Deno.test({
 });
 
 Deno.test({
-  name: "serve --web with --cert and --key serves the page over HTTPS",
-  ignore: noOpenssl,
+  ...skip(
+    "serve --web with --cert and --key serves the page over HTTPS",
+    OPENSSL_MISSING,
+  ),
   permissions: { ...LOOPBACK, run: true },
   fn: async () => {
     await using files = await testCertificateFiles();

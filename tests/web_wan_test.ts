@@ -4,9 +4,10 @@
 // with a reason otherwise, unless MIDISOCK_REQUIRE_NETNS=1 and
 // MIDISOCK_REQUIRE_BROWSER=1.
 
+import { skip } from "./_skip.ts";
 import assert from "node:assert/strict";
 import { wanSkip } from "./_wan.ts";
-import { noBrowser } from "./_browser.ts";
+import { BROWSER_MISSING } from "./_browser.ts";
 import { within } from "./_net.ts";
 import { type Figures, runWebLink } from "./_web_wan.ts";
 
@@ -18,9 +19,11 @@ function report(way: string, f: Figures): string {
 }
 
 Deno.test({
-  name:
+  ...skip(
     "over Wi-Fi with a 40 ms delay, a page plays the hub's notes and sends its own within 1 ms of their time (p99)",
-  ignore: noBrowser || wanSkip("the web page over an emulated link"),
+    BROWSER_MISSING,
+    wanSkip(),
+  ),
   permissions: { run: true, read: true, env: ["MIDISOCK_REQUIRE_NETNS"] },
   fn: async () => {
     const { output, input, delivered } = await within(
