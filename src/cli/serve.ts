@@ -346,49 +346,26 @@ async function session(hub: Hub, config: Config, say: (line: string) => void) {
   const { args, address } = config;
   const name = args.text("rtp-name") ?? "midisock";
   const { RtpMidiSession } = await import("../rtp/session.ts");
-  const session = await attach(
-    hub,
-    () =>
-      new RtpMidiSession({ host: address.hostname, port: config.rtp!, name }),
-    `open the RTP-MIDI session on UDP ${config.rtp}`,
-  );
+  const session = await attach(hub, () =>
+    new RtpMidiSession({
+      host: address.hostname,
+      port: config.rtp!,
+      name,
+      invite: config.invite,
+      bonjour: args.has("rtp-bonjour"),
+    }), `open the RTP-MIDI session on UDP ${config.rtp}`);
   const where = formatAddress({ ...address, port: session.port });
   say(`RTP-MIDI session "${name}" on ${where} (data ${session.port + 1})`);
+  const bonjour = session.advertisement;
+  if (bonjour) {
+    say(
+      `advertising "${bonjour.instance}" over Bonjour (host ${bonjour.host})`,
+    );
+  }
   if (hub.gate.wantsToken) {
     console.error(
       `midisock ${COMMAND}: warning: RTP-MIDI carries no token: ` +
         "--token does not protect --rtp (use --allow)",
-    );
-  }
-  if (args.has("rtp-bonjour")) {
-    const { advertiseRtpMidi } = await import("../rtp/bonjour.ts");
-    try {
-      const bonjour = await advertiseRtpMidi(session);
-      // A transport of its own: the hub says goodbye before the session closes.
-      const close = () => bonjour.close();
-      await hub.attach({
-        name: "bonjour",
-        attach: () => Promise.resolve(),
-        close,
-        [Symbol.asyncDispose]: close,
-      });
-      say(
-        `advertising ${
-          JSON.stringify(bonjour.instance)
-        } over Bonjour (host ${bonjour.host})`,
-      );
-    } catch (error) {
-      if (error instanceof Deno.errors.NotCapable) throw error;
-      say(`cannot advertise over Bonjour: ${cli.describeError(error)}`);
-    }
-  }
-  for (const peer of config.invite) {
-    session.invite(peer.hostname, peer.port).catch((error) =>
-      say(
-        `rtp invitation to ${formatAddress(peer)} failed: ${
-          cli.describeError(error)
-        }`,
-      )
     );
   }
 }

@@ -30,6 +30,7 @@ import type { Transport } from "../transport.ts";
 import { callBack } from "../_call.ts";
 import { atMost } from "../_time.ts";
 import { InvitationError, ParticipantTimeoutError } from "./errors.ts";
+import type { BonjourAdvertisement } from "./bonjour.ts";
 import {
   type Link,
   Participant,
@@ -140,6 +141,21 @@ export interface RtpMidiSessionOptions {
    * of the hub.
    */
   onWarning?: (warning: RtpMidiWarning) => void;
+  /**
+   * Peers' sessions to invite once the session is attached to a hub and
+   * bound (as `invite` does for each); one that fails is a `warning` event
+   * of the hub.
+   * @default {[]}
+   */
+  invite?: readonly Address[];
+  /**
+   * Advertise the session over Bonjour once it is attached to a hub and
+   * bound (see `advertiseRtpMidi`; npm multicast-dns is loaded only then),
+   * and say goodbye when it closes. A session that cannot be advertised
+   * (bound to loopback, say) is a `warning` event of the hub, not an error.
+   * @default {false}
+   */
+  bonjour?: boolean;
 }
 
 /** Counters of a session. */
@@ -349,6 +365,9 @@ export class RtpMidiSession
   #clock: TimeSource;
   readonly #ssrc = randomUint32();
   readonly #ready: Promise<void>;
+  readonly #invite: readonly Address[];
+  readonly #bonjour: boolean;
+  #advertisement: BonjourAdvertisement | undefined;
   readonly #link: Link;
   /** Participants by SSRC, those still proving themselves included. */
   readonly #participants = new Map<number, Participant>();
@@ -470,6 +489,11 @@ export class RtpMidiSession
       left: (participant, cause) => this.#left(participant, cause),
       warn: (warning) => this.#warn(warning),
     };
+    this.#invite = [...(options.invite ?? [])].map((peer) => {
+      checkPort(peer.port);
+      return { hostname: peer.hostname, port: peer.port };
+    });
+    this.#bonjour = options.bonjour === true;
     this.#ready = this.#start();
     // A session nobody awaits must not crash the process when binding
     // fails; awaiting `ready` still reports it.
@@ -556,6 +580,33 @@ export class RtpMidiSession
     for (const waiter of this.#waiters.splice(0)) waiter.reject(error);
     for (const participant of this.#waiting.splice(0)) this.#join(participant);
     await this.#ready;
+    if (this.#bonjour) {
+      // Loaded only now: a session without Bonjour never loads mDNS.
+      const { advertiseRtpMidi } = await import("./bonjour.ts");
+      try {
+        this.#advertisement = await advertiseRtpMidi(this);
+      } catch (error) {
+        if (error instanceof Deno.errors.NotCapable) throw error;
+        hub.warn(`cannot advertise over Bonjour: ${(error as Error).message}`);
+      }
+    }
+    for (const peer of this.#invite) {
+      this.invite(peer.hostname, peer.port).catch((error) =>
+        hub.warn(
+          `rtp invitation to ${formatAddress(peer)} failed: ${
+            (error as Error).message
+          }`,
+        )
+      );
+    }
+  }
+
+  /**
+   * The session's Bonjour advertisement (with `bonjour: true`, once
+   * attached), for its instance and host names.
+   */
+  get advertisement(): BonjourAdvertisement | undefined {
+    return this.#advertisement;
   }
 
   async #start(): Promise<void> {
@@ -1370,6 +1421,8 @@ export class RtpMidiSession
   }
 
   async #shutdown(): Promise<void> {
+    // Goodbye first, while the session still answers.
+    await this.#advertisement?.close().catch(() => {});
     clearInterval(this.#housekeeping);
     const closed = new PortClosedError(this.name);
     for (const waiter of this.#waiters.splice(0)) waiter.reject(closed);
