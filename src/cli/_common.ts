@@ -61,28 +61,7 @@ export function describeError(error: unknown): string {
     };
     return `refused by ${server} (${reason})`;
   }
-  return tlsAdvice(error.message) ?? oneLine(error.message);
-}
-
-/** What to do about a TLS certificate error, where it is a known one. */
-function tlsAdvice(message: string): string | undefined {
-  if (/CaUsedAsEndEntity/.test(message)) {
-    return "the server's certificate is a CA certificate (self-signed with " +
-      "CA:TRUE): make a CA, sign a server certificate with it, serve that " +
-      "and pass the CA to --ca (see the README's TLS recipe)";
-  }
-  if (/UnknownIssuer/.test(message)) {
-    return "the server's certificate is not signed by a trusted authority: " +
-      "pass the CA that signed it with --ca";
-  }
-  if (/NotValidForName/.test(message)) {
-    return "the server's certificate is not valid for this host name: " +
-      "connect with a name it lists (its subjectAltName)";
-  }
-  if (/Expired/.test(message) && /certificate/i.test(message)) {
-    return "the server's certificate has expired";
-  }
-  return undefined;
+  return oneLine(error.message);
 }
 
 /**

@@ -258,5 +258,30 @@ async function tlsHandshake(
       cause: failure,
     });
   }
+  const advice = CERTIFICATE_ADVICE.find(([pattern]) => pattern.test(message));
+  if (advice !== undefined) {
+    throw new Deno.errors.InvalidData(advice[1], { cause: failure });
+  }
   throw failure;
 }
+
+/** What to do about the server certificates rustls refuses, by its code. */
+const CERTIFICATE_ADVICE: readonly [RegExp, string][] = [
+  [
+    /CaUsedAsEndEntity/,
+    "the server's certificate is a CA certificate (self-signed with " +
+    "CA:TRUE): make a CA, sign a server certificate with it, serve that " +
+    "and trust the CA (connect's --ca; see the README's TLS recipe)",
+  ],
+  [
+    /UnknownIssuer/,
+    "the server's certificate is not signed by a trusted authority: " +
+    "trust the CA that signed it (caCerts, connect's --ca)",
+  ],
+  [
+    /NotValidForName/,
+    "the server's certificate is not valid for this host name: connect " +
+    "with a name it lists (its subjectAltName)",
+  ],
+  [/Expired/, "the server's certificate has expired"],
+];
