@@ -9,7 +9,8 @@
 import { AddressList } from "../access.ts";
 import denoJson from "../../deno.json" with { type: "json" };
 import { parseAddress } from "../address.ts";
-import { UsageError } from "./_flags.ts";
+import { type Args, UsageError } from "./_flags.ts";
+import type { Hub } from "../hub/mod.ts";
 
 export { UsageError } from "./_flags.ts";
 
@@ -118,12 +119,6 @@ export function readAddress(
   return { hostname, port: port === undefined ? defaults.port : Number(port) };
 }
 
-/** A hardware port argument: digits are an index, anything else a name. */
-export function portQuery(text: string): string | number {
-  if (text.trim() === "") throw new UsageError("a port needs a name");
-  return /^\d+$/.test(text) ? Number(text) : text;
-}
-
 /** The backends `--api` accepts. */
 export const APIS = ["alsa", "jack", "core", "winmm"] as const;
 
@@ -132,17 +127,59 @@ export const APIS = ["alsa", "jack", "core", "winmm"] as const;
  *
  * @throws {UsageError} For an unknown backend.
  */
-export function readApi(
-  api: string | undefined,
-): (typeof APIS)[number] | undefined {
+export function readApi(api?: string): (typeof APIS)[number] | undefined {
   if (api === undefined || (APIS as readonly string[]).includes(api)) {
     return api as (typeof APIS)[number] | undefined;
   }
   throw new UsageError(
-    `unknown MIDI backend ${JSON.stringify(api)}: expected one of ${
-      APIS.join(", ")
-    }`,
+    `unknown MIDI backend "${api}": expected one of ${APIS.join(", ")}`,
   );
+}
+
+/**
+ * Puts the `--in`, `--out` and `--virtual` ports on a hub (the hardware
+ * module loaded only then), saying what happens to them; a failure of
+ * RtMidi's default backend says to choose one with `--api`.
+ *
+ * @throws {UsageError} For an unknown `--api` or an empty name.
+ */
+export async function attachPorts(
+  hub: Hub,
+  args: Args,
+  command: string,
+  say: (line: string) => void,
+): Promise<void> {
+  const api = readApi(args.text("api"));
+  const names = (flag: string) =>
+    args.list(flag).map((name) => {
+      if (name.trim() === "") throw new UsageError(`--${flag} needs a name`);
+      return /^\d+$/.test(name) ? Number(name) : name;
+    });
+  const [inputs, outputs, virtual] = ["in", "out", "virtual"].map(names);
+  if (inputs.length + outputs.length + virtual.length === 0) return;
+  const hardware = await import("../hardware/mod.ts");
+  const line = hardware.formatMidiPortsEvent;
+  try {
+    await hub.attach(
+      new hardware.MidiPorts({
+        inputs,
+        outputs,
+        virtual: virtual.map(String),
+        api,
+        onEvent: (event) =>
+          event.type === "error"
+            ? console.error(`midisock ${command}: ${line(event)}`)
+            : say(line(event)),
+      }),
+    );
+  } catch (error) {
+    if (api !== undefined || !(error instanceof hardware.RtMidiError)) {
+      throw error;
+    }
+    throw new CliError(
+      `${describeError(error)}; choose a MIDI backend with --api`,
+    );
+  }
 }
 
 /** Reads a file named on the command line, phrasing a failure. */

@@ -20,14 +20,13 @@
 
 import type { Message } from "../codec/messages.ts";
 import { formatMessage, parseMessage } from "../codec/text.ts";
-import { type Address, formatAddress } from "../address.ts";
+import { formatAddress } from "../address.ts";
 import { exponentialBackoff } from "../backoff.ts";
 import { PortClosedError, RefusedError } from "../errors.ts";
 import { Hub } from "../hub/mod.ts";
-import { connect, type ConnectOptions } from "../net/connect.ts";
+import { connect } from "../net/connect.ts";
 import { ReconnectingPort } from "../net/reconnecting_port.ts";
 import type { SocketPort } from "../net/socket_port.ts";
-import type { OutputPort } from "../port.ts";
 import type { TimeSource } from "../clock.ts";
 import { sleep } from "../_time.ts";
 import * as cli from "./_common.ts";
@@ -97,61 +96,34 @@ Examples:
   deno run -A jsr:${cli.PACKAGE}/connect 127.0.0.1:8080 --virtual net --api jack
 `;
 
-/** One step of `--send`: a message, or a wait. */
-type Step = { message: Message } | { wait: number };
-
-interface ConnectConfig {
-  address: Address;
-  hardware: {
-    inputs: (string | number)[];
-    outputs: (string | number)[];
-    virtual: string[];
-    api: ReturnType<typeof cli.readApi>;
-  };
-  send: Step[];
-  retry: boolean;
-  heartbeat: number;
-  latency: number | "auto";
-  monitor: boolean;
-  quiet: boolean;
-  connection: ConnectOptions;
-}
-
-function readArgs(argv: string[]): ConnectConfig | "help" | "version" {
+/** The flags, read and checked before anything is opened. */
+function readArgs(argv: string[]) {
   const args = flags.parseFlags(argv, OPTIONS);
-  if (args.has("help")) return "help";
-  if (args.has("version")) return "version";
+  if (args.has("help") || args.has("version")) return args;
   if (args.positionals.length > 1) {
     throw new cli.UsageError(
       `expected at most one ADDRESS: got ${args.positionals.join(" ")}`,
     );
   }
-  const send: Step[] = args.order.flatMap(({ name, value }): Step[] => {
-    if (name === "wait") return [{ wait: flags.seconds(name, value) }];
+  // --send and --wait, in the order given.
+  const send = args.order.flatMap(({ name, value }): (Message | number)[] => {
+    if (name === "wait") return [flags.seconds(name, value)];
     if (name !== "send") return [];
     try {
-      return [{ message: parseMessage(value) }];
+      return [parseMessage(value)];
     } catch (error) {
       throw new cli.UsageError(`--send: ${(error as Error).message}`);
     }
   });
+  const local = ["in", "out", "virtual"].some((flag) => args.has(flag));
   args.check({
     needs: { wait: "send", heartbeat: "retry", ca: "tls" },
     apart: [
       ["monitor", "quiet"],
-      ...["in", "out", "virtual", "retry", "latency"].map(
-        (flag): [string, string] => ["send", flag],
-      ),
+      ...["in", "out", "virtual", "retry", "latency"]
+        .map((flag): [string, string] => ["send", flag]),
     ],
   });
-  const hardware = {
-    inputs: args.list("in").map(cli.portQuery),
-    outputs: args.list("out").map(cli.portQuery),
-    virtual: args.list("virtual").map((name) => `${cli.portQuery(name)}`),
-    api: cli.readApi(args.text("api")),
-  };
-  const ports = hardware.inputs.length + hardware.outputs.length +
-    hardware.virtual.length;
   const address = cli.readAddress(
     args.positionals[0],
     args.text("host"),
@@ -162,26 +134,24 @@ function readArgs(argv: string[]): ConnectConfig | "help" | "version" {
     throw new cli.UsageError("the server's port cannot be 0");
   }
   return {
+    args,
     address,
-    hardware,
+    where: formatAddress(address),
     send,
-    retry: args.has("retry"),
-    heartbeat: args.read("heartbeat", (f, t) => flags.count(f, t, 10)) ?? 500,
     latency: args.read("latency", flags.latency) ?? 0,
-    // With no ports, printing messages is the whole point.
-    monitor: args.has("monitor") || ports === 0 && send.length === 0,
-    quiet: args.has("quiet"),
+    heartbeat: args.read("heartbeat", (f, t) => flags.count(f, t, 10)) ?? 500,
+    // With no ports, printing what the server sends is the whole point.
+    monitor: args.has("monitor") || !local && send.length === 0,
+    say: args.has("quiet") ? () => {} : (line: string) => console.log(line),
     connection: {
       token: flags.token(args.text("token")),
-      ...(args.has("tls")
-        ? {
-          tls: true,
-          caCerts: args.list("ca").map((file) => cli.readFile("--ca", file)),
-        }
-        : {}),
+      tls: args.has("tls"),
+      caCerts: args.list("ca").map((file) => cli.readFile("--ca", file)),
     },
   };
 }
+
+type Config = Exclude<ReturnType<typeof readArgs>, flags.Args>;
 
 /** Why a connection attempt failed, phrased for people. */
 function whyNot(where: string, error: unknown): string {
@@ -196,38 +166,28 @@ function whyNot(where: string, error: unknown): string {
  * Connects once, phrasing a failure; on a hub's clock, in the timed mode
  * (the server's times are then played out by that hub).
  */
-async function connectTo(
-  config: ConnectConfig,
-  clock?: TimeSource,
-): Promise<SocketPort> {
+async function connectTo(c: Config, clock?: TimeSource): Promise<SocketPort> {
+  const { hostname, port } = c.address;
   try {
-    return await connect(
-      config.address.hostname,
-      config.address.port,
-      { ...config.connection, timed: clock !== undefined, clock },
-    );
+    return await connect(hostname, port, {
+      ...c.connection,
+      timed: clock !== undefined,
+      clock,
+    });
   } catch (error) {
     if (error instanceof Deno.errors.NotCapable) throw error;
-    throw new cli.CliError(whyNot(formatAddress(config.address), error), {
-      cause: error,
-    });
+    throw new cli.CliError(whyNot(c.where, error), { cause: error });
   }
 }
 
-/** The refusal that closed a port, if a refusal did. */
-function refusalOf(port: SocketPort): RefusedError | undefined {
-  return port.refused;
-}
-
 /** Sends the `--send` messages (waiting where asked) and closes. */
-async function sendAndExit(config: ConnectConfig): Promise<number> {
-  const port = await connectTo(config);
-  const where = formatAddress(config.address);
+async function sendAndExit(c: Config): Promise<void> {
+  const port = await connectTo(c);
   let sent = 0;
   try {
-    for (const step of config.send) {
-      if ("wait" in step) await sleep(step.wait);
-      else await port.send(step.message).then(() => sent++);
+    for (const step of c.send) {
+      if (typeof step === "number") await sleep(step);
+      else await port.send(step as Message).then(() => sent++);
     }
   } catch (error) {
     if (!(error instanceof PortClosedError)) throw error;
@@ -236,44 +196,16 @@ async function sendAndExit(config: ConnectConfig): Promise<number> {
     // everything, or said why it would not.
     await port.close();
   }
-  const refused = refusalOf(port);
-  if (refused !== undefined) throw new cli.CliError(cli.describeError(refused));
-  const total = config.send.filter((step) => "message" in step).length;
+  if (port.refused) throw new cli.CliError(cli.describeError(port.refused));
+  const total = c.send.filter((step) => typeof step !== "number").length;
   if (sent < total) {
     throw new cli.CliError(
-      `${where} closed the connection after ${sent} of ${
+      `${c.where} closed the connection after ${sent} of ${
         cli.plural(total, "message")
       }`,
     );
   }
-  if (!config.quiet) {
-    console.log(`sent ${cli.plural(sent, "message")} to ${where}`);
-  }
-  return 0;
-}
-
-/** An output that prints what it plays: the monitor, as the hub delivers. */
-function printer(source: string): OutputPort {
-  let closed = false;
-  return {
-    name: "monitor",
-    get closed() {
-      return closed;
-    },
-    send(msg: Message): Promise<void> {
-      console.log(`${cli.clock()} ${source} ${formatMessage(msg)}`);
-      return Promise.resolve();
-    },
-    reset: () => Promise.resolve(),
-    panic: () => Promise.resolve(),
-    close(): Promise<void> {
-      closed = true;
-      return Promise.resolve();
-    },
-    [Symbol.asyncDispose](): Promise<void> {
-      return this.close();
-    },
-  };
+  c.say(`sent ${cli.plural(sent, "message")} to ${c.where}`);
 }
 
 /**
@@ -281,90 +213,69 @@ function printer(source: string): OutputPort {
  * hardware as device endpoints, until stopped or (without `--retry`) the
  * server goes away.
  */
-async function run(config: ConnectConfig, signal?: AbortSignal): Promise<void> {
-  const say = config.quiet ? () => {} : (line: string) => console.log(line);
-  const where = formatAddress(config.address);
+async function run(c: Config, signal?: AbortSignal): Promise<void> {
+  const { args, where, say } = c;
   // Settles with nothing when stopped or the server left, or a refusal.
-  const { promise: done, resolve: finish } = Promise.withResolvers<unknown>();
+  const done = Promise.withResolvers<RefusedError | undefined>();
   let stopping = false;
   const removeListeners = cli.onStop(() => {
     stopping = true;
-    finish(undefined);
+    done.resolve(undefined);
   }, signal);
-  await using hub = new Hub({ relay: false, latency: config.latency });
+  await using hub = new Hub({ relay: false, latency: c.latency });
   try {
-    const { inputs, outputs, virtual, api } = config.hardware;
-    if (inputs.length + outputs.length + virtual.length > 0) {
-      const hardware = await import("../hardware/mod.ts");
-      await hub.attach(
-        new hardware.MidiPorts({
-          inputs,
-          outputs,
-          virtual,
-          api,
-          onEvent: (event) => say(hardware.formatMidiPortsEvent(event)),
-        }),
-      );
-    }
-    if (config.monitor) hub.add(printer(where), { kind: "device" });
+    await cli.attachPorts(hub, args, COMMAND, say);
+    // The monitor is a device: it prints what the server sends as the hub
+    // delivers it (after the playout delay); local inputs as they come.
+    if (c.monitor) hub.add(printer(where), { kind: "device" });
     hub.listen((event) => {
       if (event.type === "message" && event.endpoint.kind === "device") {
-        console.log(
-          `${cli.clock()} ${event.endpoint.name} ${
-            formatMessage(event.message)
-          }`,
-        );
+        const text = formatMessage(event.message);
+        console.log(`${cli.clock()} ${event.endpoint.name} ${text}`);
       } else if (event.type === "latency") {
-        say(`latency ${event.latency} ms (chosen from the delays measured)`);
+        say(`latency ${event.latency} ms (from the delays measured)`);
       }
-    }, { messages: config.monitor });
-    if (config.retry) {
-      const link = new ReconnectingPort(
-        config.address.hostname,
-        config.address.port,
-        {
-          ...config.connection,
-          clock: hub.clock,
-          whileDown: "drop",
-          heartbeat: config.heartbeat,
-          backoff: exponentialBackoff({
-            first: RETRY_FIRST_MS,
-            max: RETRY_MAX_MS,
-          }),
-          onConnect: () => say(`connected to ${where}`),
-          onDisconnect: (_reason, unconfirmed) => {
-            if (stopping) return;
-            say(
-              `disconnected from ${where}${
-                unconfirmed > 0
-                  ? ` (${cli.plural(unconfirmed, "message")} may be lost)`
-                  : ""
-              }`,
-            );
-            // What the server left held would sound forever: let go of it.
-            hub.releaseNotes(endpoint);
-          },
-          onRetry: (delay, reason) =>
-            say(
-              `retrying in ${(delay / 1000).toFixed(1)}s: ${
-                reason === undefined
-                  ? "the server closed the connection"
-                  : whyNot(where, reason)
-              }`,
-            ),
+    }, { messages: c.monitor });
+    if (args.has("retry")) {
+      const { hostname, port } = c.address;
+      const link = new ReconnectingPort(hostname, port, {
+        ...c.connection,
+        clock: hub.clock,
+        whileDown: "drop",
+        heartbeat: c.heartbeat,
+        backoff: exponentialBackoff({
+          first: RETRY_FIRST_MS,
+          max: RETRY_MAX_MS,
+        }),
+        onConnect: () => say(`connected to ${where}`),
+        onDisconnect: (_reason, unconfirmed) => {
+          if (stopping) return;
+          const lost = unconfirmed > 0
+            ? ` (${cli.plural(unconfirmed, "message")} may be lost)`
+            : "";
+          say(`disconnected from ${where}${lost}`);
+          // What the server left held would sound forever: let go of it.
+          hub.releaseNotes(endpoint);
         },
-      );
+        onRetry: (delay, reason) =>
+          say(
+            `retrying in ${(delay / 1000).toFixed(1)}s: ${
+              reason === undefined
+                ? "the server closed the connection"
+                : whyNot(where, reason)
+            }`,
+          ),
+      });
       const endpoint = hub.add(link, { kind: "link", transport: "tcp" });
     } else {
-      const port = await connectTo(config, hub.clock);
+      const port = await connectTo(c, hub.clock);
       hub.add(port, {
         kind: "link",
         transport: "tcp",
         onLeave: () => {
           if (stopping) return;
-          const refused = refusalOf(port);
-          if (refused === undefined) say(`disconnected from ${where}`);
-          finish(refused);
+          if (port.refused === undefined) say(`disconnected from ${where}`);
+          done.resolve(port.refused);
         },
       });
       // A midisock server answers at once; a mido server never does.
@@ -374,20 +285,38 @@ async function run(config: ConnectConfig, signal?: AbortSignal): Promise<void> {
       ]);
       if (admitted) say(`connected to ${where}`);
     }
-    const refused = await done;
+    const refused = await done.promise;
     stopping = true;
-    if (refused !== undefined) {
-      throw new cli.CliError(cli.describeError(refused), { cause: refused });
-    }
+    if (refused) throw new cli.CliError(cli.describeError(refused));
   } finally {
     removeListeners();
   }
 }
 
+/** An output that prints what it plays, as `TIME SOURCE TEXT`. */
+function printer(source: string) {
+  let closed = false;
+  const done = () => Promise.resolve();
+  return {
+    name: "monitor",
+    get closed() {
+      return closed;
+    },
+    send(msg: Message): Promise<void> {
+      console.log(`${cli.clock()} ${source} ${formatMessage(msg)}`);
+      return done();
+    },
+    reset: done,
+    panic: done,
+    close: () => (closed = true, done()),
+    [Symbol.asyncDispose]: () => (closed = true, done()),
+  };
+}
+
 /**
  * Runs `midisock connect` with the given command-line arguments.
  *
- * @param args The arguments, as `Deno.args` gives them.
+ * @param argv The arguments, as `Deno.args` gives them.
  * @param options `signal`: stops it as SIGINT/SIGTERM do.
  * @returns The exit code: 0 when the server closed the connection (without
  * `--retry`), after `--send`, `--help`, or a clean shutdown; 2 for bad
@@ -402,16 +331,17 @@ async function run(config: ConnectConfig, signal?: AbortSignal): Promise<void> {
  * ```
  */
 export async function main(
-  args: string[],
+  argv: string[],
   options: cli.MainOptions = {},
 ): Promise<number> {
   try {
-    const config = readArgs(args);
-    if (config === "help" || config === "version") {
-      return cli.printInfo(config, HELP);
+    const config = readArgs(argv);
+    if ("has" in config) {
+      return cli.printInfo(config.has("help") ? "help" : "version", HELP);
     }
-    if (config.send.length > 0) return await sendAndExit(config);
-    await run(config, options.signal);
+    await (config.send.length > 0
+      ? sendAndExit(config)
+      : run(config, options.signal));
     return 0;
   } catch (error) {
     return cli.report(COMMAND, error);

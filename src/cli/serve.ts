@@ -161,6 +161,7 @@ function readArgs(argv: string[]) {
   if (web === "" && address.port === 65535) {
     throw new UsageError("--web needs an ADDRESS when the port is 65535");
   }
+  cli.readApi(args.text("api")); // before anything is opened
   const rtpPort = args.read("rtp", read.count);
   if (rtpPort !== undefined && rtpPort > 65534) {
     throw new UsageError(`--rtp must be at most 65534 (PORT+1 is data)`);
@@ -189,12 +190,6 @@ function readArgs(argv: string[]) {
       }
       return peer;
     }),
-    ports: {
-      inputs: args.list("in").map(cli.portQuery),
-      outputs: args.list("out").map(cli.portQuery),
-      virtual: args.list("virtual").map((name) => `${cli.portQuery(name)}`),
-      api: cli.readApi(args.text("api")),
-    },
   };
 }
 
@@ -296,26 +291,7 @@ async function build(config: Config, hub: Hub, say: (line: string) => void) {
         "--web ADDRESS",
       )
     );
-  const { inputs, outputs, virtual, api } = config.ports;
-  if (inputs.length + outputs.length + virtual.length > 0) {
-    const hardware = await import("../hardware/mod.ts");
-    const line = hardware.formatMidiPortsEvent;
-    await attach(hub, () =>
-      new hardware.MidiPorts({
-        ...config.ports,
-        onEvent: (event) =>
-          event.type === "error"
-            ? console.error(`midisock ${COMMAND}: ${line(event)}`)
-            : say(line(event)),
-      })).catch((error) => {
-        if (api !== undefined || !(error instanceof hardware.RtMidiError)) {
-          throw error;
-        }
-        throw new cli.CliError(
-          `${cli.describeError(error)}; choose a MIDI backend with --api`,
-        );
-      });
-  }
+  await cli.attachPorts(hub, args, COMMAND, say);
   if (config.rtp !== undefined) await session(hub, config, say);
   if (args.has("nats")) {
     const { formatNatsLinkEvent, NatsLink } = await import("../nats/link.ts");
