@@ -6,7 +6,6 @@
  * @module
  */
 
-import { AddressList } from "../access.ts";
 import denoJson from "../../deno.json" with { type: "json" };
 import { parseAddress } from "../address.ts";
 import { type Args, UsageError } from "./_flags.ts";
@@ -231,21 +230,6 @@ export function onStop(stop: () => void, signal?: AbortSignal): () => void {
 }
 
 export { plural, timeOfDay as clock } from "../_text.ts";
-
-/**
- * The warning for a server reachable beyond loopback with no allow list,
- * or undefined when there is nothing to warn about.
- */
-export function exposureWarning(
-  name: string,
-  hostname: string,
-  hasAllowList: boolean,
-): string | undefined {
-  if (hasAllowList || AddressList.isLoopback(hostname)) return undefined;
-  return `warning: listening beyond loopback on ${name} with no --allow ` +
-    "list: anyone who can reach this port can play notes and send sysex " +
-    "to every client and output";
-}
 
 /**
  * How to run another midisock command (`connect`, `ports`), the way this

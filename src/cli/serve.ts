@@ -354,14 +354,6 @@ function announce(
   say: (line: string) => void,
 ): void {
   const { server, web } = places;
-  for (const place of web ? [server, web] : [server]) {
-    const warning = cli.exposureWarning(
-      place.name,
-      place.addr.hostname,
-      hub.gate.hasAllowList,
-    );
-    if (warning) console.error(`midisock ${COMMAND}: ${warning}`);
-  }
   const { hostname, port } = server.addr;
   const wildcard = /^(::|0\.0\.0\.0)$/.test(hostname);
   const reachable = wildcard ? "127.0.0.1" : hostname;
@@ -423,7 +415,7 @@ export async function main(
     hub = asUsage(() => new Hub(config.hub), OPTION_FLAGS);
     using log = new HubLog(hub, {
       say,
-      warn: (line) => console.error(`midisock ${COMMAND}: ${line}`),
+      warn: (line) => console.error(`midisock ${COMMAND}: warning: ${line}`),
       messages: config.args.has("monitor"),
     });
     announce(hub, await build(config, hub, say), config, say);

@@ -403,6 +403,8 @@ export class PortServer extends InputPortBase implements IOPort, Transport {
     this.#ownHub = false;
     this.#stopListening = this.#follow(hub);
     await own.close();
+    const warning = hub.gate.exposure(this.name, this.addr.hostname);
+    if (warning !== undefined) hub.warn(warning);
   }
 
   /**

@@ -467,6 +467,8 @@ export class WebServer implements Transport {
     });
     const listener = listen(s.hostname, s.port);
     this.#listener = listener;
+    const warning = hub.gate.exposure(this.name, listener.addr.hostname);
+    if (warning !== undefined) hub.warn(warning);
     this.#stopListening = hub.listen((event) => this.#onEvent(event));
     this.#accepting = this.#acceptLoop(listener);
   }
