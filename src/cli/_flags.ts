@@ -17,34 +17,26 @@ export class UsageError extends Error {
 
 /** The arguments, parsed: each flag by name, and what stands alone. */
 export class Args {
-  readonly positionals: string[];
-  /** Every valued flag in the order given (for `--send`/`--wait`). */
-  readonly order: { name: string; value: string }[];
-  readonly #values: Record<string, unknown>;
-
   constructor(
-    values: Record<string, unknown>,
-    positionals: string[],
-    order: { name: string; value: string }[],
-  ) {
-    this.#values = values;
-    this.positionals = positionals;
-    this.order = order;
-  }
+    readonly values: Record<string, unknown>,
+    readonly positionals: string[],
+    /** Every valued flag in the order given (for `--send`/`--wait`). */
+    readonly order: { name: string; value: string }[],
+  ) {}
 
   /** A valued flag's text, when given. */
   text(name: string): string | undefined {
-    return this.#values[name] as string | undefined;
+    return this.values[name] as string | undefined;
   }
 
   /** A repeatable flag's texts. */
   list(name: string): string[] {
-    return (this.#values[name] as string[] | undefined) ?? [];
+    return (this.values[name] as string[] | undefined) ?? [];
   }
 
   /** Whether a flag was given. */
   has(name: string): boolean {
-    return this.#values[name] !== undefined && this.#values[name] !== false;
+    return this.values[name] !== undefined && this.values[name] !== false;
   }
 
   /** Reads a flag's text with `read`, when given. */
@@ -58,9 +50,7 @@ export class Args {
 
   /**
    * Checks how flags go together: `needs` maps a flag to the one it goes
-   * with, `pairs` must come both or neither, `apart` never both.
-   *
-   * @throws {UsageError} Naming the flags.
+   * with, `pairs` come both or neither, `apart` never both.
    */
   check(rules: {
     needs?: Record<string, string>;
@@ -86,124 +76,94 @@ export class Args {
 }
 
 /**
- * Parses `args` against the flags an `Options:` help text declares: a line
- * `  -p, --port PORT   help` (or `      --port PORT`) is a flag; a value
- * written `NAME...` may be given more than once; a value that starts with
+ * Parses `argv` against the flags an `Options:` help text declares: a line
+ * `  -p, --port PORT   help` (or `      --port PORT`) is a flag, a value
+ * written `NAME...` may be given more than once. A value that starts with
  * `-` and a digit (`--port -1`) is taken, so its reader can say what is
  * wrong with it.
- *
- * @throws {UsageError} For an unknown flag, a missing value, a value given
- * to a switch.
  */
-export function parseFlags(args: string[], help: string): Args {
-  const options: Record<
-    string,
-    { type: "string" | "boolean"; short?: string; multiple?: boolean }
-  > = {};
+export function parseFlags(argv: string[], help: string): Args {
+  const options: Record<string, {
+    type: "string" | "boolean";
+    short?: string;
+    multiple?: boolean;
+  }> = {};
   const valued = new Set<string>();
   for (const line of help.split("\n")) {
-    const match = line.match(
+    const [, short, name, value, many] = line.match(
       /^ {2}(?:-(\w), | {4})--([\w-]+)(?: (\[?[A-Z][\w:]*\]?)(\.\.\.)?)?/,
-    );
-    if (match === null) continue;
-    const [, short, name, value, many] = match;
-    options[name] = { type: value === undefined ? "boolean" : "string" };
-    if (short !== undefined) options[name].short = short;
-    if (many !== undefined) options[name].multiple = true;
-    if (value !== undefined) {
-      valued.add(`--${name}`);
-      if (short !== undefined) valued.add(`-${short}`);
+    ) ?? [];
+    if (name === undefined) continue;
+    options[name] = { type: value ? "string" : "boolean", multiple: !!many };
+    if (short) options[name].short = short;
+    if (value) {
+      for (const flag of [`--${name}`, `-${short}`]) valued.add(flag);
     }
   }
-  const joined = args.flatMap((arg, i) =>
-    /^-[\d.]/.test(arg) && valued.has(args[i - 1]) ? [] : valued.has(arg) &&
-        /^-[\d.]/.test(args[i + 1] ?? "")
-      ? [`${arg}${arg.startsWith("--") ? "=" : ""}${args[i + 1]}`]
+  const negative = (arg = "") => /^-[\d.]/.test(arg);
+  const args = argv.flatMap((arg, i) =>
+    negative(arg) && valued.has(argv[i - 1]) ? [] : valued.has(arg) &&
+        negative(argv[i + 1])
+      ? [`${arg}${arg.startsWith("--") ? "=" : ""}${argv[i + 1]}`]
       : [arg]
   );
   try {
-    const { values, positionals, tokens } = parseArgs({
-      args: joined,
+    const parsed = parseArgs({
+      args,
       options,
       strict: true,
       allowPositionals: true,
       tokens: true,
     });
-    const order = tokens.flatMap((token) =>
-      token.kind === "option" && token.value !== undefined
-        ? [{ name: token.name, value: token.value }]
+    const order = parsed.tokens.flatMap((t) =>
+      t.kind === "option" && t.value !== undefined
+        ? [{ name: t.name, value: t.value }]
         : []
     );
-    return new Args(values, positionals, order);
+    return new Args(parsed.values, parsed.positionals, order);
   } catch (error) {
     const line = (error as Error).message.split(/\.( |$)/)[0];
     throw new UsageError(line.charAt(0).toLowerCase() + line.slice(1));
   }
 }
 
-/**
- * A whole number of at least `min`.
- *
- * @throws {UsageError} For anything else.
- */
+function must(flag: string, what: string, text: string): never {
+  throw new UsageError(
+    `--${flag} must be ${what}: got ${JSON.stringify(text)}`,
+  );
+}
+
+/** A whole number of at least `min`. */
 export function count(flag: string, text: string, min = 0): number {
   if (!/^\d+$/.test(text) || Number(text) < min) {
-    throw new UsageError(
-      `--${flag} must be a whole number of at least ${min}: got ${
-        JSON.stringify(text)
-      }`,
-    );
+    must(flag, `a whole number of at least ${min}`, text);
   }
   return Number(text);
 }
 
-/**
- * A positive number of seconds, as milliseconds.
- *
- * @throws {UsageError} For anything else.
- */
+/** A positive number of seconds, as milliseconds. */
 export function seconds(flag: string, text: string): number {
   if (!/^\d+(\.\d+)?$/.test(text) || !(Number(text) > 0)) {
-    throw new UsageError(
-      `--${flag} must be a positive number of seconds: got ${
-        JSON.stringify(text)
-      }`,
-    );
+    must(flag, "a positive number of seconds", text);
   }
   return Number(text) * 1000;
 }
 
-/**
- * `MESSAGES` or `MESSAGES/BURST` a second.
- *
- * @throws {UsageError} For anything else, or a rate or burst under 1.
- */
+/** `MESSAGES` or `MESSAGES/BURST` a second. */
 export function rate(flag: string, text: string): RateLimit {
   const [, messages, burst = messages] = text.match(/^(\d+)(?:\/(\d+))?$/) ??
     [];
   if (!(Number(messages) >= 1) || !(Number(burst) >= 1)) {
-    throw new UsageError(
-      `--${flag} must be MESSAGES or MESSAGES/BURST a second, each at least 1: got ${
-        JSON.stringify(text)
-      }`,
-    );
+    must(flag, "MESSAGES or MESSAGES/BURST a second, each at least 1", text);
   }
   return { messages: Number(messages), burst: Number(burst) };
 }
 
-/**
- * Milliseconds from 0 to 10000, or `auto`.
- *
- * @throws {UsageError} For anything else.
- */
+/** Milliseconds from 0 to 10000, or `auto`. */
 export function latency(flag: string, text: string): number | "auto" {
   if (text === "auto") return text;
   if (!/^\d+(\.\d+)?$/.test(text) || !(Number(text) <= 10_000)) {
-    throw new UsageError(
-      `--${flag} must be milliseconds (0 to 10000) or auto: got ${
-        JSON.stringify(text)
-      }`,
-    );
+    must(flag, "milliseconds (0 to 10000) or auto", text);
   }
   return Number(text);
 }
@@ -211,14 +171,12 @@ export function latency(flag: string, text: string): number | "auto" {
 /**
  * The shared secret from `--token`, else from MIDISOCK_TOKEN (which keeps
  * it out of the process list), checked as a server checks it.
- *
- * @throws {UsageError} For a malformed token.
  */
 export function token(text: string | undefined): string | undefined {
   const env = { name: "env", variable: "MIDISOCK_TOKEN" } as const;
-  text ??= Deno.permissions.querySync(env).state === "granted"
-    ? Deno.env.get("MIDISOCK_TOKEN")
-    : undefined;
+  if (Deno.permissions.querySync(env).state === "granted") {
+    text ??= Deno.env.get("MIDISOCK_TOKEN");
+  }
   try {
     return text === undefined ? undefined : checkToken(text);
   } catch (error) {
@@ -232,8 +190,6 @@ export function token(text: string | undefined): string | undefined {
  * Makes a library object from options read from flags, turning what it
  * refuses into bad usage: `flags` maps a pattern of an option's name, as
  * the library's message says it, to its flag.
- *
- * @throws {UsageError} For a `TypeError`, `RangeError` or `SyntaxError`.
  */
 export function asUsage<T>(
   make: () => T,
