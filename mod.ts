@@ -6,6 +6,12 @@
  * vocabulary: every input is `for await`-able, every output has `send`,
  * `reset` and `panic`.
  *
+ * The root holds what most programs use: messages and the codec, ports,
+ * the TCP server and clients, hardware ports, the hub, its log and the
+ * transport contract. Each wing also has a subpath with all of it:
+ * `@x/midisock/codec`, `/net`, `/hardware`, `/hub` (admission, sinks,
+ * time), `/web`, `/rtp` (sessions and the RTP-MIDI codec), `/nats`.
+ *
  * Importing this module needs no permission; RtMidi and the NATS client are
  * loaded on first use only.
  *
@@ -43,105 +49,119 @@ export {
   type RefusedErrorOptions,
 } from "./src/errors.ts";
 export {
+  type AcceptOptions,
   type Address,
+  type Backoff,
+  connect,
+  type ConnectOptions,
+  exponentialBackoff,
+  type ExponentialBackoffOptions,
   formatAddress,
   parseAddress,
-  unmapAddress,
-} from "./src/address.ts";
-export {
-  DEFAULT_MAX_QUEUED_BYTES,
   type PendingRead,
+  PortServer,
+  type PortServerOptions,
   type Preamble,
+  ReconnectingPort,
+  type ReconnectOptions,
   type SocketOptions,
   SocketPort,
   type SocketPortOptions,
+  type SocketTiming,
   type SysexPolicy,
-} from "./src/net/socket_port.ts";
-export {
-  type AcceptOptions,
-  PortServer,
-  type PortServerOptions,
-} from "./src/net/server.ts";
-export { connect, type ConnectOptions } from "./src/net/connect.ts";
-export {
-  ReconnectingPort,
-  type ReconnectOptions,
-} from "./src/net/reconnecting_port.ts";
-export {
-  type Backoff,
-  exponentialBackoff,
-  type ExponentialBackoffOptions,
-} from "./src/backoff.ts";
-export { NoteTracker } from "./src/notes.ts";
-export { AddressList } from "./src/access.ts";
-export { TOKEN_PREFIX } from "./src/net/_hello.ts";
-export type { RateLimit } from "./src/_policy.ts";
-export {
-  type ArriveOptions,
-  Gate,
-  type GateOptions,
-  isToken,
-  MAX_DETAIL_LENGTH,
-  MIN_TOKEN_LENGTH,
-  type Peer,
-  printable,
-  type Refusal,
-  REFUSAL_CODES,
-  type RefusalCode,
-  type Ticket,
-  WAITING_CHECKS_PER_SECOND,
-} from "./src/gate.ts";
-export {
-  type Batch,
-  type HasSink,
-  hasSink,
-  type HasSource,
-  hasSource,
-  SINK,
-  type Sink,
-  SOURCE,
-  type Source,
-} from "./src/sink.ts";
+} from "./src/net/mod.ts";
 export {
   type AddOptions,
+  type ArriveOptions,
+  type Batch,
+  type ClockTimer,
   type Endpoint,
   type EndpointKind,
   type EndpointStats,
   type EventFeed,
   type EventOptions,
+  Gate,
+  type GateOptions,
+  type HasSink,
+  type HasSource,
   Hub,
   type HubEvent,
+  HubLog,
+  type HubLogOptions,
   type HubOptions,
-} from "./src/hub/mod.ts";
-export { type Transport } from "./src/transport.ts";
-export { type ClockTimer, systemClock, type TimeSource } from "./src/clock.ts";
-export {
-  type ScheduledCall,
-  Scheduler,
-  type SchedulerOptions,
-} from "./src/time/scheduler.ts";
-export {
-  ClockSync,
-  type ClockSyncOptions,
-  type SyncSample,
-} from "./src/time/sync.ts";
-export {
-  Playout,
-  type PlayoutOptions,
+  NoteTracker,
+  type Peer,
   type PlayoutStats,
-} from "./src/time/playout.ts";
-export * from "./src/hardware/mod.ts";
+  type RateLimit,
+  type Refusal,
+  type RefusalCode,
+  SINK,
+  type Sink,
+  SOURCE,
+  type Source,
+  systemClock,
+  type Ticket,
+  type TimeSource,
+  type Transport,
+} from "./src/hub/mod.ts";
 export {
-  formatNatsLinkEvent,
+  BackendUnavailableError,
+  followInput,
+  followOutput,
+  getInputNames,
+  getOutputNames,
+  listPorts,
+  MidiPorts,
+  type MidiPortsOptions,
+  openInput,
+  openIOPort,
+  openOutput,
+  PortLostError,
+  PortNotFoundError,
+  RtMidiError,
+  RtMidiNotFoundError,
+  watchPorts,
+} from "./src/hardware/mod.ts";
+export { RtpMidiSession, type RtpMidiSessionOptions } from "./src/rtp/mod.ts";
+export { NatsLink, type NatsLinkOptions } from "./src/nats/mod.ts";
+export { WebServer, type WebServerOptions } from "./src/web/mod.ts";
+
+// What the API above refers to, from elsewhere in the package.
+export {
+  type FollowEvent,
+  type FollowInputOptions,
+  type FollowOptions,
+  type FollowOutputOptions,
+  type HardwareApi,
+  type HardwareInput,
+  type HardwareIOPort,
+  type HardwareOptions,
+  type HardwareOutput,
+  type InputOptions,
+  type IOPortOptions,
+  type ListedPort,
+  type MidiPortsEvent,
+  type OutputOptions,
+  type PortChange,
+  type PortFollower,
+  type PortListing,
+  type PortOptions,
+  type PortWatcher,
+  type UnavailableBackend,
+  type WatchOptions,
+} from "./src/hardware/mod.ts";
+export { REFUSAL_CODES } from "./src/hub/mod.ts";
+export {
   type LeaveReason,
-  NatsLink,
-  NatsLinkError,
   type NatsLinkEvent,
-  type NatsLinkOptions,
   type NatsLinkStats,
   type NatsTlsOptions,
   type RemoteClock,
   type RemoteHub,
-} from "./src/nats/link.ts";
-export * from "./src/rtp/mod.ts";
-export { WebServer, type WebServerOptions } from "./src/web/server.ts";
+} from "./src/nats/mod.ts";
+export {
+  type RtpMidiParticipant,
+  type RtpMidiParticipantStats,
+  type RtpMidiSessionStats,
+  type RtpMidiWarning,
+} from "./src/rtp/mod.ts";

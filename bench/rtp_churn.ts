@@ -15,14 +15,13 @@
 import dgram from "node:dgram";
 import type { RemoteInfo, Socket } from "node:dgram";
 import { parseArgs } from "node:util";
+import { Hub, RtpMidiSession } from "../mod.ts";
 import {
   decodeSessionPacket,
   encodeSessionPacket,
-  Hub,
   isSessionPacket,
-  RtpMidiSession,
   type SessionPacket,
-} from "../mod.ts";
+} from "../src/rtp/mod.ts";
 
 const { values } = parseArgs({
   args: Deno.args,

@@ -31,9 +31,9 @@ import {
   message,
   type OutputPort,
   PortServer,
-  type RtpMidiParticipant,
   RtpMidiSession,
 } from "../mod.ts";
+import type { RtpMidiParticipant } from "../src/rtp/mod.ts";
 
 const LATENCY_COUNT = 2000;
 const LATENCY_WARMUP = 200;

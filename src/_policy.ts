@@ -214,3 +214,22 @@ export class TokenBucket {
     return true;
   }
 }
+
+/**
+ * Checks a playout delay: a number of ms (0 or more), or `"auto"`.
+ *
+ * @throws {RangeError} Naming the value.
+ */
+export function checkLatency(latency: unknown): number | "auto" {
+  if (latency === "auto") return latency;
+  if (
+    typeof latency !== "number" || !(latency >= 0) || !Number.isFinite(latency)
+  ) {
+    throw new RangeError(
+      `latency must be a number of ms (0 or more) or "auto": got ${
+        typeof latency === "string" ? JSON.stringify(latency) : latency
+      }`,
+    );
+  }
+  return latency;
+}

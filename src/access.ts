@@ -118,7 +118,7 @@ function parseRange(rule: string, warnings: string[]): Range {
  * @example Allowing loopback and a LAN
  * ```ts
  * import assert from "node:assert/strict";
- * import { AddressList } from "@x/midisock";
+ * import { AddressList } from "@x/midisock/hub";
  *
  * const list = new AddressList(["127.0.0.1", "::1", "192.168.1.0/24"]);
  * assert.ok(list.includes("192.168.1.20"));

@@ -96,7 +96,7 @@ export function parseAddress(text: string, defaultPort?: number): Address {
  * @example Unmapping a dual-stack peer
  * ```ts
  * import assert from "node:assert/strict";
- * import { unmapAddress } from "@x/midisock";
+ * import { unmapAddress } from "@x/midisock/net";
  *
  * assert.equal(unmapAddress("::ffff:127.0.0.1"), "127.0.0.1");
  * assert.equal(unmapAddress("::1"), "::1");

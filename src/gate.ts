@@ -140,7 +140,7 @@ export const MAX_DETAIL_LENGTH = 80;
  * @example Escaping a header value
  * ```ts
  * import assert from "node:assert/strict";
- * import { printable } from "@x/midisock";
+ * import { printable } from "@x/midisock/hub";
  *
  * assert.equal(printable("http://a\nb"), "http://a\\x0ab");
  * assert.equal(printable("x".repeat(100), 5), "xxxx…");
@@ -179,7 +179,7 @@ const LONGEST_WAIT_MS = 60_000;
  * @example Checking tokens
  * ```ts
  * import assert from "node:assert/strict";
- * import { isToken } from "@x/midisock";
+ * import { isToken } from "@x/midisock/hub";
  *
  * assert.ok(isToken("correct-horse-battery"));
  * assert.ok(!isToken("has space"));
@@ -366,6 +366,34 @@ export class Gate {
   /** Whether an allow list is set. */
   get hasAllowList(): boolean {
     return this.#allow !== undefined;
+  }
+
+  /**
+   * The warning a transport gives when it listens beyond loopback while
+   * this gate lets anyone in (no allow list), or undefined.
+   *
+   * @param where What listens, for people: `tcp 0.0.0.0:8080`.
+   * @param hostname The address it is bound to.
+   * @returns The warning, or undefined when there is nothing to warn of.
+   *
+   * @example A server on every interface, with and without an allow list
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { Gate } from "@x/midisock";
+   *
+   * assert.match(
+   *   new Gate().exposure("0.0.0.0:8080", "0.0.0.0") ?? "",
+   *   /^listening beyond loopback on 0\.0\.0\.0:8080 with no allow list/,
+   * );
+   * assert.equal(new Gate({ allow: ["10.0.0.0/8"] }).exposure("x", "::"), undefined);
+   * assert.equal(new Gate().exposure("x", "127.0.0.1"), undefined);
+   * ```
+   */
+  exposure(where: string, hostname: string): string | undefined {
+    if (this.hasAllowList || AddressList.isLoopback(hostname)) return undefined;
+    return `listening beyond loopback on ${where} with no allow list: ` +
+      "anyone who can reach it can play notes and send sysex to every " +
+      "client and output";
   }
 
   /** Clients admitted now. */

@@ -18,7 +18,7 @@ import type { Message } from "./codec/messages.ts";
  * @example A port with a sink, as a hub sees it
  * ```ts
  * import assert from "node:assert/strict";
- * import { hasSink, SINK, type Sink } from "@x/midisock";
+ * import { hasSink, SINK, type Sink } from "@x/midisock/hub";
  *
  * const heard: number[] = [];
  * const sink: Sink = {
@@ -119,7 +119,7 @@ export interface HasSink {
  * @example Checking a port
  * ```ts
  * import assert from "node:assert/strict";
- * import { hasSink } from "@x/midisock";
+ * import { hasSink } from "@x/midisock/hub";
  *
  * assert.equal(hasSink({ name: "plain" }), false);
  * ```
@@ -170,7 +170,7 @@ export interface HasSource {
  * @example Checking a port
  * ```ts
  * import assert from "node:assert/strict";
- * import { hasSource } from "@x/midisock";
+ * import { hasSource } from "@x/midisock/hub";
  *
  * assert.equal(hasSource({ name: "plain" }), false);
  * ```

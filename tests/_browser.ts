@@ -36,6 +36,9 @@ if (UNAVAILABLE !== undefined) {
 /** Whether browser tests must be skipped here. */
 export const noBrowser: boolean = UNAVAILABLE !== undefined;
 
+/** Why browser tests are skipped here, or undefined. */
+export const BROWSER_MISSING: string | undefined = UNAVAILABLE;
+
 /** Options of a new page. */
 export interface PageOptions {
   viewport?: { width: number; height: number };
@@ -61,9 +64,16 @@ export class Browser implements AsyncDisposable {
   #nextId = 1;
   #closing: Promise<void> | undefined;
 
-  constructor() {
-    this.#child = new Deno.Command("node", {
-      args: [DRIVER],
+  /**
+   * Starts the browser; with `netns`, inside that network namespace (root
+   * only: see tests/_wan.ts).
+   */
+  constructor(options: { netns?: string } = {}) {
+    const command = options.netns === undefined
+      ? ["node", DRIVER]
+      : ["ip", "netns", "exec", options.netns, "node", DRIVER];
+    this.#child = new Deno.Command(command[0], {
+      args: command.slice(1),
       stdin: "piped",
       stdout: "piped",
       stderr: "piped",

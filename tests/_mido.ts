@@ -33,6 +33,10 @@ if (missing !== undefined) {
 /** Whether mido tests must be skipped here. */
 export const noMido: boolean = missing !== undefined;
 
+/** Why mido tests are skipped here, or undefined. */
+export const MIDO_MISSING: string | undefined = missing &&
+  `mido is not available (${missing}); apt-get install python3-mido`;
+
 /**
  * Runs a Python script with mido, feeding `input` on stdin; resolves to
  * stdout. Fails with stderr when the script fails.

@@ -56,6 +56,11 @@ if (NATS_SERVER === "") {
 /** Whether NATS tests must be skipped here. */
 export const noNats: boolean = NATS_SERVER === "";
 
+/** Why NATS tests are skipped here, or undefined. */
+export const NATS_MISSING: string | undefined = noNats
+  ? "nats-server is not installed; apt-get install nats-server"
+  : undefined;
+
 /** Whether openssl is there, to make TLS material. */
 export const noOpenssl: boolean = (() => {
   try {

@@ -2,6 +2,7 @@
 
 import type { InputPort, Message } from "../mod.ts";
 import { concat } from "./_util.ts";
+import { skip } from "./_skip.ts";
 
 /** Rejects if `promise` takes longer than `ms`. */
 export async function within<T>(
@@ -85,12 +86,12 @@ export function boundedTest(
   options: {
     permissions: Deno.PermissionOptions;
     ms: number;
-    ignore?: boolean;
+    /** Why it cannot run here (ignored, with the reason in its name). */
+    ignore?: string | undefined;
   },
 ): void {
   Deno.test({
-    name,
-    ignore: options.ignore,
+    ...skip(name, options.ignore),
     permissions: options.permissions,
     fn: () => within(fn(), options.ms, name),
   });

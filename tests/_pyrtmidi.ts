@@ -8,9 +8,16 @@
  * @module
  */
 
+import { skip } from "./_skip.ts";
 import { within } from "./_net.ts";
 import { PortNotFoundError } from "../src/hardware/mod.ts";
-import { assertAvailable, IGNORE, REQUIRED, sleep } from "./_rtmidi.ts";
+import {
+  assertAvailable,
+  IGNORE,
+  REQUIRED,
+  RTMIDI_MISSING,
+  sleep,
+} from "./_rtmidi.ts";
 
 /** The Python interpreter: `MIDISOCK_PYTHON`, else Debian's. */
 export const PYTHON = Deno.env.get("MIDISOCK_PYTHON") ?? "/usr/bin/python3";
@@ -265,8 +272,7 @@ export function pyTest(
   fn: (py: PyRtMidi) => Promise<void>,
 ): void {
   Deno.test({
-    name,
-    ignore: IGNORE || (PYTHON_MISSING !== undefined && !REQUIRED),
+    ...skip(name, RTMIDI_MISSING, !REQUIRED && PYTHON_MISSING),
     async fn() {
       assertAvailable();
       if (PYTHON_MISSING !== undefined) throw new Error(PYTHON_MISSING);

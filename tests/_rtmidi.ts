@@ -77,6 +77,11 @@ if (UNAVAILABLE !== undefined) {
   );
 }
 
+/** Why tests that need RtMidi are skipped here (unless required), or undefined. */
+export const RTMIDI_MISSING: string | undefined = REQUIRED
+  ? undefined
+  : UNAVAILABLE;
+
 /** `ignore` for tests that need RtMidi: skip unless it is required. */
 export const IGNORE = UNAVAILABLE !== undefined && !REQUIRED;
 

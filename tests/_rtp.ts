@@ -1,16 +1,18 @@
 // Helpers for RTP-MIDI tests: a scriptable raw AppleMIDI peer, a UDP proxy
-// that loses packets, and free even port pairs. The external peers (npm
-// rtpmidi, tshark) are in _rtp_peers.ts.
+// that loses packets, free even port pairs, and an input that plays into a
+// hub at the times it chooses. The external peers (npm rtpmidi, tshark)
+// are in _rtp_peers.ts.
 
 import type { RemoteInfo, Socket } from "node:dgram";
 import dgram from "node:dgram";
+import { encode, type Message, SOURCE, type Source } from "../mod.ts";
 import {
   decodeSessionPacket,
   encodeSessionPacket,
   isSessionPacket,
   type SessionPacket,
   type SyncPacket,
-} from "../mod.ts";
+} from "../src/rtp/mod.ts";
 import { within } from "./_net.ts";
 
 function bind(port: number): Promise<Socket> {
@@ -299,5 +301,39 @@ export class LossyProxy {
 
   async close(): Promise<void> {
     for (const socket of [...this.front, ...this.back]) await close(socket);
+  }
+}
+
+/** An input that hands its hub messages with the time it chooses. */
+export class Player {
+  readonly name: string;
+  closed = false;
+  #take: ((framed: Uint8Array, at?: number) => unknown) | undefined;
+  #end: (() => void) | undefined;
+  readonly [SOURCE]: Source;
+  constructor(name: string) {
+    this.name = name;
+    this[SOURCE] = {
+      attach: (take, end) => {
+        this.#take = take;
+        this.#end = end;
+      },
+    };
+  }
+  play(messages: Message[], at?: number): void {
+    const framed = messages.map((m) => [...encode(m)]).flat();
+    this.#take!(new Uint8Array(framed), at);
+  }
+  async *[Symbol.asyncIterator](): AsyncIterator<Message> {}
+  poll(): undefined {
+    return undefined;
+  }
+  close(): Promise<void> {
+    this.closed = true;
+    this.#end?.();
+    return Promise.resolve();
+  }
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 }

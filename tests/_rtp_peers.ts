@@ -46,6 +46,11 @@ if (rtpmidi.missing) {
   console.warn(`${line}: skipping RTP-MIDI interop tests`);
 }
 
+/** Why RTP-MIDI interop tests are skipped here, or undefined. */
+export const RTPMIDI_MISSING: string | undefined = rtpmidi.missing && !REQUIRED
+  ? `npm rtpmidi is not available (${rtpmidi.missing})`
+  : undefined;
+
 /** Where rtpmidi is installed, or undefined when the tests are skipped. */
 export const RTPMIDI_DIR: string | undefined = rtpmidi.dir;
 
@@ -68,6 +73,11 @@ if (tshark) {
   if (REQUIRED) throw new Error(`${line}, but MIDISOCK_REQUIRE_RTP=1`);
   console.warn(`${line}: skipping the dissector test (apt-get install tshark)`);
 }
+
+/** Why the dissector test is skipped here, or undefined. */
+export const TSHARK_MISSING: string | undefined = tshark && !REQUIRED
+  ? `tshark is not available (${tshark}); apt-get install tshark`
+  : undefined;
 
 /** Whether tshark is here. */
 export const HAVE_TSHARK: boolean = tshark === undefined;

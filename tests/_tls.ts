@@ -15,6 +15,11 @@ export const noOpenssl: boolean = (() => {
   }
 })();
 
+/** Why TLS tests are skipped here, or undefined. */
+export const OPENSSL_MISSING: string | undefined = noOpenssl
+  ? "openssl is not installed; apt-get install openssl"
+  : undefined;
+
 /** A CA (PEM), and a certificate and key it signed for the loopback. */
 export async function testCertificates(): Promise<
   { ca: string; cert: string; key: string }

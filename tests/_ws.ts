@@ -59,6 +59,21 @@ export async function openRaw(
   return { status, socket };
 }
 
+/**
+ * Opens a page's WebSocket by hand on `port` and reads its first frame (the
+ * welcome, or the token request).
+ */
+export async function rawPage(
+  port: number,
+): Promise<{ socket: RawWebSocket; first: string }> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const { socket, status } = await openRaw(conn, `127.0.0.1:${port}`);
+  if (socket === undefined) throw new Error(`Answered ${status}`);
+  const first = await within(socket.next(), 5000, "the first frame");
+  if (first?.opcode !== 1) throw new Error("No text frame first");
+  return { socket, first: decoder.decode(first.payload) };
+}
+
 /** The client end of a WebSocket, frame by frame. */
 export class RawWebSocket {
   readonly conn: Deno.Conn;
@@ -151,6 +166,35 @@ export class RawWebSocket {
     };
     this.#buffer = b.slice(offset + length);
     return frame;
+  }
+
+  /**
+   * Reads frames until one that `wanted` holds for: every frame read, that
+   * one last. Fails when the connection ends first or `ms` pass.
+   */
+  async until(
+    wanted: (frame: Frame) => boolean,
+    ms = 5000,
+  ): Promise<Frame[]> {
+    return await within(
+      (async () => {
+        const frames: Frame[] = [];
+        for (;;) {
+          const frame = await this.next();
+          if (frame === undefined) {
+            throw new Error(
+              `The connection ended after ${
+                frames.map((f) => f.opcode).join(",")
+              }`,
+            );
+          }
+          frames.push(frame);
+          if (wanted(frame)) return frames;
+        }
+      })(),
+      ms,
+      "a frame",
+    );
   }
 
   /** Reads frames until a close: its code and reason (or undefined). */

@@ -2,8 +2,17 @@
 
 import assert from "node:assert/strict";
 import denoJson from "../deno.json" with { type: "json" };
-import { connect, formatMessage, type Message, message } from "../mod.ts";
-import { noMido, runPython } from "./_mido.ts";
+import {
+  connect,
+  formatMessage,
+  Hub,
+  type Message,
+  message,
+  PortServer,
+} from "../mod.ts";
+import { OPENSSL_MISSING, testCertificates } from "./_tls.ts";
+import { readLines, WanLink, wanSkip } from "./_wan.ts";
+import { MIDO_MISSING, runPython } from "./_mido.ts";
 import { withoutDbNoise } from "./_rtmidi.ts";
 import { boundedTest, readAll, take, within } from "./_net.ts";
 import {
@@ -25,7 +34,7 @@ const PERMISSIONS: Deno.PermissionOptions = {
 function cliTest(
   name: string,
   fn: () => Promise<void>,
-  options: { ignore?: boolean; permissions?: Deno.PermissionOptions } = {},
+  options: { ignore?: string; permissions?: Deno.PermissionOptions } = {},
 ): void {
   boundedTest(name, fn, {
     ignore: options.ignore,
@@ -81,7 +90,11 @@ for (const command of ["serve", "connect", "ports"] as const) {
 
 const BAD_USAGE: [Command, string[], RegExp][] = [
   ["serve", ["nohost:notaport"], /Invalid address/],
-  ["serve", ["--port", "70000"], /invalid port "70000"/],
+  [
+    "serve",
+    ["--port", "70000"],
+    /--port must be a number in 0..65535: got "70000"/,
+  ],
   ["serve", ["127.0.0.1:0", "--port", "1"], /not both/],
   ["serve", ["a:1", "b:2"], /at most one ADDRESS/],
   ["serve", ["--monitor", "--quiet"], /cannot be used together/],
@@ -89,7 +102,11 @@ const BAD_USAGE: [Command, string[], RegExp][] = [
   ["serve", ["--port"], /--port/],
   ["connect", ["--send", "note_on note=128"], /note=128/],
   ["connect", ["--send", "hello"], /unknown message type/],
-  ["connect", ["--send", "start", "--retry"], /cannot be used with/],
+  [
+    "connect",
+    ["--send", "start", "--retry"],
+    /--send and --retry cannot be used together/,
+  ],
   ["connect", ["127.0.0.1:0"], /port cannot be 0/],
   [
     "serve",
@@ -110,6 +127,45 @@ const BAD_USAGE: [Command, string[], RegExp][] = [
   ["serve", ["--cert", "cert.pem"], /--cert and --key go together/],
   ["serve", ["--token", "two words"], /--token must be 1-200 printable ASCII/],
   ["connect", ["--ca", "ca.pem"], /--ca goes with --tls/],
+  // Values the library refuses are named by their flags, exit 2.
+  [
+    "serve",
+    ["127.0.0.1:0", "--rate-limit", "10/0"],
+    /--rate-limit must be MESSAGES or MESSAGES\/BURST a second, each at least 1: got "10\/0"/,
+  ],
+  [
+    "serve",
+    ["127.0.0.1:0", "--max-queued-total", "1"],
+    /^midisock serve: --max-queued-total must be at least --max-queued \(2097156\): got 1/,
+  ],
+  [
+    "serve",
+    ["127.0.0.1:0", "--nats", "nats://127.0.0.1:9", "--room", "bad room"],
+    /^midisock serve: --room /,
+  ],
+  ["serve", ["--latency", "soon"], /--latency must be milliseconds/],
+  [
+    "serve",
+    ["--rtp", "5004", "--rtp-invite", "nohostport"],
+    /--rtp-invite must be HOST:PORT: got nohostport/,
+  ],
+  // Negative numbers reach the flag's own check, one line naming it.
+  ["serve", ["--port", "-1"], /--port must be a number in 0..65535: got "-1"/],
+  [
+    "serve",
+    ["--handshake-timeout", "-1"],
+    /--handshake-timeout must be a positive number of seconds: got "-1"/,
+  ],
+  [
+    "serve",
+    ["--max-sysex", "-5"],
+    /--max-sysex must be a whole number of at least 0: got "-5"/,
+  ],
+  [
+    "connect",
+    ["--send", "start", "--wait", "-1", "--send", "stop"],
+    /--wait must be a positive number of seconds: got "-1"/,
+  ],
 ];
 
 for (const [command, args, pattern] of BAD_USAGE) {
@@ -206,23 +262,46 @@ cliTest(
 
 // --- serve's access and content policies -------------------------------------
 
-Deno.test({
-  name: "serve warns when reachable beyond loopback with no --allow list",
-  permissions: "none",
-  async fn() {
-    const { exposureWarning } = await import("../src/cli/_common.ts");
-    for (const host of ["::", "0.0.0.0", "192.168.1.5", "fd00::1"]) {
-      assert.match(
-        exposureWarning(`${host}:8080`, host, false) ?? "",
-        /^warning: listening beyond loopback on .*:8080 with no --allow list: anyone who can reach this port can play notes and send sysex/,
-      );
-      assert.equal(exposureWarning(`${host}:8080`, host, true), undefined);
-    }
-    for (const host of ["127.0.0.1", "127.0.0.2", "::1", "localhost"]) {
-      assert.equal(exposureWarning(`${host}:8080`, host, false), undefined);
+cliTest(
+  "serve warns when reachable beyond loopback with no --allow list",
+  async () => {
+    // Beyond loopback, but only in a network namespace of the test's own.
+    await using link = await WanLink.open();
+    const serve = (...args: string[]) =>
+      link.command(link.a, Deno.execPath(), [
+        "run",
+        "--quiet",
+        "--allow-net",
+        "src/cli/serve.ts",
+        `${link.a.address}:0`,
+        ...args,
+      ], {
+        cwd: new URL("../", import.meta.url),
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+    const cases = [[[], true], [["--allow", "10.88.0.2"], false]] as const;
+    for (const [args, warns] of cases) {
+      const child = serve(...args);
+      const out = readLines(child.stdout);
+      const listening = await out.next();
+      assert.match(listening.value ?? "", /^listening on 10\.88\.0\.1:\d+ /);
+      child.kill("SIGTERM");
+      const stderr = await new Response(child.stderr).text();
+      await child.status;
+      await out.return?.();
+      if (warns) {
+        assert.match(
+          stderr,
+          /^midisock serve: warning: listening beyond loopback on 10\.88\.0\.1:\d+ with no allow list: anyone who can reach it can play notes and send sysex/,
+        );
+      } else {
+        assert.equal(stderr, "");
+      }
     }
   },
-});
+  { ignore: wanSkip() },
+);
 
 cliTest(
   "serve --allow refuses other addresses and logs each refusal",
@@ -282,6 +361,108 @@ cliTest(
     );
     assert.equal(wrong.stdout, "");
     await serve.waitFor(/^refused \S+ \(wrong token\)$/);
+  },
+);
+
+cliTest(
+  "connect --send exits 1 with the server's reason for every refusal it can meet",
+  async () => {
+    const token = "correct-horse-battery";
+    const { cert, key } = await testCertificates();
+    const servers = {
+      token: new Hub({ token }),
+      allow: new Hub({ allow: ["10.9.9.9"] }),
+      full: new Hub({ maxClients: 1 }),
+      plain: new Hub(),
+      tls: new Hub(),
+    };
+    try {
+      const ports: Record<string, number> = {};
+      for (const [name, hub] of Object.entries(servers)) {
+        const server = await hub.attach(
+          new PortServer(
+            "127.0.0.1",
+            0,
+            name === "tls" ? { tls: { cert, key } } : {},
+          ),
+        );
+        ports[name] = server.port;
+      }
+      await using occupant = await connect("127.0.0.1", ports.full);
+      await occupant.admitted;
+      const cases: [string, string[], RegExp][] = [
+        ["token", [], /\(no token: this server wants one\)$/],
+        ["token", ["--token", "a-wrong-guess-of-it"], /\(wrong token\)$/],
+        ["allow", [], /\(address not in the allow list\)$/],
+        ["full", [], /\(server full \(1 client\)\)$/],
+        ["plain", ["--tls"], /does not serve TLS: connect without TLS/],
+        ["tls", [], /serves TLS: connect with TLS/],
+      ];
+      for (const [name, extra, reason] of cases) {
+        const where = `127.0.0.1:${ports[name]}`;
+        const sent = await run("connect", [
+          where,
+          ...extra,
+          "--send",
+          "note_on note=60",
+          "--send",
+          "note_off note=60",
+        ]);
+        const what = `${name} ${extra.join(" ")}`;
+        assert.equal(sent.code, 1, `${what}: ${sent.stderr}`);
+        assert.equal(sent.stdout, "", what);
+        const line = assertOneLineError(sent.stderr, "connect");
+        assert.match(line, reason, what);
+        assert.match(line, new RegExp(`127\\.0\\.0\\.1:${ports[name]}`), what);
+      }
+    } finally {
+      await Promise.all(Object.values(servers).map((hub) => hub.close()));
+    }
+  },
+  { ignore: OPENSSL_MISSING },
+);
+
+cliTest(
+  "connect says it is connected only once the server took it",
+  async () => {
+    await using hub = new Hub({ allow: ["10.9.9.9"] });
+    const server = await hub.attach(new PortServer("127.0.0.1", 0));
+    const refused = await run("connect", [`127.0.0.1:${server.port}`]);
+    assert.equal(refused.code, 1);
+    assert.equal(refused.stdout, "");
+    assert.match(
+      assertOneLineError(refused.stderr, "connect"),
+      /refused by 127\.0\.0\.1:\d+ \(address not in the allow list\)$/,
+    );
+    await using open = new Hub();
+    const other = await open.attach(new PortServer("127.0.0.1", 0));
+    await using client = spawn("connect", [`127.0.0.1:${other.port}`]);
+    await client.waitFor(
+      new RegExp(`^connected to 127\\.0\\.0\\.1:${other.port}$`),
+    );
+  },
+);
+
+cliTest(
+  "serve starts from an empty cache without fetching a package",
+  async () => {
+    // No registry can be reached: a fetch would fail the start.
+    const cache = await new Deno.Command("mktemp", {
+      args: ["-d"],
+      stdout: "piped",
+    })
+      .output();
+    const dir = new TextDecoder().decode(cache.stdout).trim();
+    try {
+      await using serve = spawn("serve", ["127.0.0.1:0"], [NET], {
+        DENO_DIR: dir,
+        NPM_CONFIG_REGISTRY: "http://127.0.0.1:9/",
+        DENO_NO_UPDATE_CHECK: "1",
+      });
+      await serve.listening();
+    } finally {
+      await new Deno.Command("rm", { args: ["-rf", dir] }).output();
+    }
   },
 );
 
@@ -356,19 +537,49 @@ cliTest("serve --max-clients refuses one too many", async () => {
 
 // --- serve as a hub ---------------------------------------------------------
 
-cliTest("serve prints where it listens and how to connect", async () => {
-  await using serve = spawn("serve", ["127.0.0.1:0"]);
-  const port = await serve.listening();
-  assert.ok(port > 0);
-  assert.match(
-    serve.lines[0],
-    new RegExp(
-      `^listening on 127\\.0\\.0\\.1:${port} \\(hub\\); connect with: ` +
-        `deno run -A jsr:@x/midisock/connect 127\\.0\\.0\\.1:${port} ` +
-        `or mido\\.sockets\\.connect\\("127\\.0\\.0\\.1", ${port}\\)$`,
-    ),
-  );
-});
+cliTest(
+  "serve prints where it listens and a connect command that runs from here",
+  async () => {
+    await using serve = spawn("serve", ["127.0.0.1:0"]);
+    const port = await serve.listening();
+    assert.ok(port > 0);
+    // Run from a clone, the command is the file, relative to where we are.
+    assert.match(
+      serve.lines[0],
+      new RegExp(
+        `^listening on 127\\.0\\.0\\.1:${port} \\(hub\\); connect with: ` +
+          `deno run -A src/cli/connect\\.ts 127\\.0\\.0\\.1:${port} ` +
+          `or mido\\.sockets\\.connect\\("127\\.0\\.0\\.1", ${port}\\)$`,
+      ),
+    );
+    const command = serve.lines[0].split("connect with: ")[1].split(" or ")[0];
+    const [, , ...args] = command.split(" ");
+    const connect = new Deno.Command(Deno.execPath(), {
+      args: ["run", ...args, "--send", "note_on note=60"],
+      cwd: new URL("../", import.meta.url),
+      stdout: "piped",
+      stderr: "piped",
+    });
+    const out = await connect.output();
+    assert.equal(new TextDecoder().decode(out.stderr), "");
+    assert.equal(
+      new TextDecoder().decode(out.stdout).trim(),
+      `sent 1 message to 127.0.0.1:${port}`,
+    );
+    const { commandFor } = await import("../src/cli/_common.ts");
+    assert.equal(
+      commandFor(
+        "connect",
+        "https://jsr.io/@x/midisock/0.1.0/src/cli/serve.ts",
+      ),
+      "deno run -A jsr:@x/midisock/connect",
+    );
+    assert.equal(
+      commandFor("connect", "https://example.com/m/src/cli/serve.ts"),
+      "deno run -A https://example.com/m/src/cli/connect.ts",
+    );
+  },
+);
 
 cliTest("serve relays between clients, never back to the sender", async () => {
   await using serve = spawn("serve", ["127.0.0.1:0"]);
@@ -409,7 +620,7 @@ out._socket.close()
   );
   assert.equal(output.trim(), "sent");
   assert.deepEqual(await take(receiver, sent.length), sent);
-}, { ignore: noMido });
+}, { ignore: MIDO_MISSING });
 
 cliTest("serve relays from a midisock client to a mido client", async () => {
   await using serve = spawn("serve", ["127.0.0.1:0"]);
@@ -465,7 +676,7 @@ port._socket.close()
     }
     await peer.status;
   }
-}, { ignore: noMido });
+}, { ignore: MIDO_MISSING });
 
 cliTest("serve --no-hub does not relay between clients", async () => {
   await using serve = spawn("serve", ["127.0.0.1:0", "--no-hub", "--monitor"]);
@@ -687,7 +898,7 @@ async function jackPort<T>(open: () => Promise<T>, ms = JACK_MS): Promise<T> {
 
 function jackTest(name: string, fn: () => Promise<void>): void {
   cliTest(`${name} (JACK)`, fn, {
-    ignore: noJack !== undefined,
+    ignore: noJack,
     permissions: JACK_PERMISSIONS,
   });
 }

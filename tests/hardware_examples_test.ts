@@ -2,6 +2,7 @@
 // header, no MIDISOCK_RTMIDI_API): they work on any machine where some
 // backend works, and fail in one line, never with a stack trace.
 
+import { skip } from "./_skip.ts";
 import assert from "node:assert/strict";
 import { message } from "../src/codec/messages.ts";
 import { openInput, openOutput } from "../src/hardware/mod.ts";
@@ -9,7 +10,7 @@ import { take, until } from "./_net.ts";
 import {
   API,
   assertAvailable,
-  IGNORE,
+  RTMIDI_MISSING,
   UNAVAILABLE,
   uniqueName,
   within,
@@ -97,8 +98,7 @@ class Example implements AsyncDisposable {
 
 function exampleTest(name: string, fn: () => Promise<void>): void {
   Deno.test({
-    name,
-    ignore: IGNORE,
+    ...skip(name, RTMIDI_MISSING),
     async fn() {
       assertAvailable();
       await fn();
@@ -125,8 +125,10 @@ exampleTest(
 );
 
 Deno.test({
-  name: "hardware_list_ports without any usable backend says why, in lines",
-  ignore: IGNORE && UNAVAILABLE?.includes("RtMidi library"),
+  ...skip(
+    "hardware_list_ports without any usable backend says why, in lines",
+    UNAVAILABLE?.includes("RtMidi library") && RTMIDI_MISSING,
+  ),
   async fn() {
     await using example = new Example("hardware_list_ports.ts", [], {
       JACK_DEFAULT_SERVER: `midisock-none-${Deno.pid}`,

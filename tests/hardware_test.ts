@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { skip } from "./_skip.ts";
 import { equals, type Message, message } from "../src/codec/messages.ts";
 import { PortClosedError } from "../src/errors.ts";
 import {
@@ -15,8 +16,8 @@ import { PANIC_MESSAGES, RESET_MESSAGES } from "../src/port.ts";
 import {
   API,
   assertAvailable,
-  IGNORE,
   moduleUrl,
+  RTMIDI_MISSING,
   runScript,
   sleep,
   UNAVAILABLE,
@@ -31,8 +32,7 @@ const PYTHON = Deno.env.get("MIDISOCK_PYTHON") ?? "/usr/bin/python3";
 
 function hwTest(name: string, fn: () => Promise<void>): void {
   Deno.test({
-    name,
-    ignore: IGNORE,
+    ...skip(name, RTMIDI_MISSING),
     async fn() {
       assertAvailable();
       await fn();
@@ -765,9 +765,10 @@ hwTest(
 );
 
 Deno.test({
-  name:
+  ...skip(
     "without a JACK server, JACK calls say the server is not running and print nothing else",
-  ignore: IGNORE && UNAVAILABLE?.includes("RtMidi library"),
+    UNAVAILABLE?.includes("RtMidi library") && RTMIDI_MISSING,
+  ),
   async fn() {
     const result = await runScript(
       `
@@ -801,9 +802,11 @@ Deno.test({
 });
 
 Deno.test({
-  name:
+  ...skip(
     "a JACK input opened while JACK drops a process that just exited is connected",
-  ignore: IGNORE || API !== "jack",
+    RTMIDI_MISSING,
+    API !== "jack" && "it needs JACK (MIDISOCK_RTMIDI_API=jack)",
+  ),
   async fn() {
     assertAvailable();
     for (let round = 0; round < 3; round++) {

@@ -2,6 +2,7 @@
 // python-rtmidi as the other program creating and destroying ports on the
 // JACK server.
 
+import { skip } from "./_skip.ts";
 import assert from "node:assert/strict";
 import { type Message, message } from "../src/codec/messages.ts";
 import { PortClosedError } from "../src/errors.ts";
@@ -19,12 +20,17 @@ import { NoteTracker } from "../src/notes.ts";
 import { take, until } from "./_net.ts";
 import { openWhenListed, pyTest } from "./_pyrtmidi.ts";
 import { HARDWARE, NET, spawn } from "./_cli.ts";
-import { API, assertAvailable, IGNORE, uniqueName, within } from "./_rtmidi.ts";
+import {
+  API,
+  assertAvailable,
+  RTMIDI_MISSING,
+  uniqueName,
+  within,
+} from "./_rtmidi.ts";
 
 function hwTest(name: string, fn: () => Promise<void>): void {
   Deno.test({
-    name,
-    ignore: IGNORE,
+    ...skip(name, RTMIDI_MISSING),
     async fn() {
       assertAvailable();
       await fn();

@@ -2,6 +2,7 @@
 // silence: the shared poller, and JACK inputs armed to ring at the first
 // message (src/hardware/_poller.ts, src/hardware/_native.ts).
 
+import { skip } from "./_skip.ts";
 import assert from "node:assert/strict";
 import { message } from "../src/codec/messages.ts";
 import { openInput, openOutput } from "../src/hardware/mod.ts";
@@ -12,8 +13,8 @@ import { openWhenListed, pyTest } from "./_pyrtmidi.ts";
 import {
   API,
   assertAvailable,
-  IGNORE,
   moduleUrl,
+  RTMIDI_MISSING,
   runScript,
   sleep,
   uniqueName,
@@ -23,8 +24,11 @@ import {
 
 function jackTest(name: string, fn: () => Promise<void>): void {
   Deno.test({
-    name,
-    ignore: IGNORE || API !== "jack",
+    ...skip(
+      name,
+      RTMIDI_MISSING,
+      API !== "jack" && "it needs JACK (MIDISOCK_RTMIDI_API=jack)",
+    ),
     async fn() {
       assertAvailable();
       await within(fn(), 60_000, name);

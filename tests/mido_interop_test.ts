@@ -12,7 +12,7 @@ import {
   PortServer,
 } from "../mod.ts";
 import { concat, random, randomMessage } from "./_util.ts";
-import { noMido, python } from "./_mido.ts";
+import { MIDO_MISSING, python } from "./_mido.ts";
 import { boundedTest, drain, LOOPBACK, until, within } from "./_net.ts";
 
 const PRELUDE = `
@@ -93,7 +93,7 @@ function hex(messages: Message[]): string {
 
 function interopTest(name: string, fn: () => Promise<void>): void {
   boundedTest(name, fn, {
-    ignore: noMido,
+    ignore: MIDO_MISSING,
     permissions: { ...LOOPBACK, run: true },
     ms: 30000,
   });

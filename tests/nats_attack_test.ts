@@ -6,14 +6,16 @@
 
 import assert from "node:assert/strict";
 import {
-  formatNatsLinkEvent,
   type Message,
   message,
   NatsLink,
-  NatsLinkError,
-  type NatsLinkEvent,
   type NatsLinkOptions,
 } from "../mod.ts";
+import {
+  formatNatsLinkEvent,
+  NatsLinkError,
+  type NatsLinkEvent,
+} from "../src/nats/mod.ts";
 import {
   encodeBeat,
   encodeBye,
@@ -23,8 +25,8 @@ import {
 import { boundedTest, LOOPBACK, take, until, within } from "./_net.ts";
 import {
   HubProcess,
+  NATS_MISSING,
   NatsServer,
-  noNats,
   type RawMessage,
   RawNatsClient,
 } from "./_nats.ts";
@@ -41,7 +43,7 @@ const PERMISSIONS: Deno.PermissionOptionsObject = {
 };
 
 function natsTest(name: string, fn: () => Promise<void>, ms = 30000): void {
-  boundedTest(name, fn, { ignore: noNats, permissions: PERMISSIONS, ms });
+  boundedTest(name, fn, { ignore: NATS_MISSING, permissions: PERMISSIONS, ms });
 }
 
 /** A link whose events are kept. */

@@ -2,21 +2,25 @@
 // on a free loopback port by each test: links in this process, and hub
 // processes (`serve --nats URL --room NAME`) with TCP clients.
 
+import { OPENSSL_MISSING } from "./_tls.ts";
+import { skip } from "./_skip.ts";
 import assert from "node:assert/strict";
 import {
   connect,
   formatMessage,
-  formatNatsLinkEvent,
   Hub,
   type Message,
   message,
   NatsLink,
-  NatsLinkError,
-  type NatsLinkEvent,
   type NatsLinkOptions,
   PortClosedError,
   PortServer,
 } from "../mod.ts";
+import {
+  formatNatsLinkEvent,
+  NatsLinkError,
+  type NatsLinkEvent,
+} from "../src/nats/mod.ts";
 import {
   encodeBeat,
   encodeBye,
@@ -26,9 +30,8 @@ import {
 import { boundedTest, LOOPBACK, take, until, within } from "./_net.ts";
 import {
   HubProcess,
+  NATS_MISSING,
   NatsServer,
-  noNats,
-  noOpenssl,
   RawNatsClient,
 } from "./_nats.ts";
 import { between, random } from "./_util.ts";
@@ -48,7 +51,11 @@ const PERMISSIONS: Deno.PermissionOptionsObject = {
 };
 
 function natsTest(name: string, fn: () => Promise<void>, ms = 30000): void {
-  boundedTest(name, fn, { ignore: noNats, permissions: PERMISSIONS, ms: ms });
+  boundedTest(name, fn, {
+    ignore: NATS_MISSING,
+    permissions: PERMISSIONS,
+    ms: ms,
+  });
 }
 
 /** A link whose events are kept, with short timings for tests. */
@@ -1059,9 +1066,11 @@ async function removeDir(dir: string): Promise<void> {
 }
 
 Deno.test({
-  name:
+  ...skip(
     "TLS: a link trusts the server through a CA file, and shows a client certificate when asked",
-  ignore: noNats || noOpenssl,
+    NATS_MISSING,
+    OPENSSL_MISSING,
+  ),
   permissions: PERMISSIONS,
   fn: () =>
     within(

@@ -12,8 +12,8 @@ import {
   QueueFullError,
   RESET_MESSAGES,
   type SocketPort,
-  TOKEN_PREFIX,
 } from "../mod.ts";
+import { TOKEN_PREFIX } from "../src/net/mod.ts";
 import {
   helloLine,
   MAX_LINE,

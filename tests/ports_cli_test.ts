@@ -2,6 +2,7 @@
 // 2-6; issue 15's `ports --watch`): `ports` and the hardware flags of
 // `serve`, run as subprocesses, with and without a JACK server.
 
+import { skip } from "./_skip.ts";
 import assert from "node:assert/strict";
 import { getUsableApis } from "../src/hardware/mod.ts";
 import { HARDWARE, NET, run, spawn } from "./_cli.ts";
@@ -11,6 +12,7 @@ import {
   assertAvailable,
   IGNORE,
   REQUIRED,
+  RTMIDI_MISSING,
   UNAVAILABLE,
   uniqueName,
   within,
@@ -228,8 +230,7 @@ portsTest(
 );
 
 Deno.test({
-  name: "a watch started with no reader keeps nothing alive",
-  ignore: IGNORE,
+  ...skip("a watch started with no reader keeps nothing alive", RTMIDI_MISSING),
   async fn() {
     assertAvailable();
     const { runScript, moduleUrl } = await import("./_rtmidi.ts");

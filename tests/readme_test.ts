@@ -4,11 +4,12 @@
 // Examples that need hardware, another machine or a NATS cluster are covered
 // by their own tests.
 
+import { skip } from "./_skip.ts";
 import assert from "node:assert/strict";
 import { noMido, python } from "./_mido.ts";
 import { freePort, NET, run, spawn } from "./_cli.ts";
 import { within } from "./_net.ts";
-import { hasOpenssl } from "./_tls.ts";
+import { OPENSSL_MISSING } from "./_tls.ts";
 
 const README = await Deno.readTextFile(
   new URL("../README.md", import.meta.url),
@@ -44,6 +45,54 @@ const PERMISSIONS: Deno.PermissionOptions = {
   run: true,
   read: true,
 };
+
+Deno.test({
+  name:
+    "the quick start's two commands are deno.json's tasks, and serve's runs",
+  permissions: PERMISSIONS,
+  fn: () =>
+    within(
+      (async () => {
+        const quick = README.split("## Quick start")[1].split("## ")[0];
+        const [first] = [...quick.matchAll(/```sh\n([^]*?)```/g)];
+        const commands = first[1].trim().split("\n").map((line) =>
+          line.replace(/\s+#.*$/, "")
+        );
+        assert.deepEqual(commands, ["deno task serve", "deno task test"]);
+        const { default: config } = await import("../deno.json", {
+          with: { type: "json" },
+        });
+        assert.equal(config.tasks.serve, "deno run -A src/cli/serve.ts");
+        assert.equal(config.tasks.test, "deno run --allow-run tests/_run.ts");
+        const port = freePort();
+        const child = new Deno.Command(Deno.execPath(), {
+          args: ["task", "--quiet", "serve", `127.0.0.1:${port}`],
+          cwd: new URL("../", import.meta.url),
+          stdout: "piped",
+          stderr: "inherit",
+        }).spawn();
+        const reader = child.stdout.pipeThrough(new TextDecoderStream())
+          .getReader();
+        let out = "";
+        while (!out.includes("\n")) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          out += value;
+        }
+        assert.match(out, new RegExp(`^listening on 127\\.0\\.0\\.1:${port} `));
+        child.kill("SIGTERM");
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          out += value;
+        }
+        assert.equal((await child.status).code, 0);
+        assert.match(out, /stopped: closed 0 clients/);
+      })(),
+      30000,
+      "deno task serve",
+    ),
+});
 
 Deno.test({
   name: "the quick start works as the README shows it, mido included",
@@ -104,8 +153,10 @@ Deno.test({
 });
 
 Deno.test({
-  name: "the README's TLS recipe makes certificates serve and connect accept",
-  ignore: !hasOpenssl,
+  ...skip(
+    "the README's TLS recipe makes certificates serve and connect accept",
+    OPENSSL_MISSING,
+  ),
   permissions: PERMISSIONS,
   fn: () =>
     within(
@@ -176,8 +227,10 @@ Deno.test({
 });
 
 Deno.test({
-  name: "a self-signed server certificate gets advice, not a rustls code",
-  ignore: !hasOpenssl,
+  ...skip(
+    "a self-signed server certificate gets advice, not a rustls code",
+    OPENSSL_MISSING,
+  ),
   permissions: PERMISSIONS,
   fn: () =>
     within(

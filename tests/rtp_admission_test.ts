@@ -9,18 +9,20 @@
 
 import assert from "node:assert/strict";
 import {
-  encodeRtpMidi,
-  encodeSessionPacket,
   Hub,
   type HubEvent,
-  InvitationError,
-  isSessionPacket,
   type Message,
   message,
   RtpMidiSession,
+} from "../mod.ts";
+import {
+  encodeRtpMidi,
+  encodeSessionPacket,
+  InvitationError,
+  isSessionPacket,
   type RtpMidiWarning,
   type SessionPacket,
-} from "../mod.ts";
+} from "../src/rtp/mod.ts";
 import { boundedTest, LOOPBACK, netTest, take, until, within } from "./_net.ts";
 import { RawPeer, socketPair } from "./_rtp.ts";
 
@@ -327,7 +329,10 @@ netTest(
           () =>
             events.some((e) =>
               e.type === "refuse" && e.refusal.code === "timeout" &&
-              e.refusal.peer.port === victim.port
+              e.refusal.peer.port === victim.port &&
+              // The gate's deadline, with what the peer still owed.
+              e.refusal.reason ===
+                "no answer to the clock exchange from its data port within 800 ms"
             ),
           5000,
           "the forged invitation timed out",
@@ -362,6 +367,7 @@ netTest(
   "control-only invitations keep no good peer out and expire at the deadline",
   async () => {
     await using hub = new Hub({ handshakeTimeout: 400 });
+    const events = record(hub);
     const hubSide = await hub.attach(session());
     const bad = await RawPeer.open();
     const good: RawPeer[] = [];
@@ -390,6 +396,20 @@ netTest(
       await until(() => hub.endpoints.length === 20, 5000, "20 joined");
       // What never completed is gone by the deadline.
       await until(() => hub.gate.pending === 0, 3000, "pending expired");
+      const refused = events.flatMap((e) =>
+        e.type === "refuse" && e.refusal.peer.port === bad.port
+          ? [e.refusal]
+          : []
+      );
+      assert.equal(refused.length, 64, "each one refused once");
+      assert.ok(refused.every((r) => r.code === "timeout"));
+      // The oldest made room (for newer ones from this address, the good
+      // peers' included); the rest expired at the gate's deadline.
+      const reasons = new Set(refused.map((r) => r.reason));
+      assert.deepEqual([...reasons].sort(), [
+        "handshake too slow: closed to make room for a newer connection",
+        "no invitation on the data port within 400 ms",
+      ]);
     } finally {
       await bad.close();
       for (const peer of good) await peer.close();

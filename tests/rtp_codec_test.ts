@@ -3,6 +3,7 @@
 // reassemble and repair. No permission at all.
 
 import assert from "node:assert/strict";
+import { type Message, message, NoteTracker } from "../mod.ts";
 import {
   channelJournalLength,
   decodeJournal,
@@ -13,14 +14,11 @@ import {
   encodeSessionPacket,
   isSessionPacket,
   journalLength,
-  type Message,
-  message,
-  NoteTracker,
   RtpMidiDecodeError,
   type RtpMidiPacket,
   type SessionPacket,
   splitSysex,
-} from "../mod.ts";
+} from "../src/rtp/mod.ts";
 import { RtpMidiReceiver, RtpMidiSender } from "../src/rtp/_stream.ts";
 import { between, pureTest, random, randomMessage } from "./_util.ts";
 

@@ -3,13 +3,8 @@
 // alike): the recovery journal leaves no note on at either receiver.
 
 import assert from "node:assert/strict";
-import {
-  type Message,
-  message,
-  NoteTracker,
-  type RtpMidiParticipant,
-  RtpMidiSession,
-} from "../mod.ts";
+import { type Message, message, NoteTracker, RtpMidiSession } from "../mod.ts";
+import type { RtpMidiParticipant } from "../src/rtp/mod.ts";
 import { netTest, until, within } from "./_net.ts";
 import { LossyProxy } from "./_rtp.ts";
 import { between, random } from "./_util.ts";

@@ -4,17 +4,19 @@
 
 import assert from "node:assert/strict";
 import {
-  encodeRtpMidi,
-  encodeSessionPacket,
-  InvitationError,
   type Message,
   message,
-  ParticipantTimeoutError,
   PortClosedError,
-  type RtpMidiParticipant,
   RtpMidiSession,
   type RtpMidiSessionOptions,
 } from "../mod.ts";
+import {
+  encodeRtpMidi,
+  encodeSessionPacket,
+  InvitationError,
+  ParticipantTimeoutError,
+  type RtpMidiParticipant,
+} from "../src/rtp/mod.ts";
 import { netTest, take, until, within } from "./_net.ts";
 import { RawPeer } from "./_rtp.ts";
 import { between, random, randomMessage } from "./_util.ts";

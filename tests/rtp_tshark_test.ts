@@ -2,16 +2,13 @@
 // on loopback, read every packet midisock sends, recovery journals
 // included, and find none malformed.
 
+import { skip } from "./_skip.ts";
 import assert from "node:assert/strict";
 import dgram from "node:dgram";
-import {
-  type Message,
-  message,
-  type RtpMidiParticipant,
-  RtpMidiSession,
-} from "../mod.ts";
+import { Hub, type Message, message, RtpMidiSession } from "../mod.ts";
+import type { RtpMidiParticipant } from "../src/rtp/mod.ts";
 import { take, until, within } from "./_net.ts";
-import { LossyProxy } from "./_rtp.ts";
+import { LossyProxy, Player } from "./_rtp.ts";
 import { HAVE_TSHARK, REQUIRED } from "./_rtp_peers.ts";
 import { between, random, randomMessage } from "./_util.ts";
 
@@ -52,6 +49,10 @@ const FIELDS = [
   "rtpmidi.cmd_chanjour_len",
   "applemidi.command",
   "_ws.col.Info",
+  "rtpmidi.deltatime_1",
+  "rtpmidi.deltatime_2",
+  "rtpmidi.deltatime_3",
+  "rtpmidi.deltatime_4",
 ];
 
 interface Frame {
@@ -65,6 +66,8 @@ interface Frame {
   channelLength: string;
   command: string;
   info: string;
+  /** Delta times of 1, 2, 3 and 4 bytes. */
+  deltas: [string, string, string, string];
 }
 
 /** tshark decoding live what goes through these ports, one frame a line. */
@@ -146,6 +149,7 @@ class Capture {
           channelLength: f[8],
           command: f[9],
           info: f[10],
+          deltas: [f[11], f[12], f[13], f[14]],
         });
       }
     }
@@ -172,9 +176,10 @@ async function join(
 }
 
 Deno.test({
-  name:
+  ...skip(
     "tshark finds no malformed packet in midisock's sessions, journals included",
-  ignore: cannot !== undefined && !REQUIRED,
+    !REQUIRED && cannot,
+  ),
   permissions: {
     net: ["127.0.0.1", "[::1]", "localhost"],
     run: ["tshark"],
@@ -187,12 +192,19 @@ Deno.test({
         await using a = new RtpMidiSession({ port: 0, name: "alpha" });
         await using b = new RtpMidiSession({ port: 0, name: "beta" });
         await using c = new RtpMidiSession({ port: 0, name: "gamma" });
+        // A hub's session: its batches' times become timestamps and
+        // delta times.
+        await using hub = new Hub();
+        const d = await hub.attach(
+          new RtpMidiSession({ port: 0, name: "delta" }),
+        );
         await Promise.all([a.ready, b.ready, c.ready]);
         const proxy = await LossyProxy.open(b.port, 0.1, random(4));
         const capture = await Capture.start([
           a.port,
           b.port,
           c.port,
+          d.port,
           proxy.port,
         ]);
         try {
@@ -250,12 +262,30 @@ Deno.test({
           await until(() => fromC.stats.lost > 0, 5000, "a loss");
           await new Promise((r) => setTimeout(r, 700)); // guard packets
           proxy.lossy = false;
+          // hub -> a: batches at times whose deltas take 1 to 4 bytes.
+          const player = new Player("player");
+          hub.add(player, { kind: "device" });
+          await d.invite("127.0.0.1", a.port);
+          let ear: RtpMidiParticipant;
+          do ear = await within(
+            a.accept(),
+            5000,
+            "the hub's participant",
+          ); while (ear.peerName !== "delta");
+          const now = hub.clock.now();
+          const steps = [-300_000, -299_999.5, -299_980, -297_000, -1000, 0];
+          player.play([message("stop")]); // Sent alone: the rest wait.
+          for (const [i, step] of steps.entries()) {
+            player.play([message("note_on", { note: 60 + i })], now + step);
+          }
+          await take(ear, 1 + steps.length);
           await toB.close();
           await toB2.close();
         } finally {
           await a.close();
           await b.close();
           await c.close();
+          await hub.close();
           await new Promise((r) => setTimeout(r, 300));
           await capture.stop();
           await proxy.close();
@@ -296,6 +326,12 @@ Deno.test({
           assert.ok(commands.has(name), `no ${name} seen: ${[...commands]}`);
         }
         assert.ok(rtp.some((f) => f.info.includes("Sysex-Segment")));
+        for (const bytes of [1, 2, 3, 4]) {
+          assert.ok(
+            rtp.some((f) => f.deltas[bytes - 1] !== ""),
+            `no delta time of ${bytes} bytes seen`,
+          );
+        }
       })(),
       60000,
       "tshark test",

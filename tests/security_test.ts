@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
+import { skip } from "./_skip.ts";
 import {
-  AddressList,
   connect,
   type ConnectOptions,
   type Message,
@@ -12,9 +12,10 @@ import {
   type RefusalCode,
   RefusedError,
   type SocketPort,
-  TOKEN_PREFIX,
 } from "../mod.ts";
-import { hasOpenssl, testCertificates } from "./_tls.ts";
+import { AddressList } from "../src/hub/mod.ts";
+import { TOKEN_PREFIX } from "../src/net/mod.ts";
+import { hasOpenssl, OPENSSL_MISSING, testCertificates } from "./_tls.ts";
 import { noMido, runPython } from "./_mido.ts";
 import { pureTest } from "./_util.ts";
 import {
@@ -371,8 +372,10 @@ netTest(
 );
 
 Deno.test({
-  name: "TLS server and client carry messages both ways with a test CA",
-  ignore: !hasOpenssl,
+  ...skip(
+    "TLS server and client carry messages both ways with a test CA",
+    OPENSSL_MISSING,
+  ),
   permissions: { ...LOOPBACK, run: true },
   fn: () =>
     within(

@@ -3,44 +3,10 @@
 // the scheduler's precision on the system clock.
 
 import assert from "node:assert/strict";
-import {
-  ClockSync,
-  type ClockTimer,
-  Playout,
-  Scheduler,
-  systemClock,
-  type TimeSource,
-} from "../mod.ts";
+import { systemClock } from "../mod.ts";
+import { ClockSync, Playout, Scheduler } from "../src/hub/mod.ts";
 import { random } from "./_util.ts";
-
-/** A clock that moves only when told. */
-class StepClock implements TimeSource {
-  #now = 1000;
-  #timers: { at: number; seq: number; fn: () => void; live: boolean }[] = [];
-  #seq = 0;
-  now(): number {
-    return this.#now;
-  }
-  setTimer(fn: () => void, delay: number): ClockTimer {
-    const timer = { at: this.#now + delay, seq: this.#seq++, fn, live: true };
-    this.#timers.push(timer);
-    return { cancel: () => timer.live = false };
-  }
-  /** Moves on by `ms`, running each timer at its time, in order. */
-  advance(ms: number): void {
-    const end = this.#now + ms;
-    for (;;) {
-      this.#timers = this.#timers.filter((t) => t.live);
-      this.#timers.sort((a, b) => a.at - b.at || a.seq - b.seq);
-      const next = this.#timers[0];
-      if (next === undefined || next.at > end) break;
-      next.live = false;
-      this.#now = Math.max(this.#now, next.at);
-      next.fn();
-    }
-    this.#now = end;
-  }
-}
+import { ManualClock } from "./_clock.ts";
 
 function timeTest(name: string, fn: () => void | Promise<void>): void {
   Deno.test({ name, permissions: "none", fn });
@@ -49,7 +15,7 @@ function timeTest(name: string, fn: () => void | Promise<void>): void {
 timeTest(
   "the scheduler calls in time order, ties in the order scheduled",
   () => {
-    const clock = new StepClock();
+    const clock = new ManualClock();
     const scheduler = new Scheduler({ clock });
     const heard: string[] = [];
     const t = clock.now();
@@ -72,7 +38,7 @@ timeTest(
 timeTest(
   "a call scheduled in the past runs at once; a throwing call stops nothing",
   () => {
-    const clock = new StepClock();
+    const clock = new ManualClock();
     const scheduler = new Scheduler({ clock });
     const heard: number[] = [];
     const reported: unknown[] = [];
@@ -201,7 +167,7 @@ timeTest(
 timeTest(
   "a playout delivers at time + delay, in order per source, late ones at once",
   () => {
-    const clock = new StepClock();
+    const clock = new ManualClock();
     const heard: [string, number][] = [];
     const playout = new Playout<string>(
       (item) => heard.push([item, clock.now()]),
@@ -234,7 +200,7 @@ timeTest(
 timeTest(
   "a closed playout delivers nothing more; bad delays are refused",
   () => {
-    const clock = new StepClock();
+    const clock = new ManualClock();
     const heard: number[] = [];
     const playout = new Playout<number>((n) => heard.push(n), {
       latency: 10,
@@ -257,7 +223,7 @@ timeTest(
 timeTest(
   "an automatic delay settles where under 0.1% are late, rises at once, falls slowly",
   () => {
-    const clock = new StepClock();
+    const clock = new ManualClock();
     const next = random(7);
     const exp = (mean: number) => -mean * Math.log(1 - next());
     const chosen: number[] = [];

@@ -7,14 +7,8 @@
 // address come from tests/_web_attack.py.
 
 import assert from "node:assert/strict";
-import {
-  connect,
-  Hub,
-  type HubEvent,
-  MAX_DETAIL_LENGTH,
-  PortServer,
-  WebServer,
-} from "../mod.ts";
+import { connect, Hub, type HubEvent, PortServer, WebServer } from "../mod.ts";
+import { MAX_DETAIL_LENGTH } from "../src/hub/mod.ts";
 import { boundedTest, LOOPBACK, until, within } from "./_net.ts";
 import { openRaw, type RawWebSocket } from "./_ws.ts";
 

@@ -14,9 +14,15 @@ import {
   WebServer,
 } from "../mod.ts";
 import { boundedTest, LOOPBACK, take, until } from "./_net.ts";
-import { Browser, noBrowser, type Page, type PageOptions } from "./_browser.ts";
+import {
+  Browser,
+  BROWSER_MISSING,
+  type Page,
+  type PageOptions,
+} from "./_browser.ts";
+import { Player, TimedListener } from "./_web_time.ts";
 import { NET, spawn } from "./_cli.ts";
-import { noOpenssl, testCertificates } from "./_tls.ts";
+import { OPENSSL_MISSING, testCertificates } from "./_tls.ts";
 
 const TOKEN = "a-token-of-twenty-chars";
 
@@ -24,10 +30,10 @@ const TOKEN = "a-token-of-twenty-chars";
 function browserTest(
   name: string,
   fn: () => Promise<void>,
-  ignore = false,
+  ignore?: string,
 ): void {
   boundedTest(name, fn, {
-    ignore: noBrowser || ignore,
+    ignore: BROWSER_MISSING ?? ignore,
     permissions: { ...LOOPBACK, run: true },
     ms: 30_000,
   });
@@ -190,7 +196,7 @@ browserTest("over HTTPS the page plays through WSS", async () => {
     await server.close();
     await hub.close();
   }
-}, noOpenssl);
+}, OPENSSL_MISSING);
 
 browserTest(
   "1000 messages from a TCP client all appear in the monitor",
@@ -417,7 +423,10 @@ const FAKE_MIDI = `
   (() => {
     const input = { id: "in-1", name: "Fake Keys", state: "connected", onmidimessage: null };
     const output = { id: "out-1", name: "Fake Synth", state: "connected", sent: [],
-      send(data) { this.sent.push([...data]); } };
+      times: [], send(data, timestamp) {
+        this.sent.push([...data]);
+        this.times.push(timestamp ?? null);
+      } };
     globalThis.fakeMidi = { input, output };
     navigator.requestMIDIAccess = async () => ({
       inputs: new Map([[input.id, input]]),
@@ -461,6 +470,115 @@ browserTest(
       message("note_off", { note: 67, velocity: 0 }),
     ]);
     await tcp.close();
+  },
+);
+
+/** The page's timing line, as its data says it. */
+const TIMING = `document.querySelector("#midi-timing").dataset`;
+
+/**
+ * Opens the page with a fake MIDI system, bridges its input and output,
+ * and waits until the page has told the hub it schedules and has mapped
+ * its clock to the hub's for about two seconds (80 exchanges, 25 ms
+ * apart).
+ */
+async function timedPage(browser: Browser, url: string): Promise<Page> {
+  const page = await openPage(browser, url, { init: FAKE_MIDI });
+  await page.click("#midi-enable");
+  await page.waitFor(`() => !document.querySelector("#midi-on").hidden`);
+  await page.select("#midi-input", "in-1");
+  await page.select("#midi-output", "out-1");
+  await page.waitFor(`() => ${TIMING}.timed === "true"`);
+  await page.waitFor(`() => Number(${TIMING}.samples) >= 80`);
+  return page;
+}
+
+/**
+ * The page's clock against this process's (the hub's clock is
+ * `performance.now()` here): both count from their time origins, read on
+ * the same system clock (to 0.1 ms in the browser).
+ */
+async function pageOffset(page: Page): Promise<number> {
+  const origin = await page.evaluate<number>(`() => performance.timeOrigin`);
+  return performance.timeOrigin - origin;
+}
+
+browserTest(
+  "a page that plays the hub on a MIDI output schedules each message at its time plus the hub's delay",
+  async () => {
+    await using hub = await TestHub.open({ latency: 40 });
+    const player = new Player();
+    hub.hub.add(player, { name: "player" });
+    await using browser = new Browser();
+    const page = await timedPage(browser, hub.web.url);
+    assert.match(
+      await page.text("#midi-timing"),
+      /each message plays 40 ms after it was played/,
+    );
+    // Twenty notes, 10 ms apart, each played 2 ms before the hub has it.
+    const played: number[] = [];
+    for (let i = 0; i < 20; i++) {
+      const at = hub.hub.clock.now() - 2;
+      player.play(message("note_on", { note: 40 + i }), at);
+      played.push(at);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    await page.waitFor(`() => fakeMidi.output.sent.length === 20`);
+    const sent = await page.evaluate<number[][]>(`() => fakeMidi.output.sent`);
+    assert.deepEqual(sent, played.map((_, i) => [0x90, 40 + i, 64]));
+    // Each is sent with its time plus the delay, on the page's clock, to a
+    // millisecond: the page's map of the hub's clock is that good.
+    const offset = await pageOffset(page);
+    const times = await page.evaluate<number[]>(`() => fakeMidi.output.times`);
+    const errors = times.map((time, i) => time - (played[i] + 40 + offset));
+    assert.ok(
+      errors.every((error) => Math.abs(error) < 1),
+      `errors ${errors.map((e) => e.toFixed(2)).join(" ")} ms`,
+    );
+    assert.equal(await page.evaluate(`() => ${TIMING}.late`), "0");
+    // Choosing no output makes it a plain endpoint again: the hub delays
+    // what it sends, and the page plays it at once.
+    await page.select("#midi-output", "");
+    await page.waitFor(`() => ${TIMING}.timed === "false"`);
+    await assertQuiet(page);
+  },
+);
+
+browserTest(
+  "what a page's MIDI input plays reaches the hub with when it was played",
+  async () => {
+    await using hub = await TestHub.open({ latency: 40 });
+    const listener = new TimedListener();
+    hub.hub.add(listener, { name: "timed" });
+    await using browser = new Browser();
+    const page = await timedPage(browser, hub.web.url);
+    const offset = await pageOffset(page);
+    // Ten notes from the device, each stamped 3 ms before the page has it.
+    const stamped = await page.evaluate<number[]>(`() => {
+      const stamps = [];
+      for (let i = 0; i < 10; i++) {
+        const timeStamp = performance.now() - 3;
+        stamps.push(timeStamp);
+        fakeMidi.input.onmidimessage({
+          data: new Uint8Array([0x90, 50 + i, 100]),
+          timeStamp,
+        });
+      }
+      return stamps;
+    }`);
+    await until(() => listener.heard.length === 10, 5000, "the notes");
+    assert.deepEqual(
+      listener.heard.map(([what]) => what),
+      stamped.map((_, i) => `note_on ${50 + i}`),
+    );
+    const errors = listener.heard.map(([, at], i) =>
+      at! - (stamped[i] - offset)
+    );
+    assert.ok(
+      errors.every((error) => Math.abs(error) < 1),
+      `errors ${errors.map((e) => e.toFixed(2)).join(" ")} ms`,
+    );
+    await assertQuiet(page);
   },
 );
 

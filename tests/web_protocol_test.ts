@@ -21,6 +21,17 @@ import {
   webSocketAccept,
   webSocketKeyValid,
 } from "../src/web/_http.ts";
+import {
+  latencyFrame,
+  MAX_CONTROL_FRAME,
+  readControl,
+  readTimed,
+  TIMED,
+  TIMED_HEAD,
+  timeFrame,
+  welcomeFrame,
+  writeTimedHead,
+} from "../src/web/_protocol.ts";
 import { between, concat, pureTest, random } from "./_util.ts";
 
 const encoder = new TextEncoder();
@@ -414,4 +425,90 @@ pureTest("http: the WebSocket accept key is RFC 6455's", async () => {
   assert.ok(!webSocketKeyValid("dGhlIHNhbXBsZSBub25jZR=="));
   assert.ok(!webSocketKeyValid("short"));
   assert.ok(!webSocketKeyValid(undefined));
+});
+
+// --- Time -------------------------------------------------------------------
+
+pureTest("time: a timed frame's head round-trips its time, big-endian", () => {
+  const frame = new Uint8Array(TIMED_HEAD + 3);
+  for (const at of [0, 1234.5678, -5, 2 ** 40 + 0.125, Number.MAX_VALUE]) {
+    assert.equal(writeTimedHead(frame, 0, at), TIMED_HEAD);
+    frame.set([0x90, 60, 64], TIMED_HEAD);
+    assert.equal(frame[0], TIMED);
+    const read = readTimed(frame);
+    assert.equal(read?.at, at);
+    assert.deepEqual([...read!.midi], [0x90, 60, 64]);
+  }
+  // 1000 ms as a big-endian double.
+  writeTimedHead(frame, 0, 1000);
+  assert.deepEqual([...frame.subarray(1, 9)], [64, 143, 64, 0, 0, 0, 0, 0]);
+  // At an offset, in a larger buffer.
+  const big = new Uint8Array(20);
+  assert.equal(writeTimedHead(big, 5, 7.5), 5 + TIMED_HEAD);
+  assert.equal(readTimed(big.subarray(5))?.at, 7.5);
+});
+
+pureTest(
+  "time: untimed frames pass as they are; timed ones cut short or not a number do not",
+  () => {
+    const plain = new Uint8Array([0x90, 60, 64]);
+    assert.deepEqual(readTimed(plain), { at: undefined, midi: plain });
+    // Stray data bytes other than the marker are the MIDI parser's business.
+    const stray = new Uint8Array([0x02, 0x90, 60, 64]);
+    assert.deepEqual(readTimed(stray), { at: undefined, midi: stray });
+    assert.equal(readTimed(new Uint8Array([TIMED, 0, 0])), undefined);
+    const frame = new Uint8Array(TIMED_HEAD);
+    for (const at of [NaN, Infinity, -Infinity]) {
+      writeTimedHead(frame, 0, at);
+      assert.equal(readTimed(frame), undefined, String(at));
+    }
+    // A timed frame with no messages is a time and nothing else.
+    writeTimedHead(frame, 0, 3);
+    assert.equal(readTimed(frame)?.midi.length, 0);
+  },
+);
+
+pureTest("time: a page's control messages, and what is not one", () => {
+  assert.deepEqual(readControl('{"type":"time","t1":12.5}'), {
+    type: "time",
+    t1: 12.5,
+  });
+  assert.deepEqual(readControl('{"type":"mode","timed":false,"x":1}'), {
+    type: "mode",
+    timed: false,
+  });
+  for (
+    const text of [
+      "",
+      "null",
+      "[]",
+      '"time"',
+      '{"type":"time"}',
+      '{"type":"time","t1":"1"}',
+      '{"type":"time","t1":1e999}',
+      '{"type":"mode","timed":"yes"}',
+      '{"type":"token","token":"x"}',
+      `{"type":"time","t1":1,"pad":"${"x".repeat(MAX_CONTROL_FRAME)}"}`,
+    ]
+  ) {
+    assert.equal(readControl(text), undefined, text);
+  }
+  assert.deepEqual(JSON.parse(timeFrame(1, 2, 3)), {
+    type: "time",
+    t1: 1,
+    t2: 2,
+    t3: 3,
+  });
+  assert.deepEqual(JSON.parse(welcomeFrame(3, "web x", 1000, 40)), {
+    type: "welcome",
+    id: 3,
+    name: "web x",
+    keepAlive: 1000,
+    time: 1,
+    latency: 40,
+  });
+  assert.deepEqual(JSON.parse(latencyFrame(12)), {
+    type: "latency",
+    latency: 12,
+  });
 });

@@ -1,6 +1,7 @@
 // The web server as a transport of the hub, without a browser: pages are
 // Deno WebSockets, or raw ones written by hand for input no browser sends.
 
+import { skip } from "./_skip.ts";
 import assert from "node:assert/strict";
 import {
   connect,
@@ -14,12 +15,32 @@ import {
   PortServer,
   WebServer,
 } from "../mod.ts";
+import { ClockSync } from "../src/hub/mod.ts";
 import { LOOPBACK, netTest, readAll, take, until, within } from "./_net.ts";
 import { between, concat, pureTest, random, randomMessage } from "./_util.ts";
-import { openRaw, type RawWebSocket, writeAll } from "./_ws.ts";
+import {
+  type Frame,
+  openRaw,
+  rawPage,
+  type RawWebSocket,
+  writeAll,
+} from "./_ws.ts";
+import { ManualClock } from "./_clock.ts";
+import { OPCODE } from "../src/web/_frames.ts";
 import { NET, run, spawn } from "./_cli.ts";
-import { noOpenssl, testCertificateFiles, testCertificates } from "./_tls.ts";
-import { ASSETS_MODULE, PAGE_DIR, renderAssets } from "../src/web/_embed.ts";
+import {
+  OPENSSL_MISSING,
+  testCertificateFiles,
+  testCertificates,
+} from "./_tls.ts";
+import {
+  ASSETS_MODULE,
+  PAGE_DIR,
+  renderAssets,
+  SYNC_SCRIPT,
+  SYNC_SOURCE,
+  syncStamp,
+} from "../src/web/_embed.ts";
 import {
   closeReason,
   hostAllowed,
@@ -253,6 +274,34 @@ Deno.test({
       Deno.readTextFile(new URL(name, PAGE_DIR))
     );
     assert.equal(await Deno.readTextFile(ASSETS_MODULE), expected);
+  },
+});
+
+Deno.test({
+  name:
+    "the page's clock estimator is made from src/time/sync.ts (run _embed.ts after edits), and answers as it does",
+  permissions: { read: true },
+  fn: async () => {
+    const script = await Deno.readTextFile(SYNC_SCRIPT);
+    const source = await Deno.readTextFile(SYNC_SOURCE);
+    assert.equal(script.split("\n")[0], await syncStamp(source));
+    // Fed the same exchanges (5 s apart, 200 ppm adrift, jittery), the
+    // page's copy and the library's give the same maps.
+    const { ClockSync: PageSync } = await import(SYNC_SCRIPT.href);
+    const page = new PageSync();
+    const library = new ClockSync();
+    const next = random(7);
+    const other = (t: number) => 5000 + t * (1 + 200e-6);
+    for (let t = 0; t < 10_000; t += 100) {
+      const there = t + 2 + 3 * next();
+      const back = there + 2 + 3 * next();
+      const sample = { t1: t, t2: other(there), t3: other(there), t4: back };
+      assert.equal(page.add(sample), library.add(sample));
+      assert.equal(page.toRemote(t), library.toRemote(t));
+      assert.equal(page.toLocal(other(t)), library.toLocal(other(t)));
+    }
+    assert.equal(page.drift, library.drift);
+    assert.equal(page.samples, library.samples);
   },
 });
 
@@ -804,8 +853,10 @@ netTest(
 // --- TLS and closing --------------------------------------------------------
 
 Deno.test({
-  name: "with TLS the page is served over HTTPS and the socket over WSS",
-  ignore: noOpenssl,
+  ...skip(
+    "with TLS the page is served over HTTPS and the socket over WSS",
+    OPENSSL_MISSING,
+  ),
   permissions: { ...LOOPBACK, run: ["sh", "openssl"] },
   fn: async () => {
     const { ca, cert, key } = await testCertificates();
@@ -1048,8 +1099,10 @@ netTest(
 );
 
 Deno.test({
-  name: "a stalled TLS handshake on the web port is closed at the deadline",
-  ignore: noOpenssl,
+  ...skip(
+    "a stalled TLS handshake on the web port is closed at the deadline",
+    OPENSSL_MISSING,
+  ),
   permissions: { ...LOOPBACK, run: ["sh", "openssl"] },
   fn: async () => {
     const { cert, key } = await testCertificates();
@@ -1150,6 +1203,82 @@ netTest(
   },
 );
 
+// --- On the hub's clock ------------------------------------------------------
+
+netTest(
+  "a silent page is pinged after 15 s and dropped after 30 s; one that answers stays",
+  async () => {
+    const clock = new ManualClock();
+    const left: string[] = [];
+    await withHub(
+      {
+        clock,
+        onEvent: (e) =>
+          e.type === "leave" && left.push(`${e.endpoint.name}: ${e.reason}`),
+      },
+      async (hub, server, web) => {
+        const tcp = await rawClient(hub, server);
+        const silent = (await rawPage(web.port)).socket;
+        const answering = (await rawPage(web.port)).socket;
+        await until(() => hub.endpoints.length === 3);
+        const note = (n: number) =>
+          writeAll(tcp, encode(message("note_on", { note: n })));
+        const midi = (frame: Frame) => frame.opcode === OPCODE.binary;
+        const ping = (frame: Frame) => frame.opcode === OPCODE.ping;
+        // Just under 15 s of silence: no ping yet (the note is the sentinel).
+        clock.advance(14_999);
+        await note(1);
+        for (const page of [silent, answering]) {
+          assert.ok(!(await page.until(midi)).some(ping));
+        }
+        // 15 s: both are pinged; one answers (and the server has read the
+        // answer once it answers a ping of the page's own).
+        clock.advance(1001);
+        for (const page of [silent, answering]) await page.until(ping);
+        await answering.send(new Uint8Array(0), { opcode: OPCODE.pong });
+        await answering.send("still here", { opcode: OPCODE.ping });
+        await answering.until((f) => f.opcode === OPCODE.pong);
+        // 30 s: the silent one is dropped, the other stays.
+        clock.advance(15_000);
+        const close = await silent.closeFrame();
+        assert.equal(close?.code, 4000);
+        assert.equal(close?.reason, "Silent for 30 s");
+        await until(() => hub.endpoints.length === 2);
+        assert.deepEqual(left, [
+          `web 127.0.0.1:${
+            (silent.conn.localAddr as Deno.NetAddr).port
+          }: Error: Silent for 30 s`,
+        ]);
+        await note(2);
+        await answering.until(midi);
+        silent.close();
+        answering.close();
+        tcp.close();
+      },
+    );
+  },
+);
+
+netTest("a page's token deadline runs on the hub's clock", async () => {
+  const clock = new ManualClock();
+  await withHub({ clock, token: TOKEN }, async (hub, _server, web) => {
+    const { socket, first } = await rawPage(web.port);
+    assert.equal(first, '{"type":"token"}');
+    assert.equal(hub.gate.pending, 1);
+    // Not refused a millisecond before: the page's ping is answered first.
+    clock.advance(4999);
+    await socket.send("sentinel", { opcode: OPCODE.ping });
+    const frames = await socket.until((f) => f.opcode === OPCODE.pong);
+    assert.deepEqual(frames.map((f) => f.opcode), [OPCODE.pong]);
+    clock.advance(1);
+    const close = await socket.closeFrame();
+    assert.equal(close?.code, 4408);
+    assert.equal(close?.reason, "no token within 5000 ms");
+    assert.equal(hub.gate.pending, 0);
+    socket.close();
+  });
+});
+
 netTest(
   "a page that breaks the WebSocket protocol is closed with 1002",
   async () => {
@@ -1213,8 +1342,10 @@ Deno.test({
 });
 
 Deno.test({
-  name: "serve --web with --cert and --key serves the page over HTTPS",
-  ignore: noOpenssl,
+  ...skip(
+    "serve --web with --cert and --key serves the page over HTTPS",
+    OPENSSL_MISSING,
+  ),
   permissions: { ...LOOPBACK, run: true },
   fn: async () => {
     await using files = await testCertificateFiles();

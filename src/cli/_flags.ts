@@ -1,8 +1,7 @@
 /**
- * Internal: the command line's flags, each declared once with its help: the
- * table gives `parseArgs` its options and `--help` its lines, and the value
- * readers turn text into what the library takes, with one line naming the
- * flag when the text will not do.
+ * Internal: the command line's flags, declared once by their help text,
+ * and readers that turn a flag's text into what the library takes or one
+ * line naming the flag.
  *
  * @module
  */
@@ -11,213 +10,186 @@ import { parseArgs } from "node:util";
 import { checkToken } from "../gate.ts";
 import type { RateLimit } from "../_policy.ts";
 
-/** A flag: its name, its letter, its value's name (none: a switch), its help. */
-export interface Flag {
-  readonly name: string;
-  readonly short?: string;
-  /** The value's name in the help (`PORT`); without it, a switch. */
-  readonly value?: string;
-  readonly multiple?: boolean;
-  /** One line or more; `\n` starts a new one. */
-  readonly help: string;
-}
-
 /** Bad usage: exit code 2, with a pointer to `--help`. */
 export class UsageError extends Error {
   override name = "UsageError";
 }
 
-/** What parsing gave: each flag's value(s), and the positional arguments. */
-export interface Parsed {
-  readonly values: Record<string, string | string[] | boolean | undefined>;
-  readonly positionals: string[];
-  /** The flags in the order given (for `--send`/`--wait` sequences). */
-  readonly order: { name: string; value: string }[];
+/** The arguments, parsed: each flag by name, and what stands alone. */
+export class Args {
+  constructor(
+    readonly values: Record<string, unknown>,
+    readonly positionals: string[],
+    /** Every valued flag in the order given (for `--send`/`--wait`). */
+    readonly order: { name: string; value: string }[],
+  ) {}
+
+  /** A valued flag's text, when given. */
+  text(name: string): string | undefined {
+    return this.values[name] as string | undefined;
+  }
+
+  /** A repeatable flag's texts. */
+  list(name: string): string[] {
+    return (this.values[name] as string[] | undefined) ?? [];
+  }
+
+  /** Whether a flag was given. */
+  has(name: string): boolean {
+    return this.values[name] !== undefined && this.values[name] !== false;
+  }
+
+  /** Reads a flag's text with `read`, when given. */
+  read<T>(
+    name: string,
+    read: (flag: string, text: string) => T,
+  ): T | undefined {
+    const text = this.text(name);
+    return text === undefined ? undefined : read(name, text);
+  }
+
+  /**
+   * Checks how flags go together: `needs` maps a flag to the one it goes
+   * with, `pairs` come both or neither, `apart` never both.
+   */
+  check(rules: {
+    needs?: Record<string, string>;
+    pairs?: [string, string][];
+    apart?: [string, string][];
+  }): void {
+    for (const [flag, main] of Object.entries(rules.needs ?? {})) {
+      if (this.has(flag) && !this.has(main)) {
+        throw new UsageError(`--${flag} goes with --${main}`);
+      }
+    }
+    for (const [a, b] of rules.pairs ?? []) {
+      if (this.has(a) !== this.has(b)) {
+        throw new UsageError(`--${a} and --${b} go together`);
+      }
+    }
+    for (const [a, b] of rules.apart ?? []) {
+      if (this.has(a) && this.has(b)) {
+        throw new UsageError(`--${a} and --${b} cannot be used together`);
+      }
+    }
+  }
 }
 
 /**
- * Parses `args` against `flags`. A value that starts with `-` and a digit
- * (`--port -1`) is taken as the flag's value, so its reader can say what
- * is wrong with it.
- *
- * @throws {UsageError} For an unknown flag, a missing value, a value given
- * to a switch.
+ * Parses `argv` against the flags an `Options:` help text declares: a line
+ * `  -p, --port PORT   help` (or `      --port PORT`) is a flag, a value
+ * written `NAME...` may be given more than once. A value that starts with
+ * `-` and a digit (`--port -1`) is taken, so its reader can say what is
+ * wrong with it.
  */
-export function parseFlags(
-  args: string[],
-  flags: readonly Flag[],
-): Parsed {
+export function parseFlags(argv: string[], help: string): Args {
+  const options: Record<string, {
+    type: "string" | "boolean";
+    short?: string;
+    multiple?: boolean;
+  }> = {};
   const valued = new Set<string>();
-  for (const flag of flags) {
-    if (flag.value === undefined) continue;
-    valued.add(`--${flag.name}`);
-    if (flag.short !== undefined) valued.add(`-${flag.short}`);
-  }
-  const joined: string[] = [];
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i];
-    const next = args[i + 1];
-    if (valued.has(arg) && next !== undefined && /^-[\d.]/.test(next)) {
-      joined.push(arg.startsWith("--") ? `${arg}=${next}` : `${arg}${next}`);
-      i++;
-    } else {
-      joined.push(arg);
+  for (const line of help.split("\n")) {
+    const [, short, name, value, many] = line.match(
+      /^ {2}(?:-(\w), | {4})--([\w-]+)(?: (\[?[A-Z][\w:]*\]?)(\.\.\.)?)?/,
+    ) ?? [];
+    if (name === undefined) continue;
+    options[name] = { type: value ? "string" : "boolean", multiple: !!many };
+    if (short) options[name].short = short;
+    if (value) {
+      for (const flag of [`--${name}`, `-${short}`]) valued.add(flag);
     }
   }
-  const options: Record<
-    string,
-    { type: "string" | "boolean"; short?: string; multiple?: boolean }
-  > = {};
-  for (const flag of flags) {
-    options[flag.name] = {
-      type: flag.value === undefined ? "boolean" : "string",
-      ...(flag.short === undefined ? {} : { short: flag.short }),
-      ...(flag.multiple ? { multiple: true } : {}),
-    };
-  }
-  let parsed;
+  const negative = (arg = "") => /^-[\d.]/.test(arg);
+  const args = argv.flatMap((arg, i) =>
+    negative(arg) && valued.has(argv[i - 1]) ? [] : valued.has(arg) &&
+        negative(argv[i + 1])
+      ? [`${arg}${arg.startsWith("--") ? "=" : ""}${argv[i + 1]}`]
+      : [arg]
+  );
   try {
-    parsed = parseArgs({
-      args: joined,
+    const parsed = parseArgs({
+      args,
       options,
       strict: true,
       allowPositionals: true,
       tokens: true,
     });
+    const order = parsed.tokens.flatMap((t) =>
+      t.kind === "option" && t.value !== undefined
+        ? [{ name: t.name, value: t.value }]
+        : []
+    );
+    return new Args(parsed.values, parsed.positionals, order);
   } catch (error) {
-    throw new UsageError(
-      (error as Error).message.split("\n")[0].replace(/\.$/, "")
-        .replace(/^Unknown option/, "unknown option")
-        .replace(/^Option/, "option"),
-    );
+    const line = (error as Error).message.split(/\.( |$)/)[0];
+    throw new UsageError(line.charAt(0).toLowerCase() + line.slice(1));
   }
-  const order = (parsed.tokens ?? []).flatMap((token) =>
-    token.kind === "option" && token.value !== undefined
-      ? [{ name: token.name, value: token.value }]
-      : []
-  );
-  return {
-    values: parsed.values as Parsed["values"],
-    positionals: parsed.positionals,
-    order,
-  };
 }
 
-/** The `Options:` lines of `--help`, aligned. */
-export function helpLines(flags: readonly Flag[]): string {
-  const heads = flags.map((flag) =>
-    `${flag.short === undefined ? "    " : `-${flag.short}, `}--${flag.name}${
-      flag.value === undefined ? "" : ` ${flag.value}`
-    }`
+function must(flag: string, what: string, text: string): never {
+  throw new UsageError(
+    `--${flag} must be ${what}: got ${JSON.stringify(text)}`,
   );
-  const width = 21;
-  return flags.map((flag, i) => {
-    const [first, ...rest] = flag.help.split("\n");
-    const head = heads[i];
-    const lines = head.length < width
-      ? [`  ${head.padEnd(width)}${first}`]
-      : [`  ${head}`, `  ${"".padEnd(width)}${first}`];
-    for (const line of rest) lines.push(`  ${"".padEnd(width)}${line}`);
-    return lines.join("\n");
-  }).join("\n");
 }
 
-/**
- * Reads a whole number flag.
- *
- * @throws {UsageError} For anything else, or one below `min`.
- */
-export function count(flag: string, text: string, min: number): number {
+/** A whole number of at least `min`. */
+export function count(flag: string, text: string, min = 0): number {
   if (!/^\d+$/.test(text) || Number(text) < min) {
-    throw new UsageError(
-      `--${flag} must be a whole number of at least ${min}: got ${
-        JSON.stringify(text)
-      }`,
-    );
+    must(flag, `a whole number of at least ${min}`, text);
+  }
+  return Number(text);
+}
+
+/** A positive number of seconds, as milliseconds. */
+export function seconds(flag: string, text: string): number {
+  if (!/^\d+(\.\d+)?$/.test(text) || !(Number(text) > 0)) {
+    must(flag, "a positive number of seconds", text);
+  }
+  return Number(text) * 1000;
+}
+
+/** `MESSAGES` or `MESSAGES/BURST` a second. */
+export function rate(flag: string, text: string): RateLimit {
+  const [, messages, burst = messages] = text.match(/^(\d+)(?:\/(\d+))?$/) ??
+    [];
+  if (!(Number(messages) >= 1) || !(Number(burst) >= 1)) {
+    must(flag, "MESSAGES or MESSAGES/BURST a second, each at least 1", text);
+  }
+  return { messages: Number(messages), burst: Number(burst) };
+}
+
+/** Milliseconds from 0 to 10000, or `auto`. */
+export function latency(flag: string, text: string): number | "auto" {
+  if (text === "auto") return text;
+  if (!/^\d+(\.\d+)?$/.test(text) || !(Number(text) <= 10_000)) {
+    must(flag, "milliseconds (0 to 10000) or auto", text);
   }
   return Number(text);
 }
 
 /**
- * Reads a flag given in seconds, as milliseconds.
- *
- * @throws {UsageError} For anything but a positive number.
- */
-export function seconds(flag: string, text: string): number {
-  const value = Number(text);
-  if (!/^\d+(\.\d+)?$/.test(text) || !(value > 0)) {
-    throw new UsageError(
-      `--${flag} must be a positive number of seconds: got ${
-        JSON.stringify(text)
-      }`,
-    );
-  }
-  return value * 1000;
-}
-
-/**
- * Reads a rate flag, `MESSAGES` or `MESSAGES/BURST` a second.
- *
- * @throws {UsageError} For anything else, or a rate or burst under 1.
- */
-export function rate(flag: string, text: string): RateLimit {
-  const match = text.match(/^(\d+)(?:\/(\d+))?$/);
-  if (match === null || Number(match[1]) < 1 || Number(match[2] ?? 1) < 1) {
-    throw new UsageError(
-      `--${flag} must be MESSAGES or MESSAGES/BURST, each at least 1 (per second): got ${
-        JSON.stringify(text)
-      }`,
-    );
-  }
-  return { messages: Number(match[1]), burst: Number(match[2] ?? match[1]) };
-}
-
-/**
- * Reads `--latency`: milliseconds, or `auto`.
- *
- * @throws {UsageError} For anything else.
- */
-export function latency(flag: string, text: string): number | "auto" {
-  if (text === "auto") return "auto";
-  const value = Number(text);
-  if (!/^\d+(\.\d+)?$/.test(text) || !(value <= 10_000)) {
-    throw new UsageError(
-      `--${flag} must be milliseconds (0 to 10000) or auto: got ${
-        JSON.stringify(text)
-      }`,
-    );
-  }
-  return value;
-}
-
-/**
  * The shared secret from `--token`, else from MIDISOCK_TOKEN (which keeps
  * it out of the process list), checked as a server checks it.
- *
- * @throws {UsageError} For a malformed token.
  */
-export function token(flag: string | undefined): string | undefined {
-  const text = flag ?? envToken();
-  if (text === undefined) return undefined;
+export function token(text: string | undefined): string | undefined {
+  const env = { name: "env", variable: "MIDISOCK_TOKEN" } as const;
+  if (Deno.permissions.querySync(env).state === "granted") {
+    text ??= Deno.env.get("MIDISOCK_TOKEN");
+  }
   try {
-    return checkToken(text);
+    return text === undefined ? undefined : checkToken(text);
   } catch (error) {
-    throw new UsageError(`--token: ${(error as Error).message}`);
+    throw new UsageError(
+      `--token ${(error as Error).message.replace(/^Token /, "")}`,
+    );
   }
 }
 
-function envToken(): string | undefined {
-  const query = { name: "env", variable: "MIDISOCK_TOKEN" } as const;
-  if (Deno.permissions.querySync(query).state !== "granted") return undefined;
-  return Deno.env.get("MIDISOCK_TOKEN");
-}
-
 /**
- * Runs a library constructor with options read from flags, and turns what
- * it refuses into bad usage naming the flag: `what` maps an option's name,
- * as the library says it, to its flag.
- *
- * @throws {UsageError} For a `TypeError`, `RangeError` or `SyntaxError`.
+ * Makes a library object from options read from flags, turning what it
+ * refuses into bad usage: `flags` maps a pattern of an option's name, as
+ * the library's message says it, to its flag.
  */
 export function asUsage<T>(
   make: () => T,
@@ -227,15 +199,13 @@ export function asUsage<T>(
     return make();
   } catch (error) {
     if (
-      error instanceof TypeError || error instanceof RangeError ||
-      error instanceof SyntaxError
-    ) {
-      let text = error.message;
-      for (const [option, flag] of Object.entries(flags)) {
-        text = text.replaceAll(option, flag);
-      }
-      throw new UsageError(text);
+      !(error instanceof TypeError || error instanceof RangeError ||
+        error instanceof SyntaxError)
+    ) throw error;
+    let text = error.message;
+    for (const [option, flag] of Object.entries(flags)) {
+      text = text.replace(new RegExp(option, "g"), flag);
     }
-    throw error;
+    throw new UsageError(text);
   }
 }

@@ -52,9 +52,25 @@ function get35(bytes: Uint8Array, at: number): number {
  */
 export function timeFrame(us: number): Uint8Array {
   const out = new Uint8Array(TIME_FRAME_BYTES);
-  out[0] = TIME;
-  put35(out, 1, us);
+  putTimeFrame(out, 0, us);
   return out;
+}
+
+/**
+ * Writes the time frame for `us` microseconds into `target` at `offset`
+ * (6 bytes): for a write queue that fills its own buffer.
+ *
+ * @param target Where.
+ * @param offset At which byte.
+ * @param us The time, in microseconds (taken modulo 2^35).
+ */
+export function putTimeFrame(
+  target: Uint8Array,
+  offset: number,
+  us: number,
+): void {
+  target[offset] = TIME;
+  put35(target, offset + 1, us);
 }
 
 /**

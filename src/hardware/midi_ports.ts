@@ -141,7 +141,7 @@ export type MidiPortsEvent =
  * @example Lines for a keyboard unplugged and plugged in again
  * ```ts
  * import assert from "node:assert/strict";
- * import { formatMidiPortsEvent } from "@x/midisock";
+ * import { formatMidiPortsEvent } from "@x/midisock/hardware";
  *
  * assert.equal(
  *   formatMidiPortsEvent({ type: "lost", role: "input", name: "keys:out" }),
@@ -255,7 +255,7 @@ type Follower = PortFollower<HardwareInput> | PortFollower<HardwareOutput>;
  *
  * @example A keyboard and a synth on a hub, through unplug and replug
  * ```ts ignore
- * import { formatMidiPortsEvent, Hub, MidiPorts } from "@x/midisock";
+ * import { formatMidiPortsEvent, Hub, MidiPorts } from "@x/midisock/hardware";
  *
  * await using hub = new Hub();
  * await hub.attach(

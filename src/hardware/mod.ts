@@ -72,3 +72,7 @@ export {
   type MidiPortsEvent,
   type MidiPortsOptions,
 } from "./midi_ports.ts";
+export { type ListedPort, listPorts, type PortListing } from "./listing.ts";
+
+// What the API above refers to, from elsewhere in the package.
+export type * from "../_vocabulary.ts";

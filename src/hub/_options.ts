@@ -9,6 +9,7 @@
 import { systemClock, type TimeSource } from "../clock.ts";
 import type { GateOptions } from "../gate.ts";
 import {
+  checkLatency,
   checkMaxSysexLength,
   checkRate,
   defaultMaxQueuedBytes,
@@ -269,19 +270,4 @@ export function resolveHubOptions(options: HubOptions): HubSettings {
     clock,
     latency: checkLatency(options.latency ?? HUB_DEFAULTS.latency),
   });
-}
-
-/** Checks a playout delay: a number of ms (0 or more), or "auto". */
-function checkLatency(latency: unknown): number | "auto" {
-  if (latency === "auto") return latency;
-  if (
-    typeof latency !== "number" || !(latency >= 0) || !Number.isFinite(latency)
-  ) {
-    throw new RangeError(
-      `latency must be a number of ms (0 or more) or "auto": got ${
-        typeof latency === "string" ? JSON.stringify(latency) : latency
-      }`,
-    );
-  }
-  return latency;
 }

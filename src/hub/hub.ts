@@ -410,6 +410,20 @@ export class Hub implements AsyncDisposable {
   }
 
   /**
+   * Ends every note an endpoint holds now, where its notes went, as when it
+   * leaves, but keeps it: what a transport does when the peer behind an
+   * endpoint changes (a reconnecting client's connection was lost).
+   *
+   * @param endpoint The endpoint.
+   * @returns How many notes were released.
+   */
+  releaseNotes(endpoint: Endpoint): number {
+    const member = endpoint as Member;
+    if (!this.#members.includes(member) || member.left) return 0;
+    return this.#releaseNotes(member);
+  }
+
+  /**
    * Reports a problem that does not stop anything, as a `warning` event:
    * how transports tell the hub's listeners (a full descriptor table, say).
    *

@@ -25,3 +25,52 @@ export type {
   EventOptions,
   HubEvent,
 } from "./types.ts";
+export { HubLog, type HubLogOptions } from "./log.ts";
+export {
+  type ArriveOptions,
+  Gate,
+  type GateOptions,
+  isToken,
+  MAX_DETAIL_LENGTH,
+  MIN_TOKEN_LENGTH,
+  type Peer,
+  printable,
+  type Refusal,
+  REFUSAL_CODES,
+  type RefusalCode,
+  type Ticket,
+  WAITING_CHECKS_PER_SECOND,
+} from "../gate.ts";
+export { AddressList } from "../access.ts";
+export { NoteTracker } from "../notes.ts";
+export type { RateLimit, SysexPolicy } from "../_policy.ts";
+export {
+  type Batch,
+  type HasSink,
+  hasSink,
+  type HasSource,
+  hasSource,
+  SINK,
+  type Sink,
+  SOURCE,
+  type Source,
+} from "../sink.ts";
+export { type ClockTimer, systemClock, type TimeSource } from "../clock.ts";
+export {
+  type ScheduledCall,
+  Scheduler,
+  type SchedulerOptions,
+} from "../time/scheduler.ts";
+export {
+  ClockSync,
+  type ClockSyncOptions,
+  type SyncSample,
+} from "../time/sync.ts";
+export {
+  Playout,
+  type PlayoutOptions,
+  type PlayoutStats,
+} from "../time/playout.ts";
+
+// What the API above refers to, from elsewhere in the package.
+export type * from "../_vocabulary.ts";

@@ -322,7 +322,7 @@ export interface RemoteClock {
  * @example Telling a NATS failure apart
  * ```ts
  * import assert from "node:assert/strict";
- * import { NatsLinkError } from "@x/midisock";
+ * import { NatsLinkError } from "@x/midisock/nats";
  *
  * const error: Error = new NatsLinkError("nats://127.0.0.1:4222", "Authorization Violation");
  * assert.ok(error instanceof NatsLinkError);
@@ -1643,7 +1643,7 @@ export class NatsLink extends InputPortBase implements IOPort, Transport {
  * @example Lines for the log
  * ```ts
  * import assert from "node:assert/strict";
- * import { formatNatsLinkEvent } from "@x/midisock";
+ * import { formatNatsLinkEvent } from "@x/midisock/nats";
  *
  * const hub = { id: "0123456789abcdef", name: "stage", since: 0 };
  * assert.equal(formatNatsLinkEvent({ type: "joined", hub }), 'hub "stage" (0123456789abcdef) joined');

@@ -30,6 +30,8 @@ export interface Preamble {
    * features agreed on (see `SocketPort.admitted`).
    */
   readonly admitted?: readonly string[];
+  /** Whether the server answered the hello (a midisock server). */
+  readonly greeted?: boolean;
   /**
    * Called on the server's end when the stream turns out to be another
    * protocol (a TLS hello, an HTTP request) only after the handshake handed

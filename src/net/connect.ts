@@ -14,6 +14,8 @@ import { helloLine } from "./_hello.ts";
 import type { SocketOptions } from "./_settings.ts";
 import { closeQuietly, type Preamble } from "./_transport.ts";
 import { SocketPort } from "./socket_port.ts";
+import { checkClock, TIMED } from "./_timed.ts";
+import type { TimeSource } from "../clock.ts";
 
 /** Options for {@linkcode connect}. */
 export interface ConnectOptions extends SocketOptions {
@@ -41,11 +43,29 @@ export interface ConnectOptions extends SocketOptions {
   /**
    * Features to offer the server in the hello: words a midisock server
    * takes or ignores (`port.admitted` resolves to those it took, and
-   * `port.features` holds them). None is defined yet: the timed mode will
-   * be the first.
+   * `port.features` holds them). `"timed"` is the timed mode (see
+   * `timed`).
    * @default {[]}
    */
   features?: readonly string[];
+  /**
+   * Ask the server for the timed mode (the same as offering `"timed"` in
+   * `features`). A midisock server takes it by default: both ends then
+   * carry when each message happened, and the port pings the server every
+   * 100 ms to map the server's clock to its own (`port.timing`). On a hub
+   * (added as a `"link"` endpoint, with the hub's `clock`), the times go
+   * from hub to hub, and each hub's playout delay (`latency`) plays them
+   * out. A server that does not take it (mido's, or one that says no)
+   * gets the plain stream: nothing changes.
+   * @default {false}
+   */
+  timed?: boolean;
+  /**
+   * The clock of the timed mode: the port's times are read on it. On a
+   * hub, give it the hub's (`hub.clock`).
+   * @default {systemClock}
+   */
+  clock?: TimeSource;
   /** Aborts the connection attempt (TCP connect, TLS and token handshakes). */
   signal?: AbortSignal;
 }
@@ -136,7 +156,9 @@ export async function connect(
     "handshakeTimeout",
     options.handshakeTimeout ?? 5000,
   );
-  const hello = helloLine(options.features ?? [], options.token);
+  const offered = offers(options);
+  const hello = helloLine(offered, options.token);
+  if (options.clock !== undefined) checkClock(options.clock);
   const name = formatAddress({ hostname: host, port });
   const hostname = host === "" ? "127.0.0.1" : host;
   const tcp = await Deno.connect({ hostname, port, signal: options.signal });
@@ -158,7 +180,11 @@ export async function connect(
       if (options.signal?.aborted) throw options.signal.reason;
       switch (answer.kind) {
         case "ok":
-          preamble = { bytes: answer.rest, admitted: answer.features };
+          preamble = {
+            bytes: answer.rest,
+            admitted: answer.features,
+            greeted: true,
+          };
           break;
         case "midi":
           // A server that answers no hello, and let us in (mido's).
@@ -182,6 +208,7 @@ export async function connect(
     return new SocketPort(conn, {
       ...options,
       features: undefined,
+      offered,
       name,
       preamble,
     });
@@ -192,6 +219,14 @@ export async function connect(
   } finally {
     options.signal?.removeEventListener("abort", abandon);
   }
+}
+
+/** The features a client's hello offers. */
+function offers(options: ConnectOptions): readonly string[] {
+  const features = options.features ?? [];
+  return options.timed === true && !features.includes(TIMED)
+    ? [...features, TIMED]
+    : features;
 }
 
 /** Runs a client's TLS handshake, within `ms`, naming why it failed. */
@@ -223,5 +258,30 @@ async function tlsHandshake(
       cause: failure,
     });
   }
+  const advice = CERTIFICATE_ADVICE.find(([pattern]) => pattern.test(message));
+  if (advice !== undefined) {
+    throw new Deno.errors.InvalidData(advice[1], { cause: failure });
+  }
   throw failure;
 }
+
+/** What to do about the server certificates rustls refuses, by its code. */
+const CERTIFICATE_ADVICE: readonly [RegExp, string][] = [
+  [
+    /CaUsedAsEndEntity/,
+    "the server's certificate is a CA certificate (self-signed with " +
+    "CA:TRUE): make a CA, sign a server certificate with it, serve that " +
+    "and trust the CA (connect's --ca; see the README's TLS recipe)",
+  ],
+  [
+    /UnknownIssuer/,
+    "the server's certificate is not signed by a trusted authority: " +
+    "trust the CA that signed it (caCerts, connect's --ca)",
+  ],
+  [
+    /NotValidForName/,
+    "the server's certificate is not valid for this host name: connect " +
+    "with a name it lists (its subjectAltName)",
+  ],
+  [/Expired/, "the server's certificate has expired"],
+];

@@ -1,13 +1,14 @@
 /**
  * A client port that survives its server going away: it reconnects with a
- * backoff, holds or drops what is sent meanwhile, and can watch the link with
- * a heartbeat.
+ * backoff, holds or drops what is sent meanwhile, watches the link with a
+ * heartbeat, and carries the timed mode across reconnections.
  *
  * @module
  */
 
 import type { Message } from "../codec/messages.ts";
 import { checkMessages } from "../codec/_check.ts";
+import { decodeFramed, encodeFramed } from "../codec/_framer.ts";
 import { PortClosedError, QueueFullError } from "../errors.ts";
 import {
   DEFAULT_QUEUE_SIZE,
@@ -16,13 +17,16 @@ import {
   PANIC_MESSAGES,
   RESET_MESSAGES,
 } from "../port.ts";
+import { type Batch, SINK, type Sink, SOURCE, type Source } from "../sink.ts";
 import { type Backoff, exponentialBackoff } from "../backoff.ts";
+import { type ClockTimer, systemClock, type TimeSource } from "../clock.ts";
 import { positiveMs } from "../_policy.ts";
 import { checkToken } from "../gate.ts";
 import { sleep } from "../_time.ts";
 import { checkPort, formatAddress } from "../address.ts";
 import { connect, type ConnectOptions } from "./connect.ts";
 import { resolveSocketOptions } from "./_settings.ts";
+import { batchCount, checkClock } from "./_timed.ts";
 import type { SocketPort } from "./socket_port.ts";
 import { callBack } from "../_call.ts";
 
@@ -51,6 +55,9 @@ export interface ReconnectOptions extends ConnectOptions {
    * `maxPending` messages and sends them, in order, once connected again
    * (past that, `send` throws `QueueFullError`); `"reject"` throws
    * `PortClosedError` at once; `"drop"` drops them, counted in `undelivered`.
+   * On a hub, what the hub routes to the port while it is disconnected is
+   * held the same way, and what cannot be held is counted in `undelivered`
+   * (a hub's write cannot throw).
    * @default {"queue"}
    */
   whileDown?: "queue" | "reject" | "drop";
@@ -60,30 +67,67 @@ export interface ReconnectOptions extends ConnectOptions {
    */
   maxPending?: number;
   /**
-   * Watch the link: send active sensing when nothing else went out for this
-   * many milliseconds, and count the link dead when the server, having
-   * answered once, sends nothing for three times as long. A midisock hub
-   * answers active sensing with active sensing; a server that never
-   * answers is never counted dead. Without it, a link that silently goes
-   * away (a cable pulled, a network gone) is noticed only when TCP gives up,
-   * which can take many minutes.
-   * @default {undefined} (no heartbeat)
+   * Watch the link: the connection counts as dead once the server has not
+   * answered for three times this many milliseconds, however much is being
+   * sent, and it is then closed and made again. A dead link is so noticed
+   * within three heartbeats and a round trip; without a heartbeat, only
+   * when TCP gives up, which can take many minutes. `false` turns it off.
+   *
+   * The answers: with a server in the timed mode (a midisock server; see
+   * `timed`), those to the clock pings, every 100 ms, and the server's own
+   * count of what it received. With a midisock server that is not, the
+   * port sends active sensing, one at a time, 110 ms after each answer (a
+   * midisock hub answers; such a server counts only once it has answered
+   * once, and gets no more after eight unanswered). A mido server answers
+   * nothing and gets nothing: its link is never counted dead.
+   * @default {1000}
    */
-  heartbeat?: number;
+  heartbeat?: number | false;
+  /**
+   * Ask each server for the timed mode (see `connect`): the heartbeat's
+   * answers and the count of what the server received come with it, and on
+   * a hub the port carries when each message happened, both ways, across
+   * reconnections.
+   * @default {true}
+   */
+  timed?: boolean;
+  /**
+   * The port's clock: the heartbeat, the waits between attempts and the
+   * timed mode read it. On a hub, give it the hub's (`hub.clock`).
+   * @default {systemClock}
+   */
+  clock?: TimeSource;
   /** Called each time a connection is made. */
   onConnect?: (port: SocketPort) => void;
   /**
    * Called each time the connection is lost: the reason if known, and how
-   * many messages sent on it may not have arrived (those sent after the
-   * server last answered a heartbeat; with no heartbeat, 0 is not a
-   * promise).
+   * many messages sent on it may not have arrived (see `unconfirmed`).
    */
   onDisconnect?: (reason: unknown, unconfirmed: number) => void;
   /** Called before each wait to reconnect, with the wait and why. */
   onRetry?: (delay: number, reason: unknown) => void;
 }
 
-const ACTIVE_SENSING: Message = { type: "active_sensing", time: 0 };
+/** The heartbeat when none is given, in ms. */
+export const DEFAULT_HEARTBEAT_MS = 1000;
+/**
+ * Probing a server that is not timed with active sensing: one probe at a
+ * time, the next this long after the answer to the last. A midisock hub
+ * answers a client's active sensing at most every 100 ms (its
+ * `ANSWER_MS`): waiting longer than that means every probe is answered, so
+ * each answer is known to be for the probe that waits.
+ */
+const PROBE_GAP_MS = 110;
+/** A probe never answered on this connection is sent again this often... */
+const REPROBE_MS = 500;
+/** ...this many times in all, then the server gets no more. */
+const PROBES_UNANSWERED = 8;
+const ACTIVE_SENSING: Message = Object.freeze({
+  type: "active_sensing",
+  time: 0,
+});
+const SENSING = 0xfe;
+const RESOLVED = Promise.resolve();
 
 /**
  * A port to a midisock or mido server that reconnects by itself. Iteration
@@ -91,10 +135,17 @@ const ACTIVE_SENSING: Message = { type: "active_sensing", time: 0 };
  *
  * While disconnected, `send` holds messages (bounded, `whileDown:
  * "queue"`), refuses them (`"reject"`) or drops and counts them (`"drop"`).
- * Messages the server had not read when the connection broke may be lost:
- * TCP cannot tell which. With a `heartbeat`, a dead link is noticed within
- * three heartbeats, and the messages sent since the server last answered
- * are counted in `unconfirmed` and reported to `onDisconnect`.
+ * Messages the server had not read when the connection broke are lost:
+ * TCP cannot give them back. The heartbeat (on by default) notices a dead
+ * link within three heartbeats while the port keeps sending, and counts
+ * what the server had not confirmed by then in `unconfirmed` (reported to
+ * `onDisconnect`): with a midisock server in the timed mode, the server's
+ * own count of what it received.
+ *
+ * On a hub (`hub.add(port, { kind: "link" })`, with `clock: hub.clock`),
+ * it is a timed endpoint like a timed `SocketPort`: what it reads enters
+ * the hub at the time it happened at the server, what the hub routes to it
+ * goes out with its time, across reconnections.
  *
  * @example A client that rides out server restarts
  * ```ts ignore
@@ -106,6 +157,22 @@ const ACTIVE_SENSING: Message = { type: "active_sensing", time: 0 };
  * await port.send(message("note_on", { note: 60 })); // held until connected
  * for await (const msg of port) console.log(msg);
  * ```
+ *
+ * @example Nothing lost without a word
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { message, PortServer, ReconnectingPort } from "@x/midisock";
+ *
+ * await using server = new PortServer("127.0.0.1", 0);
+ * const heard = server.receive();
+ * await using port = new ReconnectingPort("127.0.0.1", server.port);
+ * await port.send(message("note_on", { note: 60 }));
+ * assert.deepEqual(await heard, message("note_on", { note: 60 }));
+ * // Confirmed by the server's answer to a ping, a moment later.
+ * while (port.unconfirmed > 0) {
+ *   await new Promise((resolve) => setTimeout(resolve, 5));
+ * }
+ * ```
  */
 export class ReconnectingPort extends InputPortBase implements IOPort {
   readonly #hostname: string;
@@ -114,17 +181,37 @@ export class ReconnectingPort extends InputPortBase implements IOPort {
   readonly #backoff: Backoff;
   readonly #maxPending: number;
   readonly #heartbeat: number | undefined;
+  readonly #timed: boolean;
+  readonly #clock: TimeSource;
   readonly #running: Promise<void>;
   readonly #stop = new AbortController();
+  readonly #sink: Sink;
   #socket: SocketPort | undefined;
   #pending: Message[] = [];
   #closing: Promise<void> | undefined;
   #undelivered = 0;
-  /** Messages sent on this connection since the server last answered. */
-  #unconfirmed = 0;
-  #lastSent = 0;
-  #lastHeard = 0;
-  #answered = false;
+  /** The sink's progress over connections gone by. */
+  #progress = 0;
+  // Where the input goes once a hub took it over.
+  #take:
+    | ((framed: Uint8Array, at?: number) => void | Promise<void>)
+    | undefined;
+  #end: ((cause?: unknown) => void) | undefined;
+  #ended: { cause: unknown } | undefined;
+  // The heartbeat of the connection now, with a server not in timed mode.
+  #connectedAt = 0;
+  /** Messages sent on this connection. */
+  #sent = 0;
+  /** `#sent` as of the last answered probe. */
+  #confirmed = 0;
+  /** `#sent` at each probe not answered yet, oldest first. */
+  #probes: number[] = [];
+  #probesSent = 0;
+  #probedAt = 0;
+  /** When the next probe may go, once none waits for its answer. */
+  #probeAt = 0;
+  #answeredAt: number | undefined;
+  #watchTimer: ClockTimer | undefined;
 
   /**
    * Starts connecting at once, in the background.
@@ -134,13 +221,14 @@ export class ReconnectingPort extends InputPortBase implements IOPort {
    * @param options Backoff, what to do while disconnected, heartbeat, and
    * the options of each connection.
    * @throws {RangeError} For a bad port, delay, bound or policy.
-   * @throws {TypeError} For a bad token.
+   * @throws {TypeError} For a bad token or clock.
    */
   constructor(host: string, port: number, options: ReconnectOptions = {}) {
     super(options.queueSize ?? DEFAULT_QUEUE_SIZE);
     checkPort(port);
     resolveSocketOptions(options);
     if (options.token !== undefined) checkToken(options.token);
+    this.#clock = checkClock(options.clock ?? systemClock);
     this.#backoff = options.backoff ??
       exponentialBackoff({ first: options.minDelay, max: options.maxDelay });
     const maxPending = options.maxPending ?? 1024;
@@ -157,13 +245,16 @@ export class ReconnectingPort extends InputPortBase implements IOPort {
         }`,
       );
     }
-    this.#heartbeat = options.heartbeat === undefined
+    const heartbeat = options.heartbeat ?? DEFAULT_HEARTBEAT_MS;
+    this.#heartbeat = heartbeat === false
       ? undefined
-      : positiveMs("heartbeat", options.heartbeat);
+      : positiveMs("heartbeat", heartbeat);
+    this.#timed = options.timed ?? true;
     this.#hostname = host;
     this.#port = port;
     this.#options = options;
     this.#maxPending = maxPending;
+    this.#sink = this.#makeSink();
     this.#running = this.#run();
   }
 
@@ -177,22 +268,118 @@ export class ReconnectingPort extends InputPortBase implements IOPort {
     return this.#socket !== undefined && !this.#socket.closed;
   }
 
+  /** The connection now, when one is up. */
+  get socket(): SocketPort | undefined {
+    return this.connected ? this.#socket : undefined;
+  }
+
   /** Messages held for the next connection. */
   get pending(): number {
     return this.#pending.length;
   }
 
-  /** Messages dropped while disconnected (`whileDown: "drop"`). */
+  /**
+   * Messages dropped while disconnected (`whileDown: "drop"`, or what a hub
+   * routed to the port that could not be held).
+   */
   get undelivered(): number {
     return this.#undelivered;
   }
 
   /**
-   * Messages sent on the current connection since the server last answered
-   * a heartbeat: those a dead link would lose.
+   * Messages sent on the current connection that the server has not
+   * confirmed: those a link that died now would have lost, at most. With
+   * a server in the timed mode, those it had not received when it last
+   * answered a ping (every 100 ms); with another midisock server and a
+   * heartbeat, those sent since the last answered active sensing; 0 with
+   * neither (nothing is known).
    */
   get unconfirmed(): number {
-    return this.#unconfirmed;
+    const socket = this.#socket;
+    return socket === undefined ? 0 : this.#unconfirmedOn(socket);
+  }
+
+  #unconfirmedOn(socket: SocketPort): number {
+    const timing = socket.timing;
+    if (timing !== undefined) return timing.unconfirmed;
+    if (this.#heartbeat === undefined) return 0;
+    return this.#sent - this.#confirmed;
+  }
+
+  /** What a hub writes to: routed batches, carried on to the server. */
+  get [SINK](): Sink {
+    return this.#sink;
+  }
+
+  /**
+   * What a hub reads from: the server's messages as framed bytes, with
+   * when they happened, across reconnections (messages queued already go
+   * first).
+   */
+  get [SOURCE](): Source {
+    return {
+      attach: (take, end) => {
+        if (this.#take !== undefined) {
+          throw new Error(`The input of ${this.name} is taken already`);
+        }
+        const queued = [...this.iterPending()];
+        this.#take = take;
+        this.#end = end;
+        if (queued.length > 0) take(encodeFramed(queued));
+        if (this.#ended !== undefined) end(this.#ended.cause);
+      },
+    };
+  }
+
+  #makeSink(): Sink {
+    // deno-lint-ignore no-this-alias
+    const port = this;
+    const sinkOf = () => {
+      const socket = port.#socket;
+      return socket === undefined || socket.closed ? undefined : socket[SINK];
+    };
+    return {
+      write: (batch: Batch): boolean => this.#fromHub(batch),
+      get queuedBytes() {
+        return sinkOf()?.queuedBytes ?? 0;
+      },
+      get copiedBytes() {
+        return sinkOf()?.copiedBytes ?? 0;
+      },
+      get progress() {
+        return port.#progress + (sinkOf()?.progress ?? 0);
+      },
+      slow: "drop",
+      drained: () => sinkOf()?.drained().catch(() => {}) ?? RESOLVED,
+      // While disconnected, batches are held with no time to carry: timed
+      // as the next connection will likely be, so that nothing is delayed
+      // by the hub only to be held.
+      get timed() {
+        return sinkOf()?.timed ?? port.#timed;
+      },
+    };
+  }
+
+  /** A batch the hub routed to the server. */
+  #fromHub(batch: Batch): boolean {
+    if (this.#closing !== undefined || this.closed) return false;
+    const socket = this.#socket;
+    if (socket !== undefined && !socket.closed && socket[SINK].write(batch)) {
+      if (this.#heartbeat !== undefined) this.#sent += batchCount(batch);
+      return true;
+    }
+    const messages = batch.messages;
+    if (
+      this.#options.whileDown === undefined ||
+      this.#options.whileDown === "queue"
+    ) {
+      if (this.#pending.length + messages.length <= this.#maxPending) {
+        this.#pending.push(...messages);
+        return true;
+      }
+    }
+    this.#undelivered += messages.length;
+    return true;
   }
 
   async #run(): Promise<void> {
@@ -204,11 +391,14 @@ export class ReconnectingPort extends InputPortBase implements IOPort {
       try {
         socket = await connect(this.#hostname, this.#port, {
           ...this.#options,
+          timed: this.#timed,
+          clock: this.#clock,
           signal: stopped,
         });
       } catch (error) {
         if (error instanceof Deno.errors.NotCapable) {
           this.finish(error);
+          this.#endInput(error);
           return;
         }
         reason = error;
@@ -221,78 +411,200 @@ export class ReconnectingPort extends InputPortBase implements IOPort {
         attempt = 0;
         reason = await this.#serve(socket);
         if (stopped.aborted) return;
-        const unconfirmed = this.#unconfirmed;
-        this.#unconfirmed = 0;
-        callBack(this.#options.onDisconnect, reason, unconfirmed);
+        callBack(
+          this.#options.onDisconnect,
+          reason,
+          this.#unconfirmedOn(socket),
+        );
       }
       const delay = this.#backoff(++attempt);
       callBack(this.#options.onRetry, delay, reason);
-      await sleep(delay, stopped);
+      await sleep(delay, stopped, this.#clock);
     }
   }
 
   /** Uses one connection until it ends; resolves to why it ended. */
   async #serve(socket: SocketPort): Promise<unknown> {
     this.#socket = socket;
-    this.#answered = false;
-    this.#lastSent = this.#lastHeard = performance.now();
+    this.#connectedAt = this.#clock.now();
+    this.#sent = this.#confirmed = 0;
+    this.#probes = [];
+    this.#probesSent = 0;
+    this.#probeAt = this.#connectedAt;
+    this.#answeredAt = undefined;
+    const ended = Promise.withResolvers<unknown>();
+    socket[SOURCE].attach(
+      (framed, at) => this.#fromServer(socket, framed, at),
+      (cause) => ended.resolve(cause),
+    );
     callBack(this.#options.onConnect, socket);
     const held = this.#pending;
     this.#pending = [];
-    if (held.length > 0) this.#write(socket, held);
-    const watch = this.#heartbeat === undefined
-      ? undefined
-      : setInterval(() => this.#beat(socket), this.#heartbeat);
+    if (held.length > 0) this.#write(socket, held).catch(() => {});
+    this.#tick(socket);
     try {
-      for await (const msg of socket) {
-        this.#lastHeard = performance.now();
-        if (msg.type === "active_sensing" && this.#heartbeat !== undefined) {
-          // The server answered: everything sent before is through.
-          this.#answered = true;
-          this.#unconfirmed = 0;
-          continue;
-        }
-        while (!this.deliver(msg) && !this.closed) await this.roomForMore();
-      }
+      return await ended.promise;
     } finally {
-      clearInterval(watch);
+      this.#watchTimer?.cancel();
+      this.#watchTimer = undefined;
+      this.#progress += 1 + socket[SINK].progress;
       this.#socket = undefined;
     }
-    return await socket.receive().then(
-      () => undefined,
-      (error: Error) => error.cause,
-    );
   }
 
-  #beat(socket: SocketPort): void {
-    const now = performance.now();
-    const interval = this.#heartbeat!;
-    if (this.#answered && now - this.#lastHeard > 3 * interval) {
+  /** What the server sent: to the hub, or to the port's own queue. */
+  #fromServer(
+    socket: SocketPort,
+    framed: Uint8Array,
+    at: number | undefined,
+  ): void | Promise<void> {
+    // Without the timed mode, the server's active sensing answers probes
+    // (every 0xFE byte of framed MIDI is one: data bytes are under 0x80).
+    if (
+      this.#heartbeat !== undefined && socket.timing === undefined &&
+      framed.includes(SENSING)
+    ) {
+      for (let i = framed.indexOf(SENSING); i >= 0;) {
+        this.#answered(socket);
+        i = framed.indexOf(SENSING, i + 1);
+      }
+      framed = framed.filter((byte) => byte !== SENSING);
+      if (framed.length === 0) return;
+    }
+    const take = this.#take;
+    if (take !== undefined) return take(framed, at);
+    return this.#deliverAll(decodeFramed(framed, []), at);
+  }
+
+  /** Queues messages for the reader; waits only when its queue is full. */
+  #deliverAll(messages: Message[], at?: number): void | Promise<void> {
+    for (let i = 0; i < messages.length; i++) {
+      if (!this.deliver(messages[i])) {
+        if (this.closed) return;
+        return this.#deliverSlowly(messages, i, at);
+      }
+    }
+  }
+
+  async #deliverSlowly(
+    messages: Message[],
+    from: number,
+    at?: number,
+  ): Promise<void> {
+    for (let i = from; i < messages.length && !this.closed; i++) {
+      for (;;) {
+        // A hub took the input over meanwhile: the rest goes to it.
+        const take = this.#take;
+        if (take !== undefined) {
+          return take(encodeFramed(messages.slice(i)), at);
+        }
+        if (this.deliver(messages[i]) || this.closed) break;
+        await this.roomForMore();
+      }
+    }
+  }
+
+  /**
+   * The server answered a probe: what was sent before it is through. (Active
+   * sensing the server's own devices send may be taken for an answer: the
+   * count is then early by what was sent in one round trip.)
+   */
+  #answered(socket: SocketPort): void {
+    const now = this.#clock.now();
+    this.#answeredAt = now;
+    const confirmed = this.#probes.shift();
+    if (confirmed === undefined) return;
+    this.#confirmed = confirmed;
+    if (this.#probes.length === 0) {
+      this.#probeAt = now + PROBE_GAP_MS;
+      this.#tick(socket);
+    }
+  }
+
+  /**
+   * When the server was last heard answering; undefined while it is not
+   * known to answer (a server that is not timed and has not answered yet).
+   */
+  #heardAt(socket: SocketPort): number | undefined {
+    const timing = socket.timing;
+    if (timing !== undefined) return timing.answeredAt ?? this.#connectedAt;
+    return this.#answeredAt;
+  }
+
+  /**
+   * Watches a connection: closes it once the server has not answered for
+   * three heartbeats, probes a server that is not timed when a probe is
+   * due, and sets the timer for the next of these.
+   */
+  #tick(socket: SocketPort): void {
+    const heartbeat = this.#heartbeat;
+    if (heartbeat === undefined) return;
+    this.#watchTimer?.cancel();
+    this.#watchTimer = undefined;
+    if (this.#socket !== socket || socket.closed) return;
+    const now = this.#clock.now();
+    const heard = this.#heardAt(socket);
+    if (heard !== undefined && now - heard >= 3 * heartbeat) {
       socket.abort(
         new Deno.errors.TimedOut(
-          `No answer from ${this.name} for ${
-            Math.round(now - this.#lastHeard)
-          } ms`,
+          `No answer from ${this.name} for ${Math.round(now - heard)} ms`,
         ),
-      );
+      ).catch(() => {});
       return;
     }
-    if (now - this.#lastSent >= interval * 0.9) {
-      this.#write(socket, [ACTIVE_SENSING], false);
-    }
+    const probeAt = this.#nextProbe(socket);
+    if (probeAt <= now) this.#probe(socket, now);
+    let next = Math.max(this.#nextProbe(socket), now + 1);
+    if (heard !== undefined) next = Math.min(next, heard + 3 * heartbeat);
+    // Look again at least every heartbeat (the server may turn out timed,
+    // or greet us, meanwhile).
+    next = Math.min(next, now + heartbeat);
+    this.#watchTimer = this.#clock.setTimer(
+      () => this.#tick(socket),
+      next - now,
+    );
   }
 
-  /** Sends on a connection; what it cannot take is held again. */
-  #write(socket: SocketPort, messages: Message[], count = true): Promise<void> {
-    this.#lastSent = performance.now();
-    if (count && this.#heartbeat !== undefined) {
-      this.#unconfirmed += messages.length;
+  /** When the next probe is due (Infinity: none is). */
+  #nextProbe(socket: SocketPort): number {
+    if (socket.timing !== undefined || !socket.greeted) return Infinity;
+    if (this.#probes.length === 0) {
+      return Math.max(this.#probeAt, this.#connectedAt + PROBE_GAP_MS);
     }
-    return socket.sendAll(messages).catch((error) =>
-      error instanceof PortClosedError
-        ? this.#hold(messages)
-        : Promise.reject(error)
-    );
+    // One waits for its answer. A server that never answered is asked
+    // again now and then; one that did will answer, or the link is dead.
+    if (
+      this.#answeredAt !== undefined ||
+      this.#probesSent >= PROBES_UNANSWERED
+    ) {
+      return Infinity;
+    }
+    return this.#probedAt + REPROBE_MS;
+  }
+
+  /** Sends active sensing to a midisock server that is not timed. */
+  #probe(socket: SocketPort, now: number): void {
+    if (!socket.writable) return;
+    this.#probes.push(this.#sent);
+    this.#probesSent++;
+    this.#probedAt = now;
+    socket.send(ACTIVE_SENSING).catch(() => {});
+  }
+
+  /**
+   * Sends on a connection. Messages the connection no longer takes are
+   * held again; those it took count as sent (and, if it breaks before the
+   * server confirms them, as unconfirmed).
+   */
+  #write(socket: SocketPort, messages: Message[]): Promise<void> {
+    if (!socket.writable || socket.closed) return this.#hold(messages);
+    const sending = socket.sendAll(messages);
+    if (this.#heartbeat !== undefined) this.#sent += messages.length;
+    return sending.catch((error) => {
+      // Taken, then the connection broke: counted in `unconfirmed`.
+      if (error instanceof PortClosedError) return;
+      throw error;
+    });
   }
 
   /**
@@ -377,6 +689,12 @@ export class ReconnectingPort extends InputPortBase implements IOPort {
     if (this.connected) await this.sendAll(PANIC_MESSAGES);
   }
 
+  #endInput(cause: unknown): void {
+    if (this.#ended !== undefined) return;
+    this.#ended = { cause };
+    this.#end?.(cause);
+  }
+
   /**
    * Stops reconnecting and closes the connection (what was sent still goes
    * out, as `SocketPort.close` does); held messages are dropped. Closing
@@ -387,6 +705,7 @@ export class ReconnectingPort extends InputPortBase implements IOPort {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       this.finish(undefined, true);
+      this.#endInput(undefined);
       this.#pending = [];
       this.#stop.abort(new PortClosedError(this.name));
       await this.#socket?.close();

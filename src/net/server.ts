@@ -35,6 +35,8 @@ import { resolveSocketOptions, type SocketOptions } from "./_settings.ts";
 import { closeQuietly, type Preamble } from "./_transport.ts";
 import { loadTls, secureContext, ServerTlsConn } from "./_tls.ts";
 import { SocketPort } from "./socket_port.ts";
+import { TIMED } from "./_timed.ts";
+import type { TimeSource } from "../clock.ts";
 import { callBack } from "../_call.ts";
 
 /**
@@ -91,12 +93,28 @@ export interface PortServerOptions
   /** Serve TLS with this certificate chain and private key (PEM). */
   tls?: Deno.TlsCertifiedKeyPem;
   /**
-   * The features the server takes from a midisock client's hello; each
-   * client's `features` says which it agreed on. None is defined yet: the
-   * timed mode will be the first.
+   * The features the server takes from a midisock client's hello, besides
+   * the timed mode (see `timed`); each client's `features` says which it
+   * agreed on.
    * @default {[]}
    */
   features?: readonly string[];
+  /**
+   * Take the timed mode from clients that ask for it
+   * (`connect(host, port, { timed: true })`): with them, what the server
+   * sends carries when it happened on the clock of the server's hub, what
+   * they send carries when it happened (in that clock too), and the server
+   * answers their pings. Plain clients (mido's, and midisock clients that
+   * do not ask) get the plain stream either way.
+   * @default {true}
+   */
+  timed?: boolean;
+  /**
+   * The clock of the server's own hub (the times of timed clients are read
+   * on it). Attached to a hub, the server uses the hub's.
+   * @default {systemClock}
+   */
+  clock?: TimeSource;
   /**
    * When a client the server manages leaves with notes still on, deliver a
    * note_off for each into the server's input, after that client's last
@@ -125,6 +143,7 @@ const OWN_OPTIONS: ReadonlySet<string> = new Set(
       backlog: true,
       tls: true,
       features: true,
+      timed: true,
       queueSize: true,
       maxQueuedBytes: true,
       onConnect: true,
@@ -264,7 +283,11 @@ export class PortServer extends InputPortBase implements IOPort, Transport {
       );
     }
     this.#backlog = positiveInteger("backlog", options.backlog ?? 64);
-    this.#features = Object.freeze((options.features ?? []).map(checkFeature));
+    const features = (options.features ?? []).map(checkFeature);
+    if (options.timed !== false && !features.includes(TIMED)) {
+      features.push(TIMED);
+    }
+    this.#features = Object.freeze(features);
     this.#hub = new Hub({
       ...options,
       relay: false,
@@ -380,6 +403,8 @@ export class PortServer extends InputPortBase implements IOPort, Transport {
     this.#ownHub = false;
     this.#stopListening = this.#follow(hub);
     await own.close();
+    const warning = hub.gate.exposure(this.name, this.addr.hostname);
+    if (warning !== undefined) hub.warn(warning);
   }
 
   /**
@@ -546,10 +571,17 @@ export class PortServer extends InputPortBase implements IOPort, Transport {
             maxQueuedBytes: this.#options.maxQueuedBytes,
             maxSysexLength: this.#hub.maxSysexLength,
             features: this.#features,
+            clock: this.#hub.clock,
             preamble,
             side: "server",
           }
-          : { ...this.#options, preamble, side: "server" },
+          : {
+            ...this.#options,
+            features: this.#features,
+            clock: this.#hub.clock,
+            preamble,
+            side: "server",
+          },
       );
     } catch {
       ticket.leave();

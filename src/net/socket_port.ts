@@ -34,8 +34,18 @@ import {
 } from "./_settings.ts";
 import { ByteTransport, type Preamble } from "./_transport.ts";
 import { callBack } from "../_call.ts";
+import { systemClock, type TimeSource } from "../clock.ts";
+import { putTimeFrame, TIME_FRAME_BYTES } from "../codec/_timed.ts";
+import {
+  batchCount,
+  checkClock,
+  type SocketTiming,
+  TIMED,
+  TimedLink,
+} from "./_timed.ts";
 
 export type { PendingRead, Preamble } from "./_transport.ts";
+export type { SocketTiming } from "./_timed.ts";
 export { DEFAULT_MAX_QUEUED_BYTES, type SocketOptions } from "./_settings.ts";
 export type { SysexPolicy } from "../_policy.ts";
 
@@ -57,6 +67,19 @@ export interface SocketPortOptions extends SocketOptions {
    * @default {[]}
    */
   features?: readonly string[];
+  /**
+   * On the client's end: the features its hello offered (what `connect`
+   * said). With `"timed"` among them, the port counts what it sends from
+   * the start, for the timed mode's confirmations.
+   * @default {[]}
+   */
+  offered?: readonly string[];
+  /**
+   * The clock of the timed mode: the times this port writes and reads are
+   * on it. On a hub, give the hub's (`hub.clock`).
+   * @default {systemClock}
+   */
+  clock?: TimeSource;
   /**
    * Which end of the connection this port is. A client reads a server's
    * answer (`MIDISOCK-OK` or `MIDISOCK-REFUSED`) at the start of the
@@ -89,6 +112,19 @@ const RESOLVED = Promise.resolve();
  * under way go out together in the next one. TCP_NODELAY is on, so nothing
  * waits for Nagle's algorithm. Writes never interleave.
  *
+ * The timed mode: when a client offers `"timed"` in its hello
+ * (`connect(host, port, { timed: true })`) and the server takes it (a
+ * `PortServer` does by default), both ends carry time: each batch of
+ * messages goes out after a time frame (a few bytes a MIDI parser skips),
+ * and the client pings the server every 100 ms to learn how the server's
+ * clock reads against its own (`timing`). On a hub, such a port is a timed
+ * endpoint: what it reads enters the hub at the time it happened at the
+ * other end (mapped to this end's clock), and what the hub routes to it
+ * goes out at once with its time, for the other end's hub to play out.
+ * Used on its own, `send` stamps messages with the time of the call, and
+ * what is read carries no time (`for await` gives messages only). A mido
+ * peer, or a midisock peer that did not ask for it, sees the plain stream.
+ *
  * @example Sending to a server and reading its replies
  * ```ts ignore
  * import { connect, message } from "@x/midisock";
@@ -117,9 +153,24 @@ export class SocketPort extends InputPortBase implements IOPort {
   readonly #server: boolean;
   readonly #sink: Sink;
   /** Where framed input goes once a hub took it over. */
-  #take: ((framed: Uint8Array) => void | Promise<void>) | undefined;
+  #take:
+    | ((framed: Uint8Array, at?: number) => void | Promise<void>)
+    | undefined;
   #end: ((cause?: unknown) => void) | undefined;
   #ended: { cause: unknown } | undefined;
+  /** Why the port was aborted, for the end of its input. */
+  #aborted: unknown;
+  readonly #clock: TimeSource;
+  /** The timed mode: made when offered (client) or agreed (server). */
+  #timed: TimedLink | undefined;
+  /** Whether both ends agreed on the timed mode. */
+  #timedOn = false;
+  /** A client that offered it and learnt the server does not take it. */
+  #timedDeclined = false;
+  /** What the timed mode read of the current chunk. */
+  #timedMessages: Message[] | undefined;
+  #timedWaiting: Promise<void> | undefined;
+  #greeted = false;
 
   /**
    * Wraps a connection. It sets TCP_NODELAY and keepalive on TCP sockets and
@@ -135,6 +186,7 @@ export class SocketPort extends InputPortBase implements IOPort {
     this.#settings = settings;
     this.#server = options.side === "server";
     this.#framer = new Framer(settings.maxSysexLength);
+    this.#clock = checkClock(options.clock ?? systemClock);
     this.#name = options.name ??
       formatAddress(conn.remoteAddr as Deno.NetAddr);
     this.#transport = new ByteTransport(conn, {
@@ -146,14 +198,19 @@ export class SocketPort extends InputPortBase implements IOPort {
     this.#onProtocolError = options.preamble?.refuse;
     this.#admitted.promise.catch(() => {});
     this.#takes = options.features ?? [];
+    if (!this.#server && options.offered?.includes(TIMED)) {
+      this.#timed = this.#timedLink();
+    }
     const admitted = options.preamble?.admitted;
     if (admitted !== undefined || this.#server) {
+      this.#greeted = options.preamble?.greeted ?? false;
       this.#agree(admitted ?? []);
       if (admitted !== undefined) this.#start = undefined;
     }
     this.#reading = this.#transport.read((chunk) => this.#read(chunk));
     this.#finished = this.#reading.then((cause) => {
-      cause = this.#refusal ?? this.#protocolError ?? cause;
+      this.#timed?.stop();
+      cause = this.#refusal ?? this.#protocolError ?? this.#aborted ?? cause;
       this.#admitted.reject(
         new PortClosedError(
           this.#name,
@@ -180,6 +237,14 @@ export class SocketPort extends InputPortBase implements IOPort {
   /** This end's address. */
   get localAddr(): Deno.NetAddr {
     return this.#transport.conn.localAddr as Deno.NetAddr;
+  }
+
+  /**
+   * Whether the connection still takes writes: false once it is closing,
+   * closed, or a write failed.
+   */
+  get writable(): boolean {
+    return this.#transport.writable;
   }
 
   /** Bytes waiting to be written to the peer. */
@@ -239,6 +304,70 @@ export class SocketPort extends InputPortBase implements IOPort {
   #agree(features: readonly string[]): void {
     this.#features = Object.freeze([...features]);
     this.#admitted.resolve(this.#features);
+    if (!this.#features.includes(TIMED)) {
+      this.#timedDeclined = true;
+      return;
+    }
+    this.#timed ??= this.#timedLink();
+    this.#timedDeclined = false;
+    this.#timedOn = true;
+    this.#timed.start();
+  }
+
+  #timedLink(): TimedLink {
+    const transport = this.#transport;
+    const limit = this.#settings.maxQueuedBytes;
+    return new TimedLink(this.#clock, this.#server, this.#framer, {
+      push: (frame) => transport.push(frame),
+      get room() {
+        return transport.queuedBytes < limit;
+      },
+      take: (framed, at) => {
+        const take = this.#take;
+        if (take !== undefined) {
+          const waiting = take(framed.slice(), at);
+          if (waiting !== undefined) this.#timedWaiting = waiting;
+        } else {
+          decodeFramed(framed, this.#timedMessages ??= []);
+        }
+      },
+    });
+  }
+
+  /**
+   * Whether the server answered the hello (`MIDISOCK-OK`): a midisock
+   * server. A server that answers no hello (mido's) never does. On the
+   * server's end, false.
+   */
+  get greeted(): boolean {
+    return this.#greeted;
+  }
+
+  /**
+   * The timed mode, seen from the client's end (undefined elsewhere, and
+   * before both ends agreed on it): how the server's clock reads against
+   * this port's, and how much of what was sent the server has confirmed.
+   *
+   * @example A timed client learns the server's clock
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { connect, PortServer } from "@x/midisock";
+   *
+   * await using server = new PortServer("127.0.0.1", 0);
+   * server.poll();
+   * await using port = await connect("127.0.0.1", server.port, {
+   *   timed: true,
+   * });
+   * assert.deepEqual(await port.admitted, ["timed"]);
+   * while (port.timing?.answeredAt === undefined) {
+   *   await new Promise((resolve) => setTimeout(resolve, 5));
+   * }
+   * assert.ok(port.timing.roundTrip < 1000);
+   * assert.equal(port.timing.unconfirmed, 0);
+   * ```
+   */
+  get timing(): SocketTiming | undefined {
+    return this.#timedOn && !this.#server ? this.#timed : undefined;
   }
 
   /**
@@ -275,8 +404,30 @@ export class SocketPort extends InputPortBase implements IOPort {
 
   #makeSink(): Sink {
     const transport = this.#transport;
+    // deno-lint-ignore no-this-alias
+    const port = this;
     return {
-      write: (batch: Batch): boolean => transport.push(batch.bytes),
+      write: (batch: Batch): boolean => {
+        const timed = this.#timed;
+        if (timed === undefined) return transport.push(batch.bytes);
+        if (!transport.writable) return false;
+        timed.sent += batchCount(batch);
+        if (this.#timedOn) {
+          const us = timed.stamp(batch.at ?? this.#clock.now());
+          if (
+            us !== undefined &&
+            !transport.append(TIME_FRAME_BYTES, putTimeFrame, us)
+          ) {
+            return false;
+          }
+        }
+        return transport.push(batch.bytes);
+      },
+      // A client that asked for the timed mode is timed until the server
+      // says it is not: what it sends meanwhile goes at once, unstamped.
+      get timed() {
+        return port.#timed !== undefined && !port.#timedDeclined;
+      },
       get queuedBytes() {
         return transport.queuedBytes;
       },
@@ -300,11 +451,26 @@ export class SocketPort extends InputPortBase implements IOPort {
       if (rest === undefined) return;
       chunk = rest;
     }
+    if (this.#timedOn) return this.#readTimed(chunk);
     const framed = this.#framer.frame(chunk);
     if (framed.length === 0) return;
     const take = this.#take;
     if (take !== undefined) return take(framed.slice());
-    const messages = decodeFramed(framed, []);
+    return this.#deliverAll(decodeFramed(framed, []));
+  }
+
+  /** `#read` in the timed mode: MIDI with its time, pings and pongs. */
+  #readTimed(chunk: Uint8Array): void | Promise<void> {
+    this.#timed!.read(chunk);
+    const waiting = this.#timedWaiting;
+    const messages = this.#timedMessages;
+    this.#timedWaiting = this.#timedMessages = undefined;
+    if (messages !== undefined) return this.#deliverAll(messages);
+    return waiting;
+  }
+
+  /** Queues messages for the reader; waits only when its queue is full. */
+  #deliverAll(messages: Message[]): void | Promise<void> {
     for (let i = 0; i < messages.length; i++) {
       if (!this.deliver(messages[i])) {
         // After a close on this side, read on until the peer answers with
@@ -345,6 +511,7 @@ export class SocketPort extends InputPortBase implements IOPort {
         return undefined;
       case "ok":
         this.#start = undefined;
+        this.#greeted = true;
         this.#agree(reply.features);
         return reply.rest;
       case "midi":
@@ -379,10 +546,10 @@ export class SocketPort extends InputPortBase implements IOPort {
         // Said after the server took the client in (a server that wants no
         // token does not wait for it): answered all the same.
         this.#start = undefined;
-        this.#features = Object.freeze(
+        this.#transport.push(okLine(
           request.features.filter((f) => this.#takes.includes(f)),
-        );
-        this.#transport.push(okLine(this.#features));
+        ));
+        this.#agree(request.features.filter((f) => this.#takes.includes(f)));
         return request.rest;
       case "midi":
         this.#start = undefined;
@@ -423,9 +590,28 @@ export class SocketPort extends InputPortBase implements IOPort {
         new QueueFullError(this.#name, this.#settings.maxQueuedBytes),
       );
     }
+    if (this.#timed !== undefined && !this.#stampNow(messages.length)) {
+      return undefined;
+    }
     const ok = transport.append(size, putAll, messages);
     if (!ok) return undefined;
     return transport.drained();
+  }
+
+  /**
+   * In the timed mode, before messages sent now: counts them and writes
+   * the time frame of now (when it changed).
+   *
+   * @returns `false` when the connection takes no more writes.
+   */
+  #stampNow(count: number): boolean {
+    const timed = this.#timed!;
+    if (!this.#transport.writable) return false;
+    timed.sent += count;
+    if (!this.#timedOn) return true;
+    const us = timed.stamp(this.#clock.now());
+    return us === undefined ||
+      this.#transport.append(TIME_FRAME_BYTES, putTimeFrame, us);
   }
 
   #closedError(): PortClosedError {
@@ -462,6 +648,7 @@ export class SocketPort extends InputPortBase implements IOPort {
         new QueueFullError(this.#name, this.#settings.maxQueuedBytes),
       );
     }
+    if (this.#timed !== undefined) this.#stampNow(1);
     transport.append(size, putOne, msg);
     return transport.drained();
   }
@@ -531,6 +718,7 @@ export class SocketPort extends InputPortBase implements IOPort {
    * @returns A promise that resolves once the socket is closed.
    */
   async abort(reason?: unknown): Promise<void> {
+    if (!this.closed) this.#aborted = reason;
     this.finish(reason);
     await this.#transport.abort();
     await this.#finished;

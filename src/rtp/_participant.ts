@@ -1,9 +1,10 @@
 /**
  * Internal: one peer of an RTP-MIDI session, as a port. It runs the clock
  * exchange (CK) by which a peer proves, again and again, that it receives
- * what is sent to its address; the recovery journal and receiver feedback
- * (RS); and hands its input to a hub as framed bytes and takes the hub's
- * batches without a promise per message.
+ * what is sent to its address, and which maps the peer's clock to ours;
+ * the recovery journal and receiver feedback (RS); and hands its input to a
+ * hub as framed bytes with the time the peer gave them, and takes the hub's
+ * batches, with theirs, without a promise per message.
  *
  * @module
  */
@@ -27,6 +28,7 @@ import {
 import { type Address, formatAddress } from "../address.ts";
 import { printable } from "../gate.ts";
 import { type Batch, SINK, type Sink, SOURCE, type Source } from "../sink.ts";
+import { ClockSync } from "../time/sync.ts";
 import { RtpMidiReceiver, RtpMidiSender } from "./_stream.ts";
 
 /** Counters of one participant, updated as packets come and go. */
@@ -57,6 +59,14 @@ export interface RtpMidiParticipantStats {
    * loss or longer than `maxSysexLength`.
    */
   dropped: number;
+  /**
+   * Packets from the peer (with messages) whose time was not taken from
+   * their RTP timestamp but from their arrival: before the first clock exchange
+   * with the peer, or with a timestamp that does not read as a time
+   * within a second or two of it (a peer that does not keep time). Only
+   * counted when a hub reads the participant.
+   */
+  untimed: number;
 }
 
 /**
@@ -69,6 +79,12 @@ export interface RtpMidiParticipantStats {
  * counted as late), since the newer one's journal has repaired what it
  * carried. Messages repaired after a loss come before the messages of the
  * packet that revealed the loss.
+ *
+ * In a hub, each message comes with its time: the packet's RTP timestamp
+ * and the command's delta time, read on the hub's clock through the clock
+ * exchanges with the peer (at arrival when they do not read as a time near
+ * it; see `stats.untimed`); and what the hub sends goes out with each
+ * batch's time as its timestamp, for the peer to play out.
  */
 export interface RtpMidiParticipant extends IOPort {
   /**
@@ -87,8 +103,8 @@ export interface RtpMidiParticipant extends IOPort {
   /** Whether this session invited the peer (`invite`), not the reverse. */
   readonly initiator: boolean;
   /**
-   * One-way latency to the peer estimated by the last clock
-   * synchronisation, in milliseconds, or `undefined` before one completed.
+   * One-way latency to the peer estimated by the last clock exchange (half
+   * its round trip), in milliseconds, or `undefined` before one completed.
    */
   readonly latency: number | undefined;
   /** Live counters. */
@@ -129,9 +145,10 @@ export function samePeer(a: Peer, b: Peer): boolean {
 export interface Link {
   readonly ssrc: number;
   readonly sessionName: string;
+  /** Ms between clock exchanges once a participant is no longer young. */
   readonly syncInterval: number;
-  /** The session's clock, in 100 microsecond units. */
-  now(): number;
+  /** The session's clock (its hub's, when attached), in ms. */
+  time(): number;
   send(socket: "control" | "data", bytes: Uint8Array, to: Peer): Promise<void>;
   /** Sends MIDI on the data port; `done` runs once it is handed over. */
   sendMidi(bytes: Uint8Array, to: Peer, done: () => void): void;
@@ -149,11 +166,41 @@ const GUARD_FIRST = 100;
 const GUARD_COUNT = 6;
 /** Receiver feedback (RS) follows received data after this many ms. */
 const FEEDBACK_DELAY = 50;
-/** Clock synchronisations right after joining, this far apart (ms). */
+/**
+ * Until the peer has first answered: clock exchanges this far apart (ms),
+ * then every `SYNC_RETRY`.
+ */
 const SYNC_BURST = 3;
 const SYNC_BURST_INTERVAL = 250;
 /** A CK0 unanswered for this long is sent again (ms). */
 const SYNC_RETRY = 1000;
+/**
+ * Clock exchanges this far apart (ms) for the first `YOUNG_MS` after the
+ * peer first answered, then every `syncInterval`. The estimate of the
+ * peer's clock takes each way's least delay over the newest exchanges and
+ * fits the drift once they span 4 s. Simulated over Wi-Fi (4 ms +
+ * exp(2 ms) each way, stalls of 20-30 ms) with a drift of 200 ppm, from
+ * 2 to 10 s after joining: 50 ms apart it wanders within 0.45 ms (peak to
+ * peak), 100 ms apart within 1.1 ms; later, 250 ms apart holds it within
+ * 0.35 ms (500 ms apart: 1.4 ms). An exchange is three packets of 36
+ * bytes: 60 packets a second for 10 s, then 12.
+ */
+const YOUNG_SYNC_INTERVAL = 50;
+const YOUNG_MS = 10_000;
+/**
+ * A peer's timestamp read as a time further than this before or after
+ * the packet's arrival is not believed: the packet is taken at its arrival
+ * (ms).
+ */
+const MAX_AGE_MS = 2000;
+const MAX_AHEAD_MS = 1000;
+/**
+ * An exchange this far from the estimate (ms): the peer's clock jumped (a
+ * stall of the link shifts one by half its length at most).
+ */
+const JUMP_MS = 5000;
+const TWO_31 = 2 ** 31;
+const TWO_32 = 2 ** 32;
 /**
  * A peer that invited us usually starts the clock exchange itself; if it
  * has not proved it receives this long after joining, we ask (ms).
@@ -161,8 +208,11 @@ const SYNC_RETRY = 1000;
 const PROBE_DELAY = 500;
 /** CK0s answered before the peer has proved it receives: a cap on echoes. */
 const UNPROVEN_ANSWERS = 8;
-/** Our timestamps remembered, to recognise an answer to them. */
-const REMEMBERED = 4;
+/**
+ * Our timestamps remembered, to recognise an answer to them: 3.2 s of
+ * exchanges 50 ms apart.
+ */
+const REMEMBERED = 64;
 /** Repeated sequence numbers are reported this long after the first (ms). */
 const REPEAT_REPORT_DELAY = 1000;
 /** The longest peer name shown in a participant's name. */
@@ -172,9 +222,18 @@ function randomUint32(): number {
   return crypto.getRandomValues(new Uint32Array(1))[0];
 }
 
-function remember(list: number[], value: number): void {
-  list.push(value);
-  if (list.length > REMEMBERED) list.shift();
+/** Notes a timestamp we sent and the time (ms) it stands for. */
+function remember(list: number[], ticks: number, ms: number): void {
+  list.push(ticks, ms);
+  if (list.length > 2 * REMEMBERED) list.splice(0, 2);
+}
+
+/** The time (ms) a timestamp we sent stood for, if we sent it. */
+function recall(list: number[], ticks: number): number | undefined {
+  for (let i = list.length - 2; i >= 0; i -= 2) {
+    if (list[i] === ticks) return list[i + 1];
+  }
+  return undefined;
 }
 
 /** How a participant starts. */
@@ -212,6 +271,7 @@ export class Participant extends InputPortBase implements RtpMidiParticipant {
     repeated: 0,
     repaired: 0,
     dropped: 0,
+    untimed: 0,
   };
   /** Set by the session once the gate let it in. */
   admitted = false;
@@ -227,20 +287,38 @@ export class Participant extends InputPortBase implements RtpMidiParticipant {
    * send can echo our timestamps back.
    */
   readonly #offset = randomUint32() >>> 2;
-  /** Our CK0 timestamps (t1) and CK1 timestamps (t2), newest last. */
+  /**
+   * Our CK0 timestamps (t1) and CK1 timestamps (t2), newest last, each
+   * with the time it stands for (ms, unrounded).
+   */
   readonly #asked: number[] = [];
   readonly #answered: number[] = [];
   #unprovenAnswers = 0;
-  /** When the peer last proved it receives (`performance.now()`). */
+  /** When the peer last proved it receives (the session's clock, ms). */
   #provenAt = -Infinity;
+  /** When it first did: the clock exchanges are frequent for a while. */
+  #joinedAt = -Infinity;
+  /** The peer's clock read against ours, from every exchange. */
+  readonly #sync = new ClockSync();
+  /** When the last exchange (either side's) ended, and we last asked. */
+  #syncedAt = -Infinity;
+  #askedAt = -Infinity;
   // Input.
-  #take: ((framed: Uint8Array) => void | Promise<void>) | undefined;
+  #take:
+    | ((framed: Uint8Array, at?: number) => void | Promise<void>)
+    | undefined;
   #end: ((cause?: unknown) => void) | undefined;
   #blocked = false;
   #backlog: Message[] = [];
   #queueFull = 0;
   // Output.
   #out: Message[] = [];
+  /**
+   * When the messages waiting happened, in RTP ticks: one time for all
+   * (`#outTime`), or, once they differ, each one's (`#outTimes`).
+   */
+  #outTime = 0;
+  #outTimes: number[] | undefined;
   #outBytes = 0;
   #inFlight = 0;
   #inFlightBytes = 0;
@@ -329,9 +407,14 @@ export class Participant extends InputPortBase implements RtpMidiParticipant {
     return now - this.#provenAt;
   }
 
-  /** This peer's view of our clock. */
+  /** A time of the session's clock (ms) in this peer's view of it: ticks. */
+  #ticks(ms: number): number {
+    return Math.round(ms * 10) + this.#offset;
+  }
+
+  /** Now, in this peer's view of our clock. */
   #now(): number {
-    return this.#link.now() + this.#offset;
+    return this.#ticks(this.#link.time());
   }
 
   // Receiving.
@@ -357,7 +440,16 @@ export class Participant extends InputPortBase implements RtpMidiParticipant {
         REPEAT_REPORT_DELAY,
       );
     }
-    this.#emit(result.messages, true);
+    if (this.#take === undefined || result.messages.length === 0) {
+      this.#emit(result.messages, true);
+    } else {
+      this.#emit(
+        result.messages,
+        true,
+        this.#when(packet.timestamp),
+        result.offsets,
+      );
+    }
     this.stats.dropped = receiver.dropped + this.#queueFull;
     this.#feedbackTimer ??= setTimeout(() => {
       this.#feedbackTimer = undefined;
@@ -365,13 +457,61 @@ export class Participant extends InputPortBase implements RtpMidiParticipant {
     }, FEEDBACK_DELAY);
   }
 
-  /** Hands messages to the hub, or queues them for a reader. */
-  #emit(messages: Message[], arriving: boolean): void {
+  /**
+   * When a packet's messages happened, on the session's clock: its RTP
+   * timestamp read through the clock exchanges, or `undefined` (now) when
+   * that cannot be read as a time near now.
+   */
+  #when(timestamp: number): number | undefined {
+    const sync = this.#sync;
+    if (!sync.synced) {
+      this.stats.untimed++;
+      return undefined;
+    }
+    const now = this.#link.time();
+    // The timestamp is the low 32 bits of the peer's clock: the time
+    // nearest to the peer's now that has them.
+    const expected = sync.toRemote(now) * 10;
+    let d = timestamp - (((expected % TWO_32) + TWO_32) % TWO_32);
+    if (d >= TWO_31) d -= TWO_32;
+    else if (d < -TWO_31) d += TWO_32;
+    const at = sync.toLocal((expected + d) / 10);
+    if (!(at > now - MAX_AGE_MS && at < now + MAX_AHEAD_MS)) {
+      this.stats.untimed++;
+      return undefined;
+    }
+    return at;
+  }
+
+  /**
+   * Hands messages to the hub (at `at`, and each `offsets[i]` ticks
+   * later), or queues them for a reader.
+   */
+  #emit(
+    messages: Message[],
+    arriving: boolean,
+    at?: number,
+    offsets?: number[],
+  ): void {
     if (messages.length === 0) return;
     const take = this.#take;
     if (take !== undefined && !this.#blocked) {
+      if (offsets !== undefined && at !== undefined) {
+        // Messages at different times go to the hub apart, in order.
+        let from = 0;
+        for (let i = 1; i <= messages.length; i++) {
+          if (i < messages.length && offsets[i] === offsets[from]) continue;
+          this.#emit(
+            messages.slice(from, i),
+            arriving,
+            at + offsets[from] / 10,
+          );
+          from = i;
+        }
+        return;
+      }
       if (arriving) this.stats.received += messages.length;
-      const wait = take(encodeFramed(messages));
+      const wait = take(encodeFramed(messages), at);
       if (wait !== undefined) {
         // The hub waits for a reader: hold what comes meanwhile (bounded;
         // UDP cannot make the peer wait).
@@ -454,36 +594,64 @@ export class Participant extends InputPortBase implements RtpMidiParticipant {
   // Clock synchronisation, and proof that the peer receives.
 
   /**
-   * Sends CK0 when due: the initiator's schedule (a burst, then every
-   * `syncInterval`, every second while unanswered); for a peer that
-   * invited us (and runs the exchange itself), only when it has not proved
-   * it receives for half as long again (before its first proof: at once).
+   * Sends CK0 when due. Until the peer first answers: the initiator asks
+   * a few times 250 ms apart, then every second; for a peer that invited
+   * us (and runs the exchange itself) we ask only if it has not proved
+   * itself a moment later, and less and less often (it may be a forged
+   * address). Then every exchange, whichever side starts it, maps the
+   * peer's clock: the initiator asks every 50 ms for the first 10 s,
+   * then every `syncInterval`; the other side asks only when the peer's
+   * own exchanges come less often than that (half as long again), as
+   * Apple's do (every 10 s or so).
    */
   readonly #tick = (): void => {
     this.#syncTimer = undefined;
     if (this.#left) return;
-    const interval = this.#link.syncInterval;
-    const due = this.initiator ? interval : interval * 1.5;
-    const stale = performance.now() - this.#provenAt;
-    if (this.initiator || stale >= due) {
-      const t1 = this.#now();
-      remember(this.#asked, t1);
-      this.#ck(0, [t1, 0, 0]);
-      this.#syncs++;
-    }
+    const now = this.#link.time();
     let wait: number;
-    if (this.initiator && this.#syncs < SYNC_BURST) {
-      wait = SYNC_BURST_INTERVAL;
-    } else if (!this.initiator && !this.proven) {
-      // A peer not proved yet may be a forged address: ask less and less.
-      wait = PROBE_DELAY * 2 ** this.#syncs;
-    } else if (stale >= due || this.#latency === undefined) {
-      wait = SYNC_RETRY;
+    if (!this.proven) {
+      this.#ask(now);
+      wait = !this.initiator
+        ? PROBE_DELAY * 2 ** this.#syncs
+        : this.#syncs < SYNC_BURST
+        ? SYNC_BURST_INTERVAL
+        : SYNC_RETRY;
     } else {
-      wait = due - stale;
+      const interval = this.#interval(now);
+      if (this.initiator) {
+        this.#ask(now);
+        wait = interval;
+      } else {
+        const due = interval * 1.5;
+        const since = now - this.#syncedAt;
+        if (since >= due) {
+          this.#ask(now);
+          wait = due;
+        } else {
+          wait = due - since;
+        }
+      }
+      // An exchange unanswered for long is asked again soon.
+      if (now - this.#syncedAt > SYNC_RETRY) wait = Math.min(wait, SYNC_RETRY);
     }
     this.#syncTimer = setTimeout(this.#tick, wait);
   };
+
+  /** How far apart clock exchanges are now. */
+  #interval(now: number): number {
+    return now - this.#joinedAt < YOUNG_MS
+      ? YOUNG_SYNC_INTERVAL
+      : this.#link.syncInterval;
+  }
+
+  /** Sends CK0. */
+  #ask(now: number): void {
+    const t1 = this.#ticks(now);
+    remember(this.#asked, t1, now);
+    this.#ck(0, [t1, 0, 0]);
+    this.#askedAt = now;
+    this.#syncs++;
+  }
 
   #ck(count: 0 | 1 | 2, timestamps: [number, number, number]): void {
     void this.#link.send(
@@ -500,47 +668,85 @@ export class Participant extends InputPortBase implements RtpMidiParticipant {
 
   /**
    * A CK from the peer's data address. An answer that carries one of our
-   * timestamps proves the peer receives there.
+   * timestamps proves the peer receives there, and is one more reading of
+   * its clock against ours: a CK1 answers our CK0, a CK2 our CK1.
    *
    * @returns Whether it was taken (not an answer to nothing we sent).
    */
   clock(packet: SyncPacket): boolean {
     if (this.#left) return false;
-    const now = this.#now();
+    const now = this.#link.time();
     const [t1, t2, t3] = packet.timestamps;
     switch (packet.count) {
-      case 0:
+      case 0: {
         if (!this.proven && ++this.#unprovenAnswers > UNPROVEN_ANSWERS) {
           return false;
         }
-        remember(this.#answered, now);
-        this.#ck(1, [t1, now, 0]);
+        const mine = this.#ticks(now);
+        remember(this.#answered, mine, now);
+        this.#ck(1, [t1, mine, 0]);
         return true;
-      case 1:
-        // Our CK0 came back: close the exchange, measure the round trip.
-        if (!this.#asked.includes(t1)) return false;
-        this.#ck(2, [t1, t2, now]);
-        this.#measure(now - t1);
-        this.#prove();
+      }
+      case 1: {
+        // Our CK0 came back: close the exchange.
+        const asked = recall(this.#asked, t1);
+        if (asked === undefined) return false;
+        this.#ck(2, [t1, t2, this.#ticks(now)]);
+        this.#sample(asked, t2, now);
+        this.#prove(now);
         return true;
-      case 2:
-        if (!this.#answered.includes(t2)) return false;
-        this.#measure(t3 - t1);
-        this.#prove();
+      }
+      case 2: {
+        const answered = recall(this.#answered, t2);
+        if (answered === undefined) return false;
+        this.#sample(answered, t3, now);
+        this.#prove(now);
         return true;
+      }
     }
   }
 
-  #measure(roundTrip: number): void {
-    if (roundTrip >= 0 && roundTrip < 600_000_000) {
-      this.#latency = roundTrip / 20;
+  /** The session's clock changed: what was read against the old is void. */
+  clockChanged(): void {
+    this.#sync.reset();
+    this.#asked.length = 0;
+    this.#answered.length = 0;
+    this.#syncedAt = -Infinity;
+  }
+
+  /**
+   * One exchange: we sent at `sent` (ms), the peer answered at `remote`
+   * (its ticks), the answer came `now`.
+   */
+  #sample(sent: number, remote: number, now: number): void {
+    const there = remote / 10;
+    const sync = this.#sync;
+    if (
+      sync.synced &&
+      Math.abs(there - (sent + now) / 2 - sync.offsetAt((sent + now) / 2)) >
+        JUMP_MS
+    ) {
+      // The peer's clock jumped (it started again): start over.
+      sync.reset();
+    }
+    if (sync.add({ t1: sent, t2: there, t3: there, t4: now })) {
+      this.#syncedAt = now;
+      this.#latency = (now - sent) / 2;
     }
   }
 
-  #prove(): void {
+  #prove(now: number): void {
     const first = !this.proven;
-    this.#provenAt = performance.now();
-    if (first && !this.#left) this.#link.proven(this);
+    this.#provenAt = now;
+    if (!first || this.#left) return;
+    this.#joinedAt = now;
+    // From now on, the clock exchanges of a participant.
+    clearTimeout(this.#syncTimer);
+    this.#syncTimer = setTimeout(
+      this.#tick,
+      YOUNG_SYNC_INTERVAL * (this.initiator ? 1 : 1.5),
+    );
+    this.#link.proven(this);
   }
 
   // Sending.
@@ -554,12 +760,16 @@ export class Participant extends InputPortBase implements RtpMidiParticipant {
     if (this.closed || this.#left) {
       return Promise.reject(new PortClosedError(this.#name));
     }
-    this.#queue([msg], encodedLength(msg));
+    this.#queue([msg], encodedLength(msg), this.#link.time());
     if (this.#out.length < HIGH_WATER) return RESOLVED;
     return this.#drained();
   }
 
-  /** What the hub writes to: its batches, queued without a promise. */
+  /**
+   * What the hub writes to: its batches, queued without a promise. It is
+   * timed: each batch goes at once, with its time as the RTP timestamp
+   * (the peer plays it out).
+   */
   get [SINK](): Sink {
     return this.#sink ??= this.#makeSink();
   }
@@ -571,7 +781,11 @@ export class Participant extends InputPortBase implements RtpMidiParticipant {
       write: (batch: Batch): boolean => {
         if (this.#left) return false;
         if (this.#outBytes + this.#inFlightBytes === 0) this.#progress++;
-        this.#queue(batch.messages, batch.bytes.length);
+        this.#queue(
+          batch.messages,
+          batch.bytes.length,
+          batch.at ?? this.#link.time(),
+        );
         return true;
       },
       get queuedBytes() {
@@ -585,6 +799,7 @@ export class Participant extends InputPortBase implements RtpMidiParticipant {
       },
       slow: "drop",
       drained: () => this.#drained(),
+      timed: true,
     };
   }
 
@@ -594,20 +809,30 @@ export class Participant extends InputPortBase implements RtpMidiParticipant {
     return this.#drain.promise;
   }
 
-  #queue(messages: readonly Message[], bytes: number): void {
-    for (const msg of messages) this.#out.push(msg);
+  /** Queues messages that happened at `at` (ms) to go to the peer. */
+  #queue(messages: readonly Message[], bytes: number, at: number): void {
+    const out = this.#out;
+    const time = this.#ticks(at) >>> 0;
+    if (out.length === 0) this.#outTime = time;
+    else if (this.#outTimes !== undefined || time !== this.#outTime) {
+      this.#outTimes ??= new Array<number>(out.length).fill(this.#outTime);
+      for (let i = 0; i < messages.length; i++) this.#outTimes.push(time);
+    }
+    for (const msg of messages) out.push(msg);
     this.#outBytes += bytes;
     if (this.#inFlight === 0) this.#flush();
   }
 
   #flush(): void {
     const messages = this.#out;
+    const times = this.#outTimes ?? this.#outTime;
     this.#out = [];
+    this.#outTimes = undefined;
     this.#outBytes = 0;
-    const packets = this.#sender.packets(messages, this.#now());
+    const packets = this.#sender.packets(messages, times);
     this.stats.sent += messages.length;
     this.#transmit(packets);
-    this.#lastSend = performance.now();
+    this.#lastSend = this.#link.time();
     this.#guardDelay = GUARD_FIRST;
     this.#guards = 0;
     this.#guardTimer ??= setTimeout(() => this.#guard(), GUARD_FIRST);
@@ -642,7 +867,7 @@ export class Participant extends InputPortBase implements RtpMidiParticipant {
   #guard(): void {
     this.#guardTimer = undefined;
     if (this.#left || !this.#sender.unconfirmed) return;
-    const quiet = performance.now() - this.#lastSend;
+    const quiet = this.#link.time() - this.#lastSend;
     if (quiet < this.#guardDelay) {
       this.#guardTimer = setTimeout(
         () => this.#guard(),
@@ -653,7 +878,7 @@ export class Participant extends InputPortBase implements RtpMidiParticipant {
     if (this.#guards >= GUARD_COUNT) return;
     this.#guards++;
     this.#transmit([this.#sender.guard(this.#now())]);
-    this.#lastSend = performance.now();
+    this.#lastSend = this.#link.time();
     this.#guardDelay *= 2;
     this.#guardTimer = setTimeout(() => this.#guard(), this.#guardDelay);
   }
@@ -684,6 +909,7 @@ export class Participant extends InputPortBase implements RtpMidiParticipant {
     }
     clearTimeout(this.#syncTimer);
     this.#out = [];
+    this.#outTimes = undefined;
     this.#outBytes = 0;
     this.#backlog = [];
     this.#drain?.resolve();

@@ -16,6 +16,7 @@ import { encodedLength } from "../codec/encode.ts";
 import { channelStatusOf } from "../codec/_spec.ts";
 import {
   encodeRtpMidi,
+  MAX_DELTA_TIME,
   type RtpMidiCommand,
   type RtpMidiPacket,
   type SysexSegment,
@@ -38,6 +39,11 @@ export const DEFAULT_PLAY_WINDOW = 10000;
 const MIN_SEGMENT = 16;
 /** RTP header plus the longest command section header. */
 const OVERHEAD = 14;
+
+/** Bytes of a delta time. */
+function deltaLength(delta: number): number {
+  return delta < 0x80 ? 1 : delta < 0x4000 ? 2 : delta < 0x200000 ? 3 : 4;
+}
 
 export interface SenderOptions {
   /** Our synchronisation source. */
@@ -125,6 +131,8 @@ export class RtpMidiSender {
   /** A sysex being sent in pieces, and how much of it went out. */
   #sysex: Uint8Array | undefined;
   #sysexAt = 0;
+  /** The time of that sysex (its remaining segments go at it). */
+  #sysexTime = 0;
   #sent = 0;
   /** Where journals are written; reused, encodeRtpMidi copies it. */
   #buffer = new Uint8Array(1024);
@@ -176,12 +184,22 @@ export class RtpMidiSender {
   /**
    * Packs messages (already checked) into as many packets as they need,
    * in order; a sysex too big for one packet is split into segments.
+   *
+   * @param times When the messages happened, in RTP timestamp ticks
+   * (32 bits): one time for all, or each message's own. Each packet's
+   * timestamp is its first command's time, and later commands carry the
+   * ticks since the one before as their delta time; a message whose time
+   * is before the one before it starts a new packet (a delta time is
+   * never negative).
    */
-  packets(messages: readonly Message[], timestamp: number): Uint8Array[] {
+  packets(
+    messages: readonly Message[],
+    times: number | readonly number[],
+  ): Uint8Array[] {
     const out: Uint8Array[] = [];
     let index = 0;
     while (index < messages.length || this.#sysex !== undefined) {
-      index = this.#packet(messages, index, timestamp, out);
+      index = this.#packet(messages, index, times, out);
     }
     return out;
   }
@@ -196,9 +214,22 @@ export class RtpMidiSender {
   #packet(
     messages: readonly Message[],
     index: number,
-    timestamp: number,
+    times: number | readonly number[],
     out: Uint8Array[],
   ): number {
+    const timeOf = typeof times === "number"
+      ? () => times
+      : (i: number) => times[i];
+    // A packet's time is its first command's: the rest of a split sysex,
+    // or the next message.
+    const timestamp =
+      (this.#sysex !== undefined
+        ? this.#sysexTime
+        : index < messages.length
+        ? timeOf(index)
+        : typeof times === "number"
+        ? times
+        : 0) >>> 0;
     const journal = this.#journal(timestamp);
     const room = Math.min(
       0x0fff,
@@ -210,8 +241,13 @@ export class RtpMidiSender {
     const commands: RtpMidiCommand[] = [];
     let used = 0;
     let previous = 0;
-    const add = (message: Message | SysexSegment, size: number) => {
-      commands.push({ delta: 0, message });
+    let time = timestamp;
+    const add = (
+      message: Message | SysexSegment,
+      delta: number,
+      size: number,
+    ) => {
+      commands.push({ delta, message });
       used += size;
     };
     if (this.#sysex !== undefined) {
@@ -220,11 +256,15 @@ export class RtpMidiSender {
       const data = this.#sysex;
       const piece = Math.min(data.length - this.#sysexAt, room - 2);
       const last = this.#sysexAt + piece === data.length;
-      add({
-        type: "sysex_segment",
-        position: last ? "last" : "middle",
-        data: data.subarray(this.#sysexAt, this.#sysexAt + piece),
-      }, piece + 2);
+      add(
+        {
+          type: "sysex_segment",
+          position: last ? "last" : "middle",
+          data: data.subarray(this.#sysexAt, this.#sysexAt + piece),
+        },
+        0,
+        piece + 2,
+      );
       this.#sysexAt += piece;
       if (last) this.#sysex = undefined;
       previous = 0xf0;
@@ -232,24 +272,37 @@ export class RtpMidiSender {
     }
     for (; index < messages.length; index++) {
       const msg = messages[index];
-      const delta = commands.length > 0 ? 1 : 0;
+      const at = timeOf(index) >>> 0;
+      const delta = (at - time) >>> 0;
+      // Earlier than the command before (or absurdly later): a new packet.
+      // (The first command is at the packet's time: its delta is 0.)
+      if (delta > MAX_DELTA_TIME && commands.length > 0) break;
+      const deltaBytes = commands.length > 0 ? deltaLength(delta) : 0;
       const status = channelStatusOf(msg);
       const size = encodedLength(msg) -
         (status !== 0 && status === previous ? 1 : 0);
-      if (used + delta + size <= room) {
-        add(msg, delta + size);
+      if (used + deltaBytes + size <= room) {
+        add(msg, delta, deltaBytes + size);
+        time = at;
         previous = status === 0 ? 0xf0 : status;
         continue;
       }
-      if (msg.type === "sysex" && room - used - delta - 2 >= MIN_SEGMENT) {
-        const piece = room - used - delta - 2;
-        add({
-          type: "sysex_segment",
-          position: "first",
-          data: (msg as Sysex).data.subarray(0, piece),
-        }, delta + piece + 2);
+      if (
+        msg.type === "sysex" && room - used - deltaBytes - 2 >= MIN_SEGMENT
+      ) {
+        const piece = room - used - deltaBytes - 2;
+        add(
+          {
+            type: "sysex_segment",
+            position: "first",
+            data: (msg as Sysex).data.subarray(0, piece),
+          },
+          delta,
+          deltaBytes + piece + 2,
+        );
         this.#sysex = (msg as Sysex).data;
         this.#sysexAt = piece;
+        this.#sysexTime = at;
         index++;
       }
       break;
@@ -272,9 +325,11 @@ export class RtpMidiSender {
       ssrc: this.ssrc,
       commands,
     }, { check: false, journalBytes: journal }));
-    for (const { message } of commands) {
+    let time = timestamp;
+    for (const { delta, message } of commands) {
+      time = (time + delta) >>> 0;
       if (message.type !== "sysex_segment") {
-        this.#record(message, seq, timestamp);
+        this.#record(message, seq, time);
       }
     }
     return index;
@@ -501,7 +556,9 @@ export class RtpMidiSender {
             continue;
           }
           out[at++] = s(entry) | entry.key;
-          const play = ((timestamp - entry.time) >>> 0) < this.#playWindow;
+          // Signed: an entry of a later time than this packet's (times
+          // need not grow from packet to packet) is recent too.
+          const play = ((timestamp - entry.time) | 0) < this.#playWindow;
           out[at++] = (play ? 0x80 : 0) | entry.value;
         }
         out[header] = b | (layout.logs === 128 ? 127 : layout.logs);
@@ -555,6 +612,11 @@ export interface Received {
   lost: number;
   /** Messages made up from the journal (repairs). */
   repaired: number;
+  /**
+   * When a command's delta time put it after the packet's time: each
+   * message's ticks after it (repairs at 0). Left out when all are at it.
+   */
+  offsets?: number[];
 }
 
 function noteOff(channel: number, note: number): NoteOff {
@@ -703,16 +765,29 @@ export class RtpMidiReceiver {
       repaired = this.#repair(journalOf(packet), this.#ext - lost, messages);
       this.repaired += repaired;
     }
-    for (const { message } of packet.commands) {
+    let tick = 0;
+    let offsets: number[] | undefined;
+    for (const { delta, message } of packet.commands) {
+      if (delta !== 0) {
+        tick += delta;
+        offsets ??= new Array<number>(messages.length).fill(0);
+      }
       if (message.type === "sysex_segment") {
         this.#segment(message, messages);
-        continue;
+      } else {
+        if (this.#sysex !== undefined && !isRealtime(message)) {
+          this.#dropSysex();
+        }
+        this.#track(message, this.#ext);
+        messages.push(message);
       }
-      if (this.#sysex !== undefined && !isRealtime(message)) this.#dropSysex();
-      this.#track(message, this.#ext);
-      messages.push(message);
+      if (offsets !== undefined) {
+        while (offsets.length < messages.length) offsets.push(tick);
+      }
     }
-    return { messages, lost, repaired };
+    return offsets === undefined
+      ? { messages, lost, repaired }
+      : { messages, lost, repaired, offsets };
   }
 
   /** Note offs for every note the stream left on; forgets them. */

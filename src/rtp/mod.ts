@@ -88,3 +88,7 @@ export {
   type RecoveryJournal,
 } from "../codec/rtp_journal.ts";
 export { RtpMidiDecodeError } from "../codec/rtp_error.ts";
+
+// What the API above refers to, from elsewhere in the package.
+export type * from "../_vocabulary.ts";
+export { type Address } from "../net/mod.ts";

@@ -25,10 +25,12 @@ import {
   type Ticket,
 } from "../gate.ts";
 import type { Hub } from "../hub/mod.ts";
+import { systemClock, type TimeSource } from "../clock.ts";
 import type { Transport } from "../transport.ts";
 import { callBack } from "../_call.ts";
 import { atMost } from "../_time.ts";
 import { InvitationError, ParticipantTimeoutError } from "./errors.ts";
+import type { BonjourAdvertisement } from "./bonjour.ts";
 import {
   type Link,
   Participant,
@@ -91,11 +93,16 @@ export interface RtpMidiSessionOptions {
    */
   maxSysexLength?: number;
   /**
-   * Milliseconds between clock synchronisations (CK) with the peers this
-   * session invited, after the first few. A peer that invited this session
-   * runs its own; it is asked only when it has not answered one for half
-   * as long again.
-   * @default {10000}
+   * Milliseconds between clock exchanges (CK) with each participant, once
+   * it has been in the session for 10 s (until then, every 50 ms). They
+   * map each peer's timestamps to this session's clock and prove that the
+   * peer still receives. This session runs them with the peers it
+   * invited; a peer that invited it runs its own, and is asked only when
+   * those come less often than this (half as long again): Apple's come
+   * every 10 s or so. Each is three packets of 36 bytes. At 250 ms the
+   * mapping holds within about half a millisecond over Wi-Fi; less often,
+   * it wanders more.
+   * @default {250}
    */
   syncInterval?: number;
   /**
@@ -117,6 +124,13 @@ export interface RtpMidiSessionOptions {
    */
   inviteInterval?: number;
   /**
+   * The clock the session keeps time on: RTP timestamps and clock
+   * exchanges read it. Attached to a hub, the session runs on the hub's
+   * clock instead.
+   * @default {systemClock}
+   */
+  clock?: TimeSource;
+  /**
    * Called for each invitation refused (by the gate, or as malformed),
    * attached or not.
    */
@@ -127,6 +141,21 @@ export interface RtpMidiSessionOptions {
    * of the hub.
    */
   onWarning?: (warning: RtpMidiWarning) => void;
+  /**
+   * Peers' sessions to invite once the session is attached to a hub and
+   * bound (as `invite` does for each); one that fails is a `warning` event
+   * of the hub.
+   * @default {[]}
+   */
+  invite?: readonly Address[];
+  /**
+   * Advertise the session over Bonjour once it is attached to a hub and
+   * bound (see `advertiseRtpMidi`; npm multicast-dns is loaded only then),
+   * and say goodbye when it closes. A session that cannot be advertised
+   * (bound to loopback, say) is a `warning` event of the hub, not an error.
+   * @default {false}
+   */
+  bonjour?: boolean;
 }
 
 /** Counters of a session. */
@@ -214,7 +243,6 @@ interface Admission {
   control: Peer;
   /** OKs sent for its invitation. */
   answers: number;
-  timer: ReturnType<typeof setTimeout> | undefined;
   /** Once its data port joined. */
   participant: Participant | undefined;
   /** When this session invited the peer. */
@@ -263,13 +291,22 @@ function inUse(error: unknown): boolean {
  * make room); the invitation on the data port must follow from the same
  * host, and then the peer must answer a clock exchange (CK) from its data
  * address, with timestamps only a receiver of ours can know, all before
- * the gate's handshake deadline. Only then is it a participant: before
+ * the gate's handshake deadline (the gate keeps it: it refuses what is
+ * late, and the session drops it). Only then is it a participant: before
  * that no MIDI goes to it, and few packets of any kind, so that a forged
  * invitation cannot turn the session on a third party. It stays one while
  * it keeps proving that it receives (`timeout`). Session commands (BY, CK,
  * RS) count only from the participant's own addresses, BY only with its
  * token, and an invitation never takes the place of a participant from
  * another address.
+ *
+ * It keeps time: what a hub sends goes out with each batch's time as its
+ * RTP timestamp (and delta times), and each packet from a peer comes into
+ * the hub with the peer's timestamp and delta times read on the hub's
+ * clock, through clock exchanges (CK) with each participant every 50 ms
+ * for its first 10 s, then every `syncInterval`, whichever side runs them.
+ * A hub with a playout delay (`latency`) then plays each message at its
+ * time plus the delay.
  *
  * It answers clock synchronisation, sends receiver feedback, sends a
  * recovery journal with every packet (notes, controllers, program, pitch
@@ -325,8 +362,12 @@ export class RtpMidiSession
   readonly #onWarning: RtpMidiSessionOptions["onWarning"];
   #gate: Gate;
   #hub: Hub | undefined;
+  #clock: TimeSource;
   readonly #ssrc = randomUint32();
   readonly #ready: Promise<void>;
+  readonly #invite: readonly Address[];
+  readonly #bonjour: boolean;
+  #advertisement: BonjourAdvertisement | undefined;
   readonly #link: Link;
   /** Participants by SSRC, those still proving themselves included. */
   readonly #participants = new Map<number, Participant>();
@@ -395,7 +436,7 @@ export class RtpMidiSession
     }
     const syncInterval = checkPositive(
       "syncInterval",
-      options.syncInterval ?? 10000,
+      options.syncInterval ?? 250,
     );
     this.#timeout = checkPositive("timeout", options.timeout ?? 30000);
     this.#inviteAttempts = checkCount(
@@ -408,9 +449,21 @@ export class RtpMidiSession
     );
     this.#ownRules = options.allow !== undefined ||
       options.maxParticipants !== undefined;
+    this.#clock = options.clock === undefined ? systemClock : options.clock;
+    if (
+      typeof this.#clock?.now !== "function" ||
+      typeof this.#clock.setTimer !== "function"
+    ) {
+      throw new TypeError(
+        `Clock must be a TimeSource (now and setTimer): got ${
+          this.#clock === null ? "null" : typeof this.#clock
+        }`,
+      );
+    }
     this.#gate = new Gate({
       allow: options.allow,
       maxClients: checkCount("maxParticipants", options.maxParticipants ?? 64),
+      clock: this.#clock,
     });
     this.#host = host === "localhost" ? "127.0.0.1" : host;
     this.#requestedPort = port;
@@ -421,7 +474,7 @@ export class RtpMidiSession
       ssrc: this.#ssrc,
       sessionName: name,
       syncInterval,
-      now: () => Math.floor(performance.now() * 10),
+      time: () => this.#clock.now(),
       send: (socket, bytes, to) => this.#send(socket, bytes, to),
       sendMidi: (bytes, to, done) => {
         const data = this.#data;
@@ -436,6 +489,11 @@ export class RtpMidiSession
       left: (participant, cause) => this.#left(participant, cause),
       warn: (warning) => this.#warn(warning),
     };
+    this.#invite = [...(options.invite ?? [])].map((peer) => {
+      checkPort(peer.port);
+      return { hostname: peer.hostname, port: peer.port };
+    });
+    this.#bonjour = options.bonjour === true;
     this.#ready = this.#start();
     // A session nobody awaits must not crash the process when binding
     // fails; awaiting `ready` still reports it.
@@ -508,6 +566,13 @@ export class RtpMidiSession
     if (this.#closing !== undefined) throw new PortClosedError(this.name);
     this.#hub = hub;
     this.#gate = hub.gate;
+    if (hub.clock !== this.#clock) {
+      this.#clock = hub.clock;
+      // What was read of the peers' clocks was read against another.
+      for (const participant of this.#participants.values()) {
+        participant.clockChanged();
+      }
+    }
     this.#maxSysexLength = Math.min(this.#maxSysexLength, hub.maxSysexLength);
     const error = new TypeError(
       `${this.name} is attached to a hub: its participants join the hub`,
@@ -515,6 +580,33 @@ export class RtpMidiSession
     for (const waiter of this.#waiters.splice(0)) waiter.reject(error);
     for (const participant of this.#waiting.splice(0)) this.#join(participant);
     await this.#ready;
+    if (this.#bonjour) {
+      // Loaded only now: a session without Bonjour never loads mDNS.
+      const { advertiseRtpMidi } = await import("./bonjour.ts");
+      try {
+        this.#advertisement = await advertiseRtpMidi(this);
+      } catch (error) {
+        if (error instanceof Deno.errors.NotCapable) throw error;
+        hub.warn(`cannot advertise over Bonjour: ${(error as Error).message}`);
+      }
+    }
+    for (const peer of this.#invite) {
+      this.invite(peer.hostname, peer.port).catch((error) =>
+        hub.warn(
+          `rtp invitation to ${formatAddress(peer)} failed: ${
+            (error as Error).message
+          }`,
+        )
+      );
+    }
+  }
+
+  /**
+   * The session's Bonjour advertisement (with `bonjour: true`, once
+   * attached), for its instance and host names.
+   */
+  get advertisement(): BonjourAdvertisement | undefined {
+    return this.#advertisement;
   }
 
   async #start(): Promise<void> {
@@ -828,21 +920,14 @@ export class RtpMidiSession
       name: packet.name,
       control: from,
       answers: 1,
-      timer: undefined,
       participant: undefined,
       invite: undefined,
     };
-    const ticket = this.#gate.arrive(
-      this.#gatePeer(from),
-      true,
-      () => this.#evicted(admission),
-    );
+    const ticket = this.#arrive(admission, from);
     if ("code" in ticket) {
       this.#refuse("control", packet, from, ticket);
       return;
     }
-    admission.ticket = ticket;
-    this.#deadline(admission);
     this.#pending.set(packet.ssrc, admission);
     this.#answerWith("control", "OK", packet.token, from);
   }
@@ -890,35 +975,43 @@ export class RtpMidiSession
     });
     admission.participant = participant;
     admission.answers = 1;
+    this.#owes(admission);
     this.#admissions.set(participant, admission);
     this.#participants.set(packet.ssrc, participant);
     this.#answerWith("data", "OK", packet.token, from);
   }
 
-  /** Ends an admission at the gate's deadline for its handshake. */
-  #deadline(admission: Admission): void {
-    const wait = Math.max(0, admission.ticket.deadline - performance.now());
-    admission.timer = setTimeout(() => {
-      admission.timer = undefined;
-      const reason = admission.participant === undefined
-        ? "invitation not followed on the data port in time"
-        : "did not answer the clock exchange from its data port in time";
-      const refusal = admission.ticket.refuse("timeout", reason);
-      this.#refused(refusal);
-      this.#drop(admission, refusal);
-    }, wait);
+  /**
+   * Arrives at the gate with a peer's invitation: its ticket's deadline
+   * is the invitation's (the gate refuses it, and has it dropped here, when
+   * the peer has not proved itself by then), and the gate may drop it to
+   * make room for newer ones.
+   */
+  #arrive(admission: Admission, from: Peer): Ticket | Refusal {
+    const ticket = this.#gate.arrive(this.#gatePeer(from), {
+      long: true,
+      close: (refusal) => {
+        this.#refused(refusal);
+        this.#drop(admission, refusal);
+      },
+    });
+    if ("code" in ticket) return ticket;
+    admission.ticket = ticket;
+    this.#owes(admission);
+    return ticket;
   }
 
-  /** The gate closed a pending admission to make room (and reported it). */
-  #evicted(admission: Admission): void {
-    // The ticket gives back the refusal the gate reported.
-    const refusal = admission.ticket.refuse("timeout", "evicted");
-    this.#drop(admission, this.#refused(refusal));
+  /** Tells the ticket what the peer owes next, for its timeout's reason. */
+  #owes(admission: Admission): void {
+    admission.ticket.owes(
+      admission.participant === undefined
+        ? "invitation on the data port"
+        : "answer to the clock exchange from its data port",
+    );
   }
 
   /** Forgets an admission that did not complete; nothing goes to the peer. */
   #drop(admission: Admission, refusal: Refusal): void {
-    clearTimeout(admission.timer);
     admission.ticket.leave();
     if (this.#pending.get(admission.ssrc) === admission) {
       this.#pending.delete(admission.ssrc);
@@ -938,7 +1031,6 @@ export class RtpMidiSession
     const admission = this.#admissions.get(participant);
     if (admission === undefined) return;
     this.#admissions.delete(participant);
-    clearTimeout(admission.timer);
     const refusal = admission.ticket.enter();
     const invite = admission.invite;
     if (refusal !== undefined) {
@@ -983,7 +1075,6 @@ export class RtpMidiSession
     if (admission !== undefined) {
       // It left before it was admitted (a BY, or a new invitation).
       this.#admissions.delete(participant);
-      clearTimeout(admission.timer);
       admission.ticket.leave();
       const invite = admission.invite;
       invite?.reject(
@@ -1086,15 +1177,10 @@ export class RtpMidiSession
       name: invite.name,
       control: invite.peer,
       answers: REPEATED_ANSWERS,
-      timer: undefined,
       participant: undefined,
       invite,
     };
-    const ticket = this.#gate.arrive(
-      this.#gatePeer(invite.peer),
-      true,
-      () => this.#evicted(admission),
-    );
+    const ticket = this.#arrive(admission, invite.peer);
     if ("code" in ticket) {
       bye();
       invite.reject(
@@ -1104,7 +1190,6 @@ export class RtpMidiSession
       );
       return;
     }
-    admission.ticket = ticket;
     const participant = new Participant(this.#link, {
       peerName: invite.name,
       ssrc: invite.ssrc,
@@ -1116,9 +1201,9 @@ export class RtpMidiSession
       maxSysexLength: this.#maxSysexLength,
     });
     admission.participant = participant;
+    this.#owes(admission);
     this.#admissions.set(participant, admission);
     this.#participants.set(invite.ssrc, participant);
-    this.#deadline(admission);
   }
 
   #attempt(invite: Invite): void {
@@ -1165,7 +1250,6 @@ export class RtpMidiSession
       pending !== undefined && pending.token === packet.token &&
       samePeer(pending.control, from)
     ) {
-      clearTimeout(pending.timer);
       pending.ticket.leave();
       this.#pending.delete(packet.ssrc);
       return;
@@ -1174,7 +1258,7 @@ export class RtpMidiSession
   }
 
   #sweep(): void {
-    const now = performance.now();
+    const now = this.#clock.now();
     for (const participant of [...this.#participants.values()]) {
       if (participant.admitted && participant.silence(now) > this.#timeout) {
         void participant.bye();
@@ -1337,6 +1421,8 @@ export class RtpMidiSession
   }
 
   async #shutdown(): Promise<void> {
+    // Goodbye first, while the session still answers.
+    await this.#advertisement?.close().catch(() => {});
     clearInterval(this.#housekeeping);
     const closed = new PortClosedError(this.name);
     for (const waiter of this.#waiters.splice(0)) waiter.reject(closed);
@@ -1346,7 +1432,6 @@ export class RtpMidiSession
     }
     this.#invites.clear();
     for (const admission of this.#pending.values()) {
-      clearTimeout(admission.timer);
       admission.ticket.leave();
     }
     this.#pending.clear();

@@ -11,6 +11,7 @@
 
 import { systemClock, type TimeSource } from "../clock.ts";
 import { type ScheduledCall, Scheduler } from "./scheduler.ts";
+import { checkLatency } from "../_policy.ts";
 
 interface Waiting<T> {
   readonly source: unknown;
@@ -78,7 +79,7 @@ const AUTO_MARGIN_MS = 1;
  * @example A late item goes at once; on-time ones wait for their time
  * ```ts
  * import assert from "node:assert/strict";
- * import { Playout, systemClock } from "@x/midisock";
+ * import { Playout, systemClock } from "@x/midisock/hub";
  *
  * const heard: string[] = [];
  * const playout = new Playout<string>((item) => heard.push(item), {
@@ -126,7 +127,7 @@ export class Playout<T> {
       this.#auto = new AutoLatency(options);
       this.#latency = this.#auto.latency;
     } else {
-      this.#latency = checkLatency(options.latency);
+      this.#latency = checkLatency(options.latency) as number;
     }
   }
 
@@ -225,19 +226,6 @@ export class Playout<T> {
     this.#waiting.clear();
     this.#lastDue.clear();
   }
-}
-
-function checkLatency(latency: unknown): number {
-  if (
-    typeof latency !== "number" || !(latency >= 0) || !Number.isFinite(latency)
-  ) {
-    throw new RangeError(
-      `latency must be a number of ms (0 or more) or "auto": got ${
-        typeof latency === "string" ? JSON.stringify(latency) : latency
-      }`,
-    );
-  }
-  return latency;
 }
 
 /**

@@ -60,7 +60,7 @@ const LEARN = 1 / 32;
  * @example Three calls, in time order
  * ```ts
  * import assert from "node:assert/strict";
- * import { Scheduler, systemClock } from "@x/midisock";
+ * import { Scheduler, systemClock } from "@x/midisock/hub";
  *
  * const scheduler = new Scheduler();
  * const now = systemClock.now();

@@ -78,7 +78,7 @@ const MAX_DRIFT = 500e-6;
  * @example Another clock 5 s ahead and 200 ppm fast
  * ```ts
  * import assert from "node:assert/strict";
- * import { ClockSync } from "@x/midisock";
+ * import { ClockSync } from "@x/midisock/hub";
  *
  * const other = (t: number) => 5000 + t * (1 + 200e-6);
  * const sync = new ClockSync();

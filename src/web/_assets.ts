@@ -15,7 +15,7 @@ export interface Asset {
 export const ASSETS: Readonly<Record<string, Asset>> = {
   "/": {
     type: "text/html; charset=utf-8",
-    hash: "d69d9223ae31aa3a",
+    hash: "f2100aa07990a65a",
     body: `<!doctype html>
 <html lang="en">
   <head>
@@ -163,6 +163,8 @@ export const ASSETS: Readonly<Record<string, Asset>> = {
               <input id="midi-echo" type="checkbox" checked>
               <span>Also play my on-screen keys there</span>
             </label>
+            <p id="midi-timing" class="hint muted" aria-live="polite"
+              hidden></p>
           </div>
           <p id="midi-error" class="error" role="alert" hidden></p>
         </section>
@@ -174,19 +176,31 @@ export const ASSETS: Readonly<Record<string, Asset>> = {
   },
   "/app.js": {
     type: "text/javascript; charset=utf-8",
-    hash: "c14585c83cc1cdc9",
+    hash: "832e209c8556891f",
     body: `/**
  * The hub's page: a live monitor, the endpoints, a keyboard and a Web MIDI
  * bridge, over the WebSocket at \`/midi\`. Binary frames carry MIDI both ways
  * (whole messages, raw bytes); text frames carry the server's JSON: \`token\`
  * (send it now), \`welcome\` (with how often to send active sensing, so that
- * an open page never counts as idle), \`refused\`, \`endpoints\`, \`monitor\`.
- * Frames and fields the page does not know are ignored.
+ * an open page never counts as idle, and, from a server that speaks time,
+ * the hub's playout delay), \`latency\`, \`time\`, \`refused\`, \`endpoints\`,
+ * \`monitor\`. Frames and fields the page does not know are ignored.
+ *
+ * Time (see src/web/_protocol.ts): the page keeps a map of its clock
+ * (\`performance.now()\`) to the hub's, from an NTP-style exchange it runs
+ * over the socket, with the hub's own estimator (\`sync.js\`, made from
+ * src/time/sync.ts). What it plays goes to the hub with when it was played;
+ * while it plays the hub on a MIDI output (and the hub has a delay), it
+ * tells the hub it schedules: the hub then sends it everything at once,
+ * each batch with its time, and the page has the browser play each at that
+ * time plus the hub's delay (\`MIDIOutput.send(data, timestamp)\`).
  *
  * Plain JavaScript for the browser, with JSDoc types that
  * \`tests/web_test.ts\` checks against the DOM's (\`deno check\` with
  * \`tests/_page_check.json\`); no build step, nothing from the network.
  */
+
+import { ClockSync } from "./sync.js";
 
 const NAMES = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"];
 /**
@@ -214,6 +228,22 @@ const LONGEST_RETRY_MS = 10_000;
 /** How long a key played from the keyboard focus (Enter, Space) sounds. */
 const TAP_MS = 300;
 const TOKEN_KEY = "midisock-token";
+
+/**
+ * How often the page asks the hub's time, by how long it has asked: often
+ * at first (the estimator maps the clocks from the last second's exchanges
+ * until it has 4 s of them to fit the drift), then every 250 ms, which
+ * keeps the map within about half a millisecond over Wi-Fi.
+ */
+const SYNC_STEPS = [[2000, 25], [5000, 100]];
+const SYNC_EVERY_MS = 250;
+/** Exchanges before the page trusts its map of the hub's clock. */
+const SYNC_READY = 5;
+/** The first byte of a timed frame: then its time (float64, big-endian). */
+const TIMED = 0x01;
+const TIMED_HEAD = 9;
+/** A key lit this soon or sooner is lit at once. */
+const LIGHT_AHEAD_MS = 4;
 
 /** Close codes that need the user before trying again. */
 const CLOSE_TOKEN = 4401;
@@ -334,6 +364,7 @@ const ui = {
   midiOutput: $("midi-output", HTMLSelectElement),
   midiEcho: $("midi-echo", HTMLInputElement),
   midiError: $("midi-error", HTMLElement),
+  midiTiming: $("midi-timing", HTMLElement),
 };
 
 // ---------------------------------------------------------------------------
@@ -403,6 +434,21 @@ let refusal;
 let keepAliveTimer;
 const ACTIVE_SENSING = new Uint8Array([0xfe]);
 let token = sessionStorage.getItem(TOKEN_KEY) ?? "";
+/** Whether the server speaks time (its welcome says so). */
+let timeSpoken = false;
+/** The hub's playout delay, in ms (0: none). */
+let hubDelay = 0;
+/** The map of this page's clock to the hub's, for the current socket. */
+let hubClock = new ClockSync();
+/** When the page began asking the hub's time, and last asked. */
+let syncStart = 0;
+let askedAt = -Infinity;
+/** @type {ReturnType<typeof setTimeout> | undefined} */
+let syncTimer;
+/** Whether the server was told that the page schedules what it plays. */
+let timedSent = false;
+/** Timed messages that came after their time (played at once). */
+let late = 0;
 
 /**
  * @param {"connecting" | "connected" | "retrying" | "refused"} state
@@ -446,6 +492,7 @@ function connect() {
  * @param {string} text
  */
 function control(ws, text) {
+  const now = performance.now();
   /** @type {any} */
   let msg;
   try {
@@ -478,6 +525,17 @@ function control(ws, text) {
       ui.tokenForm.hidden = true;
       if (token !== "") sessionStorage.setItem(TOKEN_KEY, token);
       setStatus("connected", "Connected");
+      // A server that speaks time: map this page's clock to the hub's.
+      timeSpoken = Number.isInteger(msg.time) && msg.time >= 1;
+      hubDelay = delayOf(msg.latency);
+      startSync();
+      return;
+    case "latency":
+      hubDelay = delayOf(msg.latency);
+      updateTiming();
+      return;
+    case "time":
+      timeAnswer(msg, now);
       return;
     case "refused":
       refusal = { code: String(msg.code), reason: String(msg.reason) };
@@ -495,6 +553,7 @@ function control(ws, text) {
 function closed(event) {
   admitted = false;
   clearInterval(keepAliveTimer);
+  stopSync();
   releaseAll();
   clearLit();
   if (waitingForUser) {
@@ -562,32 +621,167 @@ document.addEventListener("visibilitychange", () => {
 globalThis.addEventListener("online", wake);
 
 /**
- * Sends MIDI bytes (whole messages) to the hub.
+ * Sends MIDI bytes (whole messages) to the hub, with when they were played
+ * (mapped to the hub's clock) once the page knows the hub's clock.
  * @param {Uint8Array<ArrayBuffer>} bytes
+ * @param {number} [time] When they were played, on this page's clock.
  * @returns {boolean} Whether they went.
  */
-function toHub(bytes) {
+function toHub(bytes, time = performance.now()) {
   if (socket === undefined || !admitted) return false;
-  socket.send(bytes);
+  if (!synced()) {
+    socket.send(bytes);
+    return true;
+  }
+  const frame = new Uint8Array(TIMED_HEAD + bytes.length);
+  frame[0] = TIMED;
+  new DataView(frame.buffer).setFloat64(1, hubClock.toRemote(time));
+  frame.set(bytes, TIMED_HEAD);
+  socket.send(frame);
   return true;
 }
 
 /**
- * MIDI from the hub: light the keys, play it on the bridged output.
+ * MIDI from the hub: light the keys, play it on the bridged output. A
+ * timed frame plays at its time plus the hub's delay, on this page's
+ * clock (the browser schedules it); an untimed one at once.
  * @param {Uint8Array<ArrayBuffer>} bytes
  */
 function fromHub(bytes) {
-  for (const msg of splitMessages(bytes)) {
-    light(msg);
+  const now = performance.now();
+  let messages = bytes;
+  /** @type {number | undefined} */
+  let when;
+  if (bytes[0] === TIMED) {
+    if (bytes.length < TIMED_HEAD) return;
+    const at = new DataView(bytes.buffer, bytes.byteOffset).getFloat64(1);
+    messages = bytes.subarray(TIMED_HEAD);
+    if (synced()) when = hubClock.toLocal(at + hubDelay);
+    if (when !== undefined && when < now) late++;
+  }
+  for (const msg of splitMessages(messages)) {
+    if (when === undefined || when - now <= LIGHT_AHEAD_MS) light(msg);
+    else lightLater(msg, when - now);
     const status = msg[0];
     if (midiOutput !== undefined && status !== 0xf0 && status !== 0xfe) {
       try {
-        midiOutput.send(msg);
+        if (when === undefined) midiOutput.send(msg);
+        else midiOutput.send(msg, when);
       } catch {
         // A device that went away: the state change handler updates the list.
       }
     }
   }
+  // A hidden page's timers may be slowed down: the traffic asks too.
+  if (timeSpoken && now - askedAt > SYNC_EVERY_MS) askTime();
+}
+
+// ---------------------------------------------------------------------------
+// Time
+
+/**
+ * The hub's delay from a frame's field: a number of ms, else none.
+ * @param {unknown} value
+ */
+function delayOf(value) {
+  return typeof value === "number" && Number.isFinite(value) && value > 0
+    ? value
+    : 0;
+}
+
+/** Starts a new map of this page's clock to the hub's (a new socket). */
+function startSync() {
+  clearTimeout(syncTimer);
+  hubClock = new ClockSync();
+  timedSent = false;
+  late = 0;
+  syncStart = performance.now();
+  askedAt = -Infinity;
+  askTime();
+  updateTiming();
+}
+
+function stopSync() {
+  clearTimeout(syncTimer);
+  timeSpoken = false;
+  timedSent = false;
+  updateTiming();
+}
+
+/** Asks the hub's time, and again in a while. */
+function askTime() {
+  clearTimeout(syncTimer);
+  if (socket === undefined || !admitted || !timeSpoken) return;
+  askedAt = performance.now();
+  socket.send(JSON.stringify({ type: "time", t1: askedAt }));
+  const asking = askedAt - syncStart;
+  const step = SYNC_STEPS.find(([until]) => asking < until);
+  syncTimer = setTimeout(askTime, step?.[1] ?? SYNC_EVERY_MS);
+}
+
+/**
+ * The hub's answer: one exchange more for the map.
+ * @param {{ t1?: unknown, t2?: unknown, t3?: unknown }} msg
+ * @param {number} t4 When it came.
+ */
+function timeAnswer(msg, t4) {
+  const { t1, t2, t3 } = msg;
+  if (
+    typeof t1 !== "number" || typeof t2 !== "number" ||
+    typeof t3 !== "number"
+  ) {
+    return;
+  }
+  hubClock.add({ t1, t2, t3, t4 });
+  updateTiming();
+}
+
+/** Whether the page's map of the hub's clock can be used. */
+function synced() {
+  return timeSpoken && hubClock.samples >= SYNC_READY;
+}
+
+/**
+ * Tells the server whether this page schedules what it plays: when it
+ * knows the hub's clock, plays the hub on a MIDI output, and the hub has a
+ * delay (without one, everything plays at once, as it comes).
+ */
+function updateTiming() {
+  const timed = synced() && hubDelay > 0 && midiOutput !== undefined;
+  if (timed !== timedSent && socket !== undefined && admitted) {
+    timedSent = timed;
+    socket.send(JSON.stringify({ type: "mode", timed }));
+  }
+  const view = ui.midiTiming;
+  view.dataset.timed = String(timedSent);
+  view.dataset.samples = String(timeSpoken ? hubClock.samples : 0);
+  view.dataset.late = String(late);
+  view.dataset.delay = String(hubDelay);
+  if (!timeSpoken || midiOutput === undefined) {
+    view.hidden = true;
+    return;
+  }
+  view.hidden = false;
+  const text = hubDelay === 0
+    ? "The hub has no playout delay: each message plays as it comes."
+    : !synced()
+    ? "Setting this device's clock by the hub's…"
+    : \`In time: each message plays \${
+      Math.round(hubDelay)
+    } ms after it was played (the hub's delay)\${
+      late > 0 ? \`; \${late} came too late\` : ""
+    }.\`;
+  if (view.textContent !== text) view.textContent = text;
+}
+
+/**
+ * When an event happened, on this page's clock (now when it does not say).
+ * @param {{ timeStamp?: number }} event
+ */
+function eventTime(event) {
+  const now = performance.now();
+  const time = event.timeStamp;
+  return typeof time === "number" && time > 0 && time <= now ? time : now;
 }
 
 // ---------------------------------------------------------------------------
@@ -715,8 +909,9 @@ function keyOf(note) {
  * Plays a note for a holder.
  * @param {string} holder
  * @param {number} note
+ * @param {number} [time] When, on this page's clock.
  */
-function press(holder, note) {
+function press(holder, note, time = performance.now()) {
   if (note < 0 || note > 127 || holders.has(holder)) return;
   holders.set(holder, note);
   const count = (heldCount.get(note) ?? 0) + 1;
@@ -725,12 +920,15 @@ function press(holder, note) {
   if (count === 1) {
     const channel = Number(ui.channel.value);
     const velocity = Number(ui.velocity.value);
-    play(new Uint8Array([0x90 | channel, note, velocity]));
+    play(new Uint8Array([0x90 | channel, note, velocity]), time);
   }
 }
 
-/** @param {string} holder */
-function release(holder) {
+/**
+ * @param {string} holder
+ * @param {number} [time] When, on this page's clock.
+ */
+function release(holder, time = performance.now()) {
   const note = holders.get(holder);
   if (note === undefined) return;
   holders.delete(holder);
@@ -741,7 +939,7 @@ function release(holder) {
   }
   heldCount.delete(note);
   keyOf(note)?.classList.remove("down");
-  play(new Uint8Array([0x80 | Number(ui.channel.value), note, 0]));
+  play(new Uint8Array([0x80 | Number(ui.channel.value), note, 0]), time);
 }
 
 /** Lets go of every note this page holds (the hub releases them too). */
@@ -752,9 +950,10 @@ function releaseAll() {
 /**
  * A message played here: to the hub, and to the bridged output when asked.
  * @param {Uint8Array<ArrayBuffer>} msg
+ * @param {number} time When, on this page's clock.
  */
-function play(msg) {
-  toHub(msg);
+function play(msg, time) {
+  toHub(msg, time);
   if (midiOutput !== undefined && ui.midiEcho.checked) {
     try {
       midiOutput.send(msg);
@@ -779,7 +978,24 @@ function light(msg) {
   keyOf(note)?.classList.toggle("lit", count > 0);
 }
 
+/**
+ * Lights or unlights a key when its message plays.
+ * @param {Uint8Array<ArrayBuffer>} msg
+ * @param {number} ms How long from now.
+ */
+function lightLater(msg, ms) {
+  const timer = setTimeout(() => {
+    lightTimers.delete(timer);
+    light(msg);
+  }, ms);
+  lightTimers.add(timer);
+}
+/** @type {Set<ReturnType<typeof setTimeout>>} */
+const lightTimers = new Set();
+
 function clearLit() {
+  for (const timer of lightTimers) clearTimeout(timer);
+  lightTimers.clear();
   litCount.clear();
   refreshKeys();
 }
@@ -805,7 +1021,7 @@ ui.keyboard.addEventListener("pointerdown", (event) => {
   if (key === undefined || event.button > 0) return;
   event.preventDefault();
   ui.keyboard.setPointerCapture(event.pointerId);
-  press(\`p\${event.pointerId}\`, noteOfKey(key));
+  press(\`p\${event.pointerId}\`, noteOfKey(key), eventTime(event));
 });
 ui.keyboard.addEventListener("pointermove", (event) => {
   const holder = \`p\${event.pointerId}\`;
@@ -815,12 +1031,16 @@ ui.keyboard.addEventListener("pointermove", (event) => {
   const note = noteOfKey(key);
   if (note === holders.get(holder)) return;
   // Sliding over the keys plays each in turn.
-  release(holder);
-  press(holder, note);
+  const time = eventTime(event);
+  release(holder, time);
+  press(holder, note, time);
 });
 for (const type of ["pointerup", "pointercancel", "lostpointercapture"]) {
   ui.keyboard.addEventListener(type, (event) => {
-    release(\`p\${/** @type {PointerEvent} */ (event).pointerId}\`);
+    release(
+      \`p\${/** @type {PointerEvent} */ (event).pointerId}\`,
+      eventTime(event),
+    );
   });
 }
 ui.keyboard.addEventListener("contextmenu", (event) => event.preventDefault());
@@ -830,7 +1050,7 @@ ui.keyboard.addEventListener("click", (event) => {
   const key = /** @type {Element} */ (event.target).closest(".key");
   if (!(key instanceof HTMLButtonElement)) return;
   const holder = \`t\${key.dataset.offset}\`;
-  press(holder, noteOfKey(key));
+  press(holder, noteOfKey(key), eventTime(event));
   setTimeout(() => release(holder), TAP_MS);
 });
 // Arrow keys move between the keys: one tab stop for the whole keyboard.
@@ -868,9 +1088,12 @@ document.addEventListener("keydown", (event) => {
   const offset = KEY_OFFSETS.get(event.code);
   if (offset === undefined) return;
   event.preventDefault();
-  press(\`k\${event.code}\`, base + offset);
+  press(\`k\${event.code}\`, base + offset, eventTime(event));
 });
-document.addEventListener("keyup", (event) => release(\`k\${event.code}\`));
+document.addEventListener(
+  "keyup",
+  (event) => release(\`k\${event.code}\`, eventTime(event)),
+);
 globalThis.addEventListener("blur", () => {
   for (const holder of [...holders.keys()]) {
     if (holder.startsWith("k")) release(holder);
@@ -1214,12 +1437,13 @@ function choosePorts() {
       input.onmidimessage = (event) => {
         const data = event.data;
         if (data === null || data.length === 0) return;
-        toHub(data);
+        toHub(data, eventTime(event));
         light(data);
       };
     }
   }
   midiOutput = access.outputs.get(ui.midiOutput.value);
+  updateTiming();
 }
 
 if (typeof navigator.requestMIDIAccess === "function") {
@@ -2180,6 +2404,179 @@ main {
     <rect x="34" y="14" width="7" height="21" rx="2" />
   </g>
 </svg>
+`,
+  },
+  "/sync.js": {
+    type: "text/javascript; charset=utf-8",
+    hash: "d693c17602118768",
+    body:
+      `// Made by src/web/_embed.ts from src/time/sync.ts (75feaa6ed2c161a3):
+// the hub's clock estimator, for the page. Edit that file, then run
+// _embed.ts (see its doc). Do not edit this file.
+// deno-lint-ignore-file
+// @ts-nocheck: the types are those of src/time/sync.ts (below).
+// @ts-self-types="../../time/sync.ts"
+
+// src/time/sync.ts
+var MIN_DRIFT_SPAN_MS = 4e3;
+var EARLY_MS = 1e3;
+var WEIGHT_MS = 1;
+var MAX_DRIFT = 5e-4;
+var ClockSync = class {
+  #window;
+  #recent;
+  #points = [];
+  /** The fitted line: offset = #base + #slope * (t - #origin). */
+  #origin = 0;
+  #base = 0;
+  #slope = 0;
+  /**
+   * Makes an estimator with no exchange yet.
+   *
+   * @param options How many exchanges to keep, and how many give the
+   * offset.
+   * @throws {RangeError} For a window or recent count under 2, or a recent
+   * count over the window.
+   */
+  constructor(options = {}) {
+    const window = options.window ?? 256;
+    const recent = options.recent ?? Math.min(64, window);
+    if (!Number.isSafeInteger(window) || window < 2) {
+      throw new RangeError(
+        \`window must be an integer of 2 or more: got \${window}\`,
+      );
+    }
+    if (!Number.isSafeInteger(recent) || recent < 1 || recent > window) {
+      throw new RangeError(
+        \`recent must be an integer from 1 to the window (\${window}): got \${recent}\`,
+      );
+    }
+    this.#window = window;
+    this.#recent = recent;
+  }
+  /** Whether any exchange was added: before that, the offset is 0. */
+  get synced() {
+    return this.#points.length > 0;
+  }
+  /** How many exchanges are kept. */
+  get samples() {
+    return this.#points.length;
+  }
+  /** The shortest round trip kept, in ms (Infinity before any). */
+  get roundTrip() {
+    let least = Infinity;
+    for (const point of this.#points) least = Math.min(least, point.delay);
+    return least;
+  }
+  /** How much faster the other clock runs, as a fraction (2e-4: 200 ppm). */
+  get drift() {
+    return this.#slope;
+  }
+  /**
+   * Takes one exchange into account. One with a negative round trip (the
+   * other side's time exceeds ours: a clock jumped) is ignored.
+   *
+   * @param sample The four times.
+   * @returns Whether it was used.
+   */
+  add(sample) {
+    const { t1, t2, t3, t4 } = sample;
+    const delay = t4 - t1 - (t3 - t2);
+    if (!(delay >= 0) || !Number.isFinite(delay) || !Number.isFinite(t2 + t3)) {
+      return false;
+    }
+    const point = {
+      at: (t1 + t4) / 2,
+      offset: (t2 - t1 + (t3 - t4)) / 2,
+      delay,
+      there: t2 - t1,
+      back: t3 - t4,
+    };
+    this.#points.push(point);
+    if (this.#points.length > this.#window) this.#points.shift();
+    this.#fit();
+    return true;
+  }
+  /** Forgets every exchange (the other side restarted, say). */
+  reset() {
+    this.#points = [];
+    this.#origin = this.#base = this.#slope = 0;
+  }
+  /**
+   * The other clock minus this one, at a time of this clock.
+   *
+   * @param local A time on this clock.
+   * @returns The offset, in ms.
+   */
+  offsetAt(local) {
+    return this.#base + this.#slope * (local - this.#origin);
+  }
+  /**
+   * A time of this clock, read on the other.
+   *
+   * @param local A time on this clock.
+   * @returns The same instant on the other clock.
+   */
+  toRemote(local) {
+    return local + this.offsetAt(local);
+  }
+  /**
+   * A time of the other clock, read on this one.
+   *
+   * @param remote A time on the other clock.
+   * @returns The same instant on this clock.
+   */
+  toLocal(remote) {
+    return (remote - this.#base + this.#slope * this.#origin) /
+      (1 + this.#slope);
+  }
+  #fit() {
+    const points = this.#points;
+    const last = points[points.length - 1];
+    const early = last.at - points[0].at < MIN_DRIFT_SPAN_MS;
+    this.#slope = early ? 0 : this.#drift();
+    let there = Infinity;
+    let back = -Infinity;
+    for (
+      let i = Math.max(0, points.length - this.#recent);
+      i < points.length;
+      i++
+    ) {
+      const point = points[i];
+      if (early && last.at - point.at > EARLY_MS) continue;
+      const trend = this.#slope * (point.at - last.at);
+      there = Math.min(there, point.there - trend);
+      back = Math.max(back, point.back - trend);
+    }
+    this.#origin = last.at;
+    this.#base = (there + back) / 2;
+  }
+  /** The slope of offsets over time, each weighed by its round trip. */
+  #drift() {
+    const points = this.#points;
+    let least = Infinity;
+    for (const point of points) least = Math.min(least, point.delay);
+    let w = 0, wx = 0, wy = 0;
+    const weights = points.map((point) =>
+      Math.exp(-(point.delay - least) / WEIGHT_MS)
+    );
+    points.forEach((point, i) => {
+      w += weights[i];
+      wx += weights[i] * point.at;
+      wy += weights[i] * point.offset;
+    });
+    const mx = wx / w;
+    const my = wy / w;
+    let sxx = 0, sxy = 0;
+    points.forEach((point, i) => {
+      sxx += weights[i] * (point.at - mx) ** 2;
+      sxy += weights[i] * (point.at - mx) * (point.offset - my);
+    });
+    const slope = sxx > 0 ? sxy / sxx : 0;
+    return Math.max(-MAX_DRIFT, Math.min(MAX_DRIFT, slope));
+  }
+};
+export { ClockSync };
 `,
   },
 };

@@ -26,6 +26,7 @@ import {
   responseHead,
   webSocketAccept,
 } from "./_http.ts";
+import { TIMED_HEAD, writeTimedHead } from "./_protocol.ts";
 
 /** What a connection tells its owner. */
 export interface ConnectionHandler {
@@ -76,6 +77,8 @@ export interface ConnectionOptions {
   readonly name: string;
   /** What a `drained()` waits under, in bytes. */
   readonly highWater: number;
+  /** The clock `lastInput` reads (the hub's), in ms. */
+  readonly now: () => number;
 }
 
 /** A frame header and what it heads, for the transport's `append`. */
@@ -87,6 +90,38 @@ interface FrameParts {
 function putFrame(target: Uint8Array, offset: number, what: FrameParts): void {
   const at = writeHeader(target, offset, what.opcode, what.payload.length);
   target.set(what.payload, at);
+}
+
+const EMPTY = new Uint8Array(0);
+
+/** A timed frame's parts, for the transport's `append`. */
+interface TimedParts {
+  at: number;
+  payload: Uint8Array;
+}
+
+/** The parts of the timed frame being written (no object made per frame). */
+const timed: TimedParts = { at: 0, payload: EMPTY };
+
+/** A whole timed binary frame: header, marker, time, messages. */
+function putTimed(target: Uint8Array, offset: number, what: TimedParts): void {
+  const length = TIMED_HEAD + what.payload.length;
+  const at = writeHeader(target, offset, OPCODE.binary, length);
+  target.set(what.payload, writeTimedHead(target, at, what.at));
+}
+
+/** A timed binary frame's header, marker and time; the messages follow. */
+function putTimedHead(
+  target: Uint8Array,
+  offset: number,
+  what: TimedParts,
+): void {
+  const length = TIMED_HEAD + what.payload.length;
+  writeTimedHead(
+    target,
+    writeHeader(target, offset, OPCODE.binary, length),
+    what.at,
+  );
 }
 
 /** The header of a frame: opcode in the low byte, the length above it. */
@@ -132,8 +167,8 @@ export class WebConnection {
   #headLength = 0;
   /** Whether any byte of the current request came. */
   #started = false;
-  #lastInput = performance.now();
-  #deadline: ReturnType<typeof setTimeout> | undefined;
+  readonly #now: () => number;
+  #lastInput: number;
   #closing: Promise<void> | undefined;
   readonly #done: Promise<void>;
 
@@ -150,6 +185,8 @@ export class WebConnection {
     options: ConnectionOptions,
   ) {
     this.#handler = handler;
+    this.#now = options.now;
+    this.#lastInput = options.now();
     this.#transport = new ByteTransport(conn, {
       name: options.name,
       highWater: options.highWater,
@@ -158,7 +195,6 @@ export class WebConnection {
       async (cause) => {
         const clean = this.#state === "closing" || this.#state === "gone";
         this.#state = "gone";
-        clearTimeout(this.#deadline);
         await this.#transport.close();
         this.#handler.gone(clean ? undefined : cause, clean);
       },
@@ -187,7 +223,7 @@ export class WebConnection {
     return this.#started;
   }
 
-  /** When the peer last sent anything (`performance.now()` ms). */
+  /** When the peer last sent anything (on the `now` clock, in ms). */
   get lastInput(): number {
     return this.#lastInput;
   }
@@ -217,22 +253,8 @@ export class WebConnection {
     return this.#transport.drained();
   }
 
-  /**
-   * Calls `expire` in `ms` milliseconds, unless another deadline is set
-   * first or the connection is gone. `undefined` clears it.
-   */
-  deadline(ms: number | undefined, expire?: () => void): void {
-    clearTimeout(this.#deadline);
-    this.#deadline = undefined;
-    if (ms === undefined || this.#state === "gone") return;
-    this.#deadline = setTimeout(() => {
-      this.#deadline = undefined;
-      if (this.#state !== "gone") expire?.();
-    }, Math.max(0, ms));
-  }
-
   #read(chunk: Uint8Array): void | Promise<void> {
-    this.#lastInput = performance.now();
+    this.#lastInput = this.#now();
     switch (this.#state) {
       case "http":
         return this.#readHead(chunk);
@@ -477,6 +499,28 @@ export class WebConnection {
    */
   sendBinary(bytes: Uint8Array): boolean {
     return this.#state === "websocket" && this.#send(OPCODE.binary, bytes);
+  }
+
+  /**
+   * Sends a timed binary frame: the time `at`, then `bytes` (from 4 KiB
+   * queued by reference: nobody may change them).
+   *
+   * @returns `false` once the connection takes no more.
+   */
+  sendTimed(at: number, bytes: Uint8Array): boolean {
+    if (this.#state !== "websocket" || !this.open) return false;
+    const size = headerSize(TIMED_HEAD + bytes.length) + TIMED_HEAD;
+    timed.at = at;
+    timed.payload = bytes;
+    try {
+      if (bytes.length < SHARE_FROM) {
+        return this.#transport.append(size + bytes.length, putTimed, timed);
+      }
+      return this.#transport.append(size, putTimedHead, timed) &&
+        this.#transport.push(bytes);
+    } finally {
+      timed.payload = EMPTY;
+    }
   }
 
   /** Sends a ping (how a quiet peer is asked whether it is still there). */

@@ -16,7 +16,7 @@ import {
   RESET_MESSAGES,
 } from "../port.ts";
 import { type Batch, SINK, type Sink, SOURCE, type Source } from "../sink.ts";
-import { CLOSE } from "./_protocol.ts";
+import { CLOSE, readTimed } from "./_protocol.ts";
 
 /**
  * The WebSocket a page port speaks through (the web server's connection):
@@ -35,6 +35,8 @@ export interface PageSocket {
   drained(): Promise<void>;
   /** Queues a binary frame (large bytes by reference). */
   sendBinary(bytes: Uint8Array): boolean;
+  /** Queues a timed binary frame: the time, then the bytes. */
+  sendTimed(at: number, bytes: Uint8Array): boolean;
   /** Queues a text frame (its UTF-8 bytes by reference, from 4 KiB). */
   sendText(text: string | Uint8Array): boolean;
   /** Closes with a close frame, after what waits; resolves once closed. */
@@ -49,6 +51,8 @@ export interface PagePortOptions {
   readonly name: string;
   /** The longest sysex kept, in data bytes. */
   readonly maxSysexLength: number;
+  /** The hub's clock: the time of a batch that carries none. */
+  readonly now: () => number;
 }
 
 /**
@@ -59,20 +63,63 @@ const TELL_WHEN_UNDER = 16 * 1024;
 const RESOLVED = Promise.resolve();
 
 /**
+ * What the hub writes a page's share to: one binary frame per batch, timed
+ * when the page schedules what it plays.
+ */
+class PageSink implements Sink {
+  readonly #socket: PageSocket;
+  readonly #now: () => number;
+  readonly slow = "drop";
+  timed = false;
+
+  constructor(socket: PageSocket, now: () => number) {
+    this.#socket = socket;
+    this.#now = now;
+  }
+
+  write(batch: Batch): boolean {
+    return this.timed
+      ? this.#socket.sendTimed(batch.at ?? this.#now(), batch.bytes)
+      : this.#socket.sendBinary(batch.bytes);
+  }
+
+  get queuedBytes(): number {
+    return this.#socket.queuedBytes;
+  }
+
+  get copiedBytes(): number {
+    return this.#socket.copiedBytes;
+  }
+
+  get progress(): number {
+    return this.#socket.progress;
+  }
+
+  drained(): Promise<void> {
+    return this.#socket.drained();
+  }
+}
+
+/**
  * A page's WebSocket as an `IOPort`. Each binary message the page sends is
  * read as whole MIDI messages (what a message leaves unfinished is
  * dropped); what the hub routes to the page goes out as one binary frame
  * per batch, queued as on a TCP connection (big batches shared, by
  * reference), so the hub's bounds on what waits for a client hold for
- * pages too. Text frames are the web server's (`text`).
+ * pages too. A page that schedules what it plays is `timed`: each batch
+ * goes to it at once, in a timed frame with the batch's time. What a page
+ * sends in timed frames reaches the hub with the time they carry. Text
+ * frames are the web server's (`text`).
  */
 export class PagePort extends InputPortBase implements IOPort {
   readonly #socket: PageSocket;
   readonly #name: string;
   readonly #framer: Framer;
-  readonly #sink: Sink;
+  readonly #sink: PageSink;
   #badFrames = 0;
-  #take: ((framed: Uint8Array) => void | Promise<void>) | undefined;
+  #take:
+    | ((framed: Uint8Array, at?: number) => void | Promise<void>)
+    | undefined;
   #end: ((cause?: unknown) => void) | undefined;
   #ended: { cause: unknown } | undefined;
 
@@ -85,21 +132,19 @@ export class PagePort extends InputPortBase implements IOPort {
     this.#socket = socket;
     this.#name = options.name;
     this.#framer = new Framer(options.maxSysexLength);
-    const port = socket;
-    this.#sink = {
-      write: (batch: Batch): boolean => port.sendBinary(batch.bytes),
-      get queuedBytes() {
-        return port.queuedBytes;
-      },
-      get copiedBytes() {
-        return port.copiedBytes;
-      },
-      get progress() {
-        return port.progress;
-      },
-      slow: "drop",
-      drained: () => port.drained(),
-    };
+    this.#sink = new PageSink(socket, options.now);
+  }
+
+  /**
+   * Whether the page schedules what it plays: the hub then writes to it at
+   * once, each batch with its time, and leaves the playout to the page.
+   */
+  get timed(): boolean {
+    return this.#sink.timed;
+  }
+
+  set timed(timed: boolean) {
+    this.#sink.timed = timed;
   }
 
   /** `web host:port` of the page. */
@@ -144,14 +189,21 @@ export class PagePort extends InputPortBase implements IOPort {
   /**
    * Takes one binary message from the page: whole MIDI messages pass,
    * anything unfinished at its end is dropped (a message never continues
-   * in the next).
+   * in the next). A timed frame's messages reach the hub with its time (the
+   * hub takes no time later than now); a timed frame cut short, or with a
+   * time that is no number, is dropped.
    *
    * @returns A promise while the hub takes no more input: read nothing
    * more from the page until it settles.
    */
   input(data: Uint8Array): void | Promise<void> {
     if (this.#ended !== undefined) return;
-    const framed = this.#framer.frame(data);
+    const frame = readTimed(data);
+    if (frame === undefined) {
+      this.#badFrames++;
+      return;
+    }
+    const framed = this.#framer.frame(frame.midi);
     this.#framer.reset();
     if (framed.length === 0) return;
     const take = this.#take;
@@ -161,7 +213,7 @@ export class PagePort extends InputPortBase implements IOPort {
       }
       return;
     }
-    return take(framed.slice());
+    return take(framed.slice(), frame.at);
   }
 
   /** Counts a frame that was not MIDI. */

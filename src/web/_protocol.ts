@@ -4,20 +4,38 @@
  * no I/O.
  *
  * Binary frames carry MIDI both ways: one or more whole MIDI 1.0 messages,
- * each with its own status byte, as on the TCP socket. Text frames carry
- * JSON control messages:
+ * each with its own status byte, as on the TCP socket. A binary frame may
+ * also carry when its messages happened: then it starts with the byte
+ * {@linkcode TIMED} (a data byte, so never the start of an untimed frame),
+ * then the time as a 64-bit float, big-endian, in milliseconds on the
+ * hub's clock, then the messages. Text frames carry JSON control messages:
  *
  * - server to page: `{"type":"token"}` (send your token now), `welcome`
  *   (with `keepAlive`: how often, in milliseconds, the page sends active
- *   sensing so that an open page never counts as idle; 0 for never),
- *   `refused`, `endpoints`, `monitor`;
+ *   sensing so that an open page never counts as idle, 0 for never; `time`:
+ *   the version of the time protocol below the server speaks; `latency`:
+ *   the hub's playout delay in milliseconds, 0 for none), `latency` (the
+ *   delay changed), `time` (an answer), `refused`, `endpoints`, `monitor`;
  * - page to server: `{"type":"token","token":"..."}`, first, and only when
- *   asked.
+ *   asked; then, to a server whose welcome has `time`:
+ *   `{"type":"time","t1":T}` (T: when the page asked, on its clock),
+ *   answered at once with `{"type":"time","t1":T,"t2":H,"t3":H}` (H: when
+ *   the server read it and answered, on the hub's clock), an NTP-style
+ *   exchange from which the page maps its clock to the hub's; and
+ *   `{"type":"mode","timed":true}` when it schedules what it plays (Web
+ *   MIDI output), `false` when it stops.
+ *
+ * A page in timed mode is a timed endpoint of the hub: it gets every batch
+ * at once, in a timed frame with the batch's time, and plays it at that
+ * time plus the hub's delay (mapped to its clock). Other pages get untimed
+ * frames when the hub's delay is up, as before. A page sends timed frames,
+ * with the time (on the hub's clock) when each was played, once it has
+ * mapped its clock; a page that says nothing of time is an endpoint as
+ * before.
  *
  * Either side ignores text frames of a type it does not know and fields it
- * does not know (the server counts them as dropped): new kinds of frames,
- * such as timestamps, can come later without breaking older pages or
- * servers.
+ * does not know (the server counts them as dropped): new kinds of frames
+ * can come later without breaking older pages or servers.
  *
  * A refused or dropped page is closed with a code from {@linkcode CLOSE}
  * and the reason as the close reason.
@@ -111,16 +129,116 @@ export type MonitorLine = readonly [time: number, source: number, text: string];
 /** The frame that asks a page for its token. */
 export const TOKEN_REQUEST = '{"type":"token"}';
 
+/** The version of the time protocol the server speaks. */
+export const TIME_VERSION = 1;
+
 /**
- * The frame that tells a page it is in: its endpoint's id and name, and how
- * often to send active sensing (milliseconds; 0 for never).
+ * The frame that tells a page it is in: its endpoint's id and name, how
+ * often to send active sensing (milliseconds; 0 for never), the time
+ * protocol the server speaks, and the hub's playout delay (ms; 0 for none).
  */
 export function welcomeFrame(
   id: number,
   name: string,
   keepAlive: number,
+  latency: number,
 ): string {
-  return JSON.stringify({ type: "welcome", id, name, keepAlive });
+  return JSON.stringify({
+    type: "welcome",
+    id,
+    name,
+    keepAlive,
+    time: TIME_VERSION,
+    latency,
+  });
+}
+
+/** The frame that tells pages the hub's playout delay changed (ms). */
+export function latencyFrame(latency: number): string {
+  return JSON.stringify({ type: "latency", latency });
+}
+
+/**
+ * The answer to a page's time request: its own time back, and when the
+ * server read the request and answered it, on the hub's clock.
+ */
+export function timeFrame(t1: number, t2: number, t3: number): string {
+  return JSON.stringify({ type: "time", t1, t2, t3 });
+}
+
+/** A control message of an admitted page. */
+export type PageControl =
+  | { readonly type: "time"; readonly t1: number }
+  | { readonly type: "mode"; readonly timed: boolean };
+
+/** The longest control message read from an admitted page, in characters. */
+export const MAX_CONTROL_FRAME = 256;
+
+/**
+ * Reads a control message of an admitted page.
+ *
+ * @returns The message, or `undefined` when the frame is not one.
+ */
+export function readControl(text: string): PageControl | undefined {
+  if (text.length > MAX_CONTROL_FRAME) return undefined;
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (typeof value !== "object" || value === null) return undefined;
+  const { type, t1, timed } = value as Record<string, unknown>;
+  if (type === "time" && typeof t1 === "number" && Number.isFinite(t1)) {
+    return { type, t1 };
+  }
+  if (type === "mode" && typeof timed === "boolean") return { type, timed };
+  return undefined;
+}
+
+/** The first byte of a timed binary frame (a data byte: see the module). */
+export const TIMED = 0x01;
+
+/** The bytes before the messages of a timed frame: the marker and time. */
+export const TIMED_HEAD = 9;
+
+/** Where times are turned into bytes and back (no view made per frame). */
+const scratch = new Uint8Array(8);
+const scratchView = new DataView(scratch.buffer);
+
+/**
+ * Writes a timed frame's head (its marker and time) at `offset`.
+ *
+ * @returns The offset after it.
+ */
+export function writeTimedHead(
+  target: Uint8Array,
+  offset: number,
+  at: number,
+): number {
+  target[offset] = TIMED;
+  scratchView.setFloat64(0, at);
+  target.set(scratch, offset + 1);
+  return offset + TIMED_HEAD;
+}
+
+/**
+ * Reads a page's binary frame: the time it carries, if any, and its
+ * messages.
+ *
+ * @returns The time (`undefined` for an untimed frame) and the bytes of
+ * the messages, or `undefined` for a timed frame cut short or with a time
+ * that is not a finite number.
+ */
+export function readTimed(
+  data: Uint8Array,
+): { at: number | undefined; midi: Uint8Array } | undefined {
+  if (data[0] !== TIMED) return { at: undefined, midi: data };
+  if (data.length < TIMED_HEAD) return undefined;
+  scratch.set(data.subarray(1, TIMED_HEAD));
+  const at = scratchView.getFloat64(0);
+  if (!Number.isFinite(at)) return undefined;
+  return { at, midi: data.subarray(TIMED_HEAD) };
 }
 
 /** The frame that tells a page why it is refused (before the close). */

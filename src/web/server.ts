@@ -8,7 +8,14 @@
 import { setImmediate } from "node:timers";
 import type { Message } from "../codec/messages.ts";
 import { PortClosedError } from "../errors.ts";
-import { Gate, type Peer, type RefusalCode, type Ticket } from "../gate.ts";
+import {
+  Gate,
+  type Peer,
+  type Refusal,
+  type RefusalCode,
+  type Ticket,
+} from "../gate.ts";
+import type { ClockTimer } from "../clock.ts";
 import type { Endpoint, Hub, HubEvent } from "../hub/mod.ts";
 import type { Transport } from "../transport.ts";
 import { checkPort, formatAddress } from "../address.ts";
@@ -24,7 +31,6 @@ import {
   hasToken,
   keepsAlive,
   type RequestHead,
-  responseHead,
   webSocketKeyValid,
 } from "./_http.ts";
 import { PagePort } from "./_page_port.ts";
@@ -35,13 +41,16 @@ import {
   type EndpointInfo,
   endpointsFrame,
   hostAllowed,
+  latencyFrame,
   MAX_TOKEN_FRAME,
   monitorFrame,
   type MonitorLine,
   monitorText,
   originAllowed,
+  readControl,
   readTokenFrame,
   refusedFrame,
+  timeFrame,
   TOKEN_REQUEST,
   welcomeFrame,
 } from "./_protocol.ts";
@@ -137,6 +146,16 @@ const PING_AFTER_MS = 15_000;
 const SILENT_MS = 30_000;
 /** `drained()` of a connection waits under this many bytes. */
 const HIGH_WATER = 64 * 1024;
+/**
+ * A page with this many bytes unsent or more gets no answer to its time
+ * requests (it does not read them).
+ */
+const ANSWER_UNDER = 64 * 1024;
+/**
+ * A page's time requests are answered at most this often, in ms (the page
+ * asks every 25 ms at most): a page that asks in a flood gets little.
+ */
+const ANSWER_EVERY_MS = 5;
 /** How long `close()` waits for connections to close. */
 const SHUTDOWN_MS = 2000;
 /** How often to say that descriptors ran out, at most. */
@@ -169,9 +188,12 @@ class Visitor {
   door: Ticket | undefined;
   /** Whether it is kept open for another request (counted in `#kept`). */
   kept = false;
+  /** Whether a request of it was answered. */
+  served = false;
   /** Its place at the hub's gate, once it asked for the WebSocket. */
   ticket: Ticket | undefined;
-  state: "http" | "token" | "admitted" | "gone" = "http";
+  /** Where it is: `checking` while the gate checks its token. */
+  state: "http" | "token" | "checking" | "admitted" | "gone" = "http";
   port: PagePort | undefined;
   endpoint: Endpoint | undefined;
   lines: MonitorLine[] = [];
@@ -180,6 +202,8 @@ class Visitor {
   gap = false;
   /** The endpoint list this page was sent last. */
   endpointsSent = "";
+  /** When its last time request was answered (the hub's clock). */
+  answeredAt = -Infinity;
 
   constructor(peer: Peer) {
     this.peer = peer;
@@ -256,6 +280,16 @@ const IGNORE: ConnectionHandler = {
  * message, raw bytes as on the TCP socket. What a page sends is parsed as
  * a MIDI stream that ends with each message, so only whole valid messages
  * reach the hub; text frames and messages over `maxFrameBytes` never do.
+ *
+ * Frames may carry time: a page maps its clock to the hub's (it asks the
+ * hub's time, an NTP-style exchange) and sends what it plays with when it
+ * played it, which the hub takes as the messages' time. A page that
+ * schedules what it plays (its Web MIDI output) says so and becomes a timed
+ * endpoint: the hub sends it each batch at once, with the batch's time, and
+ * the page plays it at that time plus the hub's playout delay (`latency`,
+ * told in the welcome). Other pages, and programs that say nothing of time,
+ * are plain endpoints as before. Its deadlines (a request's, a token's)
+ * and its check for silent pages run on the hub's clock.
  * Text frames to pages carry the endpoint list and the monitor (every
  * message that passes through the hub, with its time and source), bounded
  * per page: a page that falls behind misses monitor lines and is told how
@@ -305,7 +339,8 @@ export class WebServer implements Transport {
   /** Whether pages are owed the endpoint list (joins, leaves, counters). */
   #listDue = false;
   #statsTimer: ReturnType<typeof setInterval> | undefined;
-  #sweepTimer: ReturnType<typeof setInterval> | undefined;
+  /** The next check of silent pages, on the hub's clock. */
+  #sweepTimer: ClockTimer | undefined;
   #closing: Promise<void> | undefined;
 
   /**
@@ -423,14 +458,17 @@ export class WebServer implements Transport {
       }]),
     );
     if (this.#closing !== undefined) throw new PortClosedError(this.name);
+    // Its refusals are reported through the hub's gate, by `#shutOut`.
     this.#doors = new Gate({
       maxPending: s.maxConnections,
       maxPendingPerAddress: s.maxConnectionsPerAddress,
       handshakeTimeout: hub.gate.handshakeTimeout,
-      onRefuse: (r) => hub.gate.refuse(r.peer, r.code, r.reason, r.detail),
+      clock: hub.clock,
     });
     const listener = listen(s.hostname, s.port);
     this.#listener = listener;
+    const warning = hub.gate.exposure(this.name, listener.addr.hostname);
+    if (warning !== undefined) hub.warn(warning);
     this.#stopListening = hub.listen((event) => this.#onEvent(event));
     this.#accepting = this.#acceptLoop(listener);
   }
@@ -488,20 +526,14 @@ export class WebServer implements Transport {
       return this.#turnAway(raw, 403, "Forbidden");
     }
     const visitor = new Visitor(peer);
-    const door = this.#doors!.arrive(
-      peer,
-      true,
-      () => visitor.connection.abort(),
-    );
-    if ("code" in door) return closeQuietly(raw);
-    visitor.door = door;
+    if (!this.#awaitRequest(visitor)) return closeQuietly(raw);
     const conn = this.#secure?.(raw) ?? raw;
     visitor.connection = new WebConnection(conn, this.#handler(visitor), {
       name: formatAddress(peer as Deno.NetAddr),
       highWater: HIGH_WATER,
+      now: () => hub.clock.now(),
     });
     this.#visitors.add(visitor);
-    this.#awaitRequest(visitor);
   }
 
   /**
@@ -510,9 +542,11 @@ export class WebServer implements Transport {
    */
   #turnAway(raw: Deno.TcpConn, status: number, text: string): void {
     if (this.#secure !== undefined) return closeQuietly(raw);
+    const clock = this.#hub!.clock;
     const connection = new WebConnection(raw, IGNORE, {
       name: formatAddress(raw.remoteAddr),
       highWater: HIGH_WATER,
+      now: () => clock.now(),
     });
     connection.respond(
       status,
@@ -525,28 +559,52 @@ export class WebServer implements Transport {
     );
   }
 
-  /** The next request must come within the handshake timeout. */
-  #awaitRequest(visitor: Visitor): void {
-    const ms = this.#hub!.gate.handshakeTimeout;
-    visitor.connection.deadline(ms, () => {
-      // A connection that sent part of a request is a slow one; one that
-      // sent nothing (a browser's spare connection, an idle keep-alive) is
-      // closed without a word.
-      if (visitor.connection.started) {
-        this.#hub!.gate.refuse(
-          visitor.peer,
-          "timeout",
-          `no whole request within ${ms} ms`,
-        );
-      }
-      visitor.connection.abort();
+  /**
+   * The next request must come within the handshake timeout: the
+   * connection takes a place among those that have not sent a whole
+   * request, whose ticket keeps that deadline.
+   *
+   * @returns Whether it has a place (else close it).
+   */
+  #awaitRequest(visitor: Visitor): boolean {
+    const door = this.#doors!.arrive(visitor.peer, {
+      long: true,
+      close: (refusal) => this.#shutOut(visitor, refusal),
     });
+    if ("code" in door) return false;
+    door.owes("whole request");
+    visitor.door = door;
+    return true;
+  }
+
+  /**
+   * A connection's time for its request ran out, or it was closed to make
+   * room for a newer one. One that sent part of a request is a slow one,
+   * and reported; one that sent nothing (a browser's spare connection, an
+   * idle keep-alive) is closed without a word when its time runs out, and
+   * reported when it makes room, unless it was kept after an answer.
+   */
+  #shutOut(visitor: Visitor, refusal: Refusal): void {
+    const hub = this.#hub!;
+    const expired = hub.clock.now() >= visitor.door!.deadline;
+    visitor.door = undefined;
+    const { connection } = visitor;
+    if (connection.started || (!expired && !visitor.served)) {
+      hub.gate.refuse(
+        refusal.peer,
+        refusal.code,
+        refusal.reason,
+        refusal.detail,
+      );
+    }
+    connection.abort();
   }
 
   #request(visitor: Visitor, head: RequestHead): void | Promise<void> {
     // A whole request: no longer one of those that may be slow.
     visitor.door?.leave();
     visitor.door = undefined;
+    visitor.served = true;
     if (visitor.kept) {
       visitor.kept = false;
       this.#kept--;
@@ -621,7 +679,7 @@ export class WebServer implements Transport {
       close,
       head.method === "HEAD",
     );
-    if (!close) this.#awaitRequest(visitor);
+    if (!close && !this.#awaitRequest(visitor)) visitor.connection.abort();
   }
 
   #plain(
@@ -681,11 +739,12 @@ export class WebServer implements Transport {
     if (this.#closing !== undefined || hub.closed) {
       return this.#plain(visitor, head, 503, "The hub is closing");
     }
-    const ticket = gate.arrive(
-      visitor.peer,
-      gate.wantsToken,
-      () => visitor.connection.abort(),
-    );
+    // The ticket keeps the deadline for the token, and closes the page
+    // through `#dismiss` when it passes (or to make room).
+    const ticket = gate.arrive(visitor.peer, {
+      long: gate.wantsToken,
+      close: (refusal) => this.#dismiss(visitor, refusal),
+    });
     const open = await visitor.connection.upgrade(key, MAX_TOKEN_FRAME);
     if ("code" in ticket) {
       // Opened only to say why: a browser shows no HTTP error of a WebSocket.
@@ -697,14 +756,18 @@ export class WebServer implements Transport {
     if (!open) return ticket.leave();
     if (!gate.wantsToken) return this.#admit(visitor);
     visitor.state = "token";
+    ticket.owes("token");
     visitor.connection.sendText(TOKEN_REQUEST);
-    visitor.connection.deadline(ticket.deadline - performance.now(), () => {
-      this.#refuse(
-        visitor,
-        "timeout",
-        `no token within ${gate.handshakeTimeout} ms`,
-      );
-    });
+  }
+
+  /**
+   * The gate closes a page still in its handshake: its deadline passed, or
+   * it was closed to make room for a newer one.
+   */
+  #dismiss(visitor: Visitor, refusal: Refusal): void {
+    if (visitor.state === "admitted" || visitor.state === "gone") return;
+    visitor.state = "gone";
+    tellAndClose(visitor.connection, refusal.code, refusal.reason);
   }
 
   #text(visitor: Visitor, text: string): void {
@@ -714,14 +777,43 @@ export class WebServer implements Transport {
         if (token === undefined) {
           return this.#refuse(visitor, "no-token", "no token sent");
         }
-        if (!visitor.ticket!.checkToken(token)) {
-          return this.#refuse(visitor, "wrong-token", "wrong token");
-        }
-        return this.#admit(visitor);
+        // What the page sends while the gate checks (a wrong token is
+        // answered once its address's wait is over) is dropped: it may
+        // not play before it is in.
+        visitor.state = "checking";
+        visitor.ticket!.present(token).then((refusal) => {
+          if (visitor.state !== "checking") return;
+          if (refusal === undefined) return this.#admit(visitor);
+          visitor.state = "gone";
+          tellAndClose(visitor.connection, refusal.code, refusal.reason);
+        });
+        return;
       }
       case "admitted":
-        // Control messages of later pages, or not MIDI: counted, ignored.
-        return visitor.port!.badFrame();
+        return this.#control(visitor, text);
+    }
+  }
+
+  /**
+   * A control message of an admitted page: a time request (answered at
+   * once, at most one every `ANSWER_EVERY_MS` and none while the page does
+   * not read its answers), or whether it schedules what it plays. Others
+   * (of later pages, or not JSON) are counted and ignored.
+   */
+  #control(visitor: Visitor, text: string): void {
+    const clock = this.#hub!.clock;
+    const t2 = clock.now();
+    const port = visitor.port!;
+    const control = readControl(text);
+    if (control === undefined) return port.badFrame();
+    if (control.type === "mode") {
+      port.timed = control.timed;
+    } else if (
+      t2 - visitor.answeredAt >= ANSWER_EVERY_MS &&
+      port.queuedBytes < ANSWER_UNDER
+    ) {
+      visitor.answeredAt = t2;
+      port.text(timeFrame(control.t1, t2, clock.now()));
     }
   }
 
@@ -744,16 +836,17 @@ export class WebServer implements Transport {
   /** The page broke the protocol, or sent a message over the bound. */
   #failed(visitor: Visitor, error: Extract<FrameEvent, { kind: "error" }>) {
     const connection = visitor.connection;
-    if (visitor.state === "token") {
-      if (error.code === STATUS.tooBig) {
+    if (visitor.state === "token" || visitor.state === "checking") {
+      if (visitor.state === "token" && error.code === STATUS.tooBig) {
         return this.#refuse(visitor, "no-token", "no token sent");
       }
+      // Closed with the RFC's code for the error, after this.
+      visitor.state = "gone";
       visitor.ticket!.refuse(
         "protocol",
         "broke the WebSocket protocol",
         error.reason,
       );
-      visitor.state = "gone";
       return;
     }
     if (visitor.state !== "admitted") return;
@@ -784,6 +877,7 @@ export class WebServer implements Transport {
     switch (visitor.state) {
       case "http":
       case "token":
+      case "checking":
         visitor.ticket?.leave();
         break;
       case "admitted":
@@ -803,7 +897,6 @@ export class WebServer implements Transport {
   #admit(visitor: Visitor): void {
     const { ticket, connection, peer } = visitor;
     const hub = this.#hub!;
-    connection.deadline(undefined);
     const full = ticket!.enter();
     if (full !== undefined) {
       visitor.state = "gone";
@@ -811,9 +904,11 @@ export class WebServer implements Transport {
     }
     connection.limit = this.#maxFrameBytes;
     connection.patient = true;
+    const clock = hub.clock;
     const port = new PagePort(connection, {
       name: `web ${formatAddress(peer as Deno.NetAddr)}`,
       maxSysexLength: hub.maxSysexLength,
+      now: () => clock.now(),
     });
     visitor.port = port;
     visitor.state = "admitted";
@@ -837,6 +932,7 @@ export class WebServer implements Transport {
         visitor.endpoint.id,
         visitor.endpoint.name,
         this.#settings.keepAlive,
+        hub.timing?.latency ?? 0,
       ),
     );
     this.#admitted.add(visitor);
@@ -849,7 +945,7 @@ export class WebServer implements Transport {
       );
     }
     this.#statsTimer ??= startTimer(() => this.#listChanged(), STATS_MS);
-    this.#sweepTimer ??= startTimer(() => this.#sweep(), SWEEP_MS);
+    this.#armSweep();
     this.#listChanged();
   }
 
@@ -861,8 +957,18 @@ export class WebServer implements Transport {
     this.#stopMessages = undefined;
     clearInterval(this.#statsTimer);
     this.#statsTimer = undefined;
-    clearInterval(this.#sweepTimer);
+    this.#sweepTimer?.cancel();
     this.#sweepTimer = undefined;
+  }
+
+  /** Checks for silent pages every `SWEEP_MS`, on the hub's clock. */
+  #armSweep(): void {
+    if (this.#sweepTimer !== undefined || this.#closing !== undefined) return;
+    this.#sweepTimer = this.#hub!.clock.setTimer(() => {
+      this.#sweepTimer = undefined;
+      this.#sweep();
+      if (this.#admitted.size > 0) this.#armSweep();
+    }, SWEEP_MS);
   }
 
   /**
@@ -870,7 +976,7 @@ export class WebServer implements Transport {
    * stay silent (a phone gone out of range answers nothing).
    */
   #sweep(): void {
-    const now = performance.now();
+    const now = this.#hub!.clock.now();
     for (const visitor of this.#admitted) {
       const silent = now - visitor.connection.lastInput;
       if (silent >= SILENT_MS) {
@@ -885,6 +991,15 @@ export class WebServer implements Transport {
 
   #onEvent(event: HubEvent): void {
     if (event.type === "join" || event.type === "leave") this.#listChanged();
+    if (event.type === "latency") {
+      // The delay itself, not the whole ms the event says, once the hub
+      // has taken it.
+      queueMicrotask(() => {
+        const latency = this.#hub?.timing?.latency ?? event.latency;
+        const frame = encoder.encode(latencyFrame(latency));
+        for (const visitor of this.#admitted) visitor.port!.text(frame);
+      });
+    }
   }
 
   #listChanged(): void {
@@ -998,14 +1113,15 @@ export class WebServer implements Transport {
     this.#stopMessages?.();
     clearTimeout(this.#flushTimer);
     clearInterval(this.#statsTimer);
-    clearInterval(this.#sweepTimer);
+    this.#sweepTimer?.cancel();
     const endpoints = [...this.#admitted].map((v) => v.endpoint!);
     const closing: Promise<void>[] = [];
     for (const visitor of this.#visitors) {
       if (visitor.state === "admitted") continue;
+      const waiting = visitor.state === "token" || visitor.state === "checking";
+      if (waiting) visitor.state = "gone";
       visitor.ticket?.leave();
-      if (visitor.state === "token") {
-        visitor.state = "gone";
+      if (waiting) {
         tellAndClose(visitor.connection, "closing", "hub closing");
         closing.push(visitor.connection.done);
       } else {

@@ -3,13 +3,25 @@
  * bridge, over the WebSocket at `/midi`. Binary frames carry MIDI both ways
  * (whole messages, raw bytes); text frames carry the server's JSON: `token`
  * (send it now), `welcome` (with how often to send active sensing, so that
- * an open page never counts as idle), `refused`, `endpoints`, `monitor`.
- * Frames and fields the page does not know are ignored.
+ * an open page never counts as idle, and, from a server that speaks time,
+ * the hub's playout delay), `latency`, `time`, `refused`, `endpoints`,
+ * `monitor`. Frames and fields the page does not know are ignored.
+ *
+ * Time (see src/web/_protocol.ts): the page keeps a map of its clock
+ * (`performance.now()`) to the hub's, from an NTP-style exchange it runs
+ * over the socket, with the hub's own estimator (`sync.js`, made from
+ * src/time/sync.ts). What it plays goes to the hub with when it was played;
+ * while it plays the hub on a MIDI output (and the hub has a delay), it
+ * tells the hub it schedules: the hub then sends it everything at once,
+ * each batch with its time, and the page has the browser play each at that
+ * time plus the hub's delay (`MIDIOutput.send(data, timestamp)`).
  *
  * Plain JavaScript for the browser, with JSDoc types that
  * `tests/web_test.ts` checks against the DOM's (`deno check` with
  * `tests/_page_check.json`); no build step, nothing from the network.
  */
+
+import { ClockSync } from "./sync.js";
 
 const NAMES = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"];
 /**
@@ -37,6 +49,22 @@ const LONGEST_RETRY_MS = 10_000;
 /** How long a key played from the keyboard focus (Enter, Space) sounds. */
 const TAP_MS = 300;
 const TOKEN_KEY = "midisock-token";
+
+/**
+ * How often the page asks the hub's time, by how long it has asked: often
+ * at first (the estimator maps the clocks from the last second's exchanges
+ * until it has 4 s of them to fit the drift), then every 250 ms, which
+ * keeps the map within about half a millisecond over Wi-Fi.
+ */
+const SYNC_STEPS = [[2000, 25], [5000, 100]];
+const SYNC_EVERY_MS = 250;
+/** Exchanges before the page trusts its map of the hub's clock. */
+const SYNC_READY = 5;
+/** The first byte of a timed frame: then its time (float64, big-endian). */
+const TIMED = 0x01;
+const TIMED_HEAD = 9;
+/** A key lit this soon or sooner is lit at once. */
+const LIGHT_AHEAD_MS = 4;
 
 /** Close codes that need the user before trying again. */
 const CLOSE_TOKEN = 4401;
@@ -157,6 +185,7 @@ const ui = {
   midiOutput: $("midi-output", HTMLSelectElement),
   midiEcho: $("midi-echo", HTMLInputElement),
   midiError: $("midi-error", HTMLElement),
+  midiTiming: $("midi-timing", HTMLElement),
 };
 
 // ---------------------------------------------------------------------------
@@ -226,6 +255,21 @@ let refusal;
 let keepAliveTimer;
 const ACTIVE_SENSING = new Uint8Array([0xfe]);
 let token = sessionStorage.getItem(TOKEN_KEY) ?? "";
+/** Whether the server speaks time (its welcome says so). */
+let timeSpoken = false;
+/** The hub's playout delay, in ms (0: none). */
+let hubDelay = 0;
+/** The map of this page's clock to the hub's, for the current socket. */
+let hubClock = new ClockSync();
+/** When the page began asking the hub's time, and last asked. */
+let syncStart = 0;
+let askedAt = -Infinity;
+/** @type {ReturnType<typeof setTimeout> | undefined} */
+let syncTimer;
+/** Whether the server was told that the page schedules what it plays. */
+let timedSent = false;
+/** Timed messages that came after their time (played at once). */
+let late = 0;
 
 /**
  * @param {"connecting" | "connected" | "retrying" | "refused"} state
@@ -269,6 +313,7 @@ function connect() {
  * @param {string} text
  */
 function control(ws, text) {
+  const now = performance.now();
   /** @type {any} */
   let msg;
   try {
@@ -301,6 +346,17 @@ function control(ws, text) {
       ui.tokenForm.hidden = true;
       if (token !== "") sessionStorage.setItem(TOKEN_KEY, token);
       setStatus("connected", "Connected");
+      // A server that speaks time: map this page's clock to the hub's.
+      timeSpoken = Number.isInteger(msg.time) && msg.time >= 1;
+      hubDelay = delayOf(msg.latency);
+      startSync();
+      return;
+    case "latency":
+      hubDelay = delayOf(msg.latency);
+      updateTiming();
+      return;
+    case "time":
+      timeAnswer(msg, now);
       return;
     case "refused":
       refusal = { code: String(msg.code), reason: String(msg.reason) };
@@ -318,6 +374,7 @@ function control(ws, text) {
 function closed(event) {
   admitted = false;
   clearInterval(keepAliveTimer);
+  stopSync();
   releaseAll();
   clearLit();
   if (waitingForUser) {
@@ -385,32 +442,167 @@ document.addEventListener("visibilitychange", () => {
 globalThis.addEventListener("online", wake);
 
 /**
- * Sends MIDI bytes (whole messages) to the hub.
+ * Sends MIDI bytes (whole messages) to the hub, with when they were played
+ * (mapped to the hub's clock) once the page knows the hub's clock.
  * @param {Uint8Array<ArrayBuffer>} bytes
+ * @param {number} [time] When they were played, on this page's clock.
  * @returns {boolean} Whether they went.
  */
-function toHub(bytes) {
+function toHub(bytes, time = performance.now()) {
   if (socket === undefined || !admitted) return false;
-  socket.send(bytes);
+  if (!synced()) {
+    socket.send(bytes);
+    return true;
+  }
+  const frame = new Uint8Array(TIMED_HEAD + bytes.length);
+  frame[0] = TIMED;
+  new DataView(frame.buffer).setFloat64(1, hubClock.toRemote(time));
+  frame.set(bytes, TIMED_HEAD);
+  socket.send(frame);
   return true;
 }
 
 /**
- * MIDI from the hub: light the keys, play it on the bridged output.
+ * MIDI from the hub: light the keys, play it on the bridged output. A
+ * timed frame plays at its time plus the hub's delay, on this page's
+ * clock (the browser schedules it); an untimed one at once.
  * @param {Uint8Array<ArrayBuffer>} bytes
  */
 function fromHub(bytes) {
-  for (const msg of splitMessages(bytes)) {
-    light(msg);
+  const now = performance.now();
+  let messages = bytes;
+  /** @type {number | undefined} */
+  let when;
+  if (bytes[0] === TIMED) {
+    if (bytes.length < TIMED_HEAD) return;
+    const at = new DataView(bytes.buffer, bytes.byteOffset).getFloat64(1);
+    messages = bytes.subarray(TIMED_HEAD);
+    if (synced()) when = hubClock.toLocal(at + hubDelay);
+    if (when !== undefined && when < now) late++;
+  }
+  for (const msg of splitMessages(messages)) {
+    if (when === undefined || when - now <= LIGHT_AHEAD_MS) light(msg);
+    else lightLater(msg, when - now);
     const status = msg[0];
     if (midiOutput !== undefined && status !== 0xf0 && status !== 0xfe) {
       try {
-        midiOutput.send(msg);
+        if (when === undefined) midiOutput.send(msg);
+        else midiOutput.send(msg, when);
       } catch {
         // A device that went away: the state change handler updates the list.
       }
     }
   }
+  // A hidden page's timers may be slowed down: the traffic asks too.
+  if (timeSpoken && now - askedAt > SYNC_EVERY_MS) askTime();
+}
+
+// ---------------------------------------------------------------------------
+// Time
+
+/**
+ * The hub's delay from a frame's field: a number of ms, else none.
+ * @param {unknown} value
+ */
+function delayOf(value) {
+  return typeof value === "number" && Number.isFinite(value) && value > 0
+    ? value
+    : 0;
+}
+
+/** Starts a new map of this page's clock to the hub's (a new socket). */
+function startSync() {
+  clearTimeout(syncTimer);
+  hubClock = new ClockSync();
+  timedSent = false;
+  late = 0;
+  syncStart = performance.now();
+  askedAt = -Infinity;
+  askTime();
+  updateTiming();
+}
+
+function stopSync() {
+  clearTimeout(syncTimer);
+  timeSpoken = false;
+  timedSent = false;
+  updateTiming();
+}
+
+/** Asks the hub's time, and again in a while. */
+function askTime() {
+  clearTimeout(syncTimer);
+  if (socket === undefined || !admitted || !timeSpoken) return;
+  askedAt = performance.now();
+  socket.send(JSON.stringify({ type: "time", t1: askedAt }));
+  const asking = askedAt - syncStart;
+  const step = SYNC_STEPS.find(([until]) => asking < until);
+  syncTimer = setTimeout(askTime, step?.[1] ?? SYNC_EVERY_MS);
+}
+
+/**
+ * The hub's answer: one exchange more for the map.
+ * @param {{ t1?: unknown, t2?: unknown, t3?: unknown }} msg
+ * @param {number} t4 When it came.
+ */
+function timeAnswer(msg, t4) {
+  const { t1, t2, t3 } = msg;
+  if (
+    typeof t1 !== "number" || typeof t2 !== "number" ||
+    typeof t3 !== "number"
+  ) {
+    return;
+  }
+  hubClock.add({ t1, t2, t3, t4 });
+  updateTiming();
+}
+
+/** Whether the page's map of the hub's clock can be used. */
+function synced() {
+  return timeSpoken && hubClock.samples >= SYNC_READY;
+}
+
+/**
+ * Tells the server whether this page schedules what it plays: when it
+ * knows the hub's clock, plays the hub on a MIDI output, and the hub has a
+ * delay (without one, everything plays at once, as it comes).
+ */
+function updateTiming() {
+  const timed = synced() && hubDelay > 0 && midiOutput !== undefined;
+  if (timed !== timedSent && socket !== undefined && admitted) {
+    timedSent = timed;
+    socket.send(JSON.stringify({ type: "mode", timed }));
+  }
+  const view = ui.midiTiming;
+  view.dataset.timed = String(timedSent);
+  view.dataset.samples = String(timeSpoken ? hubClock.samples : 0);
+  view.dataset.late = String(late);
+  view.dataset.delay = String(hubDelay);
+  if (!timeSpoken || midiOutput === undefined) {
+    view.hidden = true;
+    return;
+  }
+  view.hidden = false;
+  const text = hubDelay === 0
+    ? "The hub has no playout delay: each message plays as it comes."
+    : !synced()
+    ? "Setting this device's clock by the hub's…"
+    : `In time: each message plays ${
+      Math.round(hubDelay)
+    } ms after it was played (the hub's delay)${
+      late > 0 ? `; ${late} came too late` : ""
+    }.`;
+  if (view.textContent !== text) view.textContent = text;
+}
+
+/**
+ * When an event happened, on this page's clock (now when it does not say).
+ * @param {{ timeStamp?: number }} event
+ */
+function eventTime(event) {
+  const now = performance.now();
+  const time = event.timeStamp;
+  return typeof time === "number" && time > 0 && time <= now ? time : now;
 }
 
 // ---------------------------------------------------------------------------
@@ -538,8 +730,9 @@ function keyOf(note) {
  * Plays a note for a holder.
  * @param {string} holder
  * @param {number} note
+ * @param {number} [time] When, on this page's clock.
  */
-function press(holder, note) {
+function press(holder, note, time = performance.now()) {
   if (note < 0 || note > 127 || holders.has(holder)) return;
   holders.set(holder, note);
   const count = (heldCount.get(note) ?? 0) + 1;
@@ -548,12 +741,15 @@ function press(holder, note) {
   if (count === 1) {
     const channel = Number(ui.channel.value);
     const velocity = Number(ui.velocity.value);
-    play(new Uint8Array([0x90 | channel, note, velocity]));
+    play(new Uint8Array([0x90 | channel, note, velocity]), time);
   }
 }
 
-/** @param {string} holder */
-function release(holder) {
+/**
+ * @param {string} holder
+ * @param {number} [time] When, on this page's clock.
+ */
+function release(holder, time = performance.now()) {
   const note = holders.get(holder);
   if (note === undefined) return;
   holders.delete(holder);
@@ -564,7 +760,7 @@ function release(holder) {
   }
   heldCount.delete(note);
   keyOf(note)?.classList.remove("down");
-  play(new Uint8Array([0x80 | Number(ui.channel.value), note, 0]));
+  play(new Uint8Array([0x80 | Number(ui.channel.value), note, 0]), time);
 }
 
 /** Lets go of every note this page holds (the hub releases them too). */
@@ -575,9 +771,10 @@ function releaseAll() {
 /**
  * A message played here: to the hub, and to the bridged output when asked.
  * @param {Uint8Array<ArrayBuffer>} msg
+ * @param {number} time When, on this page's clock.
  */
-function play(msg) {
-  toHub(msg);
+function play(msg, time) {
+  toHub(msg, time);
   if (midiOutput !== undefined && ui.midiEcho.checked) {
     try {
       midiOutput.send(msg);
@@ -602,7 +799,24 @@ function light(msg) {
   keyOf(note)?.classList.toggle("lit", count > 0);
 }
 
+/**
+ * Lights or unlights a key when its message plays.
+ * @param {Uint8Array<ArrayBuffer>} msg
+ * @param {number} ms How long from now.
+ */
+function lightLater(msg, ms) {
+  const timer = setTimeout(() => {
+    lightTimers.delete(timer);
+    light(msg);
+  }, ms);
+  lightTimers.add(timer);
+}
+/** @type {Set<ReturnType<typeof setTimeout>>} */
+const lightTimers = new Set();
+
 function clearLit() {
+  for (const timer of lightTimers) clearTimeout(timer);
+  lightTimers.clear();
   litCount.clear();
   refreshKeys();
 }
@@ -628,7 +842,7 @@ ui.keyboard.addEventListener("pointerdown", (event) => {
   if (key === undefined || event.button > 0) return;
   event.preventDefault();
   ui.keyboard.setPointerCapture(event.pointerId);
-  press(`p${event.pointerId}`, noteOfKey(key));
+  press(`p${event.pointerId}`, noteOfKey(key), eventTime(event));
 });
 ui.keyboard.addEventListener("pointermove", (event) => {
   const holder = `p${event.pointerId}`;
@@ -638,12 +852,16 @@ ui.keyboard.addEventListener("pointermove", (event) => {
   const note = noteOfKey(key);
   if (note === holders.get(holder)) return;
   // Sliding over the keys plays each in turn.
-  release(holder);
-  press(holder, note);
+  const time = eventTime(event);
+  release(holder, time);
+  press(holder, note, time);
 });
 for (const type of ["pointerup", "pointercancel", "lostpointercapture"]) {
   ui.keyboard.addEventListener(type, (event) => {
-    release(`p${/** @type {PointerEvent} */ (event).pointerId}`);
+    release(
+      `p${/** @type {PointerEvent} */ (event).pointerId}`,
+      eventTime(event),
+    );
   });
 }
 ui.keyboard.addEventListener("contextmenu", (event) => event.preventDefault());
@@ -653,7 +871,7 @@ ui.keyboard.addEventListener("click", (event) => {
   const key = /** @type {Element} */ (event.target).closest(".key");
   if (!(key instanceof HTMLButtonElement)) return;
   const holder = `t${key.dataset.offset}`;
-  press(holder, noteOfKey(key));
+  press(holder, noteOfKey(key), eventTime(event));
   setTimeout(() => release(holder), TAP_MS);
 });
 // Arrow keys move between the keys: one tab stop for the whole keyboard.
@@ -691,9 +909,12 @@ document.addEventListener("keydown", (event) => {
   const offset = KEY_OFFSETS.get(event.code);
   if (offset === undefined) return;
   event.preventDefault();
-  press(`k${event.code}`, base + offset);
+  press(`k${event.code}`, base + offset, eventTime(event));
 });
-document.addEventListener("keyup", (event) => release(`k${event.code}`));
+document.addEventListener(
+  "keyup",
+  (event) => release(`k${event.code}`, eventTime(event)),
+);
 globalThis.addEventListener("blur", () => {
   for (const holder of [...holders.keys()]) {
     if (holder.startsWith("k")) release(holder);
@@ -1037,12 +1258,13 @@ function choosePorts() {
       input.onmidimessage = (event) => {
         const data = event.data;
         if (data === null || data.length === 0) return;
-        toHub(data);
+        toHub(data, eventTime(event));
         light(data);
       };
     }
   }
   midiOutput = access.outputs.get(ui.midiOutput.value);
+  updateTiming();
 }
 
 if (typeof navigator.requestMIDIAccess === "function") {

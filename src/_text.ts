@@ -1,0 +1,26 @@
+/**
+ * Internal: words and times for the lines midisock prints.
+ *
+ * @module
+ */
+
+/** `1 client`, `2 clients`, `3,512 clients`. */
+export function plural(n: number, noun: string, many = `${noun}s`): string {
+  // Thousands separated by hand: toLocaleString costs too much per line.
+  const digits = String(n).replace(/\B(?=(\d{3})+(?!\d))/g, ",");
+  return `${digits} ${n === 1 ? noun : many}`;
+}
+
+/** Local time of day with milliseconds: `14:03:27.123`. */
+export function timeOfDay(date: Date = new Date()): string {
+  const two = (n: number) => String(n).padStart(2, "0");
+  return `${two(date.getHours())}:${two(date.getMinutes())}:${
+    two(date.getSeconds())
+  }.${String(date.getMilliseconds()).padStart(3, "0")}`;
+}
+
+/** One line of an error, without a stack. */
+export function oneLine(reason: unknown): string {
+  const text = reason instanceof Error ? reason.message : String(reason);
+  return text.split(/\r?\n/).map((s) => s.trim()).filter(Boolean).join("; ");
+}
