@@ -33,9 +33,9 @@ import {
 } from "../src/nats/_frame.ts";
 import { boundedTest, LOOPBACK, take, until, within } from "./_net.ts";
 import {
+  NATS_MISSING,
   NATS_SERVER,
   NatsServer,
-  noNats,
   numbered,
   RawNatsClient,
   type TimedPeerConfig,
@@ -58,10 +58,10 @@ function natsTest(
   name: string,
   fn: () => Promise<void>,
   ms = 30000,
-  ignore = false,
+  ignore?: string,
 ): void {
   boundedTest(name, fn, {
-    ignore: noNats || ignore,
+    ignore: NATS_MISSING ?? ignore,
     permissions: PERMISSIONS,
     ms,
   });

@@ -26,6 +26,7 @@ export {
   type NatsLinkOptions,
   type NatsLinkStats,
   type NatsTlsOptions,
+  type RemoteClock,
   type RemoteHub,
 } from "./link.ts";
 
