@@ -160,6 +160,7 @@ export {
   type RemoteHub,
 } from "./src/nats/mod.ts";
 export {
+  type BonjourAdvertisement,
   type RtpMidiParticipant,
   type RtpMidiParticipantStats,
   type RtpMidiSessionStats,

@@ -145,12 +145,18 @@ export interface Source {
    * callee's to keep. `at` is when the piece's messages happened, on the
    * hub's clock, where the port knows it (a timed peer's own time); left
    * out, it is now. When it returns a promise, the port reads nothing more
-   * until it settles.
+   * until it settles. `origin` says who, behind the port, sent the piece
+   * (a remote hub of a link): the hub keeps each origin's order apart, so
+   * one origin's late messages never hold another's back.
    * @param end Called once when the input ends, with why when it was an
    * error.
    */
   attach(
-    take: (framed: Uint8Array, at?: number) => void | Promise<void>,
+    take: (
+      framed: Uint8Array,
+      at?: number,
+      origin?: string,
+    ) => void | Promise<void>,
     end: (cause?: unknown) => void,
   ): void;
 }

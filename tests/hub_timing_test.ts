@@ -23,7 +23,9 @@ import { ManualClock } from "./_clock.ts";
 class Player {
   readonly name: string;
   closed = false;
-  #take: ((framed: Uint8Array, at?: number) => unknown) | undefined;
+  #take:
+    | ((framed: Uint8Array, at?: number, origin?: string) => unknown)
+    | undefined;
   #end: ((cause?: unknown) => void) | undefined;
   readonly [SOURCE]: Source;
   constructor(name: string) {
@@ -35,9 +37,9 @@ class Player {
       },
     };
   }
-  /** Plays `msg` as having happened at `at` (or now). */
-  play(msg: Message, at?: number): void {
-    this.#take!(encode(msg), at);
+  /** Plays `msg` as having happened at `at` (or now), from `origin`. */
+  play(msg: Message, at?: number, origin?: string): void {
+    this.#take!(encode(msg), at, origin);
   }
   /** The peer goes away. */
   leave(): void {

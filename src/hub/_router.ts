@@ -95,6 +95,7 @@ export class Router {
    * @param counted Whether the messages count as received (not injected).
    * @param at When they happened, on the hub's clock, where the transport
    * knows (never later than now); else now.
+   * @param origin Who, behind `from`, sent them: order is kept per origin.
    */
   take(
     from: Member,
@@ -102,6 +103,7 @@ export class Router {
     known: FramedBatch | undefined,
     counted: boolean,
     at?: number,
+    origin?: string,
   ): void {
     const now = this.#clock.now();
     const when = at === undefined || !(at < now) ? now : at;
@@ -164,7 +166,7 @@ export class Router {
         this.#events.emit({ type: "message", endpoint: from, message });
       }
     }
-    this.deliver(from, batch);
+    this.deliver(from, batch, origin);
   }
 
   /** Answers a client's active sensing, at most every `ANSWER_MS`. */
@@ -179,7 +181,7 @@ export class Router {
    * endpoints (and to all without a playout delay), at its time plus the
    * delay to the others.
    */
-  deliver(from: Member, batch: FramedBatch): void {
+  deliver(from: Member, batch: FramedBatch, origin?: string): void {
     batch.at ??= this.#clock.now();
     const playout = this.#playout;
     let later: [Member, FramedBatch][] | undefined;
@@ -199,7 +201,11 @@ export class Router {
         this.#write(to, share);
       }
     }
-    if (later !== undefined) playout!.push(from, batch.at, later);
+    if (later !== undefined) {
+      // Each source's order is kept: an endpoint's, or each origin's behind it.
+      const source = origin === undefined ? from : `${from.id} ${origin}`;
+      playout!.push(source, batch.at, later);
+    }
     this.#backpressure.delivered();
   }
 

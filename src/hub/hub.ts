@@ -303,7 +303,7 @@ export class Hub implements AsyncDisposable {
       let end!: () => void;
       member.pump = new Promise<void>((resolve) => end = resolve);
       input[SOURCE].attach(
-        (framed, at) => this.#fromSource(member, framed, at),
+        (framed, at, origin) => this.#fromSource(member, framed, at, origin),
         (cause) => {
           if (!this.#stopping) {
             member.reason ??= cause;
@@ -522,9 +522,10 @@ export class Hub implements AsyncDisposable {
     member: Member,
     framed: Uint8Array,
     at: number | undefined,
+    origin?: string,
   ): Promise<void> | undefined {
     if (this.#stopping || member.left) return undefined;
-    this.#router.take(member, framed, undefined, true, at);
+    this.#router.take(member, framed, undefined, true, at, origin);
     return this.#backpressure.pausedFor(member) && this.#whenFree(member);
   }
 

@@ -64,6 +64,8 @@ export interface Piece {
   readonly messages: Message[];
   readonly bytes: Uint8Array;
   readonly at: number | undefined;
+  /** The id of the hub it came from (set by `Room.next`). */
+  readonly origin?: string;
 }
 
 /** What waits for the hub from one hub id, and the notes it holds. */
@@ -645,7 +647,7 @@ export class Room {
       this.#given = 0;
       this.#turn = (this.#turn + 1) % ring.length;
     }
-    return piece;
+    return { ...piece, origin: lane.id };
   }
 
   /** Forgets every waiting message (the link closed). */

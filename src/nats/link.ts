@@ -724,7 +724,11 @@ export class NatsLink extends InputPortBase implements IOPort, Transport {
   #sink: Sink | undefined;
   /** The hub's intake, once it took the input over (see `SOURCE`). */
   #take:
-    | ((framed: Uint8Array, at?: number) => void | Promise<void>)
+    | ((
+      framed: Uint8Array,
+      at?: number,
+      origin?: string,
+    ) => void | Promise<void>)
     | undefined;
   #end: ((cause?: unknown) => void) | undefined;
   /** Set once the input ended: why (undefined: closed). */
@@ -1196,7 +1200,7 @@ export class NatsLink extends InputPortBase implements IOPort, Transport {
         if (this.#handed === 0) this.#countTurn();
         this.#handed += piece.messages.length;
         this.#stats.received += piece.messages.length;
-        const wait = take(piece.bytes, piece.at);
+        const wait = take(piece.bytes, piece.at, piece.origin);
         if (wait !== undefined) {
           // The hub holds its inputs back: read on once it lets go.
           this.#stalled = true;

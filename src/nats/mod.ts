@@ -32,3 +32,4 @@ export {
 
 // What the API above refers to, from elsewhere in the package.
 export type * from "../_vocabulary.ts";
+export { type Batch, type Sink, type Source } from "../hub/mod.ts";
