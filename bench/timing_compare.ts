@@ -203,15 +203,9 @@ async function runPath(
   const delay = ["--latency", String(latency)];
   try {
     const a = `${link.a.address}:${A_PORT}`;
-    const hubA = start(serve(link, link.a, "hub A", [
-      a,
-      ...(path === "rtp" ? ["--rtp", "5004"] : []),
-      ...(path === "nats"
-        ? ["--nats", `nats://${link.a.address}:4222`, "--room", "bench"]
-        : []),
-    ]));
     if (path === "nats") {
-      start(
+      // The server first: a link's first connect does not wait for it.
+      const nats = start(
         new Proc(link, link.a, "nats-server", [
           "nats-server",
           "-a",
@@ -220,7 +214,15 @@ async function runPath(
           "4222",
         ]),
       );
+      await nats.waitFor(/Server is ready/);
     }
+    const hubA = start(serve(link, link.a, "hub A", [
+      a,
+      ...(path === "rtp" ? ["--rtp", "5004"] : []),
+      ...(path === "nats"
+        ? ["--nats", `nats://${link.a.address}:4222`, "--room", "bench"]
+        : []),
+    ]));
     await hubA.waitFor(/^listening on /);
     let hubB: Proc | undefined;
     let listener: Proc;
@@ -286,8 +288,9 @@ async function runPath(
         String(EVERY),
       ]),
     );
-    // Let the link and the clocks settle before the first note.
-    await new Promise((resolve) => setTimeout(resolve, 3000));
+    // Let the link and the clocks settle before the first note: drift is
+    // fitted once 4 s of clock exchanges are in.
+    await new Promise((resolve) => setTimeout(resolve, 5000));
     await player.write("go\n");
     const sentLine = await player.waitFor(/^\{"sent"/, SECONDS * 1000 + 30_000);
     const sent: number[] = JSON.parse(sentLine).sent;
