@@ -5,7 +5,7 @@
 // Run (root: it makes two network namespaces joined by a userspace TUN
 // bridge, tests/_wan.ts, and deletes them at the end):
 //   deno run -A bench/timing_compare.ts [--paths=tcp,rtp,nats,mido]
-//     [--latency=40] [--seconds=20] [--every=10] [--model=wifi|none]
+//     [--latency=40] [--seconds=20] [--every=10] [--model=wifi|none] [--skew]
 //
 // The link (tests/_wan.ts WIFI): 4 ms one way, plus an exponential jitter
 // of mean 2 ms, plus a stall of 20-30 ms about every 500 ms, in order, no
@@ -21,7 +21,9 @@
 // Each path runs with the playout delay L and with none. A note every
 // `every` ms for `seconds` s; a note's timing error is its arrival minus
 // its send time, minus the median of that (a steady latency is no error).
-// Late counts come from the receiving hub's own lines.
+// Late counts come from the receiving hub's own lines. With --skew, side b
+// runs on a clock 5 s ahead and 200 ppm fast (library-built serve and
+// connect, bench/_timing_node.ts), and notes start 2 s after joining.
 
 import { parseArgs } from "node:util";
 import { readLines, type Side, WanLink, WIFI } from "../tests/_wan.ts";
@@ -40,6 +42,7 @@ const { values } = parseArgs({
     seconds: { type: "string", default: "20" },
     every: { type: "string", default: "10" },
     model: { type: "string", default: "wifi" },
+    skew: { type: "boolean", default: false },
   },
 });
 const SECONDS = Number(values.seconds);
@@ -131,15 +134,30 @@ class Proc {
   }
 }
 
-function serve(link: WanLink, side: Side, name: string, args: string[]): Proc {
+/**
+ * serve or connect in a namespace; with --skew, side b's are built from
+ * the library on a clock 5 s ahead and 200 ppm fast (bench/_timing_node.ts).
+ */
+function command(
+  link: WanLink,
+  side: Side,
+  name: string,
+  which: "serve" | "connect",
+  args: string[],
+): Proc {
+  const skewed = values.skew && side === link.b;
   return new Proc(link, side, name, [
     DENO,
     "run",
     "-A",
     "--quiet",
-    "src/cli/serve.ts",
+    ...(skewed ? ["bench/_timing_node.ts", which] : [`src/cli/${which}.ts`]),
     ...args,
   ]);
+}
+
+function serve(link: WanLink, side: Side, name: string, args: string[]): Proc {
+  return command(link, side, name, "serve", args);
 }
 
 interface Outcome {
@@ -227,17 +245,10 @@ async function runPath(
     let hubB: Proc | undefined;
     let listener: Proc;
     if (path === "tcp") {
-      listener = start(
-        new Proc(link, link.b, "connect", [
-          DENO,
-          "run",
-          "-A",
-          "--quiet",
-          "src/cli/connect.ts",
-          a,
-          ...delay,
-        ]),
-      );
+      listener = start(command(link, link.b, "connect", "connect", [
+        a,
+        ...delay,
+      ]));
       await listener.waitFor(/^connected to /);
     } else if (path === "mido") {
       listener = start(
@@ -289,8 +300,11 @@ async function runPath(
       ]),
     );
     // Let the link and the clocks settle before the first note: drift is
-    // fitted once 4 s of clock exchanges are in.
-    await new Promise((resolve) => setTimeout(resolve, 5000));
+    // fitted once 4 s of clock exchanges are in. With --skew, 2 s: the
+    // clocks must agree by then.
+    await new Promise((resolve) =>
+      setTimeout(resolve, values.skew ? 2000 : 5000)
+    );
     await player.write("go\n");
     const sentLine = await player.waitFor(/^\{"sent"/, SECONDS * 1000 + 30_000);
     const sent: number[] = JSON.parse(sentLine).sent;
@@ -338,7 +352,11 @@ for (const path of values.paths!.split(",")) {
 const f = (n: number) => Number.isNaN(n) ? "-" : n.toFixed(2);
 console.log(
   `\n${COUNT} notes ${EVERY} ms apart over the emulated link ` +
-    `(${values.model}); timing error = arrival - send - median, in ms\n`,
+    `(${values.model})${
+      values.skew
+        ? ", the receiving side's clock 5 s ahead and 200 ppm fast, notes from 2 s after joining"
+        : ""
+    }; timing error = arrival - send - median, in ms\n`,
 );
 console.log(
   "path   latency   p50 err   p99 err   max err   lost  reordered  late",

@@ -33,6 +33,13 @@ export interface TimeSource {
   /** Milliseconds on a monotonic scale with an arbitrary origin. */
   now(): number;
   /**
+   * Whether time moves only when something steps it (a test's clock):
+   * then nothing waits for it in turns of the event loop. A clock that
+   * follows real time, however offset or fast, leaves it out.
+   * @default {false}
+   */
+  readonly stepped?: boolean;
+  /**
    * Calls `callback` once, `delay` milliseconds from now.
    *
    * @param callback What to call.

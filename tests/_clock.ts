@@ -13,6 +13,8 @@ interface Timer {
 
 /** A `TimeSource` whose time moves only when told to. */
 export class ManualClock implements TimeSource {
+  /** Time moves only when `advance` says. */
+  readonly stepped = true;
   #now: number;
   #seq = 0;
   #timers: Timer[] = [];

@@ -7,8 +7,8 @@
  * late, learnt as it goes) and then waits out the rest in turns of the event
  * loop (`setImmediate`), which keeps every socket and timer of the process
  * served meanwhile. With nothing scheduled it costs nothing: no timer, no
- * turn. With a clock other than the system's (a test's), it sets its timer
- * for the exact time and never waits in turns.
+ * turn. With a clock that only moves when stepped (a test's), it sets its
+ * timer for the exact time and never waits in turns.
  *
  * @module
  */
@@ -26,7 +26,7 @@ export interface SchedulerOptions {
   /**
    * How early to set the timer, in milliseconds, before waiting out the
    * rest in turns of the event loop. By default it starts at 2 ms and
-   * follows how late this process's timers are (0 with another clock).
+   * follows how late this process's timers are (0 with a stepped clock).
    * @default {adaptive}
    */
   earlyMs?: number;
@@ -98,7 +98,7 @@ export class Scheduler {
    */
   constructor(options: SchedulerOptions = {}) {
     this.#clock = options.clock ?? systemClock;
-    this.#precise = this.#clock === systemClock;
+    this.#precise = this.#clock.stepped !== true;
     if (options.earlyMs !== undefined) {
       if (!(options.earlyMs >= 0) || !Number.isFinite(options.earlyMs)) {
         throw new RangeError(

@@ -6,15 +6,15 @@
  *
  * One exchange gives the offset `((t2 - t1) + (t3 - t4)) / 2`, wrong by half
  * the difference between the two ways' delays. The estimator keeps the
- * recent exchanges and does better than any one of them:
- * - the drift between the two crystals (tens of ppm is usual) is the slope
- *   of a line fitted through their offsets, each weighed by how close its
- *   round trip is to the shortest;
- * - the offset comes from each way's own shortest delay among the newest
- *   exchanges (with the drift taken out): `t2 - t1` is the offset plus the
- *   way there, `t3 - t4` the offset minus the way back, and the least of
- *   each is the least lopsided, even when no single exchange was quick
- *   both ways.
+ * recent exchanges and does better than any one of them. `t2 - t1` is the
+ * offset plus the way there, which a network only ever makes longer: over
+ * time those points lie on or above a line, the offset plus the shortest
+ * way there, drifting as the two crystals differ (tens of ppm is usual).
+ * That line is the edge of the points' lower convex hull under the middle
+ * of the window; `t3 - t4`, the offset minus the way back, gives another
+ * from its upper hull. Their mean is the offset, their slope the drift:
+ * even when no single exchange was quick both ways, and with no weights to
+ * tune. Until the exchanges span a second, the drift is taken as 0.
  *
  * Pure arithmetic: no I/O, no clock of its own.
  *
@@ -36,15 +36,10 @@ export interface SyncSample {
 /** Options for {@linkcode ClockSync}. */
 export interface ClockSyncOptions {
   /**
-   * How many recent exchanges the drift is fitted over.
+   * How many recent exchanges are kept (and the lines fitted over).
    * @default {256}
    */
   window?: number;
-  /**
-   * How many of the newest exchanges give the offset.
-   * @default {64}
-   */
-  recent?: number;
 }
 
 interface Point {
@@ -60,15 +55,11 @@ interface Point {
   readonly back: number;
 }
 
-/** The least span of exchanges over which drift is fitted, in ms. */
-const MIN_DRIFT_SPAN_MS = 4000;
 /**
- * Until then, only exchanges this recent give the offset (200 ppm of drift
- * is 0.2 ms a second).
+ * The least span of exchanges over which drift is fitted, in ms; until
+ * then, the last second's give the offset (200 ppm is 0.2 ms a second).
  */
-const EARLY_MS = 1000;
-/** How fast an exchange's weight falls with its extra round trip, ms. */
-const WEIGHT_MS = 1;
+const MIN_SPAN_MS = 1000;
 /** Drift beyond this is taken for noise (a quartz is within 100 ppm). */
 const MAX_DRIFT = 500e-6;
 
@@ -93,7 +84,6 @@ const MAX_DRIFT = 500e-6;
  */
 export class ClockSync {
   readonly #window: number;
-  readonly #recent: number;
   #points: Point[] = [];
   /** The fitted line: offset = #base + #slope * (t - #origin). */
   #origin = 0;
@@ -103,26 +93,17 @@ export class ClockSync {
   /**
    * Makes an estimator with no exchange yet.
    *
-   * @param options How many exchanges to keep, and how many give the
-   * offset.
-   * @throws {RangeError} For a window or recent count under 2, or a recent
-   * count over the window.
+   * @param options How many exchanges to keep.
+   * @throws {RangeError} For a window under 2.
    */
   constructor(options: ClockSyncOptions = {}) {
     const window = options.window ?? 256;
-    const recent = options.recent ?? Math.min(64, window);
     if (!Number.isSafeInteger(window) || window < 2) {
       throw new RangeError(
         `window must be an integer of 2 or more: got ${window}`,
       );
     }
-    if (!Number.isSafeInteger(recent) || recent < 1 || recent > window) {
-      throw new RangeError(
-        `recent must be an integer from 1 to the window (${window}): got ${recent}`,
-      );
-    }
     this.#window = window;
-    this.#recent = recent;
   }
 
   /** Whether any exchange was added: before that, the offset is 0. */
@@ -216,48 +197,58 @@ export class ClockSync {
   #fit(): void {
     const points = this.#points;
     const last = points[points.length - 1];
-    const early = last.at - points[0].at < MIN_DRIFT_SPAN_MS;
-    this.#slope = early ? 0 : this.#drift();
-    // Each way's least delay among the newest exchanges, drift taken out.
-    let there = Infinity;
-    let back = -Infinity;
-    for (
-      let i = Math.max(0, points.length - this.#recent);
-      i < points.length;
-      i++
-    ) {
-      const point = points[i];
-      if (early && last.at - point.at > EARLY_MS) continue;
-      const trend = this.#slope * (point.at - last.at);
-      there = Math.min(there, point.there - trend);
-      back = Math.max(back, point.back - trend);
+    if (last.at - points[0].at < MIN_SPAN_MS) {
+      // Too short to see drift: each way's shortest delay of the last
+      // second, as it is.
+      let there = Infinity;
+      let back = -Infinity;
+      for (const point of points) {
+        if (last.at - point.at > MIN_SPAN_MS) continue;
+        there = Math.min(there, point.there);
+        back = Math.max(back, point.back);
+      }
+      this.#slope = 0;
+      this.#origin = last.at;
+      this.#base = (there + back) / 2;
+      return;
     }
-    this.#origin = last.at;
-    this.#base = (there + back) / 2;
+    let middle = 0;
+    for (const point of points) middle += point.at;
+    middle /= points.length;
+    const there = hullEdge(points, middle, (point) => point.there);
+    const back = hullEdge(points, middle, (point) => -point.back);
+    const slope = (there.slope - back.slope) / 2;
+    this.#slope = Math.max(-MAX_DRIFT, Math.min(MAX_DRIFT, slope));
+    this.#origin = middle;
+    this.#base = (there.value - back.value) / 2;
   }
+}
 
-  /** The slope of offsets over time, each weighed by its round trip. */
-  #drift(): number {
-    const points = this.#points;
-    let least = Infinity;
-    for (const point of points) least = Math.min(least, point.delay);
-    let w = 0, wx = 0, wy = 0;
-    const weights = points.map((point) =>
-      Math.exp(-(point.delay - least) / WEIGHT_MS)
-    );
-    points.forEach((point, i) => {
-      w += weights[i];
-      wx += weights[i] * point.at;
-      wy += weights[i] * point.offset;
-    });
-    const mx = wx / w;
-    const my = wy / w;
-    let sxx = 0, sxy = 0;
-    points.forEach((point, i) => {
-      sxx += weights[i] * (point.at - mx) ** 2;
-      sxy += weights[i] * (point.at - mx) * (point.offset - my);
-    });
-    const slope = sxx > 0 ? sxy / sxx : 0;
-    return Math.max(-MAX_DRIFT, Math.min(MAX_DRIFT, slope));
+/**
+ * The edge of the lower convex hull of `(at, y)` above `x`: its slope and
+ * its value at `x`. The points come in time order.
+ */
+function hullEdge(
+  points: readonly Point[],
+  x: number,
+  y: (point: Point) => number,
+): { slope: number; value: number } {
+  const hull: Point[] = [];
+  for (const point of points) {
+    while (hull.length >= 2) {
+      const a = hull[hull.length - 2];
+      const b = hull[hull.length - 1];
+      const turn = (b.at - a.at) * (y(point) - y(a)) -
+        (y(b) - y(a)) * (point.at - a.at);
+      if (turn > 0) break;
+      hull.pop();
+    }
+    hull.push(point);
   }
+  let i = 0;
+  while (i < hull.length - 2 && hull[i + 1].at < x) i++;
+  const a = hull[i];
+  const b = hull[i + 1];
+  const slope = (y(b) - y(a)) / (b.at - a.at);
+  return { slope, value: y(a) + slope * (x - a.at) };
 }
