@@ -339,7 +339,7 @@ boundedTest(
     try {
       assert.match(
         await lineMatching(errors, /Bonjour/, said),
-        /^midisock serve: cannot advertise over Bonjour: the session is bound to loopback \(127\.0\.0\.1\)/,
+        /^midisock serve: warning: cannot advertise over Bonjour: the session is bound to loopback \(127\.0\.0\.1\)/,
       );
       await lineMatching(out, /listening on/, said);
       serve.kill("SIGTERM");
