@@ -20,8 +20,7 @@ import {
   type RateLimit,
   type SysexPolicy,
 } from "../_policy.ts";
-import { sleep } from "../_time.ts";
-import { exponentialBackoff } from "../backoff.ts";
+import { acceptEach } from "../_accept.ts";
 import { type Batch, SINK, type Sink } from "../sink.ts";
 import { checkPort, formatAddress, unmapAddress } from "../address.ts";
 import { refuse, serverHandshake } from "./_handshake.ts";
@@ -154,8 +153,6 @@ const OWN_OPTIONS: ReadonlySet<string> = new Set(
 );
 
 /** Waits at the descriptor limit: 50 ms doubling to a second. */
-const ACCEPT_BACKOFF = exponentialBackoff({ first: 50, max: 1000, jitter: 0 });
-const WARN_EVERY_MS = 60_000;
 
 type Listener = Deno.TcpListener;
 
@@ -172,12 +169,6 @@ function listen(host: string, port: number): Listener {
     if (error instanceof Deno.errors.NotCapable) throw error;
     return open("0.0.0.0");
   }
-}
-
-/** Whether an accept failed because the process is out of descriptors. */
-function outOfDescriptors(error: unknown): boolean {
-  return error instanceof Error &&
-    /too many open files|os error 2[34]\b/i.test(error.message);
 }
 
 interface Waiter {
@@ -473,36 +464,11 @@ export class PortServer extends InputPortBase implements IOPort, Transport {
         return;
       }
     }
-    let failures = 0;
-    let warned = -Infinity;
-    for (;;) {
-      let conn: Deno.TcpConn;
-      try {
-        conn = await this.#listener.accept();
-        failures = 0;
-      } catch (error) {
-        if (this.#closing !== undefined) return;
-        if (error instanceof Deno.errors.BadResource) return;
-        if (outOfDescriptors(error)) {
-          // The kernel keeps the connection queued and accept fails again
-          // at once: wait instead of spinning, and say so (once a minute at
-          // most).
-          const now = performance.now();
-          if (failures === 0 && now - warned > WARN_EVERY_MS) {
-            warned = now;
-            this.#hub.warn(
-              `${this.name}: cannot accept connections: the process has ` +
-                "no file descriptors left; waiting for some to close",
-            );
-          }
-          await sleep(ACCEPT_BACKOFF(++failures), this.#stop.signal);
-        }
-        // Any other failure of one accept (a peer that reset at once) must
-        // not stop the server.
-        continue;
-      }
-      this.#arrive(conn, secure);
-    }
+    await acceptEach(this.#listener, {
+      name: this.name,
+      warn: (line) => this.#hub.warn(line),
+      signal: this.#stop.signal,
+    }, (conn) => this.#arrive(conn, secure));
   }
 
   #arrive(

@@ -20,9 +20,9 @@ import type { Endpoint, Hub, HubEvent } from "../hub/mod.ts";
 import type { Transport } from "../transport.ts";
 import { checkPort, formatAddress } from "../address.ts";
 import { positiveInteger } from "../_policy.ts";
-import { exponentialBackoff } from "../backoff.ts";
-import { atMost, sleep } from "../_time.ts";
+import { atMost } from "../_time.ts";
 import { closeQuietly } from "../net/_transport.ts";
+import { acceptEach } from "../_accept.ts";
 import { loadTls, secureContext, ServerTlsConn } from "../net/_tls.ts";
 import { type ConnectionHandler, WebConnection } from "./_connection.ts";
 import { type FrameEvent, STATUS } from "./_frames.ts";
@@ -158,8 +158,6 @@ const ANSWER_UNDER = 64 * 1024;
 const ANSWER_EVERY_MS = 5;
 /** How long `close()` waits for connections to close. */
 const SHUTDOWN_MS = 2000;
-/** How often to say that descriptors ran out, at most. */
-const WARN_EVERY_MS = 60_000;
 
 const SECURITY_HEADERS = {
   "x-content-type-options": "nosniff",
@@ -474,35 +472,11 @@ export class WebServer implements Transport {
   }
 
   async #acceptLoop(listener: Deno.TcpListener): Promise<void> {
-    const wait = exponentialBackoff({ first: 50, max: 1000, jitter: 0 });
-    let failures = 0;
-    let warned = -Infinity;
-    for (;;) {
-      let conn: Deno.TcpConn;
-      try {
-        conn = await listener.accept();
-        failures = 0;
-      } catch (error) {
-        if (this.#closing !== undefined) return;
-        if (error instanceof Deno.errors.BadResource) return;
-        if (outOfDescriptors(error)) {
-          // The kernel keeps the connection queued and accept fails again
-          // at once: wait instead of spinning, and say so (once a minute at
-          // most).
-          const now = performance.now();
-          if (failures === 0 && now - warned > WARN_EVERY_MS) {
-            warned = now;
-            this.#hub!.warn(
-              `${this.name}: cannot accept connections: the process has ` +
-                "no file descriptors left; waiting for some to close",
-            );
-          }
-          await sleep(wait(++failures), this.#stop.signal);
-        }
-        // Any other failure of one accept (a peer that reset at once) must
-        // not stop the server.
-        continue;
-      }
+    await acceptEach(listener, {
+      name: this.name,
+      warn: (line) => this.#hub!.warn(line),
+      signal: this.#stop.signal,
+    }, (conn) => {
       try {
         this.#arrive(conn);
       } catch {
@@ -512,8 +486,8 @@ export class WebServer implements Transport {
       // Let what the connections accepted so far sent be read before the
       // next is taken: under a flood of connections, a client that sends
       // its request at once is then read before newer ones push it out.
-      await new Promise(setImmediate);
-    }
+      return new Promise(setImmediate);
+    });
   }
 
   #arrive(raw: Deno.TcpConn): void {
@@ -1174,12 +1148,6 @@ function closeCause(code: number | undefined, reason: string): unknown {
   return new Error(
     `Closed with code ${code}${reason === "" ? "" : `: ${reason}`}`,
   );
-}
-
-/** Whether an accept failed because the process is out of descriptors. */
-function outOfDescriptors(error: unknown): boolean {
-  return error instanceof Error &&
-    /too many open files|os error 2[34]\b/i.test(error.message);
 }
 
 function startTimer(
