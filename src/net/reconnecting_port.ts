@@ -6,9 +6,9 @@
  * @module
  */
 
+import { InputTap } from "../_tap.ts";
 import type { Message } from "../codec/messages.ts";
 import { checkMessages } from "../codec/_check.ts";
-import { decodeFramed, encodeFramed } from "../codec/_framer.ts";
 import { PortClosedError, QueueFullError } from "../errors.ts";
 import {
   DEFAULT_QUEUE_SIZE,
@@ -192,12 +192,8 @@ export class ReconnectingPort extends InputPortBase implements IOPort {
   #undelivered = 0;
   /** The sink's progress over connections gone by. */
   #progress = 0;
-  // Where the input goes once a hub took it over.
-  #take:
-    | ((framed: Uint8Array, at?: number) => void | Promise<void>)
-    | undefined;
-  #end: ((cause?: unknown) => void) | undefined;
-  #ended: { cause: unknown } | undefined;
+  // Where the input goes: the reader's queue, or a hub that took it over.
+  readonly #tap: InputTap;
   // The heartbeat of the connection now, with a server not in timed mode.
   #connectedAt = 0;
   /** Messages sent on this connection. */
@@ -255,6 +251,13 @@ export class ReconnectingPort extends InputPortBase implements IOPort {
     this.#options = options;
     this.#maxPending = maxPending;
     this.#sink = this.#makeSink();
+    this.#tap = new InputTap({
+      name: this.name,
+      closed: () => this.closed,
+      pending: () => this.iterPending(),
+      deliver: (msg) => this.deliver(msg),
+      room: () => this.roomForMore(),
+    });
     this.#running = this.#run();
   }
 
@@ -317,18 +320,7 @@ export class ReconnectingPort extends InputPortBase implements IOPort {
    * first).
    */
   get [SOURCE](): Source {
-    return {
-      attach: (take, end) => {
-        if (this.#take !== undefined) {
-          throw new Error(`The input of ${this.name} is taken already`);
-        }
-        const queued = [...this.iterPending()];
-        this.#take = take;
-        this.#end = end;
-        if (queued.length > 0) take(encodeFramed(queued));
-        if (this.#ended !== undefined) end(this.#ended.cause);
-      },
-    };
+    return this.#tap.source;
   }
 
   #makeSink(): Sink {
@@ -398,7 +390,7 @@ export class ReconnectingPort extends InputPortBase implements IOPort {
       } catch (error) {
         if (error instanceof Deno.errors.NotCapable) {
           this.finish(error);
-          this.#endInput(error);
+          this.#tap.end(error);
           return;
         }
         reason = error;
@@ -471,37 +463,7 @@ export class ReconnectingPort extends InputPortBase implements IOPort {
       framed = framed.filter((byte) => byte !== SENSING);
       if (framed.length === 0) return;
     }
-    const take = this.#take;
-    if (take !== undefined) return take(framed, at);
-    return this.#deliverAll(decodeFramed(framed, []), at);
-  }
-
-  /** Queues messages for the reader; waits only when its queue is full. */
-  #deliverAll(messages: Message[], at?: number): void | Promise<void> {
-    for (let i = 0; i < messages.length; i++) {
-      if (!this.deliver(messages[i])) {
-        if (this.closed) return;
-        return this.#deliverSlowly(messages, i, at);
-      }
-    }
-  }
-
-  async #deliverSlowly(
-    messages: Message[],
-    from: number,
-    at?: number,
-  ): Promise<void> {
-    for (let i = from; i < messages.length && !this.closed; i++) {
-      for (;;) {
-        // A hub took the input over meanwhile: the rest goes to it.
-        const take = this.#take;
-        if (take !== undefined) {
-          return take(encodeFramed(messages.slice(i)), at);
-        }
-        if (this.deliver(messages[i]) || this.closed) break;
-        await this.roomForMore();
-      }
-    }
+    return this.#tap.give(framed, at);
   }
 
   /**
@@ -689,12 +651,6 @@ export class ReconnectingPort extends InputPortBase implements IOPort {
     if (this.connected) await this.sendAll(PANIC_MESSAGES);
   }
 
-  #endInput(cause: unknown): void {
-    if (this.#ended !== undefined) return;
-    this.#ended = { cause };
-    this.#end?.(cause);
-  }
-
   /**
    * Stops reconnecting and closes the connection (what was sent still goes
    * out, as `SocketPort.close` does); held messages are dropped. Closing
@@ -705,7 +661,7 @@ export class ReconnectingPort extends InputPortBase implements IOPort {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       this.finish(undefined, true);
-      this.#endInput(undefined);
+      this.#tap.end(undefined);
       this.#pending = [];
       this.#stop.abort(new PortClosedError(this.name));
       await this.#socket?.close();

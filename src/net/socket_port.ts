@@ -5,10 +5,11 @@
  * @module
  */
 
+import { InputTap } from "../_tap.ts";
 import { encodedLength, encodeInto } from "../codec/encode.ts";
 import { checkMessage, type Message } from "../codec/messages.ts";
 import { checkMessages } from "../codec/_check.ts";
-import { decodeFramed, encodeFramed, Framer } from "../codec/_framer.ts";
+import { decodeFramed, Framer } from "../codec/_framer.ts";
 import { PortClosedError, QueueFullError, RefusedError } from "../errors.ts";
 import {
   InputPortBase,
@@ -152,12 +153,8 @@ export class SocketPort extends InputPortBase implements IOPort {
   readonly #onProtocolError: Preamble["refuse"];
   readonly #server: boolean;
   readonly #sink: Sink;
-  /** Where framed input goes once a hub took it over. */
-  #take:
-    | ((framed: Uint8Array, at?: number) => void | Promise<void>)
-    | undefined;
-  #end: ((cause?: unknown) => void) | undefined;
-  #ended: { cause: unknown } | undefined;
+  /** Where input goes: the reader's queue, or a hub that took it over. */
+  readonly #tap: InputTap;
   /** Why the port was aborted, for the end of its input. */
   #aborted: unknown;
   readonly #clock: TimeSource;
@@ -195,6 +192,13 @@ export class SocketPort extends InputPortBase implements IOPort {
       highWater: Math.min(HIGH_WATER, settings.maxQueuedBytes),
     });
     this.#sink = this.#makeSink();
+    this.#tap = new InputTap({
+      name: this.#name,
+      closed: () => this.closed,
+      pending: () => this.iterPending(),
+      deliver: (msg) => this.deliver(msg),
+      room: () => this.roomForMore(),
+    });
     this.#onProtocolError = options.preamble?.refuse;
     this.#admitted.promise.catch(() => {});
     this.#takes = options.features ?? [];
@@ -218,8 +222,7 @@ export class SocketPort extends InputPortBase implements IOPort {
         ),
       );
       this.finish(cause);
-      this.#ended = { cause };
-      this.#end?.(this.#ended.cause);
+      this.#tap.end(cause);
       return this.#transport.close();
     });
   }
@@ -323,7 +326,7 @@ export class SocketPort extends InputPortBase implements IOPort {
         return transport.queuedBytes < limit;
       },
       take: (framed, at) => {
-        const take = this.#take;
+        const take = this.#tap.take;
         if (take !== undefined) {
           const waiting = take(framed.slice(), at);
           if (waiting !== undefined) this.#timedWaiting = waiting;
@@ -388,18 +391,7 @@ export class SocketPort extends InputPortBase implements IOPort {
    * queue (messages queued already go first).
    */
   get [SOURCE](): Source {
-    return {
-      attach: (take, end) => {
-        if (this.#take !== undefined) {
-          throw new Error(`The input of ${this.#name} is taken already`);
-        }
-        const queued = [...this.iterPending()];
-        this.#take = take;
-        this.#end = end;
-        if (queued.length > 0) take(encodeFramed(queued));
-        if (this.#ended !== undefined) end(this.#ended.cause);
-      },
-    };
+    return this.#tap.source;
   }
 
   #makeSink(): Sink {
@@ -454,9 +446,7 @@ export class SocketPort extends InputPortBase implements IOPort {
     if (this.#timedOn) return this.#readTimed(chunk);
     const framed = this.#framer.frame(chunk);
     if (framed.length === 0) return;
-    const take = this.#take;
-    if (take !== undefined) return take(framed.slice());
-    return this.#deliverAll(decodeFramed(framed, []));
+    return this.#tap.give(framed);
   }
 
   /** `#read` in the timed mode: MIDI with its time, pings and pongs. */
@@ -465,33 +455,8 @@ export class SocketPort extends InputPortBase implements IOPort {
     const waiting = this.#timedWaiting;
     const messages = this.#timedMessages;
     this.#timedWaiting = this.#timedMessages = undefined;
-    if (messages !== undefined) return this.#deliverAll(messages);
+    if (messages !== undefined) return this.#tap.giveMessages(messages);
     return waiting;
-  }
-
-  /** Queues messages for the reader; waits only when its queue is full. */
-  #deliverAll(messages: Message[]): void | Promise<void> {
-    for (let i = 0; i < messages.length; i++) {
-      if (!this.deliver(messages[i])) {
-        // After a close on this side, read on until the peer answers with
-        // its own close, but keep nothing.
-        if (this.closed) return;
-        return this.#deliverSlowly(messages, i);
-      }
-    }
-  }
-
-  async #deliverSlowly(messages: Message[], from: number): Promise<void> {
-    for (let i = from; i < messages.length && !this.closed; i++) {
-      for (;;) {
-        // A hub took the input over meanwhile (it read what was queued):
-        // the rest goes to it.
-        const take = this.#take;
-        if (take !== undefined) return take(encodeFramed(messages.slice(i)));
-        if (this.deliver(messages[i]) || this.closed) break;
-        await this.roomForMore();
-      }
-    }
   }
 
   /**

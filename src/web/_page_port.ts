@@ -5,6 +5,7 @@
  * @module
  */
 
+import { InputTap } from "../_tap.ts";
 import { checkMessage, type Message } from "../codec/messages.ts";
 import { checkMessages } from "../codec/_check.ts";
 import { decodeFramed, encodeFramed, Framer } from "../codec/_framer.ts";
@@ -117,11 +118,7 @@ export class PagePort extends InputPortBase implements IOPort {
   readonly #framer: Framer;
   readonly #sink: PageSink;
   #badFrames = 0;
-  #take:
-    | ((framed: Uint8Array, at?: number) => void | Promise<void>)
-    | undefined;
-  #end: ((cause?: unknown) => void) | undefined;
-  #ended: { cause: unknown } | undefined;
+  readonly #tap: InputTap;
 
   /**
    * Wraps an open WebSocket; the port owns it from now on. Its owner feeds
@@ -133,6 +130,13 @@ export class PagePort extends InputPortBase implements IOPort {
     this.#name = options.name;
     this.#framer = new Framer(options.maxSysexLength);
     this.#sink = new PageSink(socket, options.now);
+    this.#tap = new InputTap({
+      name: this.#name,
+      closed: () => this.closed,
+      pending: () => this.iterPending(),
+      deliver: (msg) => this.deliver(msg),
+      room: () => this.roomForMore(),
+    });
   }
 
   /**
@@ -172,18 +176,7 @@ export class PagePort extends InputPortBase implements IOPort {
 
   /** What the hub reads from: the page's frames, as framed bytes. */
   get [SOURCE](): Source {
-    return {
-      attach: (take, end) => {
-        if (this.#take !== undefined) {
-          throw new Error(`The input of ${this.#name} is taken already`);
-        }
-        const queued = [...this.iterPending()];
-        this.#take = take;
-        this.#end = end;
-        if (queued.length > 0) take(encodeFramed(queued));
-        if (this.#ended !== undefined) end(this.#ended.cause);
-      },
-    };
+    return this.#tap.source;
   }
 
   /**
@@ -197,7 +190,7 @@ export class PagePort extends InputPortBase implements IOPort {
    * more from the page until it settles.
    */
   input(data: Uint8Array): void | Promise<void> {
-    if (this.#ended !== undefined) return;
+    if (this.#tap.ended) return;
     const frame = readTimed(data);
     if (frame === undefined) {
       this.#badFrames++;
@@ -206,7 +199,7 @@ export class PagePort extends InputPortBase implements IOPort {
     const framed = this.#framer.frame(frame.midi);
     this.#framer.reset();
     if (framed.length === 0) return;
-    const take = this.#take;
+    const take = this.#tap.take;
     if (take === undefined) {
       for (const msg of decodeFramed(framed, [])) {
         if (!this.deliver(msg)) this.#badFrames++;
@@ -233,10 +226,9 @@ export class PagePort extends InputPortBase implements IOPort {
 
   /** The socket closed: input ends, with `cause` when it was an error. */
   end(cause?: unknown): void {
-    if (this.#ended !== undefined) return;
-    this.#ended = { cause };
+    if (this.#tap.ended) return;
     this.finish(cause);
-    this.#end?.(cause);
+    this.#tap.end(cause);
   }
 
   /**
