@@ -16,7 +16,6 @@
  * @module
  */
 
-import type { PortListing } from "../hardware/listing.ts";
 import * as cli from "./_common.ts";
 import { parseFlags } from "./_flags.ts";
 
@@ -63,30 +62,6 @@ Examples:
   deno run -A jsr:${cli.PACKAGE}/ports | cut -d' ' -f5-
   deno run -A jsr:${cli.PACKAGE}/ports --watch
 `;
-
-function printText(listings: PortListing[]): void {
-  for (const listing of listings) {
-    if ("error" in listing) {
-      console.error(`${listing.api} unavailable: ${listing.error}`);
-      continue;
-    }
-    if (listing.inputs.length + listing.outputs.length === 0) {
-      console.error(`${listing.api} no ports`);
-    }
-    for (const direction of ["input", "output"] as const) {
-      for (const port of listing[`${direction}s`]) {
-        const kind = port.virtual === null
-          ? "-"
-          : port.virtual
-          ? "virtual"
-          : "device";
-        console.log(
-          `${listing.api} ${direction} ${port.index} ${kind} ${port.name}`,
-        );
-      }
-    }
-  }
-}
 
 /** Prints ports as they come and go until stopped. */
 async function watch(
@@ -164,14 +139,17 @@ export async function main(
       await watch(api, interval, json, options.signal);
       return 0;
     }
-    const { listPorts } = await import("../hardware/listing.ts");
-    const listings = await listPorts({ api });
+    const hardware = await import("../hardware/listing.ts");
+    const listings = await hardware.listPorts({ api });
+    for (const listing of json ? [] : listings) {
+      const { lines, note } = hardware.formatPortListing(listing);
+      if (note !== undefined) console.error(note);
+      for (const line of lines) console.log(line);
+    }
     if (json) {
       console.log(
         JSON.stringify({ version: cli.VERSION, apis: listings }, null, 2),
       );
-    } else {
-      printText(listings);
     }
     if (listings.every((listing) => "error" in listing)) {
       // The text form printed each reason above, one per backend.

@@ -118,3 +118,48 @@ export async function listPorts(
   }
   return listings;
 }
+
+/**
+ * A backend's listing as `ports` prints it: a line per port, `API
+ * DIRECTION INDEX KIND NAME` (KIND `virtual`, `device`, or `-` where the
+ * backend cannot tell), and a note when the backend cannot be used (`API
+ * unavailable: REASON`) or has no ports (`API no ports`).
+ *
+ * @param listing One backend's listing, from {@linkcode listPorts}.
+ * @returns The lines, and the note if any (`ports` prints it on stderr).
+ *
+ * @example A backend with one device input
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { formatPortListing } from "@x/midisock/hardware";
+ *
+ * assert.deepEqual(
+ *   formatPortListing({
+ *     api: "jack",
+ *     inputs: [{ index: 0, name: "system:midi_capture_1", virtual: false }],
+ *     outputs: [],
+ *   }),
+ *   { lines: ["jack input 0 device system:midi_capture_1"], note: undefined },
+ * );
+ * ```
+ */
+export function formatPortListing(
+  listing: PortListing,
+): { lines: string[]; note: string | undefined } {
+  if ("error" in listing) {
+    return { lines: [], note: `${listing.api} unavailable: ${listing.error}` };
+  }
+  const kind = (virtual: boolean | null) =>
+    virtual === null ? "-" : virtual ? "virtual" : "device";
+  const lines = (["input", "output"] as const).flatMap((direction) =>
+    listing[`${direction}s`].map((port) =>
+      `${listing.api} ${direction} ${port.index} ${
+        kind(port.virtual)
+      } ${port.name}`
+    )
+  );
+  return {
+    lines,
+    note: lines.length === 0 ? `${listing.api} no ports` : undefined,
+  };
+}

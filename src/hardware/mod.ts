@@ -72,7 +72,12 @@ export {
   type MidiPortsEvent,
   type MidiPortsOptions,
 } from "./midi_ports.ts";
-export { type ListedPort, listPorts, type PortListing } from "./listing.ts";
+export {
+  formatPortListing,
+  type ListedPort,
+  listPorts,
+  type PortListing,
+} from "./listing.ts";
 
 // What the API above refers to, from elsewhere in the package.
 export type * from "../_vocabulary.ts";
