@@ -280,23 +280,38 @@ cliTest(
         stdout: "piped",
         stderr: "piped",
       }).spawn();
-    const cases = [[[], true], [["--allow", "10.88.0.2"], false]] as const;
+    const cases = [
+      [[], 1],
+      [["--allow", "10.88.0.2"], 0],
+      [["--rtp", "0"], 2],
+      [["--rtp", "0", "--allow", "10.88.0.2"], 0],
+    ] as const;
     for (const [args, warns] of cases) {
       const child = serve(...args);
       const out = readLines(child.stdout);
-      const listening = await out.next();
-      assert.match(listening.value ?? "", /^listening on 10\.88\.0\.1:\d+ /);
+      // With --rtp, the session's line comes first.
+      let line = "";
+      while (!line.startsWith("listening on")) {
+        const next = await out.next();
+        assert(!next.done, "serve ended before listening");
+        line = next.value;
+      }
+      assert.match(line, /^listening on 10\.88\.0\.1:\d+ /);
       child.kill("SIGTERM");
       const stderr = await new Response(child.stderr).text();
       await child.status;
       await out.return?.();
-      if (warns) {
+      const lines = stderr.split("\n").filter((line) => line !== "");
+      assert.equal(lines.length, warns, stderr);
+      for (const [i, line] of lines.entries()) {
         assert.match(
-          stderr,
-          /^midisock serve: warning: listening beyond loopback on 10\.88\.0\.1:\d+ with no allow list: anyone who can reach it can play notes and send sysex/,
+          line,
+          new RegExp(
+            `^midisock serve: warning: listening beyond loopback on ${
+              i === 0 ? "10" : "rtp 10"
+            }\\.88\\.0\\.1:\\d+ with no allow list: anyone who can reach it can play notes and send sysex`,
+          ),
         );
-      } else {
-        assert.equal(stderr, "");
       }
     }
   },

@@ -73,6 +73,28 @@ function midi(
 }
 
 netTest(
+  "a session on a hub with a token warns that the token does not cover it",
+  async () => {
+    for (const token of [undefined, "a-secret-of-16-chars"]) {
+      await using hub = new Hub({ token });
+      const events = record(hub);
+      const rtp = await hub.attach(session());
+      const warnings = events.flatMap((e) =>
+        e.type === "warning" ? [e.message] : []
+      );
+      // On loopback there is no exposure to warn of; only the token.
+      assert.deepEqual(
+        warnings,
+        token === undefined ? [] : [
+          `${rtp.name}: RTP-MIDI carries no token, so the hub's token does ` +
+          "not protect it (use an allow list)",
+        ],
+      );
+    }
+  },
+);
+
+netTest(
   "an attached session's participants are clients of the hub, which closes it",
   async () => {
     const hub = new Hub();

@@ -229,7 +229,7 @@ export function onStop(stop: () => void, signal?: AbortSignal): () => void {
   };
 }
 
-export { plural, timeOfDay as clock } from "../_text.ts";
+export { plural } from "../_text.ts";
 
 /**
  * How to run another midisock command (`connect`, `ports`), the way this

@@ -19,11 +19,11 @@
  */
 
 import type { Message } from "../codec/messages.ts";
-import { formatMessage, parseMessage } from "../codec/text.ts";
+import { parseMessage } from "../codec/text.ts";
 import { formatAddress } from "../address.ts";
 import { exponentialBackoff } from "../backoff.ts";
 import { PortClosedError, RefusedError } from "../errors.ts";
-import { Hub } from "../hub/mod.ts";
+import { Hub, HubLog } from "../hub/mod.ts";
 import { connect } from "../net/connect.ts";
 import { ReconnectingPort } from "../net/reconnecting_port.ts";
 import type { SocketPort } from "../net/socket_port.ts";
@@ -225,17 +225,14 @@ async function run(c: Config, signal?: AbortSignal): Promise<void> {
   await using hub = new Hub({ relay: false, latency: c.latency });
   try {
     await cli.attachPorts(hub, args, COMMAND, say);
-    // The monitor is a device: it prints what the server sends as the hub
-    // delivers it (after the playout delay); local inputs as they come.
-    if (c.monitor) hub.add(printer(where), { kind: "device" });
-    hub.listen((event) => {
-      if (event.type === "message" && event.endpoint.kind === "device") {
-        const text = formatMessage(event.message);
-        console.log(`${cli.clock()} ${event.endpoint.name} ${text}`);
-      } else if (event.type === "latency") {
-        say(`latency ${event.latency} ms (from the delays measured)`);
-      }
-    }, { messages: c.monitor });
+    // The server's messages are printed as the hub delivers them to the
+    // monitor (after the playout delay), local inputs as they come.
+    using log = new HubLog(hub, {
+      say: (line) => /^\d\d:/.test(line) ? console.log(line) : say(line),
+      warn: (line) => console.error(`midisock ${COMMAND}: warning: ${line}`),
+      messages: c.monitor && ((endpoint) => endpoint.kind === "device"),
+    });
+    if (c.monitor) hub.add(log.monitor(where), { kind: "device" });
     if (args.has("retry")) {
       const { hostname, port } = c.address;
       const link = new ReconnectingPort(hostname, port, {
@@ -291,26 +288,6 @@ async function run(c: Config, signal?: AbortSignal): Promise<void> {
   } finally {
     removeListeners();
   }
-}
-
-/** An output that prints what it plays, as `TIME SOURCE TEXT`. */
-function printer(source: string) {
-  let closed = false;
-  const done = () => Promise.resolve();
-  return {
-    name: "monitor",
-    get closed() {
-      return closed;
-    },
-    send(msg: Message): Promise<void> {
-      console.log(`${cli.clock()} ${source} ${formatMessage(msg)}`);
-      return done();
-    },
-    reset: done,
-    panic: done,
-    close: () => (closed = true, done()),
-    [Symbol.asyncDispose]: () => (closed = true, done()),
-  };
 }
 
 /**

@@ -297,7 +297,7 @@ async function build(config: Config, hub: Hub, say: (line: string) => void) {
     const { formatNatsLinkEvent, NatsLink } = await import("../nats/link.ts");
     const room = args.text("room")!;
     const files = ["nats-ca", "nats-cert", "nats-key"].map(args.text, args);
-    const link = await attach(hub, () =>
+    await attach(hub, () =>
       new NatsLink(args.text("nats")!, {
         room,
         name: args.text("nats-name"),
@@ -308,11 +308,6 @@ async function build(config: Config, hub: Hub, say: (line: string) => void) {
           : undefined,
         onEvent: (event) => say(formatNatsLinkEvent(event, { room })),
       }));
-    say(
-      `NATS link up: ${link.url}, room ${link.room}, as hub ${
-        JSON.stringify(link.hubName)
-      } (${link.id})`,
-    );
   }
   return { server, web };
 }
@@ -338,17 +333,10 @@ async function session(hub: Hub, config: Config, say: (line: string) => void) {
       `advertising "${bonjour.instance}" over Bonjour (host ${bonjour.host})`,
     );
   }
-  if (hub.gate.wantsToken) {
-    console.error(
-      `midisock ${COMMAND}: warning: RTP-MIDI carries no token: ` +
-        "--token does not protect --rtp (use --allow)",
-    );
-  }
 }
 
 /** serve's first lines: where it listens and how to connect. */
 function announce(
-  hub: Hub,
   places: Awaited<ReturnType<typeof build>>,
   config: Config,
   say: (line: string) => void,
@@ -418,7 +406,7 @@ export async function main(
       warn: (line) => console.error(`midisock ${COMMAND}: warning: ${line}`),
       messages: config.args.has("monitor"),
     });
-    announce(hub, await build(config, hub, say), config, say);
+    announce(await build(config, hub, say), config, say);
     await stop.promise;
     const clients = log.clients();
     log.takeReleased();

@@ -9,9 +9,11 @@
  */
 
 import { formatMessage } from "../codec/text.ts";
+import type { Message } from "../codec/messages.ts";
+import type { OutputPort } from "../port.ts";
 import { formatAddress } from "../address.ts";
 import type { Hub } from "./hub.ts";
-import type { HubEvent } from "./types.ts";
+import type { Endpoint, HubEvent } from "./types.ts";
 import { oneLine, plural, timeOfDay } from "../_text.ts";
 
 /** Options for {@linkcode HubLog}. */
@@ -27,10 +29,11 @@ export interface HubLogOptions {
    */
   warn?: (line: string) => void;
   /**
-   * A line for every message: `TIME SOURCE TEXT` (mido's text form).
+   * A line for every message, or for those from the endpoints this picks:
+   * `TIME SOURCE TEXT` (mido's text form).
    * @default {false}
    */
-  messages?: boolean;
+  messages?: boolean | ((endpoint: Endpoint) => boolean);
   /**
    * How long refusals of one address for one reason are summed up in one
    * line, in milliseconds.
@@ -87,6 +90,7 @@ export class HubLog implements Disposable {
   readonly #say: (line: string) => void;
   readonly #warn: (line: string) => void;
   readonly #window: number;
+  readonly #messages: (endpoint: Endpoint) => boolean;
   readonly #stop: () => void;
   readonly #windows = new Map<string, { count: number; line: string }>();
   readonly #others = new Set<string>();
@@ -107,8 +111,10 @@ export class HubLog implements Disposable {
     this.#say = options.say ?? ((line) => console.log(line));
     this.#warn = options.warn ?? ((line) => console.error(line));
     this.#window = options.refusalWindow ?? 5000;
+    const messages = options.messages ?? false;
+    this.#messages = typeof messages === "function" ? messages : () => true;
     this.#stop = hub.listen((event) => this.#line(event), {
-      messages: options.messages ?? false,
+      messages: messages !== false,
     });
     this.#lateTimer = setInterval(
       () => this.#late(),
@@ -152,6 +158,7 @@ export class HubLog implements Disposable {
       case "refuse":
         return this.#refused(event.refusal.peer, event.refusal.reason);
       case "message": {
+        if (!this.#messages(event.endpoint)) return;
         const text = formatMessage(event.message);
         return this.#say(`${timeOfDay()} ${event.endpoint.name} ${text}`);
       }
@@ -221,6 +228,42 @@ export class HubLog implements Disposable {
         `${timing.worstLateMs.toFixed(1)} ms after)`,
     );
     this.#lateSeen = timing.late;
+  }
+
+  /**
+   * An output that says `TIME SOURCE TEXT` for each message it hears, as
+   * the hub delivers it (after its playout delay, when it has one): add it
+   * to the hub as a monitor.
+   *
+   * @param source What the lines name as the messages' source.
+   * @returns The output.
+   *
+   * @example Printing what a hub plays to its devices
+   * ```ts
+   * import { Hub, HubLog } from "@x/midisock";
+   *
+   * await using hub = new Hub();
+   * using log = new HubLog(hub);
+   * hub.add(log.monitor("played"), { kind: "device" });
+   * ```
+   */
+  monitor(source: string): OutputPort {
+    let closed = false;
+    const done = () => Promise.resolve();
+    return {
+      name: `monitor of ${source}`,
+      get closed() {
+        return closed;
+      },
+      send: (msg: Message) => {
+        this.#say(`${timeOfDay()} ${source} ${formatMessage(msg)}`);
+        return done();
+      },
+      reset: done,
+      panic: done,
+      close: () => (closed = true, done()),
+      [Symbol.asyncDispose]: () => (closed = true, done()),
+    };
   }
 
   /** Says what is summed up so far and stops. Closing twice does nothing. */

@@ -223,6 +223,16 @@ export interface NatsLinkOptions {
 /** Something that happened to a link; {@linkcode formatNatsLinkEvent} words it. */
 export type NatsLinkEvent =
   | {
+    /** The link joined its room (attached to a hub). */
+    readonly type: "up";
+    /** The NATS server's address, without credentials. */
+    readonly url: string;
+    readonly room: string;
+    /** This hub's name and id in the room. */
+    readonly name: string;
+    readonly id: string;
+  }
+  | {
     /** Another hub announced itself in the room. */
     readonly type: "joined";
     readonly hub: RemoteHub;
@@ -874,6 +884,13 @@ export class NatsLink extends InputPortBase implements IOPort, Transport {
       kind: "link",
       transport: "nats",
       name: `room ${this.#settings.room}`,
+    });
+    this.#emit({
+      type: "up",
+      url: this.url,
+      room: this.room,
+      name: this.hubName,
+      id: this.id,
     });
   }
 
@@ -1678,6 +1695,10 @@ export function formatNatsLinkEvent(
 ): string {
   const where = link === undefined ? "" : ` room ${link.room}`;
   switch (event.type) {
+    case "up":
+      return `NATS link up: ${event.url}, room ${event.room}, as hub ${
+        quote(event.name)
+      } (${event.id})`;
     case "joined":
       return `hub ${quote(event.hub.name)} (${event.hub.id}) joined${where}`;
     case "left": {

@@ -580,6 +580,14 @@ export class RtpMidiSession
     for (const waiter of this.#waiters.splice(0)) waiter.reject(error);
     for (const participant of this.#waiting.splice(0)) this.#join(participant);
     await this.#ready;
+    const exposed = hub.gate.exposure(this.name, this.address.hostname);
+    if (exposed !== undefined) hub.warn(exposed);
+    if (hub.gate.wantsToken) {
+      hub.warn(
+        `${this.name}: RTP-MIDI carries no token, so the hub's token does ` +
+          "not protect it (use an allow list)",
+      );
+    }
     if (this.#bonjour) {
       // Loaded only now: a session without Bonjour never loads mDNS.
       const { advertiseRtpMidi } = await import("./bonjour.ts");
