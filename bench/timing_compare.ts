@@ -21,6 +21,8 @@
 // Each path runs with the playout delay L and with none. A note every
 // `every` ms for `seconds` s; a note's timing error is its arrival minus
 // its send time, minus the median of that (a steady latency is no error).
+// With --latency=auto the delay is learned from the notes themselves, so
+// timing counts the notes after the first 5 s (late counts are whole-run).
 // Late counts come from the receiving hub's own lines. With --skew, side b
 // runs on a clock 5 s ahead and 200 ppm fast (library-built serve and
 // connect, bench/_timing_node.ts), and notes start 2 s after joining.
@@ -48,6 +50,8 @@ const { values } = parseArgs({
 const SECONDS = Number(values.seconds);
 const EVERY = Number(values.every);
 const COUNT = Math.floor(SECONDS * 1000 / EVERY);
+/** With --latency=auto: seconds of notes before timing is measured. */
+const WARM_UP = 5;
 
 /** A process in a namespace, its output read line by line. */
 class Proc {
@@ -162,7 +166,9 @@ function serve(link: WanLink, side: Side, name: string, args: string[]): Proc {
 
 interface Outcome {
   path: string;
-  latency: number;
+  latency: number | "auto";
+  /** With auto: the delay the receiving hub chose last. */
+  chosen?: number;
   p50: number;
   p99: number;
   max: number;
@@ -175,6 +181,7 @@ interface Outcome {
 function measure(
   sent: number[],
   arrived: [number, number][],
+  from = 0,
 ): Omit<Outcome, "path" | "latency" | "late"> {
   const offsets: number[] = [];
   let reordered = 0;
@@ -185,7 +192,7 @@ function measure(
     highest = Math.max(highest, index);
     if (seen.has(index) || sent[index] === undefined) continue;
     seen.add(index);
-    offsets.push(at - sent[index]);
+    if (index >= from) offsets.push(at - sent[index]);
   }
   const sorted = [...offsets].sort((a, b) => a - b);
   const median = sorted[sorted.length >> 1] ?? 0;
@@ -214,7 +221,7 @@ function lateOf(hub: Proc): number {
 async function runPath(
   link: WanLink,
   path: string,
-  latency: number,
+  latency: number | "auto",
 ): Promise<Outcome> {
   const procs: Proc[] = [];
   const start = (proc: Proc) => (procs.push(proc), proc);
@@ -311,7 +318,7 @@ async function runPath(
     let arrived: [number, number][];
     if (path === "tcp") {
       // connect's lines: "TIME SOURCE note_on channel=0 note=N velocity=V time=0".
-      await new Promise((resolve) => setTimeout(resolve, latency + 3000));
+      await new Promise((resolve) => setTimeout(resolve, 4000));
       arrived = listener.timed().flatMap(([line, at]) => {
         const m = line.match(/note_on channel=0 note=(\d+) velocity=(\d+)/);
         return m ? [[Number(m[1]) + 128 * (Number(m[2]) - 1), at]] : [];
@@ -321,12 +328,25 @@ async function runPath(
       arrived = JSON.parse(line).arrived;
     }
     for (const proc of procs) await proc.stop();
-    const late = hubB !== undefined
-      ? lateOf(hubB)
-      : path === "tcp"
-      ? lateOf(listener)
-      : undefined;
-    return { path, latency, ...measure(sent, arrived), late };
+    const receiver = hubB ?? (path === "tcp" ? listener : undefined);
+    const late = receiver && lateOf(receiver);
+    const chosen = receiver?.lines.findLast((line) =>
+      /^latency \d+ ms/.test(line)
+    )
+      ?.match(/^latency (\d+) ms/)?.[1];
+    return {
+      path,
+      latency,
+      chosen: chosen === undefined ? undefined : Number(chosen),
+      // An automatic delay learns the link from the first notes: timing
+      // is measured after it had WARM_UP seconds of them.
+      ...measure(
+        sent,
+        arrived,
+        latency === "auto" ? WARM_UP * 1000 / EVERY : 0,
+      ),
+      late,
+    };
   } finally {
     for (const proc of procs.reverse()) await proc.stop().catch(() => {});
   }
@@ -336,7 +356,9 @@ const model = values.model === "none" ? {} : WIFI;
 await using link = await WanLink.open({ ...model, seed: 7 });
 const outcomes: Outcome[] = [];
 for (const path of values.paths!.split(",")) {
-  const latencies = path === "mido" ? [0] : [Number(values.latency), 0];
+  const latencies = path === "mido"
+    ? [0]
+    : [values.latency === "auto" ? "auto" as const : Number(values.latency), 0];
   for (const latency of latencies) {
     console.error(`measuring ${path} with latency ${latency} ms...`);
     try {
@@ -363,14 +385,15 @@ console.log(
 );
 for (const o of outcomes) {
   console.log(
-    `${o.path.padEnd(6)} ${String(o.latency).padStart(7)} ${
-      f(o.p50).padStart(9)
-    } ${f(o.p99).padStart(9)} ${f(o.max).padStart(9)} ${
+    `${o.path.padEnd(6)} ${
+      String(o.chosen === undefined ? o.latency : `${o.chosen} (auto)`)
+        .padStart(7)
+    } ${f(o.p50).padStart(9)} ${f(o.p99).padStart(9)} ${f(o.max).padStart(9)} ${
       String(o.lost).padStart(6)
     } ${String(o.reordered).padStart(10)} ${String(o.late ?? "-").padStart(5)}`,
   );
 }
-const timed = outcomes.filter((o) => o.latency > 0);
+const timed = outcomes.filter((o) => o.latency !== 0);
 const mido = outcomes.find((o) => o.path === "mido");
 for (const o of timed) {
   const plain = outcomes.find((p) => p.path === o.path && p.latency === 0);
@@ -379,7 +402,9 @@ for (const o of timed) {
     mido && `${(mido.p99 / o.p99).toFixed(0)}x better than mido`,
   ].filter(Boolean).join(", ");
   console.log(
-    `${o.path}: p99 error ${f(o.p99)} ms with ${o.latency} ms of delay` +
+    `${o.path}: p99 error ${f(o.p99)} ms with ${
+      o.chosen === undefined ? o.latency : `auto (${o.chosen})`
+    } ms of delay, ${o.late ?? 0} late of ${COUNT}` +
       (vs ? ` (${vs})` : ""),
   );
 }
