@@ -292,7 +292,7 @@ async function build(config: Config, hub: Hub, say: (line: string) => void) {
       )
     );
   await cli.attachPorts(hub, args, COMMAND, say);
-  if (config.rtp !== undefined) await session(hub, config, say);
+  if (config.rtp !== undefined) await session(hub, config);
   if (args.has("nats")) {
     const { formatNatsLinkEvent, NatsLink } = await import("../nats/link.ts");
     const room = args.text("room")!;
@@ -312,27 +312,18 @@ async function build(config: Config, hub: Hub, say: (line: string) => void) {
   return { server, web };
 }
 
-/** Opens the RTP-MIDI session, its Bonjour advertisement and invitations. */
-async function session(hub: Hub, config: Config, say: (line: string) => void) {
+/** Opens the RTP-MIDI session (it says where, and what it advertises). */
+async function session(hub: Hub, config: Config) {
   const { args, address } = config;
-  const name = args.text("rtp-name") ?? "midisock";
   const { RtpMidiSession } = await import("../rtp/session.ts");
-  const session = await attach(hub, () =>
+  await attach(hub, () =>
     new RtpMidiSession({
       host: address.hostname,
       port: config.rtp!,
-      name,
+      name: args.text("rtp-name") ?? "midisock",
       invite: config.invite,
       bonjour: args.has("rtp-bonjour"),
     }), `open the RTP-MIDI session on UDP ${config.rtp}`);
-  const where = formatAddress({ ...address, port: session.port });
-  say(`RTP-MIDI session "${name}" on ${where} (data ${session.port + 1})`);
-  const bonjour = session.advertisement;
-  if (bonjour) {
-    say(
-      `advertising "${bonjour.instance}" over Bonjour (host ${bonjour.host})`,
-    );
-  }
 }
 
 /** serve's first lines: where it listens and how to connect. */

@@ -424,6 +424,16 @@ export class Hub implements AsyncDisposable {
   }
 
   /**
+   * Says where a transport can be reached, as a `notice` event: how
+   * transports tell the hub's listeners what they opened.
+   *
+   * @param message What, for people.
+   */
+  notice(message: string): void {
+    this.#events.emit({ type: "notice", message });
+  }
+
+  /**
    * Reports a problem that does not stop anything, as a `warning` event:
    * how transports tell the hub's listeners (a full descriptor table, say).
    *

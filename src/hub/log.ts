@@ -166,6 +166,8 @@ export class HubLog implements Disposable {
         return this.#say(
           `latency ${event.latency} ms (from the delays measured)`,
         );
+      case "notice":
+        return this.#say(event.message);
       case "warning":
         return this.#warn(event.message);
     }

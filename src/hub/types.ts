@@ -131,6 +131,12 @@ export type HubEvent =
     readonly message: string;
   }
   | {
+    /** A transport says where it can be reached (a session, a page). */
+    readonly type: "notice";
+    /** What, for people. */
+    readonly message: string;
+  }
+  | {
     /** The playout delay chosen (with `latency: "auto"`) changed. */
     readonly type: "latency";
     /** The delay now, in whole ms. */

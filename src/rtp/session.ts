@@ -580,6 +580,10 @@ export class RtpMidiSession
     for (const waiter of this.#waiters.splice(0)) waiter.reject(error);
     for (const participant of this.#waiting.splice(0)) this.#join(participant);
     await this.#ready;
+    const where = formatAddress(this.address);
+    hub.notice(
+      `RTP-MIDI session "${this.#name}" on ${where} (data ${this.port + 1})`,
+    );
     const exposed = hub.gate.exposure(this.name, this.address.hostname);
     if (exposed !== undefined) hub.warn(exposed);
     if (hub.gate.wantsToken) {
@@ -593,6 +597,8 @@ export class RtpMidiSession
       const { advertiseRtpMidi } = await import("./bonjour.ts");
       try {
         this.#advertisement = await advertiseRtpMidi(this);
+        const { instance, host } = this.#advertisement;
+        hub.notice(`advertising "${instance}" over Bonjour (host ${host})`);
       } catch (error) {
         if (error instanceof Deno.errors.NotCapable) throw error;
         hub.warn(`cannot advertise over Bonjour: ${(error as Error).message}`);
