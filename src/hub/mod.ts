@@ -73,4 +73,5 @@ export {
 } from "../time/playout.ts";
 
 // What the API above refers to, from elsewhere in the package.
-export type * from "../_vocabulary.ts";
+export type * from "../codec/types.ts";
+export type * from "../port.ts";
