@@ -6,6 +6,7 @@
 // bridge, tests/_wan.ts, and deletes them at the end):
 //   deno run -A bench/timing_compare.ts [--paths=tcp,rtp,nats,mido]
 //     [--latency=40] [--seconds=20] [--every=10] [--model=wifi|none] [--skew]
+//     [--dump=DIR]  (each path's send and arrival times as JSON, to study)
 //
 // The link (tests/_wan.ts WIFI): 4 ms one way, plus an exponential jitter
 // of mean 2 ms, plus a stall of 20-30 ms about every 500 ms, in order, no
@@ -45,6 +46,7 @@ const { values } = parseArgs({
     every: { type: "string", default: "10" },
     model: { type: "string", default: "wifi" },
     skew: { type: "boolean", default: false },
+    dump: { type: "string" },
   },
 });
 const SECONDS = Number(values.seconds);
@@ -328,6 +330,12 @@ async function runPath(
       arrived = JSON.parse(line).arrived;
     }
     for (const proc of procs) await proc.stop();
+    if (values.dump !== undefined) {
+      await Deno.writeTextFile(
+        `${values.dump}/${path}-${latency}.json`,
+        JSON.stringify({ sent, arrived, lines: hubB?.lines ?? [] }),
+      );
+    }
     const receiver = hubB ?? (path === "tcp" ? listener : undefined);
     const late = receiver && lateOf(receiver);
     const chosen = receiver?.lines.findLast((line) =>
