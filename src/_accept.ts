@@ -1,6 +1,6 @@
 /**
- * Internal: a TCP server's accept loop, shared by the transports that
- * listen (TCP clients, the web page). One failed accept never stops it: a
+ * Internal: a TCP server's listening socket and accept loop, shared by the
+ * transports that listen (TCP clients, the web page). One failed accept never stops it: a
  * peer that reset at once is passed over; a process out of file
  * descriptors waits (backing off, not spinning, since the kernel keeps the
  * connection queued) and says so once a minute at most.
@@ -10,6 +10,22 @@
 
 import { exponentialBackoff } from "./backoff.ts";
 import { sleep } from "./_time.ts";
+
+/**
+ * Listens on `host` and `port`; the host `""` listens on every interface,
+ * IPv6 and IPv4 where the system has both (as mido's `''` means), else
+ * IPv4's.
+ */
+export function listenTcp(host: string, port: number): Deno.TcpListener {
+  const open = (hostname: string) => Deno.listen({ hostname, port });
+  if (host !== "") return open(host);
+  try {
+    return open("::");
+  } catch (error) {
+    if (error instanceof Deno.errors.NotCapable) throw error;
+    return open("0.0.0.0");
+  }
+}
 
 const BACKOFF = exponentialBackoff({ first: 50, max: 1000, jitter: 0 });
 const WARN_EVERY_MS = 60_000;

@@ -20,7 +20,7 @@ import {
   type RateLimit,
   type SysexPolicy,
 } from "../_policy.ts";
-import { acceptEach } from "../_accept.ts";
+import { acceptEach, listenTcp } from "../_accept.ts";
 import { type Batch, SINK, type Sink } from "../sink.ts";
 import { checkPort, formatAddress, unmapAddress } from "../address.ts";
 import { refuse, serverHandshake } from "./_handshake.ts";
@@ -152,24 +152,7 @@ const OWN_OPTIONS: ReadonlySet<string> = new Set(
   ),
 );
 
-/** Waits at the descriptor limit: 50 ms doubling to a second. */
-
 type Listener = Deno.TcpListener;
-
-/**
- * The wildcard address: every interface, IPv6 and IPv4 where the system has
- * both, as mido's `''` means.
- */
-function listen(host: string, port: number): Listener {
-  const open = (hostname: string): Listener => Deno.listen({ hostname, port });
-  if (host !== "") return open(host);
-  try {
-    return open("::");
-  } catch (error) {
-    if (error instanceof Deno.errors.NotCapable) throw error;
-    return open("0.0.0.0");
-  }
-}
 
 interface Waiter {
   resolve(port: SocketPort): void;
@@ -294,7 +277,7 @@ export class PortServer extends InputPortBase implements IOPort, Transport {
     this.#tls = options.tls !== undefined;
     this.#sink = this.#makeSink();
     this.#stopListening = this.#follow(this.#hub);
-    this.#listener = listen(host, port);
+    this.#listener = listenTcp(host, port);
     this.#accepting = this.#acceptLoop(options.tls);
   }
 

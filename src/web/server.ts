@@ -22,7 +22,7 @@ import { checkPort, formatAddress } from "../address.ts";
 import { positiveInteger } from "../_policy.ts";
 import { atMost } from "../_time.ts";
 import { closeQuietly } from "../net/_transport.ts";
-import { acceptEach } from "../_accept.ts";
+import { acceptEach, listenTcp } from "../_accept.ts";
 import { loadTls, secureContext, ServerTlsConn } from "../net/_tls.ts";
 import { type ConnectionHandler, WebConnection } from "./_connection.ts";
 import { type FrameEvent, STATUS } from "./_frames.ts";
@@ -463,7 +463,7 @@ export class WebServer implements Transport {
       handshakeTimeout: hub.gate.handshakeTimeout,
       clock: hub.clock,
     });
-    const listener = listen(s.hostname, s.port);
+    const listener = listenTcp(s.hostname, s.port);
     this.#listener = listener;
     const warning = hub.gate.exposure(this.name, listener.addr.hostname);
     if (warning !== undefined) hub.warn(warning);
@@ -1157,19 +1157,4 @@ function startTimer(
   const timer = setInterval(fn, ms);
   Deno.unrefTimer(timer as unknown as number);
   return timer;
-}
-
-/**
- * Listens; the host `""` listens on every interface, IPv6 and IPv4 where
- * the system has both.
- */
-function listen(host: string, port: number): Deno.TcpListener {
-  const open = (hostname: string) => Deno.listen({ hostname, port });
-  if (host !== "") return open(host);
-  try {
-    return open("::");
-  } catch (error) {
-    if (error instanceof Deno.errors.NotCapable) throw error;
-    return open("0.0.0.0");
-  }
 }
