@@ -5,7 +5,7 @@
 
 import type { RemoteInfo, Socket } from "node:dgram";
 import dgram from "node:dgram";
-import { encode, type Message, SOURCE, type Source } from "../mod.ts";
+
 import {
   decodeSessionPacket,
   encodeSessionPacket,
@@ -304,36 +304,4 @@ export class LossyProxy {
   }
 }
 
-/** An input that hands its hub messages with the time it chooses. */
-export class Player {
-  readonly name: string;
-  closed = false;
-  #take: ((framed: Uint8Array, at?: number) => unknown) | undefined;
-  #end: (() => void) | undefined;
-  readonly [SOURCE]: Source;
-  constructor(name: string) {
-    this.name = name;
-    this[SOURCE] = {
-      attach: (take, end) => {
-        this.#take = take;
-        this.#end = end;
-      },
-    };
-  }
-  play(messages: Message[], at?: number): void {
-    const framed = messages.map((m) => [...encode(m)]).flat();
-    this.#take!(new Uint8Array(framed), at);
-  }
-  async *[Symbol.asyncIterator](): AsyncIterator<Message> {}
-  poll(): undefined {
-    return undefined;
-  }
-  close(): Promise<void> {
-    this.closed = true;
-    this.#end?.();
-    return Promise.resolve();
-  }
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close();
-  }
-}
+export { Player } from "./_timed_ports.ts";

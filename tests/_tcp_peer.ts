@@ -35,43 +35,13 @@ import {
   ReconnectingPort,
   SINK,
   type Sink,
-  SOURCE,
-  type Source,
 } from "../mod.ts";
+import { Player } from "./_timed_ports.ts";
 
 const wall = (): number => performance.timeOrigin + performance.now();
 
 function say(value: unknown): void {
   console.log(typeof value === "string" ? value : JSON.stringify(value));
-}
-
-/** A device that plays notes into a hub, each with the time it is played. */
-class Player {
-  readonly name = "player";
-  closed = false;
-  #take: ((framed: Uint8Array, at?: number) => unknown) | undefined;
-  #end: ((cause?: unknown) => void) | undefined;
-  readonly [SOURCE]: Source = {
-    attach: (take, end) => {
-      this.#take = take;
-      this.#end = end;
-    },
-  };
-  play(bytes: Uint8Array, at: number): void {
-    this.#take?.(bytes, at);
-  }
-  async *[Symbol.asyncIterator](): AsyncIterator<Message> {}
-  poll(): undefined {
-    return undefined;
-  }
-  close(): Promise<void> {
-    this.closed = true;
-    this.#end?.();
-    return Promise.resolve();
-  }
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close();
-  }
 }
 
 /** A device that notes what it heard, and when. */

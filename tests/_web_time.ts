@@ -2,79 +2,20 @@
 // chooses, and an output that carries time itself (what the hub gives a
 // timed endpoint).
 
-import {
-  type Batch,
-  encode,
-  type Message,
-  type OutputPort,
-  PortClosedError,
-  SINK,
-  type Sink,
-  SOURCE,
-  type Source,
-} from "../mod.ts";
+import { type Message, type OutputPort, PortClosedError } from "../mod.ts";
+import { TimedEndpoint } from "./_timed_ports.ts";
 
-/** An input that hands the hub framed bytes with the time it chooses. */
-export class Player {
-  readonly name = "player";
-  closed = false;
-  #take: ((framed: Uint8Array, at?: number) => unknown) | undefined;
-  #end: (() => void) | undefined;
-  readonly [SOURCE]: Source;
-  constructor() {
-    this[SOURCE] = {
-      attach: (take, end) => {
-        this.#take = take;
-        this.#end = end;
-      },
-    };
-  }
-  /** Plays `msg` as having happened at `at`. */
-  play(msg: Message, at: number): void {
-    this.#take!(encode(msg), at);
-  }
-  async *[Symbol.asyncIterator](): AsyncIterator<Message> {}
-  poll(): undefined {
-    return undefined;
-  }
-  close(): Promise<void> {
-    this.closed = true;
-    this.#end?.();
-    return Promise.resolve();
-  }
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close();
-  }
-}
+export { Player } from "./_timed_ports.ts";
 
 /** An output that carries time itself: it hears at once, with `at`. */
-export class TimedListener {
+export class TimedListener extends TimedEndpoint {
   readonly name = "timed";
   readonly heard: [string, number | undefined][] = [];
   /** What it heard, whole, with the time of each. */
   readonly messages: [Message, number | undefined][] = [];
-  closed = false;
-  readonly [SINK]: Sink = {
-    write: (batch: Batch) => {
-      for (const msg of batch.messages) {
-        this.heard.push([describe(msg), batch.at]);
-        this.messages.push([msg, batch.at]);
-      }
-      return true;
-    },
-    queuedBytes: 0,
-    copiedBytes: 0,
-    progress: 0,
-    slow: "drop",
-    drained: () => Promise.resolve(),
-    timed: true,
-  };
-  close(): Promise<void> {
-    this.closed = true;
-    return Promise.resolve();
-  }
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close();
+  protected hear(msg: Message, at: number | undefined): void {
+    this.heard.push([describe(msg), at]);
+    this.messages.push([msg, at]);
   }
 }
 

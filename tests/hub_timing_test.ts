@@ -4,61 +4,15 @@
 
 import assert from "node:assert/strict";
 import {
-  type Batch,
-  encode,
   Hub,
   type HubEvent,
   type Message,
   message,
   type OutputPort,
   PortClosedError,
-  SINK,
-  type Sink,
-  SOURCE,
-  type Source,
 } from "../mod.ts";
 import { ManualClock } from "./_clock.ts";
-
-/** An input that hands the hub framed bytes with the time it chooses. */
-class Player {
-  readonly name: string;
-  closed = false;
-  #take:
-    | ((framed: Uint8Array, at?: number, origin?: string) => unknown)
-    | undefined;
-  #end: ((cause?: unknown) => void) | undefined;
-  readonly [SOURCE]: Source;
-  constructor(name: string) {
-    this.name = name;
-    this[SOURCE] = {
-      attach: (take, end) => {
-        this.#take = take;
-        this.#end = end;
-      },
-    };
-  }
-  /** Plays `msg` as having happened at `at` (or now), from `origin`. */
-  play(msg: Message, at?: number, origin?: string): void {
-    this.#take!(encode(msg), at, origin);
-  }
-  /** The peer goes away. */
-  leave(): void {
-    this.#end!();
-  }
-  // An input that is also iterable, as the hub checks.
-  async *[Symbol.asyncIterator](): AsyncIterator<Message> {}
-  poll(): undefined {
-    return undefined;
-  }
-  close(): Promise<void> {
-    this.closed = true;
-    this.#end?.();
-    return Promise.resolve();
-  }
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close();
-  }
-}
+import { Player, TimedEndpoint } from "./_timed_ports.ts";
 
 /** An output that notes when it heard what. */
 class Listener implements OutputPort {
@@ -86,34 +40,12 @@ class Listener implements OutputPort {
   }
 }
 
-/** An output that carries time on itself: it hears at once, with `at`. */
-class TimedListener {
+/** A timed endpoint: hears each batch at once, with its time. */
+class TimedListener extends TimedEndpoint {
   readonly name = "timed";
   readonly heard: [string, number | undefined][] = [];
-  closed = false;
-  readonly [SINK]: Sink;
-  constructor() {
-    this[SINK] = {
-      write: (batch: Batch) => {
-        for (const msg of batch.messages) {
-          this.heard.push([describe(msg), batch.at]);
-        }
-        return true;
-      },
-      queuedBytes: 0,
-      copiedBytes: 0,
-      progress: 0,
-      slow: "drop",
-      drained: () => Promise.resolve(),
-      timed: true,
-    };
-  }
-  close(): Promise<void> {
-    this.closed = true;
-    return Promise.resolve();
-  }
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close();
+  protected hear(msg: Message, at: number | undefined): void {
+    this.heard.push([describe(msg), at]);
   }
 }
 

@@ -6,7 +6,6 @@
 
 import assert from "node:assert/strict";
 import {
-  type Batch,
   encode,
   Hub,
   type Message,
@@ -14,10 +13,6 @@ import {
   NatsLink,
   type OutputPort,
   PortClosedError,
-  SINK,
-  type Sink,
-  SOURCE,
-  type Source,
   type TimeSource,
 } from "../mod.ts";
 import {
@@ -42,6 +37,7 @@ import {
   type TimedPeerReport,
 } from "./_nats.ts";
 import { readLines, type Side, WanLink, wanSkip, WIFI } from "./_wan.ts";
+import { Player, TimedEndpoint } from "./_timed_ports.ts";
 
 const note = (n: number, velocity = 64) =>
   message("note_on", { note: n, velocity });
@@ -89,63 +85,13 @@ class SkewedClock implements TimeSource {
   }
 }
 
-/** An input that hands its hub notes with the time it says they happened. */
-class Player {
-  readonly name = "player";
-  closed = false;
-  #take: ((framed: Uint8Array, at?: number) => unknown) | undefined;
-  #end: ((cause?: unknown) => void) | undefined;
-  readonly [SOURCE]: Source = {
-    attach: (take, end) => {
-      this.#take = take;
-      this.#end = end;
-    },
-  };
-  /** Plays `msg` as having happened at `at`, on the hub's clock. */
-  play(msg: Message, at: number): void {
-    this.#take!(encode(msg), at);
-  }
-  async *[Symbol.asyncIterator](): AsyncIterator<Message> {}
-  poll(): undefined {
-    return undefined;
-  }
-  close(): Promise<void> {
-    this.closed = true;
-    this.#end?.();
-    return Promise.resolve();
-  }
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close();
-  }
-}
-
-/** An output that carries time itself: it hears each batch at once, with `at`. */
-class TimedListener {
+/** A timed endpoint: hears each batch at once, with its time. */
+class TimedListener extends TimedEndpoint {
   readonly name = "timed";
   /** Each message, with its batch's time and when it came (`performance.now()`). */
   readonly heard: { msg: Message; at: number; came: number }[] = [];
-  closed = false;
-  readonly [SINK]: Sink = {
-    write: (batch: Batch) => {
-      const came = performance.now();
-      for (const msg of batch.messages) {
-        this.heard.push({ msg, at: batch.at!, came });
-      }
-      return true;
-    },
-    queuedBytes: 0,
-    copiedBytes: 0,
-    progress: 0,
-    slow: "drop",
-    drained: () => Promise.resolve(),
-    timed: true,
-  };
-  close(): Promise<void> {
-    this.closed = true;
-    return Promise.resolve();
-  }
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close();
+  protected hear(msg: Message, at: number | undefined): void {
+    this.heard.push({ msg, at: at!, came: performance.now() });
   }
 }
 

@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
 import {
-  type Batch,
   encode,
   Hub,
   type Message,
@@ -10,16 +9,13 @@ import {
   PortServer,
   QueueFullError,
   ReconnectingPort,
-  SINK,
-  type Sink,
-  SOURCE,
-  type Source,
 } from "../mod.ts";
 import { DEFAULT_HEARTBEAT_MS } from "../src/net/mod.ts";
 import { helloLine } from "../src/net/_hello.ts";
 import { ManualClock } from "./_clock.ts";
 import { drain, netTest, take, until, within } from "./_net.ts";
 import { concat } from "./_util.ts";
+import { Player, TimedEndpoint } from "./_timed_ports.ts";
 
 const note = (n: number) => message("note_on", { note: n });
 
@@ -506,58 +502,12 @@ netTest("the heartbeat is on by default; false turns it off", () => {
   return Promise.resolve();
 });
 
-/** An input that plays into a hub with the time it chooses. */
-class Player {
-  readonly name = "player";
-  closed = false;
-  #take: ((framed: Uint8Array, at?: number) => unknown) | undefined;
-  #end: ((cause?: unknown) => void) | undefined;
-  readonly [SOURCE]: Source = {
-    attach: (take, end) => {
-      this.#take = take;
-      this.#end = end;
-    },
-  };
-  play(msg: Message, at: number): void {
-    this.#take!(encode(msg), at);
-  }
-  async *[Symbol.asyncIterator](): AsyncIterator<Message> {}
-  poll(): undefined {
-    return undefined;
-  }
-  close(): Promise<void> {
-    this.closed = true;
-    this.#end?.();
-    return Promise.resolve();
-  }
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close();
-  }
-}
-
 /** A timed endpoint: hears each batch at once, with its time. */
-class TimedListener {
+class TimedListener extends TimedEndpoint {
   readonly name = "timed listener";
   readonly heard: [Message, number][] = [];
-  closed = false;
-  readonly [SINK]: Sink = {
-    write: (batch: Batch) => {
-      for (const msg of batch.messages) this.heard.push([msg, batch.at!]);
-      return true;
-    },
-    queuedBytes: 0,
-    copiedBytes: 0,
-    progress: 0,
-    slow: "drop",
-    drained: () => Promise.resolve(),
-    timed: true,
-  };
-  close(): Promise<void> {
-    this.closed = true;
-    return Promise.resolve();
-  }
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close();
+  protected hear(msg: Message, at: number | undefined): void {
+    this.heard.push([msg, at!]);
   }
 }
 

@@ -6,13 +6,10 @@
 
 import assert from "node:assert/strict";
 import {
-  type Batch,
   Hub,
   type Message,
   message,
   RtpMidiSession,
-  SINK,
-  type Sink,
   systemClock,
   type TimeSource,
 } from "../mod.ts";
@@ -23,6 +20,7 @@ import {
 } from "../src/rtp/mod.ts";
 import { boundedTest, until } from "./_net.ts";
 import { Player, RawPeer } from "./_rtp.ts";
+import { TimedEndpoint } from "./_timed_ports.ts";
 
 /** A clock `offset` ms ahead of the system's and `drift` fast. */
 function skewed(offset: number, drift: number): TimeSource {
@@ -40,43 +38,19 @@ interface Heard {
   when: number;
 }
 
-/**
- * An output that notes what it hears and when. Timed, it hears each batch
- * at once, with its time; plain, when the hub's playout delay says.
- */
-class TimedListener {
+/** A timed endpoint: hears each batch at once, with its time. */
+class TimedListener extends TimedEndpoint {
   readonly name = "timed";
   readonly heard: Heard[] = [];
-  closed = false;
-  readonly [SINK]: Sink;
+  readonly #clock: TimeSource;
   constructor(clock: TimeSource, timed = true) {
-    this[SINK] = {
-      write: (batch: Batch) => {
-        for (const msg of batch.messages) {
-          if (msg.type === "note_on") {
-            this.heard.push({
-              note: msg.note,
-              at: batch.at,
-              when: clock.now(),
-            });
-          }
-        }
-        return true;
-      },
-      queuedBytes: 0,
-      copiedBytes: 0,
-      progress: 0,
-      slow: "drop",
-      drained: () => Promise.resolve(),
-      timed,
-    };
+    super(timed);
+    this.#clock = clock;
   }
-  close(): Promise<void> {
-    this.closed = true;
-    return Promise.resolve();
-  }
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close();
+  protected hear(msg: Message, at: number | undefined): void {
+    if (msg.type === "note_on") {
+      this.heard.push({ note: msg.note, at, when: this.#clock.now() });
+    }
   }
 }
 

@@ -6,7 +6,6 @@
 
 import assert from "node:assert/strict";
 import {
-  type Batch,
   connect,
   encode,
   Hub,
@@ -15,10 +14,6 @@ import {
   type OutputPort,
   Parser,
   PortServer,
-  SINK,
-  type Sink,
-  SOURCE,
-  type Source,
   systemClock,
   type TimeSource,
 } from "../mod.ts";
@@ -37,6 +32,7 @@ import {
 } from "./_net.ts";
 import { concat } from "./_util.ts";
 import { readLines, WanLink, wanSkip, WIFI } from "./_wan.ts";
+import { Player, TimedEndpoint } from "./_timed_ports.ts";
 
 const note = (n: number) => message("note_on", { note: n });
 
@@ -64,60 +60,12 @@ async function readBytes(
   );
 }
 
-/** An input that plays messages into a hub with the time it chooses. */
-class Player {
-  readonly name = "player";
-  closed = false;
-  #take: ((framed: Uint8Array, at?: number) => unknown) | undefined;
-  #end: ((cause?: unknown) => void) | undefined;
-  readonly [SOURCE]: Source = {
-    attach: (take, end) => {
-      this.#take = take;
-      this.#end = end;
-    },
-  };
-  play(msg: Message, at: number): void {
-    this.#take!(encode(msg), at);
-  }
-  async *[Symbol.asyncIterator](): AsyncIterator<Message> {}
-  poll(): undefined {
-    return undefined;
-  }
-  close(): Promise<void> {
-    this.closed = true;
-    this.#end?.();
-    return Promise.resolve();
-  }
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close();
-  }
-}
-
 /** A timed endpoint: hears each batch at once, with its time. */
-class TimedListener {
+class TimedListener extends TimedEndpoint {
   readonly name = "timed listener";
   readonly heard: [number, number][] = [];
-  closed = false;
-  readonly [SINK]: Sink = {
-    write: (batch: Batch) => {
-      for (const msg of batch.messages) {
-        if (msg.type === "note_on") this.heard.push([msg.note, batch.at!]);
-      }
-      return true;
-    },
-    queuedBytes: 0,
-    copiedBytes: 0,
-    progress: 0,
-    slow: "drop",
-    drained: () => Promise.resolve(),
-    timed: true,
-  };
-  close(): Promise<void> {
-    this.closed = true;
-    return Promise.resolve();
-  }
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close();
+  protected hear(msg: Message, at: number | undefined): void {
+    if (msg.type === "note_on") this.heard.push([msg.note, at!]);
   }
 }
 

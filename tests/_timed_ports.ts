@@ -1,0 +1,111 @@
+// Endpoints the timing tests put on a hub: a player that hands the hub
+// messages with the time it chooses, and a timed endpoint that hears each
+// batch at once with its time (a subclass says what it keeps of it).
+
+import {
+  type Batch,
+  encode,
+  type Message,
+  SINK,
+  type Sink,
+  SOURCE,
+  type Source,
+} from "../mod.ts";
+
+/** An input that hands the hub framed bytes with the time it chooses. */
+export class Player {
+  readonly name: string;
+  closed = false;
+  #take:
+    | ((framed: Uint8Array, at?: number, origin?: string) => unknown)
+    | undefined;
+  #end: ((cause?: unknown) => void) | undefined;
+  readonly [SOURCE]: Source;
+
+  constructor(name = "player") {
+    this.name = name;
+    this[SOURCE] = {
+      attach: (take, end) => {
+        this.#take = take;
+        this.#end = end;
+      },
+    };
+  }
+
+  /**
+   * Plays messages (or their framed bytes) as having happened at `at` (or
+   * now), from `origin`; nothing before the hub took the player.
+   */
+  play(
+    what: Message | readonly Message[] | Uint8Array,
+    at?: number,
+    origin?: string,
+  ): void {
+    const framed = what instanceof Uint8Array
+      ? what
+      : Array.isArray(what)
+      ? new Uint8Array(what.flatMap((msg) => [...encode(msg)]))
+      : encode(what as Message);
+    this.#take?.(framed, at, origin);
+  }
+
+  /** The peer goes away. */
+  leave(): void {
+    this.#end!();
+  }
+
+  // An input that is also iterable, as the hub checks.
+  async *[Symbol.asyncIterator](): AsyncIterator<Message> {}
+
+  poll(): undefined {
+    return undefined;
+  }
+
+  close(): Promise<void> {
+    this.closed = true;
+    this.#end?.();
+    return Promise.resolve();
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+/**
+ * An endpoint that carries time on itself: the hub hands it each batch at
+ * once, with the batch's time (with `timed` false, it is a plain endpoint
+ * that hears when the playout delay says).
+ */
+export abstract class TimedEndpoint {
+  abstract readonly name: string;
+  closed = false;
+  readonly [SINK]: Sink;
+
+  constructor(timed = true) {
+    this[SINK] = {
+      write: (batch: Batch) => {
+        for (const msg of batch.messages) this.hear(msg, batch.at);
+        return true;
+      },
+      queuedBytes: 0,
+      copiedBytes: 0,
+      progress: 0,
+      slow: "drop",
+      drained: () => Promise.resolve(),
+      timed,
+    };
+  }
+
+  /** Keeps what the test needs of one message and its batch's time. */
+  protected abstract hear(msg: Message, at: number | undefined): void;
+
+  close(): Promise<void> {
+    this.closed = true;
+    return Promise.resolve();
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
