@@ -7,7 +7,6 @@
 
 import {
   connect,
-  encode,
   type HasSink,
   Hub,
   type Message,
@@ -18,9 +17,8 @@ import {
   PortServer,
   SINK,
   type SocketPort,
-  SOURCE,
-  type Source,
 } from "../mod.ts";
+import { Player } from "./_timed_ports.ts";
 import { until, within } from "./_net.ts";
 
 /** The nats-server binary: on PATH, or where Debian puts it. */
@@ -509,36 +507,6 @@ function wallNow(): number {
   return performance.timeOrigin + performance.now();
 }
 
-/** A port of a hub that plays what it is given at once, as a keyboard does. */
-class Keys {
-  readonly name = "keys";
-  closed = false;
-  #take: ((framed: Uint8Array) => unknown) | undefined;
-  #end: (() => void) | undefined;
-  readonly [SOURCE]: Source = {
-    attach: (take, end) => {
-      this.#take = take;
-      this.#end = end;
-    },
-  };
-  /** Hands `msg` to the hub now. */
-  play(msg: Message): void {
-    this.#take!(encode(msg));
-  }
-  async *[Symbol.asyncIterator](): AsyncIterator<Message> {}
-  poll(): undefined {
-    return undefined;
-  }
-  close(): Promise<void> {
-    this.closed = true;
-    this.#end?.();
-    return Promise.resolve();
-  }
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close();
-  }
-}
-
 /**
  * An endpoint that notes each numbered note's time as its hub has it (a
  * timed sink: it hears each batch at once, with `at`).
@@ -599,7 +567,8 @@ async function timedPeer(config: TimedPeerConfig): Promise<void> {
     [Symbol.asyncDispose]: () => Promise.resolve(),
   };
   hub.add(player, { kind: "device" });
-  const keys = new Keys();
+  // A port of the hub that plays what it is given at once, as a keyboard does.
+  const keys = new Player("keys");
   hub.add(keys, { kind: "device" });
   const say = (line: unknown) => console.log(JSON.stringify(line));
   say({ ready: true });

@@ -30,13 +30,12 @@ import {
   Hub,
   type Message,
   message,
-  type OutputPort,
   PortServer,
   ReconnectingPort,
   SINK,
   type Sink,
 } from "../mod.ts";
-import { Player } from "./_timed_ports.ts";
+import { PlainEndpoint, Player } from "./_timed_ports.ts";
 
 const wall = (): number => performance.timeOrigin + performance.now();
 
@@ -45,22 +44,11 @@ function say(value: unknown): void {
 }
 
 /** A device that notes what it heard, and when. */
-class Recorder implements OutputPort {
+class Recorder extends PlainEndpoint {
   readonly name = "recorder";
-  closed = false;
   readonly heard: { message: Message; at: number }[] = [];
-  send(msg: Message): Promise<void> {
+  protected hear(msg: Message): void {
     this.heard.push({ message: msg, at: wall() });
-    return Promise.resolve();
-  }
-  reset = () => Promise.resolve();
-  panic = () => Promise.resolve();
-  close(): Promise<void> {
-    this.closed = true;
-    return Promise.resolve();
-  }
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close();
   }
 }
 

@@ -1,11 +1,14 @@
 // Endpoints the timing tests put on a hub: a player that hands the hub
-// messages with the time it chooses, and a timed endpoint that hears each
-// batch at once with its time (a subclass says what it keeps of it).
+// messages with the time it chooses, a timed endpoint that hears each batch
+// at once with its time, and a plain one that hears each message when the
+// hub plays it out (a subclass says what it keeps of them).
 
 import {
   type Batch,
   encode,
   type Message,
+  type OutputPort,
+  PortClosedError,
   SINK,
   type Sink,
   SOURCE,
@@ -99,6 +102,36 @@ export abstract class TimedEndpoint {
 
   /** Keeps what the test needs of one message and its batch's time. */
   protected abstract hear(msg: Message, at: number | undefined): void;
+
+  close(): Promise<void> {
+    this.closed = true;
+    return Promise.resolve();
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+/**
+ * A plain output: the hub sends it each message when it plays it out (a
+ * closed one refuses, as ports do).
+ */
+export abstract class PlainEndpoint implements OutputPort {
+  abstract readonly name: string;
+  closed = false;
+
+  send(msg: Message): Promise<void> {
+    if (this.closed) return Promise.reject(new PortClosedError(this.name));
+    this.hear(msg);
+    return Promise.resolve();
+  }
+
+  /** Keeps what the test needs of one message. */
+  protected abstract hear(msg: Message): void;
+
+  reset = (): Promise<void> => Promise.resolve();
+  panic = (): Promise<void> => Promise.resolve();
 
   close(): Promise<void> {
     this.closed = true;

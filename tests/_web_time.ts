@@ -2,8 +2,8 @@
 // chooses, and an output that carries time itself (what the hub gives a
 // timed endpoint).
 
-import { type Message, type OutputPort, PortClosedError } from "../mod.ts";
-import { TimedEndpoint } from "./_timed_ports.ts";
+import type { Message } from "../mod.ts";
+import { PlainEndpoint, TimedEndpoint } from "./_timed_ports.ts";
 
 export { Player } from "./_timed_ports.ts";
 
@@ -20,30 +20,19 @@ export class TimedListener extends TimedEndpoint {
 }
 
 /** A plain output (the hub delays what it sends it) that notes when it heard what. */
-export class PlainListener implements OutputPort {
+export class PlainListener extends PlainEndpoint {
   readonly name = "plain";
   readonly heard: [string, number][] = [];
   /** What it heard, whole, with when (on the `now` clock). */
   readonly messages: [Message, number][] = [];
-  closed = false;
   readonly #now: () => number;
   constructor(now: () => number) {
+    super();
     this.#now = now;
   }
-  send(msg: Message): Promise<void> {
-    if (this.closed) return Promise.reject(new PortClosedError(this.name));
+  protected hear(msg: Message): void {
     this.heard.push([describe(msg), this.#now()]);
     this.messages.push([msg, this.#now()]);
-    return Promise.resolve();
-  }
-  reset = (): Promise<void> => Promise.resolve();
-  panic = (): Promise<void> => Promise.resolve();
-  close(): Promise<void> {
-    this.closed = true;
-    return Promise.resolve();
-  }
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close();
   }
 }
 

@@ -3,40 +3,22 @@
 // and counted, order kept per source; on a clock the test steps by hand.
 
 import assert from "node:assert/strict";
-import {
-  Hub,
-  type HubEvent,
-  type Message,
-  message,
-  type OutputPort,
-  PortClosedError,
-} from "../mod.ts";
+import { Hub, type HubEvent, type Message, message } from "../mod.ts";
 import { ManualClock } from "./_clock.ts";
-import { Player, TimedEndpoint } from "./_timed_ports.ts";
+import { PlainEndpoint, Player, TimedEndpoint } from "./_timed_ports.ts";
 
 /** An output that notes when it heard what. */
-class Listener implements OutputPort {
+class Listener extends PlainEndpoint {
   readonly name: string;
   readonly heard: [string, number][] = [];
-  closed = false;
   readonly #clock: ManualClock;
   constructor(name: string, clock: ManualClock) {
+    super();
     this.name = name;
     this.#clock = clock;
   }
-  send(msg: Message): Promise<void> {
-    if (this.closed) return Promise.reject(new PortClosedError(this.name));
+  protected hear(msg: Message): void {
     this.heard.push([describe(msg), this.#clock.now()]);
-    return Promise.resolve();
-  }
-  reset = () => Promise.resolve();
-  panic = () => Promise.resolve();
-  close(): Promise<void> {
-    this.closed = true;
-    return Promise.resolve();
-  }
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close();
   }
 }
 

@@ -11,8 +11,6 @@ import {
   type Message,
   message,
   NatsLink,
-  type OutputPort,
-  PortClosedError,
   type TimeSource,
 } from "../mod.ts";
 import {
@@ -37,7 +35,7 @@ import {
   type TimedPeerReport,
 } from "./_nats.ts";
 import { readLines, type Side, WanLink, wanSkip, WIFI } from "./_wan.ts";
-import { Player, TimedEndpoint } from "./_timed_ports.ts";
+import { PlainEndpoint, Player, TimedEndpoint } from "./_timed_ports.ts";
 
 const note = (n: number, velocity = 64) =>
   message("note_on", { note: n, velocity });
@@ -96,23 +94,11 @@ class TimedListener extends TimedEndpoint {
 }
 
 /** A plain output: it hears what the hub plays out, and notes when. */
-class Listener implements OutputPort {
+class Listener extends PlainEndpoint {
   readonly name = "plain";
   readonly heard: { msg: Message; came: number }[] = [];
-  closed = false;
-  send(msg: Message): Promise<void> {
-    if (this.closed) return Promise.reject(new PortClosedError(this.name));
+  protected hear(msg: Message): void {
     this.heard.push({ msg, came: performance.now() });
-    return Promise.resolve();
-  }
-  reset = () => Promise.resolve();
-  panic = () => Promise.resolve();
-  close(): Promise<void> {
-    this.closed = true;
-    return Promise.resolve();
-  }
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close();
   }
 }
 

@@ -4,7 +4,6 @@ import {
   Hub,
   type Message,
   message,
-  type OutputPort,
   PortClosedError,
   PortServer,
   QueueFullError,
@@ -15,7 +14,7 @@ import { helloLine } from "../src/net/_hello.ts";
 import { ManualClock } from "./_clock.ts";
 import { drain, netTest, take, until, within } from "./_net.ts";
 import { concat } from "./_util.ts";
-import { Player, TimedEndpoint } from "./_timed_ports.ts";
+import { PlainEndpoint, Player, TimedEndpoint } from "./_timed_ports.ts";
 
 const note = (n: number) => message("note_on", { note: n });
 
@@ -274,25 +273,14 @@ class Relay implements AsyncDisposable {
 }
 
 /** A device on a hub that keeps the markers it hears. */
-class Collector implements OutputPort {
+class Collector extends PlainEndpoint {
   readonly name = "collector";
   readonly markers = new Set<number>();
   readonly heard: Message[] = [];
-  closed = false;
-  send(msg: Message): Promise<void> {
+  protected hear(msg: Message): void {
     this.heard.push(msg);
     const i = markerOf(msg);
     if (i !== undefined) this.markers.add(i);
-    return Promise.resolve();
-  }
-  reset = () => Promise.resolve();
-  panic = () => Promise.resolve();
-  close(): Promise<void> {
-    this.closed = true;
-    return Promise.resolve();
-  }
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close();
   }
 }
 

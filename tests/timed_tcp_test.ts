@@ -11,7 +11,6 @@ import {
   Hub,
   type Message,
   message,
-  type OutputPort,
   Parser,
   PortServer,
   systemClock,
@@ -32,7 +31,7 @@ import {
 } from "./_net.ts";
 import { concat } from "./_util.ts";
 import { readLines, WanLink, wanSkip, WIFI } from "./_wan.ts";
-import { Player, TimedEndpoint } from "./_timed_ports.ts";
+import { PlainEndpoint, Player, TimedEndpoint } from "./_timed_ports.ts";
 
 const note = (n: number) => message("note_on", { note: n });
 
@@ -70,26 +69,16 @@ class TimedListener extends TimedEndpoint {
 }
 
 /** A plain endpoint: notes when (on `clock`) it heard each note. */
-class Listener implements OutputPort {
+class Listener extends PlainEndpoint {
   readonly name = "listener";
   readonly heard: [number, number][] = [];
-  closed = false;
   readonly #clock: TimeSource;
   constructor(clock: TimeSource) {
+    super();
     this.#clock = clock;
   }
-  send(msg: Message): Promise<void> {
+  protected hear(msg: Message): void {
     if (msg.type === "note_on") this.heard.push([msg.note, this.#clock.now()]);
-    return Promise.resolve();
-  }
-  reset = () => Promise.resolve();
-  panic = () => Promise.resolve();
-  close(): Promise<void> {
-    this.closed = true;
-    return Promise.resolve();
-  }
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close();
   }
 }
 
