@@ -12,12 +12,14 @@ import {
   type Message,
   message,
   NatsLink,
+  type NatsLinkOptions,
   type OutputPort,
   type Port,
   PortServer,
   SINK,
   type SocketPort,
 } from "../mod.ts";
+import type { NatsLinkEvent } from "../src/nats/mod.ts";
 import { Player } from "./_timed_ports.ts";
 import { until, within } from "./_net.ts";
 
@@ -615,3 +617,44 @@ async function timedPeer(config: TimedPeerConfig): Promise<void> {
 }
 
 if (import.meta.main) await timedPeer(JSON.parse(Deno.args[0]));
+
+/** A link whose events are kept. */
+export async function link(
+  url: string,
+  options: Partial<NatsLinkOptions> = {},
+): Promise<{ link: NatsLink; events: NatsLinkEvent[] }> {
+  const events: NatsLinkEvent[] = [];
+  const made = await NatsLink.connect(url, {
+    room: "test",
+    onEvent: (event) => events.push(event),
+    ...options,
+  });
+  return { link: made, events };
+}
+
+/** Writes `text` to a file `name` in a new temporary directory; its path. */
+export async function tempFile(name: string, text: string): Promise<string> {
+  const child = new Deno.Command("sh", {
+    args: ["-c", `d=$(mktemp -d) && cat > "$d/${name}" && echo "$d"`],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  await writer.write(new TextEncoder().encode(text));
+  await writer.close();
+  const { success, stdout, stderr } = await child.output();
+  if (!success) {
+    throw new Error(
+      `cannot write ${name}: ${new TextDecoder().decode(stderr)}`,
+    );
+  }
+  return `${new TextDecoder().decode(stdout).trim()}/${name}`;
+}
+
+/** Removes the directory a file of {@linkcode tempFile} is in. */
+export async function removeDirOf(file: string): Promise<void> {
+  await new Deno.Command("rm", {
+    args: ["-rf", file.slice(0, file.lastIndexOf("/"))],
+  }).output();
+}

@@ -5,17 +5,8 @@
 // payload).
 
 import assert from "node:assert/strict";
-import {
-  type Message,
-  message,
-  NatsLink,
-  type NatsLinkOptions,
-} from "../mod.ts";
-import {
-  formatNatsLinkEvent,
-  NatsLinkError,
-  type NatsLinkEvent,
-} from "../src/nats/mod.ts";
+import { type Message, message, NatsLink } from "../mod.ts";
+import { formatNatsLinkEvent, NatsLinkError } from "../src/nats/mod.ts";
 import {
   encodeBeat,
   encodeBye,
@@ -25,10 +16,12 @@ import {
 import { boundedTest, LOOPBACK, take, until, within } from "./_net.ts";
 import {
   HubProcess,
+  link,
   NATS_MISSING,
   NatsServer,
   type RawMessage,
   RawNatsClient,
+  tempFile,
 } from "./_nats.ts";
 
 const note = (n: number, velocity = 64) =>
@@ -44,20 +37,6 @@ const PERMISSIONS: Deno.PermissionOptionsObject = {
 
 function natsTest(name: string, fn: () => Promise<void>, ms = 30000): void {
   boundedTest(name, fn, { ignore: NATS_MISSING, permissions: PERMISSIONS, ms });
-}
-
-/** A link whose events are kept. */
-async function link(
-  url: string,
-  options: Partial<NatsLinkOptions> = {},
-): Promise<{ link: NatsLink; events: NatsLinkEvent[] }> {
-  const events: NatsLinkEvent[] = [];
-  const made = await NatsLink.connect(url, {
-    room: "test",
-    onEvent: (event) => events.push(event),
-    ...options,
-  });
-  return { link: made, events };
 }
 
 /** What an eavesdropper learns from a hub's beat: its instance and next number. */
@@ -220,20 +199,6 @@ const PASSWORDS = {
   STUDIO_2_PASSWORD: "two-secret",
   STUDIO_3_PASSWORD: "three-secret",
 };
-
-/** Writes text to a file in a new temporary directory (the tests may not write). */
-async function tempFile(name: string, text: string): Promise<string> {
-  const child = new Deno.Command("sh", {
-    args: ["-c", `d=$(mktemp -d) && cat > "$d/${name}" && echo "$d"`],
-    stdin: "piped",
-    stdout: "piped",
-  }).spawn();
-  const writer = child.stdin.getWriter();
-  await writer.write(new TextEncoder().encode(text));
-  await writer.close();
-  const { stdout } = await child.output();
-  return `${new TextDecoder().decode(stdout).trim()}/${name}`;
-}
 
 natsTest(
   "with per-hub permissions, a member cannot speak for another hub: forged goodbyes, jumps and beats are refused, and a killed hub's notes end within 1 s",

@@ -30,9 +30,12 @@ import {
 import { boundedTest, LOOPBACK, take, until, within } from "./_net.ts";
 import {
   HubProcess,
+  link,
   NATS_MISSING,
   NatsServer,
   RawNatsClient,
+  removeDirOf,
+  tempFile,
 } from "./_nats.ts";
 import { between, random } from "./_util.ts";
 import { nkeys } from "npm:@nats-io/transport-node@3.4.0";
@@ -56,20 +59,6 @@ function natsTest(name: string, fn: () => Promise<void>, ms = 30000): void {
     permissions: PERMISSIONS,
     ms: ms,
   });
-}
-
-/** A link whose events are kept, with short timings for tests. */
-async function link(
-  url: string,
-  options: Partial<NatsLinkOptions> = {},
-): Promise<{ link: NatsLink; events: NatsLinkEvent[] }> {
-  const events: NatsLinkEvent[] = [];
-  const made = await NatsLink.connect(url, {
-    room: "test",
-    onEvent: (event) => events.push(event),
-    ...options,
-  });
-  return { link: made, events };
 }
 
 const types = (events: NatsLinkEvent[]) => events.map((e) => e.type);
@@ -345,28 +334,6 @@ natsTest(
     }
   },
 );
-
-/** Writes text to a new file in a new temporary directory (by a shell: the tests have no write permission). */
-async function tempFile(name: string, text: string): Promise<string> {
-  const child = new Deno.Command("sh", {
-    args: ["-c", `d=$(mktemp -d) && cat > "$d/${name}" && echo "$d"`],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const writer = child.stdin.getWriter();
-  await writer.write(new TextEncoder().encode(text));
-  await writer.close();
-  const { success, stdout, stderr } = await child.output();
-  assert.ok(success, new TextDecoder().decode(stderr));
-  return `${new TextDecoder().decode(stdout).trim()}/${name}`;
-}
-
-async function removeDirOf(file: string): Promise<void> {
-  await new Deno.Command("rm", {
-    args: ["-rf", file.slice(0, file.lastIndexOf("/"))],
-  }).output();
-}
 
 natsTest(
   "a user not allowed on the room's subjects fails at once, in one line",
