@@ -171,6 +171,23 @@ export type PageControl =
   | { readonly type: "time"; readonly t1: number }
   | { readonly type: "mode"; readonly timed: boolean };
 
+/** A frame's JSON object, when it is one of at most `max` characters. */
+function jsonObject(
+  text: string,
+  max: number,
+): Record<string, unknown> | undefined {
+  if (text.length > max) return undefined;
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  return typeof value === "object" && value !== null
+    ? value as Record<string, unknown>
+    : undefined;
+}
+
 /** The longest control message read from an admitted page, in characters. */
 export const MAX_CONTROL_FRAME = 256;
 
@@ -180,15 +197,9 @@ export const MAX_CONTROL_FRAME = 256;
  * @returns The message, or `undefined` when the frame is not one.
  */
 export function readControl(text: string): PageControl | undefined {
-  if (text.length > MAX_CONTROL_FRAME) return undefined;
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-  if (typeof value !== "object" || value === null) return undefined;
-  const { type, t1, timed } = value as Record<string, unknown>;
+  const value = jsonObject(text, MAX_CONTROL_FRAME);
+  if (value === undefined) return undefined;
+  const { type, t1, timed } = value;
   if (type === "time" && typeof t1 === "number" && Number.isFinite(t1)) {
     return { type, t1 };
   }
@@ -271,15 +282,7 @@ export const MAX_TOKEN_FRAME = 512;
  * @returns The token, or `undefined` when the frame is not one.
  */
 export function readTokenFrame(text: string): string | undefined {
-  if (text.length > MAX_TOKEN_FRAME) return undefined;
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-  if (typeof value !== "object" || value === null) return undefined;
-  const { type, token } = value as { type?: unknown; token?: unknown };
+  const { type, token } = jsonObject(text, MAX_TOKEN_FRAME) ?? {};
   return type === "token" && typeof token === "string" ? token : undefined;
 }
 
