@@ -865,20 +865,21 @@ export class RtpMidiSession
     this.#answerWith(kind, "NO", packet.token, from);
   }
 
+  /** Refuses an invitation with an SSRC that `whose` holds. */
+  #refuseImpostor(packet: InvitationPacket, from: Peer, whose: string): void {
+    const refusal = this.#gate.refuse(
+      this.#gatePeer(from),
+      "protocol",
+      `invitation with the SSRC of ${whose}`,
+    );
+    this.#refuse("control", packet, from, refusal);
+  }
+
   #controlInvitation(packet: InvitationPacket, from: Peer): void {
     const existing = this.#participants.get(packet.ssrc);
     if (existing !== undefined) {
       if (!samePeer(existing.control, from)) {
-        this.#refuse(
-          "control",
-          packet,
-          from,
-          this.#gate.refuse(
-            this.#gatePeer(from),
-            "protocol",
-            "invitation with the SSRC of a participant at another address",
-          ),
-        );
+        this.#refuseImpostor(packet, from, "a participant at another address");
         return;
       }
       if (existing.token === packet.token) {
@@ -897,16 +898,7 @@ export class RtpMidiSession
     const pending = this.#pending.get(packet.ssrc);
     if (pending !== undefined) {
       if (!samePeer(pending.control, from)) {
-        this.#refuse(
-          "control",
-          packet,
-          from,
-          this.#gate.refuse(
-            this.#gatePeer(from),
-            "protocol",
-            "invitation with the SSRC of another address's invitation",
-          ),
-        );
+        this.#refuseImpostor(packet, from, "another address's invitation");
         return;
       }
       pending.token = packet.token;
