@@ -280,13 +280,7 @@ async function build(config: Config, hub: Hub, say: (line: string) => void) {
     await import("../web/server.ts").then((module) =>
       attach(
         hub,
-        () =>
-          new module.WebServer({
-            ...config.web!,
-            tls,
-            // An open page keeps itself alive: more often than the timeout.
-            keepAlive: Math.min(1000, (config.hub.idleTimeout ?? 2000) / 2),
-          }),
+        () => new module.WebServer({ ...config.web!, tls }),
         `serve the web page on ${formatAddress(config.web!)}`,
         "--web ADDRESS",
       )

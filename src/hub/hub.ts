@@ -246,6 +246,15 @@ export class Hub implements AsyncDisposable {
     return this.#settings.maxSysexLength;
   }
 
+  /**
+   * How long a client may send nothing before it is dropped, in ms
+   * (undefined: never): what transports whose clients keep themselves
+   * alive take their interval from.
+   */
+  get idleTimeout(): number | undefined {
+    return this.#settings.idleTimeout;
+  }
+
   /** The endpoints now, in the order they joined. */
   get endpoints(): readonly Endpoint[] {
     return [...this.#members];

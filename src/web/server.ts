@@ -106,7 +106,7 @@ export interface WebServerOptions {
    * answers it and does not pass it on), so that a page left open is never
    * dropped as idle. Keep it well under the hub's `idleTimeout`; 0 turns it
    * off.
-   * @default {1000}
+   * @default {a third of the hub's idleTimeout, at most 1000}
    */
   keepAlive?: number;
   /**
@@ -217,7 +217,8 @@ interface Settings {
   readonly origins: ReadonlySet<string>;
   readonly maxFrameBytes: number | undefined;
   readonly monitor: boolean;
-  readonly keepAlive: number;
+  /** Undefined: from the hub's idle timeout, once attached. */
+  readonly keepAlive: number | undefined;
   readonly maxConnections: number;
   readonly maxConnectionsPerAddress: number;
 }
@@ -227,8 +228,10 @@ function settings(options: WebServerOptions): Settings {
   if (typeof hostname !== "string") {
     throw new TypeError(`Host must be a string: got ${String(hostname)}`);
   }
-  const keepAlive = options.keepAlive ?? 1000;
-  if (!Number.isFinite(keepAlive) || keepAlive < 0) {
+  const keepAlive = options.keepAlive;
+  if (
+    keepAlive !== undefined && (!Number.isFinite(keepAlive) || keepAlive < 0)
+  ) {
     throw new RangeError(
       `keepAlive must be 0 or a positive number of milliseconds: got ${keepAlive}`,
     );
@@ -905,7 +908,8 @@ export class WebServer implements Transport {
       welcomeFrame(
         visitor.endpoint.id,
         visitor.endpoint.name,
-        this.#settings.keepAlive,
+        this.#settings.keepAlive ??
+          Math.round(Math.min(1000, (hub.idleTimeout ?? Infinity) / 3)),
         hub.timing?.latency ?? 0,
       ),
     );
