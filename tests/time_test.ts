@@ -7,6 +7,7 @@ import { systemClock } from "../mod.ts";
 import { ClockSync, Playout, Scheduler } from "../src/hub/mod.ts";
 import { random } from "./_util.ts";
 import { ManualClock } from "./_clock.ts";
+import { Alarm } from "../src/time/_alarm.ts";
 
 function timeTest(name: string, fn: () => void | Promise<void>): void {
   Deno.test({ name, permissions: "none", fn });
@@ -69,7 +70,7 @@ timeTest("the scheduler refuses a negative earlyMs", () => {
 });
 
 Deno.test("on the system clock the scheduler wakes within a fraction of a ms", async () => {
-  const scheduler = new Scheduler();
+  using scheduler = new Scheduler();
   const late: number[] = [];
   for (let i = 0; i < 60; i++) {
     const due = systemClock.now() + 3 + (i % 7);
@@ -84,6 +85,59 @@ Deno.test("on the system clock the scheduler wakes within a fraction of a ms", a
   assert.ok(late[0] >= 0, "never early");
   // The median only: a loaded machine can delay any single wake-up.
   assert.ok(late[30] < 0.5, `median lateness ${late[30].toFixed(3)} ms`);
+});
+
+timeTest(
+  "the alarm rings once at its time, not when unset or reset, and closes",
+  async () => {
+    const rings: number[] = [];
+    let heard = Promise.withResolvers<void>();
+    const alarm = await Alarm.start(() => {
+      rings.push(performance.now());
+      heard.resolve();
+    });
+    assert.ok(alarm, "a worker thread can be made here");
+    // The alarm keeps no process alive: this timer does, meanwhile.
+    const awake = setInterval(() => {}, 1000);
+    try {
+      const setAt = performance.now();
+      alarm.set(20);
+      await heard.promise;
+      assert.ok(rings[0] - setAt >= 20, "never early");
+      // Unset, then set again further off: only the last time rings.
+      heard = Promise.withResolvers<void>();
+      alarm.set(5);
+      alarm.cancel();
+      const again = performance.now();
+      alarm.set(40);
+      await heard.promise;
+      assert.equal(rings.length, 2);
+      assert.ok(rings[1] - again >= 40, "the time set last");
+      // Nothing more rings until it is set again.
+      await new Promise((resolve) => setTimeout(resolve, 60));
+      assert.equal(rings.length, 2);
+      alarm.close();
+      assert.ok(alarm.closed);
+      alarm.set(1); // A closed alarm's worker is gone: nothing rings.
+      await new Promise((resolve) => setTimeout(resolve, 30));
+      assert.equal(rings.length, 2);
+    } finally {
+      alarm.close();
+      clearInterval(awake);
+    }
+  },
+);
+
+Deno.test("a closed scheduler calls nothing that waited, and still takes calls on timers", async () => {
+  const scheduler = new Scheduler();
+  let called = 0;
+  scheduler.at(systemClock.now() + 5, () => called++);
+  scheduler.close();
+  await new Promise((resolve) => setTimeout(resolve, 30));
+  assert.equal(called, 0);
+  const done = Promise.withResolvers<void>();
+  scheduler.at(systemClock.now() + 5, () => done.resolve());
+  await done.promise;
 });
 
 /**

@@ -11,7 +11,6 @@
 import type { Message } from "../codec/messages.ts";
 import type { TimeSource } from "../clock.ts";
 import { Playout, type PlayoutStats } from "../time/playout.ts";
-import { Scheduler } from "../time/scheduler.ts";
 import { countFramed, FramedBatch, sizeAt } from "./_batch.ts";
 import type { Backpressure } from "./_backpressure.ts";
 import type { Events } from "./_events.ts";
@@ -67,7 +66,6 @@ export class Router {
       this.#playout = new Playout((writes) => this.#late(writes), {
         latency,
         clock: this.#clock,
-        scheduler: new Scheduler({ clock: this.#clock }),
         onLatency: (ms) => events.emit({ type: "latency", latency: ms }),
       });
     }

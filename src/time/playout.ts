@@ -98,6 +98,8 @@ export class Playout<T> {
   readonly #deliver: (item: T) => void;
   readonly #clock: TimeSource;
   readonly #scheduler: Scheduler;
+  /** Whether the scheduler is its own (closed with it). */
+  readonly #ownScheduler: boolean;
   readonly #auto: AutoLatency | undefined;
   #latency: number;
   /** The due time of the last item of each source still waiting. */
@@ -121,6 +123,7 @@ export class Playout<T> {
   constructor(deliver: (item: T) => void, options: PlayoutOptions) {
     this.#deliver = deliver;
     this.#clock = options.clock ?? systemClock;
+    this.#ownScheduler = options.scheduler === undefined;
     this.#scheduler = options.scheduler ??
       new Scheduler({ clock: this.#clock });
     if (options.latency === "auto") {
@@ -222,6 +225,7 @@ export class Playout<T> {
   /** Drops what waits and takes nothing more. */
   close(): void {
     this.#closed = true;
+    if (this.#ownScheduler) this.#scheduler.close();
     for (const waiting of this.#waiting) waiting.call?.cancel();
     this.#waiting.clear();
     this.#lastDue.clear();

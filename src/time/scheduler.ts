@@ -3,18 +3,24 @@
  *
  * JavaScript timers fire late: Deno's `setTimeout` a millisecond or more at
  * the median. A playout delay is only as good as its wake-up, so the
- * scheduler sets its timer a little early (by what it has seen timers be
- * late, learnt as it goes) and then waits out the rest in turns of the event
- * loop (`setImmediate`), which keeps every socket and timer of the process
- * served meanwhile. With nothing scheduled it costs nothing: no timer, no
- * turn. With a clock that only moves when stepped (a test's), it sets its
- * timer for the exact time and never waits in turns.
+ * scheduler wakes a little early and waits out the rest in turns of the
+ * event loop (`setImmediate`), which keep every socket and timer of the
+ * process served meanwhile. What wakes it is an alarm on a worker thread
+ * that blocks in `Atomics.wait` (src/time/_alarm.ts): it rings within a
+ * few tenths of a ms, so the turns last that long, not milliseconds (each
+ * turn makes garbage, and collecting it stalls the thread). Where no
+ * worker can be made, a timer wakes it, earlier. How early is learnt from
+ * how late wake-ups come. With nothing scheduled it costs nothing: the
+ * worker sleeps, no timer, no turn. With a clock that only moves when
+ * stepped (a test's), it sets its timer for the exact time and never waits
+ * in turns.
  *
  * @module
  */
 
 import { setImmediate } from "node:timers";
 import { type ClockTimer, systemClock, type TimeSource } from "../clock.ts";
+import { Alarm } from "./_alarm.ts";
 
 /** Options for {@linkcode Scheduler}. */
 export interface SchedulerOptions {
@@ -24,9 +30,9 @@ export interface SchedulerOptions {
    */
   clock?: TimeSource;
   /**
-   * How early to set the timer, in milliseconds, before waiting out the
-   * rest in turns of the event loop. By default it starts at 2 ms and
-   * follows how late this process's timers are (0 with a stepped clock).
+   * How early to wake, in milliseconds, before waiting out the rest in
+   * turns of the event loop. By default it follows how late wake-ups come
+   * (0 with a stepped clock).
    * @default {adaptive}
    */
   earlyMs?: number;
@@ -47,11 +53,19 @@ interface Task extends ScheduledCall {
   cancelled: boolean;
 }
 
-/** The least and most a timer is set early, in ms. */
-const MIN_EARLY_MS = 0.5;
+/** The least and most a wake-up is set early, in ms. */
+const MIN_EARLY_MS = 0.15;
 const MAX_EARLY_MS = 4;
+/** How much earlier than it runs late a timer is set, or the alarm. */
+const TIMER_MARGIN_MS = 0.5;
+const ALARM_MARGIN_MS = 0.1;
 /** How much of each new lateness the estimate takes in (its decay). */
 const LEARN = 1 / 32;
+/**
+ * With the alarm, a timer this long after the due time keeps the process
+ * alive (the worker does not) and stands in should the alarm not ring.
+ */
+const BACKSTOP_MS = 2;
 
 /**
  * Calls functions at given times, in time order (and in the order they were
@@ -81,14 +95,19 @@ export class Scheduler {
   readonly #clock: TimeSource;
   readonly #precise: boolean;
   readonly #fixedEarly: number | undefined;
-  /** How late this process's timers run, as learnt (ms). */
+  /** How late this process's wake-ups come, as learnt (ms). */
   #lateness = 1.5;
   #heap: Task[] = [];
   #seq = 0;
   #timer: ClockTimer | undefined;
-  /** The time the armed timer was asked to fire at. */
+  /** The time the armed wake-up was asked for. */
   #timerAt = Infinity;
+  /** When the armed wake-up was asked for, and what for. */
+  #asked = 0;
   #polling = false;
+  /** The alarm, once started; "starting" meanwhile. */
+  #alarm: Alarm | "starting" | undefined;
+  #closed = false;
 
   /**
    * Makes a scheduler with nothing scheduled.
@@ -109,6 +128,9 @@ export class Scheduler {
     } else if (!this.#precise) {
       this.#fixedEarly = 0;
     }
+    // Started now, not at the first call: making a worker thread holds up
+    // this one for tens of ms, better before any message waits.
+    if (this.#precise) this.#startAlarm();
   }
 
   /** How many calls wait. */
@@ -118,8 +140,9 @@ export class Scheduler {
 
   /** How early the timer is set now, in ms. */
   get earlyMs(): number {
+    const margin = this.#ringing() ? ALARM_MARGIN_MS : TIMER_MARGIN_MS;
     return this.#fixedEarly ??
-      Math.min(MAX_EARLY_MS, Math.max(MIN_EARLY_MS, this.#lateness + 0.5));
+      Math.min(MAX_EARLY_MS, Math.max(MIN_EARLY_MS, this.#lateness + margin));
   }
 
   /**
@@ -149,32 +172,80 @@ export class Scheduler {
   clear(): void {
     for (const task of this.#heap) task.cancelled = true;
     this.#heap = [];
+    this.#disarm();
+  }
+
+  /**
+   * Cancels everything that waits and stops the alarm's worker thread; the
+   * scheduler then falls back to timers.
+   */
+  close(): void {
+    this.clear();
+    this.#closed = true;
+    if (this.#alarm instanceof Alarm) this.#alarm.close();
+    this.#alarm = undefined;
+  }
+
+  /** Closes it. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  #startAlarm(): void {
+    this.#alarm = "starting";
+    Alarm.start(() => this.#wake(true)).then((started) => {
+      if (this.#closed) started?.close();
+      else if (started !== undefined) {
+        this.#alarm = started;
+        this.#lateness = 0.3;
+      }
+    });
+  }
+
+  /** The alarm, when it runs. */
+  #ringing(): Alarm | undefined {
+    const alarm = this.#alarm;
+    return alarm instanceof Alarm && !alarm.closed ? alarm : undefined;
+  }
+
+  #disarm(): void {
     this.#timer?.cancel();
     this.#timer = undefined;
     this.#timerAt = Infinity;
+    if (this.#alarm instanceof Alarm) this.#alarm.cancel();
   }
 
   #arm(): void {
     this.#dropCancelled();
     const first = this.#heap[0];
-    if (first === undefined || this.#polling) return;
+    if (this.#polling) return;
+    if (first === undefined) return this.#disarm();
     const at = first.due - this.earlyMs;
     if (this.#timer !== undefined && this.#timerAt <= at) return;
     this.#timer?.cancel();
     this.#timerAt = at;
-    const asked = this.#clock.now();
+    this.#asked = this.#clock.now();
+    const alarm = this.#ringing();
+    alarm?.set(Math.max(0, at - this.#asked));
     this.#timer = this.#clock.setTimer(
-      () => this.#wake(asked, at),
-      Math.max(0, at - asked),
+      () => this.#wake(alarm === undefined),
+      Math.max(
+        0,
+        alarm ? first.due + BACKSTOP_MS - this.#asked : at - this.#asked,
+      ),
       true,
     );
   }
 
-  #wake(asked: number, at: number): void {
+  /** Wakes up; `learn`: from what was armed to wake it (not a backstop). */
+  #wake(learn: boolean): void {
+    if (this.#timerAt === Infinity) return; // Disarmed since.
+    const at = this.#timerAt;
+    this.#timer?.cancel();
     this.#timer = undefined;
     this.#timerAt = Infinity;
-    if (this.#precise && at > asked) {
-      // Learn how late timers run, so the next is set early enough.
+    if (learn && this.#precise && at > this.#asked) {
+      // Learn how late wake-ups come, so the next is set early enough.
       const late = Math.max(0, this.#clock.now() - at);
       this.#lateness += (late - this.#lateness) * LEARN;
       if (late > this.#lateness) this.#lateness += (late - this.#lateness) / 4;
