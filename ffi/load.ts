@@ -54,6 +54,8 @@ const INSTALL_HELP = [
 export class RtMidiNotFoundError extends Error {
   /** Each path tried, with the reason it failed. */
   readonly tried: readonly (readonly [path: string, reason: string])[];
+  /** What happened and what to do, in one line (for a command's error). */
+  readonly summary: string;
 
   /**
    * Makes the error.
@@ -79,6 +81,11 @@ export class RtMidiNotFoundError extends Error {
     );
     this.name = "RtMidiNotFoundError";
     this.tried = tried;
+    const where = tried.length === 1 ? tried[0][0] : `${tried.length} places`;
+    this.summary = `the RtMidi library was not found (tried ${where}); ` +
+      "install it (Debian/Ubuntu: apt-get install librtmidi6; macOS: brew " +
+      "install rtmidi; Fedora: dnf install rtmidi; Arch: pacman -S rtmidi) " +
+      `or set ${PATH_VARIABLE} to the library file`;
   }
 }
 

@@ -43,13 +43,7 @@ function oneLine(text: string): string {
 export function describeError(error: unknown): string {
   if (!(error instanceof Error)) return oneLine(String(error));
   if (error.name === "RtMidiNotFoundError") {
-    const tried = (error as { tried?: readonly (readonly string[])[] }).tried ??
-      [];
-    const where = tried.length === 1 ? tried[0][0] : `${tried.length} places`;
-    return `the RtMidi library was not found (tried ${where}); ` +
-      "install it (Debian/Ubuntu: apt-get install librtmidi6; macOS: " +
-      "brew install rtmidi; Fedora: dnf install rtmidi; Arch: pacman -S " +
-      "rtmidi) or set MIDISOCK_RTMIDI_PATH to the library file";
+    return (error as Error & { summary: string }).summary;
   }
   if (error instanceof Deno.errors.NotCapable) {
     return `missing permission: ${oneLine(error.message)}`;

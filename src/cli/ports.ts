@@ -17,7 +17,7 @@
  */
 
 import * as cli from "./_common.ts";
-import { parseFlags } from "./_flags.ts";
+import { count, parseFlags } from "./_flags.ts";
 
 export type { MainOptions } from "./_common.ts";
 
@@ -127,13 +127,7 @@ export async function main(
     }
     flags.check({ needs: { interval: "watch" } });
     const api = cli.readApi(flags.text("api"));
-    const text = flags.text("interval");
-    const interval = Number(text ?? 250);
-    if (!/^\d+(\.\d+)?$/.test(text ?? "250") || !(interval >= 1)) {
-      throw new cli.UsageError(
-        `--interval must be milliseconds from 1: got ${JSON.stringify(text)}`,
-      );
-    }
+    const interval = flags.read("interval", (f, t) => count(f, t, 1)) ?? 250;
     const json = flags.has("json");
     if (flags.has("watch")) {
       await watch(api, interval, json, options.signal);
