@@ -62,6 +62,7 @@ export {
   PortServer,
   type PortServerOptions,
   type Preamble,
+  type ReconnectEvent,
   ReconnectingPort,
   type ReconnectOptions,
   type SocketOptions,

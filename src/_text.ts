@@ -24,3 +24,22 @@ export function oneLine(reason: unknown): string {
   const text = reason instanceof Error ? reason.message : String(reason);
   return text.split(/\r?\n/).map((s) => s.trim()).filter(Boolean).join("; ");
 }
+
+/**
+ * Phrases any error for people in one line, without a stack trace: a
+ * refusal as who refused and why, a missing permission as such, RtMidi
+ * not found by its summary (each known by name, so nothing is imported).
+ */
+export function describeError(error: unknown): string {
+  if (!(error instanceof Error)) return oneLine(error);
+  const known = error as Error & Record<string, string>;
+  switch (error.name) {
+    case "RtMidiNotFoundError":
+      return known.summary;
+    case "NotCapable":
+      return `missing permission: ${oneLine(error)}`;
+    case "RefusedError":
+      return `refused by ${known.server} (${known.reason})`;
+  }
+  return oneLine(error);
+}

@@ -204,22 +204,24 @@ async function runSender(args: Record<string, string | undefined>) {
     timed: args.timed !== "false",
     minDelay: 100,
     maxDelay: 500,
-    onConnect: (socket) => {
-      connection++;
-      written.push([]);
-      const at = wall();
-      socket.admitted.then(
-        (features) => say({ event: "connect", at, features }),
-        () => say({ event: "connect", at, features: null }),
-      );
-    },
-    onDisconnect: (reason, unconfirmed) => {
-      say({
-        event: "disconnect",
-        at: wall(),
-        unconfirmed,
-        reason: reason instanceof Error ? reason.message : String(reason),
-      });
+    onEvent: (event) => {
+      if (event.type === "connect") {
+        connection++;
+        written.push([]);
+        const at = wall();
+        event.socket.admitted.then(
+          (features) => say({ event: "connect", at, features }),
+          () => say({ event: "connect", at, features: null }),
+        );
+      } else if (event.type === "disconnect") {
+        const { reason, unconfirmed } = event;
+        say({
+          event: "disconnect",
+          at: wall(),
+          unconfirmed,
+          reason: reason instanceof Error ? reason.message : String(reason),
+        });
+      }
     },
   });
   const start = performance.now();

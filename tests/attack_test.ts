@@ -691,7 +691,8 @@ attackTest(
       {
         heartbeat: 100,
         minDelay: 50,
-        onDisconnect: (_reason, unconfirmed) => lost.push(unconfirmed),
+        onEvent: (event) =>
+          event.type === "disconnect" && lost.push(event.unconfirmed),
       },
     );
     await until(() => client.connected);

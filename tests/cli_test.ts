@@ -98,7 +98,11 @@ const BAD_USAGE: [Command, string[], RegExp][] = [
   ["serve", ["127.0.0.1:0", "--port", "1"], /not both/],
   ["serve", ["a:1", "b:2"], /at most one ADDRESS/],
   ["serve", ["--monitor", "--quiet"], /cannot be used together/],
-  ["serve", ["--api", "oss"], /unknown MIDI backend "oss"/],
+  [
+    "serve",
+    ["--api", "oss"],
+    /--api must be one of core, alsa, jack, winmm: got "oss"/,
+  ],
   ["serve", ["--port"], /--port/],
   ["connect", ["--send", "note_on note=128"], /note=128/],
   ["connect", ["--send", "hello"], /unknown message type/],

@@ -33,8 +33,8 @@ netTest("messages sent before the server is up arrive once it is", async () => {
   await using client = new ReconnectingPort("127.0.0.1", port, {
     minDelay: 20,
     maxDelay: 50,
-    onConnect: () => connects++,
-    onRetry: () => retries++,
+    onEvent: ({ type }) =>
+      type === "connect" ? connects++ : type === "retry" && retries++,
   });
   assert.equal(client.connected, false);
   for (const n of [1, 2, 3]) await client.send(note(n));
@@ -54,8 +54,7 @@ netTest(
     await using client = new ReconnectingPort("127.0.0.1", port, {
       minDelay: 20,
       maxDelay: 100,
-      onConnect: () => events.push("connect"),
-      onDisconnect: () => events.push("disconnect"),
+      onEvent: ({ type }) => type !== "retry" && events.push(type),
     });
     const received: number[] = [];
     const reading = (async () => {
@@ -131,7 +130,7 @@ netTest(
     let waiting = false;
     const client = new ReconnectingPort("127.0.0.1", port, {
       minDelay: 5000,
-      onRetry: () => waiting = true,
+      onEvent: ({ type }) => waiting ||= type === "retry",
     });
     await until(() => waiting, 5000, "the first wait to reconnect");
     const started = Date.now();
@@ -344,8 +343,9 @@ for (const timed of [true, false]) {
         heartbeat,
         minDelay: 20,
         maxDelay: 50,
-        onDisconnect: (reason, unconfirmed) =>
-          disconnects.push({ at: performance.now(), unconfirmed, reason }),
+        onEvent: (event) =>
+          event.type === "disconnect" &&
+          disconnects.push({ at: performance.now(), ...event }),
       });
       await until(() => client.connected, 5000, "the connection");
       if (timed) {
@@ -423,7 +423,8 @@ netTest(
       {
         heartbeat: 100,
         clock,
-        onDisconnect: (reason) => disconnects.push(reason),
+        onEvent: (event) =>
+          event.type === "disconnect" && disconnects.push(event.reason),
       },
     );
     using conn = await accepted;
@@ -456,7 +457,8 @@ netTest(
     await using other = new ReconnectingPort("127.0.0.1", server.port, {
       heartbeat: 100,
       clock: quiet,
-      onDisconnect: (reason) => disconnects.push(reason),
+      onEvent: (event) =>
+        event.type === "disconnect" && disconnects.push(event.reason),
     });
     await until(() => other.socket?.greeted === true, 5000, "the hello");
     for (let i = 0; i < 50; i++) {

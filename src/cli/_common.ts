@@ -8,10 +8,12 @@
 
 import denoJson from "../../deno.json" with { type: "json" };
 import { parseAddress } from "../address.ts";
-import { type Args, UsageError } from "./_flags.ts";
+import { describeError } from "../_text.ts";
+import { api as readApi, type Args, UsageError } from "./_flags.ts";
 import type { Hub } from "../hub/mod.ts";
 
 export { UsageError } from "./_flags.ts";
+export { HARDWARE_APIS as APIS } from "../hardware/_api.ts";
 
 /** The package version, from deno.json. */
 export const VERSION: string = denoJson.version;
@@ -31,31 +33,6 @@ export interface MainOptions {
 /** A failure already phrased for people: reported as is, exit code 1. */
 export class CliError extends Error {
   override name = "CliError";
-}
-
-/** One line of text: newlines and runs of blanks become single spaces. */
-function oneLine(text: string): string {
-  return text.split(/\r?\n/).map((s) => s.trim()).filter((s) => s !== "")
-    .join("; ");
-}
-
-/** Phrases any error for people in one line, without a stack trace. */
-export function describeError(error: unknown): string {
-  if (!(error instanceof Error)) return oneLine(String(error));
-  if (error.name === "RtMidiNotFoundError") {
-    return (error as Error & { summary: string }).summary;
-  }
-  if (error instanceof Deno.errors.NotCapable) {
-    return `missing permission: ${oneLine(error.message)}`;
-  }
-  if (error.name === "RefusedError") {
-    const { server, reason } = error as Error & {
-      server: string;
-      reason: string;
-    };
-    return `refused by ${server} (${reason})`;
-  }
-  return oneLine(error.message);
 }
 
 /**
@@ -112,29 +89,12 @@ export function readAddress(
   return { hostname, port: port === undefined ? defaults.port : Number(port) };
 }
 
-/** The backends `--api` accepts. */
-export const APIS = ["alsa", "jack", "core", "winmm"] as const;
-
-/**
- * Checks an `--api` argument.
- *
- * @throws {UsageError} For an unknown backend.
- */
-export function readApi(api?: string): (typeof APIS)[number] | undefined {
-  if (api === undefined || (APIS as readonly string[]).includes(api)) {
-    return api as (typeof APIS)[number] | undefined;
-  }
-  throw new UsageError(
-    `unknown MIDI backend "${api}": expected one of ${APIS.join(", ")}`,
-  );
-}
-
 /**
  * Puts the `--in`, `--out` and `--virtual` ports on a hub (the hardware
  * module loaded only then), saying what happens to them; a failure of
  * RtMidi's default backend says to choose one with `--api`.
  *
- * @throws {UsageError} For an unknown `--api` or an empty name.
+ * @throws {UsageError} For an empty name.
  */
 export async function attachPorts(
   hub: Hub,
@@ -142,7 +102,7 @@ export async function attachPorts(
   command: string,
   say: (line: string) => void,
 ): Promise<void> {
-  const api = readApi(args.text("api"));
+  const api = args.read("api", readApi);
   const names = (flag: string) =>
     args.list(flag).map((name) => {
       if (name.trim() === "") throw new UsageError(`--${flag} needs a name`);
@@ -223,7 +183,7 @@ export function onStop(stop: () => void, signal?: AbortSignal): () => void {
   };
 }
 
-export { plural } from "../_text.ts";
+export { describeError, plural } from "../_text.ts";
 
 /**
  * How to run another midisock command (`connect`, `ports`), the way this

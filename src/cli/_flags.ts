@@ -8,6 +8,7 @@
 
 import { parseArgs } from "node:util";
 import { checkToken } from "../gate.ts";
+import { checkApi, type HardwareApi } from "../hardware/_api.ts";
 import type { RateLimit } from "../_policy.ts";
 
 /** Bad usage: exit code 2, with a pointer to `--help`. */
@@ -166,6 +167,11 @@ export function latency(flag: string, text: string): number | "auto" {
     must(flag, "milliseconds (0 to 10000) or auto", text);
   }
   return Number(text);
+}
+
+/** A MIDI backend's name. */
+export function api(flag: string, text: string): HardwareApi {
+  return asUsage(() => checkApi(text, `--${flag}`)!, {});
 }
 
 /**

@@ -21,11 +21,14 @@
 import type { Message } from "../codec/messages.ts";
 import { parseMessage } from "../codec/text.ts";
 import { formatAddress } from "../address.ts";
-import { exponentialBackoff } from "../backoff.ts";
-import { PortClosedError, RefusedError } from "../errors.ts";
+import { PortClosedError, type RefusedError } from "../errors.ts";
 import { Hub, HubLog } from "../hub/mod.ts";
 import { connect } from "../net/connect.ts";
-import { ReconnectingPort } from "../net/reconnecting_port.ts";
+import {
+  describeConnectError,
+  formatReconnectEvent,
+  ReconnectingPort,
+} from "../net/reconnecting_port.ts";
 import type { SocketPort } from "../net/socket_port.ts";
 import type { TimeSource } from "../clock.ts";
 import { sleep } from "../_time.ts";
@@ -37,11 +40,6 @@ export type { MainOptions } from "./_common.ts";
 const COMMAND = "connect";
 const HOST = "127.0.0.1";
 const PORT = 8080;
-
-/** The first wait before reconnecting, in milliseconds. */
-export const RETRY_FIRST_MS = 100;
-/** The longest wait between reconnection attempts, in milliseconds. */
-export const RETRY_MAX_MS = 5000;
 
 const OPTIONS = `Options:
   -H, --host HOST         Server host [${HOST}]
@@ -153,15 +151,6 @@ function readArgs(argv: string[]) {
 
 type Config = Exclude<ReturnType<typeof readArgs>, flags.Args>;
 
-/** Why a connection attempt failed, phrased for people. */
-function whyNot(where: string, error: unknown): string {
-  if (error instanceof RefusedError) return cli.describeError(error);
-  const why = error instanceof Deno.errors.ConnectionRefused
-    ? "connection refused (is a server running there?)"
-    : cli.describeError(error);
-  return `cannot connect to ${where}: ${why}`;
-}
-
 /**
  * Connects once, phrasing a failure; on a hub's clock, in the timed mode
  * (the server's times are then played out by that hub).
@@ -176,7 +165,8 @@ async function connectTo(c: Config, clock?: TimeSource): Promise<SocketPort> {
     });
   } catch (error) {
     if (error instanceof Deno.errors.NotCapable) throw error;
-    throw new cli.CliError(whyNot(c.where, error), { cause: error });
+    const line = describeConnectError(c.where, error);
+    throw new cli.CliError(line, { cause: error });
   }
 }
 
@@ -234,34 +224,18 @@ async function run(c: Config, signal?: AbortSignal): Promise<void> {
     });
     if (c.monitor) hub.add(log.monitor(where), { kind: "device" });
     if (args.has("retry")) {
-      const { hostname, port } = c.address;
-      const link = new ReconnectingPort(hostname, port, {
+      // Its default backoff is --help's: 0.1 s doubling to 5 s.
+      const link = new ReconnectingPort(c.address.hostname, c.address.port, {
         ...c.connection,
         clock: hub.clock,
         whileDown: "drop",
         heartbeat: c.heartbeat,
-        backoff: exponentialBackoff({
-          first: RETRY_FIRST_MS,
-          max: RETRY_MAX_MS,
-        }),
-        onConnect: () => say(`connected to ${where}`),
-        onDisconnect: (_reason, unconfirmed) => {
+        onEvent: (event) => {
           if (stopping) return;
-          const lost = unconfirmed > 0
-            ? ` (${cli.plural(unconfirmed, "message")} may be lost)`
-            : "";
-          say(`disconnected from ${where}${lost}`);
+          say(formatReconnectEvent(event));
           // What the server left held would sound forever: let go of it.
-          hub.releaseNotes(endpoint);
+          if (event.type === "disconnect") hub.releaseNotes(endpoint);
         },
-        onRetry: (delay, reason) =>
-          say(
-            `retrying in ${(delay / 1000).toFixed(1)}s: ${
-              reason === undefined
-                ? "the server closed the connection"
-                : whyNot(where, reason)
-            }`,
-          ),
       });
       const endpoint = hub.add(link, { kind: "link", transport: "tcp" });
     } else {

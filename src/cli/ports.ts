@@ -16,8 +16,9 @@
  * @module
  */
 
+import type { HardwareApi } from "../hardware/_api.ts";
 import * as cli from "./_common.ts";
-import { count, parseFlags } from "./_flags.ts";
+import { api as readApi, count, parseFlags } from "./_flags.ts";
 
 export type { MainOptions } from "./_common.ts";
 
@@ -65,7 +66,7 @@ Examples:
 
 /** Prints ports as they come and go until stopped. */
 async function watch(
-  api: ReturnType<typeof cli.readApi>,
+  api: HardwareApi | undefined,
   interval: number,
   json: boolean,
   signal: AbortSignal | undefined,
@@ -126,7 +127,7 @@ export async function main(
       throw new cli.UsageError(`unexpected argument ${flags.positionals[0]}`);
     }
     flags.check({ needs: { interval: "watch" } });
-    const api = cli.readApi(flags.text("api"));
+    const api = flags.read("api", readApi);
     const interval = flags.read("interval", (f, t) => count(f, t, 1)) ?? 250;
     const json = flags.has("json");
     if (flags.has("watch")) {

@@ -161,7 +161,7 @@ function readArgs(argv: string[]) {
   if (web === "" && address.port === 65535) {
     throw new UsageError("--web needs an ADDRESS when the port is 65535");
   }
-  cli.readApi(args.text("api")); // before anything is opened
+  args.read("api", read.api); // before anything is opened
   const rtpPort = args.read("rtp", read.count);
   if (rtpPort !== undefined && rtpPort > 65534) {
     throw new UsageError(`--rtp must be at most 65534 (PORT+1 is data)`);

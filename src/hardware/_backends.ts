@@ -12,7 +12,7 @@ import { SND_SEQ_OPEN_DUPLEX } from "../../ffi/system.ts";
 import { type JackState, jackState } from "./_jack.ts";
 import { alsaLibrary } from "./_system.ts";
 import { cString, readCString } from "./_text.ts";
-import type { HardwareApi } from "./_native.ts";
+import type { HardwareApi } from "./_api.ts";
 
 /** Whether one backend can be used, and if not, why. */
 export type BackendState =

@@ -9,11 +9,11 @@
  * @module
  */
 
+import type { HardwareApi } from "./_api.ts";
 import { backendState } from "./_backends.ts";
 import {
   compiledApis,
   type Direction,
-  type HardwareApi,
   type ListedPort,
   listPorts,
 } from "./_native.ts";

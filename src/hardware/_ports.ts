@@ -21,12 +21,10 @@ import {
 } from "../port.ts";
 import { backendState } from "./_backends.ts";
 import { currentJackHelper } from "./_jack.ts";
+import { apiFromEnvironment, checkApi, type HardwareApi } from "./_api.ts";
 import {
-  apiFromEnvironment,
-  checkApi,
   compiledApis,
   type Direction,
-  type HardwareApi,
   Lease,
   type ListedPort,
   listPorts,

@@ -13,7 +13,8 @@ import {
 } from "./_census.ts";
 import { EventQueue } from "./_events.ts";
 import { currentJackHelper } from "./_jack.ts";
-import type { Direction, HardwareApi, ListedPort } from "./_native.ts";
+import type { HardwareApi } from "./_api.ts";
+import type { Direction, ListedPort } from "./_native.ts";
 import {
   checkOptions,
   checkQuery,

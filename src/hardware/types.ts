@@ -7,9 +7,9 @@
  */
 
 import type { InputPort, IOPort, OutputPort } from "../port.ts";
-import type { HardwareApi } from "./_native.ts";
+import type { HardwareApi } from "./_api.ts";
 
-export type { HardwareApi } from "./_native.ts";
+export type { HardwareApi } from "./_api.ts";
 
 /** Options every hardware call takes. */
 export interface HardwareOptions {

@@ -13,7 +13,8 @@ import {
   type Subscription,
 } from "./_census.ts";
 import { EventQueue } from "./_events.ts";
-import { compiledApis, type HardwareApi } from "./_native.ts";
+import type { HardwareApi } from "./_api.ts";
+import { compiledApis } from "./_native.ts";
 import { checkOptions } from "./_ports.ts";
 
 /** A port that appeared or went away. */

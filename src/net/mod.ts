@@ -37,6 +37,9 @@ export {
 export { connect, type ConnectOptions } from "./connect.ts";
 export {
   DEFAULT_HEARTBEAT_MS,
+  describeConnectError,
+  formatReconnectEvent,
+  type ReconnectEvent,
   ReconnectingPort,
   type ReconnectOptions,
 } from "./reconnecting_port.ts";

@@ -9,7 +9,7 @@
 import { InputTap } from "../_tap.ts";
 import type { Message } from "../codec/messages.ts";
 import { checkMessages } from "../codec/_check.ts";
-import { PortClosedError, QueueFullError } from "../errors.ts";
+import { PortClosedError, QueueFullError, RefusedError } from "../errors.ts";
 import {
   DEFAULT_QUEUE_SIZE,
   InputPortBase,
@@ -29,6 +29,7 @@ import { resolveSocketOptions } from "./_settings.ts";
 import { batchCount, checkClock } from "./_timed.ts";
 import type { SocketPort } from "./socket_port.ts";
 import { callBack } from "../_call.ts";
+import { describeError, plural } from "../_text.ts";
 
 /** Options for {@linkcode ReconnectingPort}. */
 export interface ReconnectOptions extends ConnectOptions {
@@ -97,15 +98,108 @@ export interface ReconnectOptions extends ConnectOptions {
    * @default {systemClock}
    */
   clock?: TimeSource;
-  /** Called each time a connection is made. */
-  onConnect?: (port: SocketPort) => void;
   /**
-   * Called each time the connection is lost: the reason if known, and how
-   * many messages sent on it may not have arrived (see `unconfirmed`).
+   * Called each time a connection is made or lost, and before each wait
+   * to reconnect; {@linkcode formatReconnectEvent} words each.
    */
-  onDisconnect?: (reason: unknown, unconfirmed: number) => void;
-  /** Called before each wait to reconnect, with the wait and why. */
-  onRetry?: (delay: number, reason: unknown) => void;
+  onEvent?: (event: ReconnectEvent) => void;
+}
+
+/** What happened to a {@linkcode ReconnectingPort}'s connection. */
+export type ReconnectEvent =
+  | {
+    /** A connection is made (and a midisock server let it in). */
+    readonly type: "connect";
+    /** `host:port` of the server. */
+    readonly server: string;
+    /** The connection. */
+    readonly socket: SocketPort;
+  }
+  | {
+    /** The connection is lost. */
+    readonly type: "disconnect";
+    readonly server: string;
+    /** Why, when known: `undefined` when the server closed it. */
+    readonly reason: unknown;
+    /** Messages sent on it that may not have arrived (see `unconfirmed`). */
+    readonly unconfirmed: number;
+  }
+  | {
+    /** The port waits to try again. */
+    readonly type: "retry";
+    readonly server: string;
+    /** How long, in milliseconds. */
+    readonly delay: number;
+    /** Why the last attempt failed, or the connection ended. */
+    readonly reason: unknown;
+  };
+
+/**
+ * Why connecting to `server` failed, in one line for people.
+ *
+ * @param server `host:port` of the server.
+ * @param error What `connect` threw.
+ * @returns The line.
+ *
+ * @example Wording a failure
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { describeConnectError } from "@x/midisock/net";
+ *
+ * assert.equal(
+ *   describeConnectError("127.0.0.1:8080", new Deno.errors.ConnectionRefused("os error 111")),
+ *   "cannot connect to 127.0.0.1:8080: connection refused (is a server running there?)",
+ * );
+ * ```
+ */
+export function describeConnectError(server: string, error: unknown): string {
+  if (error instanceof RefusedError) return describeError(error);
+  const why = error instanceof Deno.errors.ConnectionRefused
+    ? "connection refused (is a server running there?)"
+    : describeError(error);
+  return `cannot connect to ${server}: ${why}`;
+}
+
+/**
+ * Words what happened to a reconnecting port in one line, as `midisock
+ * connect --retry` prints it.
+ *
+ * @param event The event.
+ * @returns The line.
+ *
+ * @example The lines of a server restart
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { formatReconnectEvent } from "@x/midisock/net";
+ *
+ * const server = "127.0.0.1:8080";
+ * assert.equal(
+ *   formatReconnectEvent({ type: "disconnect", server, reason: undefined, unconfirmed: 2 }),
+ *   "disconnected from 127.0.0.1:8080 (2 messages may be lost)",
+ * );
+ * assert.equal(
+ *   formatReconnectEvent({ type: "retry", server, delay: 400, reason: undefined }),
+ *   "retrying in 0.4s: the server closed the connection",
+ * );
+ * ```
+ */
+export function formatReconnectEvent(event: ReconnectEvent): string {
+  switch (event.type) {
+    case "connect":
+      return `connected to ${event.server}`;
+    case "disconnect": {
+      const lost = event.unconfirmed > 0
+        ? ` (${plural(event.unconfirmed, "message")} may be lost)`
+        : "";
+      return `disconnected from ${event.server}${lost}`;
+    }
+    case "retry":
+      return `retrying in ${(event.delay / 1000).toFixed(1)}s: ${
+        event.reason === undefined
+          ? "the server closed the connection"
+          : describeConnectError(event.server, event.reason)
+      }`;
+  }
 }
 
 /** The heartbeat when none is given, in ms. */
@@ -139,7 +233,7 @@ const RESOLVED = Promise.resolve();
  * TCP cannot give them back. The heartbeat (on by default) notices a dead
  * link within three heartbeats while the port keeps sending, and counts
  * what the server had not confirmed by then in `unconfirmed` (reported to
- * `onDisconnect`): with a midisock server in the timed mode, the server's
+ * a `"disconnect"` event): with a midisock server in the timed mode, the server's
  * own count of what it received.
  *
  * On a hub (`hub.add(port, { kind: "link" })`, with `clock: hub.clock`),
@@ -403,16 +497,21 @@ export class ReconnectingPort extends InputPortBase implements IOPort {
         attempt = 0;
         reason = await this.#serve(socket);
         if (stopped.aborted) return;
-        callBack(
-          this.#options.onDisconnect,
+        this.#say({
+          type: "disconnect",
+          server: this.name,
           reason,
-          this.#unconfirmedOn(socket),
-        );
+          unconfirmed: this.#unconfirmedOn(socket),
+        });
       }
       const delay = this.#backoff(++attempt);
-      callBack(this.#options.onRetry, delay, reason);
+      this.#say({ type: "retry", server: this.name, delay, reason });
       await sleep(delay, stopped, this.#clock);
     }
+  }
+
+  #say(event: ReconnectEvent): void {
+    callBack(this.#options.onEvent, event);
   }
 
   /** Uses one connection until it ends; resolves to why it ended. */
@@ -429,7 +528,7 @@ export class ReconnectingPort extends InputPortBase implements IOPort {
       (framed, at) => this.#fromServer(socket, framed, at),
       (cause) => ended.resolve(cause),
     );
-    callBack(this.#options.onConnect, socket);
+    this.#say({ type: "connect", server: this.name, socket });
     const held = this.#pending;
     this.#pending = [];
     if (held.length > 0) this.#write(socket, held).catch(() => {});
