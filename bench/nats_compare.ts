@@ -106,7 +106,7 @@ class HubProcess {
         .getReader();
       // Ready once it says where it listens and that the link is up.
       const ready = () =>
-        /^NATS link up: /m.test(text) && /^listening on /m.test(text)
+        /^NATS link up: /m.test(text) && /^ready /m.test(text)
           ? text
           : undefined;
       while (ready() === undefined) {
@@ -118,7 +118,7 @@ class HubProcess {
       (async () => {
         while (!(await reader.read()).done) { /* drain */ }
       })();
-      return Number(text.match(/^listening on 127\.0\.0\.1:(\d+) /m)![1]);
+      return Number(text.match(/^listening on 127\.0\.0\.1:(\d+)$/m)![1]);
     })();
   }
 

@@ -259,7 +259,7 @@ async function runPath(
         ? ["--nats", `nats://${link.a.address}:4222`, "--room", "bench"]
         : []),
     ]));
-    await hubA.waitFor(/^listening on /);
+    await hubA.waitFor(/^ready /);
     let hubB: Proc | undefined;
     let listener: Proc;
     if (path === "tcp") {
@@ -288,7 +288,7 @@ async function runPath(
           ? ["--rtp", "5004", "--rtp-invite", `${link.a.address}:5004`]
           : ["--nats", `nats://${link.a.address}:4222`, "--room", "bench"]),
       ]));
-      await hubB.waitFor(/^listening on /);
+      await hubB.waitFor(/^ready /);
       await hubB.waitFor(path === "rtp" ? /^connect rtp/ : /joined/, 30_000);
       listener = start(
         new Proc(link, link.b, "listener", [

@@ -137,9 +137,13 @@ export class Cli implements AsyncDisposable {
     }
   }
 
-  /** Waits for serve's first line and returns the port it listens on. */
+  /**
+   * Waits until serve is ready (every transport started) and returns the
+   * port it listens on.
+   */
   async listening(ms = 15000): Promise<number> {
-    const match = await this.waitFor(/^listening on \S+:(\d+) /, ms);
+    const match = await this.waitFor(/^listening on \S+:(\d+)\b/, ms);
+    await this.waitFor(/^ready /, ms);
     return Number(match[1]);
   }
 

@@ -236,7 +236,7 @@ export class HubProcess implements AsyncDisposable {
           const line = buffer.slice(0, newline);
           buffer = buffer.slice(newline + 1);
           this.lines.push(line);
-          const listening = line.match(/^listening on 127\.0\.0\.1:(\d+) /);
+          const listening = line.match(/^listening on 127\.0\.0\.1:(\d+)$/);
           if (listening) port = Number(listening[1]);
           const up = line.match(/^NATS link up: .* \(([A-Za-z0-9_-]+)\)$/);
           if (up) id = up[1];

@@ -300,7 +300,7 @@ cliTest(
         assert(!next.done, "serve ended before listening");
         line = next.value;
       }
-      assert.match(line, /^listening on 10\.88\.0\.1:\d+ /);
+      assert.match(line, /^listening on 10\.88\.0\.1:\d+$/);
       child.kill("SIGTERM");
       const stderr = await new Response(child.stderr).text();
       await child.status;
@@ -563,15 +563,17 @@ cliTest(
     const port = await serve.listening();
     assert.ok(port > 0);
     // Run from a clone, the command is the file, relative to where we are.
+    assert.equal(serve.lines[0], `listening on 127.0.0.1:${port}`);
+    const ready = await serve.waitFor(/^ready /);
     assert.match(
-      serve.lines[0],
+      ready.input!,
       new RegExp(
-        `^listening on 127\\.0\\.0\\.1:${port} \\(hub\\); connect with: ` +
+        `^ready \\(hub\\); connect with: ` +
           `deno run -A src/cli/connect\\.ts 127\\.0\\.0\\.1:${port} ` +
           `or mido\\.sockets\\.connect\\("127\\.0\\.0\\.1", ${port}\\)$`,
       ),
     );
-    const command = serve.lines[0].split("connect with: ")[1].split(" or ")[0];
+    const command = ready.input!.split("connect with: ")[1].split(" or ")[0];
     const [, , ...args] = command.split(" ");
     const connect = new Deno.Command(Deno.execPath(), {
       args: ["run", ...args, "--send", "note_on note=60"],
@@ -700,7 +702,7 @@ port._socket.close()
 cliTest("serve --no-hub does not relay between clients", async () => {
   await using serve = spawn("serve", ["127.0.0.1:0", "--no-hub", "--monitor"]);
   const port = await serve.listening();
-  assert.match(serve.lines[0], / \(no hub\); /);
+  assert.match((await serve.waitFor(/^ready /)).input!, / \(no hub\); /);
   await using a = await connect("127.0.0.1", port);
   await using b = await connect("127.0.0.1", port);
   await serve.waitFor(/^connect \S+ \(2 clients\)$/);

@@ -79,7 +79,10 @@ Deno.test({
           if (done) break;
           out += value;
         }
-        assert.match(out, new RegExp(`^listening on 127\\.0\\.0\\.1:${port} `));
+        assert.match(
+          out,
+          new RegExp(`^listening on 127\\.0\\.0\\.1:${port}\\n`),
+        );
         child.kill("SIGTERM");
         for (;;) {
           const { value, done } = await reader.read();

@@ -76,7 +76,7 @@ class Serve implements AsyncDisposable {
       "serve starting",
     );
     assert.ok(!this.exited, this.stderr);
-    const tcp = Number(this.lines[0].match(/:(\d+) /)![1]);
+    const tcp = Number(this.lines[0].match(/:(\d+)$/)![1]);
     const web = Number(
       this.lines.find((l) => l.startsWith("web page on "))!.match(
         /:(\d+)\//,

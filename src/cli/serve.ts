@@ -95,8 +95,8 @@ pages, RTP-MIDI peers and other hubs; --in ports play to all of them.
 
 ${OPTIONS}
 
-Output: one line per event ("listening on", "connect", "disconnect",
-"refused"; with --monitor "TIME SOURCE MESSAGE"). A client that leaves with
+Output: one line per event ("listening on", "ready", "connect",
+"disconnect", "refused"; with --monitor "TIME SOURCE MESSAGE"). A client that leaves with
 notes on gets a note_off for each. Ctrl-C or SIGTERM releases held notes,
 closes everything and exits 0. Exit code 2 means bad usage, 1 a failure.
 Bound beyond loopback without --allow, serve warns: whoever reaches the
@@ -276,15 +276,15 @@ async function build(config: Config, hub: Hub, say: (line: string) => void) {
     "--port",
   );
   // Each feature's module is loaded only when it is used.
-  const web = config.web &&
-    await import("../web/server.ts").then((module) =>
-      attach(
-        hub,
-        () => new module.WebServer({ ...config.web!, tls }),
-        `serve the web page on ${formatAddress(config.web!)}`,
-        "--web ADDRESS",
-      )
+  if (config.web) {
+    const { WebServer } = await import("../web/server.ts");
+    await attach(
+      hub,
+      () => new WebServer({ ...config.web!, tls }),
+      `serve the web page on ${formatAddress(config.web)}`,
+      "--web ADDRESS",
     );
+  }
   await cli.attachPorts(hub, args, COMMAND, say);
   if (config.rtp !== undefined) await session(hub, config);
   if (args.has("nats")) {
@@ -303,7 +303,7 @@ async function build(config: Config, hub: Hub, say: (line: string) => void) {
         onEvent: (event) => say(formatNatsLinkEvent(event, { room })),
       }));
   }
-  return { server, web };
+  return server;
 }
 
 /** Opens the RTP-MIDI session (it says where, and what it advertises). */
@@ -320,33 +320,21 @@ async function session(hub: Hub, config: Config) {
     }), `open the RTP-MIDI session on UDP ${config.rtp}`);
 }
 
-/** serve's first lines: where it listens and how to connect. */
-function announce(
-  places: Awaited<ReturnType<typeof build>>,
-  config: Config,
-  say: (line: string) => void,
-): void {
-  const { server, web } = places;
+/** serve's last line as it starts: how to connect. */
+function announce(server: PortServer, config: Config): string {
   const { hostname, port } = server.addr;
-  const wildcard = /^(::|0\.0\.0\.0)$/.test(hostname);
-  const reachable = wildcard ? "127.0.0.1" : hostname;
+  const reachable = /^(::|0\.0\.0\.0)$/.test(hostname) ? "127.0.0.1" : hostname;
   const flags = (config.tls ? " --tls --ca CA.pem" : "") +
     (config.hub.token ? " --token TOKEN" : "");
-  let hint = `${cli.commandFor("connect", import.meta.url)} ${
-    formatAddress({ hostname: reachable, port })
-  }${flags}`;
+  const address = formatAddress({ hostname: reachable, port });
+  let hint = `${cli.commandFor("connect", import.meta.url)} ${address}${flags}`;
   // mido 1.2 connects over IPv4 only, with no token and no TLS.
   if (!reachable.includes(":") && flags === "") {
     hint += ` or mido.sockets.connect(${JSON.stringify(reachable)}, ${port})`;
   }
-  const mode = config.hub.relay ? "hub" : "no hub";
-  say(`listening on ${server.name} (${mode}); connect with: ${hint}`);
-  if (web) {
-    const everywhere = /^(::|0\.0\.0\.0)$/.test(web.addr.hostname)
-      ? " (every interface: from other devices, use this machine's address)"
-      : "";
-    say(`web page on ${web.url}${everywhere}`);
-  }
+  return `ready (${
+    config.hub.relay ? "hub" : "no hub"
+  }); connect with: ${hint}`;
 }
 
 /**
@@ -391,7 +379,7 @@ export async function main(
       warn: (line) => console.error(`midisock ${COMMAND}: warning: ${line}`),
       messages: config.args.has("monitor"),
     });
-    announce(await build(config, hub, say), config, say);
+    say(announce(await build(config, hub, say), config));
     await stop.promise;
     const clients = log.clients();
     log.takeReleased();

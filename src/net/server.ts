@@ -377,6 +377,7 @@ export class PortServer extends InputPortBase implements IOPort, Transport {
     this.#ownHub = false;
     this.#stopListening = this.#follow(hub);
     await own.close();
+    hub.notice(`listening on ${this.name}${this.#tls ? " (TLS)" : ""}`);
     const warning = hub.gate.exposure(this.name, this.addr.hostname);
     if (warning !== undefined) hub.warn(warning);
   }

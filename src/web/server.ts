@@ -468,6 +468,10 @@ export class WebServer implements Transport {
     });
     const listener = listenTcp(s.hostname, s.port);
     this.#listener = listener;
+    const everywhere = /^(::|0\.0\.0\.0)$/.test(listener.addr.hostname)
+      ? " (every interface: from other devices, use this machine's address)"
+      : "";
+    hub.notice(`web page on ${this.url}${everywhere}`);
     const warning = hub.gate.exposure(this.name, listener.addr.hostname);
     if (warning !== undefined) hub.warn(warning);
     this.#stopListening = hub.listen((event) => this.#onEvent(event));
