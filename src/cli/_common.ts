@@ -91,17 +91,12 @@ export function readAddress(
 
 /**
  * Puts the `--in`, `--out` and `--virtual` ports on a hub (the hardware
- * module loaded only then), saying what happens to them; a failure of
+ * module loaded only then), which tell the hub what happens to them; a failure of
  * RtMidi's default backend says to choose one with `--api`.
  *
  * @throws {UsageError} For an empty name.
  */
-export async function attachPorts(
-  hub: Hub,
-  args: Args,
-  command: string,
-  say: (line: string) => void,
-): Promise<void> {
+export async function attachPorts(hub: Hub, args: Args): Promise<void> {
   const api = args.read("api", readApi);
   const names = (flag: string) =>
     args.list(flag).map((name) => {
@@ -111,19 +106,11 @@ export async function attachPorts(
   const [inputs, outputs, virtual] = ["in", "out", "virtual"].map(names);
   if (inputs.length + outputs.length + virtual.length === 0) return;
   const hardware = await import("../hardware/mod.ts");
-  const line = hardware.formatMidiPortsEvent;
   try {
+    // It tells the hub what happens to its ports: the log prints that.
+    const virtualNames = virtual.map(String);
     await hub.attach(
-      new hardware.MidiPorts({
-        inputs,
-        outputs,
-        virtual: virtual.map(String),
-        api,
-        onEvent: (event) =>
-          event.type === "error"
-            ? console.error(`midisock ${command}: ${line(event)}`)
-            : say(line(event)),
-      }),
+      new hardware.MidiPorts({ inputs, outputs, virtual: virtualNames, api }),
     );
   } catch (error) {
     if (api !== undefined || !(error instanceof hardware.RtMidiError)) {

@@ -214,7 +214,6 @@ async function run(c: Config, signal?: AbortSignal): Promise<void> {
   }, signal);
   await using hub = new Hub({ relay: false, latency: c.latency });
   try {
-    await cli.attachPorts(hub, args, COMMAND, say);
     // The server's messages are printed as the hub delivers them to the
     // monitor (after the playout delay), local inputs as they come.
     using log = new HubLog(hub, {
@@ -222,6 +221,7 @@ async function run(c: Config, signal?: AbortSignal): Promise<void> {
       warn: (line) => console.error(`midisock ${COMMAND}: warning: ${line}`),
       messages: c.monitor && ((endpoint) => endpoint.kind === "device"),
     });
+    await cli.attachPorts(hub, args);
     if (c.monitor) hub.add(log.monitor(where), { kind: "device" });
     if (args.has("retry")) {
       // Its default backoff is --help's: 0.1 s doubling to 5 s.

@@ -260,7 +260,7 @@ async function attach<T extends Transport>(
 }
 
 /** Builds the hub's transports from the command line. */
-async function build(config: Config, hub: Hub, say: (line: string) => void) {
+async function build(config: Config, hub: Hub) {
   const { args, address, tls } = config;
   if (tls !== undefined) {
     await checkPem(tls).catch((error) => {
@@ -285,10 +285,10 @@ async function build(config: Config, hub: Hub, say: (line: string) => void) {
       "--web ADDRESS",
     );
   }
-  await cli.attachPorts(hub, args, COMMAND, say);
+  await cli.attachPorts(hub, args);
   if (config.rtp !== undefined) await session(hub, config);
   if (args.has("nats")) {
-    const { formatNatsLinkEvent, NatsLink } = await import("../nats/link.ts");
+    const { NatsLink } = await import("../nats/link.ts");
     const room = args.text("room")!;
     const files = ["nats-ca", "nats-cert", "nats-key"].map(args.text, args);
     await attach(hub, () =>
@@ -300,7 +300,6 @@ async function build(config: Config, hub: Hub, say: (line: string) => void) {
         tls: files.some((file) => file !== undefined)
           ? { caFile: files[0], certFile: files[1], keyFile: files[2] }
           : undefined,
-        onEvent: (event) => say(formatNatsLinkEvent(event, { room })),
       }));
   }
   return server;
@@ -379,7 +378,7 @@ export async function main(
       warn: (line) => console.error(`midisock ${COMMAND}: warning: ${line}`),
       messages: config.args.has("monitor"),
     });
-    say(announce(await build(config, hub, say), config));
+    say(announce(await build(config, hub), config));
     await stop.promise;
     const clients = log.clients();
     log.takeReleased();

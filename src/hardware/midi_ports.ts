@@ -67,7 +67,8 @@ export interface MidiPortsOptions extends Omit<IOPortOptions, "virtual"> {
   /**
    * Called with each {@linkcode MidiPortsEvent}, as it happens; what it
    * throws is reported, not thrown. {@linkcode formatMidiPortsEvent} words
-   * an event for people.
+   * an event for people. Without it, the hub is told each in those words,
+   * as a notice (an `"error"` as a warning), which a `HubLog` prints.
    */
   onEvent?: (event: MidiPortsEvent) => void;
 }
@@ -233,7 +234,8 @@ type Follower = PortFollower<HardwareInput> | PortFollower<HardwareOutput>;
  * when a port of that name is there again, it is opened, joins the hub
  * again and `"back"` says so.
  *
- * Events go to the `onEvent` option and to every {@linkcode events} feed.
+ * Events go to the `onEvent` option (or, without it, to the hub as
+ * notices and warnings) and to every {@linkcode events} feed.
  * The hub closes the transport when it closes; `close()` stops following
  * and closes the ports.
  *
@@ -461,7 +463,11 @@ export class MidiPorts implements Transport {
   }
 
   #emit(event: MidiPortsEvent): void {
-    callBack(this.#onEvent, event);
+    // With no listener of its own, it tells the hub's (a HubLog's lines).
+    const line = this.#onEvent ? "" : formatMidiPortsEvent(event);
+    if (this.#onEvent) callBack(this.#onEvent, event);
+    else if (event.type === "error") this.#hub?.warn(line);
+    else this.#hub?.notice(line);
     for (const feed of this.#feeds) feed.push(event);
   }
 

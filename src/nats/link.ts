@@ -214,7 +214,9 @@ export interface NatsLinkOptions {
   /**
    * Called for each event: another hub joined or left, the link to NATS
    * went down or came back, or the client gave up. An error it throws is
-   * reported, never stops the link.
+   * reported, never stops the link. Without it, the hub the link is
+   * attached to is told each as a notice, in the words of
+   * {@linkcode formatNatsLinkEvent}, which a `HubLog` prints.
    * @default {none}
    */
   onEvent?: (event: NatsLinkEvent) => void;
@@ -719,6 +721,7 @@ export class NatsLink extends InputPortBase implements IOPort, Transport {
   };
   /** Where times are read: the hub's clock once attached. */
   #clock: TimeSource = systemClock;
+  #hub: Hub | undefined;
   #open: Open | undefined;
   #opening: Promise<void> | undefined;
   #connected = false;
@@ -878,6 +881,7 @@ export class NatsLink extends InputPortBase implements IOPort, Transport {
    */
   async attach(hub: Hub): Promise<void> {
     this.#clock = hub.clock;
+    this.#hub = hub;
     await this.#connect();
     if (this.closed) throw new PortClosedError(this.name);
     hub.add(this, {
@@ -1031,7 +1035,10 @@ export class NatsLink extends InputPortBase implements IOPort, Transport {
   }
 
   #emit(event: NatsLinkEvent): void {
-    callBack(this.#settings.onEvent, event);
+    const { onEvent, room } = this.#settings;
+    // With no listener of its own, it tells the hub's (a HubLog's lines).
+    if (onEvent) callBack(onEvent, event);
+    else this.#hub?.notice(formatNatsLinkEvent(event, { room }));
   }
 
   /**
