@@ -4,6 +4,7 @@
 
 import assert from "node:assert/strict";
 import {
+  Hub,
   type Message,
   message,
   PortClosedError,
@@ -61,6 +62,27 @@ netTest(
     assert.deepEqual(s.address, { hostname: "127.0.0.1", port: s.port });
     await using taken = new RtpMidiSession({ port: s.port });
     await assert.rejects(taken.ready);
+  },
+);
+
+netTest(
+  "invite takes peers as addresses or host:port text, and says what is wrong",
+  async () => {
+    for (const text of ["nohostport", ":5004", "[::1]", "host:port"]) {
+      assert.throws(
+        () => session({ invite: [text] }),
+        (error: Error) =>
+          error instanceof SyntaxError &&
+          error.message === `invite must be HOST:PORT: got ${text}`,
+      );
+    }
+    await using b = session();
+    await b.ready;
+    await using hub = new Hub();
+    await hub.attach(session({ invite: [`127.0.0.1:${b.port}`] }));
+    const fromA = await within(b.accept(), 5000, "the invitation");
+    assert.equal(fromA.peerName, "midisock");
+    assert.equal(hub.endpoints.length, 1);
   },
 );
 

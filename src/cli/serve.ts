@@ -20,7 +20,7 @@
  */
 
 import { AddressList } from "../access.ts";
-import { formatAddress, parseAddress } from "../address.ts";
+import { formatAddress } from "../address.ts";
 import { MIN_TOKEN_LENGTH } from "../gate.ts";
 import { Hub, HubLog, type HubOptions } from "../hub/mod.ts";
 import { PortServer } from "../net/server.ts";
@@ -121,6 +121,8 @@ const OPTION_FLAGS = {
   "^room\\b": "--room",
   "^id\\b": "--nats-id",
   "^name\\b": "--nats-name",
+  "^invite\\b": "--rtp-invite",
+  "^port\\b": "--rtp",
 };
 
 /** The flags, read and checked before anything is opened. */
@@ -162,10 +164,6 @@ function readArgs(argv: string[]) {
     throw new UsageError("--web needs an ADDRESS when the port is 65535");
   }
   args.read("api", read.api); // before anything is opened
-  const rtpPort = args.read("rtp", read.count);
-  if (rtpPort !== undefined && rtpPort > 65534) {
-    throw new UsageError(`--rtp must be at most 65534 (PORT+1 is data)`);
-  }
   return {
     args,
     address,
@@ -182,14 +180,7 @@ function readArgs(argv: string[]) {
       undefined,
       { ...address, port: address.port === 0 ? 0 : address.port + 1 },
     ),
-    rtp: rtpPort,
-    invite: args.list("rtp-invite").map((text) => {
-      const peer = text.includes(":") ? parseAddress(text, 0) : undefined;
-      if (!peer?.hostname || !peer.port) {
-        throw new UsageError(`--rtp-invite must be HOST:PORT: got ${text}`);
-      }
-      return peer;
-    }),
+    rtp: args.read("rtp", read.count),
   };
 }
 
@@ -286,7 +277,17 @@ async function build(config: Config, hub: Hub) {
     );
   }
   await cli.attachPorts(hub, args);
-  if (config.rtp !== undefined) await session(hub, config);
+  if (config.rtp !== undefined) {
+    const { RtpMidiSession } = await import("../rtp/session.ts");
+    await attach(hub, () =>
+      new RtpMidiSession({
+        host: address.hostname,
+        port: config.rtp!,
+        name: args.text("rtp-name") ?? "midisock",
+        invite: args.list("rtp-invite"),
+        bonjour: args.has("rtp-bonjour"),
+      }), `open the RTP-MIDI session on UDP ${config.rtp}`);
+  }
   if (args.has("nats")) {
     const { NatsLink } = await import("../nats/link.ts");
     const room = args.text("room")!;
@@ -303,20 +304,6 @@ async function build(config: Config, hub: Hub) {
       }));
   }
   return server;
-}
-
-/** Opens the RTP-MIDI session (it says where, and what it advertises). */
-async function session(hub: Hub, config: Config) {
-  const { args, address } = config;
-  const { RtpMidiSession } = await import("../rtp/session.ts");
-  await attach(hub, () =>
-    new RtpMidiSession({
-      host: address.hostname,
-      port: config.rtp!,
-      name: args.text("rtp-name") ?? "midisock",
-      invite: config.invite,
-      bonjour: args.has("rtp-bonjour"),
-    }), `open the RTP-MIDI session on UDP ${config.rtp}`);
 }
 
 /** serve's last line as it starts: how to connect. */

@@ -17,7 +17,12 @@ import {
 } from "../codec/apple_midi.ts";
 import { PortClosedError } from "../errors.ts";
 import { DEFAULT_QUEUE_SIZE } from "../port.ts";
-import { type Address, checkPort, formatAddress } from "../address.ts";
+import {
+  type Address,
+  checkPort,
+  formatAddress,
+  parseAddress,
+} from "../address.ts";
 import {
   Gate,
   type Peer as GatePeer,
@@ -143,11 +148,12 @@ export interface RtpMidiSessionOptions {
   onWarning?: (warning: RtpMidiWarning) => void;
   /**
    * Peers' sessions to invite once the session is attached to a hub and
-   * bound (as `invite` does for each); one that fails is a `warning` event
-   * of the hub.
+   * bound (as `invite` does for each), each an address or its text
+   * (`host:port`, `[ipv6]:port`); one that fails is a `warning` event of
+   * the hub.
    * @default {[]}
    */
-  invite?: readonly Address[];
+  invite?: readonly (Address | string)[];
   /**
    * Advertise the session over Bonjour once it is attached to a hub and
    * bound (see `advertiseRtpMidi`; npm multicast-dns is loaded only then),
@@ -408,7 +414,9 @@ export class RtpMidiSession
     }
     const port = checkPort(options.port ?? 5004);
     if (port === 65535) {
-      throw new RangeError("Port must leave room for the data port: got 65535");
+      throw new RangeError(
+        "port must leave room for the data port (port + 1): got 65535",
+      );
     }
     const name = options.name ?? "midisock";
     if (typeof name !== "string") {
@@ -490,8 +498,14 @@ export class RtpMidiSession
       warn: (warning) => this.#warn(warning),
     };
     this.#invite = [...(options.invite ?? [])].map((peer) => {
-      checkPort(peer.port);
-      return { hostname: peer.hostname, port: peer.port };
+      if (typeof peer !== "string") {
+        return { hostname: peer.hostname, port: checkPort(peer.port) };
+      }
+      const address = /:\d+$/.test(peer) ? parseAddress(peer) : undefined;
+      if (!address?.hostname || !address.port) {
+        throw new SyntaxError(`invite must be HOST:PORT: got ${peer}`);
+      }
+      return address;
     });
     this.#bonjour = options.bonjour === true;
     this.#ready = this.#start();
