@@ -264,6 +264,26 @@ cliTest(
   },
 );
 
+cliTest(
+  "serve --cert with a file that is no certificate fails in one line, exit 1",
+  async () => {
+    // A file that is no PEM at all, as both.
+    const file = new URL("../deno.json", import.meta.url).pathname;
+    const { code, stderr } = await run("serve", [
+      "127.0.0.1:0",
+      "--cert",
+      file,
+      "--key",
+      file,
+    ], [NET, "--allow-read"]);
+    assert.equal(code, 1, stderr);
+    assert.match(
+      assertOneLineError(stderr, "serve"),
+      /^midisock serve: cannot listen on 127\.0\.0\.1:0: cannot serve TLS: \S/,
+    );
+  },
+);
+
 // --- serve's access and content policies -------------------------------------
 
 cliTest(

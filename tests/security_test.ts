@@ -3,6 +3,7 @@ import { skip } from "./_skip.ts";
 import {
   connect,
   type ConnectOptions,
+  Hub,
   type Message,
   message,
   NoteTracker,
@@ -12,6 +13,7 @@ import {
   type RefusalCode,
   RefusedError,
   type SocketPort,
+  WebServer,
 } from "../mod.ts";
 import { AddressList } from "../src/hub/mod.ts";
 import { TOKEN_PREFIX } from "../src/net/mod.ts";
@@ -370,6 +372,53 @@ netTest(
     assert.deepEqual(await take(server, 1), [message("clock")]);
   },
 );
+
+Deno.test({
+  ...skip(
+    "a TLS server whose certificate or key cannot be used says which, on attach",
+    OPENSSL_MISSING,
+  ),
+  permissions: { ...LOOPBACK, run: true },
+  fn: () =>
+    within(
+      (async () => {
+        const one = await testCertificates();
+        const other = await testCertificates();
+        const cases = [
+          [
+            { cert: "no certificate", key: one.key },
+            "the certificate is not a PEM certificate",
+          ],
+          [
+            { cert: one.cert, key: "no key" },
+            "the key is not a PEM private key",
+          ],
+          [
+            { cert: one.cert, key: other.key },
+            "the key is not the certificate's private key",
+          ],
+        ] as const;
+        for (const [tls, why] of cases) {
+          await using hub = new Hub();
+          // A failed attach closes the transport.
+          await assert.rejects(
+            hub.attach(new PortServer("127.0.0.1", 0, { tls })),
+            new TypeError(`cannot serve TLS: ${why}`),
+          );
+          await assert.rejects(
+            hub.attach(new WebServer({ port: 0, tls })),
+            new TypeError(`cannot serve TLS: ${why}`),
+          );
+        }
+        // The right pair serves.
+        await using hub = new Hub();
+        await hub.attach(new PortServer("127.0.0.1", 0, { tls: one }));
+        await hub.attach(new WebServer({ port: 0, tls: one }));
+      })(),
+      30000,
+      "bad TLS material",
+    ),
+});
 
 Deno.test({
   ...skip(

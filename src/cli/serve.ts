@@ -24,7 +24,6 @@ import { formatAddress } from "../address.ts";
 import { MIN_TOKEN_LENGTH } from "../gate.ts";
 import { Hub, HubLog, type HubOptions } from "../hub/mod.ts";
 import { PortServer } from "../net/server.ts";
-import { checkPem } from "../net/_tls.ts";
 import type { Transport } from "../transport.ts";
 import * as cli from "./_common.ts";
 import { type Args, asUsage, parseFlags, UsageError } from "./_flags.ts";
@@ -253,13 +252,6 @@ async function attach<T extends Transport>(
 /** Builds the hub's transports from the command line. */
 async function build(config: Config, hub: Hub) {
   const { args, address, tls } = config;
-  if (tls !== undefined) {
-    await checkPem(tls).catch((error) => {
-      throw new cli.CliError(
-        `cannot serve TLS with --cert and --key: ${cli.describeError(error)}`,
-      );
-    });
-  }
   const server = await attach(
     hub,
     () => new PortServer(address.hostname, address.port, { tls }),

@@ -18,17 +18,48 @@ import { closeQuietly } from "./_transport.ts";
 
 type NodeTls = typeof import("node:tls");
 
-/** Loads `node:tls` (only servers that serve TLS pay for it). */
-export function loadTls(): Promise<NodeTls> {
-  return import("node:tls").then((module) => module.default ?? module);
-}
+/** Wraps an accepted connection in TLS. */
+export type Secure = (raw: Deno.TcpConn) => Deno.Conn<Deno.NetAddr>;
 
-/** A secure context for a certificate chain and key (PEM). */
-export function secureContext(
-  tls: NodeTls,
-  pem: Deno.TlsCertifiedKeyPem,
-): SecureContext {
-  return tls.createSecureContext({ cert: pem.cert, key: pem.key });
+/**
+ * What makes a server's accepted connections TLS, with a certificate chain
+ * and key (PEM); `node:tls` and `node:crypto` are loaded now, so only
+ * servers that serve TLS pay for them. The certificate and key are checked
+ * first: `node:tls` here takes text that is neither, or a key that is not
+ * the certificate's, and would fail each handshake instead.
+ *
+ * @throws {TypeError} `cannot serve TLS: ...`, naming what is wrong.
+ */
+export async function serverTls(pem: Deno.TlsCertifiedKeyPem): Promise<Secure> {
+  const [tls, crypto] = await Promise.all([
+    import("node:tls").then((module): NodeTls => module.default ?? module),
+    import("node:crypto"),
+  ]);
+  const bad = (why: string) => new TypeError(`cannot serve TLS: ${why}`);
+  let cert, key;
+  try {
+    cert = new crypto.X509Certificate(pem.cert);
+  } catch {
+    throw bad("the certificate is not a PEM certificate");
+  }
+  try {
+    key = crypto.createPrivateKey(pem.key);
+  } catch {
+    throw bad("the key is not a PEM private key");
+  }
+  if (!cert.checkPrivateKey(key)) {
+    throw bad("the key is not the certificate's private key");
+  }
+  let context: SecureContext;
+  try {
+    context = tls.createSecureContext({ cert: pem.cert, key: pem.key });
+  } catch (error) {
+    throw bad((error as Error).message.split("\n")[0]);
+  }
+  return (raw) =>
+    new ServerTlsConn(tls, raw, context) as unknown as Deno.Conn<
+      Deno.NetAddr
+    >;
 }
 
 /**
@@ -252,13 +283,4 @@ export class ServerTlsConn {
     this.#ended = true;
     this.#wake();
   }
-}
-
-/**
- * Checks a certificate chain and key before a server is made with them.
- *
- * @throws {Error} What `node:tls` says is wrong with them.
- */
-export async function checkPem(pem: Deno.TlsCertifiedKeyPem): Promise<void> {
-  secureContext(await loadTls(), pem);
 }

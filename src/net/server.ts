@@ -32,7 +32,7 @@ import {
 } from "./_hello.ts";
 import { resolveSocketOptions, type SocketOptions } from "./_settings.ts";
 import { closeQuietly, type Preamble } from "./_transport.ts";
-import { loadTls, secureContext, ServerTlsConn } from "./_tls.ts";
+import { type Secure, serverTls } from "./_tls.ts";
 import { SocketPort } from "./socket_port.ts";
 import { TIMED } from "./_timed.ts";
 import type { TimeSource } from "../clock.ts";
@@ -223,6 +223,8 @@ export class PortServer extends InputPortBase implements IOPort, Transport {
   /** Connections in their handshake, with their tickets. */
   readonly #handshakes = new Map<Deno.Conn, Ticket>();
   readonly #accepting: Promise<void>;
+  /** What makes a connection TLS, once node:tls is loaded; none without. */
+  readonly #secure: Promise<Secure> | undefined;
   readonly #stop = new AbortController();
   #stopListening: () => void;
   readonly #sink: Sink;
@@ -278,7 +280,10 @@ export class PortServer extends InputPortBase implements IOPort, Transport {
     this.#sink = this.#makeSink();
     this.#stopListening = this.#follow(this.#hub);
     this.#listener = listenTcp(host, port);
-    this.#accepting = this.#acceptLoop(options.tls);
+    this.#secure = options.tls && serverTls(options.tls);
+    // Said by the accept loop, or thrown by attach.
+    this.#secure?.catch(() => {});
+    this.#accepting = this.#acceptLoop();
   }
 
   /** Calls the server's callbacks from the events of the hub it is on. */
@@ -337,7 +342,9 @@ export class PortServer extends InputPortBase implements IOPort, Transport {
    * @throws {TypeError} When the server was made with options that belong
    * to the hub (give them to the `Hub`).
    * @throws {Error} When the server is in use on its own already (as a
-   * port, or holding connections for `accept()`), or on another hub.
+   * port, or holding connections for `accept()`), or on another hub; or
+   * (`cannot serve TLS: ...`) when its `tls` certificate or key cannot be
+   * used.
    * @throws {PortClosedError} When the server is closed.
    */
   async attach(hub: Hub): Promise<void> {
@@ -367,6 +374,8 @@ export class PortServer extends InputPortBase implements IOPort, Transport {
           "to a hub before using it as a port or accepting connections",
       );
     }
+    await this.#secure; // a certificate or key TLS cannot use
+    if (this.#closing !== undefined) throw new PortClosedError(this.name);
     const own = this.#hub;
     for (const [conn, ticket] of this.#handshakes) {
       ticket.leave();
@@ -430,23 +439,14 @@ export class PortServer extends InputPortBase implements IOPort, Transport {
     this.#flushing = undefined;
   }
 
-  async #acceptLoop(pem?: Deno.TlsCertifiedKeyPem): Promise<void> {
-    let secure: ((raw: Deno.TcpConn) => Deno.Conn<Deno.NetAddr>) | undefined;
-    if (pem !== undefined) {
-      try {
-        const tls = await loadTls();
-        const context = secureContext(tls, pem);
-        secure = (raw) =>
-          new ServerTlsConn(tls, raw, context) as unknown as Deno.Conn<
-            Deno.NetAddr
-          >;
-      } catch (error) {
-        this.#hub.warn(
-          `${this.name}: cannot serve TLS: ${(error as Error).message}`,
-        );
-        this.#listener.close();
-        return;
-      }
+  async #acceptLoop(): Promise<void> {
+    let secure: Secure | undefined;
+    try {
+      secure = await this.#secure;
+    } catch (error) {
+      this.#hub.warn(`${this.name}: ${(error as Error).message}`);
+      this.#listener.close();
+      return;
     }
     await acceptEach(this.#listener, {
       name: this.name,
@@ -457,7 +457,7 @@ export class PortServer extends InputPortBase implements IOPort, Transport {
 
   #arrive(
     raw: Deno.TcpConn,
-    secure: ((raw: Deno.TcpConn) => Deno.Conn<Deno.NetAddr>) | undefined,
+    secure: Secure | undefined,
   ): void {
     const { port } = raw.remoteAddr;
     const hostname = unmapAddress(raw.remoteAddr.hostname);

@@ -23,7 +23,7 @@ import { positiveInteger } from "../_policy.ts";
 import { atMost } from "../_time.ts";
 import { closeQuietly } from "../net/_transport.ts";
 import { acceptEach, listenTcp } from "../_accept.ts";
-import { loadTls, secureContext, ServerTlsConn } from "../net/_tls.ts";
+import { type Secure, serverTls } from "../net/_tls.ts";
 import { type ConnectionHandler, WebConnection } from "./_connection.ts";
 import { type FrameEvent, STATUS } from "./_frames.ts";
 import {
@@ -326,7 +326,7 @@ export class WebServer implements Transport {
   readonly #stop = new AbortController();
   #hub: Hub | undefined;
   #listener: Deno.TcpListener | undefined;
-  #secure: ((raw: Deno.TcpConn) => Deno.Conn) | undefined;
+  #secure: Secure | undefined;
   #assets: Map<string, Served> | undefined;
   /** Bounds the connections that have not sent a whole request yet. */
   #doors: Gate | undefined;
@@ -444,12 +444,7 @@ export class WebServer implements Transport {
     const s = this.#settings;
     this.#maxFrameBytes = s.maxFrameBytes ??
       Math.max(65536, hub.maxSysexLength + 2);
-    if (s.tls !== undefined) {
-      const tls = await loadTls();
-      const context = secureContext(tls, s.tls);
-      this.#secure = (raw) =>
-        new ServerTlsConn(tls, raw, context) as unknown as Deno.Conn;
-    }
+    if (s.tls !== undefined) this.#secure = await serverTls(s.tls);
     const { ASSETS } = await import("./_assets.ts");
     this.#assets = new Map(
       Object.entries(ASSETS).map(([path, asset]) => [path, {
