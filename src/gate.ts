@@ -369,6 +369,14 @@ export class Gate {
   }
 
   /**
+   * What is odd about the rules, though they work: an allow rule with host
+   * bits set (it means the whole range). A `HubLog` says these first.
+   */
+  get warnings(): readonly string[] {
+    return (this.#allow?.warnings ?? []).map((line) => `allow: ${line}`);
+  }
+
+  /**
    * The warning a transport gives when it listens beyond loopback while
    * this gate lets anyone in (no allow list), or undefined.
    *

@@ -11,6 +11,7 @@ import {
   FellBehindError,
   Hub,
   type HubEvent,
+  HubLog,
   InputPortBase,
   type Message,
   message,
@@ -222,6 +223,29 @@ function notesOn(heard: readonly Message[]): number {
 function hubTest(name: string, fn: () => Promise<void>): void {
   boundedTest(name, fn, { permissions: "none", ms: 20000 });
 }
+
+hubTest(
+  "HubLog says the gate's warnings first, then transports' notices and warnings",
+  async () => {
+    await using hub = new Hub({ allow: ["10.1.2.3/8", "127.0.0.1"] });
+    const said: string[] = [];
+    const warned: string[] = [];
+    using _log = new HubLog(hub, {
+      say: (line) => said.push(line),
+      warn: (line) => warned.push(line),
+    });
+    assert.deepEqual(warned, [
+      'allow: address rule "10.1.2.3/8" has host bits set: it means the ' +
+      "whole /8 range",
+    ]);
+    hub.notice("listening on 127.0.0.1:8080");
+    hub.warn("something odd");
+    assert.deepEqual(said, ["listening on 127.0.0.1:8080"]);
+    assert.equal(warned[1], "something odd");
+    await using plain = new Hub({ allow: ["127.0.0.1"] });
+    assert.deepEqual(plain.gate.warnings, []);
+  },
+);
 
 hubTest("clients hear each other, never their own messages", async () => {
   await using hub = new Hub();

@@ -19,7 +19,6 @@
  * @module
  */
 
-import { AddressList } from "../access.ts";
 import { formatAddress } from "../address.ts";
 import { MIN_TOKEN_LENGTH } from "../gate.ts";
 import { Hub, HubLog, type HubOptions } from "../hub/mod.ts";
@@ -121,6 +120,7 @@ const OPTION_FLAGS = {
   "^id\\b": "--nats-id",
   "^name\\b": "--nats-name",
   "^invite\\b": "--rtp-invite",
+  "^Invalid address rule": "--allow: Invalid address rule",
   "^port\\b": "--rtp",
 };
 
@@ -188,13 +188,6 @@ type Config = Exclude<ReturnType<typeof readArgs>, Args>;
 /** The security, bound and timing flags, as hub options. */
 function readPolicy(args: Args): HubOptions {
   const rules = args.list("allow").flatMap((list) => list.split(","));
-  try {
-    for (const warning of new AddressList(rules).warnings) {
-      console.error(`midisock ${COMMAND}: warning: --allow: ${warning}`);
-    }
-  } catch (error) {
-    throw new UsageError(`--allow: ${(error as Error).message}`);
-  }
   const sysex = args.has("no-sysex")
     ? "drop"
     : args.read("max-sysex", read.count);

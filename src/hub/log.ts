@@ -59,8 +59,10 @@ const ADDRESSES = 16;
  * 5 s`; past 16 addresses in a window, the others in one line), with
  * `messages` a `TIME SOURCE TEXT` line each, `latency N ms ...` when an
  * automatic playout delay changes, and every 10 s the messages that came
- * too late for the delay. Reasons hold no text a peer chose, so a peer
- * cannot make new lines by changing what it sends.
+ * too late for the delay; what transports say as notices (where they
+ * listen, ports that come and go) and warnings, which go to `warn` with
+ * the gate's own (see `Gate.warnings`) first. Reasons hold no text a peer
+ * chose, so a peer cannot make new lines by changing what it sends.
  *
  * @example The lines of a client that comes and goes
  * ```ts
@@ -113,6 +115,7 @@ export class HubLog implements Disposable {
     this.#window = options.refusalWindow ?? 5000;
     const messages = options.messages ?? false;
     this.#messages = typeof messages === "function" ? messages : () => true;
+    for (const warning of hub.gate.warnings) this.#warn(warning);
     this.#stop = hub.listen((event) => this.#line(event), {
       messages: messages !== false,
     });
