@@ -7,9 +7,9 @@
  */
 
 import denoJson from "../../deno.json" with { type: "json" };
-import { parseAddress } from "../address.ts";
+import { type Address, parseAddress } from "../address.ts";
 import { describeError } from "../_text.ts";
-import { api as readApi, type Args, UsageError } from "./_flags.ts";
+import { api as readApi, type Args, parseFlags, UsageError } from "./_flags.ts";
 import type { Hub } from "../hub/mod.ts";
 
 export { UsageError } from "./_flags.ts";
@@ -36,56 +36,68 @@ export class CliError extends Error {
 }
 
 /**
- * Reports an error on stderr as `midisock <command>: <line>`; the exit
- * code: 2 for bad usage, 1 for anything else.
+ * Runs a command: reads `argv` against the flags its help declares (see
+ * `parseFlags`), answers `--help` and `--version`, and reports what `body`
+ * throws in one line on stderr, `midisock COMMAND: LINE`. Returns the exit
+ * code: what `body` returns (0 by default), 2 for bad usage, 1 for a
+ * failure.
  */
-export function report(command: string, error: unknown): number {
-  if (error instanceof UsageError) {
-    console.error(`midisock ${command}: ${error.message} (see --help)`);
-    return 2;
+export async function run(
+  command: string,
+  argv: string[],
+  help: string,
+  body: (args: Args) => Promise<number | void>,
+): Promise<number> {
+  try {
+    const args = parseFlags(argv, help);
+    if (args.has("help") || args.has("version")) {
+      console.log(args.has("help") ? help : `midisock ${VERSION}`);
+      return 0;
+    }
+    return await body(args) ?? 0;
+  } catch (error) {
+    const usage = error instanceof UsageError;
+    const line = usage ? `${error.message} (see --help)` : describeError(error);
+    console.error(`midisock ${command}: ${line}`);
+    return usage ? 2 : 1;
   }
-  console.error(`midisock ${command}: ${describeError(error)}`);
-  return 1;
 }
 
-/** Prints `--help` (the command's text) or `--version`; the exit code. */
-export function printInfo(what: "help" | "version", help: string): number {
-  console.log(what === "help" ? help : `midisock ${VERSION}`);
-  return 0;
+/** Reads an address's text; what is wrong with it is bad usage. */
+export function parse(text: string, defaultPort: number): Address {
+  try {
+    return parseAddress(text, defaultPort);
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
 }
 
 /**
- * Reads an address given as a positional `ADDRESS` or `--host`/`--port`.
+ * Reads the address given as the one `ADDRESS` or with `--host`/`--port`.
  *
- * @throws {UsageError} For an address that does not parse, or both forms.
+ * @throws {UsageError} For more than one, an address that does not parse,
+ * or both forms.
  */
-export function readAddress(
-  positional: string | undefined,
-  host: string | undefined,
-  port: string | undefined,
-  defaults: { hostname: string; port: number },
-): { hostname: string; port: number } {
-  if (positional !== undefined && (host !== undefined || port !== undefined)) {
+export function readAddress(args: Args, defaults: Address): Address {
+  const [text, ...more] = args.positionals;
+  const [host, port] = [args.text("host"), args.text("port")];
+  if (more.length > 0) {
+    throw new UsageError(
+      `expected at most one ADDRESS: got ${args.positionals.join(" ")}`,
+    );
+  }
+  if (text !== undefined && (host ?? port) !== undefined) {
     throw new UsageError(
       "give the address either as ADDRESS or with --host/--port, not both",
     );
   }
-  if (positional !== undefined) {
-    try {
-      return parseAddress(positional, defaults.port);
-    } catch (error) {
-      throw new UsageError((error as Error).message);
-    }
-  }
+  if (text !== undefined) return parse(text, defaults.port);
   if (port !== undefined && (!/^\d{1,5}$/.test(port) || Number(port) > 65535)) {
     throw new UsageError(
       `--port must be a number in 0..65535: got ${JSON.stringify(port)}`,
     );
   }
-  let hostname = host ?? defaults.hostname;
-  if (hostname.startsWith("[") && hostname.endsWith("]")) {
-    hostname = hostname.slice(1, -1);
-  }
+  const hostname = (host ?? defaults.hostname).replace(/^\[(.*)\]$/, "$1");
   return { hostname, port: port === undefined ? defaults.port : Number(port) };
 }
 

@@ -95,14 +95,7 @@ Examples:
 `;
 
 /** The flags, read and checked before anything is opened. */
-function readArgs(argv: string[]) {
-  const args = flags.parseFlags(argv, OPTIONS);
-  if (args.has("help") || args.has("version")) return args;
-  if (args.positionals.length > 1) {
-    throw new cli.UsageError(
-      `expected at most one ADDRESS: got ${args.positionals.join(" ")}`,
-    );
-  }
+function readArgs(args: flags.Args) {
   // --send and --wait, in the order given.
   const send = args.order.flatMap(({ name, value }): (Message | number)[] => {
     if (name === "wait") return [flags.seconds(name, value)];
@@ -122,12 +115,7 @@ function readArgs(argv: string[]) {
         .map((flag): [string, string] => ["send", flag]),
     ],
   });
-  const address = cli.readAddress(
-    args.positionals[0],
-    args.text("host"),
-    args.text("port"),
-    { hostname: HOST, port: PORT },
-  );
+  const address = cli.readAddress(args, { hostname: HOST, port: PORT });
   if (address.port === 0) {
     throw new cli.UsageError("the server's port cannot be 0");
   }
@@ -149,7 +137,7 @@ function readArgs(argv: string[]) {
   };
 }
 
-type Config = Exclude<ReturnType<typeof readArgs>, flags.Args>;
+type Config = ReturnType<typeof readArgs>;
 
 /**
  * Connects once, phrasing a failure; on a hub's clock, in the timed mode
@@ -281,22 +269,16 @@ async function run(c: Config, signal?: AbortSignal): Promise<void> {
  * Deno.exitCode = await main(["127.0.0.1:8080", "--send", "note_on note=60"]);
  * ```
  */
-export async function main(
+export function main(
   argv: string[],
   options: cli.MainOptions = {},
 ): Promise<number> {
-  try {
-    const config = readArgs(argv);
-    if ("has" in config) {
-      return cli.printInfo(config.has("help") ? "help" : "version", HELP);
-    }
-    await (config.send.length > 0
+  return cli.run(COMMAND, argv, HELP, (args) => {
+    const config = readArgs(args);
+    return config.send.length > 0
       ? sendAndExit(config)
-      : run(config, options.signal));
-    return 0;
-  } catch (error) {
-    return cli.report(COMMAND, error);
-  }
+      : run(config, options.signal);
+  });
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -18,7 +18,7 @@
 
 import type { HardwareApi } from "../hardware/_api.ts";
 import * as cli from "./_common.ts";
-import { api as readApi, count, parseFlags } from "./_flags.ts";
+import { api as readApi, count } from "./_flags.ts";
 
 export type { MainOptions } from "./_common.ts";
 
@@ -114,15 +114,11 @@ async function watch(
  * Deno.exitCode = await main(["--api", "jack", "--json"]);
  * ```
  */
-export async function main(
+export function main(
   args: string[],
   options: cli.MainOptions = {},
 ): Promise<number> {
-  try {
-    const flags = parseFlags(args, OPTIONS);
-    if (flags.has("help") || flags.has("version")) {
-      return cli.printInfo(flags.has("help") ? "help" : "version", HELP);
-    }
+  return cli.run(COMMAND, args, HELP, async (flags) => {
     if (flags.positionals.length > 0) {
       throw new cli.UsageError(`unexpected argument ${flags.positionals[0]}`);
     }
@@ -130,10 +126,7 @@ export async function main(
     const api = flags.read("api", readApi);
     const interval = flags.read("interval", (f, t) => count(f, t, 1)) ?? 250;
     const json = flags.has("json");
-    if (flags.has("watch")) {
-      await watch(api, interval, json, options.signal);
-      return 0;
-    }
+    if (flags.has("watch")) return watch(api, interval, json, options.signal);
     const hardware = await import("../hardware/listing.ts");
     const listings = await hardware.listPorts({ api });
     for (const listing of json ? [] : listings) {
@@ -151,17 +144,11 @@ export async function main(
       const why = listings.map((l) =>
         "error" in l ? `${l.api}: ${l.error}` : ""
       );
-      console.error(
-        `midisock ${COMMAND}: no MIDI backend can be used${
-          json ? ` (${why.join("; ")})` : ""
-        }`,
+      throw new cli.CliError(
+        `no MIDI backend can be used${json ? ` (${why.join("; ")})` : ""}`,
       );
-      return 1;
     }
-    return 0;
-  } catch (error) {
-    return cli.report(COMMAND, error);
-  }
+  });
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));

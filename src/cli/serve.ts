@@ -25,7 +25,7 @@ import { Hub, HubLog, type HubOptions } from "../hub/mod.ts";
 import { PortServer } from "../net/server.ts";
 import type { Transport } from "../transport.ts";
 import * as cli from "./_common.ts";
-import { type Args, asUsage, parseFlags, UsageError } from "./_flags.ts";
+import { type Args, asUsage, UsageError } from "./_flags.ts";
 import * as read from "./_flags.ts";
 
 export type { MainOptions } from "./_common.ts";
@@ -125,20 +125,7 @@ const OPTION_FLAGS = {
 };
 
 /** The flags, read and checked before anything is opened. */
-function readArgs(argv: string[]) {
-  // A bare --web (last, or before another flag) takes no ADDRESS.
-  const args = parseFlags(
-    argv.map((arg, i) =>
-      arg === "--web" && !/^[^-]/.test(argv[i + 1] ?? "") ? "--web=" : arg
-    ),
-    OPTIONS,
-  );
-  if (args.has("help") || args.has("version")) return args;
-  if (args.positionals.length > 1) {
-    throw new UsageError(
-      `expected at most one ADDRESS: got ${args.positionals.join(" ")}`,
-    );
-  }
+function readArgs(args: Args) {
   const rtp = ["rtp-name", "rtp-invite", "rtp-bonjour"];
   const nats = ["room", "nats-name", "nats-id", "nats-creds", "nats-ca"];
   args.check({
@@ -152,13 +139,9 @@ function readArgs(argv: string[]) {
   if (args.has("nats") && !args.has("room")) {
     throw new UsageError("--nats needs --room NAME: the room to share");
   }
-  const address = cli.readAddress(
-    args.positionals[0],
-    args.text("host"),
-    args.text("port"),
-    { hostname: HOST, port: PORT },
-  );
+  const address = cli.readAddress(args, { hostname: HOST, port: PORT });
   const web = args.text("web");
+  const next = { ...address, port: address.port === 0 ? 0 : address.port + 1 };
   if (web === "" && address.port === 65535) {
     throw new UsageError("--web needs an ADDRESS when the port is 65535");
   }
@@ -173,17 +156,12 @@ function readArgs(argv: string[]) {
         key: cli.readFile("--key", args.text("key")!),
       }
       : undefined,
-    web: web === undefined ? undefined : cli.readAddress(
-      web || undefined,
-      undefined,
-      undefined,
-      { ...address, port: address.port === 0 ? 0 : address.port + 1 },
-    ),
+    web: web === "" ? next : web && cli.parse(web, next.port),
     rtp: args.read("rtp", read.count),
   };
 }
 
-type Config = Exclude<ReturnType<typeof readArgs>, Args>;
+type Config = ReturnType<typeof readArgs>;
 
 /** The security, bound and timing flags, as hub options. */
 function readPolicy(args: Args): HubOptions {
@@ -329,42 +307,37 @@ function announce(server: PortServer, config: Config): string {
  * Deno.exitCode = await done;
  * ```
  */
-export async function main(
+export function main(
   argv: string[],
   options: cli.MainOptions = {},
 ): Promise<number> {
-  const stop = Promise.withResolvers<void>();
-  const removeListeners = cli.onStop(stop.resolve, options.signal);
-  let hub: Hub | undefined;
-  try {
-    const config = readArgs(argv);
-    if ("has" in config) {
-      return cli.printInfo(config.has("help") ? "help" : "version", HELP);
-    }
-    const say = config.args.has("quiet")
-      ? () => {}
-      : (line: string) => console.log(line);
-    hub = asUsage(() => new Hub(config.hub), OPTION_FLAGS);
+  // A bare --web (last, or before another flag) takes no ADDRESS.
+  const web = (arg: string, i: number) =>
+    arg === "--web" && !/^[^-]/.test(argv[i + 1] ?? "") ? "--web=" : arg;
+  return cli.run(COMMAND, argv.map(web), HELP, async (args) => {
+    const config = readArgs(args);
+    const say = args.has("quiet") ? () => {} : (s: string) => console.log(s);
+    await using hub = asUsage(() => new Hub(config.hub), OPTION_FLAGS);
     using log = new HubLog(hub, {
       say,
       warn: (line) => console.error(`midisock ${COMMAND}: warning: ${line}`),
-      messages: config.args.has("monitor"),
+      messages: args.has("monitor"),
     });
-    say(announce(await build(config, hub), config));
-    await stop.promise;
+    const stop = Promise.withResolvers<void>();
+    const removeListeners = cli.onStop(stop.resolve, options.signal);
+    try {
+      say(announce(await build(config, hub), config));
+      await stop.promise;
+    } finally {
+      removeListeners();
+    }
     const clients = log.clients();
     log.takeReleased();
     await hub.close();
     log.close();
     const notes = cli.plural(log.takeReleased(), "held note");
     say(`stopped: closed ${clients}, released ${notes}`);
-    return 0;
-  } catch (error) {
-    await hub?.close();
-    return cli.report(COMMAND, error);
-  } finally {
-    removeListeners();
-  }
+  });
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));
