@@ -10,14 +10,28 @@
 
 import { exponentialBackoff } from "./backoff.ts";
 import { sleep } from "./_time.ts";
+import { formatAddress } from "./address.ts";
 
 /**
  * Listens on `host` and `port`; the host `""` listens on every interface,
  * IPv6 and IPv4 where the system has both (as mido's `''` means), else
  * IPv4's.
+ *
+ * @throws {Deno.errors.AddrInUse} Saying which address is in use.
  */
 export function listenTcp(host: string, port: number): Deno.TcpListener {
-  const open = (hostname: string) => Deno.listen({ hostname, port });
+  const open = (hostname: string) => {
+    try {
+      return Deno.listen({ hostname, port });
+    } catch (error) {
+      if (!(error instanceof Deno.errors.AddrInUse)) throw error;
+      const where = formatAddress({ hostname, port });
+      throw new Deno.errors.AddrInUse(
+        `TCP ${where} is already in use (is another server running?)`,
+        { cause: error },
+      );
+    }
+  };
   if (host !== "") return open(host);
   try {
     return open("::");

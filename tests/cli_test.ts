@@ -192,7 +192,7 @@ cliTest("serve reports a port in use in one line, exit 1", async () => {
   assert.equal(stdout, "");
   assert.match(
     assertOneLineError(stderr, "serve"),
-    /cannot listen on 127\.0\.0\.1:\d+: the address is already in use/,
+    /^midisock serve: cannot listen on 127\.0\.0\.1:(\d+): TCP 127\.0\.0\.1:\1 is already in use \(is another server running\?\); choose another with --port$/,
   );
 });
 

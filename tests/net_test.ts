@@ -261,11 +261,14 @@ netTest("bad ports and hosts are refused with a clear error", async () => {
   );
 });
 
-netTest("a port in use is an AddrInUse error", async () => {
+netTest("a port in use is an AddrInUse error that says which", async () => {
   await using server = new PortServer("127.0.0.1", 0);
   assert.throws(
     () => new PortServer("127.0.0.1", server.port),
-    Deno.errors.AddrInUse,
+    (error: Error) =>
+      error instanceof Deno.errors.AddrInUse &&
+      error.message === `TCP 127.0.0.1:${server.port} is already in use ` +
+          "(is another server running?)",
   );
 });
 

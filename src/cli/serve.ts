@@ -212,10 +212,10 @@ async function attach<T extends Transport>(
       what === undefined || error instanceof Deno.errors.NotCapable ||
       error instanceof UsageError
     ) throw error;
-    const why = error instanceof Deno.errors.AddrInUse && flag !== undefined
-      ? "the address is already in use (is another server running? " +
-        `choose another with ${flag})`
-      : cli.describeError(error);
+    const other = error instanceof Deno.errors.AddrInUse && flag !== undefined
+      ? `; choose another with ${flag}`
+      : "";
+    const why = cli.describeError(error) + other;
     throw new cli.CliError(`cannot ${what}: ${why}`, { cause: error });
   }
 }
