@@ -41,7 +41,16 @@ const COMMAND = "connect";
 const HOST = "127.0.0.1";
 const PORT = 8080;
 
-const OPTIONS = `Options:
+const HELP =
+  `midisock connect ${cli.VERSION}: a client for midisock and mido servers
+
+Usage: connect [ADDRESS] [OPTIONS]
+
+ADDRESS is host:port, [::1]:port or host (port ${PORT}) [${HOST}:${PORT}].
+With --in/--out/--virtual, plays local inputs to the server and the
+server to local outputs. With no ports, prints what the server sends.
+
+Options:
   -H, --host HOST         Server host [${HOST}]
   -p, --port PORT         Server port [${PORT}]
   -i, --in NAME...        Hardware input to play to the server: a name, a
@@ -66,18 +75,7 @@ const OPTIONS = `Options:
   -q, --quiet             Print nothing but errors (and, with no ports,
                           the messages)
   -h, --help              Print this help and exit
-  -V, --version           Print the version and exit`;
-
-const HELP =
-  `midisock connect ${cli.VERSION}: a client for midisock and mido servers
-
-Usage: connect [ADDRESS] [OPTIONS]
-
-ADDRESS is host:port, [::1]:port or host (port ${PORT}) [${HOST}:${PORT}].
-With --in/--out/--virtual, plays local inputs to the server and the
-server to local outputs. With no ports, prints what the server sends.
-
-${OPTIONS}
+  -V, --version           Print the version and exit
 
 Output: "connected to ADDRESS" once the server took the connection,
 "disconnected from ADDRESS", "retrying in 0.4s: REASON", and a line

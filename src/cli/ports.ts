@@ -24,16 +24,6 @@ export type { MainOptions } from "./_common.ts";
 
 const COMMAND = "ports";
 
-const OPTIONS = `Options:
-      --api API           Only this backend: ${cli.APIS.join(", ")}
-      --json              Print JSON: {"version", "apis": [{"api", "inputs",
-                          "outputs"} or {"api", "error"}]}, each port
-                          {"index", "name", "virtual"} (true, false or null)
-  -w, --watch             Print ports as they come and go, until Ctrl-C
-      --interval MS       How often --watch looks, in ms [250]
-  -h, --help              Print this help and exit
-  -V, --version           Print the version and exit`;
-
 const HELP = `midisock ports ${cli.VERSION}: list MIDI ports
 
 Usage: ports [OPTIONS]
@@ -51,7 +41,15 @@ until Ctrl-C: "added API DIRECTION NAME", "removed API DIRECTION NAME"
 (with --json, one JSON object per line: {"type", "api", "direction",
 "name"}).
 
-${OPTIONS}
+Options:
+      --api API           Only this backend: ${cli.APIS.join(", ")}
+      --json              Print JSON: {"version", "apis": [{"api", "inputs",
+                          "outputs"} or {"api", "error"}]}, each port
+                          {"index", "name", "virtual"} (true, false or null)
+  -w, --watch             Print ports as they come and go, until Ctrl-C
+      --interval MS       How often --watch looks, in ms [250]
+  -h, --help              Print this help and exit
+  -V, --version           Print the version and exit
 
 Exit code 0 when at least one backend could be listed (or --watch was
 stopped), 1 otherwise (no RtMidi, missing --allow-ffi, no backend usable),

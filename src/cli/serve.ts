@@ -35,7 +35,15 @@ const HOST = "127.0.0.1";
 const PORT = 8080;
 const { APIS, PACKAGE, VERSION } = cli;
 
-const OPTIONS = `Options:
+const HELP = `midisock serve ${VERSION}: a MIDI hub, compatible with mido
+
+Usage: serve [ADDRESS] [OPTIONS]
+
+ADDRESS is host:port, :port (every interface) or [::1]:port [${HOST}:${PORT}].
+Every message a client sends goes to every other client, to --out ports,
+pages, RTP-MIDI peers and other hubs; --in ports play to all of them.
+
+Options:
   -H, --host HOST         Host to listen on [${HOST}]
   -p, --port PORT         TCP port, 0 for any free one [${PORT}]
   -i, --in NAME...        Hardware input that plays to every client: a name,
@@ -81,17 +89,7 @@ const OPTIONS = `Options:
   -m, --monitor           Print each message: time, source, mido text
   -q, --quiet             Print nothing but errors
   -h, --help              Print this help and exit
-  -V, --version           Print the version and exit`;
-
-const HELP = `midisock serve ${VERSION}: a MIDI hub, compatible with mido
-
-Usage: serve [ADDRESS] [OPTIONS]
-
-ADDRESS is host:port, :port (every interface) or [::1]:port [${HOST}:${PORT}].
-Every message a client sends goes to every other client, to --out ports,
-pages, RTP-MIDI peers and other hubs; --in ports play to all of them.
-
-${OPTIONS}
+  -V, --version           Print the version and exit
 
 Output: one line per event ("listening on", "ready", "connect",
 "disconnect", "refused"; with --monitor "TIME SOURCE MESSAGE"). A client that leaves with
