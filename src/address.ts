@@ -86,6 +86,28 @@ export function parseAddress(text: string, defaultPort?: number): Address {
 }
 
 /**
+ * Reads the address of a peer to reach: `host:port` or `[ipv6]:port`, both
+ * given.
+ *
+ * @param text The address.
+ * @param what What the address is, for the error.
+ * @returns The host and port.
+ * @throws {SyntaxError} `WHAT must be HOST:PORT: got TEXT`.
+ */
+export function parsePeer(text: string, what = "address"): Address {
+  let address: Address | undefined;
+  try {
+    address = parseAddress(text);
+  } catch {
+    // Said below, in the words every caller uses.
+  }
+  if (!address?.hostname || !address.port) {
+    throw new SyntaxError(`${what} must be HOST:PORT: got ${text}`);
+  }
+  return address;
+}
+
+/**
  * An IPv4 address seen through an IPv6 socket (`::ffff:127.0.0.1`, what a
  * dual-stack server sees of IPv4 peers) as plain IPv4; any other address as
  * it is.

@@ -153,6 +153,17 @@ const BAD_USAGE: [Command, string[], RegExp][] = [
     ["--rtp", "5004", "--rtp-invite", "nohostport"],
     /--rtp-invite must be HOST:PORT: got nohostport/,
   ],
+  [
+    "serve",
+    ["--rtp", "5004", "--rtp-invite", "host:99999"],
+    /--rtp-invite must be HOST:PORT: got host:99999/,
+  ],
+  // The data port is the next one.
+  [
+    "serve",
+    ["--rtp", "65535"],
+    /--rtp must be a number in 0..65534: got "65535"/,
+  ],
   // Negative numbers reach the flag's own check, one line naming it.
   ["serve", ["--port", "-1"], /--port must be a number in 0..65535: got "-1"/],
   [
@@ -182,6 +193,22 @@ for (const [command, args, pattern] of BAD_USAGE) {
     },
   );
 }
+
+cliTest(
+  "serve checks --rtp and --rtp-invite before it opens anything",
+  async () => {
+    for (
+      const args of [["--rtp", "65535"], ["--rtp", "0", "--rtp-invite", ":1"]]
+    ) {
+      const { code, stdout, stderr } = await run("serve", [
+        "127.0.0.1:0",
+        ...args,
+      ]);
+      assert.equal(code, 2, stderr);
+      assert.equal(stdout, "");
+    }
+  },
+);
 
 cliTest("serve reports a port in use in one line, exit 1", async () => {
   using taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });

@@ -409,6 +409,17 @@ Deno.test({
             hub.attach(new WebServer({ port: 0, tls })),
             new TypeError(`cannot serve TLS: ${why}`),
           );
+          // On its own, the server closes and says why to what waits.
+          const alone = new PortServer("127.0.0.1", 0, { tls });
+          await assert.rejects(
+            alone.accept(),
+            new TypeError(`cannot serve TLS: ${why}`),
+          );
+          assert.throws(
+            () => alone.accept({ block: false }),
+            new TypeError(`cannot serve TLS: ${why}`),
+          );
+          await alone.close();
         }
         // The right pair serves.
         await using hub = new Hub();

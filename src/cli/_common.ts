@@ -9,7 +9,14 @@
 import denoJson from "../../deno.json" with { type: "json" };
 import { type Address, parseAddress } from "../address.ts";
 import { describeError } from "../_text.ts";
-import { api as readApi, type Args, parseFlags, UsageError } from "./_flags.ts";
+import {
+  api as readApi,
+  type Args,
+  asUsage,
+  parseFlags,
+  port as readPort,
+  UsageError,
+} from "./_flags.ts";
 import type { Hub } from "../hub/mod.ts";
 
 export { UsageError } from "./_flags.ts";
@@ -63,15 +70,6 @@ export async function run(
   }
 }
 
-/** Reads an address's text; what is wrong with it is bad usage. */
-export function parse(text: string, defaultPort: number): Address {
-  try {
-    return parseAddress(text, defaultPort);
-  } catch (error) {
-    throw new UsageError((error as Error).message);
-  }
-}
-
 /**
  * Reads the address given as the one `ADDRESS` or with `--host`/`--port`.
  *
@@ -80,7 +78,7 @@ export function parse(text: string, defaultPort: number): Address {
  */
 export function readAddress(args: Args, defaults: Address): Address {
   const [text, ...more] = args.positionals;
-  const [host, port] = [args.text("host"), args.text("port")];
+  const [host, port] = [args.text("host"), args.read("port", readPort)];
   if (more.length > 0) {
     throw new UsageError(
       `expected at most one ADDRESS: got ${args.positionals.join(" ")}`,
@@ -91,14 +89,11 @@ export function readAddress(args: Args, defaults: Address): Address {
       "give the address either as ADDRESS or with --host/--port, not both",
     );
   }
-  if (text !== undefined) return parse(text, defaults.port);
-  if (port !== undefined && (!/^\d{1,5}$/.test(port) || Number(port) > 65535)) {
-    throw new UsageError(
-      `--port must be a number in 0..65535: got ${JSON.stringify(port)}`,
-    );
+  if (text !== undefined) {
+    return asUsage(() => parseAddress(text, defaults.port));
   }
   const hostname = (host ?? defaults.hostname).replace(/^\[(.*)\]$/, "$1");
-  return { hostname, port: port === undefined ? defaults.port : Number(port) };
+  return { hostname, port: port ?? defaults.port };
 }
 
 /**
@@ -149,9 +144,11 @@ export function readFile(flag: string, path: string): string {
 /**
  * Calls `stop` on SIGINT or SIGTERM (where the platform has it) or when
  * `signal` aborts; a second SIGINT/SIGTERM during shutdown exits at once
- * with code 130. Returns a function that removes the listeners.
+ * with code 130. Disposing it removes the listeners: declare it (`using`)
+ * before what it must outlive, so that a second Ctrl-C still works while
+ * that shuts down.
  */
-export function onStop(stop: () => void, signal?: AbortSignal): () => void {
+export function onStop(stop: () => void, signal?: AbortSignal): Disposable {
   let stopping = false;
   const handler = () => {
     if (stopping) Deno.exit(130);
@@ -176,9 +173,11 @@ export function onStop(stop: () => void, signal?: AbortSignal): () => void {
   };
   if (signal?.aborted) queueMicrotask(abort);
   else signal?.addEventListener("abort", abort, { once: true });
-  return () => {
-    for (const name of installed) Deno.removeSignalListener(name, handler);
-    signal?.removeEventListener("abort", abort);
+  return {
+    [Symbol.dispose]() {
+      for (const name of installed) Deno.removeSignalListener(name, handler);
+      signal?.removeEventListener("abort", abort);
+    },
   };
 }
 

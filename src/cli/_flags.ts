@@ -134,6 +134,14 @@ function must(flag: string, what: string, text: string): never {
   );
 }
 
+/** A port number, 0 to `max`. */
+export function port(flag: string, text: string, max = 65535): number {
+  if (!/^\d{1,5}$/.test(text) || Number(text) > max) {
+    must(flag, `a number in 0..${max}`, text);
+  }
+  return Number(text);
+}
+
 /** A whole number of at least `min`. */
 export function count(flag: string, text: string, min = 0): number {
   if (!/^\d+$/.test(text) || Number(text) < min) {
@@ -171,7 +179,7 @@ export function latency(flag: string, text: string): number | "auto" {
 
 /** A MIDI backend's name. */
 export function api(flag: string, text: string): HardwareApi {
-  return asUsage(() => checkApi(text, `--${flag}`)!, {});
+  return asUsage(() => checkApi(text, `--${flag}`)!);
 }
 
 /**
@@ -199,7 +207,7 @@ export function token(text: string | undefined): string | undefined {
  */
 export function asUsage<T>(
   make: () => T,
-  flags: Readonly<Record<string, string>>,
+  flags: Readonly<Record<string, string>> = {},
 ): T {
   try {
     return make();

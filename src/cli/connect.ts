@@ -194,60 +194,56 @@ async function run(c: Config, signal?: AbortSignal): Promise<void> {
   // Settles with nothing when stopped or the server left, or a refusal.
   const done = Promise.withResolvers<RefusedError | undefined>();
   let stopping = false;
-  const removeListeners = cli.onStop(() => {
+  using _signals = cli.onStop(() => {
     stopping = true;
     done.resolve(undefined);
   }, signal);
   await using hub = new Hub({ relay: false, latency: c.latency });
-  try {
-    // The server's messages are printed as the hub delivers them to the
-    // monitor (after the playout delay), local inputs as they come.
-    using log = new HubLog(hub, {
-      say: (line) => /^\d\d:/.test(line) ? console.log(line) : say(line),
-      warn: (line) => console.error(`midisock ${COMMAND}: warning: ${line}`),
-      messages: c.monitor && ((endpoint) => endpoint.kind === "device"),
+  // The server's messages are printed as the hub delivers them to the
+  // monitor (after the playout delay), local inputs as they come.
+  using log = new HubLog(hub, {
+    say: (line) => /^\d\d:/.test(line) ? console.log(line) : say(line),
+    warn: (line) => console.error(`midisock ${COMMAND}: warning: ${line}`),
+    messages: c.monitor && ((endpoint) => endpoint.kind === "device"),
+  });
+  await cli.attachPorts(hub, args);
+  if (c.monitor) hub.add(log.monitor(where), { kind: "device" });
+  if (args.has("retry")) {
+    // Its default backoff is --help's: 0.1 s doubling to 5 s.
+    const link = new ReconnectingPort(c.address.hostname, c.address.port, {
+      ...c.connection,
+      clock: hub.clock,
+      whileDown: "drop",
+      heartbeat: c.heartbeat,
+      onEvent: (event) => {
+        if (stopping) return;
+        say(formatReconnectEvent(event));
+        // What the server left held would sound forever: let go of it.
+        if (event.type === "disconnect") hub.releaseNotes(endpoint);
+      },
     });
-    await cli.attachPorts(hub, args);
-    if (c.monitor) hub.add(log.monitor(where), { kind: "device" });
-    if (args.has("retry")) {
-      // Its default backoff is --help's: 0.1 s doubling to 5 s.
-      const link = new ReconnectingPort(c.address.hostname, c.address.port, {
-        ...c.connection,
-        clock: hub.clock,
-        whileDown: "drop",
-        heartbeat: c.heartbeat,
-        onEvent: (event) => {
-          if (stopping) return;
-          say(formatReconnectEvent(event));
-          // What the server left held would sound forever: let go of it.
-          if (event.type === "disconnect") hub.releaseNotes(endpoint);
-        },
-      });
-      const endpoint = hub.add(link, { kind: "link", transport: "tcp" });
-    } else {
-      const port = await connectTo(c, hub.clock);
-      hub.add(port, {
-        kind: "link",
-        transport: "tcp",
-        onLeave: () => {
-          if (stopping) return;
-          if (port.refused === undefined) say(`disconnected from ${where}`);
-          done.resolve(port.refused);
-        },
-      });
-      // A midisock server answers at once; a mido server never does.
-      const admitted = await Promise.race([
-        port.admitted.then(() => true, () => false),
-        sleep(1000).then(() => true),
-      ]);
-      if (admitted) say(`connected to ${where}`);
-    }
-    const refused = await done.promise;
-    stopping = true;
-    if (refused) throw new cli.CliError(cli.describeError(refused));
-  } finally {
-    removeListeners();
+    const endpoint = hub.add(link, { kind: "link", transport: "tcp" });
+  } else {
+    const port = await connectTo(c, hub.clock);
+    hub.add(port, {
+      kind: "link",
+      transport: "tcp",
+      onLeave: () => {
+        if (stopping) return;
+        if (port.refused === undefined) say(`disconnected from ${where}`);
+        done.resolve(port.refused);
+      },
+    });
+    // A midisock server answers at once; a mido server never does.
+    const admitted = await Promise.race([
+      port.admitted.then(() => true, () => false),
+      sleep(1000).then(() => true),
+    ]);
+    if (admitted) say(`connected to ${where}`);
   }
+  const refused = await done.promise;
+  stopping = true;
+  if (refused) throw new cli.CliError(cli.describeError(refused));
 }
 
 /**

@@ -76,23 +76,19 @@ async function watch(
     }
   }
   const stopping = new AbortController();
-  const removeListeners = cli.onStop(() => stopping.abort(), signal);
-  try {
-    const changes = hardware.watchPorts({
-      api,
-      interval,
-      existing: true,
-      signal: stopping.signal,
-    });
-    for await (const change of changes) {
-      console.log(
-        json
-          ? JSON.stringify(change)
-          : `${change.type} ${change.api} ${change.direction} ${change.name}`,
-      );
-    }
-  } finally {
-    removeListeners();
+  using _signals = cli.onStop(() => stopping.abort(), signal);
+  const changes = hardware.watchPorts({
+    api,
+    interval,
+    existing: true,
+    signal: stopping.signal,
+  });
+  for await (const change of changes) {
+    console.log(
+      json
+        ? JSON.stringify(change)
+        : `${change.type} ${change.api} ${change.direction} ${change.name}`,
+    );
   }
 }
 

@@ -19,7 +19,7 @@
  * @module
  */
 
-import { formatAddress } from "../address.ts";
+import { formatAddress, parseAddress, parsePeer } from "../address.ts";
 import { MIN_TOKEN_LENGTH } from "../gate.ts";
 import { Hub, HubLog, type HubOptions } from "../hub/mod.ts";
 import { PortServer } from "../net/server.ts";
@@ -117,9 +117,7 @@ const OPTION_FLAGS = {
   "^room\\b": "--room",
   "^id\\b": "--nats-id",
   "^name\\b": "--nats-name",
-  "^invite\\b": "--rtp-invite",
   "^Invalid address rule": "--allow: Invalid address rule",
-  "^port\\b": "--rtp",
 };
 
 /** The flags, read and checked before anything is opened. */
@@ -154,8 +152,12 @@ function readArgs(args: Args) {
         key: cli.readFile("--key", args.text("key")!),
       }
       : undefined,
-    web: web === "" ? next : web && cli.parse(web, next.port),
-    rtp: args.read("rtp", read.count),
+    web: web === "" ? next : web && asUsage(() => parseAddress(web, next.port)),
+    // The data port is the next one.
+    rtp: args.read("rtp", (flag, text) => read.port(flag, text, 65534)),
+    invite: args.list("rtp-invite").map((text) =>
+      asUsage(() => parsePeer(text, "--rtp-invite"))
+    ),
   };
 }
 
@@ -245,7 +247,7 @@ async function build(config: Config, hub: Hub) {
         host: address.hostname,
         port: config.rtp!,
         name: args.text("rtp-name") ?? "midisock",
-        invite: args.list("rtp-invite"),
+        invite: config.invite,
         bonjour: args.has("rtp-bonjour"),
       }), `open the RTP-MIDI session on UDP ${config.rtp}`);
   }
@@ -315,20 +317,16 @@ export function main(
   return cli.run(COMMAND, argv.map(web), HELP, async (args) => {
     const config = readArgs(args);
     const say = args.has("quiet") ? () => {} : (s: string) => console.log(s);
+    const stop = Promise.withResolvers<void>();
+    using _signals = cli.onStop(stop.resolve, options.signal);
     await using hub = asUsage(() => new Hub(config.hub), OPTION_FLAGS);
     using log = new HubLog(hub, {
       say,
       warn: (line) => console.error(`midisock ${COMMAND}: warning: ${line}`),
       messages: args.has("monitor"),
     });
-    const stop = Promise.withResolvers<void>();
-    const removeListeners = cli.onStop(stop.resolve, options.signal);
-    try {
-      say(announce(await build(config, hub), config));
-      await stop.promise;
-    } finally {
-      removeListeners();
-    }
+    say(announce(await build(config, hub), config));
+    await stop.promise;
     const clients = log.clients();
     log.takeReleased();
     await hub.close();

@@ -433,8 +433,9 @@ export class Hub implements AsyncDisposable {
   }
 
   /**
-   * Says where a transport can be reached, as a `notice` event: how
-   * transports tell the hub's listeners what they opened.
+   * Says what people should know, as a `notice` event: how transports tell
+   * the hub's listeners where they can be reached and what happens to them
+   * (a port lost or back, another hub joined); a `HubLog` prints it.
    *
    * @param message What, for people.
    */

@@ -131,7 +131,10 @@ export type HubEvent =
     readonly message: string;
   }
   | {
-    /** A transport says where it can be reached (a session, a page). */
+    /**
+     * A transport says what people should know: where it can be reached (a
+     * server, a page, a session), a port lost or back, another hub joined.
+     */
     readonly type: "notice";
     /** What, for people. */
     readonly message: string;

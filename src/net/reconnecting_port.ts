@@ -108,7 +108,10 @@ export interface ReconnectOptions extends ConnectOptions {
 /** What happened to a {@linkcode ReconnectingPort}'s connection. */
 export type ReconnectEvent =
   | {
-    /** A connection is made (and a midisock server let it in). */
+    /**
+     * A connection is made. With no token, a midisock server may still
+     * refuse it: `socket.admitted` says.
+     */
     readonly type: "connect";
     /** `host:port` of the server. */
     readonly server: string;

@@ -225,6 +225,8 @@ export class PortServer extends InputPortBase implements IOPort, Transport {
   readonly #accepting: Promise<void>;
   /** What makes a connection TLS, once node:tls is loaded; none without. */
   readonly #secure: Promise<Secure> | undefined;
+  /** Why the server closed by itself (TLS it cannot serve), if it did. */
+  #failure: Error | undefined;
   readonly #stop = new AbortController();
   #stopListening: () => void;
   readonly #sink: Sink;
@@ -444,8 +446,11 @@ export class PortServer extends InputPortBase implements IOPort, Transport {
     try {
       secure = await this.#secure;
     } catch (error) {
-      this.#hub.warn(`${this.name}: ${(error as Error).message}`);
-      this.#listener.close();
+      // TLS it cannot serve: on a hub, attach throws it; on its own, the
+      // server closes, and what waits for a connection is given why.
+      this.#failure = error as Error;
+      this.#hub.warn(`${this.name}: ${this.#failure.message}`);
+      void this.close();
       return;
     }
     await acceptEach(this.#listener, {
@@ -582,6 +587,8 @@ export class PortServer extends InputPortBase implements IOPort, Transport {
    *
    * @returns A promise of the connection.
    * @throws {PortClosedError} When the server is closed.
+   * @throws {TypeError} `cannot serve TLS: ...`, when the server closed
+   * itself because its `tls` certificate or key cannot be used.
    *
    * @example One client at a time
    * ```ts ignore
@@ -602,6 +609,8 @@ export class PortServer extends InputPortBase implements IOPort, Transport {
    * @param options `{ block: false }`.
    * @returns The connection or `undefined`.
    * @throws {PortClosedError} When the server is closed.
+   * @throws {TypeError} `cannot serve TLS: ...`, when the server closed
+   * itself because its `tls` certificate or key cannot be used.
    *
    * @example Polling for new clients
    * ```ts ignore
@@ -620,6 +629,8 @@ export class PortServer extends InputPortBase implements IOPort, Transport {
    * @returns The connection (or a promise of it when blocking); `undefined`
    * when not blocking and none is waiting.
    * @throws {PortClosedError} When the server is closed.
+   * @throws {TypeError} `cannot serve TLS: ...`, when the server closed
+   * itself because its `tls` certificate or key cannot be used.
    *
    * @example Choosing at run time
    * ```ts ignore
@@ -634,15 +645,12 @@ export class PortServer extends InputPortBase implements IOPort, Transport {
   accept(
     options: AcceptOptions = {},
   ): Promise<SocketPort> | SocketPort | undefined {
+    const closed = () => this.#failure ?? new PortClosedError(this.name);
     if (options.block === false) {
-      if (this.#closing !== undefined) {
-        throw new PortClosedError(this.name);
-      }
+      if (this.#closing !== undefined) throw closed();
       return this.#waiting.shift();
     }
-    if (this.#closing !== undefined) {
-      return Promise.reject(new PortClosedError(this.name));
-    }
+    if (this.#closing !== undefined) return Promise.reject(closed());
     const waiting = this.#waiting.shift();
     if (waiting !== undefined) return Promise.resolve(waiting);
     return new Promise((resolve, reject) =>
@@ -755,7 +763,7 @@ export class PortServer extends InputPortBase implements IOPort, Transport {
       ticket.leave();
       closeQuietly(conn);
     }
-    const closed = new PortClosedError(this.name);
+    const closed = this.#failure ?? new PortClosedError(this.name);
     for (const waiter of this.#waiters.splice(0)) waiter.reject(closed);
     const waiting = this.#waiting.splice(0);
     if (this.#ownHub) {

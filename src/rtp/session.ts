@@ -21,7 +21,7 @@ import {
   type Address,
   checkPort,
   formatAddress,
-  parseAddress,
+  parsePeer,
 } from "../address.ts";
 import {
   Gate,
@@ -405,7 +405,8 @@ export class RtpMidiSession
    *
    * @param options Address, name, admission, bounds and timings.
    * @throws {TypeError | RangeError} For an option out of range.
-   * @throws {SyntaxError} For an allow-list rule that is no address.
+   * @throws {SyntaxError} For an allow-list rule that is no address, or an
+   * `invite` text that is not `host:port`.
    */
   constructor(options: RtpMidiSessionOptions = {}) {
     const host = options.host ?? "127.0.0.1";
@@ -501,11 +502,7 @@ export class RtpMidiSession
       if (typeof peer !== "string") {
         return { hostname: peer.hostname, port: checkPort(peer.port) };
       }
-      const address = /:\d+$/.test(peer) ? parseAddress(peer) : undefined;
-      if (!address?.hostname || !address.port) {
-        throw new SyntaxError(`invite must be HOST:PORT: got ${peer}`);
-      }
-      return address;
+      return parsePeer(peer, "invite");
     });
     this.#bonjour = options.bonjour === true;
     this.#ready = this.#start();

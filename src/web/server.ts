@@ -432,8 +432,9 @@ export class WebServer implements Transport {
    * @param hub The hub pages join; its gate and policies apply to them.
    * @throws {Deno.errors.AddrInUse} When the port is taken.
    * @throws {Deno.errors.NotCapable} Without `--allow-net` for the address.
-   * @throws {Error} For a certificate or key `node:tls` refuses, or a
-   * server attached already.
+   * @throws {TypeError} `cannot serve TLS: ...`, for a certificate or key
+   * that cannot be used.
+   * @throws {Error} For a server attached already.
    */
   async attach(hub: Hub): Promise<void> {
     if (this.#hub !== undefined) {
