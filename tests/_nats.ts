@@ -20,7 +20,7 @@ import {
   type SocketPort,
 } from "../mod.ts";
 import type { NatsLinkEvent } from "../src/nats/mod.ts";
-import { Player } from "./_timed_ports.ts";
+import { hearingSink, Player } from "./_timed_ports.ts";
 import { until, within } from "./_net.ts";
 
 /** The nats-server binary: on PATH, or where Debian puts it. */
@@ -518,21 +518,12 @@ function timesOf(ats: [number, number][]): Port & HasSink {
     name: "times",
     closed: false,
     [Symbol.asyncDispose]: () => Promise.resolve(),
-    [SINK]: {
-      write: (batch) => {
-        for (const msg of batch.messages) {
-          const i = numberOf(msg);
-          if (i >= 0) ats.push([i, performance.timeOrigin + batch.at!]);
-        }
-        return true;
-      },
-      queuedBytes: 0,
-      copiedBytes: 0,
-      progress: 0,
-      slow: "drop",
-      drained: () => Promise.resolve(),
-      timed: true,
-    },
+    [SINK]: hearingSink((batch) => {
+      for (const msg of batch.messages) {
+        const i = numberOf(msg);
+        if (i >= 0) ats.push([i, performance.timeOrigin + batch.at!]);
+      }
+    }),
     close: () => Promise.resolve(),
   };
 }

@@ -23,7 +23,6 @@
 // within a constant that the test takes out with the median.
 
 import {
-  type Batch,
   connect,
   encode,
   Hub,
@@ -32,11 +31,11 @@ import {
   PortServer,
   RtpMidiSession,
   SINK,
-  type Sink,
   SOURCE,
   type Source,
 } from "../mod.ts";
 import type { RtpMidiParticipant } from "../src/rtp/mod.ts";
+import { hearingSink } from "./_timed_ports.ts";
 
 interface Options {
   /** The RTP-MIDI session's address. */
@@ -66,23 +65,14 @@ const indexOf = (msg: Message) =>
 
 /** An output that notes each note's time (timed) or when it was written. */
 function tracer(timed: boolean, seen: Map<number, number>) {
-  const sink: Sink = {
-    write: (batch: Batch) => {
-      const now = wall();
-      for (const msg of batch.messages) {
-        const index = indexOf(msg);
-        if (index < 0) continue;
-        seen.set(index, timed ? performance.timeOrigin + batch.at! : now);
-      }
-      return true;
-    },
-    queuedBytes: 0,
-    copiedBytes: 0,
-    progress: 0,
-    slow: "drop",
-    drained: () => Promise.resolve(),
-    timed,
-  };
+  const sink = hearingSink((batch) => {
+    const now = wall();
+    for (const msg of batch.messages) {
+      const index = indexOf(msg);
+      if (index < 0) continue;
+      seen.set(index, timed ? performance.timeOrigin + batch.at! : now);
+    }
+  }, timed);
   return {
     name: timed ? "trace at" : "trace written",
     closed: false,

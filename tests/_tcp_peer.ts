@@ -24,7 +24,6 @@
 
 import { parseArgs } from "node:util";
 import {
-  type Batch,
   connect,
   type Endpoint,
   Hub,
@@ -35,7 +34,7 @@ import {
   SINK,
   type Sink,
 } from "../mod.ts";
-import { PlainEndpoint, Player } from "./_timed_ports.ts";
+import { hearingSink, PlainEndpoint, Player } from "./_timed_ports.ts";
 
 const wall = (): number => performance.timeOrigin + performance.now();
 
@@ -57,23 +56,14 @@ class TimeRecorder {
   readonly name = "time recorder";
   closed = false;
   readonly times: [number, number][] = [];
-  readonly [SINK]: Sink = {
-    write: (batch: Batch) => {
-      for (const msg of batch.messages) {
-        const i = indexOf(msg);
-        if (i !== undefined) {
-          this.times.push([i, performance.timeOrigin + batch.at!]);
-        }
+  readonly [SINK]: Sink = hearingSink((batch) => {
+    for (const msg of batch.messages) {
+      const i = indexOf(msg);
+      if (i !== undefined) {
+        this.times.push([i, performance.timeOrigin + batch.at!]);
       }
-      return true;
-    },
-    queuedBytes: 0,
-    copiedBytes: 0,
-    progress: 0,
-    slow: "drop",
-    drained: () => Promise.resolve(),
-    timed: true,
-  };
+    }
+  });
   close(): Promise<void> {
     this.closed = true;
     return Promise.resolve();

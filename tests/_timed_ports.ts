@@ -15,6 +15,25 @@ import {
   type Source,
 } from "../mod.ts";
 
+/**
+ * A sink that hands each batch the hub routes to `hear` at once and never
+ * holds the hub back: what every recording endpoint of these tests is.
+ */
+export function hearingSink(hear: (batch: Batch) => void, timed = true): Sink {
+  return {
+    write: (batch: Batch) => {
+      hear(batch);
+      return true;
+    },
+    queuedBytes: 0,
+    copiedBytes: 0,
+    progress: 0,
+    slow: "drop",
+    drained: () => Promise.resolve(),
+    timed,
+  };
+}
+
 /** An input that hands the hub framed bytes with the time it chooses. */
 export class Player {
   readonly name: string;
@@ -86,18 +105,9 @@ export abstract class TimedEndpoint {
   readonly [SINK]: Sink;
 
   constructor(timed = true) {
-    this[SINK] = {
-      write: (batch: Batch) => {
-        for (const msg of batch.messages) this.hear(msg, batch.at);
-        return true;
-      },
-      queuedBytes: 0,
-      copiedBytes: 0,
-      progress: 0,
-      slow: "drop",
-      drained: () => Promise.resolve(),
-      timed,
-    };
+    this[SINK] = hearingSink((batch) => {
+      for (const msg of batch.messages) this.hear(msg, batch.at);
+    }, timed);
   }
 
   /** Keeps what the test needs of one message and its batch's time. */
